@@ -1,0 +1,331 @@
+"""The build CLI: ``--src`` -> plan -> workers -> committed WebDataset shards in ``--out``.
+
+    python -m s2pdata.build --src demo --out shards/
+    python -m s2pdata.build --src danbooru/ --out shards/ --workers 16 --seed 1
+
+The plan is made before anything is decoded: the source's items sorted by key, cut into shards
+of ``--shard-size``. Each shard is built by one worker from (seed, key)-derived generators, so
+the bytes do not depend on the worker count. A killed build resumes: committed shards (stats
+file present, tar of the recorded size) are skipped and the rest rebuilt; a changed config or
+plan is refused instead of mixing two builds in one folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shutil
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import SCHEMA_VERSION, __version__
+from .decode import CROPS, DecodeError
+from .shards import (COLOR_FORMATS, DATASET_JSON, INDEX_JSON, REJECTS, commit_stats, committed_shards,
+                     encode_sample, remove_partials, shard_name, stats_name, write_index, write_rejects,
+                     write_tar)
+from .sketch import SKETCH_METHODS
+from .sources import Item, Source, open_source
+from .synth import SynthConfig, Timer, make_sample
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """Everything one worker needs to build one shard (picklable)."""
+
+    index: int
+    items: tuple[Item, ...]
+    source: Source
+    cfg: SynthConfig
+    seed: int
+    out: str
+
+
+# ---------------------------------------------------------------------------------------------
+# one shard, in a worker
+
+_progress = None  # worker-side queue: count of items finished, sent to the parent's progress bar
+
+
+def _init_worker(queue) -> None:
+    from ._jit import single_thread
+
+    global _progress
+    _progress = queue
+    single_thread()
+
+
+def _tick(n: int) -> None:
+    if _progress is not None:
+        _progress.put(n)
+
+
+def build_shard(task: ShardTask, tick=_tick) -> dict:
+    """Build, write and commit one shard; bad items become rejects in its stats."""
+    timer = Timer()
+    schema = task.cfg.schema()
+    samples, rejects = [], []
+    nbytes: dict[str, int] = {}
+    pending = 0
+    last = time.monotonic()
+    for item in task.items:
+        try:
+            with timer("read"):
+                data = task.source.read(item)
+            sample = make_sample(data, key=item.key, seed=task.seed, cfg=task.cfg, meta=item.meta,
+                                 timer=timer)
+            with timer("encode"):
+                encoded = encode_sample(sample, schema)
+            for field, blob in encoded.items():
+                if not field.startswith("__"):
+                    nbytes[field] = nbytes.get(field, 0) + len(blob)
+            samples.append(encoded)
+        except DecodeError as exc:
+            rejects.append({"key": item.key, "path": str(item.locator), "reason": exc.reason,
+                            "detail": str(exc)})
+        except OSError as exc:
+            rejects.append({"key": item.key, "path": str(item.locator), "reason": "read-error",
+                            "detail": f"{type(exc).__name__}: {exc}"})
+        pending += 1
+        if time.monotonic() - last > 0.2:
+            tick(pending)
+            pending, last = 0, time.monotonic()
+    with timer("write"):
+        info = write_tar(Path(task.out) / shard_name(task.index), samples)
+    tick(pending)
+    reasons: dict[str, int] = {}
+    for r in rejects:
+        reasons[r["reason"]] = reasons.get(r["reason"], 0) + 1
+    stats = {"shard": shard_name(task.index), "index": task.index, **info,
+             "items": len(task.items), "rejected": len(rejects), "reasons": reasons,
+             "rejects": rejects, "bytes": nbytes,
+             "seconds": {k: round(v, 4) for k, v in timer.seconds.items()}}
+    commit_stats(Path(task.out), task.index, stats)
+    return stats
+
+
+# ---------------------------------------------------------------------------------------------
+# the plan and the output folder
+
+
+def make_plan(items: list[Item], shard_size: int) -> list[tuple[Item, ...]]:
+    """Sorted items cut into consecutive shards of ``shard_size``."""
+    items = sorted(items, key=lambda it: it.key)
+    return [tuple(items[i:i + shard_size]) for i in range(0, len(items), shard_size)]
+
+
+def plan_digest(plan: list[tuple[Item, ...]]) -> str:
+    """sha256 over every shard's keys and locators: equal plans, equal digests."""
+    h = hashlib.sha256()
+    for shard in plan:
+        for it in shard:
+            h.update(f"{it.key}\t{it.locator}\n".encode())
+        h.update(b"--\n")
+    return h.hexdigest()
+
+
+def package_versions() -> dict:
+    import cv2
+    import numba
+    import numpy
+    import PIL
+
+    return {"s2pdata": __version__, "python": platform.python_version(), "numpy": numpy.__version__,
+            "opencv": cv2.__version__, "numba": numba.__version__, "pillow": PIL.__version__}
+
+
+def _header(source: Source, cfg: SynthConfig, seed: int, shard_size: int, plan) -> dict:
+    """The part of dataset.json that must match for a resume to continue."""
+    return {"schema_version": SCHEMA_VERSION, "fields": cfg.schema().fields(), "seed": seed,
+            "source": source.spec(), "config": {**cfg.to_json(), "shard_size": shard_size},
+            "plan": {"shards": len(plan), "items": sum(map(len, plan)), "sha256": plan_digest(plan)}}
+
+
+def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append(f"{prefix}{k}: folder has {a!r}, this run has {b!r}")
+    return out
+
+
+class BuildRefused(RuntimeError):
+    """The output folder holds a different build; nothing was touched."""
+
+
+def _owned_files(out: Path) -> list[Path]:
+    names = [DATASET_JSON, INDEX_JSON, REJECTS]
+    return ([out / n for n in names if (out / n).exists()] + sorted(out.glob("shard-*.tar"))
+            + sorted(out.glob("shard-*.stats.json")) + sorted(out.glob("*.tmp")))
+
+
+def prepare_out(out: Path, header: dict, *, overwrite: bool) -> None:
+    """Create ``out``, or check it holds the same build (resume), or clear it (overwrite)."""
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = out / DATASET_JSON
+    if overwrite:
+        for p in _owned_files(out):
+            p.unlink()
+    elif manifest.exists():
+        old = json.loads(manifest.read_text())
+        diffs = _differences({k: old.get(k) for k in header}, header)
+        if diffs:
+            raise BuildRefused(
+                f"{out} holds a different build, so it cannot be resumed:\n  " + "\n  ".join(diffs)
+                + "\nRe-run with the folder's settings to resume it, pass --overwrite to delete it and "
+                "build anew, or choose another --out.")
+    elif any(out.glob("shard-*.tar")):
+        raise BuildRefused(f"{out} holds shards but no {DATASET_JSON}; pass --overwrite or choose another --out")
+
+
+# ---------------------------------------------------------------------------------------------
+# running the plan
+
+
+def _run_local(tasks: list[ShardTask], workers: int, bar) -> list[dict]:
+    if workers <= 1:
+        from ._jit import single_thread
+
+        single_thread()
+        return [build_shard(t, tick=bar.update) for t in tasks]
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    stop = threading.Event()
+
+    def drain():
+        while not stop.is_set():
+            try:
+                bar.update(queue.get(timeout=0.1))
+            except Exception:  # queue.Empty, or the queue closed at shutdown
+                pass
+
+    thread = threading.Thread(target=drain, daemon=True)
+    thread.start()
+    try:
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                                 initargs=(queue,)) as pool:
+            futures = [pool.submit(build_shard, t) for t in tasks]
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            for f in futures:
+                if f.done() and f.exception() is not None:
+                    for g in futures:
+                        g.cancel()
+                    raise f.exception()
+            return [f.result() for f in futures]
+    finally:
+        stop.set()
+        thread.join()
+        while not queue.empty():
+            bar.update(queue.get())
+
+
+def run_build(*, src: str, out: str | Path, cfg: SynthConfig, seed: int = 0, shard_size: int = 1000,
+              workers: int = 1, limit: int | None = None, overwrite: bool = False,
+              progress: bool = True) -> dict:
+    """Plan, build and commit every shard; returns the final ``dataset.json`` content."""
+    from tqdm.auto import tqdm
+
+    from ._jit import warmup
+
+    if not isinstance(shard_size, int) or shard_size < 1:
+        raise ValueError(f"shard_size must be a positive int, got {shard_size!r}")
+    out = Path(out)
+    source = open_source(src, seed=seed)
+    items = sorted(source.items(), key=lambda it: it.key)
+    if limit is not None:
+        items = items[:limit]
+    plan = make_plan(items, shard_size)
+    header = _header(source, cfg, seed, shard_size, plan)
+    prepare_out(out, header, overwrite=overwrite)
+    manifest = {**header, "versions": package_versions(), "status": "building"}
+    (out / DATASET_JSON).write_text(json.dumps(manifest, indent=1))
+    remove_partials(out)
+    done = committed_shards(out, len(plan))
+    tasks = [ShardTask(i, shard, source, cfg, seed, str(out)) for i, shard in enumerate(plan) if i not in done]
+    warmup()  # compile in the parent so spawned workers load kernels from Numba's disk cache
+    t0 = time.perf_counter()
+    with tqdm(total=len(items), initial=sum(len(plan[i]) for i in done), unit="img",
+              desc=f"build {out.name}", disable=not progress, smoothing=0.1) as bar:
+        for stats in _run_local(tasks, workers, bar):
+            done[stats["index"]] = stats
+    elapsed = time.perf_counter() - t0
+    stats = [done[i] for i in range(len(plan))]
+    write_index(out, stats)
+    n_rejects = write_rejects(out, stats)
+    reasons: dict[str, int] = {}
+    for s in stats:
+        for k, v in s["reasons"].items():
+            reasons[k] = reasons.get(k, 0) + v
+    manifest.update(status="complete", totals={
+        "items": len(items), "samples": sum(s["nsamples"] for s in stats), "rejected": n_rejects,
+        "reasons": reasons, "bytes": sum(s["filesize"] for s in stats), "shards": len(plan),
+        "built_this_run": len(tasks), "seconds_this_run": round(elapsed, 2)})
+    (out / DATASET_JSON).write_text(json.dumps(manifest, indent=1))
+    return manifest
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m s2pdata.build", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--src", required=True, help="'demo', 'demo:N' or a folder of images (recursive)")
+    p.add_argument("--out", required=True, help="output folder for shards and manifests")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes")
+    p.add_argument("--seed", type=int, default=0, help="run seed; with the sample key it decides every draw")
+    p.add_argument("--shard-size", type=int, default=1000, help="samples per shard (planned items)")
+    p.add_argument("--limit", type=int, default=None, help="build only the first N items (sorted by key)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", default=True,
+                      help="skip committed shards of the same build (default)")
+    mode.add_argument("--overwrite", action="store_true", help="delete an existing build in --out first")
+    d = SynthConfig()
+    p.add_argument("--size", type=int, default=d.size, help="short side after resizing (0 keeps the size)")
+    p.add_argument("--crop", choices=CROPS, default=d.crop, help="square crop after resizing")
+    p.add_argument("--sketch", choices=SKETCH_METHODS, default=d.sketch, help="line-art extractor")
+    p.add_argument("--hint-radius", type=int, default=d.hint_radius, help="hints drawn as (2l+1)^2 squares")
+    p.add_argument("--color-format", choices=COLOR_FORMATS, default=d.color_format, help="colour codec")
+    p.add_argument("--color-quality", type=int, default=d.color_quality, help="JPEG/WebP quality")
+    p.add_argument("--max-pixels", type=int, default=d.max_pixels, help="reject images with more pixels")
+    p.add_argument("--min-side", type=int, default=d.min_side, help="reject images with a shorter side")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    try:
+        cfg = SynthConfig(size=args.size, crop=args.crop, sketch=args.sketch, hint_radius=args.hint_radius,
+                          color_format=args.color_format, color_quality=args.color_quality,
+                          max_pixels=args.max_pixels, min_side=args.min_side)
+        manifest = run_build(src=args.src, out=args.out, cfg=cfg, seed=args.seed, shard_size=args.shard_size,
+                             workers=args.workers, limit=args.limit, overwrite=args.overwrite,
+                             progress=not args.no_progress)
+    except (BuildRefused, ValueError) as exc:
+        print(f"s2pdata.build: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: committed shards are kept; re-run the same command to resume", file=sys.stderr)
+        return 130
+    t = manifest["totals"]
+    print(f"{t['samples']} samples in {t['shards']} shards ({t['bytes'] / 1e6:.1f} MB) -> {args.out}; "
+          f"{t['rejected']} rejected" + (f" {t['reasons']} (see {Path(args.out) / REJECTS})" if t["rejected"] else "")
+          + f"; {t['built_this_run']} shards built in {t['seconds_this_run']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

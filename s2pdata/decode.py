@@ -1,0 +1,338 @@
+"""Decode stage: encoded image bytes -> ``(H, W, 3) uint8`` RGB, then fit to the training size.
+
+Consumes the bytes a source read for one item; produces the normalised colour image (or raises
+``DecodeError`` whose ``reason`` is a short stable code the build counts in its shard stats), and
+``FitParams`` + the resized / cropped image the later stages work on.
+
+Normalisation (REFERENCE.md §4): the pixel count is checked from the header before any pixel is
+decoded; EXIF orientation is applied; palette, LA, RGBA, 1-bit, CMYK, YCbCr and 16-bit images
+become 8-bit RGB; alpha is composited onto white; truncated files are rejected (Pillow's global
+``LOAD_TRUNCATED_IMAGES`` is never touched). Animated images (GIF, APNG, WebP, MPO) keep their
+first frame: a dataset of illustrations wants the still picture, and Danbooru's few animated
+posts are usually excluded by extension upstream.
+
+Pillow's own decompression-bomb ceiling (``Image.MAX_IMAGE_PIXELS``, error above twice it) is left
+as it is; it only matters when ``max_pixels`` is set above ~179 M, and then still rejects with
+reason ``too-many-pixels``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import warnings
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from s2pdata._check import check_array, check_choice
+
+#: Every ``DecodeError.reason`` this module raises (stable: they are stats keys).
+REASONS = ("empty-file", "not-an-image", "truncated", "corrupt", "too-many-pixels", "too-small",
+           "unsupported-mode")
+
+#: Pillow formats tried by default. Restricting the list keeps exotic plugins (EPS calls
+#: Ghostscript, for one) away from untrusted files.
+FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF")
+
+CROPS = ("none", "center", "random")
+
+# Modes carrying alpha; Pillow converts each to RGBA losslessly (premultiplied ones un-premultiply).
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+# Modes Pillow's convert("RGB") handles correctly without alpha.
+_PLAIN_MODES = ("RGB", "L", "1", "P", "CMYK", "YCbCr", "LAB", "HSV", "RGBX")
+
+
+class DecodeError(ValueError):
+    """An input that cannot become a training image.
+
+    Attributes
+    ----------
+    reason : str
+        Short stable code, one of ``REASONS`` (used as a stats key).
+    detail : str
+        Human-readable explanation with the offending values.
+    """
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+    def __reduce__(self):  # build workers send rejects across processes
+        return (type(self), (self.reason, self.detail))
+
+
+def _available_formats(formats) -> list[str]:
+    Image.init()
+    return [f for f in formats if f in Image.OPEN]
+
+
+def _classify_oserror(exc: BaseException, stage: str) -> DecodeError:
+    text = str(exc)
+    if "truncated" in text.lower():
+        return DecodeError("truncated", f"{stage}: {text}")
+    return DecodeError("corrupt", f"{stage}: {type(exc).__name__}: {text}")
+
+
+def decode_image(data: bytes, *, max_pixels: int = 64_000_000, min_side: int = 32,
+                 formats=FORMATS, draft: int | None = None) -> np.ndarray:
+    """Decode and normalise one encoded image to 8-bit RGB.
+
+    Parameters
+    ----------
+    data : bytes
+        The whole encoded file.
+    max_pixels : int
+        Files whose header claims more than ``max_pixels`` pixels are rejected before decoding.
+    min_side : int
+        Images whose short side (after EXIF orientation) is below this are rejected.
+    formats : sequence of str
+        Pillow format names to try; anything else is ``not-an-image``.
+    draft : int or None
+        JPEG only: let libjpeg decode at a reduced scale (1/2, 1/4, 1/8) whose short side stays
+        at least ``draft`` pixels. Much faster when the build downsizes anyway; the pixels then
+        differ slightly from a full decode + area resize. ``None`` decodes at full size.
+
+    Returns
+    -------
+    np.ndarray
+        ``(H, W, 3) uint8`` RGB, C-contiguous and writable.
+
+    Raises
+    ------
+    DecodeError
+        With ``reason`` one of ``REASONS``.
+
+    Shape
+    -----
+    bytes -> (H, W, 3) uint8; H, W after EXIF orientation.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"data must be bytes, got {type(data).__name__}; read the file in 'rb' mode")
+    if int(max_pixels) < 1 or int(min_side) < 1:
+        raise ValueError(f"max_pixels and min_side must be >= 1, got {max_pixels!r}, {min_side!r}")
+    if len(data) == 0:
+        raise DecodeError("empty-file", "0 bytes")
+    with warnings.catch_warnings():
+        # DecompressionBombWarning (between Pillow's limit and twice it) and palette notes:
+        # our own max_pixels check below is the policy.
+        warnings.simplefilter("ignore")
+        im = _open_checked(bytes(data), int(max_pixels), int(min_side), formats, draft)
+        try:
+            rgb = _to_rgb(im)
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            raise _classify_oserror(exc, "normalising") from exc
+    return rgb
+
+
+def _open_checked(data: bytes, max_pixels: int, min_side: int, formats, draft) -> Image.Image:
+    """Open lazily, check the header's size, then decode pixels and apply EXIF orientation."""
+    try:
+        im = Image.open(io.BytesIO(data), formats=_available_formats(formats))
+    except UnidentifiedImageError as exc:
+        raise DecodeError("not-an-image", f"no decoder among {list(formats)} recognises "
+                          f"{len(data)} bytes starting {data[:8]!r}") from exc
+    except Image.DecompressionBombError as exc:
+        raise DecodeError("too-many-pixels", f"Pillow's bomb limit: {exc}") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise _classify_oserror(exc, "reading header") from exc
+    w, h = im.size
+    if w * h > max_pixels:
+        raise DecodeError("too-many-pixels", f"header says {w}x{h} = {w * h} > max_pixels={max_pixels}")
+    if min(w, h) < min_side:
+        raise DecodeError("too-small", f"{w}x{h}: short side {min(w, h)} < min_side={min_side}")
+    if draft is not None and im.format in ("JPEG", "MPO") and min(w, h) > 2 * draft:
+        scale = draft / min(w, h)
+        im.draft("RGB", (max(1, int(np.ceil(w * scale))), max(1, int(np.ceil(h * scale)))))
+    try:
+        im.load()  # first frame of an animated file
+    except Image.DecompressionBombError as exc:
+        raise DecodeError("too-many-pixels", f"Pillow's bomb limit: {exc}") from exc
+    except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
+        raise _classify_oserror(exc, "decoding") from exc
+    try:
+        ImageOps.exif_transpose(im, in_place=True)
+    except Exception as exc:  # noqa: BLE001 - malformed EXIF takes many exception types
+        raise DecodeError("corrupt", f"EXIF orientation: {type(exc).__name__}: {exc}") from exc
+    return im
+
+
+def _to_rgb(im: Image.Image) -> np.ndarray:
+    """Any supported Pillow mode -> (H, W, 3) uint8 RGB with alpha composited onto white."""
+    mode = im.mode
+    if mode in _PLAIN_MODES and "transparency" in im.info and mode in ("P", "L", "RGB", "1"):
+        im, mode = im.convert("RGBA"), "RGBA"  # tRNS chunk / GIF transparent index
+    if mode in _ALPHA_MODES:
+        rgba = np.asarray(im.convert("RGBA") if mode != "RGBA" else im)
+        return _composite_white(rgba)
+    if mode in _PLAIN_MODES:
+        return np.array(im.convert("RGB") if mode != "RGB" else im)
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        return _high_depth_gray(im)
+    raise DecodeError("unsupported-mode", f"Pillow mode {mode!r} ({im.format})")
+
+
+def _composite_white(rgba: np.ndarray) -> np.ndarray:
+    """(H, W, 4) uint8 straight alpha -> (H, W, 3) uint8 over white, rounded."""
+    a = rgba[..., 3:4].astype(np.uint16)
+    out = (rgba[..., :3].astype(np.uint16) * a + 255 * (255 - a) + 127) // 255
+    return out.astype(np.uint8)
+
+
+def _high_depth_gray(im: Image.Image) -> np.ndarray:
+    """16-bit / 32-bit integer / float gray -> 8-bit RGB by scaling the 16-bit range."""
+    g = np.asarray(im)
+    if im.mode == "F":
+        # float TIFFs: [0, 1] if they look normalised, otherwise treated like 16-bit samples
+        g = g.astype(np.float64)
+        top = 1.0 if np.nanmax(g, initial=0.0) <= 1.0 else 65535.0
+        g8 = np.clip(np.nan_to_num(g) / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    else:
+        g = np.clip(g.astype(np.int64), 0, 65535)
+        g8 = ((g * 255 + 32767) // 65535).astype(np.uint8)  # round(v / 257)
+    return np.ascontiguousarray(np.repeat(g8[..., None], 3, axis=2))
+
+
+# ---------------------------------------------------------------------------------------------
+# fitting to the training size
+
+
+@dataclasses.dataclass(frozen=True)
+class FitParams:
+    """How one image is brought to the training size; JSON-able for the sample's record.
+
+    ``in_shape`` (H, W) of the decoded image, ``resized`` (H, W) after scaling so the short side
+    equals the target, ``scale`` = resized / in (same on both axes up to rounding),
+    ``interpolation`` one of "none", "area" (shrinking), "cubic" (enlarging), and ``crop``
+    (top, left, height, width) in resized coordinates or ``None``.
+    """
+
+    in_shape: tuple[int, int]
+    resized: tuple[int, int]
+    scale: float
+    interpolation: str
+    crop: tuple[int, int, int, int] | None
+
+    @property
+    def out_shape(self) -> tuple[int, int]:
+        """(H, W) of the image ``fit_image`` returns."""
+        return self.resized if self.crop is None else (self.crop[2], self.crop[3])
+
+    def to_json(self) -> dict:
+        """Plain dict of lists / numbers / strings."""
+        return {"in_shape": list(self.in_shape), "resized": list(self.resized),
+                "scale": self.scale, "interpolation": self.interpolation,
+                "crop": None if self.crop is None else list(self.crop)}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "FitParams":
+        """Inverse of ``to_json``."""
+        return cls(tuple(d["in_shape"]), tuple(d["resized"]), float(d["scale"]),
+                   str(d["interpolation"]), None if d["crop"] is None else tuple(d["crop"]))
+
+
+def make_fit_params(shape, *, size: int | None = 512, crop: str = "none",
+                    rng: np.random.Generator | None = None) -> FitParams:
+    """Plan the resize (short side -> ``size``) and the optional square crop.
+
+    Parameters
+    ----------
+    shape : tuple
+        Shape of the image; only (H, W) = ``shape[:2]`` is used.
+    size : int or None
+        Target short side; ``None`` or 0 keeps the image's size (then ``crop`` must be "none").
+    crop : {"none", "center", "random"}
+        Crop a ``size`` x ``size`` square after resizing; "random" needs ``rng``.
+    rng : numpy.random.Generator, optional
+        Draws the random crop's corner (uniform over valid positions).
+
+    Returns
+    -------
+    FitParams
+
+    Shape
+    -----
+    (H, W[, C]) -> resized (round(H * s), round(W * s)) with s = size / min(H, W); crop (size, size).
+    """
+    check_choice("crop", crop, CROPS)
+    if len(shape) < 2 or int(shape[0]) < 1 or int(shape[1]) < 1:
+        raise ValueError(f"shape must start with positive (H, W), got {tuple(shape)!r}")
+    h, w = int(shape[0]), int(shape[1])
+    if size is None or size == 0:
+        if crop != "none":
+            raise ValueError(f"crop={crop!r} needs a positive size, got size={size!r}; "
+                             "pass size=N or crop='none'")
+        return FitParams((h, w), (h, w), 1.0, "none", None)
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 0:
+        raise ValueError(f"size must be a positive int, None or 0, got {size!r}")
+    size = int(size)
+    short = min(h, w)
+    scale = size / short
+    # the short side is exactly size; the long side rounds and is never below size
+    rh = size if h == short else max(size, int(round(h * scale)))
+    rw = size if w == short else max(size, int(round(w * scale)))
+    interp = "none" if (rh, rw) == (h, w) else ("area" if size < short else "cubic")
+    box = None
+    if crop == "center":
+        box = ((rh - size) // 2, (rw - size) // 2, size, size)
+    elif crop == "random":
+        if not isinstance(rng, np.random.Generator):
+            raise TypeError(f"crop='random' needs rng, a numpy Generator, got {type(rng).__name__}; "
+                            "use s2pdata._rng.sample_rng(seed, key, 'fit')")
+        box = (int(rng.integers(0, rh - size + 1)), int(rng.integers(0, rw - size + 1)), size, size)
+    return FitParams((h, w), (rh, rw), float(scale), interp, box)
+
+
+_CV2_INTERP = {"area": cv2.INTER_AREA, "cubic": cv2.INTER_CUBIC}
+
+
+def fit_image(image: np.ndarray, params: FitParams) -> np.ndarray:
+    """Apply ``params`` (from ``make_fit_params``) to an image; the input is not modified.
+
+    Parameters
+    ----------
+    image : np.ndarray
+        ``(H, W)`` or ``(H, W, C)`` uint8 with ``(H, W) == params.in_shape``.
+    params : FitParams
+
+    Returns
+    -------
+    np.ndarray
+        A new C-contiguous uint8 array of shape ``params.out_shape (+ C)``.
+
+    Shape
+    -----
+    (H, W[, C]) -> (H', W'[, C]) = params.out_shape.
+    """
+    image = check_array("image", image, ndim=(2, 3))
+    if not isinstance(params, FitParams):
+        raise TypeError(f"params must be FitParams, got {type(params).__name__}; use make_fit_params")
+    if tuple(image.shape[:2]) != tuple(params.in_shape):
+        raise ValueError(f"image has (H, W) {image.shape[:2]} but params were made for "
+                         f"{params.in_shape}; call make_fit_params(image.shape, ...)")
+    if params.interpolation == "none":
+        out = image
+    else:
+        rh, rw = params.resized
+        out = cv2.resize(image, (rw, rh), interpolation=_CV2_INTERP[params.interpolation])  # (x, y) size
+        if out.ndim < image.ndim:  # cv2 drops a trailing channel axis of length 1
+            out = out[..., None]
+    if params.crop is not None:
+        top, left, ch, cw = params.crop
+        return out[top:top + ch, left:left + cw].copy()  # own, contiguous memory
+    return image.copy() if out is image else out
+
+
+def fit_size(color: np.ndarray, *, size: int | None = 512, crop: str = "none",
+             rng: np.random.Generator | None = None) -> np.ndarray:
+    """Resize so the short side equals ``size`` (area when shrinking, cubic when enlarging), then
+    optionally crop a ``size`` x ``size`` square. Shorthand for ``make_fit_params`` + ``fit_image``.
+
+    Shape
+    -----
+    (H, W, 3) uint8 -> (round(H s), round(W s), 3), s = size / min(H, W); (size, size, 3) if cropped.
+    """
+    color = check_array("color", color, ndim=(2, 3))
+    return fit_image(color, make_fit_params(color.shape, size=size, crop=crop, rng=rng))
