@@ -1,0 +1,289 @@
+"""Decode stage: every awkward input decodes or is rejected with its reason; fitting is exact."""
+
+from __future__ import annotations
+
+import io
+import pickle
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from s2pdata.decode import (CROPS, REASONS, DecodeError, FitParams, decode_image, fit_image,
+                            fit_size, make_fit_params)
+from tests.badfiles import picture, png_header_only, write_bad_folder
+
+
+def _png(arr: np.ndarray, mode: str | None = None) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr, mode=mode).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _reason(data: bytes, **kw) -> str | None:
+    try:
+        decode_image(data, **kw)
+    except DecodeError as exc:
+        return exc.reason
+    return None
+
+
+# --- the bad folder ------------------------------------------------------------------------------
+
+
+def test_bad_folder_every_entry_as_expected(tmp_path):
+    expected = write_bad_folder(tmp_path)
+    stems = [p.split("/")[-1].split(".")[0] for p in expected]
+    assert len(set(stems)) == len(stems)
+    assert {r for r in expected.values() if r} <= set(REASONS)
+    got = {rel: _reason((tmp_path / rel).read_bytes()) for rel in expected}
+    assert got == expected
+    for rel, reason in expected.items():
+        if reason is None:
+            rgb = decode_image((tmp_path / rel).read_bytes())
+            assert rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3
+            assert rgb.flags.c_contiguous and rgb.flags.writeable
+
+
+def test_bad_folder_is_deterministic(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    write_bad_folder(a)
+    exp = write_bad_folder(b)
+    assert all((a / rel).read_bytes() == (b / rel).read_bytes() for rel in exp)
+
+
+def test_decode_error_carries_reason_and_pickles():
+    with pytest.raises(DecodeError) as info:
+        decode_image(b"")
+    err = info.value
+    assert err.reason == "empty-file" and isinstance(err, ValueError)
+    back = pickle.loads(pickle.dumps(err))
+    assert (back.reason, back.detail, str(back)) == (err.reason, err.detail, str(err))
+
+
+def test_non_bytes_is_a_type_error():
+    with pytest.raises(TypeError, match="data must be bytes"):
+        decode_image("not bytes")  # type: ignore[arg-type]
+
+
+# --- normalisation ---------------------------------------------------------------------------------
+
+
+def test_rgb_png_round_trip_exact():
+    rgb = picture(40, 60, seed=3)
+    np.testing.assert_array_equal(decode_image(_png(rgb)), rgb)
+
+
+def test_alpha_composited_onto_white():
+    rgba = np.zeros((40, 40, 4), np.uint8)
+    rgba[..., :3] = (200, 10, 30)
+    rgba[:, :20, 3] = 255  # left opaque
+    rgba[:, 20:30, 3] = 0  # fully transparent -> white
+    rgba[:, 30:, 3] = 128  # half: 200*128/255 + 255*127/255
+    rgb = decode_image(_png(rgba, "RGBA"))
+    assert (rgb[:, :20] == (200, 10, 30)).all()
+    assert (rgb[:, 20:30] == 255).all()
+    want = np.round((np.array([200, 10, 30]) * 128 + 255 * 127) / 255)
+    np.testing.assert_allclose(rgb[:, 30:].reshape(-1, 3), np.broadcast_to(want, (400, 3)), atol=1)
+
+
+def test_la_and_palette_transparency_become_white():
+    la = np.zeros((40, 40, 2), np.uint8)
+    la[..., 0] = 90
+    la[:, 20:, 1] = 255
+    rgb = decode_image(_png(la, "LA"))
+    assert (rgb[:, :20] == 255).all() and (rgb[:, 20:] == 90).all()
+    pal = np.zeros((40, 40), np.uint8)
+    pal[:, 20:] = 1
+    im = Image.fromarray(pal, mode="P")
+    im.putpalette([10, 20, 30, 250, 0, 0] + [0] * 762)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", transparency=0)
+    rgb = decode_image(buf.getvalue())
+    assert (rgb[:, :20] == 255).all() and (rgb[:, 20:] == (250, 0, 0)).all()
+
+
+def test_sixteen_bit_gray_scaled_not_clipped():
+    ramp = np.linspace(0, 65535, 48 * 48).astype(np.uint16).reshape(48, 48)
+    rgb = decode_image(cv2.imencode(".png", ramp)[1].tobytes())
+    want = np.round(ramp / 257.0).astype(np.uint8)
+    np.testing.assert_array_equal(rgb[..., 0], want)
+    assert (rgb[..., 0] == rgb[..., 2]).all() and rgb.max() == 255 and rgb.min() == 0
+
+
+def test_sixteen_bit_rgb_keeps_channel_order():
+    rgb8 = picture(40, 40, seed=11)
+    rgb16 = rgb8.astype(np.uint16) * 257
+    data = cv2.imencode(".png", rgb16[..., ::-1])[1].tobytes()  # cv2 expects BGR
+    np.testing.assert_array_equal(decode_image(data), rgb8)
+
+
+def test_cmyk_and_gray_jpeg_close_to_source():
+    rgb = np.zeros((40, 40, 3), np.uint8)
+    rgb[:, :20] = (220, 40, 40)
+    rgb[:, 20:] = (40, 60, 220)
+    buf = io.BytesIO()
+    Image.fromarray(rgb).convert("CMYK").save(buf, format="JPEG", quality=95)
+    out = decode_image(buf.getvalue())
+    assert np.abs(out[5:35, 5:15].astype(int) - (220, 40, 40)).max() < 30
+    assert np.abs(out[5:35, 25:35].astype(int) - (40, 60, 220)).max() < 30
+    buf = io.BytesIO()
+    Image.fromarray(rgb).convert("L").save(buf, format="JPEG", quality=95)
+    out = decode_image(buf.getvalue())
+    assert (out[..., 0] == out[..., 1]).all() and (out[..., 1] == out[..., 2]).all()
+
+
+def test_exif_orientation_applied():
+    rgb = picture(40, 64, seed=12)
+    rgb[:8, :8] = (255, 0, 0)  # mark the top-left corner
+    exif = Image.Exif()
+    exif[0x0112] = 6  # display rotated 90 degrees clockwise
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="JPEG", quality=95, exif=exif.tobytes())
+    out = decode_image(buf.getvalue())
+    assert out.shape == (64, 40, 3)
+    # clockwise: the stored top-left corner ends at the top-right
+    assert out[2:6, -6:-2, 0].mean() > 200 and out[2:6, -6:-2, 1].mean() < 60
+
+
+def test_animated_gif_gives_first_frame():
+    frames = [np.full((40, 40, 3), c, np.uint8) for c in ((255, 0, 0), (0, 0, 255))]
+    buf = io.BytesIO()
+    ims = [Image.fromarray(f) for f in frames]
+    ims[0].save(buf, format="GIF", save_all=True, append_images=ims[1:], duration=50)
+    out = decode_image(buf.getvalue())
+    assert (out == (255, 0, 0)).all()
+
+
+# --- limits ----------------------------------------------------------------------------------------
+
+
+def test_huge_header_rejected_without_decoding():
+    data = png_header_only(30000, 30000)
+    assert len(data) < 100  # nothing to decode: a decode attempt would fail as truncated
+    with pytest.raises(DecodeError) as info:
+        decode_image(data)
+    assert info.value.reason == "too-many-pixels"
+
+
+def test_own_pixel_limit_below_pillows():
+    # 9000 x 9000 = 81 M: under Pillow's bomb limit, over the default max_pixels
+    assert _reason(png_header_only(9000, 9000)) == "too-many-pixels"
+    assert _reason(_png(picture(40, 40)), max_pixels=1000) == "too-many-pixels"
+    assert _reason(_png(picture(40, 40)), max_pixels=1600) is None
+
+
+def test_min_side():
+    assert _reason(_png(picture(31, 200))) == "too-small"
+    assert _reason(_png(picture(32, 200))) is None
+    assert _reason(_png(picture(40, 40)), min_side=41) == "too-small"
+
+
+def test_truncated_jpeg_rejected():
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8)).save(
+        buf, format="JPEG", quality=90)
+    data = buf.getvalue()
+    assert _reason(data[: len(data) // 2]) == "truncated"
+
+
+def test_draft_decodes_jpeg_smaller_but_keeps_short_side():
+    rgb = cv2.resize(picture(60, 80, seed=5), (640, 480), interpolation=cv2.INTER_NEAREST)
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="JPEG", quality=95)
+    full = decode_image(buf.getvalue())
+    small = decode_image(buf.getvalue(), draft=100)
+    assert full.shape == (480, 640, 3)
+    assert small.shape == (120, 160, 3)  # 1/4 scale: the smallest with short side >= 100
+
+
+# --- fitting -----------------------------------------------------------------------------------------
+
+
+def test_fit_short_side_and_crops():
+    rng = np.random.default_rng(0)
+    color = picture(300, 500, seed=1)
+    assert fit_size(color, size=128).shape == (128, 213, 3)
+    assert fit_size(color, size=128, crop="center").shape == (128, 128, 3)
+    assert fit_size(color, size=128, crop="random", rng=rng).shape == (128, 128, 3)
+    assert fit_size(color, size=None).shape == color.shape
+    assert fit_size(color, size=0).shape == color.shape
+    tall = picture(500, 300, seed=1)
+    assert fit_size(tall, size=700).shape == (1167, 700, 3)
+
+
+def test_fit_interpolation_choice_matches_cv2():
+    color = picture(300, 400, seed=2)
+    p = make_fit_params(color.shape, size=150)
+    assert p.interpolation == "area"
+    np.testing.assert_array_equal(fit_image(color, p),
+                                  cv2.resize(color, (200, 150), interpolation=cv2.INTER_AREA))
+    p = make_fit_params(color.shape, size=600)
+    assert p.interpolation == "cubic"
+    np.testing.assert_array_equal(fit_image(color, p),
+                                  cv2.resize(color, (800, 600), interpolation=cv2.INTER_CUBIC))
+    p = make_fit_params(color.shape, size=300)
+    assert p.interpolation == "none"
+    out = fit_image(color, p)
+    np.testing.assert_array_equal(out, color)
+    assert not np.shares_memory(out, color)
+
+
+def test_center_crop_is_centered():
+    color = picture(100, 300, seed=3)
+    p = make_fit_params(color.shape, size=100, crop="center")
+    assert p.crop == (0, 100, 100, 100)
+    np.testing.assert_array_equal(fit_image(color, p), color[:, 100:200])
+
+
+def test_random_crop_deterministic_and_recorded():
+    color = picture(200, 400, seed=4)
+    a = make_fit_params(color.shape, size=100, crop="random", rng=np.random.default_rng(5))
+    b = make_fit_params(color.shape, size=100, crop="random", rng=np.random.default_rng(5))
+    assert a == b
+    np.testing.assert_array_equal(fit_image(color, a), fit_image(color, b))
+    assert FitParams.from_json(a.to_json()) == a
+    import json
+    assert json.loads(json.dumps(a.to_json())) == a.to_json()
+    corners = {make_fit_params(color.shape, size=100, crop="random",
+                               rng=np.random.default_rng(s)).crop for s in range(20)}
+    assert len(corners) > 5  # actually random across seeds
+
+
+def test_fit_input_not_mutated_and_errors():
+    color = picture(64, 96, seed=5)
+    before = color.copy()
+    fit_size(color, size=32, crop="center")
+    np.testing.assert_array_equal(color, before)
+    with pytest.raises(TypeError, match="rng"):
+        fit_size(color, size=32, crop="random")
+    with pytest.raises(ValueError, match="crop"):
+        fit_size(color, size=32, crop="middle")
+    with pytest.raises(ValueError, match="needs a positive size"):
+        fit_size(color, size=None, crop="center")
+    with pytest.raises(TypeError, match="uint8"):
+        fit_size(color.astype(np.float32), size=32)
+    with pytest.raises(ValueError, match="made for"):
+        fit_image(color, make_fit_params((10, 10), size=5))
+
+
+@settings(max_examples=40)
+@given(h=st.integers(1, 300), w=st.integers(1, 300), size=st.integers(1, 200),
+       crop=st.sampled_from(CROPS), seed=st.integers(0, 2**32 - 1), channels=st.sampled_from([0, 1, 3, 4]))
+def test_fit_output_shape_property(h, w, size, crop, seed, channels):
+    rng = np.random.default_rng(seed)
+    shape = (h, w) if channels == 0 else (h, w, channels)
+    img = rng.integers(0, 256, shape, dtype=np.uint8)
+    p = make_fit_params(img.shape, size=size, crop=crop, rng=np.random.default_rng(seed))
+    out = fit_image(img, p)
+    assert min(p.resized) == size
+    assert abs(max(p.resized) - max(h, w) * size / min(h, w)) <= 0.5 + 1e-9
+    assert out.shape[:2] == p.out_shape and out.shape[2:] == img.shape[2:]
+    if crop != "none":
+        top, left, ch, cw = p.crop
+        assert out.shape[:2] == (size, size)
+        assert 0 <= top <= p.resized[0] - size and 0 <= left <= p.resized[1] - size
+    assert p.interpolation == ("none" if p.resized == (h, w) else "area" if size < min(h, w) else "cubic")
