@@ -217,7 +217,7 @@ class FitParams:
 
     @property
     def out_shape(self) -> tuple[int, int]:
-        """(H, W) of the image ``fit_image`` returns."""
+        """(H, W) of the image ``apply_fit`` returns."""
         return self.resized if self.crop is None else (self.crop[2], self.crop[3])
 
     def to_json(self) -> dict:
@@ -233,7 +233,7 @@ class FitParams:
                    str(d["interpolation"]), None if d["crop"] is None else tuple(d["crop"]))
 
 
-def make_fit_params(shape, *, size: int | None = 512, crop: str = "none",
+def plan_fit(shape, *, size: int | None = 512, crop: str = "none",
                     rng: np.random.Generator | None = None) -> FitParams:
     """Plan the resize (short side -> ``size``) and the optional square crop.
 
@@ -288,8 +288,8 @@ def make_fit_params(shape, *, size: int | None = 512, crop: str = "none",
 _CV2_INTERP = {"area": cv2.INTER_AREA, "cubic": cv2.INTER_CUBIC}
 
 
-def fit_image(image: np.ndarray, params: FitParams) -> np.ndarray:
-    """Apply ``params`` (from ``make_fit_params``) to an image; the input is not modified.
+def apply_fit(image: np.ndarray, params: FitParams) -> np.ndarray:
+    """Apply ``params`` (from ``plan_fit``) to an image; the input is not modified.
 
     Parameters
     ----------
@@ -308,10 +308,10 @@ def fit_image(image: np.ndarray, params: FitParams) -> np.ndarray:
     """
     image = check_array("image", image, ndim=(2, 3))
     if not isinstance(params, FitParams):
-        raise TypeError(f"params must be FitParams, got {type(params).__name__}; use make_fit_params")
+        raise TypeError(f"params must be FitParams, got {type(params).__name__}; use plan_fit")
     if tuple(image.shape[:2]) != tuple(params.in_shape):
         raise ValueError(f"image has (H, W) {image.shape[:2]} but params were made for "
-                         f"{params.in_shape}; call make_fit_params(image.shape, ...)")
+                         f"{params.in_shape}; call plan_fit(image.shape, ...)")
     if params.interpolation == "none":
         out = image
     else:
@@ -328,11 +328,11 @@ def fit_image(image: np.ndarray, params: FitParams) -> np.ndarray:
 def fit_size(color: np.ndarray, *, size: int | None = 512, crop: str = "none",
              rng: np.random.Generator | None = None) -> np.ndarray:
     """Resize so the short side equals ``size`` (area when shrinking, cubic when enlarging), then
-    optionally crop a ``size`` x ``size`` square. Shorthand for ``make_fit_params`` + ``fit_image``.
+    optionally crop a ``size`` x ``size`` square. Shorthand for ``plan_fit`` + ``apply_fit``.
 
     Shape
     -----
     (H, W, 3) uint8 -> (round(H s), round(W s), 3), s = size / min(H, W); (size, size, 3) if cropped.
     """
     color = check_array("color", color, ndim=(2, 3))
-    return fit_image(color, make_fit_params(color.shape, size=size, crop=crop, rng=rng))
+    return apply_fit(color, plan_fit(color.shape, size=size, crop=crop, rng=rng))

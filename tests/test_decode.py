@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from s2pdata.decode import (CROPS, REASONS, DecodeError, FitParams, decode_image, fit_image,
-                            fit_size, make_fit_params)
+from s2pdata.decode import (CROPS, REASONS, DecodeError, FitParams, decode_image, apply_fit,
+                            fit_size, plan_fit)
 from tests.badfiles import picture, png_header_only, write_bad_folder
 
 
@@ -217,38 +217,38 @@ def test_fit_short_side_and_crops():
 
 def test_fit_interpolation_choice_matches_cv2():
     color = picture(300, 400, seed=2)
-    p = make_fit_params(color.shape, size=150)
+    p = plan_fit(color.shape, size=150)
     assert p.interpolation == "area"
-    np.testing.assert_array_equal(fit_image(color, p),
+    np.testing.assert_array_equal(apply_fit(color, p),
                                   cv2.resize(color, (200, 150), interpolation=cv2.INTER_AREA))
-    p = make_fit_params(color.shape, size=600)
+    p = plan_fit(color.shape, size=600)
     assert p.interpolation == "cubic"
-    np.testing.assert_array_equal(fit_image(color, p),
+    np.testing.assert_array_equal(apply_fit(color, p),
                                   cv2.resize(color, (800, 600), interpolation=cv2.INTER_CUBIC))
-    p = make_fit_params(color.shape, size=300)
+    p = plan_fit(color.shape, size=300)
     assert p.interpolation == "none"
-    out = fit_image(color, p)
+    out = apply_fit(color, p)
     np.testing.assert_array_equal(out, color)
     assert not np.shares_memory(out, color)
 
 
 def test_center_crop_is_centered():
     color = picture(100, 300, seed=3)
-    p = make_fit_params(color.shape, size=100, crop="center")
+    p = plan_fit(color.shape, size=100, crop="center")
     assert p.crop == (0, 100, 100, 100)
-    np.testing.assert_array_equal(fit_image(color, p), color[:, 100:200])
+    np.testing.assert_array_equal(apply_fit(color, p), color[:, 100:200])
 
 
 def test_random_crop_deterministic_and_recorded():
     color = picture(200, 400, seed=4)
-    a = make_fit_params(color.shape, size=100, crop="random", rng=np.random.default_rng(5))
-    b = make_fit_params(color.shape, size=100, crop="random", rng=np.random.default_rng(5))
+    a = plan_fit(color.shape, size=100, crop="random", rng=np.random.default_rng(5))
+    b = plan_fit(color.shape, size=100, crop="random", rng=np.random.default_rng(5))
     assert a == b
-    np.testing.assert_array_equal(fit_image(color, a), fit_image(color, b))
+    np.testing.assert_array_equal(apply_fit(color, a), apply_fit(color, b))
     assert FitParams.from_json(a.to_json()) == a
     import json
     assert json.loads(json.dumps(a.to_json())) == a.to_json()
-    corners = {make_fit_params(color.shape, size=100, crop="random",
+    corners = {plan_fit(color.shape, size=100, crop="random",
                                rng=np.random.default_rng(s)).crop for s in range(20)}
     assert len(corners) > 5  # actually random across seeds
 
@@ -267,7 +267,7 @@ def test_fit_input_not_mutated_and_errors():
     with pytest.raises(TypeError, match="uint8"):
         fit_size(color.astype(np.float32), size=32)
     with pytest.raises(ValueError, match="made for"):
-        fit_image(color, make_fit_params((10, 10), size=5))
+        apply_fit(color, plan_fit((10, 10), size=5))
 
 
 @settings(max_examples=40)
@@ -277,8 +277,8 @@ def test_fit_output_shape_property(h, w, size, crop, seed, channels):
     rng = np.random.default_rng(seed)
     shape = (h, w) if channels == 0 else (h, w, channels)
     img = rng.integers(0, 256, shape, dtype=np.uint8)
-    p = make_fit_params(img.shape, size=size, crop=crop, rng=np.random.default_rng(seed))
-    out = fit_image(img, p)
+    p = plan_fit(img.shape, size=size, crop=crop, rng=np.random.default_rng(seed))
+    out = apply_fit(img, p)
     assert min(p.resized) == size
     assert abs(max(p.resized) - max(h, w) * size / min(h, w)) <= 0.5 + 1e-9
     assert out.shape[:2] == p.out_shape and out.shape[2:] == img.shape[2:]
