@@ -1,0 +1,157 @@
+"""End-to-end builds: readers, reproducibility, kill + resume, bad input, refusal of a changed build."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from s2pdata.build import BuildRefused, main, run_build
+from s2pdata.data import open_shards
+from s2pdata.synth import SynthConfig
+
+from .badfiles import write_bad_folder
+
+CFG = SynthConfig(size=96)
+FIELDS = {"color.jpg", "sketch.png", "hint.png", "json"}
+
+
+def tar_digests(out: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.glob("shard-*.tar"))}
+
+
+@pytest.fixture(scope="module")
+def demo_build(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("demo")
+    run_build(src="demo:10", out=out, cfg=CFG, seed=3, shard_size=4, workers=1, progress=False)
+    return out
+
+
+def test_manifest_and_samples(demo_build):
+    manifest = json.loads((demo_build / "dataset.json").read_text())
+    assert manifest["status"] == "complete"
+    assert manifest["totals"]["samples"] == 10 and manifest["totals"]["shards"] == 3
+    assert manifest["fields"] == ["color.jpg", "sketch.png", "hint.png", "json"]
+    assert set(manifest["versions"]) >= {"numpy", "opencv", "numba", "s2pdata"}
+    samples = list(open_shards(demo_build))
+    assert [s["__key__"] for s in samples] == sorted(s["__key__"] for s in samples)
+    for s in samples:
+        h, w = s["color"].shape[:2]
+        assert min(h, w) == 96 and s["color"].dtype == np.uint8
+        assert s["sketch"].shape == (h, w) and s["hint"].shape == (h, w, 4)
+        assert "." not in s["__key__"] and s["json"]["key"] == s["__key__"]
+        assert s["json"]["sketch"]["method"] in ("xdog", "dilate", "highpass")
+        assert len(s["json"]["source"]["sha256"]) == 64
+        # the hint map's alpha is exactly the union of the hints' squares
+        l = s["json"]["hint_radius"]
+        mask = np.zeros((h, w), bool)
+        for p in s["json"]["hints"]:
+            mask[max(p["row"] - l, 0):p["row"] + l + 1, max(p["col"] - l, 0):p["col"] + l + 1] = True
+        assert np.array_equal(s["hint"][..., 3] > 0, mask)
+
+
+def test_plain_webdataset_reads_every_sample(demo_build):
+    import webdataset as wds
+
+    urls = [str(p) for p in sorted(demo_build.glob("shard-*.tar"))]
+    rows = list(wds.WebDataset(urls, shardshuffle=False, empty_check=False))
+    assert len(rows) == 10
+    for row in rows:
+        assert FIELDS <= set(row) and isinstance(row["color.jpg"], bytes)
+        json.loads(row["json"])
+
+
+def test_huggingface_webdataset_reads_every_sample(demo_build, tmp_path, monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    files = [str(p) for p in sorted(demo_build.glob("shard-*.tar"))]
+    ds = datasets.load_dataset("webdataset", data_files={"train": files}, split="train",
+                               cache_dir=str(tmp_path / "hf"))
+    assert len(ds) == 10
+    assert {"color.jpg", "sketch.png", "hint.png", "json"} <= set(ds.column_names)
+    row = ds[0]
+    assert row["sketch.png"].size[::-1] == row["color.jpg"].size[::-1]
+
+
+def test_wids_reads_the_shard_index(demo_build):
+    wids = pytest.importorskip("wids")
+    ds = wids.ShardListDataset(str(demo_build / "shardindex.json"))
+    assert len(ds) == 10
+    sample = ds[7]
+    assert {".color.jpg", ".sketch.png", ".hint.png", ".json"} <= set(sample)
+
+
+def test_same_seed_same_bytes_for_any_worker_count(demo_build, tmp_path):
+    out = tmp_path / "w2"
+    run_build(src="demo:10", out=out, cfg=CFG, seed=3, shard_size=4, workers=2, progress=False)
+    assert tar_digests(out) == tar_digests(demo_build)
+    other = tmp_path / "seed4"
+    run_build(src="demo:10", out=other, cfg=CFG, seed=4, shard_size=4, workers=1, progress=False)
+    assert tar_digests(other) != tar_digests(demo_build)
+
+
+def test_resume_skips_committed_and_refuses_changed_config(demo_build, tmp_path, capsys):
+    manifest = run_build(src="demo:10", out=demo_build, cfg=CFG, seed=3, shard_size=4, workers=1,
+                         progress=False)
+    assert manifest["totals"]["built_this_run"] == 0
+    with pytest.raises(BuildRefused, match="size"):
+        run_build(src="demo:10", out=demo_build, cfg=SynthConfig(size=64), seed=3, shard_size=4,
+                  progress=False)
+    rc = main(["--src", "demo:10", "--out", str(demo_build), "--seed", "9", "--shard-size", "4",
+               "--size", "96", "--no-progress", "--workers", "1"])
+    assert rc == 2 and "--overwrite" in capsys.readouterr().err
+    out = tmp_path / "copy"
+    run_build(src="demo:10", out=out, cfg=CFG, seed=3, shard_size=4, progress=False)
+    run_build(src="demo:10", out=out, cfg=SynthConfig(size=64), seed=3, shard_size=4, progress=False,
+              overwrite=True)
+    assert min(next(open_shards(out))["color"].shape[:2]) == 64
+
+
+def test_sigkill_then_rerun_gives_the_uninterrupted_bytes(tmp_path):
+    ref = tmp_path / "ref"
+    run_build(src="demo:24", out=ref, cfg=CFG, seed=3, shard_size=2, workers=1, progress=False)
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "s2pdata.build", "--src", "demo:24", "--out", str(out), "--seed", "3",
+           "--shard-size", "2", "--size", "96", "--workers", "1", "--no-progress"]
+    proc = subprocess.Popen(cmd)
+    deadline = time.monotonic() + 120
+    while not (out / "shard-000000.stats.json").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "build ended before the first commit"
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "shard-000011.stats.json").exists(), "the kill landed after the build finished"
+    subprocess.run(cmd, check=True)
+    assert not list(out.glob("*.tmp"))
+    assert tar_digests(out) == tar_digests(ref)
+    assert json.loads((out / "dataset.json").read_text())["status"] == "complete"
+
+
+def test_bad_files_are_reported_and_good_ones_kept(tmp_path):
+    src = tmp_path / "src"
+    expected = write_bad_folder(src)
+    out = tmp_path / "out"
+    rc = main(["--src", str(src), "--out", str(out), "--size", "64",
+               "--shard-size", "3", "--workers", "2", "--no-progress"])
+    assert rc == 0
+    from s2pdata.sources import FolderSource
+
+    keys = {it.locator: it.key for it in FolderSource(str(src)).items()}
+    suffixes = tuple(FolderSource(str(src)).exts)
+    expected = {p: r for p, r in expected.items() if p.lower().endswith(suffixes)}
+    good = {keys[p] for p, reason in expected.items() if reason is None}
+    bad = {keys[p]: reason for p, reason in expected.items() if reason is not None}
+    assert {s["__key__"] for s in open_shards(out)} == good
+    rejects = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
+    assert {r["key"]: r["reason"] for r in rejects} == bad
+    totals = json.loads((out / "dataset.json").read_text())["totals"]
+    assert totals["rejected"] == len(bad) and totals["samples"] == len(good)
+    assert sum(totals["reasons"].values()) == len(bad)
