@@ -1,0 +1,158 @@
+"""Torch streaming datasets: splitting, exact-once epochs, augmentation, encoding."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from s2pdata.data import make_loader, open_shards  # noqa: E402
+from s2pdata.shards import Schema, commit_stats, encode_sample, shard_name, write_tar  # noqa: E402
+
+
+def make_sample(k: int, h: int, w: int, drafts: int = 0) -> dict:
+    """A small deterministic picture (disks on a gradient), its ink and a few hint squares."""
+    rng = np.random.default_rng(k)
+    color = np.zeros((h, w, 3), np.uint8)
+    color[:] = np.linspace(rng.integers(0, 255, 3), rng.integers(0, 255, 3), w).astype(np.uint8)[None]
+    sketch = np.full((h, w), 255, np.uint8)
+    for _ in range(3):
+        c = (int(rng.integers(w)), int(rng.integers(h)))  # cv2 takes (x, y)
+        r = int(rng.integers(4, max(5, h // 3)))
+        cv2.circle(color, c, r, tuple(int(v) for v in rng.integers(0, 255, 3)), -1)
+        cv2.circle(sketch, c, r, 0, 1)
+    hint = np.zeros((h, w, 4), np.uint8)
+    for _ in range(int(rng.integers(0, 4))):
+        y, x = int(rng.integers(h - 3)), int(rng.integers(w - 3))
+        hint[y:y + 3, x:x + 3, :3] = color[y:y + 3, x:x + 3].reshape(-1, 3).mean(0)
+        hint[y:y + 3, x:x + 3, 3] = 255
+    s = {"__key__": f"t-{k:05d}", "color": color, "sketch": sketch, "hint": hint, "json": {"k": k}}
+    for i in range(drafts):
+        s[f"draft{i}"] = (255 - color).copy()
+    return s
+
+
+def write_shards(out, n: int, per_shard: int, *, h: int = 40, w: int = 48, drafts: int = 0) -> Path:
+    """A build-like folder: shard tars + stats files written with s2pdata.shards (png colour)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    schema = Schema(color_format="png", drafts=drafts)
+    for i, start in enumerate(range(0, n, per_shard)):
+        samples = [encode_sample(make_sample(k, h, w, drafts), schema) for k in range(start, min(n, start + per_shard))]
+        info = write_tar(out / shard_name(i), samples)
+        commit_stats(out, i, {"shard": shard_name(i), "index": i, **info})
+    return out
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    return write_shards(tmp_path_factory.mktemp("shards"), 22, 3)  # 8 shards, last one short
+
+
+def keys_of(loader):
+    return [k for b in loader for k in b["__key__"]]
+
+
+def test_import_data_does_not_import_torch():
+    code = "import sys, s2pdata.data; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_exact_mode_every_sample_once_over_ranks_and_workers(shards):
+    expected = sorted(s["__key__"] for s in open_shards(shards, decode=False))
+    for epoch in (0, 1):
+        seen = []
+        for rank in range(2):
+            dl = make_loader(shards, batch_size=2, num_workers=2, world_size=2, rank=rank, mode="exact",
+                             crop=16, epoch=epoch, shuffle_buffer=4)
+            seen += keys_of(dl)
+        assert sorted(seen) == expected
+
+
+def test_exact_mode_reshuffles_per_epoch(shards):
+    dl = make_loader(shards, batch_size=4, num_workers=0, mode="exact", crop=16)
+    a = keys_of(dl)
+    dl.set_epoch(1)
+    b = keys_of(dl)
+    assert sorted(a) == sorted(b) and a != b
+    dl.set_epoch(0)
+    assert keys_of(dl) == a
+
+
+def test_exact_mode_refuses_too_few_shards(shards):
+    with pytest.raises(ValueError, match="at least world_size"):
+        make_loader(shards, num_workers=3, world_size=4, mode="exact")
+
+
+def test_resampled_stream_is_infinite_and_seeded(shards):
+    def first(n, **kw):
+        it = iter(make_loader(shards, batch_size=4, num_workers=0, crop=16, **kw))
+        return [next(it)["__key__"] for _ in range(n)]
+
+    a = first(12)  # 48 samples > 22 in the shards: the stream does not end
+    assert a == first(12)
+    assert a != first(12, epoch=1)
+    assert a != first(12, rank=1, world_size=2)
+
+
+def test_skip_batches_matches_full_stream(shards):
+    for nw in (0, 2):
+        full = [b["__key__"] for b in make_loader(shards, batch_size=2, num_workers=nw, mode="exact", crop=16)]
+        rest = [b["__key__"] for b in make_loader(shards, batch_size=2, num_workers=nw, mode="exact", crop=16,
+                                                   skip_batches=5)]
+        assert rest == full[5:]
+
+
+def test_batch_encoding_and_identical_crop(shards):
+    dl = make_loader(shards, batch_size=3, num_workers=0, mode="exact", crop=24, shuffle_buffer=0)
+    b = next(iter(dl))
+    assert b["color"].shape == (3, 3, 24, 24) and b["sketch"].shape == (3, 1, 24, 24)
+    assert b["hint"].shape == (3, 4, 24, 24) and b["color"].dtype == torch.float32
+    for name in ("color", "sketch", "hint"):
+        assert b[name].min() >= -1 and b[name].max() <= 1
+    a = b["hint"][:, 3:]
+    assert set(a.unique().tolist()) <= {0.0, 1.0}
+    assert torch.all(b["hint"][:, :3][a.expand(-1, 3, -1, -1) == 0] == 0)  # premultiplied: no hint = 0
+    # the same crop/flip for every field: recover the crop of the raw colour and compare the sketch
+    raw = {s["__key__"]: s for s in open_shards(shards)}
+    for i, key in enumerate(b["__key__"]):
+        col = ((b["color"][i].permute(1, 2, 0) + 1) * 127.5).round().byte().numpy()
+        sk = ((b["sketch"][i, 0] + 1) * 127.5).round().byte().numpy()
+        c, s = raw[key]["color"], raw[key]["sketch"]
+        found = False
+        for flip in (False, True):
+            cc, ss = (c[:, ::-1], s[:, ::-1]) if flip else (c, s)
+            for y in range(cc.shape[0] - 23):
+                for x in range(cc.shape[1] - 23):
+                    if np.array_equal(cc[y:y + 24, x:x + 24], col):
+                        found = found or np.array_equal(ss[y:y + 24, x:x + 24], sk)
+        assert found, key
+
+
+def test_crop_larger_than_image_reflect_pads(shards):
+    b = next(iter(make_loader(shards, batch_size=2, num_workers=0, mode="exact", crop=64)))
+    assert b["color"].shape == (2, 3, 64, 64)
+
+
+def test_refine_uses_stored_draft_else_synthesises(tmp_path, shards):
+    with_drafts = write_shards(tmp_path / "d", 4, 2, drafts=1)
+    b = next(iter(make_loader(with_drafts, stage="refine", batch_size=2, num_workers=0, mode="exact", crop=16)))
+    assert torch.allclose(b["draft"], -b["color"], atol=1e-5)  # stored draft0 = 255 - colour
+    b = next(iter(make_loader(shards, stage="refine", batch_size=2, num_workers=0, mode="exact", crop=16)))
+    assert b["draft"].shape == b["color"].shape and not torch.equal(b["draft"], b["color"])
+
+
+def test_online_hints_change_per_epoch(shards):
+    pytest.importorskip("s2pdata.hints")
+
+    def hint(epoch):
+        dl = make_loader(shards, batch_size=8, num_workers=0, mode="exact", crop=32, online_hints=True,
+                         epoch=epoch, shuffle_buffer=0, flip=False)
+        return next(iter(dl))["hint"]
+
+    assert torch.equal(hint(0), hint(0))
+    assert not torch.equal(hint(0), hint(1))
