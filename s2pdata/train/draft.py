@@ -1,0 +1,65 @@
+"""Drafting-stage trainer: sketch + sparse hints -> rough colour draft (TOG 2018, stage I).
+
+    python -m s2pdata.train draft --shards shards/ --out runs/draft [--recipe recipes/draft-224.toml]
+        [--steps N] [--resume] [--dry-run] [--key value ...]
+
+Consumes shard batches (``s2pdata.data.make_loader(stage="draft")``); produces ``RUN_DIR/ckpt.pt``,
+``log.jsonl`` and sample grids (sketch | hints | prediction | target).
+
+Loss (paper): L1(y, G(x, u)) + alpha * L_var(G(x, u)) + lambda_gan * GAN, with
+L_var(x) = -sum_c mean_i (x_ci - mean_i x_ci)^2 computed in fp32. alpha is not published.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .common import Stage, TrainConfig, gan_loss, hints_image, main_for, to_uint8, variance_loss
+from .nets import PatchDiscriminator, UNet
+
+
+@dataclass(frozen=True)
+class DraftConfig(TrainConfig):
+    """Drafting stage: G(sketch, hints) -> draft. ``alpha`` weighs L_var (unpublished; 0.01 here)."""
+
+    stage = "draft"  # class attribute, not a field
+    alpha: float = 0.01
+    lambda_gan: float = 0.01
+
+
+def inputs(batch: dict) -> torch.Tensor:
+    """Sketch (1) + hints (4) -> (B, 5, H, W)."""
+    return torch.cat([batch["sketch"], batch["hint"]], 1)
+
+
+def build_stage(cfg: DraftConfig) -> Stage:
+    """Networks and loss of the drafting stage."""
+    G = UNet(5, 3, width=cfg.width, depth=cfg.depth)
+    D = PatchDiscriminator(5 + 3, width=cfg.disc_width, n_layers=cfg.disc_layers)
+
+    def forward(g, batch):
+        return g(inputs(batch))
+
+    def g_loss(pred, batch, d_fake):
+        pred32 = pred.float()
+        l1 = F.l1_loss(pred32, batch["color"])
+        lvar = variance_loss(pred32)
+        gan = gan_loss(d_fake, True)
+        return l1 + cfg.alpha * lvar + cfg.lambda_gan * gan, {"l1": l1, "l_var": lvar, "gan": gan}
+
+    def grid(batch, pred):
+        return [to_uint8(batch["sketch"]), hints_image(batch["hint"]), to_uint8(pred), to_uint8(batch["color"])]
+
+    return Stage("draft", G, D, forward, inputs, g_loss, grid)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return main_for(DraftConfig, build_stage, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,105 @@
+"""Refinement-stage trainer: sketch + hints + flawed draft -> final colouring (TOG 2018, stage II).
+
+    python -m s2pdata.train refine --shards shards/ --out runs/refine [--recipe recipes/refine-224.toml]
+        [--encoder-weights googlenet.pth] [--steps N] [--resume] [--dry-run] [--key value ...]
+
+Consumes shard batches (``s2pdata.data.make_loader(stage="refine")``) whose drafts are
+synthesised from the ground truth (stored ``draftK`` or made online), never drafting-stage
+outputs (paper); produces ``RUN_DIR/ckpt.pt``, ``log.jsonl`` and sample grids
+(sketch | hints | draft | prediction | target).
+
+The draft enters through an Inception-V1 encoder: its 1024-d global feature (after the global
+average pool) is broadcast-added at the U-Net bottleneck through a 1x1 projection. With
+``concat_draft`` (default) the draft is also concatenated to the U-Net input. Random init unless
+``encoder_weights`` names a local torchvision GoogLeNet state dict; nothing is downloaded.
+Loss (paper): L1 + 0.01 * GAN.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .common import Stage, TrainConfig, gan_loss, hints_image, main_for, to_uint8
+from .nets import InceptionEncoder, PatchDiscriminator, UNet, load_googlenet_weights
+
+
+@dataclass(frozen=True)
+class RefineConfig(TrainConfig):
+    """Refinement stage: G(sketch, hints, draft) -> final. Encoder width 1 is GoogLeNet proper."""
+
+    stage = "refine"  # class attribute, not a field
+    DRY_RUN = {"encoder_width": 0.0625}
+    lambda_gan: float = 0.01
+    encoder_width: float = 1.0
+    encoder_weights: str = ""    # a torchvision GoogLeNet state dict (.pth); "" = random init
+    freeze_encoder: bool = False
+    concat_draft: bool = True
+
+
+class Refiner(nn.Module):
+    """Inception-V1 draft encoder + U-Net.
+
+    Shape
+    -----
+    sketch (B, 1, H, W), hint (B, 4, H, W), draft (B, 3, H, W) -> (B, 3, H, W) in [-1, 1]
+    """
+
+    def __init__(self, *, width: int, depth: int, encoder_width: float, concat_draft: bool):
+        super().__init__()
+        self.concat_draft = concat_draft
+        self.encoder = InceptionEncoder(encoder_width)
+        self.unet = UNet(5 + 3 * concat_draft, 3, width=width, depth=depth, global_dim=self.encoder.out_dim)
+
+    def forward(self, sketch, hint, draft):
+        x = torch.cat([sketch, hint, draft] if self.concat_draft else [sketch, hint], 1)
+        return self.unet(x, self.encoder(draft))
+
+
+def condition(batch: dict) -> torch.Tensor:
+    """D's condition: sketch (1) + hints (4)."""
+    return torch.cat([batch["sketch"], batch["hint"]], 1)
+
+
+def build_model(cfg: RefineConfig) -> Refiner:
+    """The generator, with encoder weights loaded (and frozen) as configured."""
+    G = Refiner(width=cfg.width, depth=cfg.depth, encoder_width=cfg.encoder_width, concat_draft=cfg.concat_draft)
+    if cfg.encoder_weights:
+        info = load_googlenet_weights(G.encoder, cfg.encoder_weights)
+        print(f"encoder: loaded {info['loaded']} tensors from {cfg.encoder_weights}; ignored {len(info['ignored'])} "
+              "aux/fc tensors")
+    if cfg.freeze_encoder:
+        G.encoder.requires_grad_(False)
+    return G
+
+
+def build_stage(cfg: RefineConfig) -> Stage:
+    """Networks and loss of the refinement stage."""
+    G = build_model(cfg)
+    D = PatchDiscriminator(5 + 3, width=cfg.disc_width, n_layers=cfg.disc_layers)
+
+    def forward(g, batch):
+        return g(batch["sketch"], batch["hint"], batch["draft"])
+
+    def g_loss(pred, batch, d_fake):
+        l1 = F.l1_loss(pred.float(), batch["color"])
+        gan = gan_loss(d_fake, True)
+        return l1 + cfg.lambda_gan * gan, {"l1": l1, "gan": gan}
+
+    def grid(batch, pred):
+        return [to_uint8(batch["sketch"]), hints_image(batch["hint"]), to_uint8(batch["draft"]), to_uint8(pred),
+                to_uint8(batch["color"])]
+
+    return Stage("refine", G, D, forward, condition, g_loss, grid)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return main_for(RefineConfig, build_stage, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
