@@ -26,3 +26,9 @@ class DemoSource:
         from ..demo import demo_bytes
 
         return demo_bytes(int(item.locator), seed=self.seed)[0]
+
+    def check_pixels(self, color) -> str | None:
+        return None
+
+    def summary(self) -> str:
+        return f"source   demo: {self.n} drawn pictures (seed {self.seed})\nlisted   {self.n} items"

@@ -51,3 +51,15 @@ class FolderSource:
 
     def read(self, item: Item) -> bytes:
         return (Path(self.root) / str(item.locator)).read_bytes()
+
+    def check_pixels(self, color) -> str | None:
+        return None  # no pixel filters; see sources.filters.FilteredSource
+
+    def summary(self) -> str:
+        items = self.items()
+        exts: dict[str, int] = {}
+        for it in items:
+            e = os.path.splitext(str(it.locator))[1].lower().lstrip(".")
+            exts[e] = exts.get(e, 0) + 1
+        listed = ", ".join(f"{k} {v}" for k, v in sorted(exts.items())) or "none"
+        return f"source   plain image folder: {Path(self.root).resolve()}\nlisted   {len(items)} files ({listed})"

@@ -1,0 +1,297 @@
+"""Danbooru trees on disk -> items keyed ``danbooru-{id:010d}`` with provenance, filtered.
+
+Consumes a folder in one of three layouts, found by probing its contents (not its name):
+
+- ``gwern``: ``original/NNNN/ID.ext`` and/or ``512px/NNNN/ID.jpg`` (``NNNN`` = id % 1000),
+  chosen by ``variant`` (``auto`` prefers ``original``); the folder given may also be the
+  ``original`` or ``512px`` folder itself;
+- ``archive``: uncompressed tars of ``{id}.{ext}`` members at the root or one level down
+  (``data-0000.tar``, ``images/0000.tar``, ``{start_id}.tar``), indexed once, read by seek;
+- ``flat``: any folder tree whose image files are named ``{id}.{ext}``.
+
+plus Danbooru metadata (``metadata.py``) when found or given. Produces sorted ``Item``s whose
+meta is ``{"source": "danbooru", "id", "artist", "rating", "md5", "path" | "archive"+"member"}``
+after the metadata filters (``filters.py``); ``read`` returns one file's bytes in a worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from .archive import MAX_BYTES, index_tar, is_image_tar, read_member
+from .base import Item
+from .filters import FilterConfig, apply_filters, check_pixels, format_removed
+from .metadata import find_metadata, load_metadata, probe_metadata
+
+LAYOUTS = ("gwern", "archive", "flat")
+VARIANTS = ("auto", "original", "512px")
+_BUCKET = re.compile(r"^\d{4}$")
+_ID_NAME = re.compile(r"^(\d{1,18})\.([A-Za-z0-9]{1,8})$")
+_PROBE = 64
+
+
+def danbooru_key(post_id: int) -> str:
+    """The sample key of a post: ``danbooru-`` and the id in 10 digits."""
+    return f"danbooru-{int(post_id):010d}"
+
+
+def _buckets(folder: Path) -> list[Path]:
+    try:
+        return sorted(p for p in folder.iterdir() if _BUCKET.match(p.name) and p.is_dir() and not p.is_symlink())
+    except OSError:
+        return []
+
+
+def _looks_like_ids(names) -> bool:
+    names = list(names)[:_PROBE]
+    return bool(names) and 2 * sum(1 for n in names if _ID_NAME.match(n)) >= len(names)
+
+
+def _is_gwern_variant(folder: Path) -> bool:
+    for b in _buckets(folder)[:4]:
+        try:
+            names = sorted(os.listdir(b))[:_PROBE]
+        except OSError:
+            continue
+        if names and _looks_like_ids(names):
+            return True
+    return False
+
+
+def _tars(root: Path) -> list[Path]:
+    found = [p for p in sorted(root.glob("*.tar")) + sorted(root.glob("*/*.tar"))
+             if p.is_file() and not p.is_symlink()]
+    return found
+
+
+def probe_layout(root: str | Path, variant: str = "auto") -> dict | None:
+    """Find the Danbooru layout of ``root`` by looking inside it.
+
+    Returns
+    -------
+    dict or None
+        ``{"layout": "gwern", "base": relative folder}``, ``{"layout": "archive", "tars": [...]}``,
+        ``{"layout": "flat"}``, or None when ``root`` is not a Danbooru tree.
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"--variant must be one of {VARIANTS}, got {variant!r}")
+    root = Path(root)
+    found = {v: root / v for v in ("original", "512px") if _is_gwern_variant(root / v)}
+    if not found and _is_gwern_variant(root):
+        found = {"original" if root.name != "512px" else "512px": root}
+    if found:
+        if variant == "auto":
+            variant = "original" if "original" in found else "512px"
+        if variant not in found:
+            raise ValueError(f"--variant {variant}: {root} has no {variant}/NNNN/ folders "
+                             f"(found {sorted(found)}); use --variant auto")
+        return {"layout": "gwern", "variant": variant, "base": os.path.relpath(found[variant], root)}
+    tars = [t for t in _tars(root) if is_image_tar(t)]
+    if tars:
+        return {"layout": "archive", "tars": [os.path.relpath(t, root) for t in _tars(root)]}
+    names = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        names += sorted(f for f in filenames if not f.startswith("."))
+        if len(names) >= _PROBE:
+            break
+    names = [n for n in names if "." in n and n.rsplit(".", 1)[1].lower() in
+             ("jpg", "jpeg", "png", "webp", "bmp", "gif", "mp4", "webm", "zip", "swf", "avif")]
+    if _looks_like_ids(names):
+        return {"layout": "flat"}
+    return None
+
+
+class DanbooruSource:
+    """A Danbooru tree: listing + metadata join + filters (see the module docstring).
+
+    Parameters
+    ----------
+    root : path
+    layout : dict or None
+        ``probe_layout``'s answer (probed when None).
+    variant : {"auto", "original", "512px"}
+    metadata : path, "auto" or "none"
+        Posts metadata file or folder; ``auto`` looks for ``metadata/``, ``posts*`` and
+        ``*.parquet`` at ``root``.
+    filters : FilterConfig
+    cache_dir : path or None
+        Where the joined metadata is cached (the build folder).
+    """
+
+    def __init__(self, root, *, layout: dict | None = None, variant: str = "auto", metadata="auto",
+                 filters: FilterConfig = FilterConfig(), cache_dir=None):
+        self.root = str(Path(root).resolve())
+        if not Path(self.root).is_dir():
+            raise ValueError(f"--src {str(root)!r} is not a folder")
+        self.layout = layout or probe_layout(self.root, variant)
+        if self.layout is None:
+            raise ValueError(f"--src {str(root)!r} holds no Danbooru layout (original/NNNN/ID.ext, "
+                             "tars of ID.ext, or ID.ext files)")
+        if metadata in (None, "none"):
+            self.metadata = []
+        elif metadata == "auto":
+            self.metadata = [str(p) for p in probe_metadata(Path(self.root))]
+        else:
+            self.metadata = [str(p) for p in find_metadata(metadata)]
+            if not self.metadata:
+                raise ValueError(f"--metadata {str(metadata)!r} holds no posts files (.json/.jsonl[.gz], "
+                                 ".tar.gz, .parquet)")
+        self.filters = filters
+        self.cache_dir = str(cache_dir) if cache_dir is not None else None
+        self._state = None
+
+    def __getstate__(self):  # workers need only the settings, never the listing
+        return {**self.__dict__, "_state": None}
+
+    # -- listing ---------------------------------------------------------------------------------
+
+    def _list(self):
+        """(entries, skipped): entries are (id, ext, locator, where-meta, size), sorted."""
+        root = Path(self.root)
+        entries, skipped = [], []
+        if self.layout["layout"] == "archive":
+            for rel in self.layout["tars"]:
+                members, bad = index_tar(root / rel, label=rel)
+                skipped += bad
+                for m in members:
+                    match = _ID_NAME.match(m.name.rsplit("/", 1)[-1])
+                    if match is None:
+                        skipped.append({"path": f"{rel}:{m.name}", "reason": "not-an-id", "detail": "name is not ID.ext"})
+                        continue
+                    entries.append((int(match.group(1)), match.group(2).lower(), (rel, m.offset, m.size),
+                                    {"archive": rel, "member": m.name}, m.size))
+        else:
+            base = root / self.layout["base"] if self.layout["layout"] == "gwern" else root
+            for dirpath, dirnames, filenames in os.walk(base):
+                dirnames[:] = sorted(d for d in dirnames if not os.path.islink(os.path.join(dirpath, d)))
+                for name in sorted(filenames):
+                    full = os.path.join(dirpath, name)
+                    rel = os.path.relpath(full, root).replace(os.sep, "/")
+                    match = _ID_NAME.match(name)
+                    if match is None:
+                        if not name.startswith("."):
+                            skipped.append({"path": rel, "reason": "not-an-id", "detail": "name is not ID.ext"})
+                        continue
+                    if os.path.islink(full):
+                        skipped.append({"path": rel, "reason": "unsafe-member", "detail": "link"})
+                        continue
+                    size = os.stat(full).st_size
+                    if size > MAX_BYTES:
+                        skipped.append({"path": rel, "reason": "too-large", "detail": f"{size} bytes > {MAX_BYTES}"})
+                        continue
+                    entries.append((int(match.group(1)), match.group(2).lower(), rel, {"path": rel}, size))
+        entries.sort(key=lambda e: (e[0], str(e[2])))
+        return entries, skipped
+
+    def _compute(self):
+        entries, skipped = self._list()
+        fp = hashlib.sha256()
+        for e in entries:
+            fp.update(f"{e[2]}\t{e[4]}\n".encode())
+        exts: dict[str, int] = {}
+        for e in entries:
+            exts[e[1]] = exts.get(e[1], 0) + 1
+        # one item per id: the first by locator (another extension or archive holds a copy)
+        unique, dups = [], 0
+        for e in entries:
+            if unique and unique[-1][0] == e[0]:
+                dups += 1
+                continue
+            unique.append(e)
+        table, minfo = None, None
+        if self.metadata:
+            table, minfo = load_metadata(self.metadata, [e[0] for e in unique],
+                                         tracked=self.filters.tracked_tags(),
+                                         cache_dir=Path(self.cache_dir) / ".s2pdata-cache" if self.cache_dir else None)
+        pre = [Item(danbooru_key(e[0]), e[2], {"id": e[0], "ext": e[1]}) for e in unique]
+        facts = []
+        for e in unique:
+            row = table.row(e[0]) if table is not None else -1
+            facts.append(table.facts(row) if row >= 0 else None)
+        kept, removed = apply_filters(pre, facts, self.filters, has_metadata=table is not None,
+                                      read=self.read)
+        if dups:
+            removed = {"duplicate-id": dups, **removed}
+        items = []
+        for i in kept:
+            e, f = unique[i], facts[i]
+            meta = {"source": "danbooru", "id": e[0], "artist": f["artist"] if f else [],
+                    "rating": f["rating"] if f else None, "md5": f["md5"] if f else None, **e[3]}
+            items.append(Item(pre[i].key, e[2], meta))
+        self._state = {"items": items, "skipped": skipped, "removed": removed, "exts": exts,
+                       "listed": len(entries), "ids": (unique[0][0], unique[-1][0]) if unique else None,
+                       "metadata": minfo, "matched": sum(f is not None for f in facts),
+                       "fingerprint": {"count": len(entries), "sha256": fp.hexdigest()}}
+        return self._state
+
+    def _get(self):
+        return self._state or self._compute()
+
+    # -- the Source interface --------------------------------------------------------------------
+
+    def items(self) -> list[Item]:
+        return list(self._get()["items"])
+
+    @property
+    def skipped(self) -> list[dict]:
+        """Files and tar members never listed (unsafe names, links, too large, not ``ID.ext``)."""
+        return list(self._get()["skipped"])
+
+    def spec(self) -> dict:
+        st = self._get()
+        meta = []
+        for p in self.metadata:
+            meta.append([p, os.stat(p).st_size])
+        return {"kind": "danbooru", "root": self.root, "layout": self.layout, "metadata": meta,
+                "filters": self.filters.to_json(), "listing": st["fingerprint"]}
+
+    def read(self, item: Item) -> bytes:
+        loc = item.locator
+        if isinstance(loc, (tuple, list)):
+            rel, offset, size = loc
+            return read_member(Path(self.root) / rel, int(offset), int(size))
+        path = Path(self.root) / str(loc)
+        if os.path.islink(path):
+            raise OSError(f"{loc} became a link after listing")
+        return path.read_bytes()
+
+    def check_pixels(self, color: np.ndarray) -> str | None:
+        return check_pixels(color, self.filters)
+
+    def summary(self) -> str:
+        st = self._get()
+        lay = self.layout
+        where = {"gwern": f"gwern {lay.get('variant')} ({lay.get('base')}/NNNN/ID.ext)",
+                 "archive": f"archive ({len(lay.get('tars', []))} tars, read by seek)",
+                 "flat": "flat folder of ID.ext"}[lay["layout"]]
+        exts = ", ".join(f"{k} {v}" for k, v in sorted(st["exts"].items(), key=lambda kv: -kv[1])) or "none"
+        reasons: dict[str, int] = {}
+        for s in st["skipped"]:
+            reasons[s["reason"]] = reasons.get(s["reason"], 0) + 1
+        lines = [f"source   danbooru, {where}: {self.root}",
+                 f"listed   {st['listed']} files ({exts}); ids "
+                 + (f"{st['ids'][0]}..{st['ids'][1]}" if st["ids"] else "none")]
+        if st["skipped"]:
+            lines.append(f"skipped  {len(st['skipped'])} entries never listed ({format_removed(reasons)})")
+        if st["metadata"]:
+            m = st["metadata"]
+            lines.append(f"metadata {len(self.metadata)} file(s) ({Path(self.metadata[0]).name}...), "
+                         f"{m['records']} records, {st['matched']} matched listed ids, "
+                         f"{m['bad_lines']} bad lines, cache {m['cache']}")
+        else:
+            lines.append("metadata none (rating/tag/score/deleted filters unavailable; provenance has no artist)")
+        lines.append(f"filters  removed {format_removed(st['removed'])}")
+        lines.append(f"remain   {len(st['items'])} items")
+        return "\n".join(lines)
+
+    def summary_json(self) -> dict:
+        """The counts behind ``summary()`` (for a manifest)."""
+        st = self._get()
+        return json.loads(json.dumps({k: st[k] for k in ("listed", "exts", "ids", "removed", "matched")}))

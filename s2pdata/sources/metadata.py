@@ -1,0 +1,390 @@
+"""Danbooru metadata: posts JSON Lines (plain, .gz, inside .tar.gz) or parquet -> one record per id.
+
+Consumes metadata files of either dialect and the ids a source listed; produces a ``MetaTable``
+(columnar, only the matched ids and only the needed columns) and caches it in the build folder.
+
+Dialects (REFERENCE.md §4): older dumps give ``tags`` as ``[{id, name, category}]`` with
+numbers as strings and ratings s/q/e where ``s`` meant *safe* (-> ``general``); 2021+ dumps give
+``tag_string_{general,artist,character,copyright,meta}`` and ratings g/s/q/e (``s`` =
+``sensitive``). Both become ``normalize_post``'s record.
+
+Memory stays bounded by the number of listed ids: JSON lines are streamed one at a time (a line
+whose leading ``"id"`` is not wanted is skipped without parsing), parquet is read in column-
+projected batches and only matching rows become Python objects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+import io
+import json
+import os
+import re
+import tarfile
+from pathlib import Path
+
+import numpy as np
+
+from .filters import RATINGS, normalize_tag
+
+#: Danbooru tag categories (numbers as in the API and the older dumps).
+CATEGORIES = {0: "general", 1: "artist", 3: "copyright", 4: "character", 5: "meta"}
+
+_OLD_RATING = {"s": "general", "q": "questionable", "e": "explicit"}
+_NEW_RATING = {"g": "general", "s": "sensitive", "q": "questionable", "e": "explicit"}
+_FULL_RATING = {"general": "general", "safe": "general", "sensitive": "sensitive",
+                "questionable": "questionable", "explicit": "explicit"}
+
+#: Parquet / JSON columns a record is built from (anything else is never read).
+COLUMNS = ("id", "md5", "rating", "tags", "tag_string", "tag_string_general", "tag_string_artist",
+           "tag_string_character", "tag_string_copyright", "tag_string_meta", "image_width",
+           "image_height", "file_ext", "score", "is_deleted", "is_banned")
+
+_LEADING_ID = re.compile(rb'^\s*\{\s*"id"\s*:\s*"?(\d+)"?\s*[,}]')
+CACHE_VERSION = 1
+
+
+def _flag(v) -> bool:
+    if isinstance(v, str):
+        return v.strip().lower() in ("true", "t", "1", "yes")
+    return bool(v)
+
+
+def _int(v, default: int = 0) -> int:
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        try:
+            return int(float(v))
+        except (TypeError, ValueError):
+            return default
+
+
+def normalize_post(raw: dict) -> dict:
+    """One raw post of either dialect -> the canonical record.
+
+    Returns
+    -------
+    dict
+        ``id`` int, ``md5`` str (lower case, may be ""), ``rating`` one of ``RATINGS`` or None,
+        ``tags`` {category: [tag, ...]} for general/artist/character/copyright/meta,
+        ``width``/``height``/``score`` int, ``ext`` str (lower, no dot), ``is_deleted``,
+        ``is_banned`` bool.
+    """
+    tags: dict[str, list[str]] = {c: [] for c in CATEGORIES.values()}
+    old = isinstance(raw.get("tags"), list)
+    if old:
+        for t in raw["tags"]:
+            if isinstance(t, dict) and t.get("name"):
+                cat = CATEGORIES.get(_int(t.get("category"), 0), "general")
+                tags[cat].append(normalize_tag(t["name"]))
+    else:
+        split = False
+        for cat in CATEGORIES.values():
+            s = raw.get(f"tag_string_{cat}")
+            if s:
+                tags[cat] = s.split()
+                split = True
+        if not split and raw.get("tag_string"):
+            tags["general"] = raw["tag_string"].split()
+    r = str(raw.get("rating") or "").strip().lower()
+    rating = _FULL_RATING.get(r) or (_OLD_RATING if old else _NEW_RATING).get(r)
+    return {"id": _int(raw.get("id"), -1), "md5": str(raw.get("md5") or "").lower(), "rating": rating,
+            "tags": tags, "width": _int(raw.get("image_width")), "height": _int(raw.get("image_height")),
+            "ext": str(raw.get("file_ext") or "").lower().lstrip("."), "score": _int(raw.get("score")),
+            "is_deleted": _flag(raw.get("is_deleted")), "is_banned": _flag(raw.get("is_banned"))}
+
+
+# ---------------------------------------------------------------------------------------------
+# finding and streaming metadata files
+
+_JSON_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz")
+_TAR_SUFFIXES = (".tar.gz", ".tgz", ".tar")
+_NOT_POSTS = re.compile(r"(^|[-_/])(tags?|pools?|artists?|wiki|notes?|comments?|dataset_info|state)"
+                        r"[-_.\d]", re.I)
+
+
+def _kind(path: Path) -> str | None:
+    name = path.name.lower()
+    if name.endswith(".parquet"):
+        return "parquet"
+    if name.endswith(_JSON_SUFFIXES):
+        return "jsonl"
+    if name.endswith((".tar.gz", ".tgz")):
+        return "tar"
+    return None
+
+
+def find_metadata(path: str | Path) -> list[Path]:
+    """A metadata file, or a folder searched (2 levels) for posts files -> sorted paths.
+
+    Files whose names say tags/pools/artists/wiki are left out; ``.tar`` image archives are not
+    metadata (only ``.tar.gz`` / ``.tgz`` are opened as metadata archives).
+    """
+    p = Path(path)
+    if p.is_file():
+        if _kind(p) is None:
+            raise ValueError(f"--metadata {str(path)!r}: not JSON Lines (.json/.jsonl[.gz]), .tar.gz or .parquet")
+        return [p]
+    if not p.is_dir():
+        raise ValueError(f"--metadata {str(path)!r} does not exist")
+    found = []
+    for depth in ("*", "*/*"):
+        for f in sorted(p.glob(depth)):
+            if f.is_file() and not f.is_symlink() and _kind(f) and not _NOT_POSTS.search(f.name):
+                found.append(f)
+    return found
+
+
+def probe_metadata(root: Path) -> list[Path]:
+    """Metadata next to a Danbooru tree: ``metadata/``, ``posts*`` or ``*.parquet`` at the root."""
+    root = Path(root)
+    if (root / "metadata").is_dir():
+        found = find_metadata(root / "metadata")
+        if found:
+            return found
+    found = [f for f in sorted(root.iterdir()) if f.is_file() and _kind(f)
+             and (f.name.lower().startswith("posts") or _kind(f) == "parquet")]
+    return found
+
+
+def _iter_lines(fileobj, wanted):
+    """Raw JSON lines -> parsed dicts; lines whose leading id is not wanted are skipped unparsed."""
+    for line in fileobj:
+        if wanted is not None:
+            m = _LEADING_ID.match(line)
+            if m is not None and int(m.group(1)) not in wanted:
+                yield 1
+                continue
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            raw = json.loads(line)
+        except ValueError:
+            yield "bad"
+            continue
+        yield raw if isinstance(raw, dict) else "bad"
+
+
+def _iter_json(path: Path, wanted):
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rb") as f:
+        yield from _iter_lines(io.BufferedReader(f, 1 << 20) if opener is gzip.open else f, wanted)
+
+
+def _iter_tar(path: Path, wanted):
+    with tarfile.open(path, "r|*") as tf:  # streamed: never extracted, never seeks
+        for m in tf:
+            name = m.name.lower()
+            if not m.isfile() or not name.endswith(_JSON_SUFFIXES) or _NOT_POSTS.search(name):
+                continue
+            f = tf.extractfile(m)
+            if name.endswith(".gz"):
+                f = gzip.GzipFile(fileobj=f)
+            yield from _iter_lines(f, wanted)
+
+
+def _iter_parquet(path: Path, wanted, batch_size: int = 65536):
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    cols = [c for c in COLUMNS if c in pf.schema_arrow.names]
+    if "id" not in cols:
+        raise ValueError(f"metadata parquet {path} has no 'id' column (columns: {pf.schema_arrow.names[:20]})")
+    wanted_arr = None
+    if wanted is not None:
+        import pyarrow as pa
+
+        wanted_arr = pa.array(sorted(wanted), pa.int64())
+    for batch in pf.iter_batches(batch_size=batch_size, columns=cols):
+        if wanted_arr is not None:
+            ids = pc.cast(batch.column("id"), "int64", safe=False)
+            mask = pc.is_in(ids, value_set=wanted_arr)
+            batch = batch.filter(mask)
+            yield len(mask) - len(batch)
+        yield from batch.to_pylist()
+
+
+def iter_posts(paths, wanted=None):
+    """Stream raw posts from metadata files: a dict per post, an int counting records skipped
+    unparsed (unwanted ids), ``"bad"`` for an unparsable line."""
+    for p in paths:
+        kind = _kind(Path(p))
+        if kind == "parquet":
+            yield from _iter_parquet(Path(p), wanted)
+        elif kind == "tar":
+            yield from _iter_tar(Path(p), wanted)
+        else:
+            yield from _iter_json(Path(p), wanted)
+
+
+# ---------------------------------------------------------------------------------------------
+# the joined table and its cache
+
+
+@dataclasses.dataclass(frozen=True)
+class MetaTable:
+    """Normalised metadata of the matched ids, columnar and sorted by id.
+
+    ``artist`` holds space-joined artist tags; ``tags`` space-joined tracked tags (only those a
+    filter looks at); ``rating`` codes index ``RATINGS`` (-1 unknown).
+    """
+
+    id: np.ndarray
+    md5: np.ndarray
+    rating: np.ndarray
+    width: np.ndarray
+    height: np.ndarray
+    score: np.ndarray
+    ext: np.ndarray
+    is_deleted: np.ndarray
+    is_banned: np.ndarray
+    artist: np.ndarray
+    tags: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.id)
+
+    def row(self, post_id: int) -> int:
+        """Row of ``post_id``, or -1."""
+        i = int(np.searchsorted(self.id, post_id))
+        return i if i < len(self.id) and int(self.id[i]) == post_id else -1
+
+    def facts(self, i: int) -> dict:
+        """Row ``i`` as the dict ``filters.apply_filters`` reads."""
+        artist = str(self.artist[i])
+        code = int(self.rating[i])
+        return {"id": int(self.id[i]), "md5": str(self.md5[i]), "rating": RATINGS[code] if code >= 0 else None,
+                "width": int(self.width[i]), "height": int(self.height[i]), "score": int(self.score[i]),
+                "ext": str(self.ext[i]), "is_deleted": bool(self.is_deleted[i]), "is_banned": bool(self.is_banned[i]),
+                "artist": artist.split() if artist else [], "tags": frozenset(str(self.tags[i]).split())}
+
+
+_STR_COLS = ("md5", "ext", "artist", "tags")
+
+
+def _table_from_rows(rows: dict) -> MetaTable:
+    order = np.argsort(np.asarray(rows["id"], np.int64), kind="stable")
+    cols = {}
+    for f in dataclasses.fields(MetaTable):
+        v = rows[f.name]
+        if f.name in _STR_COLS:
+            a = np.array(v, dtype=object) if v else np.zeros(0, object)
+        else:
+            dtype = {"id": np.int64, "rating": np.int8, "is_deleted": bool, "is_banned": bool}.get(f.name, np.int64)
+            a = np.asarray(v, dtype=dtype)
+        cols[f.name] = a[order] if len(a) else a
+    return MetaTable(**cols)
+
+
+def _pack(strings) -> tuple[np.ndarray, np.ndarray]:
+    """Object array of str -> (utf-8 bytes as uint8, end offsets): no fixed-width padding."""
+    encoded = [str(s).encode() for s in strings]
+    ends = np.cumsum([len(b) for b in encoded], dtype=np.int64) if encoded else np.zeros(0, np.int64)
+    return np.frombuffer(b"".join(encoded), np.uint8).copy(), ends
+
+
+def _unpack(blob: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    data = blob.tobytes()
+    out = np.empty(len(ends), object)
+    start = 0
+    for i, end in enumerate(ends.tolist()):
+        out[i] = data[start:end].decode()
+        start = end
+    return out
+
+
+def files_fingerprint(paths) -> list:
+    """(path, size, mtime_ns) of each metadata file: changes invalidate the cache."""
+    out = []
+    for p in paths:
+        st = os.stat(p)
+        out.append([str(Path(p).resolve()), st.st_size, st.st_mtime_ns])
+    return out
+
+
+def load_metadata(paths, wanted, *, tracked=frozenset(), cache_dir: str | Path | None = None):
+    """Join metadata files to the listed ids.
+
+    Parameters
+    ----------
+    paths : list of path
+        From ``find_metadata`` / ``probe_metadata``.
+    wanted : iterable of int
+        Post ids the source listed; other records are skipped.
+    tracked : frozenset of str
+        Tags the filters need (kept per record; everything else is dropped).
+    cache_dir : path or None
+        Where the joined table is cached (keyed by the files' size/mtime, the ids and ``tracked``).
+
+    Returns
+    -------
+    (MetaTable, dict)
+        The table and counts: ``records`` read, ``matched``, ``bad_lines``, ``duplicates``,
+        ``cache`` ("hit", "written" or "off").
+    """
+    wanted = set(int(i) for i in wanted)
+    key = hashlib.sha256(json.dumps({"v": CACHE_VERSION, "files": files_fingerprint(paths),
+                                     "tracked": sorted(tracked)}).encode())
+    key.update(np.asarray(sorted(wanted), np.int64).tobytes())
+    cache = Path(cache_dir) / f"metadata-{key.hexdigest()[:24]}.npz" if cache_dir is not None else None
+    if cache is not None and cache.is_file():
+        with np.load(cache, allow_pickle=False) as z:
+            info = json.loads(str(z["info"]))
+            cols = {f.name: (_unpack(z[f.name], z[f.name + "_offsets"]) if f.name in _STR_COLS else z[f.name])
+                    for f in dataclasses.fields(MetaTable)}
+        return MetaTable(**cols), {**info, "cache": "hit"}
+    rows = {f.name: [] for f in dataclasses.fields(MetaTable)}
+    where: dict[int, int] = {}
+    records = bad = dups = 0
+    code = {r: i for i, r in enumerate(RATINGS)}
+    for raw in iter_posts(paths, wanted):
+        if isinstance(raw, int):
+            records += raw
+            continue
+        if raw == "bad":
+            bad += 1
+            continue
+        records += 1
+        if "id" not in raw:
+            continue
+        rec = normalize_post(raw)
+        if rec["id"] not in wanted:
+            continue
+        t = rec["tags"]
+        values = {"id": rec["id"], "md5": rec["md5"], "rating": code.get(rec["rating"], -1),
+                  "width": rec["width"], "height": rec["height"], "score": rec["score"], "ext": rec["ext"],
+                  "is_deleted": rec["is_deleted"], "is_banned": rec["is_banned"],
+                  "artist": " ".join(t["artist"]),
+                  "tags": " ".join(x for c in t.values() for x in c if x in tracked)}
+        if rec["id"] in where:  # a later dump's record of the same post wins
+            dups += 1
+            j = where[rec["id"]]
+            for k, v in values.items():
+                rows[k][j] = v
+            continue
+        where[rec["id"]] = len(rows["id"])
+        for k, v in values.items():
+            rows[k].append(v)
+    table = _table_from_rows(rows)
+    info = {"records": records, "matched": len(table), "bad_lines": bad, "duplicates": dups,
+            "files": [str(p) for p in paths]}
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp.npz")
+        arrays = {}
+        for f in dataclasses.fields(MetaTable):
+            if f.name in _STR_COLS:
+                arrays[f.name], arrays[f.name + "_offsets"] = _pack(getattr(table, f.name))
+            else:
+                arrays[f.name] = getattr(table, f.name)
+        np.savez(tmp, info=np.array(json.dumps(info)), **arrays)
+        os.replace(tmp, cache)
+        info = {**info, "cache": "written"}
+    else:
+        info = {**info, "cache": "off"}
+    return table, info
