@@ -146,6 +146,10 @@ def _stream_class():
             self.paths = shard_paths(urls)
             if not self.paths:
                 raise FileNotFoundError(f"urls {urls!r} hold no shard-*.tar; give a build folder, a tar or a glob")
+            missing = [p for p in self.paths if not _Path(p).is_file()]
+            if missing:
+                raise FileNotFoundError(f"shard {missing[0]!r} does not exist ({len(missing)} missing); "
+                                        "give a build folder, a tar or a glob")
             for name, value, lo in (("batch_size", batch_size, 1), ("world_size", world_size, 1),
                                     ("rank", rank, 0), ("shuffle_buffer", shuffle_buffer, 0),
                                     ("skip_batches", skip_batches, 0), ("epoch", epoch, 0)):
