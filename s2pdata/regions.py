@@ -123,15 +123,16 @@ def trapped_ball(edges: np.ndarray, *, radii=RADII, keep=KEEP,
 
     The free pixels left after the last radius form one region per 4-connected component.
     Edge pixels are then handed out by a breadth-first search from the regions (each edge
-    pixel to the smallest label among its 4-neighbours reached one step earlier), and slivers
-    merge into a neighbour: a region whose free area is under 50, under 250 with a single
-    neighbouring region, or under 500 with a bounding box at most 2 pixels thin, joins the
-    neighbour it shares the longest 4-connected boundary with (ties: smaller label), all
-    slivers deciding at once and chains followed to a non-sliver; repeated while anything
-    merges, at most 10 passes. Neighbours are measured on the edge-assigned map, so regions
-    separated only by a line merge across it. With ``assign_edges=False`` edge pixels are 0,
-    and only regions touching directly (not across an edge) count as neighbours, so every
-    label stays one 4-connected set of free pixels.
+    pixel takes the smallest label among its 4-neighbours reached one step earlier). Slivers
+    dissolve into their neighbours: a region with at least one neighbouring region whose free
+    area is under 50, or under 250 with a single neighbouring region, or under 500 with no free
+    pixel whose four 4-neighbours are all its own (nowhere thicker than 2 pixels; stands in for
+    LineFiller's few-polygon-vertices test) is emptied, and the same breadth-first growth from
+    the other regions fills its pixels; sliver clusters that touch no other region become one
+    region each. One pass: regions are not re-tested after they grow. Neighbours are taken on
+    the edge-assigned map, so regions separated only by a line count as neighbours. With
+    ``assign_edges=False`` edge pixels are 0 and only regions touching directly count as
+    neighbours, so every label stays one 4-connected set of free pixels.
 
     Labels are renumbered 1..K in raster order of each region's first pixel.
 
