@@ -53,7 +53,8 @@ def write_gwern(root: Path, files: dict[int, str], *, small: bool = True, data: 
         rel = f"original/{pid % 1000:04d}/{pid}.{ext}"
         p = root / rel
         p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes((data or {}).get(pid) or image_bytes(pid, ext))
+        blob = (data or {}).get(pid)
+        p.write_bytes(image_bytes(pid, ext) if blob is None else blob)
         out[pid] = rel
         if small:
             q = root / f"512px/{pid % 1000:04d}/{pid}.jpg"
