@@ -300,6 +300,15 @@ def test_spec_detects_a_changed_source(gwern, tmp_path):
     assert items_of(root).spec()["listing"] != c["listing"]
 
 
+def test_spec_detects_a_changed_plain_folder(tmp_path):
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "a.png").write_bytes(fakes.png(1))
+    a = items_of(tmp_path / "p").spec()
+    (tmp_path / "p" / "a.png").write_bytes(fakes.png(2, h=60))
+    b = items_of(tmp_path / "p").spec()
+    assert a["kind"] == "folder" and a["listing"]["count"] == 1 and a["listing"] != b["listing"]
+
+
 def test_sources_pickle_small_and_read_after(gwern):
     src = items_of(gwern)
     its = src.items()

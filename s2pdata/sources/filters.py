@@ -322,7 +322,8 @@ class FilteredSource:
             pre = [Item(it.key, it.locator, {**it.meta, "ext": _ext_of(it)}) for it in listed]
             kept, removed = apply_filters(pre, [None] * len(pre), self.filters, has_metadata=False,
                                           read=self.inner.read)
-            self._state = {"items": [listed[i] for i in kept], "removed": removed, "listed": len(listed)}
+            self._state = {"items": [listed[i] for i in kept], "removed": removed, "listed": len(listed),
+                           "fingerprint": _listing_fingerprint(self.inner, listed)}
         return self._state
 
     def items(self):
@@ -333,7 +334,9 @@ class FilteredSource:
         return list(getattr(self.inner, "skipped", []))
 
     def spec(self) -> dict:
-        return {**self.inner.spec(), "filters": self.filters.to_json()}
+        inner = self.inner.spec()
+        return {**inner, "filters": self.filters.to_json(),
+                "listing": inner.get("listing") or self._get()["fingerprint"]}
 
     def read(self, item) -> bytes:
         return self.inner.read(item)
@@ -345,6 +348,23 @@ class FilteredSource:
         st = self._get()
         return (self.inner.summary() + f"\nfilters  removed {format_removed(st['removed'])}"
                 + f"\nremain   {len(st['items'])} of {st['listed']} items")
+
+
+def _listing_fingerprint(inner, items) -> dict:
+    """Count + sha256 of keys, locators and (for files under ``inner.root``) sizes."""
+    import os
+
+    h = hashlib.sha256()
+    root = getattr(inner, "root", None)
+    for it in items:
+        size = ""
+        if root is not None and isinstance(it.locator, str):
+            try:
+                size = os.stat(os.path.join(root, it.locator)).st_size
+            except OSError:
+                size = "missing"
+        h.update(f"{it.key}\t{it.locator}\t{size}\n".encode())
+    return {"count": len(items), "sha256": h.hexdigest()}
 
 
 def _ext_of(item) -> str:
