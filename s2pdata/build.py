@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import platform
-import shutil
 import sys
 import threading
 import time
@@ -26,11 +25,11 @@ from pathlib import Path
 
 from . import SCHEMA_VERSION, __version__
 from .decode import CROPS, DecodeError
-from .shards import (COLOR_FORMATS, DATASET_JSON, INDEX_JSON, REJECTS, commit_stats, committed_shards,
-                     encode_sample, remove_partials, shard_name, stats_name, write_index, write_rejects,
-                     write_tar)
+from .shards import (COLOR_FORMATS, DATASET_JSON, INDEX_JSON, REJECTS, atomic_write, commit_stats,
+                     committed_shards, encode_sample, remove_partials, shard_name, write_index,
+                     write_rejects, write_tar)
 from .sketch import SKETCH_METHODS
-from .sources import Item, Source, open_source
+from .sources import Item, Source, add_source_arguments, source_from_args
 from .synth import SynthConfig, Timer, make_sample
 
 
@@ -78,7 +77,7 @@ def build_shard(task: ShardTask, tick=_tick) -> dict:
             with timer("read"):
                 data = task.source.read(item)
             sample = make_sample(data, key=item.key, seed=task.seed, cfg=task.cfg, meta=item.meta,
-                                 timer=timer)
+                                 timer=timer, check=task.source.check_pixels)
             with timer("encode"):
                 encoded = encode_sample(sample, schema)
             for field, blob in encoded.items():
@@ -230,26 +229,87 @@ def _run_local(tasks: list[ShardTask], workers: int, bar) -> list[dict]:
             bar.update(queue.get())
 
 
-def run_build(*, src: str, out: str | Path, cfg: SynthConfig, seed: int = 0, shard_size: int = 1000,
+def _ray_build_shard(task: ShardTask) -> dict:
+    from ._jit import single_thread
+
+    single_thread()
+    return build_shard(task, tick=lambda n: None)
+
+
+def _run_ray(tasks: list[ShardTask], workers: int, bar, *, address: str | None, retries: int = 3) -> list[dict]:
+    """One Ray task per shard, at most ``2 * workers`` in flight; results in plan order.
+
+    Ray re-runs a task whose worker or node died (``max_retries``) and an ``OSError`` (a flaky
+    shared filesystem); a shard is committed by the same atomic write as in the local pool, so a
+    retried or duplicated task rewrites identical bytes. Other exceptions fail the build.
+    """
+    try:
+        import ray
+    except ImportError as exc:
+        raise ImportError("--distributor ray needs Ray: pip install 's2pdata[ray]'") from exc
+    started = not ray.is_initialized()
+    if started:
+        kwargs = {"address": address} if address else {"num_cpus": workers, "include_dashboard": False}
+        ray.init(log_to_driver=False, configure_logging=False, **kwargs)
+    remote = ray.remote(num_cpus=1, max_retries=retries, retry_exceptions=[OSError])(_ray_build_shard)
+    in_flight = max(1, 2 * (workers if not address else int(ray.cluster_resources().get("CPU", workers))))
+    results: dict[int, dict] = {}
+    pending: dict = {}
+    queue = list(reversed(tasks))
+    try:
+        while queue or pending:
+            while queue and len(pending) < in_flight:
+                task = queue.pop()
+                pending[remote.remote(task)] = task
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                task = pending.pop(ref)
+                stats = ray.get(ref)
+                results[task.index] = stats
+                bar.update(stats["items"])
+    finally:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        if started:
+            ray.shutdown()
+    return [results[t.index] for t in tasks]
+
+
+DISTRIBUTORS = ("local", "ray")
+
+
+def run_build(*, src: str | Source, out: str | Path, cfg: SynthConfig, seed: int = 0, shard_size: int = 1000,
               workers: int = 1, limit: int | None = None, overwrite: bool = False,
-              progress: bool = True) -> dict:
-    """Plan, build and commit every shard; returns the final ``dataset.json`` content."""
+              progress: bool = True, distributor: str = "local", ray_address: str | None = None) -> dict:
+    """Plan, build and commit every shard; returns the final ``dataset.json`` content.
+
+    ``src`` is a ``--src`` string (read with the CLI's default source flags) or a source object
+    from ``s2pdata.sources.source_from_args``.
+    """
     from tqdm.auto import tqdm
 
     from ._jit import warmup
 
+    if distributor not in DISTRIBUTORS:
+        raise ValueError(f"distributor must be one of {DISTRIBUTORS}, got {distributor!r}")
     if not isinstance(shard_size, int) or shard_size < 1:
         raise ValueError(f"shard_size must be a positive int, got {shard_size!r}")
     out = Path(out)
-    source = open_source(src, seed=seed)
+    if isinstance(src, str):
+        src = source_from_args(src, make_parser().parse_args(["--src", src, "--out", str(out)]), seed=seed,
+                               out=out)
+    source = src
     items = sorted(source.items(), key=lambda it: it.key)
     if limit is not None:
         items = items[:limit]
     plan = make_plan(items, shard_size)
     header = _header(source, cfg, seed, shard_size, plan)
+    if progress:
+        print(source.summary() + f"\nplan: {len(items)} items in {len(plan)} shards of {shard_size} -> {out}",
+              file=sys.stderr)
     prepare_out(out, header, overwrite=overwrite)
     manifest = {**header, "versions": package_versions(), "status": "building"}
-    (out / DATASET_JSON).write_text(json.dumps(manifest, indent=1))
+    atomic_write(out / DATASET_JSON, json.dumps(manifest, indent=1).encode())
     remove_partials(out)
     done = committed_shards(out, len(plan))
     tasks = [ShardTask(i, shard, source, cfg, seed, str(out)) for i, shard in enumerate(plan) if i not in done]
@@ -257,21 +317,25 @@ def run_build(*, src: str, out: str | Path, cfg: SynthConfig, seed: int = 0, sha
     t0 = time.perf_counter()
     with tqdm(total=len(items), initial=sum(len(plan[i]) for i in done), unit="img",
               desc=f"build {out.name}", disable=not progress, smoothing=0.1) as bar:
-        for stats in _run_local(tasks, workers, bar):
+        if distributor == "ray":
+            results = _run_ray(tasks, workers, bar, address=ray_address)
+        else:
+            results = _run_local(tasks, workers, bar)
+        for stats in results:
             done[stats["index"]] = stats
     elapsed = time.perf_counter() - t0
     stats = [done[i] for i in range(len(plan))]
     write_index(out, stats)
-    n_rejects = write_rejects(out, stats)
+    skipped = [{"key": None, **entry} for entry in getattr(source, "skipped", [])]
+    n_rejects = write_rejects(out, stats, skipped)
     reasons: dict[str, int] = {}
-    for s in stats:
-        for k, v in s["reasons"].items():
-            reasons[k] = reasons.get(k, 0) + v
+    for k in [r["reason"] for r in skipped] + [k for s in stats for k, v in s["reasons"].items() for _ in range(v)]:
+        reasons[k] = reasons.get(k, 0) + 1
     manifest.update(status="complete", totals={
         "items": len(items), "samples": sum(s["nsamples"] for s in stats), "rejected": n_rejects,
         "reasons": reasons, "bytes": sum(s["filesize"] for s in stats), "shards": len(plan),
         "built_this_run": len(tasks), "seconds_this_run": round(elapsed, 2)})
-    (out / DATASET_JSON).write_text(json.dumps(manifest, indent=1))
+    atomic_write(out / DATASET_JSON, json.dumps(manifest, indent=1).encode())
     return manifest
 
 
@@ -301,7 +365,12 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--color-quality", type=int, default=d.color_quality, help="JPEG/WebP quality")
     p.add_argument("--max-pixels", type=int, default=d.max_pixels, help="reject images with more pixels")
     p.add_argument("--min-side", type=int, default=d.min_side, help="reject images with a shorter side")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--distributor", choices=DISTRIBUTORS, default="local",
+                   help="local process pool, or one Ray task per shard")
+    p.add_argument("--ray-address", default=None,
+                   help="Ray cluster address (e.g. auto or ray://head:10001); default starts a local Ray")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar and no summary")
+    add_source_arguments(p)
     return p
 
 
@@ -311,9 +380,11 @@ def main(argv: list[str] | None = None) -> int:
         cfg = SynthConfig(size=args.size, crop=args.crop, sketch=args.sketch, hint_radius=args.hint_radius,
                           color_format=args.color_format, color_quality=args.color_quality,
                           max_pixels=args.max_pixels, min_side=args.min_side)
-        manifest = run_build(src=args.src, out=args.out, cfg=cfg, seed=args.seed, shard_size=args.shard_size,
+        source = source_from_args(args.src, args, seed=args.seed, out=Path(args.out))
+        manifest = run_build(src=source, out=args.out, cfg=cfg, seed=args.seed, shard_size=args.shard_size,
                              workers=args.workers, limit=args.limit, overwrite=args.overwrite,
-                             progress=not args.no_progress)
+                             progress=not args.no_progress, distributor=args.distributor,
+                             ray_address=args.ray_address)
     except (BuildRefused, ValueError) as exc:
         print(f"s2pdata.build: {exc}", file=sys.stderr)
         return 2

@@ -149,6 +149,11 @@ def stats_name(index: int) -> str:
     return f"shard-{index:06d}.stats.json"
 
 
+def _tmp_path(path: Path) -> Path:
+    # one temporary name per writing process: a retried or orphaned writer never shares a file
+    return path.with_name(f"{path.name}.{os.getpid()}.tmp")
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -158,9 +163,9 @@ def _fsync_dir(path: Path) -> None:
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through ``path.tmp``, fsync, rename, fsync the folder."""
+    """Write ``data`` to ``path`` through a ``.tmp`` file, fsync, rename, fsync the folder."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = _tmp_path(path)
     with open(tmp, "wb") as f:
         f.write(data)
         f.flush()
@@ -182,7 +187,7 @@ def _tar_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 def write_tar(path: Path, samples: Iterable[dict[str, bytes]]) -> dict:
     """Write encoded samples to ``path`` atomically; returns nsamples, filesize, md5, sha256."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = _tmp_path(path)
     n = 0
     with open(tmp, "wb") as f:
         with tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -249,9 +254,10 @@ def write_index(out: Path, stats: list[dict]) -> None:
     atomic_write(Path(out) / INDEX_JSON, json.dumps(index, indent=1).encode())
 
 
-def write_rejects(out: Path, stats: list[dict]) -> int:
-    """``rejects.jsonl`` from every shard's stats, in plan order; returns the line count."""
-    lines = [dumps_json(r).decode() for s in stats for r in s["rejects"]]
+def write_rejects(out: Path, stats: list[dict], skipped: list[dict] = ()) -> int:
+    """``rejects.jsonl``: what the source skipped while listing, then every shard's rejects in
+    plan order; returns the line count."""
+    lines = [dumps_json(r).decode() for r in skipped] + [dumps_json(r).decode() for s in stats for r in s["rejects"]]
     atomic_write(Path(out) / REJECTS, "".join(line + "\n" for line in lines).encode())
     return len(lines)
 

@@ -19,7 +19,7 @@ import numpy as np
 from . import SCHEMA_VERSION
 from ._check import check_choice
 from ._rng import sample_rng
-from .decode import CROPS, apply_fit, decode_image, plan_fit
+from .decode import CROPS, DecodeError, apply_fit, decode_image, plan_fit
 from .hints import render_hints, sample_hints
 from .shards import COLOR_FORMATS, Schema
 from .sketch import SKETCH_METHODS, extract_sketch
@@ -72,17 +72,21 @@ class Timer:
 
 
 def make_sample(data: bytes, *, key: str, seed: int, cfg: SynthConfig, meta: dict | None = None,
-                timer: Timer | None = None) -> dict:
+                timer: Timer | None = None, check=None) -> dict:
     """Decode ``data`` and synthesise every field of one sample.
 
-    Raises ``s2pdata.decode.DecodeError`` (with a ``reason``) for bad input; the build turns it
-    into a reject.
+    ``check(color) -> reason | None`` is a pixel filter run on the fitted colour image (the
+    source's ``check_pixels``). Raises ``s2pdata.decode.DecodeError`` (with a ``reason``) for
+    bad input or a filtered image; the build turns it into a reject.
     """
     timer = timer or Timer()
     with timer("decode"):
         full = decode_image(data, max_pixels=cfg.max_pixels, min_side=cfg.min_side)
         fit = plan_fit(full.shape, size=cfg.size, crop=cfg.crop, rng=sample_rng(seed, key, "fit"))
         color = apply_fit(full, fit)
+        reason = check(color) if check is not None else None
+        if reason:
+            raise DecodeError(reason, f"rejected by the pixel filter ({reason})")
     with timer("sketch"):
         sketch, sketch_params = extract_sketch(color, method=cfg.sketch, rng=sample_rng(seed, key, "sketch"))
     with timer("hints"):
