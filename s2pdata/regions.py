@@ -32,6 +32,11 @@ SLIVER_AREA = 50         # any region smaller than this merges
 SLIVER_LONE_AREA = 250   # ... or smaller than this with a single neighbour
 SLIVER_THIN_AREA = 500   # ... or smaller than this and nowhere thicker than 2 pixels
 _KEEP_CODE = {None: 0, "max": 1, "mean": 2}
+# Kernel codes: labels are 1..n; a pixel still open to a breadth-first growth is >= _OPEN
+# (_OPEN + its old label while slivers dissolve); a pixel claimed in the round in progress is
+# -(2 * label + round parity). Needs 2 * n + 1 < 2**31, hence the pixel limit.
+_OPEN = 1 << 30
+_MAX_PIXELS = 1 << 29
 
 
 def ball(radius: int) -> np.ndarray:
@@ -175,8 +180,11 @@ def trapped_ball(edges: np.ndarray, *, radii=RADII, keep=KEEP,
     radii, keep = _check_schedule(radii, keep)
     if not isinstance(assign_edges, (bool, np.bool_)):
         raise TypeError(f"assign_edges must be a bool, got {assign_edges!r}")
+    if edges.size >= _MAX_PIXELS:
+        raise ValueError(f"edges must have fewer than {_MAX_PIXELS} pixels (labels are coded "
+                         f"in int32), got shape {edges.shape}; split the image into tiles")
     prov, n = _fill_regions(edges, radii, keep)
-    return _finish_regions(prov, n, edges, bool(assign_edges))
+    return _finish_regions(prov, n, edges, bool(assign_edges), in_place=True)
 
 
 def _fill_regions(edges: np.ndarray, radii, keep) -> tuple[np.ndarray, int]:
@@ -188,8 +196,9 @@ def _fill_regions(edges: np.ndarray, radii, keep) -> tuple[np.ndarray, int]:
     """
     h, w = edges.shape
     free = np.zeros((h + 2, w + 2), np.uint8)
-    free[1:-1, 1:-1] = np.logical_not(edges)
+    np.logical_not(edges, out=free[1:-1, 1:-1], casting="unsafe")
     out = np.zeros((h + 2) * (w + 2), np.int32)
+    scratch = np.empty(3 * h * w, np.int32)  # band list and two BFS fronts, shared by the radii
     n = 0
     for r, k in zip(radii, keep):
         se = ball(r)
@@ -202,7 +211,7 @@ def _fill_regions(edges: np.ndarray, radii, keep) -> tuple[np.ndarray, int]:
             continue
         opening = cv2.dilate(eroded, se)
         n += _fill_radius_kernel(cc.reshape(-1), ncc, opening.reshape(-1), free.reshape(-1),
-                                 out, h, w, n, _KEEP_CODE[k])
+                                 out, scratch, h, w, n, _KEEP_CODE[k])
     nleft, cc = cv2.connectedComponents(free, connectivity=4, ltype=cv2.CV_32S)
     n += _leftover_kernel(cc.reshape(-1), nleft, out, h, w, n)
     return out, n
@@ -216,12 +225,18 @@ def _set_ring(img: np.ndarray, value: int) -> None:
     img[:, -1] = value
 
 
-def _finish_regions(prov: np.ndarray, n: int, edges: np.ndarray, assign_edges: bool) -> np.ndarray:
-    """Padded provisional labels -> edge assignment, sliver merge, final ``(h, w)`` labels."""
+def _finish_regions(prov: np.ndarray, n: int, edges: np.ndarray, assign_edges: bool,
+                    *, in_place: bool = False) -> np.ndarray:
+    """Padded provisional labels -> edge assignment, sliver merge, final ``(h, w)`` labels.
+
+    ``prov`` is left as it was unless ``in_place`` (then it is scratch).
+    """
     h, w = edges.shape
     if n == 0:
         return np.full((h, w), 1 if assign_edges else 0, np.int32)
-    lab = prov.reshape(h + 2, w + 2).copy()
+    lab = prov.reshape(h + 2, w + 2)
+    if not in_place:
+        lab = lab.copy()
     _set_ring(lab, n + 1)  # sentinel: never 0 (open), never a region
     return _finish_kernel(lab.reshape(-1), n, h, w, assign_edges, SLIVER_AREA, SLIVER_LONE_AREA,
                           SLIVER_THIN_AREA)
@@ -264,104 +279,101 @@ def region_count(labels: np.ndarray) -> int:
 
 
 @numba.njit(**JIT)
-def _grow_round(lab, front, nf, nxt, wp):
-    """One BFS round: 0-pixels next to ``front`` take the smallest such label (held as -label)."""
-    nn = 0
-    for t in range(nf):
-        p = front[t]
-        a = lab[p]
-        for d in range(4):
-            q = p - 1 if d == 0 else p + 1 if d == 1 else p - wp if d == 2 else p + wp
-            v = lab[q]
-            if v == 0:
-                lab[q] = -a
-                nxt[nn] = q
-                nn += 1
-            elif v < 0 and a < -v:
-                lab[q] = -a
-    for t in range(nn):
-        lab[nxt[t]] = -lab[nxt[t]]
-    return nn
-
-
-@numba.njit(**JIT)
-def _grow_first_round(lab, opens, no, nxt, wp, hi):
-    """First BFS round seen from the open pixels: each 0-pixel of ``opens`` next to labels
-    in 1..hi takes the smallest of them."""
-    nn = 0
-    for t in range(no):
-        q = opens[t]
-        if lab[q] != 0:
-            continue
-        best = 0
-        for d in range(4):
-            r = q - 1 if d == 0 else q + 1 if d == 1 else q - wp if d == 2 else q + wp
-            v = lab[r]
-            if 0 < v <= hi and (best == 0 or v < best):
-                best = v
-        if best > 0:
-            nxt[nn] = q
-            nn += 1
-            lab[q] = -best
-    for t in range(nn):
-        lab[nxt[t]] = -lab[nxt[t]]
-    return nn
-
-
-@numba.njit(**JIT)
-def _grow(lab, opens, no, wp, hi):
-    """Breadth-first growth of labels 1..hi into the 0-pixels listed in ``opens``; ties in a
-    round go to the smaller label. Everything else must be non-zero (or a 0 not reachable)."""
-    front = np.empty(no, np.int32)
-    nxt = np.empty(no, np.int32)
-    nf = _grow_first_round(lab, opens, no, front, wp, hi)
+def _bfs(lab, front, nf, nxt, wp, parity):
+    """Breadth-first growth, one round per loop. ``front`` holds the ``nf`` pixels claimed in
+    the last round, each pending as ``-(2 * label + parity)``; a pixel is open while its value
+    is >= ``_OPEN``. Each round finalises the front and lets every open 4-neighbour take the
+    smallest label among the front pixels next to it (pending with the other parity, so the
+    round in progress is never confused with the next one). No separate finalising pass."""
     while nf > 0:
-        nf = _grow_round(lab, front, nf, nxt, wp)
+        npar = parity ^ 1
+        nn = 0
+        for t in range(nf):
+            p = front[t]
+            a = (-lab[p]) >> 1
+            lab[p] = a
+            pend = -(2 * a + npar)
+            for d in range(4):
+                q = p - 1 if d == 0 else p + 1 if d == 1 else p - wp if d == 2 else p + wp
+                v = lab[q]
+                # branch-free: open -> claim; pending next round with a larger label -> take
+                claim = np.int32(v >= _OPEN)
+                take = claim | (np.int32(v < pend) & np.int32((v & 1) == npar))
+                lab[q] = v + take * (pend - v)
+                nxt[nn] = q
+                nn += claim
         front, nxt = nxt, front
+        nf = nn
+        parity = npar
 
 
 @numba.njit(**JIT)
-def _fill_radius_kernel(cc, ncc, opening, free, out, h, w, base, keep_mode):
-    """One radius: seed components ``cc`` grown into the opening; kept fills -> ``out``, off ``free``."""
+def _fill_radius_kernel(cc, ncc, opening, free, out, scratch, h, w, base, keep_mode):
+    """One radius: seed components ``cc`` grown into the opening; kept fills -> ``out``, off ``free``.
+
+    ``cc`` becomes scratch: 0 blocked, seed rank 1..m (raster order of first pixel), ``_OPEN``
+    on the band (opening minus seeds) until the growth claims it.
+    """
     wp = w + 2
-    block = np.int32(2147483647)      # not a seed and not in the opening: never entered
     canon = np.zeros(ncc, np.int32)   # OpenCV label -> seed rank in raster order of first pixel
-    sizes = np.zeros(ncc, np.int64)
-    band = np.empty(cc.size, np.int32)
-    nband = 0
+    sizes = np.zeros(ncc + 1, np.int64)
+    nmax = h * w
+    band = scratch[:nmax]
     m = 0
+    nband = 0
     direct = keep_mode == 0           # keep all: write the output as we go, no second pass
+    lab = base
     for i in range(1, h + 1):
-        for p in range(i * wp + 1, i * wp + w + 1):
+        p = i * wp + 1
+        end = p + w
+        while p < end:
             c = cc[p]
             if c == 0:
-                if opening[p] != 0 and free[p] != 0:
+                if opening[p] != 0:   # inside the image the opening lies in the free space
+                    cc[p] = _OPEN
                     band[nband] = p
                     nband += 1
-                else:
-                    cc[p] = block
+                p += 1
                 continue
             k = canon[c]
             if k == 0:
                 m += 1
                 canon[c] = m
                 k = m
-            cc[p] = k
-            sizes[k] += 1
+            q = p
             if direct:
-                out[p] = base + k
-                free[p] = 0
-    for i in range(wp):               # ring: blocked
-        cc[i] = block
-        cc[cc.size - 1 - i] = block
-    for i in range(1, h + 1):
-        cc[i * wp] = block
-        cc[i * wp + w + 1] = block
-    _grow(cc, band, nband, wp, m)
+                lab = base + k
+                while cc[q] == c:
+                    cc[q] = k
+                    out[q] = lab
+                    free[q] = 0
+                    q += 1
+            else:
+                while cc[q] == c:
+                    cc[q] = k
+                    q += 1
+            sizes[k] += q - p
+            p = q
+    # first round of the growth: band pixels next to a seed take the smallest seed rank
+    front = scratch[nmax:2 * nmax]
+    nxt = scratch[2 * nmax:]
+    nf = 0
+    for t in range(nband):
+        q = band[t]
+        best = _OPEN
+        for d in range(4):
+            r = q - 1 if d == 0 else q + 1 if d == 1 else q - wp if d == 2 else q + wp
+            v = cc[r]
+            best = min(best, v if v > 0 else _OPEN)
+        hit = np.int64(best < _OPEN)   # branch-free: claim for the first round or stay open
+        cc[q] = _OPEN + hit * (-(2 * best + 1) - _OPEN)
+        front[nf] = q
+        nf += hit
+    _bfs(cc, front, nf, nxt, wp, 1)
     for t in range(nband):
         q = band[t]
         k = cc[q]
-        if k > 0:
+        if k < _OPEN:
             sizes[k] += 1
             if direct:
                 out[q] = base + k
@@ -396,98 +408,136 @@ def _leftover_kernel(cc, ncc, out, h, w, base):
     canon = np.zeros(ncc, np.int32)
     m = 0
     for i in range(1, h + 1):
-        for p in range(i * wp + 1, i * wp + w + 1):
+        p = i * wp + 1
+        end = p + w
+        while p < end:
             c = cc[p]
             if c == 0:
+                p += 1
                 continue
             k = canon[c]
             if k == 0:
                 m += 1
                 canon[c] = m
                 k = m
-            out[p] = base + k
+            lab = base + k
+            while cc[p] == c:   # the ring is 0: runs stop at the row end
+                out[p] = lab
+                p += 1
     return m
 
 
 @numba.njit(**JIT)
 def _finish_kernel(lab, n, h, w, assign, a_min, a_lone, a_thin):
-    """Edge assignment, sliver dissolving, renumbering. ``lab`` is padded, ring = n + 1."""
+    """Edge assignment, sliver dissolving, renumbering. ``lab`` is padded, ring = n + 1; it is
+    scratch. Open pixels are coded ``_OPEN + original label`` so stuck slivers keep theirs."""
     wp = w + 2
     ring = n + 1
     area = np.zeros(n + 2, np.int64)
     inner = np.zeros(n + 2, np.bool_)   # has a free pixel whose 4-neighbours are all its own
-    opens = np.empty(lab.size, np.int32)
-    no = 0
+    front = np.empty(h * w, np.int32)
+    nxt = np.empty(h * w, np.int32)
+    # pass 1: areas and inner pixels on the provisional labels (by runs along each row); edge
+    # pixels take part in the first growth round at once (already-seen edges are pending or
+    # open, never a source, exactly as at the start of that round)
+    nf = 0
     for i in range(1, h + 1):
-        for p in range(i * wp + 1, i * wp + w + 1):
+        p = i * wp + 1
+        end = p + w
+        while p < end:
             a = lab[p]
             if a == 0:
-                opens[no] = p
-                no += 1
+                if assign:
+                    best = ring
+                    for d in range(4):
+                        r = p - 1 if d == 0 else p + 1 if d == 1 else p - wp if d == 2 else p + wp
+                        v = lab[r]
+                        best = min(best, v if v > 0 else ring)
+                    hit = np.int64(best < ring)
+                    lab[p] = _OPEN + hit * (-(2 * best + 1) - _OPEN)
+                    front[nf] = p
+                    nf += hit
+                else:
+                    lab[p] = ring   # edges stay out of everything below
+                p += 1
                 continue
-            area[a] += 1
-            if lab[p - 1] == a and lab[p + 1] == a and lab[p - wp] == a and lab[p + wp] == a:
-                inner[a] = True
+            q = p + 1
+            while lab[q] == a:   # the ring differs from every label: runs stop at the row end
+                q += 1
+            area[a] += q - p
+            if not inner[a]:
+                for s in range(p + 1, q - 1):
+                    if lab[s - wp] == a and lab[s + wp] == a:
+                        inner[a] = True
+                        break
+            p = q
     if assign:
-        _grow(lab, opens, no, wp, n)
-    else:
-        for t in range(no):
-            lab[opens[t]] = ring   # edges stay out of everything below
-    # neighbours: any, and for mid-size regions whether there is more than one
-    hasnb = np.zeros(n + 2, np.bool_)
-    nb1 = np.zeros(n + 2, np.int64)
-    multi = np.zeros(n + 2, np.bool_)
-    for i in range(1, h + 1):
-        for p in range(i * wp + 1, i * wp + w + 1):
-            a = lab[p]
-            if a == ring:
-                continue
-            for d in range(2):
-                b = lab[p + 1] if d == 0 else lab[p + wp]
-                if b == a or b == ring:
+        _bfs(lab, front, nf, nxt, wp, 1)
+    # pass 2: neighbours, only of the regions whose fate depends on them. With the edges
+    # assigned, the labels cover the connected image, so when n >= 2 every region has a
+    # neighbour and only the count (one or more) matters, for 50 <= area < 250 with an inner
+    # pixel; without, any region under 500 may have none. st: 0 none yet, b > 0 exactly one
+    # (b), -1 two or more or not tracked.
+    need = np.zeros(n + 2, np.bool_)   # index ring stays False
+    nneed = 0
+    for a in range(1, n + 1):
+        x = area[a]
+        if (assign and a_min <= x < a_lone and inner[a]) or (not assign and x < a_thin):
+            need[a] = True
+            nneed += 1
+    st = np.zeros(n + 2, np.int32)
+    if nneed > 0:
+        for a in range(1, n + 1):
+            if not need[a]:
+                st[a] = -1
+        for i in range(1, h + 1):
+            for p in range(i * wp + 1, i * wp + w + 1):
+                a = lab[p]
+                if not (need[a] or need[lab[p + 1]] or need[lab[p + wp]]):
                     continue
-                hasnb[a] = True
-                hasnb[b] = True
-                if nb1[a] == 0:
-                    nb1[a] = b
-                elif nb1[a] != b:
-                    multi[a] = True
-                if nb1[b] == 0:
-                    nb1[b] = a
-                elif nb1[b] != a:
-                    multi[b] = True
-    sliver = np.zeros(n + 2, np.bool_)
+                if a == ring:
+                    continue
+                for d in range(2):
+                    b = lab[p + 1] if d == 0 else lab[p + wp]
+                    if b == a or b == ring:
+                        continue
+                    x = st[a]
+                    if x >= 0 and x != b:
+                        st[a] = b if x == 0 else -1
+                    x = st[b]
+                    if x >= 0 and x != a:
+                        st[b] = a if x == 0 else -1
+    sliver = np.zeros(n + 2, np.bool_)  # index ring stays False
     nsl = 0
     for a in range(1, n + 1):
-        if hasnb[a] and (area[a] < a_min or (area[a] < a_lone and not multi[a])
-                         or (area[a] < a_thin and not inner[a])):
+        x = area[a]
+        has = st[a] != 0 if need[a] else n >= 2   # (not assign: every x < a_thin is tracked)
+        if x < a_thin and has and (x < a_min or (x < a_lone and st[a] > 0) or not inner[a]):
             sliver[a] = True
             nsl += 1
     if nsl > 0:
-        orig = np.empty(lab.size, np.int32)
-        no = 0
+        # pass 3: empty the slivers; their pixels next to a kept region join the first round
+        nf = 0
         for i in range(1, h + 1):
             for p in range(i * wp + 1, i * wp + w + 1):
-                if sliver[lab[p]]:
-                    orig[no] = lab[p]
-                    opens[no] = p
-                    no += 1
-                    lab[p] = 0
-        _grow(lab, opens, no, wp, n)
-        # sliver clusters that touch no other region: one region each
-        for t in range(no):
-            q = opens[t]
-            if lab[q] != 0:
-                continue
-            lab[q] = orig[t]
-            stack = [q]
-            while len(stack) > 0:
-                p = stack.pop()
+                a = lab[p]
+                if not sliver[a]:
+                    continue
+                best = ring
                 for d in range(4):
                     r = p - 1 if d == 0 else p + 1 if d == 1 else p - wp if d == 2 else p + wp
-                    if lab[r] == 0:
-                        lab[r] = orig[t]
-                        stack.append(r)
+                    v = lab[r]
+                    if 0 < v < best and not sliver[v]:
+                        best = v
+                if best < ring:
+                    lab[p] = -(2 * best + 1)
+                    front[nf] = p
+                    nf += 1
+                else:
+                    lab[p] = _OPEN + a
+        _bfs(lab, front, nf, nxt, wp, 1)
+    # pass 4: renumber in raster order; a sliver cluster that no kept region reached (still
+    # open) becomes one region with the label of its first pixel
     final = np.zeros(n + 2, np.int32)
     out = np.empty((h, w), np.int32)
     k = 0
@@ -495,6 +545,9 @@ def _finish_kernel(lab, n, h, w, assign, a_min, a_lone, a_thin):
         row = (i + 1) * wp + 1
         for j in range(w):
             a = lab[row + j]
+            if a >= _OPEN:
+                a -= _OPEN
+                _flood(lab, row + j, a, wp)
             if a == ring:
                 out[i, j] = 0
                 continue
@@ -503,6 +556,20 @@ def _finish_kernel(lab, n, h, w, assign, a_min, a_lone, a_thin):
                 final[a] = k
             out[i, j] = final[a]
     return out
+
+
+@numba.njit(**JIT)
+def _flood(lab, p0, a, wp):
+    """Set the 4-connected open (>= ``_OPEN``) pixels around ``p0`` to label ``a``."""
+    lab[p0] = a
+    stack = [p0]
+    while len(stack) > 0:
+        p = stack.pop()
+        for d in range(4):
+            r = p - 1 if d == 0 else p + 1 if d == 1 else p - wp if d == 2 else p + wp
+            if lab[r] >= _OPEN:
+                lab[r] = a
+                stack.append(r)
 
 
 @register_warmup
