@@ -198,7 +198,7 @@ def _fill_regions(edges: np.ndarray, radii, keep) -> tuple[np.ndarray, int]:
     free = np.zeros((h + 2, w + 2), np.uint8)
     np.logical_not(edges, out=free[1:-1, 1:-1], casting="unsafe")
     out = np.zeros((h + 2) * (w + 2), np.int32)
-    scratch = np.empty(3 * h * w, np.int32)  # band list and two BFS fronts, shared by the radii
+    buf = np.zeros((h + 2) * (w + 2), np.int32)  # growth rounds ping-pong with cc; ring 0
     n = 0
     for r, k in zip(radii, keep):
         se = ball(r)
@@ -211,7 +211,7 @@ def _fill_regions(edges: np.ndarray, radii, keep) -> tuple[np.ndarray, int]:
             continue
         opening = cv2.dilate(eroded, se)
         n += _fill_radius_kernel(cc.reshape(-1), ncc, opening.reshape(-1), free.reshape(-1),
-                                 out, scratch, h, w, n, _KEEP_CODE[k])
+                                 out, buf, h, w, n, _KEEP_CODE[k])
     nleft, cc = cv2.connectedComponents(free, connectivity=4, ltype=cv2.CV_32S)
     n += _leftover_kernel(cc.reshape(-1), nleft, out, h, w, n)
     return out, n
@@ -278,6 +278,19 @@ def region_count(labels: np.ndarray) -> int:
 # (same row) and p-w, p+w.
 
 
+@numba.njit(**JIT, inline="always")
+def _reach(lab, q, pend, npar, nxt, nn):
+    """Pixel ``q`` seen from a front pixel whose label codes as ``pend`` for the next round:
+    open -> claim it; claimed this round with a larger label -> take it. Branch-free (Numba
+    compiles ``x if c else y`` to a branch, so selects are written as arithmetic)."""
+    v = lab[q]
+    claim = np.int32(v >= _OPEN)
+    take = claim | (np.int32(v < pend) & np.int32((v & 1) == npar))
+    lab[q] = v + take * (pend - v)
+    nxt[nn] = q
+    return nn + claim
+
+
 @numba.njit(**JIT)
 def _bfs(lab, front, nf, nxt, wp, parity):
     """Breadth-first growth, one round per loop. ``front`` holds the ``nf`` pixels claimed in
@@ -293,94 +306,161 @@ def _bfs(lab, front, nf, nxt, wp, parity):
             a = (-lab[p]) >> 1
             lab[p] = a
             pend = -(2 * a + npar)
-            for d in range(4):
-                q = p - 1 if d == 0 else p + 1 if d == 1 else p - wp if d == 2 else p + wp
-                v = lab[q]
-                # branch-free: open -> claim; pending next round with a larger label -> take
-                claim = np.int32(v >= _OPEN)
-                take = claim | (np.int32(v < pend) & np.int32((v & 1) == npar))
-                lab[q] = v + take * (pend - v)
-                nxt[nn] = q
-                nn += claim
+            nn = _reach(lab, p - 1, pend, npar, nxt, nn)
+            nn = _reach(lab, p + 1, pend, npar, nxt, nn)
+            nn = _reach(lab, p - wp, pend, npar, nxt, nn)
+            nn = _reach(lab, p + wp, pend, npar, nxt, nn)
         front, nxt = nxt, front
         nf = nn
         parity = npar
 
 
+@numba.njit(**JIT, inline="always")
+def _key(v):
+    """``v - 1`` for a label v >= 1, >= 2**31 - 1 for 0 and every negative code (int64,
+    branch-free); ``_OPEN`` and up keep their order after every label."""
+    return (np.int64(v) - 1) & 0xFFFFFFFF
+
+
+@numba.njit(**JIT, inline="always")
+def _min_label(a, b, c, d):
+    """Smallest positive of four values (2**31 or more when none is), branch-free."""
+    return min(min(_key(a), _key(b)), min(_key(c), _key(d))) + 1
+
+
+@numba.njit(**JIT, inline="always")
+def _src(v, nosrc, n):
+    """``_key(v)`` when ``v`` is a label 1..n that is a growth source, else >= 2**31."""
+    k = _key(v)
+    ok = np.int64(k < n)
+    src = ok & np.int64(not nosrc[v * ok])
+    return k | ((1 - src) << 31)
+
+
 @numba.njit(**JIT)
-def _fill_radius_kernel(cc, ncc, opening, free, out, scratch, h, w, base, keep_mode):
+def _raster_ordered(cc, h, w):
+    """Whether the labels of padded ``cc`` first appear in raster order as 1, 2, 3, ...
+    (OpenCV's single- and multi-threaded labelling give that order; checked, not assumed)."""
+    wp = w + 2
+    mx = 0
+    for i in range(1, h + 1):
+        c = cc[i * wp:(i + 1) * wp]
+        rm = 0
+        for j in range(1, w + 1):   # row maximum first: most rows start no new label
+            rm = max(rm, c[j])
+        if rm > mx:
+            for j in range(1, w + 1):
+                x = c[j]
+                if x > mx:
+                    if x != mx + 1:
+                        return False
+                    mx = x
+    return True
+
+
+@numba.njit(**JIT)
+def _canonicalize(cc, ncc, h, w):
+    """Renumber the labels of padded ``cc`` in place to 1..ncc-1 in raster order of first pixel."""
+    wp = w + 2
+    canon = np.zeros(ncc, np.int32)
+    m = 0
+    for i in range(1, h + 1):
+        c = cc[i * wp:(i + 1) * wp]
+        for j in range(1, w + 1):
+            x = c[j]
+            k = canon[x]
+            if (k == 0) & (x != 0):
+                m += 1
+                canon[x] = m
+                k = m
+            c[j] = k
+
+
+@numba.njit(**JIT)
+def _grow_round(src, dst, h, w):
+    """One synchronous growth round, ``src`` -> ``dst`` (padded, ring 0): an open pixel
+    (``_OPEN``) next to labelled pixels takes the smallest of their labels. Vectorisable: no
+    branch, no write into the array being read. Returns how many stay open, how many were
+    claimed."""
+    wp = w + 2
+    left = 0
+    took = 0
+    for i in range(1, h + 1):
+        row = i * wp
+        up = src[row - wp:row]
+        c = src[row:row + wp]
+        dn = src[row + wp:row + 2 * wp]
+        o = dst[row:row + wp]
+        for j in range(1, w + 1):
+            y = c[j]
+            best = min(_min_label(c[j - 1], c[j + 1], up[j], dn[j]), _OPEN)
+            op = np.int64(y == _OPEN)
+            o[j] = y + op * (best - _OPEN)
+            still = op & np.int64(best == _OPEN)
+            left += still
+            took += op - still
+    return left, took
+
+
+@numba.njit(**JIT)
+def _fill_radius_kernel(cc, ncc, opening, free, out, buf, h, w, base, keep_mode):
     """One radius: seed components ``cc`` grown into the opening; kept fills -> ``out``, off ``free``.
 
-    ``cc`` becomes scratch: 0 blocked, seed rank 1..m (raster order of first pixel), ``_OPEN``
-    on the band (opening minus seeds) until the growth claims it.
+    ``cc`` and ``buf`` (padded, ring 0) are scratch: 0 blocked, seed rank 1..m (raster order
+    of first pixel), ``_OPEN`` on the band (opening minus seeds) until a round claims it.
+    The breadth-first growth runs as synchronous whole-image rounds (a pixel claimed in round
+    t takes the smallest label among its neighbours labelled by round t - 1, exactly the
+    breadth-first rule); a band pixel is at most max(|dy| + |dx|) over the ball from its
+    seed, so r = 1, 2, 3 take 1, 3, 4 rounds. Row passes index row views from 1 (no negative
+    index, so Numba adds no wraparound code) and keep branches out of the pixel loop.
     """
     wp = w + 2
-    canon = np.zeros(ncc, np.int32)   # OpenCV label -> seed rank in raster order of first pixel
-    sizes = np.zeros(ncc + 1, np.int64)
-    nmax = h * w
-    band = scratch[:nmax]
-    m = 0
-    nband = 0
-    direct = keep_mode == 0           # keep all: write the output as we go, no second pass
-    lab = base
+    if not _raster_ordered(cc, h, w):
+        _canonicalize(cc, ncc, h, w)
+    m = ncc - 1                       # seed ranks 1..m are now the labels themselves
+    # round 1 straight from the seeds: cc -> buf
+    left = 0
     for i in range(1, h + 1):
-        p = i * wp + 1
-        end = p + w
-        while p < end:
-            c = cc[p]
-            if c == 0:
-                if opening[p] != 0:   # inside the image the opening lies in the free space
-                    cc[p] = _OPEN
-                    band[nband] = p
-                    nband += 1
-                p += 1
-                continue
-            k = canon[c]
-            if k == 0:
-                m += 1
-                canon[c] = m
-                k = m
-            q = p
-            if direct:
-                lab = base + k
-                while cc[q] == c:
-                    cc[q] = k
-                    out[q] = lab
-                    free[q] = 0
-                    q += 1
-            else:
-                while cc[q] == c:
-                    cc[q] = k
-                    q += 1
-            sizes[k] += q - p
-            p = q
-    # first round of the growth: band pixels next to a seed take the smallest seed rank
-    front = scratch[nmax:2 * nmax]
-    nxt = scratch[2 * nmax:]
-    nf = 0
-    for t in range(nband):
-        q = band[t]
-        best = _OPEN
-        for d in range(4):
-            r = q - 1 if d == 0 else q + 1 if d == 1 else q - wp if d == 2 else q + wp
-            v = cc[r]
-            best = min(best, v if v > 0 else _OPEN)
-        hit = np.int64(best < _OPEN)   # branch-free: claim for the first round or stay open
-        cc[q] = _OPEN + hit * (-(2 * best + 1) - _OPEN)
-        front[nf] = q
-        nf += hit
-    _bfs(cc, front, nf, nxt, wp, 1)
-    for t in range(nband):
-        q = band[t]
-        k = cc[q]
-        if k < _OPEN:
-            sizes[k] += 1
-            if direct:
-                out[q] = base + k
-                free[q] = 0
-    if direct:
-        return m
+        row = i * wp
+        up = cc[row - wp:row]
+        c = cc[row:row + wp]
+        dn = cc[row + wp:row + 2 * wp]
+        op = opening[row:row + wp]
+        o = buf[row:row + wp]
+        for j in range(1, w + 1):
+            x = c[j]
+            best = min(_min_label(c[j - 1], c[j + 1], up[j], dn[j]), _OPEN)
+            isb = np.int64(x == 0) & np.int64(op[j] != 0)   # in the image, opening <= free
+            o[j] = x + isb * best
+            left += isb & np.int64(best == _OPEN)
+    src, dst = buf, cc
+    while left > 0:
+        left, took = _grow_round(src, dst, h, w)
+        src, dst = dst, src
+        if took == 0:                 # cannot happen (every band pixel is within a ball of
+            break                     # a seed); never loop forever
+    if keep_mode == 0:                # keep all
+        kept = m
+        for i in range(1, h + 1):
+            row = i * wp
+            c = src[row:row + wp]
+            f = free[row:row + wp]
+            ot = out[row:row + wp]
+            for j in range(1, w + 1):
+                k = c[j]
+                s = np.int32(k != 0) & np.int32(k != _OPEN)
+                ot[j] += s * (base + k)   # a fill pixel is free, so its output is still 0
+                f[j] -= s
+        return kept
     # size filter: 1 keep the largest (and ties), 2 keep those >= the mean
+    n2 = m + 2
+    sizes2 = np.zeros(2 * n2, np.int64)   # even/odd columns: no read-after-write chain
+    for i in range(1, h + 1):
+        c = src[i * wp:(i + 1) * wp]
+        for j in range(1, w + 1):
+            k = c[j]
+            sizes2[(j & 1) * n2 + k * (k <= m)] += 1
+    sizes = sizes2[:n2] + sizes2[n2:]
     total = 0
     big = 0
     for k in range(1, m + 1):
@@ -393,11 +473,16 @@ def _fill_radius_kernel(cc, ncc, opening, free, out, scratch, h, w, base, keep_m
             kept += 1
             newid[k] = base + kept
     for i in range(1, h + 1):
-        for p in range(i * wp + 1, i * wp + w + 1):
-            k = cc[p]
-            if 0 < k <= m and newid[k] > 0:
-                out[p] = newid[k]
-                free[p] = 0
+        row = i * wp
+        c = src[row:row + wp]
+        f = free[row:row + wp]
+        ot = out[row:row + wp]
+        for j in range(1, w + 1):
+            k = c[j]
+            nid = newid[k * (k <= m)]
+            s = np.int32(nid > 0)
+            ot[j] += nid
+            f[j] -= s
     return kept
 
 
@@ -405,26 +490,16 @@ def _fill_radius_kernel(cc, ncc, opening, free, out, scratch, h, w, base, keep_m
 def _leftover_kernel(cc, ncc, out, h, w, base):
     """Leftover components ``cc`` -> labels base+1.. in raster order of first pixel."""
     wp = w + 2
-    canon = np.zeros(ncc, np.int32)
-    m = 0
+    if not _raster_ordered(cc, h, w):
+        _canonicalize(cc, ncc, h, w)
     for i in range(1, h + 1):
-        p = i * wp + 1
-        end = p + w
-        while p < end:
-            c = cc[p]
-            if c == 0:
-                p += 1
-                continue
-            k = canon[c]
-            if k == 0:
-                m += 1
-                canon[c] = m
-                k = m
-            lab = base + k
-            while cc[p] == c:   # the ring is 0: runs stop at the row end
-                out[p] = lab
-                p += 1
-    return m
+        row = i * wp
+        c = cc[row:row + wp]
+        ot = out[row:row + wp]
+        for j in range(1, w + 1):
+            x = c[j]
+            ot[j] += np.int32(x != 0) * (base + x)   # leftover pixels are still 0
+    return ncc - 1
 
 
 @numba.njit(**JIT)
@@ -433,44 +508,41 @@ def _finish_kernel(lab, n, h, w, assign, a_min, a_lone, a_thin):
     scratch. Open pixels are coded ``_OPEN + original label`` so stuck slivers keep theirs."""
     wp = w + 2
     ring = n + 1
-    area = np.zeros(n + 2, np.int64)
-    inner = np.zeros(n + 2, np.bool_)   # has a free pixel whose 4-neighbours are all its own
+    n2 = n + 2
+    area2 = np.zeros(2 * n2, np.int32)  # two histograms (even, odd columns): no chain of
+    inner = np.zeros(n2, np.bool_)      # read-after-write on one counter along a run
     front = np.empty(h * w, np.int32)
     nxt = np.empty(h * w, np.int32)
-    # pass 1: areas and inner pixels on the provisional labels (by runs along each row); edge
-    # pixels take part in the first growth round at once (already-seen edges are pending or
-    # open, never a source, exactly as at the start of that round)
+    # pass 1: areas and inner pixels (a free pixel whose 4-neighbours are all its own) on the
+    # provisional labels; edge pixels take part in the first growth round at once (edges
+    # already passed are pending or open, never a source, exactly as at the start of the round)
     nf = 0
     for i in range(1, h + 1):
-        p = i * wp + 1
-        end = p + w
-        while p < end:
-            a = lab[p]
-            if a == 0:
-                if assign:
-                    best = ring
-                    for d in range(4):
-                        r = p - 1 if d == 0 else p + 1 if d == 1 else p - wp if d == 2 else p + wp
-                        v = lab[r]
-                        best = min(best, v if v > 0 else ring)
-                    hit = np.int64(best < ring)
-                    lab[p] = _OPEN + hit * (-(2 * best + 1) - _OPEN)
-                    front[nf] = p
-                    nf += hit
-                else:
-                    lab[p] = ring   # edges stay out of everything below
-                p += 1
-                continue
-            q = p + 1
-            while lab[q] == a:   # the ring differs from every label: runs stop at the row end
-                q += 1
-            area[a] += q - p
-            if not inner[a]:
-                for s in range(p + 1, q - 1):
-                    if lab[s - wp] == a and lab[s + wp] == a:
-                        inner[a] = True
-                        break
-            p = q
+        row = i * wp
+        up = lab[row - wp:row]
+        c = lab[row:row + wp]
+        dn = lab[row + wp:row + 2 * wp]
+        lt = ring   # original value of the left neighbour: a register, not the pixel just
+        for j in range(1, w + 1):   # written (that would chain every pixel to the last)
+            a = c[j]
+            rt = c[j + 1]
+            u = up[j]
+            d = dn[j]
+            area2[(j & 1) * n2 + a] += 1
+            x = (lt ^ a) | (rt ^ a) | (u ^ a) | (d ^ a)
+            inner[a * (x == 0)] = True
+            if assign:
+                best = _min_label(lt, rt, u, d)   # >= ring: none
+                e = np.int64(a == 0)
+                hit = e & np.int64(best < ring)
+                # free: a; edge next to a region: pending -(2 best + 1); other edge: open
+                c[j] = a + e * (_OPEN - a) + hit * (-(2 * best + 1) - _OPEN)
+                front[nf] = row + j
+                nf += hit
+            else:
+                c[j] = a + (a == 0) * ring   # edges stay out of everything below
+            lt = a
+    area = area2[:n2] + area2[n2:]
     if assign:
         _bfs(lab, front, nf, nxt, wp, 1)
     # pass 2: neighbours, only of the regions whose fate depends on them. With the edges
@@ -478,27 +550,30 @@ def _finish_kernel(lab, n, h, w, assign, a_min, a_lone, a_thin):
     # neighbour and only the count (one or more) matters, for 50 <= area < 250 with an inner
     # pixel; without, any region under 500 may have none. st: 0 none yet, b > 0 exactly one
     # (b), -1 two or more or not tracked.
-    need = np.zeros(n + 2, np.bool_)   # index ring stays False
+    need = np.zeros(n2, np.bool_)   # index ring stays False
     nneed = 0
     for a in range(1, n + 1):
         x = area[a]
         if (assign and a_min <= x < a_lone and inner[a]) or (not assign and x < a_thin):
             need[a] = True
             nneed += 1
-    st = np.zeros(n + 2, np.int32)
+    st = np.zeros(n2, np.int32)
     if nneed > 0:
         for a in range(1, n + 1):
             if not need[a]:
                 st[a] = -1
         for i in range(1, h + 1):
-            for p in range(i * wp + 1, i * wp + w + 1):
-                a = lab[p]
-                if not (need[a] or need[lab[p + 1]] or need[lab[p + wp]]):
+            row = i * wp
+            c = lab[row:row + wp]
+            dn = lab[row + wp:row + 2 * wp]
+            for j in range(1, w + 1):
+                a = c[j]
+                if not (need[a] | need[c[j + 1]] | need[dn[j]]):
                     continue
                 if a == ring:
                     continue
-                for d in range(2):
-                    b = lab[p + 1] if d == 0 else lab[p + wp]
+                for k in range(2):
+                    b = c[j + 1] if k == 0 else dn[j]
                     if b == a or b == ring:
                         continue
                     x = st[a]
@@ -507,54 +582,56 @@ def _finish_kernel(lab, n, h, w, assign, a_min, a_lone, a_thin):
                     x = st[b]
                     if x >= 0 and x != a:
                         st[b] = a if x == 0 else -1
-    sliver = np.zeros(n + 2, np.bool_)  # index ring stays False
+    nosrc = np.ones(n2, np.bool_)   # not a source of the sliver growth: 0, slivers, ring
     nsl = 0
     for a in range(1, n + 1):
         x = area[a]
         has = st[a] != 0 if need[a] else n >= 2   # (not assign: every x < a_thin is tracked)
-        if x < a_thin and has and (x < a_min or (x < a_lone and st[a] > 0) or not inner[a]):
-            sliver[a] = True
-            nsl += 1
+        sl = x < a_thin and has and (x < a_min or (x < a_lone and st[a] > 0) or not inner[a])
+        nosrc[a] = sl
+        nsl += sl
     if nsl > 0:
         # pass 3: empty the slivers; their pixels next to a kept region join the first round
         nf = 0
         for i in range(1, h + 1):
-            for p in range(i * wp + 1, i * wp + w + 1):
-                a = lab[p]
-                if not sliver[a]:
+            row = i * wp
+            up = lab[row - wp:row]
+            c = lab[row:row + wp]
+            dn = lab[row + wp:row + 2 * wp]
+            lt = ring   # original label of the left neighbour (a passed sliver is no source)
+            for j in range(1, w + 1):
+                a = c[j]
+                prev = lt
+                lt = a
+                if a == ring or not nosrc[a]:
                     continue
-                best = ring
-                for d in range(4):
-                    r = p - 1 if d == 0 else p + 1 if d == 1 else p - wp if d == 2 else p + wp
-                    v = lab[r]
-                    if 0 < v < best and not sliver[v]:
-                        best = v
-                if best < ring:
-                    lab[p] = -(2 * best + 1)
-                    front[nf] = p
-                    nf += 1
-                else:
-                    lab[p] = _OPEN + a
+                best = min(min(_src(prev, nosrc, n), _src(c[j + 1], nosrc, n)),
+                           min(_src(up[j], nosrc, n), _src(dn[j], nosrc, n))) + 1
+                hit = np.int64(best < ring)
+                c[j] = _OPEN + a + hit * (-(2 * best + 1) - _OPEN - a)
+                front[nf] = row + j
+                nf += hit
         _bfs(lab, front, nf, nxt, wp, 1)
     # pass 4: renumber in raster order; a sliver cluster that no kept region reached (still
     # open) becomes one region with the label of its first pixel
-    final = np.zeros(n + 2, np.int32)
+    final = np.zeros(n2, np.int32)
     out = np.empty((h, w), np.int32)
     k = 0
     for i in range(h):
-        row = (i + 1) * wp + 1
+        row = (i + 1) * wp
+        c = lab[row:row + wp]
+        o = out[i]
         for j in range(w):
-            a = lab[row + j]
+            a = c[j + 1]
             if a >= _OPEN:
                 a -= _OPEN
-                _flood(lab, row + j, a, wp)
-            if a == ring:
-                out[i, j] = 0
-                continue
-            if final[a] == 0:
+                _flood(lab, row + j + 1, a, wp)
+            f = final[a]
+            if f == 0 and a != ring:
                 k += 1
                 final[a] = k
-            out[i, j] = final[a]
+                f = k
+            o[j] = f
     return out
 
 
