@@ -183,22 +183,24 @@ def trapped_ball(edges: np.ndarray, *, radii=RADII, keep=KEEP,
     if edges.size >= _MAX_PIXELS:
         raise ValueError(f"edges must have fewer than {_MAX_PIXELS} pixels (labels are coded "
                          f"in int32), got shape {edges.shape}; split the image into tiles")
-    prov, n = _fill_regions(edges, radii, keep)
-    return _finish_regions(prov, n, edges, bool(assign_edges), in_place=True)
+    buf = np.zeros((edges.shape[0] + 2) * (edges.shape[1] + 2), np.int32)  # scratch, ring 0
+    prov, n = _fill_regions(edges, radii, keep, buf)
+    return _finish_regions(prov, n, edges, bool(assign_edges), in_place=True, buf=buf)
 
 
-def _fill_regions(edges: np.ndarray, radii, keep) -> tuple[np.ndarray, int]:
+def _fill_regions(edges: np.ndarray, radii, keep, buf=None) -> tuple[np.ndarray, int]:
     """Trapped-ball fills for every radius, then leftovers -> provisional labels 1..n.
 
     Works on images padded by one pixel (row-major flat, width w + 2) so the kernels need no
     bounds checks; the padding ring is never free. Returns ``((h+2)*(w+2),) int32`` labels
-    (0 on edges and the ring) and n.
+    (0 on edges and the ring) and n. ``buf``: optional scratch of that size whose ring is 0.
     """
     h, w = edges.shape
     free = np.zeros((h + 2, w + 2), np.uint8)
     np.logical_not(edges, out=free[1:-1, 1:-1], casting="unsafe")
     out = np.zeros((h + 2) * (w + 2), np.int32)
-    buf = np.zeros((h + 2) * (w + 2), np.int32)  # growth rounds ping-pong with cc; ring 0
+    if buf is None:
+        buf = np.zeros((h + 2) * (w + 2), np.int32)  # growth rounds ping-pong with cc; ring 0
     n = 0
     for r, k in zip(radii, keep):
         se = ball(r)
@@ -226,10 +228,11 @@ def _set_ring(img: np.ndarray, value: int) -> None:
 
 
 def _finish_regions(prov: np.ndarray, n: int, edges: np.ndarray, assign_edges: bool,
-                    *, in_place: bool = False) -> np.ndarray:
+                    *, in_place: bool = False, buf=None) -> np.ndarray:
     """Padded provisional labels -> edge assignment, sliver merge, final ``(h, w)`` labels.
 
-    ``prov`` is left as it was unless ``in_place`` (then it is scratch).
+    ``prov`` is left as it was unless ``in_place`` (then it is scratch); ``buf``: optional
+    scratch of the same size whose ring is 0.
     """
     h, w = edges.shape
     if n == 0:
@@ -237,9 +240,11 @@ def _finish_regions(prov: np.ndarray, n: int, edges: np.ndarray, assign_edges: b
     lab = prov.reshape(h + 2, w + 2)
     if not in_place:
         lab = lab.copy()
-    _set_ring(lab, n + 1)  # sentinel: never 0 (open), never a region
-    return _finish_kernel(lab.reshape(-1), n, h, w, assign_edges, SLIVER_AREA, SLIVER_LONE_AREA,
-                          SLIVER_THIN_AREA)
+    _set_ring(lab, 0)  # the ring: never open, never a region
+    if buf is None:
+        buf = np.zeros(lab.size, np.int32)
+    return _finish_kernel(lab.reshape(-1), buf, n, h, w, assign_edges, SLIVER_AREA,
+                          SLIVER_LONE_AREA, SLIVER_THIN_AREA)
 
 
 def propose_regions(color: np.ndarray) -> np.ndarray:
@@ -287,7 +292,7 @@ def _reach(lab, q, pend, npar, nxt, nn):
     claim = np.int32(v >= _OPEN)
     take = claim | (np.int32(v < pend) & np.int32((v & 1) == npar))
     lab[q] = v + take * (pend - v)
-    nxt[nn] = q
+    nxt[nn] = np.int32(q)
     return nn + claim
 
 
@@ -297,19 +302,22 @@ def _bfs(lab, front, nf, nxt, wp, parity):
     the last round, each pending as ``-(2 * label + parity)``; a pixel is open while its value
     is >= ``_OPEN``. Each round finalises the front and lets every open 4-neighbour take the
     smallest label among the front pixels next to it (pending with the other parity, so the
-    round in progress is never confused with the next one). No separate finalising pass."""
+    round in progress is never confused with the next one). Unsigned indices: no wraparound
+    code."""
+    one = np.uint64(1)
+    wpu = np.uint64(wp)
     while nf > 0:
         npar = parity ^ 1
-        nn = 0
+        nn = np.int64(0)
         for t in range(nf):
-            p = front[t]
+            p = np.uint64(front[t])
             a = (-lab[p]) >> 1
             lab[p] = a
             pend = -(2 * a + npar)
-            nn = _reach(lab, p - 1, pend, npar, nxt, nn)
-            nn = _reach(lab, p + 1, pend, npar, nxt, nn)
-            nn = _reach(lab, p - wp, pend, npar, nxt, nn)
-            nn = _reach(lab, p + wp, pend, npar, nxt, nn)
+            nn = _reach(lab, p - one, pend, npar, nxt, nn)
+            nn = _reach(lab, p + one, pend, npar, nxt, nn)
+            nn = _reach(lab, p - wpu, pend, npar, nxt, nn)
+            nn = _reach(lab, p + wpu, pend, npar, nxt, nn)
         front, nxt = nxt, front
         nf = nn
         parity = npar
@@ -379,9 +387,9 @@ def _canonicalize(cc, ncc, h, w):
 @numba.njit(**JIT)
 def _grow_round(src, dst, h, w):
     """One synchronous growth round, ``src`` -> ``dst`` (padded, ring 0): an open pixel
-    (``_OPEN``) next to labelled pixels takes the smallest of their labels. Vectorisable: no
-    branch, no write into the array being read. Returns how many stay open, how many were
-    claimed."""
+    (>= ``_OPEN``) next to labelled pixels (1 .. ``_OPEN`` - 1) takes the smallest of their
+    labels. Vectorisable: no branch, no write into the array being read. Returns how many
+    stay open and how many were claimed."""
     wp = w + 2
     left = 0
     took = 0
@@ -394,12 +402,43 @@ def _grow_round(src, dst, h, w):
         for j in range(1, w + 1):
             y = c[j]
             best = min(_min_label(c[j - 1], c[j + 1], up[j], dn[j]), _OPEN)
-            op = np.int64(y == _OPEN)
-            o[j] = y + op * (best - _OPEN)
-            still = op & np.int64(best == _OPEN)
-            left += still
-            took += op - still
+            op = np.int64(y >= _OPEN)
+            hit = op & np.int64(best < _OPEN)
+            o[j] = y + hit * (best - y)
+            left += op - hit
+            took += hit
     return left, took
+
+
+@numba.njit(**JIT)
+def _grow(lab, buf, h, w):
+    """Breadth-first growth of the labels into the open pixels, to the end; ties in a round
+    go to the smaller label. Synchronous rounds ``lab`` <-> ``buf`` (both padded, ring 0)
+    while each claims many pixels, then a list-based search from the pixels the last round
+    claimed. Returns (the array holding the result, the other one)."""
+    src, dst = lab, buf
+    npx = h * w
+    while True:
+        left, took = _grow_round(src, dst, h, w)
+        src, dst = dst, src                      # src: newest
+        if left == 0 or took == 0:
+            return src, dst
+        if took * 32 < npx:                      # a round now costs more than the claims
+            break
+    wp = w + 2
+    front = np.empty(npx, np.int32)
+    nf = 0
+    for i in range(1, h + 1):
+        row = i * wp
+        c = src[row:row + wp]
+        prev = dst[row:row + wp]
+        for j in range(1, w + 1):
+            if prev[j] >= _OPEN and c[j] < _OPEN:   # claimed by the last round
+                c[j] = -(2 * c[j] + 1)
+                front[nf] = row + j
+                nf += 1
+    _bfs(src, front, nf, np.empty(npx, np.int32), wp, 1)
+    return src, dst
 
 
 @numba.njit(**JIT)
@@ -433,12 +472,7 @@ def _fill_radius_kernel(cc, ncc, opening, free, out, buf, h, w, base, keep_mode)
             isb = np.int64(x == 0) & np.int64(op[j] != 0)   # in the image, opening <= free
             o[j] = x + isb * best
             left += isb & np.int64(best == _OPEN)
-    src, dst = buf, cc
-    while left > 0:
-        left, took = _grow_round(src, dst, h, w)
-        src, dst = dst, src
-        if took == 0:                 # cannot happen (every band pixel is within a ball of
-            break                     # a seed); never loop forever
+    src = buf if left == 0 else _grow(buf, cc, h, w)[0]
     if keep_mode == 0:                # keep all
         kept = m
         for i in range(1, h + 1):
@@ -503,54 +537,40 @@ def _leftover_kernel(cc, ncc, out, h, w, base):
 
 
 @numba.njit(**JIT)
-def _finish_kernel(lab, n, h, w, assign, a_min, a_lone, a_thin):
-    """Edge assignment, sliver dissolving, renumbering. ``lab`` is padded, ring = n + 1; it is
-    scratch. Open pixels are coded ``_OPEN + original label`` so stuck slivers keep theirs."""
+def _finish_kernel(lab, buf, n, h, w, assign, a_min, a_lone, a_thin):
+    """Edge assignment, sliver dissolving, renumbering. ``lab`` (provisional labels) and
+    ``buf`` are padded with ring 0 and are scratch. Open pixels are coded ``_OPEN`` plus
+    their original label, so stuck slivers keep theirs; 0 is never open and never a source."""
     wp = w + 2
-    ring = n + 1
     n2 = n + 2
     area2 = np.zeros(2 * n2, np.int32)  # two histograms (even, odd columns): no chain of
     inner = np.zeros(n2, np.bool_)      # read-after-write on one counter along a run
-    front = np.empty(h * w, np.int32)
-    nxt = np.empty(h * w, np.int32)
     # pass 1: areas and inner pixels (a free pixel whose 4-neighbours are all its own) on the
-    # provisional labels; edge pixels take part in the first growth round at once (edges
-    # already passed are pending or open, never a source, exactly as at the start of the round)
-    nf = 0
+    # provisional labels; edges become open when they are to be assigned
+    opened = _OPEN if assign else 0
     for i in range(1, h + 1):
         row = i * wp
         up = lab[row - wp:row]
         c = lab[row:row + wp]
         dn = lab[row + wp:row + 2 * wp]
-        lt = ring   # original value of the left neighbour: a register, not the pixel just
+        lt = 0   # original value of the left neighbour: a register, not the pixel just
         for j in range(1, w + 1):   # written (that would chain every pixel to the last)
             a = c[j]
             rt = c[j + 1]
-            u = up[j]
-            d = dn[j]
             area2[(j & 1) * n2 + a] += 1
-            x = (lt ^ a) | (rt ^ a) | (u ^ a) | (d ^ a)
+            x = (lt ^ a) | (rt ^ a) | (up[j] ^ a) | (dn[j] ^ a)   # (edges passed are open)
             inner[a * (x == 0)] = True
-            if assign:
-                best = _min_label(lt, rt, u, d)   # >= ring: none
-                e = np.int64(a == 0)
-                hit = e & np.int64(best < ring)
-                # free: a; edge next to a region: pending -(2 best + 1); other edge: open
-                c[j] = a + e * (_OPEN - a) + hit * (-(2 * best + 1) - _OPEN)
-                front[nf] = row + j
-                nf += hit
-            else:
-                c[j] = a + (a == 0) * ring   # edges stay out of everything below
+            c[j] = a + (a == 0) * opened
             lt = a
     area = area2[:n2] + area2[n2:]
     if assign:
-        _bfs(lab, front, nf, nxt, wp, 1)
+        lab, buf = _grow(lab, buf, h, w)
     # pass 2: neighbours, only of the regions whose fate depends on them. With the edges
     # assigned, the labels cover the connected image, so when n >= 2 every region has a
     # neighbour and only the count (one or more) matters, for 50 <= area < 250 with an inner
     # pixel; without, any region under 500 may have none. st: 0 none yet, b > 0 exactly one
     # (b), -1 two or more or not tracked.
-    need = np.zeros(n2, np.bool_)   # index ring stays False
+    need = np.zeros(n2, np.bool_)   # index 0 (ring, unassigned edges) stays False
     nneed = 0
     for a in range(1, n + 1):
         x = area[a]
@@ -570,11 +590,11 @@ def _finish_kernel(lab, n, h, w, assign, a_min, a_lone, a_thin):
                 a = c[j]
                 if not (need[a] | need[c[j + 1]] | need[dn[j]]):
                     continue
-                if a == ring:
+                if a == 0:
                     continue
                 for k in range(2):
                     b = c[j + 1] if k == 0 else dn[j]
-                    if b == a or b == ring:
+                    if b == a or b == 0:
                         continue
                     x = st[a]
                     if x >= 0 and x != b:
@@ -582,36 +602,22 @@ def _finish_kernel(lab, n, h, w, assign, a_min, a_lone, a_thin):
                     x = st[b]
                     if x >= 0 and x != a:
                         st[b] = a if x == 0 else -1
-    nosrc = np.ones(n2, np.bool_)   # not a source of the sliver growth: 0, slivers, ring
+    sliver = np.zeros(n2, np.int32)   # 1 for a sliver; index 0 stays 0
     nsl = 0
     for a in range(1, n + 1):
         x = area[a]
         has = st[a] != 0 if need[a] else n >= 2   # (not assign: every x < a_thin is tracked)
         sl = x < a_thin and has and (x < a_min or (x < a_lone and st[a] > 0) or not inner[a])
-        nosrc[a] = sl
+        sliver[a] = sl
         nsl += sl
     if nsl > 0:
-        # pass 3: empty the slivers; their pixels next to a kept region join the first round
-        nf = 0
+        # pass 3: open the slivers (keeping their label), grow the other regions into them
         for i in range(1, h + 1):
-            row = i * wp
-            up = lab[row - wp:row]
-            c = lab[row:row + wp]
-            dn = lab[row + wp:row + 2 * wp]
-            lt = ring   # original label of the left neighbour (a passed sliver is no source)
+            c = lab[i * wp:(i + 1) * wp]
             for j in range(1, w + 1):
                 a = c[j]
-                prev = lt
-                lt = a
-                if a == ring or not nosrc[a]:
-                    continue
-                best = min(min(_src(prev, nosrc, n), _src(c[j + 1], nosrc, n)),
-                           min(_src(up[j], nosrc, n), _src(dn[j], nosrc, n))) + 1
-                hit = np.int64(best < ring)
-                c[j] = _OPEN + a + hit * (-(2 * best + 1) - _OPEN - a)
-                front[nf] = row + j
-                nf += hit
-        _bfs(lab, front, nf, nxt, wp, 1)
+                c[j] = a + sliver[a] * _OPEN
+        lab, buf = _grow(lab, buf, h, w)
     # pass 4: renumber in raster order; a sliver cluster that no kept region reached (still
     # open) becomes one region with the label of its first pixel
     final = np.zeros(n2, np.int32)
@@ -627,7 +633,7 @@ def _finish_kernel(lab, n, h, w, assign, a_min, a_lone, a_thin):
                 a -= _OPEN
                 _flood(lab, row + j + 1, a, wp)
             f = final[a]
-            if f == 0 and a != ring:
+            if f == 0 and a != 0:
                 k += 1
                 final[a] = k
                 f = k
