@@ -543,26 +543,36 @@ def _finish_kernel(lab, buf, n, h, w, assign, a_min, a_lone, a_thin):
     their original label, so stuck slivers keep theirs; 0 is never open and never a source."""
     wp = w + 2
     n2 = n + 2
-    area2 = np.zeros(2 * n2, np.int32)  # two histograms (even, odd columns): no chain of
-    inner = np.zeros(n2, np.bool_)      # read-after-write on one counter along a run
     # pass 1: areas and inner pixels (a free pixel whose 4-neighbours are all its own) on the
-    # provisional labels; edges become open when they are to be assigned
-    opened = _OPEN if assign else 0
+    # provisional labels: per-pixel inner flags in a vectorisable pass, then one histogram
+    # counting 1 + flag * 2**32 per pixel (low half: area, high half: inner pixels), split over
+    # even and odd columns so that a run of one label is no chain of read-after-write
+    flag = np.empty(lab.size, np.uint8)
     for i in range(1, h + 1):
         row = i * wp
         up = lab[row - wp:row]
         c = lab[row:row + wp]
         dn = lab[row + wp:row + 2 * wp]
-        lt = 0   # original value of the left neighbour: a register, not the pixel just
-        for j in range(1, w + 1):   # written (that would chain every pixel to the last)
+        fl = flag[row:row + wp]
+        for j in range(1, w + 1):
             a = c[j]
-            rt = c[j + 1]
-            area2[(j & 1) * n2 + a] += 1
-            x = (lt ^ a) | (rt ^ a) | (up[j] ^ a) | (dn[j] ^ a)   # (edges passed are open)
-            inner[a * (x == 0)] = True
-            c[j] = a + (a == 0) * opened
-            lt = a
-    area = area2[:n2] + area2[n2:]
+            fl[j] = ((c[j - 1] ^ a) | (c[j + 1] ^ a) | (up[j] ^ a) | (dn[j] ^ a)) == 0
+    acc2 = np.zeros(2 * n2, np.int64)
+    for i in range(1, h + 1):
+        row = i * wp
+        c = lab[row:row + wp]
+        fl = flag[row:row + wp]
+        for j in range(1, w + 1):
+            acc2[(j & 1) * n2 + c[j]] += 1 + (np.int64(fl[j]) << 32)
+    acc = acc2[:n2] + acc2[n2:]
+    area = acc & 0xFFFFFFFF
+    inner = (acc >> 32) > 0
+    if assign:   # edges become open
+        for i in range(1, h + 1):
+            c = lab[i * wp:(i + 1) * wp]
+            for j in range(1, w + 1):
+                a = c[j]
+                c[j] = a + (a == 0) * _OPEN
     if assign:
         lab, buf = _grow(lab, buf, h, w)
     # pass 2: neighbours, only of the regions whose fate depends on them. With the edges
