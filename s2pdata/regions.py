@@ -158,6 +158,11 @@ def trapped_ball(edges: np.ndarray, *, radii=RADII, keep=KEEP,
         ``(H, W) int32`` labels 1..K; 0 only on edge pixels when ``assign_edges=False``.
         An image with no free pixel is one region (``assign_edges``) or all 0.
 
+    Raises
+    ------
+    ValueError
+        For 2**29 pixels or more (labels and growth codes share an int32).
+
     Shape
     -----
     ``(H, W) -> (H, W)``
@@ -175,6 +180,14 @@ def trapped_ball(edges: np.ndarray, *, radii=RADII, keep=KEEP,
     measured in the tests (adjusted Rand index). The reference's cap of 1,000 fills per
     radius is not kept: on noisy edge maps it left whole parts of the image to the leftover
     step depending on raster position, and the whole-image passes do not need it.
+
+    Every breadth-first growth above (re-growth of the seeds, edge assignment, sliver
+    dissolving) runs as synchronous whole-image rounds -- a pixel claimed in round t takes the
+    smallest label among its neighbours labelled by round t - 1, which is the breadth-first
+    rule exactly -- while a round claims many pixels, then as a list-based search from the
+    last round's claims; the result does not depend on that switch. Cost at 1024^2 on
+    photo edge maps, one thread: about 6-7x ``cv2.connectedComponents`` on the same map
+    (``benchmarks/results_regions.md``).
     """
     edges = check_array("edges", edges, dtype=bool, ndim=2)
     radii, keep = _check_schedule(radii, keep)
@@ -279,8 +292,13 @@ def region_count(labels: np.ndarray) -> int:
 
 
 # --------------------------------------------------------------------------------------------
-# Numba kernels. Images are passed flat (row-major, width w); 4-neighbours of p are p-1, p+1
-# (same row) and p-w, p+w.
+# Numba kernels. Images are passed flat and padded (row-major, width wp = w + 2); the
+# 4-neighbours of p are p-1, p+1 (same row) and p-wp, p+wp. What makes them fast (each was
+# measured): whole-row passes index row views from 1, so Numba emits no negative-index
+# wraparound code and LLVM can vectorise them; selects are written as arithmetic, because
+# Numba compiles ``x if c else y`` to a branch that mispredicts on noisy maps; a pass never
+# reads a neighbour it has just written (that chains every pixel to the last through
+# memory); histograms alternate two counter arrays by column parity.
 
 
 @numba.njit(**JIT, inline="always")
@@ -502,10 +520,23 @@ def _fill_radius_kernel(cc, ncc, opening, free, out, buf, h, w, base, keep_mode)
         big = max(big, sizes[k])
     newid = np.zeros(m + 1, np.int32)
     kept = 0
+    last = 0
     for k in range(1, m + 1):
         if (keep_mode == 1 and sizes[k] == big) or (keep_mode == 2 and sizes[k] * m >= total):
             kept += 1
             newid[k] = base + kept
+            last = k
+    if kept == 1:                     # the usual "max": one comparison, no gather
+        for i in range(1, h + 1):
+            row = i * wp
+            c = src[row:row + wp]
+            f = free[row:row + wp]
+            ot = out[row:row + wp]
+            for j in range(1, w + 1):
+                s = np.int32(c[j] == last)
+                ot[j] += s * (base + 1)
+                f[j] -= s
+        return kept
     for i in range(1, h + 1):
         row = i * wp
         c = src[row:row + wp]

@@ -53,3 +53,30 @@ def line_drawings(draw, min_side: int = 8, max_side: int = 48, gaps: bool | None
     w = draw(st.integers(min_side, max_side))
     g = draw(st.booleans()) if gaps is None else gaps
     return draw_lines(seed, h, w, gaps=g)
+
+
+def draw_blobs(seed: int, h: int, w: int) -> np.ndarray:
+    """``(h, w) bool`` edge map with thick ink: filled disks and wide strokes (edge pixels far
+    from any free pixel, so the growth runs many rounds) plus small specks."""
+    rng = np.random.default_rng(seed)
+    img = np.zeros((h, w), np.uint8)
+    for _ in range(int(rng.integers(1, 5))):
+        c = (int(rng.integers(0, w)), int(rng.integers(0, h)))   # cv2 points are (x, y)
+        cv2.circle(img, c, int(rng.integers(2, max(3, min(h, w) // 3))), 1, -1)
+    for _ in range(int(rng.integers(0, 3))):
+        p0 = (int(rng.integers(0, w)), int(rng.integers(0, h)))
+        p1 = (int(rng.integers(0, w)), int(rng.integers(0, h)))
+        cv2.line(img, p0, p1, 1, int(rng.integers(3, 8)))
+    for _ in range(int(rng.integers(0, h * w // 40 + 1))):
+        c = (int(rng.integers(0, w)), int(rng.integers(0, h)))
+        cv2.circle(img, c, int(rng.integers(0, 2)), 1, -1)
+    return img.astype(bool)
+
+
+@st.composite
+def blob_drawings(draw, min_side: int = 8, max_side: int = 48):
+    """Small thick-ink edge maps from a drawn seed and size (``draw_blobs``)."""
+    seed = draw(st.integers(0, 2**32 - 1))
+    h = draw(st.integers(min_side, max_side))
+    w = draw(st.integers(min_side, max_side))
+    return draw_blobs(seed, h, w)

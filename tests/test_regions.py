@@ -14,9 +14,9 @@ from scipy import ndimage
 
 from s2pdata import regions
 from s2pdata.regions import edge_map, propose_regions, region_count, trapped_ball
-from tests.reference_regions import (adjusted_rand_index, ref_edge_map, ref_fills, ref_finish,
-                                     ref_trapped_ball)
-from tests.strategies_regions import draw_lines, line_drawings
+from tests.reference_regions import (adjusted_rand_index, ref_edge_map, ref_fills,
+                                     ref_fills_passes, ref_finish, ref_trapped_ball)
+from tests.strategies_regions import blob_drawings, draw_lines, line_drawings
 
 
 def _is_partition_into_connected(labels: np.ndarray) -> bool:
@@ -97,13 +97,58 @@ def test_other_schedules(edges, schedule):
 
 
 @settings(max_examples=25)
-@given(line_drawings(max_side=40), st.booleans())
+@given(st.one_of(line_drawings(max_side=40), blob_drawings(max_side=40)), st.booleans())
 def test_finish_matches_reference_exactly(edges, assign):
     """Given the same provisional labels, edge assignment and sliver merge agree bit for bit."""
     prov, n = ref_fills(edges)
     padded = np.pad(prov, 1).reshape(-1).astype(np.int32)
     fast = regions._finish_regions(padded, n, edges, assign)
     np.testing.assert_array_equal(fast, ref_finish(prov, n, edges, assign))
+
+
+_SCHEDULES = [((3, 2, 1), ("max", None, None)), ((3, 2, 1), ("mean", None, None)),
+              ((2, 1), (None, "max")), ((4,), ("mean",))]
+
+
+@settings(max_examples=30)
+@given(st.one_of(line_drawings(max_side=40), blob_drawings(max_side=40)),
+       st.sampled_from(_SCHEDULES))
+def test_fills_match_pass_reference_exactly(edges, schedule):
+    """The fill stage is the documented whole-image-pass algorithm bit for bit (the growth
+    as synchronous rounds, then a list search; OpenCV's labels in raster order)."""
+    radii, keep = schedule
+    prov, n = regions._fill_regions(edges, radii, keep)
+    ref, ref_n = ref_fills_passes(edges, radii, keep)
+    h, w = edges.shape
+    assert n == ref_n
+    np.testing.assert_array_equal(prov.reshape(h + 2, w + 2)[1:-1, 1:-1], ref)
+    np.testing.assert_array_equal(trapped_ball(edges, radii=radii, keep=keep),
+                                  ref_finish(ref, ref_n, edges, True))
+
+
+def test_label_order_check_and_canonicalize():
+    edges = draw_lines(11, 60, 70)
+    edges[::7, :] = True            # a grid of cells: many components
+    edges[:, ::9] = True
+    free = np.zeros((62, 72), np.uint8)
+    free[1:-1, 1:-1] = ~edges
+    ncc, cc = cv2.connectedComponents(free, connectivity=4, ltype=cv2.CV_32S)
+    ordered = np.zeros_like(cc)
+    ordered[1:-1, 1:-1] = ndimage.label(free[1:-1, 1:-1])[0]
+    np.testing.assert_array_equal(cc, ordered)   # what the kernels check, not assume
+    assert regions._raster_ordered(cc.reshape(-1), 60, 70)
+    perm = np.concatenate([[0], np.random.default_rng(0).permutation(np.arange(1, ncc))])
+    shuffled = perm[cc].astype(np.int32)
+    assert ncc > 3 and not regions._raster_ordered(shuffled.reshape(-1), 60, 70)
+    regions._canonicalize(shuffled.reshape(-1), ncc, 60, 70)
+    np.testing.assert_array_equal(shuffled, ordered)
+
+
+def test_pixel_limit(monkeypatch):
+    monkeypatch.setattr(regions, "_MAX_PIXELS", 100)
+    with pytest.raises(ValueError, match="edges"):
+        trapped_ball(np.zeros((10, 10), bool))
+    assert trapped_ball(np.zeros((9, 11), bool)).max() == 1
 
 
 @settings(max_examples=20)
