@@ -20,17 +20,21 @@ import platform
 import sys
 import threading
 import time
+from contextlib import contextmanager
+from functools import lru_cache
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import SCHEMA_VERSION, __version__
+from ._rng import stable_seed
 from .decode import CROPS, DecodeError
 from .shards import (COLOR_FORMATS, DATASET_JSON, INDEX_JSON, REJECTS, atomic_write, commit_stats,
                      committed_shards, encode_sample, remove_partials, shard_name, write_index,
                      write_rejects, write_tar)
 from .sketch import SKETCH_METHODS
 from .sources import Item, Source, add_source_arguments, source_from_args
-from .synth import SynthConfig, Timer, make_sample
+from .drafts import PatchPool
+from .synth import SynthConfig, Timer, make_sample, pool_patches
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,19 @@ class ShardTask:
     cfg: SynthConfig
     seed: int
     out: str
+    pool_dir: str | None = None
+    pool_sha256: str | None = None  # part of the cache key: an overwritten pool is reloaded
+
+
+@dataclass(frozen=True)
+class PoolTask:
+    """A chunk of the items that give the patch pool its patches (picklable)."""
+
+    items: tuple[Item, ...]
+    source: Source
+    cfg: SynthConfig
+    seed: int
+    per_image: int
 
 
 # ---------------------------------------------------------------------------------------------
@@ -64,9 +81,28 @@ def _tick(n: int) -> None:
         _progress.put(n)
 
 
+@lru_cache(maxsize=2)
+def _open_pool(pool_dir: str | None, sha256: str | None):
+    return PatchPool.load(pool_dir) if pool_dir else None  # memory-mapped: pages shared by workers
+
+
+def build_pool_part(task: PoolTask, tick=_tick) -> list:
+    """Patches from a chunk of items; unreadable items give none (the shard phase reports them)."""
+    patches = []
+    for item in task.items:
+        try:
+            patches += pool_patches(task.source.read(item), key=item.key, seed=task.seed, cfg=task.cfg,
+                                    per_image=task.per_image)
+        except (DecodeError, OSError):
+            pass
+        tick(1)
+    return patches
+
+
 def build_shard(task: ShardTask, tick=_tick) -> dict:
     """Build, write and commit one shard; bad items become rejects in its stats."""
     timer = Timer()
+    pool = _open_pool(task.pool_dir, task.pool_sha256)
     schema = task.cfg.schema()
     samples, rejects = [], []
     nbytes: dict[str, int] = {}
@@ -77,7 +113,7 @@ def build_shard(task: ShardTask, tick=_tick) -> dict:
             with timer("read"):
                 data = task.source.read(item)
             sample = make_sample(data, key=item.key, seed=task.seed, cfg=task.cfg, meta=item.meta,
-                                 timer=timer, check=task.source.check_pixels)
+                                 timer=timer, check=task.source.check_pixels, pool=pool)
             with timer("encode"):
                 encoded = encode_sample(sample, schema)
             for field, blob in encoded.items():
@@ -128,6 +164,36 @@ def plan_digest(plan: list[tuple[Item, ...]]) -> str:
     return h.hexdigest()
 
 
+POOL_DIR = "pool"
+PATCHES_PER_IMAGE = 8
+
+
+def pool_items(items: list[Item], seed: int, pool_size: int, per_image: int = PATCHES_PER_IMAGE) -> list[Item]:
+    """The items that give the pool its patches: a seeded, worker-independent spread over the
+    whole dataset (the first ``ceil(pool_size / per_image)`` keys in blake2b order)."""
+    ranked = sorted(items, key=lambda it: stable_seed(seed, it.key, "pool-pick"))
+    return ranked[:-(-pool_size // per_image)]
+
+
+def ensure_pool(out: Path, manifest: dict, items: list[Item], source: Source, cfg: SynthConfig, seed: int,
+                run, bar_factory) -> dict:
+    """Build the patch pool once into ``out/pool`` (or reuse the one the manifest records)."""
+    pool_dir = out / POOL_DIR
+    recorded = manifest.get("pool")
+    if recorded and (pool_dir / "patch_pool.json").exists():
+        if json.loads((pool_dir / "patch_pool.json").read_text()).get("sha256") == recorded["sha256"]:
+            return recorded
+    chosen = pool_items(items, seed, cfg.pool_size)
+    tasks = [PoolTask(tuple(chosen[i:i + 16]), source, cfg, seed, PATCHES_PER_IMAGE)
+             for i in range(0, len(chosen), 16)]
+    with bar_factory(len(chosen), "patch pool") as bar:
+        parts = run(build_pool_part, tasks, bar)
+    pool = PatchPool([p for part in parts for p in part][:cfg.pool_size])
+    pool.save(pool_dir)
+    kinds = {k: sum(p.kind == k for p in pool) for k in ("rect", "region")}
+    return {"dir": POOL_DIR, "size": len(pool), "sha256": pool.sha256, "from_items": len(chosen), "kinds": kinds}
+
+
 def package_versions() -> dict:
     import cv2
     import numba
@@ -162,6 +228,7 @@ class BuildRefused(RuntimeError):
 
 def _owned_files(out: Path) -> list[Path]:
     names = [DATASET_JSON, INDEX_JSON, REJECTS]
+    names += [f"{POOL_DIR}/patch_pool.json", f"{POOL_DIR}/patch_pool.npy"]
     return ([out / n for n in names if (out / n).exists()] + sorted(out.glob("shard-*.tar"))
             + sorted(out.glob("shard-*.stats.json")) + sorted(out.glob("*.tmp")))
 
@@ -189,59 +256,71 @@ def prepare_out(out: Path, header: dict, *, overwrite: bool) -> None:
 # running the plan
 
 
-def _run_local(tasks: list[ShardTask], workers: int, bar) -> list[dict]:
+@contextmanager
+def local_runner(workers: int):
+    """``run(fn, tasks, bar) -> results`` on a spawned process pool (in-process for one worker).
+
+    ``fn(task, tick)`` runs in a worker; ``tick(n)`` reaches the parent's progress bar through a
+    queue. One pool serves every phase of a build.
+    """
     if workers <= 1:
         from ._jit import single_thread
 
         single_thread()
-        return [build_shard(t, tick=bar.update) for t in tasks]
+        yield lambda fn, tasks, bar: [fn(t, bar.update) for t in tasks]
+        return
     import multiprocessing as mp
     from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    stop = threading.Event()
 
-    def drain():
-        while not stop.is_set():
-            try:
-                bar.update(queue.get(timeout=0.1))
-            except Exception:  # queue.Empty, or the queue closed at shutdown
-                pass
+    def run(fn, tasks, bar):
+        stop = threading.Event()
 
-    thread = threading.Thread(target=drain, daemon=True)
-    thread.start()
-    try:
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                 initargs=(queue,)) as pool:
-            futures = [pool.submit(build_shard, t) for t in tasks]
-            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        def drain():
+            while not stop.is_set():
+                try:
+                    bar.update(queue.get(timeout=0.1))
+                except Exception:  # queue.Empty, or the queue closed at shutdown
+                    pass
+
+        thread = threading.Thread(target=drain, daemon=True)
+        thread.start()
+        try:
+            futures = [pool.submit(fn, t) for t in tasks]
+            wait(futures, return_when=FIRST_EXCEPTION)
             for f in futures:
                 if f.done() and f.exception() is not None:
                     for g in futures:
                         g.cancel()
                     raise f.exception()
             return [f.result() for f in futures]
-    finally:
-        stop.set()
-        thread.join()
-        while not queue.empty():
-            bar.update(queue.get())
+        finally:
+            stop.set()
+            thread.join()
+            while not queue.empty():
+                bar.update(queue.get())
+
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(queue,)) as pool:
+        yield run
 
 
-def _ray_build_shard(task: ShardTask) -> dict:
+def _ray_call(fn, task):
     from ._jit import single_thread
 
     single_thread()
-    return build_shard(task, tick=lambda n: None)
+    return fn(task, tick=lambda n: None)
 
 
-def _run_ray(tasks: list[ShardTask], workers: int, bar, *, address: str | None, retries: int = 3) -> list[dict]:
-    """One Ray task per shard, at most ``2 * workers`` in flight; results in plan order.
+@contextmanager
+def ray_runner(workers: int, address: str | None, retries: int = 3):
+    """``run(fn, tasks, bar) -> results`` with one Ray task per item of ``tasks``.
 
-    Ray re-runs a task whose worker or node died (``max_retries``) and an ``OSError`` (a flaky
-    shared filesystem); a shard is committed by the same atomic write as in the local pool, so a
-    retried or duplicated task rewrites identical bytes. Other exceptions fail the build.
+    At most two tasks per CPU are in flight. Ray re-runs a task whose worker or node died
+    (``max_retries``) and one that raised ``OSError`` (a flaky shared filesystem); shards are
+    committed by the same atomic writes as in the local pool, so a re-run task rewrites identical
+    bytes. Other exceptions fail the build. The bar moves by whole tasks.
     """
     try:
         import ray
@@ -251,28 +330,33 @@ def _run_ray(tasks: list[ShardTask], workers: int, bar, *, address: str | None, 
     if started:
         kwargs = {"address": address} if address else {"num_cpus": workers, "include_dashboard": False}
         ray.init(log_to_driver=False, configure_logging=False, **kwargs)
-    remote = ray.remote(num_cpus=1, max_retries=retries, retry_exceptions=[OSError])(_ray_build_shard)
-    in_flight = max(1, 2 * (workers if not address else int(ray.cluster_resources().get("CPU", workers))))
-    results: dict[int, dict] = {}
-    pending: dict = {}
-    queue = list(reversed(tasks))
+    remote = ray.remote(num_cpus=1, max_retries=retries, retry_exceptions=[OSError])(_ray_call)
+    in_flight = max(2, 2 * int(ray.cluster_resources().get("CPU", workers)))
+
+    def run(fn, tasks, bar):
+        results: dict[int, object] = {}
+        pending: dict = {}
+        todo = list(reversed(list(enumerate(tasks))))
+        try:
+            while todo or pending:
+                while todo and len(pending) < in_flight:
+                    i, task = todo.pop()
+                    pending[remote.remote(fn, task)] = (i, task)
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                for ref in ready:
+                    i, task = pending.pop(ref)
+                    results[i] = ray.get(ref)
+                    bar.update(len(task.items))
+        finally:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+        return [results[i] for i in range(len(tasks))]
+
     try:
-        while queue or pending:
-            while queue and len(pending) < in_flight:
-                task = queue.pop()
-                pending[remote.remote(task)] = task
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            for ref in ready:
-                task = pending.pop(ref)
-                stats = ray.get(ref)
-                results[task.index] = stats
-                bar.update(stats["items"])
+        yield run
     finally:
-        for ref in pending:
-            ray.cancel(ref, force=True)
         if started:
             ray.shutdown()
-    return [results[t.index] for t in tasks]
 
 
 DISTRIBUTORS = ("local", "ray")
@@ -307,22 +391,34 @@ def run_build(*, src: str | Source, out: str | Path, cfg: SynthConfig, seed: int
     if progress:
         print(source.summary() + f"\nplan: {len(items)} items in {len(plan)} shards of {shard_size} -> {out}",
               file=sys.stderr)
+    previous = json.loads((out / DATASET_JSON).read_text()) if (out / DATASET_JSON).exists() and not overwrite else {}
     prepare_out(out, header, overwrite=overwrite)
     manifest = {**header, "versions": package_versions(), "status": "building"}
+    if previous.get("pool"):
+        manifest["pool"] = previous["pool"]
     atomic_write(out / DATASET_JSON, json.dumps(manifest, indent=1).encode())
     remove_partials(out)
+    if (out / POOL_DIR).exists():
+        remove_partials(out / POOL_DIR)
     done = committed_shards(out, len(plan))
-    tasks = [ShardTask(i, shard, source, cfg, seed, str(out)) for i, shard in enumerate(plan) if i not in done]
     warmup()  # compile in the parent so spawned workers load kernels from Numba's disk cache
     t0 = time.perf_counter()
-    with tqdm(total=len(items), initial=sum(len(plan[i]) for i in done), unit="img",
-              desc=f"build {out.name}", disable=not progress, smoothing=0.1) as bar:
-        if distributor == "ray":
-            results = _run_ray(tasks, workers, bar, address=ray_address)
-        else:
-            results = _run_local(tasks, workers, bar)
-        for stats in results:
-            done[stats["index"]] = stats
+
+    def bar_factory(total, desc, initial=0):
+        return tqdm(total=total, initial=initial, unit="img", desc=desc, disable=not progress, smoothing=0.1)
+
+    runner = ray_runner(workers, ray_address) if distributor == "ray" else local_runner(workers)
+    with runner as run:
+        if cfg.drafts and len(done) < len(plan):
+            manifest["pool"] = ensure_pool(out, manifest, items, source, cfg, seed, run, bar_factory)
+            atomic_write(out / DATASET_JSON, json.dumps(manifest, indent=1).encode())
+        pool_dir = str(out / POOL_DIR) if cfg.drafts else None
+        pool_sha = manifest["pool"]["sha256"] if cfg.drafts and "pool" in manifest else None
+        tasks = [ShardTask(i, shard, source, cfg, seed, str(out), pool_dir, pool_sha)
+                 for i, shard in enumerate(plan) if i not in done]
+        with bar_factory(len(items), f"build {out.name}", sum(len(plan[i]) for i in done)) as bar:
+            for stats in run(build_shard, tasks, bar):
+                done[stats["index"]] = stats
     elapsed = time.perf_counter() - t0
     stats = [done[i] for i in range(len(plan))]
     write_index(out, stats)
@@ -365,6 +461,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--color-quality", type=int, default=d.color_quality, help="JPEG/WebP quality")
     p.add_argument("--max-pixels", type=int, default=d.max_pixels, help="reject images with more pixels")
     p.add_argument("--min-side", type=int, default=d.min_side, help="reject images with a shorter side")
+    p.add_argument("--drafts", type=int, default=d.drafts, help="synthetic flawed drafts per sample (draft0..)")
+    p.add_argument("--pool-size", type=int, default=d.pool_size,
+                   help="patches in the region pool the drafts paste from (cut across the dataset)")
     p.add_argument("--distributor", choices=DISTRIBUTORS, default="local",
                    help="local process pool, or one Ray task per shard")
     p.add_argument("--ray-address", default=None,
@@ -379,7 +478,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = SynthConfig(size=args.size, crop=args.crop, sketch=args.sketch, hint_radius=args.hint_radius,
                           color_format=args.color_format, color_quality=args.color_quality,
-                          max_pixels=args.max_pixels, min_side=args.min_side)
+                          max_pixels=args.max_pixels, min_side=args.min_side, drafts=args.drafts,
+                          pool_size=args.pool_size)
         source = source_from_args(args.src, args, seed=args.seed, out=Path(args.out))
         manifest = run_build(src=source, out=args.out, cfg=cfg, seed=args.seed, shard_size=args.shard_size,
                              workers=args.workers, limit=args.limit, overwrite=args.overwrite,

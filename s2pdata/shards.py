@@ -45,7 +45,7 @@ class Schema:
     color_format: str = "jpg"
     color_quality: int = 95
     png_level: int = 1
-    regions: bool = False
+    regions: bool = True
     drafts: int = 0
 
     def fields(self) -> list[str]:

@@ -2,8 +2,9 @@
 
 Consumes ``(key, bytes, meta)`` and a ``SynthConfig``; produces the sample dict that
 ``shards.encode_sample`` writes: ``color`` (H, W, 3) uint8, ``sketch`` (H, W) uint8, ``hint``
-(H, W, 4) uint8 and ``json`` (provenance plus every parameter drawn, so a sample can be
-re-created). Every stage draws from its own generator, derived from (seed, key, stage), so adding
+(H, W, 4) uint8, ``regions`` (H, W) int32 trapped-ball labels 1..K, ``draft0``.. (H, W, 3)
+uint8 synthetic flawed drafts and ``json`` (provenance plus every parameter drawn, so a sample
+can be re-created: ``drafts.replay_draft(color, pool, json["drafts"][k])``). Every stage draws from its own generator, derived from (seed, key, stage), so adding
 a stage never changes what the others draw. This is the only module that knows the order.
 """
 
@@ -20,7 +21,9 @@ from . import SCHEMA_VERSION
 from ._check import check_choice
 from ._rng import sample_rng
 from .decode import CROPS, DecodeError, apply_fit, decode_image, plan_fit
+from .drafts import Patch, PatchPool, cut_rect_patch, cut_region_patch, make_draft
 from .hints import render_hints, sample_hints
+from .regions import KEEP, RADII, propose_regions
 from .shards import COLOR_FORMATS, Schema
 from .sketch import SKETCH_METHODS, extract_sketch
 
@@ -37,12 +40,14 @@ class SynthConfig:
     color_quality: int = 95
     max_pixels: int = 64_000_000
     min_side: int = 32
+    drafts: int = 1
+    pool_size: int = 10_000
 
     def __post_init__(self):
         check_choice("crop", self.crop, CROPS)
         check_choice("sketch", self.sketch, SKETCH_METHODS)
         check_choice("color_format", self.color_format, COLOR_FORMATS)
-        for name in ("size", "max_pixels", "min_side", "color_quality"):
+        for name in ("size", "max_pixels", "min_side", "color_quality", "drafts", "pool_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be a non-negative int, got {value!r}")
@@ -50,7 +55,8 @@ class SynthConfig:
             raise ValueError(f"hint_radius must be an int in 0..8, got {self.hint_radius!r}")
 
     def schema(self) -> Schema:
-        return Schema(color_format=self.color_format, color_quality=self.color_quality)
+        return Schema(color_format=self.color_format, color_quality=self.color_quality, regions=True,
+                      drafts=self.drafts)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -71,13 +77,25 @@ class Timer:
             self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - t0
 
 
-def make_sample(data: bytes, *, key: str, seed: int, cfg: SynthConfig, meta: dict | None = None,
-                timer: Timer | None = None, check=None) -> dict:
-    """Decode ``data`` and synthesise every field of one sample.
+# Every sample's json has the same keys and types (Hugging Face infers one schema from the first
+# samples): parameters a sketch method does not use are 0.0, and -1.0 means "not binarised".
+_SKETCH_DEFAULTS = {"sigma": 0.0, "k": 0.0, "tau": 0.0, "phi": 0.0, "eps": 0.0, "otsu_threshold": -1.0,
+                    "lighten_r": 1.0}
 
-    ``check(color) -> reason | None`` is a pixel filter run on the fitted colour image (the
-    source's ``check_pixels``). Raises ``s2pdata.decode.DecodeError`` (with a ``reason``) for
-    bad input or a filtered image; the build turns it into a reject.
+
+def stable_sketch_params(params: dict) -> dict:
+    """Sketch parameters with a fixed key set and float values where a method leaves a gap."""
+    out = dict(_SKETCH_DEFAULTS)
+    out.update({k: v for k, v in params.items() if v is not None})
+    return {k: float(v) if k in _SKETCH_DEFAULTS else v for k, v in out.items()}
+
+
+def fitted_color(data: bytes, *, key: str, seed: int, cfg: SynthConfig, timer: Timer | None = None,
+                 check=None) -> tuple[np.ndarray, dict]:
+    """Decode ``data``, resize/crop it per ``cfg`` and run the pixel filter ``check``.
+
+    Returns the colour image and a json fragment (original size, fit parameters). Raises
+    ``DecodeError`` for bad input or a filtered image.
     """
     timer = timer or Timer()
     with timer("decode"):
@@ -87,20 +105,81 @@ def make_sample(data: bytes, *, key: str, seed: int, cfg: SynthConfig, meta: dic
         reason = check(color) if check is not None else None
         if reason:
             raise DecodeError(reason, f"rejected by the pixel filter ({reason})")
+    return color, {"orig_size": [int(full.shape[0]), int(full.shape[1])], "fit": fit.to_json()}
+
+
+def make_sample(data: bytes, *, key: str, seed: int, cfg: SynthConfig, meta: dict | None = None,
+                timer: Timer | None = None, check=None, pool: PatchPool | None = None) -> dict:
+    """Decode ``data`` and synthesise every field of one sample.
+
+    ``check(color) -> reason | None`` is a pixel filter run on the fitted colour image (the
+    source's ``check_pixels``); ``pool`` is the build's patch pool for the drafts. Raises
+    ``s2pdata.decode.DecodeError`` (with a ``reason``) for bad input or a filtered image; the
+    build turns it into a reject.
+    """
+    timer = timer or Timer()
+    color, fit_info = fitted_color(data, key=key, seed=seed, cfg=cfg, timer=timer, check=check)
     with timer("sketch"):
         sketch, sketch_params = extract_sketch(color, method=cfg.sketch, rng=sample_rng(seed, key, "sketch"))
     with timer("hints"):
         hints = sample_hints(color, rng=sample_rng(seed, key, "hints"))
         hint = render_hints(hints, color.shape[:2], radius=cfg.hint_radius)
+    with timer("regions"):
+        labels = propose_regions(color)
+    drafts = {}
+    with timer("drafts"):
+        for k in range(cfg.drafts):
+            drafts[f"draft{k}"] = make_draft(color, pool=pool, rng=sample_rng(seed, key, "draft", k))
     info = {
         "key": key,
         "schema_version": SCHEMA_VERSION,
         "source": {**(meta or {}), "sha256": hashlib.sha256(data).hexdigest()},
-        "orig_size": [int(full.shape[0]), int(full.shape[1])],
+        **fit_info,
         "size": [int(color.shape[0]), int(color.shape[1])],
-        "fit": fit.to_json(),
-        "sketch": sketch_params,
+        "sketch": stable_sketch_params(sketch_params),
         "hints": hints.to_json(),
         "hint_radius": cfg.hint_radius,
+        "regions": {"count": int(labels.max(initial=0)), "method": "trapped_ball", "radii": list(RADII),
+                    "keep": list(KEEP), "edges": "blur-difference"},
+        "drafts": [params for _, params in drafts.values()],
     }
-    return {"__key__": key, "color": color, "sketch": sketch, "hint": hint, "json": info}
+    return {"__key__": key, "color": color, "sketch": sketch, "hint": hint, "regions": labels,
+            **{name: draft for name, (draft, _) in drafts.items()}, "json": info}
+
+
+def pool_patches(data: bytes, *, key: str, seed: int, cfg: SynthConfig, per_image: int = 8) -> list[Patch]:
+    """Patches one image gives the build's pool (paper §3.4): half rectangles with side
+    ~ U[64, 256], half trapped-ball regions (a rectangle where no region qualifies).
+
+    Cut from the image at the build's resolution, so pasting needs no rescaling.
+    """
+    color, _ = fitted_color(data, key=key, seed=seed, cfg=cfg)
+    labels = propose_regions(color)
+    rng = sample_rng(seed, key, "pool")
+    patches = [cut_rect_patch(color, rng=rng, key=key) for _ in range(per_image // 2)]
+    for _ in range(per_image - per_image // 2):
+        patches.append(cut_region_patch(color, labels, rng=rng, key=key) or cut_rect_patch(color, rng=rng, key=key))
+    return patches
+
+
+def online_sample(sample: dict, *, seed: int, epoch: int, pool: PatchPool | None = None,
+                  hint_radius: int = 1, draft: bool = True) -> dict:
+    """Fresh hints (and a fresh draft) for a decoded sample, as the dataset draws them each epoch.
+
+    The draft pastes from ``pool`` (the build's, memory-mapped) or, without one, from regions
+    of the sample's own ``regions`` map. Deterministic given (seed, key, epoch); returns a copy
+    with ``hint`` (H, W, 4) uint8, with ``draft`` also ``draft`` (H, W, 3) uint8, and
+    ``json["online"]`` holding every parameter drawn.
+    """
+    key, color = sample["__key__"], sample["color"]
+    hints = sample_hints(color, rng=sample_rng(seed, key, "hints", epoch))
+    out = {**sample, "hint": render_hints(hints, color.shape[:2], radius=hint_radius)}
+    online = {"epoch": epoch, "hints": hints.to_json(), "hint_radius": hint_radius}
+    if draft:
+        rng = sample_rng(seed, key, "draft-online", epoch)
+        if pool is None and "regions" in sample:
+            own = (cut_region_patch(color, sample["regions"], rng=rng, key=key) for _ in range(4))
+            pool = PatchPool([p for p in own if p is not None])
+        out["draft"], online["draft"] = make_draft(color, pool=pool, rng=rng)
+    out["json"] = {**sample.get("json", {}), "online": online}
+    return out

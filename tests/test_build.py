@@ -16,12 +16,13 @@ import pytest
 
 from s2pdata.build import BuildRefused, main, run_build
 from s2pdata.data import open_shards
+from s2pdata.drafts import PatchPool
 from s2pdata.synth import SynthConfig
 
 from .badfiles import write_bad_folder
 
 CFG = SynthConfig(size=96)
-FIELDS = {"color.jpg", "sketch.png", "hint.png", "json"}
+FIELDS = {"color.jpg", "sketch.png", "hint.png", "regions.png", "draft0.jpg", "json"}
 
 
 def tar_digests(out: Path) -> dict[str, str]:
@@ -39,7 +40,9 @@ def test_manifest_and_samples(demo_build):
     manifest = json.loads((demo_build / "dataset.json").read_text())
     assert manifest["status"] == "complete"
     assert manifest["totals"]["samples"] == 10 and manifest["totals"]["shards"] == 3
-    assert manifest["fields"] == ["color.jpg", "sketch.png", "hint.png", "json"]
+    assert manifest["fields"] == ["color.jpg", "sketch.png", "hint.png", "regions.png", "draft0.jpg", "json"]
+    pool = PatchPool.load(demo_build / "pool", verify=True)
+    assert manifest["pool"]["sha256"] == pool.sha256 and len(pool) == manifest["pool"]["size"] > 0
     assert set(manifest["versions"]) >= {"numpy", "opencv", "numba", "s2pdata"}
     samples = list(open_shards(demo_build))
     assert [s["__key__"] for s in samples] == sorted(s["__key__"] for s in samples)
@@ -47,6 +50,10 @@ def test_manifest_and_samples(demo_build):
         h, w = s["color"].shape[:2]
         assert min(h, w) == 96 and s["color"].dtype == np.uint8
         assert s["sketch"].shape == (h, w) and s["hint"].shape == (h, w, 4)
+        # lossless labels, readable by OpenCV alone, covering the image with 1..count
+        assert s["regions"].dtype == np.int32 and s["regions"].shape == (h, w)
+        assert s["regions"].min() == 1 and s["regions"].max() == s["json"]["regions"]["count"]
+        assert s["draft0"].shape == (h, w, 3) and s["json"]["drafts"][0]["pool"]["sha256"] == pool.sha256
         assert "." not in s["__key__"] and s["json"]["key"] == s["__key__"]
         assert s["json"]["sketch"]["method"] in ("xdog", "dilate", "highpass")
         assert len(s["json"]["source"]["sha256"]) == 64
@@ -56,6 +63,26 @@ def test_manifest_and_samples(demo_build):
         for p in s["json"]["hints"]:
             mask[max(p["row"] - l, 0):p["row"] + l + 1, max(p["col"] - l, 0):p["col"] + l + 1] = True
         assert np.array_equal(s["hint"][..., 3] > 0, mask)
+
+
+def json_paths(x, path=""):
+    """{path: type name} of a json value; lists contribute their first element's paths."""
+    if isinstance(x, dict):
+        return {k: v for key, val in x.items() for k, v in json_paths(val, f"{path}.{key}").items()}
+    if isinstance(x, list):
+        return {path: "list", **(json_paths(x[0], path + "[]") if x else {})}
+    return {path: type(x).__name__}
+
+
+def test_json_schema_is_the_same_for_every_sample(tmp_path):
+    """Hugging Face infers one schema from the first samples: keys and types must never vary
+    (an empty hint list is the one allowed gap)."""
+    run_build(src="demo:24", out=tmp_path, cfg=CFG, seed=1, shard_size=24, progress=False)
+    schemas = [json_paths(s["json"]) for s in open_shards(tmp_path)]
+    full = max(schemas, key=len)
+    for schema in schemas:
+        assert {k: v for k, v in full.items() if k in schema} == schema
+        assert set(full) - set(schema) <= {k for k in full if k.startswith(".hints[]")}
 
 
 def test_plain_webdataset_reads_every_sample(demo_build):
@@ -76,7 +103,7 @@ def test_huggingface_webdataset_reads_every_sample(demo_build, tmp_path, monkeyp
     ds = datasets.load_dataset("webdataset", data_files={"train": files}, split="train",
                                cache_dir=str(tmp_path / "hf"))
     assert len(ds) == 10
-    assert {"color.jpg", "sketch.png", "hint.png", "json"} <= set(ds.column_names)
+    assert FIELDS <= set(ds.column_names)
     row = ds[0]
     assert row["sketch.png"].size[::-1] == row["color.jpg"].size[::-1]
 
@@ -86,7 +113,7 @@ def test_wids_reads_the_shard_index(demo_build):
     ds = wids.ShardListDataset(str(demo_build / "shardindex.json"))
     assert len(ds) == 10
     sample = ds[7]
-    assert {".color.jpg", ".sketch.png", ".hint.png", ".json"} <= set(sample)
+    assert {"." + f for f in FIELDS} <= set(sample)
 
 
 def test_same_seed_same_bytes_for_any_worker_count(demo_build, tmp_path):
