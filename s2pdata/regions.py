@@ -354,15 +354,6 @@ def _min_label(a, b, c, d):
     return min(min(_key(a), _key(b)), min(_key(c), _key(d))) + 1
 
 
-@numba.njit(**JIT, inline="always")
-def _src(v, nosrc, n):
-    """``_key(v)`` when ``v`` is a label 1..n that is a growth source, else >= 2**31."""
-    k = _key(v)
-    ok = np.int64(k < n)
-    src = ok & np.int64(not nosrc[v * ok])
-    return k | ((1 - src) << 31)
-
-
 @numba.njit(**JIT)
 def _raster_ordered(cc, h, w):
     """Whether the labels of padded ``cc`` first appear in raster order as 1, 2, 3, ...
