@@ -94,16 +94,6 @@ def _crop_flip(fields: dict, crop: int | None, flip: bool, rng: _np.random.Gener
     return out
 
 
-def _fallback_draft(color: _np.ndarray, rng: _np.random.Generator) -> _np.ndarray:
-    """Used only when s2pdata.drafts is missing: a blurred, colour-shifted copy of ``color``."""
-    import cv2
-
-    sigma = float(rng.uniform(1.0, 4.0))
-    blur = cv2.GaussianBlur(color, (0, 0), sigma)
-    shift = rng.normal(0.0, 20.0, size=3)
-    return _np.clip(blur.astype(_np.float32) + shift, 0, 255).astype(_np.uint8)
-
-
 def _skip_rounds(k: int, counts: list[float]) -> tuple[int, int]:
     """Split skipping the first ``k`` batches of a DataLoader over workers with ``counts`` batches
     each into ``r`` whole rounds (every worker skips ``min(count, r)`` itself, undecoded) and the
@@ -138,7 +128,8 @@ def _stream_class():
         def __init__(self, urls, *, batch_size: int = 16, mode: str = "resampled", world_size: int = 1,
                      rank: int = 0, epoch: int = 0, seed: int = 0, crop: int | None = 224, flip: bool = True,
                      online_hints: bool = False, hint_radius: int | None = None, shuffle_buffer: int = 256,
-                     skip_batches: int = 0, num_workers: int | None = None, draft_pool=None):
+                     skip_batches: int = 0, num_workers: int | None = None, draft_pool=None,
+                     online_drafts: bool = False):
             from ._check import check_choice
             from .shards import shard_paths
 
@@ -163,7 +154,9 @@ def _stream_class():
             self.epoch, self.seed, self.crop, self.flip = epoch, seed, crop, flip
             self.online_hints, self.shuffle_buffer, self.skip_batches = online_hints, shuffle_buffer, skip_batches
             self.hint_radius = (1 if self.stage == "draft" else 2) if hint_radius is None else hint_radius
-            self.draft_pool = draft_pool
+            if draft_pool is None and (_Path(self.paths[0]).parent / "pool" / "patch_pool.json").exists():
+                draft_pool = str(_Path(self.paths[0]).parent / "pool")  # the build's own pool
+            self.draft_pool, self.online_drafts = draft_pool, online_drafts
             self._pool = None
             if num_workers is not None:
                 self._check_slots(max(1, num_workers))
@@ -260,17 +253,16 @@ def _stream_class():
             return out
 
         def _draft(self, sample: dict, key: str) -> _np.ndarray:
-            rng = _sample_rng(self.seed, key, "draft", self.epoch)
             stored = sorted(k for k in sample if k.startswith("draft") and k[5:].isdigit())
-            if stored:
+            if stored and not self.online_drafts:
+                rng = _sample_rng(self.seed, key, "draft", self.epoch)
                 return sample[stored[int(rng.integers(len(stored)))]]
-            try:
-                from .drafts import PatchPool, make_draft
-            except ModuleNotFoundError:
-                return _fallback_draft(sample["color"], rng)
+            from .drafts import PatchPool
+            from .synth import online_sample
+
             if self.draft_pool is not None and self._pool is None:
-                self._pool = PatchPool.load(self.draft_pool)
-            return make_draft(sample["color"], pool=self._pool, rng=rng)[0]
+                self._pool = PatchPool.load(self.draft_pool)  # memory-mapped, once per worker
+            return online_sample(sample, seed=self.seed, epoch=self.epoch, pool=self._pool, hints=False)["draft"]
 
         def collate(self, items: list[dict]) -> dict:
             """uint8 fields of one batch -> float tensors in [-1, 1] (hint: see module notes)."""
@@ -323,8 +315,8 @@ def __getattr__(name: str):
 def make_loader(urls, *, stage: str = "draft", batch_size: int = 16, num_workers: int = 4, world_size: int = 1,
                 rank: int = 0, mode: str = "resampled", epoch: int = 0, seed: int = 0, crop: int | None = 224,
                 flip: bool = True, online_hints: bool = False, hint_radius: int | None = None,
-                shuffle_buffer: int = 256, skip_batches: int = 0, draft_pool=None, pin_memory: bool | None = None,
-                prefetch_factor: int | None = None):
+                shuffle_buffer: int = 256, skip_batches: int = 0, draft_pool=None, online_drafts: bool = False,
+                pin_memory: bool | None = None, prefetch_factor: int | None = None):
     """A DataLoader streaming batches from shards, with ``set_epoch``.
 
     Parameters
@@ -340,6 +332,9 @@ def make_loader(urls, *, stage: str = "draft", batch_size: int = 16, num_workers
     crop, flip : random square crop (reflect-padded when smaller; None keeps whole images) and
         horizontal flip, identical for every field, drawn from ``sample_rng(seed, key, "crop", epoch)``.
     online_hints : re-sample hints per epoch (``s2pdata.hints``) on the crop instead of the stored map.
+    online_drafts : refine stage: a fresh draft per (seed, key, epoch) (``synth.online_sample``)
+        instead of a stored ``draftK``; pastes from ``draft_pool`` (default: the build's
+        ``pool/`` next to the shards) or, without a pool, from the sample's own regions.
     skip_batches : skip this many batches at the start (resuming mid-epoch) without decoding them.
 
     Returns
@@ -361,7 +356,7 @@ def make_loader(urls, *, stage: str = "draft", batch_size: int = 16, num_workers
     ds = cls(urls, batch_size=batch_size, mode=mode, world_size=world_size, rank=rank, epoch=epoch, seed=seed,
              crop=crop, flip=flip, online_hints=online_hints, hint_radius=hint_radius,
              shuffle_buffer=shuffle_buffer, skip_batches=skip_batches, num_workers=num_workers,
-             draft_pool=draft_pool)
+             draft_pool=draft_pool, online_drafts=online_drafts)
 
     class ShardLoader(DataLoader):
         def __iter__(self):

@@ -163,7 +163,7 @@ def pool_patches(data: bytes, *, key: str, seed: int, cfg: SynthConfig, per_imag
 
 
 def online_sample(sample: dict, *, seed: int, epoch: int, pool: PatchPool | None = None,
-                  hint_radius: int = 1, draft: bool = True) -> dict:
+                  hint_radius: int = 1, hints: bool = True, draft: bool = True) -> dict:
     """Fresh hints (and a fresh draft) for a decoded sample, as the dataset draws them each epoch.
 
     The draft pastes from ``pool`` (the build's, memory-mapped) or, without one, from regions
@@ -172,9 +172,11 @@ def online_sample(sample: dict, *, seed: int, epoch: int, pool: PatchPool | None
     ``json["online"]`` holding every parameter drawn.
     """
     key, color = sample["__key__"], sample["color"]
-    hints = sample_hints(color, rng=sample_rng(seed, key, "hints", epoch))
-    out = {**sample, "hint": render_hints(hints, color.shape[:2], radius=hint_radius)}
-    online = {"epoch": epoch, "hints": hints.to_json(), "hint_radius": hint_radius}
+    out, online = dict(sample), {"epoch": epoch}
+    if hints:
+        drawn = sample_hints(color, rng=sample_rng(seed, key, "hints", epoch))
+        out["hint"] = render_hints(drawn, color.shape[:2], radius=hint_radius)
+        online.update(hints=drawn.to_json(), hint_radius=hint_radius)
     if draft:
         rng = sample_rng(seed, key, "draft-online", epoch)
         if pool is None and "regions" in sample:
