@@ -499,4 +499,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # run the imported module's main so workers (spawned or Ray) unpickle s2pdata.build.*, not __main__.*
+    from s2pdata.build import main as _main
+
+    sys.exit(_main())

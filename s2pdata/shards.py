@@ -45,7 +45,7 @@ class Schema:
     color_format: str = "jpg"
     color_quality: int = 95
     png_level: int = 1
-    regions: bool = True
+    regions: bool = False
     drafts: int = 0
 
     def fields(self) -> list[str]:
@@ -249,7 +249,7 @@ def write_index(out: Path, stats: list[dict]) -> None:
     """The wids shard index (``shardindex.json``) over committed shards in plan order."""
     shardlist = [{"url": s["shard"], "nsamples": s["nsamples"], "filesize": s["filesize"],
                   "md5sum": s["md5sum"]} for s in stats if s["nsamples"] > 0]
-    index = {"__kind__": "wids-shard-index-v1", "wids_version": 1, "name": Path(out).name,
+    index = {"__kind__": "wids-shard-index-v1", "wids_version": 1,
              "shardlist": shardlist}
     atomic_write(Path(out) / INDEX_JSON, json.dumps(index, indent=1).encode())
 
