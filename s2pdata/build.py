@@ -362,7 +362,12 @@ def ray_runner(workers: int, address: str | None, retries: int = 3):
 DISTRIBUTORS = ("local", "ray")
 
 
-def run_build(*, src: str | Source, out: str | Path, cfg: SynthConfig, seed: int = 0, shard_size: int = 1000,
+def auto_shard_size(n_items: int) -> int:
+    """About 64 shards for a small set (so every worker gets some), never more than 1000 samples."""
+    return min(1000, max(8, -(-n_items // 64)))
+
+
+def run_build(*, src: str | Source, out: str | Path, cfg: SynthConfig, seed: int = 0, shard_size: int | None = None,
               workers: int = 1, limit: int | None = None, overwrite: bool = False,
               progress: bool = True, distributor: str = "local", ray_address: str | None = None) -> dict:
     """Plan, build and commit every shard; returns the final ``dataset.json`` content.
@@ -376,8 +381,8 @@ def run_build(*, src: str | Source, out: str | Path, cfg: SynthConfig, seed: int
 
     if distributor not in DISTRIBUTORS:
         raise ValueError(f"distributor must be one of {DISTRIBUTORS}, got {distributor!r}")
-    if not isinstance(shard_size, int) or shard_size < 1:
-        raise ValueError(f"shard_size must be a positive int, got {shard_size!r}")
+    if shard_size is not None and (not isinstance(shard_size, int) or shard_size < 1):
+        raise ValueError(f"shard_size must be a positive int or None (auto), got {shard_size!r}")
     out = Path(out)
     if isinstance(src, str):
         src = source_from_args(src, make_parser().parse_args(["--src", src, "--out", str(out)]), seed=seed,
@@ -386,6 +391,7 @@ def run_build(*, src: str | Source, out: str | Path, cfg: SynthConfig, seed: int
     items = sorted(source.items(), key=lambda it: it.key)
     if limit is not None:
         items = items[:limit]
+    shard_size = shard_size or auto_shard_size(len(items))
     plan = make_plan(items, shard_size)
     header = _header(source, cfg, seed, shard_size, plan)
     if progress:
@@ -446,7 +452,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder for shards and manifests")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes")
     p.add_argument("--seed", type=int, default=0, help="run seed; with the sample key it decides every draw")
-    p.add_argument("--shard-size", type=int, default=1000, help="samples per shard (planned items)")
+    p.add_argument("--shard-size", type=int, default=None,
+                   help="planned items per shard (default: ceil(items / 64), between 8 and 1000)")
     p.add_argument("--limit", type=int, default=None, help="build only the first N items (sorted by key)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true", default=True,

@@ -63,8 +63,13 @@ def label_colors(labels: np.ndarray) -> np.ndarray:
     return lut[labels]
 
 
-def hints_over_sketch(sketch: np.ndarray, hint: np.ndarray) -> np.ndarray:
-    """The RGBA hint map drawn over the (dimmed) sketch, each hint with a dark frame."""
+def hints_over_sketch(sketch: np.ndarray, hint: np.ndarray, *, grow: int = 0) -> np.ndarray:
+    """The RGBA hint map drawn over the sketch, each hint grown by ``grow`` pixels (so a 3x3 hint
+    stays visible on a thumbnail) and framed in dark grey."""
+    if grow:
+        # grey dilation of the alpha-weighted map spreads each hint's colour over its neighbourhood
+        kernel = np.ones((2 * grow + 1, 2 * grow + 1), np.uint8)
+        hint = cv2.dilate(hint, kernel)
     base = np.repeat(sketch[..., None], 3, -1)
     alpha = hint[..., 3:4].astype(np.float32) / 255
     out = (base * (1 - alpha) + hint[..., :3] * alpha).astype(np.uint8)
@@ -73,10 +78,11 @@ def hints_over_sketch(sketch: np.ndarray, hint: np.ndarray) -> np.ndarray:
     return out
 
 
-def sample_panels(s: dict) -> list[tuple[str, np.ndarray]]:
+def sample_panels(s: dict, *, cell: int = 192) -> list[tuple[str, np.ndarray]]:
     """One sample -> titled RGB panels in a fixed order."""
+    grow = max(0, round(2.5 * max(s["sketch"].shape) / cell) - 1)  # hints about 5 px wide on the sheet
     panels = [("color", s["color"]), ("sketch", np.repeat(s["sketch"][..., None], 3, -1)),
-              ("hints", hints_over_sketch(s["sketch"], s["hint"]))]
+              ("hints", hints_over_sketch(s["sketch"], s["hint"], grow=grow))]
     if "regions" in s:
         panels.append(("regions", label_colors(s["regions"])))
     panels += [(k, s[k]) for k in sorted(k for k in s if k.startswith("draft"))]
@@ -93,7 +99,7 @@ def contact_sheet(samples: list[dict], *, cell: int = 192) -> np.ndarray:
     rows = []
     for s in samples:
         cells = []
-        for title, img in sample_panels(s):
+        for title, img in sample_panels(s, cell=cell):
             img = img[..., :3]
             scale = cell / max(img.shape[:2])
             small = cv2.resize(img, (max(1, round(img.shape[1] * scale)), max(1, round(img.shape[0] * scale))),
