@@ -448,8 +448,10 @@ def run_build(*, src: str | Source, out: str | Path, cfg: SynthConfig, seed: int
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m s2pdata.build", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--src", required=True, help="'demo', 'demo:N' or a folder of images (recursive)")
-    p.add_argument("--out", required=True, help="output folder for shards and manifests")
+    p.add_argument("--src", help="'demo', 'demo:N', 'hf:PATH' or a folder of images (recursive); required")
+    p.add_argument("--out", help="output folder for shards and manifests; required")
+    p.add_argument("--recipe", help="TOML file of flag values (keys as the flags' long names); flags given on "
+                                    "the command line win")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes")
     p.add_argument("--seed", type=int, default=0, help="run seed; with the sample key it decides every draw")
     p.add_argument("--shard-size", type=int, default=None,
@@ -480,8 +482,53 @@ def make_parser() -> argparse.ArgumentParser:
     return p
 
 
+class _Unset:
+    """Marks a flag the command line did not give (argparse keeps a value already on the namespace)."""
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command line, then ``--recipe`` values for every flag the command line left out."""
+    parser = make_parser()
+    actions = {a.dest: a for a in parser._actions if a.dest not in ("help", "recipe")}
+    # a namespace pre-filled with markers tells which flags were given (append flags start as None)
+    marked = argparse.Namespace(**{d: None if isinstance(a, argparse._AppendAction) else _Unset
+                                   for d, a in actions.items()})
+    given = parser.parse_args(argv, namespace=marked)
+    args = parser.parse_args(argv)
+    if args.recipe:
+        import tomllib
+
+        try:
+            with open(args.recipe, "rb") as f:
+                recipe = tomllib.load(f)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            parser.error(f"--recipe {args.recipe}: {exc}")
+        for key, value in recipe.items():
+            dest = key.replace("-", "_")
+            action = actions.get(dest)
+            if action is None:
+                parser.error(f"--recipe {args.recipe}: unknown key {key!r}; keys are the build's flag names, "
+                             f"e.g. {', '.join(sorted(actions)[:6])}, ...")
+            if getattr(given, dest) not in (_Unset, None):
+                continue  # the command line wins
+            if isinstance(action, argparse._AppendAction):
+                value = [str(v) for v in (value if isinstance(value, list) else [value])]
+            elif action.type is not None and value is not None:
+                try:
+                    value = action.type(value)
+                except (TypeError, ValueError):
+                    parser.error(f"--recipe {args.recipe}: {key} = {value!r} is not a valid {action.type.__name__}")
+            if action.choices is not None and value not in action.choices:
+                parser.error(f"--recipe {args.recipe}: {key} must be one of {list(action.choices)}, got {value!r}")
+            setattr(args, dest, value)
+    for name in ("src", "out"):
+        if not getattr(args, name):
+            parser.error(f"--{name} is required (on the command line or in the recipe)")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
+    args = parse_args(argv)
     try:
         cfg = SynthConfig(size=args.size, crop=args.crop, sketch=args.sketch, hint_radius=args.hint_radius,
                           color_format=args.color_format, color_quality=args.color_quality,

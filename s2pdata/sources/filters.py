@@ -108,10 +108,16 @@ class FilterConfig:
         """Tags the filters look at (the metadata cache keeps only these, plus artist tags)."""
         return frozenset(self.include_tags) | self.excluded
 
-    def needs_metadata(self) -> list[str]:
-        """Names of the active filters that can only work from metadata."""
+    def needs_metadata(self, *, with_preset: bool = True) -> list[str]:
+        """Names of the active filters that can only work from metadata.
+
+        A preset's tag list is the one exception when ``with_preset`` is False: without metadata
+        a preset keeps its pixel filters and its tag part is skipped (the summary says so), so
+        ``--preset colorization`` also serves a studio folder.
+        """
+        tags = self.excluded if with_preset else frozenset(self.exclude_tags)
         need = [("--rating", bool(self.ratings)), ("--include-tags", bool(self.include_tags)),
-                ("--exclude-tags/--preset", bool(self.excluded)), ("--meta-min-side", self.meta_min_side > 0),
+                ("--exclude-tags" + ("/--preset" if with_preset else ""), bool(tags)), ("--meta-min-side", self.meta_min_side > 0),
                 ("--max-aspect", self.max_aspect > 0), ("--min-score", self.min_score is not None),
                 ("--dedup md5", self.dedup == "md5"), ("--opt-out (artist tags)", bool(self.opt_out_tags))]
         return [name for name, on in need if on]
@@ -203,8 +209,9 @@ def apply_filters(items, facts, cfg: FilterConfig, *, has_metadata: bool, read=N
         Indices of the kept items (in order) and ``{filter name: removed count}``.
     """
     need = cfg.needs_metadata()
-    if need and not has_metadata:
-        raise ValueError(f"{', '.join(need)} need Danbooru metadata, but none was found or given; "
+    strict = cfg.needs_metadata(with_preset=False)
+    if strict and not has_metadata:
+        raise ValueError(f"{', '.join(strict)} need Danbooru metadata, but none was found or given; "
                          "pass --metadata PATH (posts JSON Lines, .tar.gz or parquet)")
     removed: dict[str, int] = {}
     kept: list[int] = []
@@ -346,7 +353,10 @@ class FilteredSource:
 
     def summary(self) -> str:
         st = self._get()
-        return (self.inner.summary() + f"\nfilters  removed {format_removed(st['removed'])}"
+        note = ""
+        if self.filters.preset and self.filters.excluded - frozenset(self.filters.exclude_tags):
+            note = f"\npreset   {self.filters.preset}: tag part skipped (no metadata), pixel filters on"
+        return (self.inner.summary() + f"\nfilters  removed {format_removed(st['removed'])}" + note
                 + f"\nremain   {len(st['items'])} of {st['listed']} items")
 
 
