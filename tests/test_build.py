@@ -182,3 +182,17 @@ def test_bad_files_are_reported_and_good_ones_kept(tmp_path):
     totals = json.loads((out / "dataset.json").read_text())["totals"]
     assert totals["rejected"] == len(bad) and totals["samples"] == len(good)
     assert sum(totals["reasons"].values()) == len(bad)
+
+
+def test_a_source_folder_that_changed_is_refused_on_resume(tmp_path):
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    from .badfiles import picture
+    import cv2
+
+    for i in range(3):
+        cv2.imwrite(str(src / f"p{i}.png"), picture(48, 64, seed=i))
+    run_build(src=str(src), out=out, cfg=CFG, progress=False)
+    cv2.imwrite(str(src / "p1.png"), picture(48, 64, seed=99))  # same names, new content
+    with pytest.raises(BuildRefused, match="source"):
+        run_build(src=str(src), out=out, cfg=CFG, progress=False)
