@@ -55,6 +55,8 @@ class SprayParams:
         paths = tuple(tuple((float(p[0]), float(p[1])) for p in seg) for seg in self.paths)
         if any(len(seg) != 2 for seg in paths):
             raise ValueError(f"paths must be ((r0, c0), (r1, c1)) pairs, got {self.paths!r}")
+        if not all(np.isfinite(v) for seg in paths for p in seg for v in p):
+            raise ValueError(f"paths must hold finite coordinates, got {self.paths!r}")
         widths = tuple(float(w) for w in self.widths)
         if len(widths) != len(paths) or not all(np.isfinite(w) and w > 0 for w in widths):
             raise ValueError(f"widths must be one positive float per path ({len(paths)}), got {self.widths!r}")
@@ -187,11 +189,12 @@ def _spray_mask_kernel(h, w, segs, halfs, softness, opacity):
         core = half * (1.0 - softness)
         dr, dc = r1 - r0, c1 - c0
         len2 = dr * dr + dc * dc
-        # Only pixels within ``half`` of the segment's bounding box can be covered.
-        top = max(0, int(np.floor(min(r0, r1) - half)))
-        bot = min(h - 1, int(np.ceil(max(r0, r1) + half)))
-        lef = max(0, int(np.floor(min(c0, c1) - half)))
-        rig = min(w - 1, int(np.ceil(max(c0, c1) + half)))
+        # Only pixels within ``half`` of the segment's bounding box can be covered. Clamp in
+        # float before int(): far-off end points must not overflow the conversion.
+        top = int(np.floor(min(max(min(r0, r1) - half, 0.0), float(h))))
+        bot = int(np.ceil(min(max(max(r0, r1) + half, -1.0), float(h - 1))))
+        lef = int(np.floor(min(max(min(c0, c1) - half, 0.0), float(w))))
+        rig = int(np.ceil(min(max(max(c0, c1) + half, -1.0), float(w - 1))))
         for i in range(top, bot + 1):
             for j in range(lef, rig + 1):
                 t = 0.0
