@@ -244,7 +244,11 @@ def warp_points(points: np.ndarray, params: AffineParams, shape) -> np.ndarray:
     if params.is_identity:
         return pts.copy()
     m3 = np.vstack([pixel_matrix(params, shape), [0.0, 0.0, 1.0]])
-    inv = np.linalg.inv(m3)
+    try:
+        inv = np.linalg.inv(m3)
+    except np.linalg.LinAlgError:
+        raise ValueError(f"params.theta {params.theta} is singular: it folds the image onto a line, "
+                         "so points have no unique destination; draw theta near the identity") from None
     xy1 = np.stack([pts[:, 1], pts[:, 0], np.ones(len(pts))])  # (x, y) = (col, row)
     moved = inv[:2] @ xy1
     return np.stack([moved[1], moved[0]], axis=1)

@@ -215,6 +215,8 @@ def test_bad_input_names_the_argument():
         (lambda: warp_labels(np.zeros((8, 8, 1), np.int32), p), ValueError, "labels"),
         (lambda: warp_points(np.zeros((3, 3)), p, (8, 8)), ValueError, "points"),
         (lambda: warp_points(np.zeros((3, 2)), "x", (8, 8)), TypeError, "params"),
+        (lambda: warp_points(np.zeros((3, 2)), AffineParams((1.0, 2.0, 0.0, 0.5, 1.0, 0.0)), (8, 8)),
+         ValueError, "params"),
         (lambda: make_affine_params((0, 8), rng=np.random.default_rng()), ValueError, "shape"),
         (lambda: make_affine_params(8, rng=np.random.default_rng()), TypeError, "shape"),
         (lambda: make_affine_params((8, 8), rng=np.random.RandomState(0)), TypeError, "rng"),
