@@ -47,9 +47,17 @@ class Hints:
 
     @classmethod
     def from_json(cls, records: list[dict]) -> "Hints":
-        pts = np.array([[d["row"], d["col"]] for d in records], np.int32).reshape(-1, 2)
-        sides = np.array([d["side"] for d in records], np.int32)
-        colors = np.array([d["rgb"] for d in records], np.uint8).reshape(-1, 3)
+        """Inverse of ``to_json``: a list of ``{"row", "col", "side", "rgb"}`` dicts."""
+        try:
+            pts = np.array([[int(d["row"]), int(d["col"])] for d in records], np.int32).reshape(-1, 2)
+            sides = np.array([int(d["side"]) for d in records], np.int32)
+            colors = np.array([[int(v) for v in d["rgb"]] for d in records], np.uint8).reshape(len(sides), 3)
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+            raise ValueError(f"records must be a list of {{'row', 'col', 'side', 'rgb': [r, g, b]}} dicts "
+                             f"with 0 <= rgb <= 255, as Hints.to_json writes; got {str(records)[:120]} "
+                             f"({exc})") from None
+        if (sides < 1).any():
+            raise ValueError(f"records must have side >= 1, got sides {sides.tolist()[:20]}")
         return cls(pts, sides, colors)
 
 
@@ -80,10 +88,13 @@ def sample_hints(color: np.ndarray, *, rng: np.random.Generator, p: float = P_ST
     color = check_rgb("color", color)
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy Generator, got {type(rng).__name__}; use s2pdata._rng.sample_rng")
-    if not 0 < p <= 1:
-        raise ValueError(f"p must be in (0, 1], got {p!r}")
-    if not isinstance(max_side, (int, np.integer)) or max_side < 1:
+    if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)) or not 0 < p <= 1:
+        raise ValueError(f"p must be a number in (0, 1], got {p!r}")
+    if isinstance(max_side, bool) or not isinstance(max_side, (int, np.integer)) or max_side < 1:
         raise ValueError(f"max_side must be a positive int, got {max_side!r}")
+    if max_hints is not None and (isinstance(max_hints, bool) or not isinstance(max_hints, (int, np.integer))
+                                  or max_hints < 0):
+        raise ValueError(f"max_hints must be None or an int >= 0, got {max_hints!r}")
     H, W = color.shape[:2]
     k = int(rng.geometric(p)) - 1  # numpy counts trials to the first success: k failures
     if max_hints is not None:
@@ -101,6 +112,18 @@ def sample_hints(color: np.ndarray, *, rng: np.random.Generator, p: float = P_ST
         colors.append(np.round(total / (side * side)))
     return Hints(np.array(points, np.int32).reshape(-1, 2), np.array(sides, np.int32),
                  np.array(colors, np.float64).reshape(-1, 3).clip(0, 255).astype(np.uint8))
+
+
+def _size_hw(name: str, shape) -> tuple[int, int]:
+    """(H, W) ints >= 1 from a shape-like (extra trailing entries allowed); the error names ``name``."""
+    try:
+        H, W = shape[0], shape[1]
+        ok = all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1 for v in (H, W))
+    except (TypeError, IndexError, KeyError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} must be (H, W) ints with H, W >= 1 (e.g. image.shape[:2]), got {shape!r}")
+    return int(H), int(W)
 
 
 def hint_boxes(hints: Hints, shape, *, radius: int | None = 1) -> np.ndarray:
@@ -127,11 +150,10 @@ def render_hints(hints: Hints, shape, *, radius: int | None = 1) -> np.ndarray:
     """
     if not isinstance(hints, Hints):
         raise TypeError(f"hints must be a Hints (from sample_hints), got {type(hints).__name__}")
-    if len(shape) < 2 or shape[0] < 1 or shape[1] < 1:
-        raise ValueError(f"shape must be (H, W) with H, W >= 1, got {tuple(shape)!r}")
+    H, W = _size_hw("shape", shape)
     if radius is not None and (not isinstance(radius, (int, np.integer)) or radius < 0):
         raise ValueError(f"radius must be a non-negative int or None, got {radius!r}")
-    out = np.zeros((int(shape[0]), int(shape[1]), 4), np.uint8)
+    out = np.zeros((H, W, 4), np.uint8)
     for (t, l, b, r), rgb in zip(hint_boxes(hints, shape, radius=radius), hints.colors):
         out[t:b, l:r, :3] = rgb
         out[t:b, l:r, 3] = 255
@@ -148,9 +170,7 @@ def resize_hints(hint: np.ndarray, size_hw) -> np.ndarray:
     (H, W, 4) uint8 -> (h, w, 4) uint8
     """
     hint = check_array("hint", hint, ndim=3, channels=(4,))
-    h, w = int(size_hw[0]), int(size_hw[1])
-    if h < 1 or w < 1:
-        raise ValueError(f"size_hw must be positive (h, w), got {size_hw!r}")
+    h, w = _size_hw("size_hw", size_hw)
     H, W = hint.shape[:2]
     out = cv2.resize(hint, (w, h), interpolation=cv2.INTER_NEAREST)  # cv2 takes (width, height)
     rows, cols = np.nonzero(hint[..., 3])

@@ -43,6 +43,8 @@ XDOG_SIGMAS = (0.3, 0.4, 0.5)  # anime preset: three line widths (REFERENCE 3.1)
 P_BINARIZE = 0.25
 LIGHTEN_RANGE = (0.7, 1.0)
 _BASE_METHODS = ("xdog", "dilate", "highpass")
+PARAM_KEYS = ("method", "requested", "augment", "sigma", "k", "tau", "phi", "eps", "binarize",
+              "otsu_threshold", "lighten_r")
 _HP_TOL = 1e-2  # high-pass values below this (grey levels) are float noise, not ink
 
 
@@ -66,9 +68,24 @@ def _gray(color: np.ndarray) -> np.ndarray:
 
 
 def _check_positive(name: str, value: object) -> float:
-    v = float(value)
+    """A finite number > 0 as float; the error names ``name``."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a finite number > 0, got {type(value).__name__} {value!r}") from None
     if not (math.isfinite(v) and v > 0):
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return v
+
+
+def _check_finite(name: str, value: object) -> float:
+    """A finite number as float; the error names ``name``."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a finite number, got {type(value).__name__} {value!r}") from None
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
     return v
 
 
@@ -106,9 +123,7 @@ def sketch_xdog(color: np.ndarray, *, sigma: float = 0.4, k: float = 4.5, tau: f
     sigma = _check_positive("sigma", sigma)
     k = _check_positive("k", k)
     phi = _check_positive("phi", phi)
-    tau, eps = float(tau), float(eps)
-    if not (math.isfinite(tau) and math.isfinite(eps)):
-        raise ValueError(f"tau and eps must be finite, got tau={tau!r} eps={eps!r}")
+    tau, eps = _check_finite("tau", tau), _check_finite("eps", eps)
     g = _gray(color).astype(np.float32) * np.float32(1.0 / 255.0)
     d = _blur(g, sigma) - np.float32(tau) * _blur(g, k * sigma)  # (H, W) float32
     u = d - np.float32(eps)
@@ -181,8 +196,10 @@ def extract_sketch(color: np.ndarray, *, method: str = "xdog", rng: np.random.Ge
     Returns
     -------
     sketch : (H, W) uint8, 255 paper, 0 ink.
-    params : JSON-able dict: ``method`` (used), ``requested``, the extractor's parameters,
-        ``binarize`` (bool), ``otsu_threshold`` (float or None), ``lighten_r`` (float).
+    params : JSON-able dict with the same keys ``PARAM_KEYS`` for every method: ``method``
+        (used), ``requested``, ``augment``, the extractor's parameters ``sigma, k, tau, phi,
+        eps`` (None where the method has no such parameter), ``binarize`` (bool),
+        ``otsu_threshold`` (float, None when not binarised) and ``lighten_r`` (float).
 
     Shape: ``(H, W, 3) uint8`` -> ``(H, W) uint8``.
     """
@@ -197,7 +214,9 @@ def extract_sketch(color: np.ndarray, *, method: str = "xdog", rng: np.random.Ge
         sigma = XDOG_SIGMAS[int(rng.integers(len(XDOG_SIGMAS)))]
         do_bin = bool(rng.random() < P_BINARIZE)
         r = float(rng.uniform(*LIGHTEN_RANGE))
-    params: dict = {"method": used, "requested": method, "augment": bool(augment)}
+    # every method records every key (None = not a parameter of this method): one json schema
+    params: dict = {"method": used, "requested": method, "augment": bool(augment),
+                    "sigma": None, "k": None, "tau": None, "phi": None, "eps": None}
     if used == "xdog":
         xp = dict(sigma=sigma, k=4.5, tau=0.95, phi=1e9, eps=0.0)
         s = sketch_xdog(color, **xp)

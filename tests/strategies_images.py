@@ -69,3 +69,13 @@ def images(min_side: int = 1, max_side: int = 40):
     return st.one_of(cel_images(min_side, max_side), cel_images(min_side, max_side),
                      cel_images(min_side, max_side), cel_images(min_side, max_side),
                      blank_images(min_side, max_side))
+
+
+@st.composite
+def hint_records(draw, h: int, w: int, max_n: int = 6) -> list[dict]:
+    """Hint records (``Hints.to_json`` form) for an ``h x w`` image: centres anywhere inside the
+    image, sides 1..9 (a patch may stick out of the image; rendering clips it)."""
+    n = draw(st.integers(0, max_n))
+    return [{"row": draw(st.integers(0, h - 1)), "col": draw(st.integers(0, w - 1)),
+             "side": draw(st.integers(1, 9)),
+             "rgb": list(draw(st.tuples(*[st.integers(0, 255)] * 3)))} for _ in range(n)]
