@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from s2pdata import regions  # noqa: E402
 from s2pdata.regions import edge_map, trapped_ball  # noqa: E402
-from tests.reference_regions import adjusted_rand_index, ref_trapped_ball  # noqa: E402
+from tests.reference import adjusted_rand_index, ref_trapped_ball  # noqa: E402
 
 
 def _best(fn, repeat: int) -> float:
@@ -104,7 +104,7 @@ def main() -> None:
         "Edge maps of skimage.data images (REFERENCE 3.2). trapped_ball: default arguments, warm, "
         f"best of {args.repeat}. cc4: `cv2.connectedComponents(free, connectivity=4)` on the "
         "same map (the labelling the leftover step does); cc8: `cv2.connectedComponents(edges)` "
-        "with defaults. Reference: tests/reference_regions.py (one flood fill per region), one "
+        "with defaults. Reference: tests/reference.py (one flood fill per region), one "
         "run; ARI = adjusted Rand index of the two label maps." +
         (" `--quick` skips the reference at 1024^2." if args.quick else ""),
         "",

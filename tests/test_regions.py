@@ -14,7 +14,7 @@ from scipy import ndimage
 
 from s2pdata import regions
 from s2pdata.regions import edge_map, propose_regions, region_count, trapped_ball
-from tests.reference_regions import (adjusted_rand_index, ref_edge_map, ref_fills,
+from tests.reference import (adjusted_rand_index, ref_edge_map, ref_fills,
                                      ref_fills_passes, ref_finish, ref_trapped_ball)
 from tests.strategies_regions import blob_drawings, draw_lines, line_drawings
 

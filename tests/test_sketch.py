@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from s2pdata.sketch import (
     LIGHTEN_RANGE, PARAM_KEYS, SKETCH_METHODS, XDOG_SIGMAS, extract_sketch, sketch_dilate, sketch_highpass,
     sketch_xdog)
-from tests.reference_sketch_hints import (
+from tests.reference import (
     ref_gray, ref_gray_float, ref_sketch_dilate, ref_sketch_highpass, ref_sketch_xdog)
 from tests.strategies_images import blank_images, cel_images, draw_cel_image, images
 

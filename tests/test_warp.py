@@ -14,7 +14,7 @@ from scipy import ndimage
 
 from s2pdata.warp import (IDENTITY, AffineParams, make_affine_params, pixel_matrix, warp_batch_torch,
                           warp_image, warp_labels, warp_points)
-from tests.reference_drafts import ref_warp_image, ref_warp_labels
+from tests.reference import ref_warp_image, ref_warp_labels
 from tests.strategies_drafts import affine_params, draw_smooth_image, label_pictures, smooth_images
 from tests.strategies_images import cel_images
 

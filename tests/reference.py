@@ -1,0 +1,504 @@
+"""Slow, obviously-correct references for every kernel (tests and benchmarks only).
+
+Each function is written from the method's description (REFERENCE.md), with plain loops, scipy.ndimage
+or cv2, for clarity rather than speed; the tests compare the fast kernels in ``s2pdata`` against them
+with Hypothesis properties on small images.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import cv2
+import numpy as np
+from scipy import ndimage
+
+
+
+# ===============================================================================================
+# Sketch extraction and hint simulation (REFERENCE §3.1, §3.8)
+#
+# Slow, obviously-correct references for s2pdata.sketch and s2pdata.hints (numpy / scipy only).
+#
+# Written from the formulas of REFERENCE.md 3.1 and 3.8, not from the fast code:
+#
+# * luma is ITU-R 601 in the 15-bit fixed point OpenCV 5 uses (``(9798 R + 19235 G + 3735 B +
+#   2^14) >> 15``; it equals ``round(0.299 R + 0.587 G + 0.114 B)`` to within one grey level, which
+#   ``test_sketch`` checks), so that the extractors can be compared exactly downstream of it;
+# * Gaussians are ``scipy.ndimage.gaussian_filter`` in float64 with ``truncate=4`` and the
+#   ``mirror`` border (the same mirror, d c b | a b c d | c b a, as OpenCV's REFLECT_101);
+# * XDoG's threshold, the dilation, the hint patches and the hint squares are plain Python loops.
+# ===============================================================================================
+
+
+def ref_gray(color: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> (H, W) uint8 ITU-R 601 luma (OpenCV 5's 15-bit fixed point)."""
+    c = color.astype(np.int64)
+    return ((9798 * c[..., 0] + 19235 * c[..., 1] + 3735 * c[..., 2] + (1 << 14)) >> 15).astype(np.uint8)
+
+
+def ref_gray_float(color: np.ndarray) -> np.ndarray:
+    """The textbook 601 luma, rounded half up (for the within-one-level check)."""
+    c = color.astype(np.float64)
+    return np.floor(0.299 * c[..., 0] + 0.587 * c[..., 1] + 0.114 * c[..., 2] + 0.5).astype(np.int64)
+
+
+def ref_sketch_dilate(color: np.ndarray) -> np.ndarray:
+    """255 - (max over the in-image 3x3 neighbourhood of g - g), one pixel at a time."""
+    g = ref_gray(color).astype(np.int64)
+    H, W = g.shape
+    out = np.empty((H, W), np.uint8)
+    for i in range(H):
+        for j in range(W):
+            d = max(g[y, x] for y in range(max(0, i - 1), min(H, i + 2))
+                    for x in range(max(0, j - 1), min(W, j + 2)))
+            out[i, j] = 255 - (d - g[i, j])
+    return out
+
+
+def ref_blur(img: np.ndarray, sigma: float) -> np.ndarray:
+    """float64 Gaussian per 2-D plane, radius int(4 sigma + 0.5), mirror border."""
+    img = np.asarray(img, np.float64)
+    if img.ndim == 2:
+        return ndimage.gaussian_filter(img, sigma, mode="mirror", truncate=4.0)
+    return np.stack([ref_blur(img[..., c], sigma) for c in range(img.shape[2])], axis=-1)
+
+
+def ref_xdog_dog(color: np.ndarray, *, sigma: float, k: float, tau: float) -> np.ndarray:
+    """D = G_sigma(g) - tau G_{k sigma}(g) on g = luma / 255, float64."""
+    g = ref_gray(color).astype(np.float64) / 255.0
+    return ref_blur(g, sigma) - tau * ref_blur(g, k * sigma)
+
+
+def ref_xdog_threshold(u: float, *, phi: float, eps: float) -> float:
+    """The paper's soft threshold: T(u) = 1 if u >= eps else 1 + tanh(phi (u - eps))."""
+    if u >= eps:
+        return 1.0
+    return 1.0 + math.tanh(phi * (u - eps))
+
+
+def ref_sketch_xdog(color: np.ndarray, *, sigma: float = 0.4, k: float = 4.5, tau: float = 0.95,
+                    phi: float = 1e9, eps: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """(sketch uint8, D float64): 255 * clip(T(D), 0, 1) rounded, pixel by pixel."""
+    d = ref_xdog_dog(color, sigma=sigma, k=k, tau=tau)
+    out = np.empty(d.shape, np.uint8)
+    for i in range(d.shape[0]):
+        for j in range(d.shape[1]):
+            t = min(1.0, max(0.0, ref_xdog_threshold(float(d[i, j]), phi=phi, eps=eps)))
+            out[i, j] = int(math.floor(255.0 * t + 0.5))
+    return out, d
+
+
+def ref_sketch_highpass(color: np.ndarray, *, sigma: float = 3.0, tol: float = 1e-2) -> np.ndarray:
+    """Ink = max over channels of (G_sigma(c) - c), below ``tol`` grey levels is 0, divided by
+    its global max; sketch = 255 (1 - ink). No positive ink: all paper."""
+    c = color.astype(np.float64)
+    ink = (ref_blur(c, sigma) - c).max(axis=2)
+    ink[ink < tol] = 0.0
+    top = ink.max()
+    if top <= 0:
+        return np.full(ink.shape, 255, np.uint8)
+    return np.floor(255.0 * (1.0 - ink / top) + 0.5).astype(np.uint8)
+
+
+# ---------------------------------------------------------------- hints
+
+
+def ref_patch_mean(color: np.ndarray, row: int, col: int, side: int) -> list[int]:
+    """Mean colour of the side x side patch whose centre is (row, col) (top-left = centre -
+    side // 2), each channel rounded half to even exactly (Python's ``round`` of a Fraction)."""
+    top, left = row - side // 2, col - side // 2
+    out = []
+    for ch in range(3):
+        total = 0
+        for y in range(top, top + side):
+            for x in range(left, left + side):
+                assert 0 <= y < color.shape[0] and 0 <= x < color.shape[1], "patch leaves the image"
+                total += int(color[y, x, ch])
+        out.append(round(Fraction(total, side * side)))
+    return out
+
+
+def ref_render_hints(records: list[dict], shape, radius: int | None) -> np.ndarray:
+    """RGBA map from hint records: each pixel takes the colour of the last hint whose square
+    (side 2 radius + 1 on the centre, or the hint's own patch when radius is None) covers it."""
+    H, W = int(shape[0]), int(shape[1])
+    out = np.zeros((H, W, 4), np.uint8)
+    for i in range(H):
+        for j in range(W):
+            for rec in records:
+                if radius is None:
+                    top, left = rec["row"] - rec["side"] // 2, rec["col"] - rec["side"] // 2
+                    inside = top <= i < top + rec["side"] and left <= j < left + rec["side"]
+                else:
+                    inside = abs(i - rec["row"]) <= radius and abs(j - rec["col"]) <= radius
+                if inside:
+                    out[i, j, :3] = rec["rgb"]
+                    out[i, j, 3] = 255
+    return out
+
+
+
+# ===============================================================================================
+# Edge map and trapped-ball segmentation (REFERENCE §3.2, §3.3)
+#
+# Slow, obviously-correct references for s2pdata.regions (numpy / scipy / cv2 only).
+#
+# ``ref_trapped_ball`` follows the per-fill reference semantics (LineFiller, REFERENCE.md 3.3):
+# for each radius, repeatedly take the first free pixel in raster order that the ball fits
+# around, fill its 4-connected component, erode by the ball, keep the part still connected to the
+# seed, dilate back inside the component, keep the part connected to the seed; then the size
+# filter, the leftover components, and the same edge-assignment / sliver rules as the fast code.
+# Every fill costs several whole-image operations, as in the original.
+# ===============================================================================================
+
+
+SLIVER_AREA, SLIVER_LONE_AREA, SLIVER_THIN_AREA = 50, 250, 500
+
+
+def ref_edge_map(image: np.ndarray) -> np.ndarray:
+    """REFERENCE 3.2 written out with float64 numpy and cv2's 3x3 Gaussian."""
+    if image.ndim == 3:
+        gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    else:
+        gray = image
+    o = gray.astype(np.float64)
+    b = cv2.GaussianBlur(o, (3, 3), 0)
+    y = 1.0 - np.clip(o - b + 255.0, 0, 255) / 255.0
+    if y.max() == y.min():
+        return np.zeros(gray.shape, bool)
+    y = (y - y.min()) / (y.max() - y.min())
+    return y >= y.mean()
+
+
+def _ball(r: int) -> np.ndarray:
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+
+
+def _component(mask: np.ndarray, seed: tuple[int, int]) -> np.ndarray:
+    """The 4-connected component of ``mask`` containing ``seed`` (row, col)."""
+    img = mask.astype(np.uint8)
+    ff = np.zeros((img.shape[0] + 2, img.shape[1] + 2), np.uint8)
+    flags = 4 | cv2.FLOODFILL_MASK_ONLY | (1 << 8)
+    cv2.floodFill(img, ff, (int(seed[1]), int(seed[0])), 1, 0, 0, flags)  # cv2 seed is (x, y)
+    return ff[1:-1, 1:-1].astype(bool)
+
+
+def ref_fill_once(work: np.ndarray, seed, r: int) -> np.ndarray:
+    """One trapped-ball fill from ``seed`` in the free mask ``work``."""
+    se = _ball(r)
+    comp = _component(work, seed)
+    core = cv2.erode(comp.astype(np.uint8), se).astype(bool)  # outside the image counts as free
+    core = _component(core, seed)
+    grown = cv2.dilate(core.astype(np.uint8), se).astype(bool) & comp
+    return _component(grown, seed)
+
+
+def ref_fills(edges: np.ndarray, radii=(3, 2, 1), keep=("max", None, None), max_fills=None):
+    """Provisional labels (H, W) int32 (0 on edges) and their count n: kept fills in creation
+    order, then leftover components in raster order. ``max_fills`` = LineFiller's cap (1,000)."""
+    h, w = edges.shape
+    free = ~edges
+    labels = np.zeros((h, w), np.int32)
+    n = 0
+    for r, k in zip(radii, keep):
+        se = _ball(r)
+        work = free.copy()
+        fills = []
+        while max_fills is None or len(fills) < max_fills:
+            seeds = np.flatnonzero(cv2.erode(work.astype(np.uint8), se))
+            if seeds.size == 0:
+                break
+            seed = divmod(int(seeds[0]), w)
+            fill = ref_fill_once(work, seed, r)
+            fills.append(fill)
+            work &= ~fill
+        sizes = np.array([f.sum() for f in fills], dtype=np.int64)
+        for f, s in zip(fills, sizes):
+            if k == "max" and s != sizes.max():
+                continue
+            if k == "mean" and s * len(sizes) < sizes.sum():
+                continue
+            n += 1
+            labels[f] = n
+            free &= ~f
+    left, m = ndimage.label(free)  # default structure: 4-connected, raster order of first pixel
+    labels[left > 0] = left[left > 0] + n
+    return labels, n + m
+
+
+def ref_fills_passes(edges: np.ndarray, radii=(3, 2, 1), keep=("max", None, None)):
+    """The whole-image-pass semantics that s2pdata.regions documents, written with cv2, scipy
+    and ``ref_grow``: per radius, erode the free space (outside counts as free: cv2's default
+    border), label the 4-connected seed components in raster order (ndimage.label), grow them
+    into the rest of the opening by breadth-first rounds, filter by size, then leftovers.
+    Returns the same (H, W) provisional labels and n as the fast code, bit for bit."""
+    free = ~edges
+    labels = np.zeros(edges.shape, np.int64)
+    n = 0
+    for r, k in zip(radii, keep):
+        se = _ball(r)
+        eroded = cv2.erode(free.astype(np.uint8), se).astype(bool)
+        seeds, m = ndimage.label(eroded)
+        if m == 0:
+            continue
+        opening = cv2.dilate(eroded.astype(np.uint8), se).astype(bool)
+        grown = ref_grow(seeds.astype(np.int64), opening & ~eroded)
+        sizes = np.bincount(grown.ravel(), minlength=m + 1)[1:]
+        if k == "max":
+            kept = sizes == sizes.max()
+        elif k == "mean":
+            kept = sizes * m >= sizes.sum()
+        else:
+            kept = np.ones(m, bool)
+        newid = np.zeros(m + 1, np.int64)
+        newid[1:][kept] = n + np.arange(1, kept.sum() + 1)
+        mapped = newid[grown]
+        labels[mapped > 0] = mapped[mapped > 0]
+        free &= mapped == 0
+        n += int(kept.sum())
+    left, m = ndimage.label(free)
+    labels[left > 0] = left[left > 0] + n
+    return labels, n + m
+
+
+def _neighbour_pairs(lab: np.ndarray) -> np.ndarray:
+    """(K, 2) label pairs of 4-adjacent pixels with different positive labels, both orders."""
+    a = np.concatenate([lab[:, :-1].ravel(), lab[:-1, :].ravel()])
+    b = np.concatenate([lab[:, 1:].ravel(), lab[1:, :].ravel()])
+    keep = (a > 0) & (b > 0) & (a != b)
+    pairs = np.stack([a[keep], b[keep]], axis=1)
+    return np.unique(np.concatenate([pairs, pairs[:, ::-1]]), axis=0)
+
+
+def ref_grow(lab: np.ndarray, open_mask: np.ndarray) -> np.ndarray:
+    """BFS rounds: each open 0-pixel next to positive labels (as they stood at the start of the
+    round) takes the smallest of them; repeated until nothing changes."""
+    lab = lab.copy()
+    h, w = lab.shape
+    while True:
+        todo = open_mask & (lab == 0)
+        big = np.iinfo(np.int64).max
+        src = np.where(lab > 0, lab.astype(np.int64), big)
+        pad = np.pad(src, 1, constant_values=big)
+        best = np.minimum.reduce([pad[:-2, 1:-1], pad[2:, 1:-1], pad[1:-1, :-2], pad[1:-1, 2:]])
+        take = todo & (best < big)
+        if not take.any():
+            return lab
+        lab[take] = best[take]
+
+
+def ref_finish(prov: np.ndarray, n: int, edges: np.ndarray, assign_edges: bool) -> np.ndarray:
+    """Edge assignment, sliver dissolving and renumbering, written with whole-array numpy."""
+    h, w = edges.shape
+    if n == 0:
+        return np.full((h, w), 1 if assign_edges else 0, np.int32)
+    lab = prov.astype(np.int64)
+    area = np.bincount(lab[lab > 0], minlength=n + 1)
+    pad = np.pad(lab, 1, constant_values=-2)
+    inner_px = ((lab > 0) & (pad[:-2, 1:-1] == lab) & (pad[2:, 1:-1] == lab)
+                & (pad[1:-1, :-2] == lab) & (pad[1:-1, 2:] == lab))
+    inner = np.zeros(n + 1, bool)
+    inner[lab[inner_px]] = True
+    if assign_edges:
+        lab = ref_grow(lab, edges)
+    else:
+        lab[edges] = -1
+    nbrs: dict[int, set[int]] = {}
+    for a, b in _neighbour_pairs(lab):
+        nbrs.setdefault(int(a), set()).add(int(b))
+    slivers = [a for a in range(1, n + 1) if nbrs.get(a) and (
+        area[a] < SLIVER_AREA or (area[a] < SLIVER_LONE_AREA and len(nbrs[a]) == 1)
+        or (area[a] < SLIVER_THIN_AREA and not inner[a]))]
+    if slivers:
+        opened = np.isin(lab, slivers)
+        orig = lab.copy()
+        lab[opened] = 0
+        lab = ref_grow(lab, opened)
+        stuck, m = ndimage.label(opened & (lab == 0))
+        for c in range(1, m + 1):
+            px = np.flatnonzero(stuck == c)
+            lab.ravel()[px] = orig.ravel()[px[0]]
+    out = np.zeros((h, w), np.int32)
+    flat = lab.ravel()
+    order = {}
+    for a in flat[flat > 0]:
+        if a not in order:
+            order[a] = len(order) + 1
+    for a, k in order.items():
+        out.ravel()[flat == a] = k
+    return out
+
+
+def ref_trapped_ball(edges: np.ndarray, radii=(3, 2, 1), keep=("max", None, None),
+                     assign_edges: bool = True, max_fills=None) -> np.ndarray:
+    """Per-fill trapped-ball segmentation with the same finishing rules as s2pdata.regions."""
+    prov, n = ref_fills(edges, radii, keep, max_fills)
+    return ref_finish(prov, n, edges, assign_edges)
+
+
+def adjusted_rand_index(x: np.ndarray, y: np.ndarray) -> float:
+    """Adjusted Rand index (Hubert and Arabie 1985) of two labelings of the same pixels."""
+    x = np.unique(np.asarray(x).ravel(), return_inverse=True)[1]
+    y = np.unique(np.asarray(y).ravel(), return_inverse=True)[1]
+    table = np.zeros((x.max() + 1, y.max() + 1), np.int64)
+    np.add.at(table, (x, y), 1)
+
+    def pairs(v):
+        v = v.astype(np.float64)
+        return (v * (v - 1) / 2).sum()
+
+    index = pairs(table)
+    a, b = pairs(table.sum(1)), pairs(table.sum(0))
+    total = x.size * (x.size - 1) / 2
+    expected = a * b / total if total else 0.0
+    top = (a + b) / 2
+    if top == expected:
+        return 1.0
+    return float((index - expected) / (top - expected))
+
+
+
+# ===============================================================================================
+# Drafts: warp, spray, pasting (REFERENCE §3.4-§3.6)
+#
+# Slow, obviously-correct references for s2pdata.warp, s2pdata.spray and s2pdata.drafts.
+#
+# numpy / scipy only, written from the formulas in REFERENCE.md §3.4-§3.6 and the modules'
+# docstrings, never from the fast code:
+#
+# - ``ref_warp_image``: spatial-transformer bilinear sampling (``align_corners=False``) in float64,
+#   one explicit formula per step; borders "reflect" (mirror about pixel edges), "replicate",
+#   "constant" (zeros).
+# - ``ref_warp_labels``: the same sampling positions, nearest pixel centre, 0 outside.
+# - ``ref_spray_mask`` / ``ref_apply_spray``: the soft-stroke formula with plain Python loops.
+# - ``ref_paste_patches``: pixel-by-pixel paste of already-rotated patches.
+# - ``ref_eligible_regions``: which labels ``cut_region_patch`` may choose, label by label.
+# ===============================================================================================
+
+
+def _sample_positions(theta, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Input pixel coordinates (px, py) sampled at every output pixel, float64 (h, w) each."""
+    t = np.asarray(theta, dtype=np.float64).reshape(2, 3)
+    rows, cols = np.mgrid[0:h, 0:w].astype(np.float64)
+    x = (2.0 * cols + 1.0) / w - 1.0  # output pixel centre, normalised, edges at -1 / +1
+    y = (2.0 * rows + 1.0) / h - 1.0
+    xs = t[0, 0] * x + t[0, 1] * y + t[0, 2]
+    ys = t[1, 0] * x + t[1, 1] * y + t[1, 2]
+    px = ((xs + 1.0) * w - 1.0) / 2.0  # normalised -> pixel index (centres at integers)
+    py = ((ys + 1.0) * h - 1.0) / 2.0
+    return px, py
+
+
+def _border_index(i: np.ndarray, n: int, border: str) -> tuple[np.ndarray, np.ndarray]:
+    """(index into 0..n-1, valid) for integer pixel indices ``i`` under a border rule."""
+    if border == "replicate":
+        return np.clip(i, 0, n - 1), np.ones(i.shape, bool)
+    if border == "reflect":  # ... c b a | a b c ... : mirror about the pixel edge, period 2n
+        m = np.mod(i, 2 * n)
+        return np.where(m >= n, 2 * n - 1 - m, m), np.ones(i.shape, bool)
+    if border == "constant":
+        ok = (i >= 0) & (i < n)
+        return np.clip(i, 0, n - 1), ok
+    raise ValueError(border)
+
+
+def ref_warp_image(image: np.ndarray, theta, border: str = "reflect") -> np.ndarray:
+    """Bilinear spatial-transformer warp, float64 ``(H, W)`` or ``(H, W, C)`` output."""
+    img = image.astype(np.float64)
+    if img.ndim == 2:
+        img = img[..., None]
+    h, w = img.shape[:2]
+    px, py = _sample_positions(theta, h, w)
+    x0, y0 = np.floor(px).astype(np.int64), np.floor(py).astype(np.int64)
+    fx, fy = (px - x0)[..., None], (py - y0)[..., None]
+    out = np.zeros(img.shape, np.float64)
+    for dy, wy in ((0, 1.0 - fy), (1, fy)):
+        for dx, wx in ((0, 1.0 - fx), (1, fx)):
+            xi, okx = _border_index(x0 + dx, w, border)
+            yi, oky = _border_index(y0 + dy, h, border)
+            val = img[yi, xi] * (okx & oky)[..., None]
+            out += wy * wx * val
+    return out.reshape(image.shape)
+
+
+def ref_warp_labels(labels: np.ndarray, theta) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest-centre warp of a label map (0 outside) and a bool map of near-tie pixels.
+
+    A tie (sampling position within 1e-6 of halfway between two centres) may round either way
+    in another floating-point evaluation order; callers ignore those pixels.
+    """
+    h, w = labels.shape
+    px, py = _sample_positions(theta, h, w)
+    out = np.zeros((h, w), np.int32)
+    for i in range(h):
+        for j in range(w):
+            c, r = math.floor(px[i, j] + 0.5), math.floor(py[i, j] + 0.5)
+            if 0 <= r < h and 0 <= c < w:
+                out[i, j] = labels[r, c]
+    tie = (np.abs((px + 0.5) - np.round(px + 0.5)) < 1e-6) | (np.abs((py + 0.5) - np.round(py + 0.5)) < 1e-6)
+    return out, tie
+
+
+def _stroke_coverage(d: float, half: float, softness: float) -> float:
+    core = half * (1.0 - softness)
+    if d >= half:
+        return 0.0
+    if d <= core:
+        return 1.0
+    t = (half - d) / (half - core)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def _distance_to_segment(r: float, c: float, r0: float, c0: float, r1: float, c1: float) -> float:
+    dr, dc = r1 - r0, c1 - c0
+    len2 = dr * dr + dc * dc
+    t = 0.0 if len2 == 0.0 else min(1.0, max(0.0, ((r - r0) * dr + (c - c0) * dc) / len2))
+    return math.hypot(r - (r0 + t * dr), c - (c0 + t * dc))
+
+
+def ref_spray_mask(shape, paths, widths, softness: float, opacity: float) -> np.ndarray:
+    """Max over paths of opacity * coverage(distance to the segment), every pixel, every path."""
+    h, w = int(shape[0]), int(shape[1])
+    out = np.zeros((h, w), np.float64)
+    for ((r0, c0), (r1, c1)), width in zip(paths, widths):
+        for i in range(h):
+            for j in range(w):
+                d = _distance_to_segment(i, j, r0, c0, r1, c1)
+                out[i, j] = max(out[i, j], opacity * _stroke_coverage(d, width / 2.0, softness))
+    return out
+
+
+def ref_apply_spray(image: np.ndarray, alpha: np.ndarray, color) -> np.ndarray:
+    """``rint(v + a (colour - v))`` per channel in float32; a == 0 leaves the pixel alone."""
+    v = image.astype(np.float32)
+    a = alpha.astype(np.float32)[..., None]
+    c = np.asarray(color, np.float32)
+    out = np.rint(v + a * (c - v)).astype(np.uint8)
+    return np.where(a > 0, out, image)
+
+
+def ref_paste_patches(image: np.ndarray, placed) -> np.ndarray:
+    """Paste ``[(rgb, mask, row, col), ...]`` pixel by pixel (later ones on top), clipped."""
+    out = image.copy()
+    h, w = image.shape[:2]
+    for rgb, mask, row, col in placed:
+        for i in range(mask.shape[0]):
+            for j in range(mask.shape[1]):
+                r, c = row + i, col + j
+                if mask[i, j] and 0 <= r < h and 0 <= c < w:
+                    out[r, c] = rgb[i, j]
+    return out
+
+
+def ref_eligible_regions(labels: np.ndarray, min_area: int, max_side: int) -> list[int]:
+    """Labels > 0 with at least ``min_area`` pixels and a bounding box at most ``max_side``."""
+    ok = []
+    for lab in range(1, int(labels.max(initial=0)) + 1):
+        rr, cc = np.nonzero(labels == lab)
+        if len(rr) < min_area or len(rr) == 0:
+            continue
+        if rr.max() - rr.min() + 1 <= max_side and cc.max() - cc.min() + 1 <= max_side:
+            ok.append(lab)
+    return ok
