@@ -13,8 +13,8 @@ from scipy import ndimage
 from s2pdata.drafts import (POOL_JSON, POOL_NPY, Patch, PatchPool, cut_rect_patch, cut_region_patch,
                             make_draft, paste_patches, replay_draft, rotate_patch)
 from tests.reference import ref_eligible_regions, ref_paste_patches
-from tests.strategies_drafts import (draw_label_picture, label_pictures, make_pool, pools, position_image)
-from tests.strategies_images import cel_images, draw_cel_image
+from tests.strategies import (draw_label_picture, label_pictures, make_pool, pools, position_image)
+from tests.strategies import cel_images, draw_cel_image
 
 DRAFT_KEYS = {"version", "order", "pool", "pastes", "warp", "sprays"}
 PASTE_KEYS = {"patch", "source_key", "kind", "angle", "scale", "row", "col"}

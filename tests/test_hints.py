@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from s2pdata.hints import MAX_SIDE, Hints, render_hints, resize_hints, sample_hints
 from tests.reference import ref_patch_mean, ref_render_hints
-from tests.strategies_images import draw_cel_image, hint_records, images
+from tests.strategies import draw_cel_image, hint_records, images
 
 RADII = (0, 1, 2, 3, None)
 

@@ -16,7 +16,7 @@ from s2pdata import regions
 from s2pdata.regions import edge_map, propose_regions, region_count, trapped_ball
 from tests.reference import (adjusted_rand_index, ref_edge_map, ref_fills,
                                      ref_fills_passes, ref_finish, ref_trapped_ball)
-from tests.strategies_regions import blob_drawings, draw_lines, line_drawings
+from tests.strategies import blob_drawings, draw_lines, line_drawings
 
 
 def _is_partition_into_connected(labels: np.ndarray) -> bool:

@@ -14,7 +14,7 @@ from s2pdata.sketch import (
     sketch_xdog)
 from tests.reference import (
     ref_gray, ref_gray_float, ref_sketch_dilate, ref_sketch_highpass, ref_sketch_xdog)
-from tests.strategies_images import blank_images, cel_images, draw_cel_image, images
+from tests.strategies import blank_images, cel_images, draw_cel_image, images
 
 EXTRACTORS = (sketch_dilate, sketch_xdog, sketch_highpass)
 # |D - eps| below this: float32 (fast) and float64 (reference) may fall on opposite sides of the

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from s2pdata.spray import (SATURATION_MIN, SprayParams, apply_spray, make_spray_params, pick_color,
                            spray_mask)
 from tests.reference import ref_apply_spray, ref_spray_mask
-from tests.strategies_drafts import spray_params
-from tests.strategies_images import cel_images, draw_cel_image
+from tests.strategies import spray_params
+from tests.strategies import cel_images, draw_cel_image
 
 
 @st.composite

@@ -15,8 +15,8 @@ from scipy import ndimage
 from s2pdata.warp import (IDENTITY, AffineParams, make_affine_params, pixel_matrix, warp_batch_torch,
                           warp_image, warp_labels, warp_points)
 from tests.reference import ref_warp_image, ref_warp_labels
-from tests.strategies_drafts import affine_params, draw_smooth_image, label_pictures, smooth_images
-from tests.strategies_images import cel_images
+from tests.strategies import affine_params, draw_smooth_image, label_pictures, smooth_images
+from tests.strategies import cel_images
 
 torch = pytest.importorskip("torch")
 
