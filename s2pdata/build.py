@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import sys
 import threading
 import time
@@ -60,6 +61,7 @@ class PoolTask:
     cfg: SynthConfig
     seed: int
     per_image: int
+    part_dir: str  # the worker writes its patches here (pixels never travel through pickles)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -86,8 +88,9 @@ def _open_pool(pool_dir: str | None, sha256: str | None):
     return PatchPool.load(pool_dir) if pool_dir else None  # memory-mapped: pages shared by workers
 
 
-def build_pool_part(task: PoolTask, tick=_tick) -> list:
-    """Patches from a chunk of items; unreadable items give none (the shard phase reports them)."""
+def build_pool_part(task: PoolTask, tick=_tick) -> str:
+    """Patches from a chunk of items, saved as a pool in ``task.part_dir``; unreadable items give
+    none (the shard phase reports them)."""
     patches = []
     for item in task.items:
         try:
@@ -96,7 +99,8 @@ def build_pool_part(task: PoolTask, tick=_tick) -> list:
         except (DecodeError, OSError):
             pass
         tick(1)
-    return patches
+    PatchPool(patches).save(task.part_dir)
+    return task.part_dir
 
 
 def build_shard(task: ShardTask, tick=_tick) -> dict:
@@ -165,14 +169,20 @@ def plan_digest(plan: list[tuple[Item, ...]]) -> str:
 
 
 POOL_DIR = "pool"
-PATCHES_PER_IMAGE = 8
+PATCHES_PER_IMAGE = (8, 32)  # fewest and most patches cut from one contributing image
 
 
-def pool_items(items: list[Item], seed: int, pool_size: int, per_image: int = PATCHES_PER_IMAGE) -> list[Item]:
-    """The items that give the pool its patches: a seeded, worker-independent spread over the
-    whole dataset (the first ``ceil(pool_size / per_image)`` keys in blake2b order)."""
-    ranked = sorted(items, key=lambda it: stable_seed(seed, it.key, "pool-pick"))
-    return ranked[:-(-pool_size // per_image)]
+def pool_plan(items: list[Item], seed: int, pool_size: int) -> tuple[list[Item], int]:
+    """The items that give the pool its patches and how many each gives.
+
+    A seeded, worker-independent spread over the whole dataset (keys in blake2b order): enough
+    images for ``pool_size`` patches at 8 each, but on a small dataset no more than a quarter of
+    it (then up to 32 patches each), so the pre-pass stays a small part of the build.
+    """
+    lo, hi = PATCHES_PER_IMAGE
+    n_items = min(-(-pool_size // lo), max(8, -(-len(items) // 4)))
+    ranked = sorted(items, key=lambda it: stable_seed(seed, it.key, "pool-pick"))[:n_items]
+    return ranked, max(lo, min(hi, -(-pool_size // max(1, len(ranked)))))
 
 
 def ensure_pool(out: Path, manifest: dict, items: list[Item], source: Source, cfg: SynthConfig, seed: int,
@@ -183,15 +193,21 @@ def ensure_pool(out: Path, manifest: dict, items: list[Item], source: Source, cf
     if recorded and (pool_dir / "patch_pool.json").exists():
         if json.loads((pool_dir / "patch_pool.json").read_text()).get("sha256") == recorded["sha256"]:
             return recorded
-    chosen = pool_items(items, seed, cfg.pool_size)
-    tasks = [PoolTask(tuple(chosen[i:i + 16]), source, cfg, seed, PATCHES_PER_IMAGE)
-             for i in range(0, len(chosen), 16)]
+    chosen, per_image = pool_plan(items, seed, cfg.pool_size)
+    parts_dir = pool_dir / "parts"
+    tasks = [PoolTask(tuple(chosen[i:i + 8]), source, cfg, seed, per_image, str(parts_dir / f"{i:08d}"))
+             for i in range(0, len(chosen), 8)]
     with bar_factory(len(chosen), "patch pool") as bar:
-        parts = run(build_pool_part, tasks, bar)
+        parts = [PatchPool.load(d) for d in run(build_pool_part, tasks, bar)]
+    # memory-mapped parts stream into the one pool file; then the parts go
     pool = PatchPool([p for part in parts for p in part][:cfg.pool_size])
     pool.save(pool_dir)
+    del parts
+    shutil.rmtree(parts_dir)
+    pool = PatchPool.load(pool_dir)
     kinds = {k: sum(p.kind == k for p in pool) for k in ("rect", "region")}
-    return {"dir": POOL_DIR, "size": len(pool), "sha256": pool.sha256, "from_items": len(chosen), "kinds": kinds}
+    return {"dir": POOL_DIR, "size": len(pool), "sha256": pool.sha256, "from_items": len(chosen),
+            "per_item": per_image, "kinds": kinds}
 
 
 def package_versions() -> dict:
