@@ -7,6 +7,8 @@ import hashlib
 import cv2
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from s2pdata.decode import decode_image
 from s2pdata.demo import demo_bytes, demo_key, draw_demo
@@ -93,3 +95,30 @@ def test_outlines_exist(decoded):
         gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)  # RGB order, the project's convention
         assert np.percentile(gray, 1) < 80
         assert np.percentile(gray, 50) > np.percentile(gray, 1) + 60  # ink is darker than the fills
+
+
+def test_flat_fills_not_noise(decoded):
+    """Cel art: almost every pair of horizontal neighbours is equal or nearly so (flat fills,
+    smooth gradients), and the picture is not one flat colour."""
+    for *_, raw, rgb in decoded:
+        gray = cv2.cvtColor(np.ascontiguousarray(raw[..., :3]), cv2.COLOR_RGB2GRAY).astype(np.int16)
+        step = np.abs(np.diff(gray, axis=1))
+        assert (step <= 2).mean() > 0.85
+        assert (step > 30).mean() > 0.002  # outlines and fill boundaries exist
+
+
+def test_palettes_differ_between_pictures(decoded):
+    means = np.array([rgb.reshape(-1, 3).mean(0) for *_, rgb in decoded])
+    assert np.ptp(means, axis=0).min() > 40  # every channel's mean spans a wide range
+
+
+@settings(max_examples=8)
+@given(index=st.integers(0, 10**6), seed=st.integers(0, 2**31))
+def test_any_index_and_seed_draws_a_valid_picture(index, seed):
+    im = draw_demo(index, seed=seed)
+    assert im.dtype == np.uint8 and im.ndim == 3 and im.shape[2] in (3, 4)
+    assert im.flags.c_contiguous
+    h, w = im.shape[:2]
+    assert 256 <= min(h, w) <= 768 and 0.59 <= w / h <= 1.81
+    if im.shape[2] == 4:
+        assert (im[..., 3] == 0).any() and (im[..., 3] == 255).any()
