@@ -8,7 +8,7 @@ rectangles, half trapped-ball regions), one thread, per-stage split, as a ratio 
 floor measured in the same run: cv2 JPEG q95 encode + decode of the same 512^2 image.
 (2) ``warp_batch_torch`` throughput, B = 16 images of 3x224x224 (GPU when
 ``torch.cuda.is_available()``, else CPU with one thread), against ``warp_image`` (cv2) one image
-at a time. Writes benchmarks/results_drafts.md.
+at a time. figures go to benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -159,7 +159,7 @@ def main() -> None:
     ap.add_argument("--pool-images", type=int, default=25, help="8 patches per image")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results_drafts.md"))
+    ap.add_argument("--out", default="-", help="also write the markdown table to this file ('-': print only)")
     args = ap.parse_args()
     single_thread()
     warmup()
@@ -174,7 +174,8 @@ def main() -> None:
         "", *draft_lines, "", *warp_lines, ""])
     print(text)
     print(json.dumps({"drafts": draft_res, "warp": warp_res}, default=float))
-    Path(args.out).write_text(text)
+    if args.out != "-":
+        Path(args.out).write_text(text)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,7 @@ figure is the best of ``--repeat`` calls, warm; hint
 sampling + rendering and the augmented ``extract_sketch`` do different work per draw, so they
 are the mean over ``--seeds`` generators (seed 0, 1, ...) instead of the best call.
 
-    python benchmarks/bench_kernels.py                  # prints a table, writes results_kernels.md
-    python benchmarks/bench_kernels.py --repeat 50 --out -   # print only
+    python benchmarks/bench_kernels.py [--repeat 60] [--out table.md]   # figures kept in RESULTS.md
 """
 
 from __future__ import annotations
@@ -69,7 +68,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=30)
     ap.add_argument("--seeds", type=int, default=200)
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results_kernels.md"), help="'-' prints only")
+    ap.add_argument("--out", default="-", help="also write the markdown table to this file ('-': print only)")
     args = ap.parse_args()
     cv2.setNumThreads(1)
     numba.set_num_threads(1)

@@ -2,8 +2,8 @@
 
 Edge maps (REFERENCE 3.2) of scikit-image's bundled astronaut, coffee and chelsea, resized to
 512^2 and 1024^2. trapped_ball runs warm (compiled, one untimed call first); every figure is the
-best of ``--repeat`` runs except the reference (one run). Prints ratios and writes
-benchmarks/results_regions.md.
+best of ``--repeat`` runs except the reference (one run). Prints a markdown table of times and
+ratios; the figures are kept in benchmarks/RESULTS.md.
 
     python benchmarks/bench_regions.py            # reference at both sizes (minutes per image)
     python benchmarks/bench_regions.py --quick    # skips the reference at 1024^2
@@ -44,7 +44,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="skip the reference at 1024^2")
     ap.add_argument("--repeat", type=int, default=10)
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results_regions.md"))
+    ap.add_argument("--out", default="-", help="also write the markdown table to this file ('-': print only)")
     args = ap.parse_args()
     cv2.setNumThreads(1)
     numba.set_num_threads(1)
@@ -129,8 +129,9 @@ def main() -> None:
         f"{min(speed):.0f}-{max(speed):.0f}x faster than the per-fill reference (goal >= 100x: "
         f"{'met' if min(speed) >= 100 else 'NOT met'}).",
     ]
-    Path(args.out).write_text("\n".join(lines) + "\n")
-    print(f"wrote {args.out}")
+    print("\n".join(lines))
+    if args.out != "-":
+        Path(args.out).write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
