@@ -120,3 +120,36 @@ def compatible(a, b) -> bool:
     if isinstance(a, list) or isinstance(b, list):
         return isinstance(a, list) and isinstance(b, list) and (not a[1] or not b[1] or a[1] == b[1])
     return a == b
+
+
+# ---------------------------------------------------------------- test pictures (cv2 drawing)
+
+def draw_cel(h: int, w: int, seed: int, n_shapes: int = 4, n_lines: int = 2) -> np.ndarray:
+    """A toy cel-shaded ``(h, w, 3) uint8`` RGB picture: flat disks/polygons, dark outlines, lines."""
+    rng = np.random.default_rng(seed)
+    img = np.empty((h, w, 3), np.uint8)
+    img[:] = rng.integers(120, 256, 3, dtype=np.uint8)
+    dark = (int(rng.integers(0, 60)),) * 3
+    for _ in range(n_shapes):
+        fill = tuple(int(v) for v in rng.integers(0, 256, 3))
+        if rng.random() < 0.5:
+            centre = (int(rng.integers(0, w)), int(rng.integers(0, h)))  # cv2 point (x, y)
+            rad = int(rng.integers(1, max(2, min(h, w) // 2)))
+            cv2.circle(img, centre, rad, fill, -1)
+            cv2.circle(img, centre, rad, dark, 1)
+        else:
+            n = int(rng.integers(3, 7))
+            pts = np.stack([rng.integers(0, w, n), rng.integers(0, h, n)], 1).astype(np.int32)  # (x, y)
+            cv2.fillPoly(img, [pts], fill)
+            cv2.polylines(img, [pts], True, dark, 1)
+    for _ in range(n_lines):
+        p0 = (int(rng.integers(0, w)), int(rng.integers(0, h)))  # (x, y)
+        p1 = (int(rng.integers(0, w)), int(rng.integers(0, h)))
+        cv2.line(img, p0, p1, dark, 1)
+    return img
+
+
+def draw_smooth(h: int, w: int, seed: int) -> np.ndarray:
+    """A smooth ``(h, w, 3) uint8`` picture: upsampled coarse random colours (good for warps)."""
+    coarse = np.random.default_rng(seed).integers(0, 256, (4, 4, 3)).astype(np.float32)
+    return np.clip(np.rint(cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)), 0, 255).astype(np.uint8)
