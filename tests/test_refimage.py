@@ -45,7 +45,7 @@ def test_identity_is_exact_and_make_replays(img, seed):
 
 
 @settings(max_examples=15)
-@given(st.integers(24, 64), st.integers(24, 64), st.integers(0, 2**32 - 1))
+@given(st.integers(48, 80), st.integers(48, 80), st.integers(0, 2**32 - 1))
 def test_reference_map_gives_correspondences(h, w, seed):
     """Without colour jitter, reference pixel (r, c) shows the target at reference_map[r, c]."""
     img = draw_smooth(h, w, seed)
@@ -56,7 +56,7 @@ def test_reference_map_gives_correspondences(h, w, seed):
     expect = ref_bilinear(img, m[..., 0], m[..., 1])
     err = np.abs(expect - ref.astype(np.float64))[inside]
     assert inside.mean() > 0.5
-    assert err.mean() < 1.0 and np.percentile(err, 99) < 4.0
+    assert err.mean() < 1.0 and np.percentile(err, 99) < 4.0  # the naive identity map: ~15 and ~60
 
 
 def test_colour_jitter_only_changes_colours_not_layout():
