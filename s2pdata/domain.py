@@ -17,9 +17,11 @@ from __future__ import annotations
 import math
 
 import cv2
+import numba
 import numpy as np
 
 from s2pdata._check import check_rgb
+from s2pdata._jit import JIT, register_warmup
 
 SAMPLE = 4096      # pixels the Lloyd loop fits on
 ITERS = 20         # Lloyd iterations (stops early when no assignment changes)
@@ -50,13 +52,29 @@ def to_lab(color: np.ndarray) -> np.ndarray:
 def nearest_center(lab: np.ndarray, centers: np.ndarray) -> np.ndarray:
     """``(N,) int64`` index of the nearest centre in squared Euclidean distance.
 
-    Computed as ``|c|^2 - 2 x.c`` in float32 (``|x|^2`` is the same for every centre), first
-    index on ties; where two centres are within float32 rounding of equidistant either may win.
+    Distances are summed in float32, first index on ties; where two centres are within float32
+    rounding of equidistant either may win. Shape: ``(N, 3), (k, 3) -> (N,)``.
     """
-    centers = np.asarray(centers, np.float32)
-    d = lab @ (np.float32(-2.0) * centers.T)
-    d += np.einsum("ij,ij->i", centers, centers)
-    return np.argmin(d, axis=1)
+    return _nearest_kernel(np.ascontiguousarray(lab, np.float32), np.ascontiguousarray(centers, np.float32))
+
+
+@numba.njit(**JIT)
+def _nearest_kernel(lab, centers):
+    """lab (N, 3) float32, centers (k, 3) float32 -> (N,) int64 nearest index."""
+    n, k = lab.shape[0], centers.shape[0]
+    out = np.zeros(n, np.int64)
+    for i in range(n):
+        a, b, c = lab[i, 0], lab[i, 1], lab[i, 2]
+        best = np.float32(np.inf)
+        for j in range(k):
+            d0 = a - centers[j, 0]
+            d1 = b - centers[j, 1]
+            d2 = c - centers[j, 2]
+            d = d0 * d0 + d1 * d1 + d2 * d2
+            if d < best:
+                best = d
+                out[i] = j
+    return out
 
 
 def _kmeans(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -86,18 +104,28 @@ def _kmeans(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def _palette(color: np.ndarray, idx: np.ndarray, k: int, centers: np.ndarray) -> np.ndarray:
-    """``(k, 3) uint8`` mean RGB per cluster (rounded); an empty cluster gets its centre's RGB."""
-    flat = color.reshape(-1, 3).astype(np.int64)
-    counts = np.bincount(idx, minlength=k)
-    pal = np.empty((k, 3), np.uint8)
-    for ch in range(3):
-        sums = np.bincount(idx, weights=flat[:, ch], minlength=k)
-        pal[:, ch] = np.floor(sums / np.maximum(counts, 1) + 0.5).astype(np.uint8)
+    """``(k, 3) uint8`` mean RGB per cluster (rounded half up); an empty cluster gets its centre's RGB."""
+    sums, counts = _sums_kernel(np.ascontiguousarray(color).reshape(-1, 3), idx, k)
+    pal = ((2 * sums + counts[:, None]) // np.maximum(2 * counts[:, None], 1)).astype(np.uint8)
     empty = counts == 0
     if empty.any():
         rgb = cv2.cvtColor(centers[empty].reshape(1, -1, 3), cv2.COLOR_Lab2RGB)  # to RGB order
         pal[empty] = np.clip(np.rint(rgb.reshape(-1, 3) * 255.0), 0, 255).astype(np.uint8)
     return pal
+
+
+@numba.njit(**JIT)
+def _sums_kernel(color, idx, k):
+    """color (N, 3) uint8, idx (N,) int64 -> per-cluster channel sums (k, 3) and counts (k,)."""
+    sums = np.zeros((k, 3), np.int64)
+    counts = np.zeros(k, np.int64)
+    for i in range(idx.size):
+        j = idx[i]
+        counts[j] += 1
+        sums[j, 0] += color[i, 0]
+        sums[j, 1] += color[i, 1]
+        sums[j, 2] += color[i, 2]
+    return sums, counts
 
 
 def _fit(color: np.ndarray, rng: np.random.Generator, k: int) -> tuple[np.ndarray, dict]:
@@ -226,3 +254,8 @@ def color_domain(color: np.ndarray, *, rng: np.random.Generator, k: int = 8, smo
     idx, params = _fit(color, rng, _check_k(k))
     params.update(smooth=int(smooth), passes=int(passes), blur=blur)
     return _render(idx, params), params
+
+
+@register_warmup
+def _warmup() -> np.ndarray:
+    return color_domain(np.arange(48, dtype=np.uint8).reshape(4, 4, 3), rng=np.random.default_rng(0), k=2)[0]

@@ -1,0 +1,133 @@
+"""Benchmark: rough sketch, flat fill, colour domain and reference image per 512^2 sample, one thread.
+
+Each field's kernel is timed warm (one untimed call first), best of ``--repeat``, on skimage's
+bundled astronaut, coffee and chelsea resized to 512^2, against the codec floor measured in the
+same run on the same image: cv2 JPEG q95 encode + decode of the colour image. Inputs the build
+already has (the extracted sketch, the trapped-ball labels) are made once and not timed; the
+reference baseline of flat_fill (tests/reference_extra.py, np.median per label) is timed once.
+Prints ratios and writes benchmarks/results_extra.md.
+
+    python benchmarks/bench_extra.py [--repeat 10] [--out -]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numba
+import numpy as np
+import skimage.data
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from s2pdata.domain import color_domain, quantize  # noqa: E402
+from s2pdata.flat import flat_fill  # noqa: E402
+from s2pdata.refimage import make_reference  # noqa: E402
+from s2pdata.regions import propose_regions  # noqa: E402
+from s2pdata.rough import roughen_sketch  # noqa: E402
+from s2pdata.sketch import extract_sketch  # noqa: E402
+from tests.reference_extra import ref_flat_fill  # noqa: E402
+
+
+def _best(fn, repeat: int) -> float:
+    fn()  # warm: compile / cache load, first-touch allocations
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def _jpeg_round_trip(color: np.ndarray) -> np.ndarray:
+    bgr = cv2.cvtColor(color, cv2.COLOR_RGB2BGR)  # cv2 codecs take BGR
+    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    return cv2.imdecode(buf, cv2.IMREAD_COLOR)
+
+
+def _cpu() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=10)
+    ap.add_argument("--side", type=int, default=512)
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results_extra.md"))
+    args = ap.parse_args()
+    cv2.setNumThreads(1)
+    numba.set_num_threads(1)
+
+    fields = ["rough", "flat median", "flat trimmed", "quantize k8", "domain k8", "reference"]
+    rows = []
+    for name in ("astronaut", "coffee", "chelsea"):
+        color = cv2.resize(getattr(skimage.data, name)(), (args.side, args.side),
+                           interpolation=cv2.INTER_AREA)  # dsize is (w, h)
+        sketch, _ = extract_sketch(color, method="xdog", rng=np.random.default_rng(0), augment=False)
+        labels = propose_regions(color)
+        floor = _best(lambda: _jpeg_round_trip(color), args.repeat)
+        rng = lambda: np.random.default_rng(1)  # noqa: E731 - a fresh generator per call
+        t = {
+            "rough": _best(lambda: roughen_sketch(sketch, rng=rng()), args.repeat),
+            "flat median": _best(lambda: flat_fill(color, labels), args.repeat),
+            "flat trimmed": _best(lambda: flat_fill(color, labels, stat="trimmed"), args.repeat),
+            "quantize k8": _best(lambda: quantize(color, rng=rng(), k=8), args.repeat),
+            "domain k8": _best(lambda: color_domain(color, rng=rng(), k=8), args.repeat),
+            "reference": _best(lambda: make_reference(color, rng=rng()), args.repeat),
+        }
+        t0 = time.perf_counter()
+        ref_flat_fill(color, labels)
+        t_ref = time.perf_counter() - t0
+        rows.append(dict(image=name, K=int(labels.max()), floor=floor, t=t, ref=t_ref))
+        print(f"{name:9s} K={labels.max():4d} jpeg q95 enc+dec {floor * 1e3:6.2f} ms | " + "  ".join(
+            f"{f} {t[f] * 1e3:6.2f} ms ({t[f] / floor:4.1f}x)" for f in fields)
+            + f" | flat reference {t_ref * 1e3:.0f} ms", flush=True)
+
+    side = args.side
+    lines = [
+        "## Extra fields: rough sketch, flat fill, colour domain, reference image",
+        "",
+        f"Machine: {_cpu()}, {os.cpu_count()} cores; one thread (cv2.setNumThreads(1), "
+        f"numba.set_num_threads(1)); numpy {np.__version__}, numba {numba.__version__}, "
+        f"OpenCV {cv2.__version__}. Command: `python benchmarks/bench_extra.py"
+        f"{'' if args.repeat == 10 else f' --repeat {args.repeat}'}"
+        f"{'' if side == 512 else f' --side {side}'}`.",
+        "",
+        f"skimage.data images at {side}^2. Each figure is the kernel alone, warm, best of "
+        f"{args.repeat}, in ms, with its ratio to the codec floor (cv2 JPEG q95 encode + decode "
+        "of the same colour image, same run). Inputs (XDoG sketch, trapped-ball labels) are "
+        "made once outside the timing. flat ref: tests/reference_extra.py (np.median per "
+        "label), one run.",
+        "",
+        "| image | K | jpeg ms | " + " | ".join(f"{f} ms (x jpeg)" for f in fields) + " | flat ref ms |",
+        "|---|---|---|" + "---|" * len(fields) + "---|",
+    ]
+    for r in rows:
+        lines.append(f"| {r['image']} | {r['K']} | {r['floor'] * 1e3:.2f} | " + " | ".join(
+            f"{r['t'][f] * 1e3:.2f} ({r['t'][f] / r['floor']:.1f}x)" for f in fields)
+            + f" | {r['ref'] * 1e3:.0f} |")
+    total = [sum(r["t"][f] for f in ("rough", "flat median", "domain k8", "reference")) for r in rows]
+    lines += ["", f"All four fields together (rough + flat median + domain + reference): "
+              f"{min(total) * 1e3:.0f}-{max(total) * 1e3:.0f} ms per sample, "
+              f"{min(t / r['floor'] for t, r in zip(total, rows)):.0f}-"
+              f"{max(t / r['floor'] for t, r in zip(total, rows)):.0f}x the JPEG floor."]
+    print("\n".join(lines))
+    if args.out != "-":
+        Path(args.out).write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
