@@ -84,6 +84,13 @@ def test_roughens_a_real_drawing():
     s = draw_sketch(128, 128, 11, 10)
     out, p = roughen_sketch(s, rng=np.random.default_rng(1))
     assert (out != s).mean() > 0.05 and p["gaps"] and p["max_offset"] == 6
+    assert not ref_rough_violations(s, out, p).any()
+    # the check is not vacuous: a smaller distance, or forgetting the scribbles, is caught
+    assert ref_rough_violations(s, out, {**p, "max_offset": 2}).any()
+    sparse = draw_sketch(96, 96, 2, 2)
+    out, p = roughen_sketch(sparse, rng=np.random.default_rng(2), strength=2.0)
+    assert p["scribbles"] and not ref_rough_violations(sparse, out, p).any()
+    assert ref_rough_violations(sparse, out, {**p, "scribbles": []}).any()
 
 
 @pytest.mark.parametrize("kwargs, exc", [
