@@ -145,6 +145,8 @@ def _shift(img: np.ndarray, dy: int, dx: int) -> np.ndarray:
     """``img`` moved by (dy, dx) pixels, zeros where nothing moves in."""
     out = np.zeros_like(img)
     h, w = img.shape
+    if abs(dy) >= h or abs(dx) >= w:  # moved wholly out of a tiny image
+        return out
     out[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
         img[max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
     return out
