@@ -193,9 +193,8 @@ def mode_filter(idx: np.ndarray, k: int, size: int) -> np.ndarray:
         ind = (idx == j).astype(np.float32)
         # unnormalised box sum = count of index j in the window; BORDER_REFLECT_101 = scipy 'mirror'
         cnt = cv2.boxFilter(ind, -1, (size, size), normalize=False, borderType=cv2.BORDER_REFLECT_101)
-        better = cnt > best_count
-        best[better] = j
-        best_count[better] = cnt[better]
+        np.copyto(best, j, where=cnt > best_count)  # strict: the lower index keeps a tie
+        np.maximum(best_count, cnt, out=best_count)
     return best
 
 
