@@ -196,3 +196,21 @@ def test_a_source_folder_that_changed_is_refused_on_resume(tmp_path):
     cv2.imwrite(str(src / "p1.png"), picture(48, 64, seed=99))  # same names, new content
     with pytest.raises(BuildRefused, match="source"):
         run_build(src=str(src), out=out, cfg=CFG, progress=False)
+
+
+def test_hostile_tar_members_are_logged_and_nothing_escapes(tmp_path):
+    from .fakes import write_archive, write_hostile_tar
+
+    src, out = tmp_path / "archive", tmp_path / "work" / "out"
+    write_archive(src, {1: "png", 2: "jpg"})
+    expected = write_hostile_tar(src / "data-0001.tar")
+    before = {p for p in tmp_path.rglob("*")}
+    assert main(["--src", str(src), "--out", str(out), "--size", "48", "--workers", "1", "--no-progress"]) == 0
+    written = {p for p in tmp_path.rglob("*")} - before
+    assert all(out in p.parents or p == out or p == out.parent for p in written)  # nothing outside --out
+    assert not (tmp_path / "evil.png").exists() and not Path("/abs.png").exists()
+    keys = [s["__key__"] for s in open_shards(out)]
+    assert keys == ["danbooru-0000000001", "danbooru-0000000002", "danbooru-0000000011", "danbooru-0000000012"]
+    rejects = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
+    logged = {r["path"].split(":", 1)[1]: r["reason"] for r in rejects}
+    assert logged == expected
