@@ -1,4 +1,4 @@
 """s2pdata: training data for two-stage line-art colorization (Style2Paints, TOG 2018)."""
 
 __version__ = "0.1.0"
-SCHEMA_VERSION = 2  # 2: regions.png (16-bit trapped-ball labels) in every sample
+SCHEMA_VERSION = 3  # 2: regions.png in every sample; 3: sketch style + optional flat, colordomain, reference

@@ -24,8 +24,8 @@ def warmup() -> None:
     """Compile (or load from cache) every registered kernel by calling its warm-up once."""
     import importlib
 
-    for mod in ("s2pdata.sketch", "s2pdata.hints", "s2pdata.regions", "s2pdata.warp",
-                "s2pdata.spray", "s2pdata.drafts"):
+    for mod in ("s2pdata.sketch", "s2pdata.hints", "s2pdata.regions", "s2pdata.warp", "s2pdata.spray",
+                "s2pdata.drafts", "s2pdata.rough", "s2pdata.flat", "s2pdata.domain", "s2pdata.refimage"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as exc:  # a stage not written yet

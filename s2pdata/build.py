@@ -35,7 +35,7 @@ from .shards import (COLOR_FORMATS, DATASET_JSON, INDEX_JSON, REJECTS, atomic_wr
 from .sketch import SKETCH_METHODS
 from .sources import Item, Source, add_source_arguments, source_from_args
 from .drafts import PatchPool
-from .synth import SynthConfig, Timer, make_sample, pool_patches
+from .synth import OPTIONAL_FIELDS, SKETCH_STYLES, SynthConfig, Timer, make_sample, pool_patches
 
 
 @dataclass(frozen=True)
@@ -487,6 +487,11 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pixels", type=int, default=d.max_pixels, help="reject images with more pixels")
     p.add_argument("--min-side", type=int, default=d.min_side, help="reject images with a shorter side")
     p.add_argument("--drafts", type=int, default=d.drafts, help="synthetic flawed drafts per sample (draft0..)")
+    p.add_argument("--sketch-style", choices=SKETCH_STYLES, default=d.sketch_style,
+                   help="rough: hand-drawn simulation of the extracted line art; mix: rough with --rough-weight")
+    p.add_argument("--rough-weight", type=float, default=d.rough_weight, help="share of rough sketches with mix")
+    p.add_argument("--fields", action="append", default=None,
+                   help=f"optional fields (comma list): {', '.join(OPTIONAL_FIELDS)}")
     p.add_argument("--pool-size", type=int, default=d.pool_size,
                    help="patches in the region pool the drafts paste from (cut across the dataset)")
     p.add_argument("--distributor", choices=DISTRIBUTORS, default="local",
@@ -549,7 +554,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = SynthConfig(size=args.size, crop=args.crop, sketch=args.sketch, hint_radius=args.hint_radius,
                           color_format=args.color_format, color_quality=args.color_quality,
                           max_pixels=args.max_pixels, min_side=args.min_side, drafts=args.drafts,
-                          pool_size=args.pool_size)
+                          pool_size=args.pool_size, sketch_style=args.sketch_style, rough_weight=args.rough_weight,
+                          fields=tuple(f.strip() for arg in args.fields or () for f in arg.split(",") if f.strip()))
         source = source_from_args(args.src, args, seed=args.seed, out=Path(args.out))
         manifest = run_build(src=source, out=args.out, cfg=cfg, seed=args.seed, shard_size=args.shard_size,
                              workers=args.workers, limit=args.limit, overwrite=args.overwrite,

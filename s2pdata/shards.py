@@ -32,7 +32,7 @@ import numpy as np
 from . import SCHEMA_VERSION
 
 COLOR_FORMATS = ("jpg", "png", "webp")
-_FLAT_FIELDS = ("sketch", "hint", "regions")  # line art, sparse hints, labels: long constant runs
+_FLAT_FIELDS = ("sketch", "hint", "regions", "flat", "colordomain")  # long constant runs
 TAR_MTIME = 946684800  # 2000-01-01: fixed so shard bytes do not depend on the clock
 DATASET_JSON = "dataset.json"
 INDEX_JSON = "shardindex.json"
@@ -48,6 +48,7 @@ class Schema:
     png_level: int = 1
     regions: bool = False
     drafts: int = 0
+    extras: tuple[str, ...] = ()  # optional fields: flat, colordomain (PNG), reference (colour codec)
 
     def fields(self) -> list[str]:
         """Member suffixes every sample carries, in write order."""
@@ -55,6 +56,7 @@ class Schema:
         if self.regions:
             names.append("regions.png")
         names += [f"draft{i}.{self.color_format}" for i in range(self.drafts)]
+        names += [f"{e}.{self.color_format if e == 'reference' else 'png'}" for e in self.extras]
         return names + ["json"]
 
 

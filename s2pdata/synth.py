@@ -11,6 +11,7 @@ a stage never changes what the others draw. This is the only module that knows t
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -21,11 +22,19 @@ from . import SCHEMA_VERSION
 from ._check import check_choice
 from ._rng import sample_rng
 from .decode import CROPS, DecodeError, apply_fit, decode_image, plan_fit
+from .domain import color_domain
 from .drafts import Patch, PatchPool, cut_rect_patch, cut_region_patch, make_draft
+from .flat import flat_fill
 from .hints import render_hints, sample_hints
+from .refimage import make_reference
 from .regions import KEEP, RADII, propose_regions
+from .rough import roughen_sketch
 from .shards import COLOR_FORMATS, Schema
 from .sketch import SKETCH_METHODS, extract_sketch
+
+
+SKETCH_STYLES = ("clean", "rough", "mix")  # mix: rough with probability rough_weight
+OPTIONAL_FIELDS = ("flat", "colordomain", "reference")  # --fields: beyond the paper
 
 
 @dataclass(frozen=True)
@@ -42,10 +51,21 @@ class SynthConfig:
     min_side: int = 32
     drafts: int = 1
     pool_size: int = 10_000
+    sketch_style: str = "clean"
+    rough_weight: float = 0.5
+    fields: tuple[str, ...] = ()
 
     def __post_init__(self):
         check_choice("crop", self.crop, CROPS)
         check_choice("sketch", self.sketch, SKETCH_METHODS)
+        check_choice("sketch_style", self.sketch_style, SKETCH_STYLES)
+        if not isinstance(self.rough_weight, (int, float)) or not 0 <= self.rough_weight <= 1:
+            raise ValueError(f"rough_weight must be a probability in [0, 1], got {self.rough_weight!r}")
+        fields = tuple(self.fields)
+        for name in fields:
+            check_choice("fields", name, OPTIONAL_FIELDS)
+        # canonical order, so "reference,flat" and "flat,reference" are the same build
+        object.__setattr__(self, "fields", tuple(f for f in OPTIONAL_FIELDS if f in fields))
         check_choice("color_format", self.color_format, COLOR_FORMATS)
         for name in ("size", "max_pixels", "min_side", "color_quality", "drafts", "pool_size"):
             value = getattr(self, name)
@@ -56,10 +76,10 @@ class SynthConfig:
 
     def schema(self) -> Schema:
         return Schema(color_format=self.color_format, color_quality=self.color_quality, regions=True,
-                      drafts=self.drafts)
+                      drafts=self.drafts, extras=self.fields)
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "fields": list(self.fields)}
 
 
 class Timer:
@@ -121,6 +141,12 @@ def make_sample(data: bytes, *, key: str, seed: int, cfg: SynthConfig, meta: dic
     color, fit_info = fitted_color(data, key=key, seed=seed, cfg=cfg, timer=timer, check=check)
     with timer("sketch"):
         sketch, sketch_params = extract_sketch(color, method=cfg.sketch, rng=sample_rng(seed, key, "sketch"))
+    rough_rng = sample_rng(seed, key, "rough")
+    rough = cfg.sketch_style == "rough" or (cfg.sketch_style == "mix" and rough_rng.random() < cfg.rough_weight)
+    rough_params = {}
+    if rough:
+        with timer("rough"):
+            sketch, rough_params = roughen_sketch(sketch, rng=rough_rng)
     with timer("hints"):
         hints = sample_hints(color, rng=sample_rng(seed, key, "hints"))
         hint = render_hints(hints, color.shape[:2], radius=cfg.hint_radius)
@@ -130,21 +156,38 @@ def make_sample(data: bytes, *, key: str, seed: int, cfg: SynthConfig, meta: dic
     with timer("drafts"):
         for k in range(cfg.drafts):
             drafts[f"draft{k}"] = make_draft(color, pool=pool, rng=sample_rng(seed, key, "draft", k))
+    extras = {}
+    for name in cfg.fields:
+        with timer(name):
+            extras[name] = _EXTRA_FIELDS[name](color, labels, sample_rng(seed, key, name))
     info = {
         "key": key,
         "schema_version": SCHEMA_VERSION,
         "source": {**(meta or {}), "sha256": hashlib.sha256(data).hexdigest()},
         **fit_info,
         "size": [int(color.shape[0]), int(color.shape[1])],
-        "sketch": stable_sketch_params(sketch_params),
+        "sketch": {**stable_sketch_params(sketch_params), "style": "rough" if rough else "clean",
+                   # variable-length strokes as a JSON string: one schema for rough and clean samples
+                   "rough": json.dumps(rough_params, sort_keys=True, separators=(",", ":"))},
         "hints": hints.to_json(),
         "hint_radius": cfg.hint_radius,
         "regions": {"count": int(labels.max(initial=0)), "method": "trapped_ball", "radii": list(RADII),
                     "keep": list(KEEP), "edges": "blur-difference"},
         "drafts": [params for _, params in drafts.values()],
+        **{name: params for name, (_, params) in extras.items()},
     }
     return {"__key__": key, "color": color, "sketch": sketch, "hint": hint, "regions": labels,
-            **{name: draft for name, (draft, _) in drafts.items()}, "json": info}
+            **{name: draft for name, (draft, _) in drafts.items()},
+            **{name: array for name, (array, _) in extras.items()}, "json": info}
+
+
+# Optional fields (--fields): (colour, labels, rng) -> (array, JSON params). Each is re-created from
+# its params with flat_from_params / domain_from_params / reference_from_params.
+_EXTRA_FIELDS = {
+    "flat": lambda color, labels, rng: flat_fill(color, labels),
+    "colordomain": lambda color, labels, rng: color_domain(color, rng=rng),
+    "reference": lambda color, labels, rng: make_reference(color, rng=rng),
+}
 
 
 def pool_patches(data: bytes, *, key: str, seed: int, cfg: SynthConfig, per_image: int = 8) -> list[Patch]:

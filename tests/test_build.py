@@ -77,12 +77,21 @@ def json_paths(x, path=""):
 def test_json_schema_is_the_same_for_every_sample(tmp_path):
     """Hugging Face infers one schema from the first samples: keys and types must never vary
     (an empty hint list is the one allowed gap)."""
-    run_build(src="demo:24", out=tmp_path, cfg=CFG, seed=1, shard_size=24, progress=False)
-    schemas = [json_paths(s["json"]) for s in open_shards(tmp_path)]
+    cfg = SynthConfig(size=96, sketch_style="mix", fields=("flat", "colordomain", "reference"))
+    run_build(src="demo:24", out=tmp_path, cfg=cfg, seed=1, shard_size=24, progress=False)
+    samples = list(open_shards(tmp_path))
+    assert {s["json"]["sketch"]["style"] for s in samples} == {"rough", "clean"}
+    schemas = [json_paths(s["json"]) for s in samples]
     full = max(schemas, key=len)
     for schema in schemas:
         assert {k: v for k, v in full.items() if k in schema} == schema
         assert set(full) - set(schema) <= {k for k in full if k.startswith(".hints[]")}
+    # and Hugging Face reads a build with every optional field
+    datasets = pytest.importorskip("datasets")
+    files = [str(p) for p in sorted(tmp_path.glob("shard-*.tar"))]
+    ds = datasets.load_dataset("webdataset", data_files={"train": files}, split="train",
+                               cache_dir=str(tmp_path / "hf"))
+    assert len(ds) == 24 and {"flat.png", "colordomain.png", "reference.jpg"} <= set(ds.column_names)
 
 
 def test_plain_webdataset_reads_every_sample(demo_build):
