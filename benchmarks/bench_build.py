@@ -1,12 +1,12 @@
 """Build cost per 512^2 sample, against the codec floor measured in the same run.
 
-    python benchmarks/bench_build.py [--n 96] [--workers 2]
+    python benchmarks/bench_build.py [--n 96]
 
 Prints (1) per-stage cost of ``synth.make_sample`` + encoding, one thread, as a ratio to the
 codec floor (decode the source bytes, resize, encode every stored field of the sample with its
 codec: the work no build can skip); (2) the colour codec choice: encode/decode time and bytes for JPEG q95,
-PNG level 1 and WebP q90 at 512^2; (3) end-to-end ``run_build`` samples/s with 1 and N workers
-against the floor rate.
+PNG level 1 and WebP q90 at 512^2; (3) end-to-end ``run_build`` samples/s with one worker against
+the floor rate.
 """
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ def best_of(fn, repeat=3):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=96)
-    ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
     single_thread()
     warmup()
@@ -86,21 +85,16 @@ def main():
         kb = np.mean([b.nbytes for b in bufs]) / 1e3
         print(f"  {name:9s} {1e3 * t_enc / len(colors):6.2f} {1e3 * t_dec / len(colors):6.2f} {kb:7.1f}")
 
-    print("\nend-to-end run_build from a folder of the same files (pool pre-pass, spawn, tar writing included)")
+    print("\nend-to-end run_build from a folder of the same files, one worker (pool pre-pass and tar writing "
+          "included; workers and Ray: benchmarks/bench_scale.py)")
     floor_rate = n / t_floor
-    with tempfile.TemporaryDirectory() as src:
+    with tempfile.TemporaryDirectory() as src, tempfile.TemporaryDirectory() as out:
         for i, data in enumerate(blobs):
             Path(src, f"{i:05d}.{demo_bytes(i, seed=0)[1]}").write_bytes(data)
-        rates = {}
-        for workers in sorted({1, args.workers}):
-            with tempfile.TemporaryDirectory() as out:
-                t0 = time.perf_counter()
-                run_build(src=src, out=out, cfg=cfg, workers=workers, progress=False)
-                rates[workers] = n / (time.perf_counter() - t0)
-            print(f"  workers={workers}: {rates[workers]:6.1f} samples/s = {rates[workers] / floor_rate:.2f}x the "
-                  f"one-thread codec floor rate ({floor_rate:.1f}/s)")
-        if len(rates) > 1:
-            print(f"  parallel speed-up {rates[args.workers] / rates[1]:.2f}x with {args.workers} workers")
+        t0 = time.perf_counter()
+        run_build(src=src, out=out, cfg=cfg, workers=1, progress=False)
+        rate = n / (time.perf_counter() - t0)
+    print(f"  {rate:6.1f} samples/s = {rate / floor_rate:.2f}x the one-thread codec floor rate ({floor_rate:.1f}/s)")
 
 
 if __name__ == "__main__":

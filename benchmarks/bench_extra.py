@@ -4,10 +4,10 @@ Each field's kernel is timed warm (one untimed call first), best of ``--repeat``
 bundled astronaut, coffee and chelsea resized to 512^2, against the codec floor measured in the
 same run on the same image: cv2 JPEG q95 encode + decode of the colour image. Inputs the build
 already has (the extracted sketch, the trapped-ball labels) are made once and not timed; the
-reference baseline of flat_fill (tests/reference_extra.py, np.median per label) is timed once.
-Prints ratios and writes benchmarks/results_extra.md.
+reference baseline of flat_fill (tests/reference.py, np.median per label) is timed once.
+Prints a markdown table of times and ratios (the figures are kept in benchmarks/RESULTS.md).
 
-    python benchmarks/bench_extra.py [--repeat 10] [--out -]
+    python benchmarks/bench_extra.py [--repeat 10] [--out table.md]
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from s2pdata.refimage import make_reference  # noqa: E402
 from s2pdata.regions import propose_regions  # noqa: E402
 from s2pdata.rough import roughen_sketch  # noqa: E402
 from s2pdata.sketch import extract_sketch  # noqa: E402
-from tests.reference_extra import ref_flat_fill  # noqa: E402
+from tests.reference import ref_flat_fill  # noqa: E402
 
 
 def _best(fn, repeat: int) -> float:
@@ -66,7 +66,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=10)
     ap.add_argument("--side", type=int, default=512)
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results_extra.md"))
+    ap.add_argument("--out", default="-", help="also write the markdown table to this file ('-': print only)")
     args = ap.parse_args()
     cv2.setNumThreads(1)
     numba.set_num_threads(1)
@@ -109,7 +109,7 @@ def main() -> None:
         f"skimage.data images at {side}^2. Each figure is the kernel alone, warm, best of "
         f"{args.repeat}, in ms, with its ratio to the codec floor (cv2 JPEG q95 encode + decode "
         "of the same colour image, same run). Inputs (XDoG sketch, trapped-ball labels) are "
-        "made once outside the timing. flat ref: tests/reference_extra.py (np.median per "
+        "made once outside the timing. flat ref: tests/reference.py (np.median per "
         "label), one run.",
         "",
         "| image | K | jpeg ms | " + " | ".join(f"{f} ms (x jpeg)" for f in fields) + " | flat ref ms |",

@@ -71,11 +71,16 @@ _progress = None  # worker-side queue: count of items finished, sent to the pare
 
 
 def _init_worker(queue) -> None:
-    from ._jit import single_thread
+    from ._jit import single_thread, warmup
 
     global _progress
     _progress = queue
     single_thread()
+    warmup()  # load every kernel from Numba's disk cache before the first item
+
+
+def _started() -> None:
+    """A no-op task: submitting one per worker makes the pool spawn them all up front."""
 
 
 def _tick(n: int) -> None:
@@ -319,6 +324,8 @@ def local_runner(workers: int):
                 bar.update(queue.get())
 
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(queue,)) as pool:
+        for _ in range(workers):
+            pool.submit(_started)
         yield run
 
 
@@ -400,37 +407,40 @@ def run_build(*, src: str | Source, out: str | Path, cfg: SynthConfig, seed: int
     if shard_size is not None and (not isinstance(shard_size, int) or shard_size < 1):
         raise ValueError(f"shard_size must be a positive int or None (auto), got {shard_size!r}")
     out = Path(out)
-    if isinstance(src, str):
-        src = source_from_args(src, make_parser().parse_args(["--src", src, "--out", str(out)]), seed=seed,
-                               out=out)
-    source = src
-    items = sorted(source.items(), key=lambda it: it.key)
-    if limit is not None:
-        items = items[:limit]
-    shard_size = shard_size or auto_shard_size(len(items))
-    plan = make_plan(items, shard_size)
-    header = _header(source, cfg, seed, shard_size, plan)
-    if progress:
-        print(source.summary() + f"\nplan: {len(items)} items in {len(plan)} shards of {shard_size} -> {out}",
-              file=sys.stderr)
-    previous = json.loads((out / DATASET_JSON).read_text()) if (out / DATASET_JSON).exists() and not overwrite else {}
-    prepare_out(out, header, overwrite=overwrite)
-    manifest = {**header, "versions": package_versions(), "status": "building"}
-    if previous.get("pool"):
-        manifest["pool"] = previous["pool"]
-    atomic_write(out / DATASET_JSON, json.dumps(manifest, indent=1).encode())
-    remove_partials(out)
-    if (out / POOL_DIR).exists():
-        remove_partials(out / POOL_DIR)
-    done = committed_shards(out, len(plan))
-    warmup()  # compile in the parent so spawned workers load kernels from Numba's disk cache
-    t0 = time.perf_counter()
+    warmup()  # compile in the parent first: the workers then load kernels from Numba's disk cache
 
     def bar_factory(total, desc, initial=0):
         return tqdm(total=total, initial=initial, unit="img", desc=desc, disable=not progress, smoothing=0.1)
 
+    # workers start now and warm up while this process lists the source and plans
     runner = ray_runner(workers, ray_address) if distributor == "ray" else local_runner(workers)
     with runner as run:
+        if isinstance(src, str):
+            src = source_from_args(src, make_parser().parse_args(["--src", src, "--out", str(out)]), seed=seed,
+                                   out=out)
+        source = src
+        items = sorted(source.items(), key=lambda it: it.key)
+        if limit is not None:
+            items = items[:limit]
+        shard_size = shard_size or auto_shard_size(len(items))
+        plan = make_plan(items, shard_size)
+        header = _header(source, cfg, seed, shard_size, plan)
+        if progress:
+            print(source.summary() + f"\nplan: {len(items)} items in {len(plan)} shards of {shard_size} -> {out}",
+                  file=sys.stderr)
+        previous = {}
+        if (out / DATASET_JSON).exists() and not overwrite:
+            previous = json.loads((out / DATASET_JSON).read_text())
+        prepare_out(out, header, overwrite=overwrite)
+        manifest = {**header, "versions": package_versions(), "status": "building"}
+        if previous.get("pool"):
+            manifest["pool"] = previous["pool"]
+        atomic_write(out / DATASET_JSON, json.dumps(manifest, indent=1).encode())
+        remove_partials(out)
+        if (out / POOL_DIR).exists():
+            remove_partials(out / POOL_DIR)
+        done = committed_shards(out, len(plan))
+        t0 = time.perf_counter()
         if cfg.drafts and len(done) < len(plan):
             manifest["pool"] = ensure_pool(out, manifest, items, source, cfg, seed, run, bar_factory)
             atomic_write(out / DATASET_JSON, json.dumps(manifest, indent=1).encode())

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 from s2pdata.flat import FLAT_STATS, flat_fill, flat_from_params
 from s2pdata.regions import propose_regions, trapped_ball
-from tests.reference_extra import ref_flat_fill
-from tests.reference_extra import draw_cel as draw_cel_image
+from tests.reference import ref_flat_fill
+from tests.reference import draw_cel as draw_cel_image
 
 
 @st.composite

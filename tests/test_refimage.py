@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from s2pdata.refimage import (PARAM_KEYS, make_reference, make_reference_params, reference_from_params,
                               reference_map)
-from tests.reference_extra import compatible, draw_cel, draw_smooth, ref_bilinear, schema
+from tests.reference import compatible, draw_cel, draw_smooth, ref_bilinear, schema
 
 
 @st.composite

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from s2pdata.rough import GRAIN_MAX, PARAM_KEYS, roughen_from_params, roughen_sketch
-from tests.reference_extra import compatible, ref_rough_violations, schema
+from tests.reference import compatible, ref_rough_violations, schema
 
 
 def draw_sketch(h: int, w: int, seed: int, n: int) -> np.ndarray:
