@@ -171,7 +171,7 @@ def trapped_ball(edges: np.ndarray, *, radii=RADII, keep=KEEP,
     -----
     Zhang et al., "Vectorizing Cartoon Animations", IEEE TVCG 15(4), 2009, as used by
     "Two-stage Sketch Colorization", ACM TOG 37(6), 2018; schedule of LineFiller (REFERENCE.md
-    section 3.3). Differences from the per-fill reference (``tests/reference_regions.py``),
+    section 3.3). Differences from the per-fill reference (``tests/reference.py``),
     which seeds in raster order and lets each fill claim its whole re-grown area before the
     next seed is found: here all seeds of a radius grow at once, so (a) a pixel within r of
     two seed components goes to the geodesically nearer one rather than to the earlier seed,
