@@ -26,15 +26,7 @@ from s2pdata.decode import apply_fit, decode_image, plan_fit
 from s2pdata.demo import demo_bytes
 from s2pdata.shards import encode_sample
 from s2pdata.synth import SynthConfig, Timer, make_sample
-
-
-def best_of(fn, repeat=3):
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+from _common import best_of  # noqa: E402  (benchmarks/ is on sys.path)
 
 
 def main():

@@ -34,15 +34,7 @@ from s2pdata.drafts import PatchPool, make_draft, paste_patches  # noqa: E402
 from s2pdata.spray import SprayParams, apply_spray  # noqa: E402
 from s2pdata.synth import SynthConfig, pool_patches  # noqa: E402
 from s2pdata.warp import AffineParams, make_affine_params, warp_batch_torch, warp_image  # noqa: E402
-
-
-def best_of(fn, repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+from _common import best_of  # noqa: E402  (benchmarks/ is on sys.path)
 
 
 def demo_512(index: int, seed: int) -> np.ndarray:

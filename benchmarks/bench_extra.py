@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -34,32 +33,13 @@ from s2pdata.regions import propose_regions  # noqa: E402
 from s2pdata.rough import roughen_sketch  # noqa: E402
 from s2pdata.sketch import extract_sketch  # noqa: E402
 from tests.reference import ref_flat_fill  # noqa: E402
-
-
-def _best(fn, repeat: int) -> float:
-    fn()  # warm: compile / cache load, first-touch allocations
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
+from _common import best_of, cpu_model  # noqa: E402  (benchmarks/ is on sys.path)
 
 
 def _jpeg_round_trip(color: np.ndarray) -> np.ndarray:
     bgr = cv2.cvtColor(color, cv2.COLOR_RGB2BGR)  # cv2 codecs take BGR
     ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 95])
     return cv2.imdecode(buf, cv2.IMREAD_COLOR)
-
-
-def _cpu() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:
@@ -78,15 +58,15 @@ def main() -> None:
                            interpolation=cv2.INTER_AREA)  # dsize is (w, h)
         sketch, _ = extract_sketch(color, method="xdog", rng=np.random.default_rng(0), augment=False)
         labels = propose_regions(color)
-        floor = _best(lambda: _jpeg_round_trip(color), args.repeat)
+        floor = best_of(lambda: _jpeg_round_trip(color), args.repeat)
         rng = lambda: np.random.default_rng(1)  # noqa: E731 - a fresh generator per call
         t = {
-            "rough": _best(lambda: roughen_sketch(sketch, rng=rng()), args.repeat),
-            "flat median": _best(lambda: flat_fill(color, labels), args.repeat),
-            "flat trimmed": _best(lambda: flat_fill(color, labels, stat="trimmed"), args.repeat),
-            "quantize k8": _best(lambda: quantize(color, rng=rng(), k=8), args.repeat),
-            "domain k8": _best(lambda: color_domain(color, rng=rng(), k=8), args.repeat),
-            "reference": _best(lambda: make_reference(color, rng=rng()), args.repeat),
+            "rough": best_of(lambda: roughen_sketch(sketch, rng=rng()), args.repeat),
+            "flat median": best_of(lambda: flat_fill(color, labels), args.repeat),
+            "flat trimmed": best_of(lambda: flat_fill(color, labels, stat="trimmed"), args.repeat),
+            "quantize k8": best_of(lambda: quantize(color, rng=rng(), k=8), args.repeat),
+            "domain k8": best_of(lambda: color_domain(color, rng=rng(), k=8), args.repeat),
+            "reference": best_of(lambda: make_reference(color, rng=rng()), args.repeat),
         }
         t0 = time.perf_counter()
         ref_flat_fill(color, labels)
@@ -100,7 +80,7 @@ def main() -> None:
     lines = [
         "## Extra fields: rough sketch, flat fill, colour domain, reference image",
         "",
-        f"Machine: {_cpu()}, {os.cpu_count()} cores; one thread (cv2.setNumThreads(1), "
+        f"Machine: {cpu_model()}, {os.cpu_count()} cores; one thread (cv2.setNumThreads(1), "
         f"numba.set_num_threads(1)); numpy {np.__version__}, numba {numba.__version__}, "
         f"OpenCV {cv2.__version__}. Command: `python benchmarks/bench_extra.py"
         f"{'' if args.repeat == 10 else f' --repeat {args.repeat}'}"

@@ -29,19 +29,9 @@ sys.path.insert(0, str(ROOT))
 
 from s2pdata.hints import render_hints, sample_hints  # noqa: E402
 from s2pdata.sketch import extract_sketch, sketch_dilate, sketch_highpass, sketch_xdog  # noqa: E402
+from _common import best_of, cpu_model  # noqa: E402  (benchmarks/ is on sys.path)
 
 SIDE = 512
-
-
-def _best(fn, repeat: int) -> float:
-    """Best wall time (s) of ``repeat`` calls, after one untimed call."""
-    fn()
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 def _mean_over_seeds(fn, n: int) -> float:
@@ -51,17 +41,6 @@ def _mean_over_seeds(fn, n: int) -> float:
     for seed in range(n):
         fn(seed)
     return (time.perf_counter() - t) / n
-
-
-def _cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo, else platform's machine string."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:
@@ -97,20 +76,20 @@ def main() -> None:
         color = np.ascontiguousarray(color[..., :3])
         ok, jpg = cv2.imencode(".jpg", color[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])  # cv2 wants BGR
         assert ok
-        base[img_name] = _best(lambda: cv2.imdecode(jpg, cv2.IMREAD_COLOR), args.repeat)
+        base[img_name] = best_of(lambda: cv2.imdecode(jpg, cv2.IMREAD_COLOR), args.repeat)
         for case, make in cases:
-            table[case][img_name] = _best(make(color), args.repeat)
+            table[case][img_name] = best_of(make(color), args.repeat)
         for case, make in seeded:
             table[case][img_name] = _mean_over_seeds(make(color), args.seeds)
 
-    lines = [f"| kernel | " + " | ".join(f"{n} ms | x decode" for n in names) + " |",
+    lines = ["| kernel | " + " | ".join(f"{n} ms | x decode" for n in names) + " |",
              "|---|" + "---|---|" * len(names)]
     lines.append("| cv2.imdecode JPEG q95 (baseline) | " + " | ".join(
         f"{base[n] * 1e3:.2f} | 1.0" for n in names) + " |")
     for case, _ in cases + seeded:
         lines.append(f"| {case} | " + " | ".join(
             f"{table[case][n] * 1e3:.2f} | {table[case][n] / base[n]:.2f}" for n in names) + " |")
-    machine = (f"{_cpu_model()}, {os.cpu_count()} cores (shared), {platform.system()}; one thread "
+    machine = (f"{cpu_model()}, {os.cpu_count()} cores (shared), {platform.system()}; one thread "
                f"(cv2.setNumThreads(1), numba.set_num_threads(1)); numpy {np.__version__}, OpenCV {cv2.__version__}")
     text = "\n".join(lines)
     print(machine)

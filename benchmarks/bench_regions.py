@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -29,15 +28,7 @@ sys.path.insert(0, str(ROOT))
 from s2pdata import regions  # noqa: E402
 from s2pdata.regions import edge_map, trapped_ball  # noqa: E402
 from tests.reference import adjusted_rand_index, ref_trapped_ball  # noqa: E402
-
-
-def _best(fn, repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
+from _common import best_of, cpu_model  # noqa: E402  (benchmarks/ is on sys.path)
 
 
 def main() -> None:
@@ -58,17 +49,17 @@ def main() -> None:
             free = np.logical_not(edges).astype(np.uint8)
             edge_u8 = edges.astype(np.uint8)
             labels = trapped_ball(edges)  # warm-up (compile / cache load)
-            t_tb = _best(lambda: trapped_ball(edges), args.repeat)
-            t_cc4 = _best(lambda: cv2.connectedComponents(free, connectivity=4,
+            t_tb = best_of(lambda: trapped_ball(edges), args.repeat)
+            t_cc4 = best_of(lambda: cv2.connectedComponents(free, connectivity=4,
                                                           ltype=cv2.CV_32S), args.repeat)
-            t_cc8 = _best(lambda: cv2.connectedComponents(edge_u8), args.repeat)
+            t_cc8 = best_of(lambda: cv2.connectedComponents(edge_u8), args.repeat)
             # stages: fills (cv2 morphology + components, Numba growth, leftovers) and the
             # finishing step (edge assignment, sliver dissolve, renumbering; includes one
             # 4 MB copy of the provisional labels at 1024^2, which trapped_ball avoids)
-            t_fill = _best(lambda: regions._fill_regions(edges, regions.RADII, regions.KEEP),
+            t_fill = best_of(lambda: regions._fill_regions(edges, regions.RADII, regions.KEEP),
                            args.repeat)
             prov, n = regions._fill_regions(edges, regions.RADII, regions.KEEP)
-            t_fin = _best(lambda: regions._finish_regions(prov, n, edges, True), args.repeat)
+            t_fin = best_of(lambda: regions._finish_regions(prov, n, edges, True), args.repeat)
             t_ref = ari = None
             if not (args.quick and side == 1024):
                 t0 = time.perf_counter()
@@ -85,14 +76,7 @@ def main() -> None:
                   f"-> {t_tb / t_cc4:5.1f}x  cc8(edges) {t_cc8 * 1e3:5.2f} ms -> "
                   f"{t_tb / t_cc8:5.1f}x  reference {ref_txt}", flush=True)
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     cmd = "python benchmarks/bench_regions.py" + (" --quick" if args.quick else "")
     lines = [
         "## Region proposal (trapped ball)",

@@ -58,3 +58,18 @@ def check_choice(name: str, value: object, choices) -> object:
     if value not in tuple(choices):
         raise ValueError(f"{name} must be one of {sorted(map(str, choices))}, got {value!r}")
     return value
+
+
+def check_hw(name: str, shape) -> tuple[int, int]:
+    """(H, W) ints >= 1 from a shape-like (trailing entries allowed, e.g. ``image.shape``)."""
+    import operator
+
+    try:
+        h, w = operator.index(shape[0]), operator.index(shape[1])
+    except (IndexError, KeyError):
+        raise ValueError(f"{name} must have two entries (H, W, ...), e.g. image.shape, got {shape!r}") from None
+    except TypeError:
+        raise TypeError(f"{name} must be integers (H, W, ...), e.g. image.shape, got {shape!r}") from None
+    if h < 1 or w < 1:
+        raise ValueError(f"{name} must have H, W >= 1, e.g. image.shape, got {shape!r}")
+    return h, w

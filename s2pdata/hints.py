@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ._check import check_array, check_rgb
+from ._check import check_array, check_hw, check_rgb
 
 P_STOP = 1 / 8
 MAX_SIDE = 9
@@ -112,18 +112,6 @@ def sample_hints(color: np.ndarray, *, rng: np.random.Generator, p: float = P_ST
                  np.array(colors, np.float64).reshape(-1, 3).clip(0, 255).astype(np.uint8))
 
 
-def _size_hw(name: str, shape) -> tuple[int, int]:
-    """(H, W) ints >= 1 from a shape-like (extra trailing entries allowed); the error names ``name``."""
-    try:
-        H, W = shape[0], shape[1]
-        ok = all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1 for v in (H, W))
-    except (TypeError, IndexError, KeyError):
-        ok = False
-    if not ok:
-        raise ValueError(f"{name} must be (H, W) ints with H, W >= 1 (e.g. image.shape[:2]), got {shape!r}")
-    return int(H), int(W)
-
-
 def hint_boxes(hints: Hints, shape, *, radius: int | None = 1) -> np.ndarray:
     """(N, 4) int boxes ``(top, left, bottom, right)`` (exclusive ends) clipped to ``shape``:
     (2 radius + 1)^2 squares on the centres, or each hint's own patch when ``radius`` is None."""
@@ -148,7 +136,7 @@ def render_hints(hints: Hints, shape, *, radius: int | None = 1) -> np.ndarray:
     """
     if not isinstance(hints, Hints):
         raise TypeError(f"hints must be a Hints (from sample_hints), got {type(hints).__name__}")
-    H, W = _size_hw("shape", shape)
+    H, W = check_hw("shape", shape)
     if radius is not None and (not isinstance(radius, (int, np.integer)) or radius < 0):
         raise ValueError(f"radius must be a non-negative int or None, got {radius!r}")
     out = np.zeros((H, W, 4), np.uint8)
@@ -168,7 +156,7 @@ def resize_hints(hint: np.ndarray, size_hw) -> np.ndarray:
     (H, W, 4) uint8 -> (h, w, 4) uint8
     """
     hint = check_array("hint", hint, ndim=3, channels=(4,))
-    h, w = _size_hw("size_hw", size_hw)
+    h, w = check_hw("size_hw", size_hw)
     H, W = hint.shape[:2]
     out = cv2.resize(hint, (w, h), interpolation=cv2.INTER_NEAREST)  # cv2 takes (width, height)
     rows, cols = np.nonzero(hint[..., 3])

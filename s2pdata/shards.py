@@ -29,7 +29,6 @@ from typing import Iterable, Iterator
 import cv2
 import numpy as np
 
-from . import SCHEMA_VERSION
 
 COLOR_FORMATS = ("jpg", "png", "webp")
 _FLAT_FIELDS = ("sketch", "hint", "regions", "flat", "colordomain")  # long constant runs

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from s2pdata._check import check_rgb
+from s2pdata._check import check_hw, check_rgb
 from s2pdata._jit import JIT, register_warmup
 
 #: Pixels with HSV saturation (max - min) / max at least this count as "saturated" colour sources.
@@ -233,12 +233,7 @@ def spray_mask(shape, params: SprayParams) -> np.ndarray:
     """
     if not isinstance(params, SprayParams):
         raise TypeError(f"params must be SprayParams, got {type(params).__name__}; use make_spray_params")
-    try:
-        h, w = int(shape[0]), int(shape[1])
-    except (TypeError, ValueError, IndexError):
-        raise TypeError(f"shape must be (H, W, ...) integers, got {shape!r}; pass image.shape") from None
-    if h <= 0 or w <= 0:
-        raise ValueError(f"shape must have positive H and W, got {shape!r}")
+    h, w = check_hw("shape", shape)
     segs = np.array([[s[0][0], s[0][1], s[1][0], s[1][1]] for s in params.paths],
                     dtype=np.float64).reshape(-1, 4)
     halfs = np.array(params.widths, dtype=np.float64) / 2.0

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from s2pdata._check import check_array, check_choice
+from s2pdata._check import check_array, check_choice, check_hw
 
 IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 
@@ -69,16 +69,6 @@ class AffineParams:
         return cls(theta=tuple(d["theta"]))
 
 
-def _check_shape(shape) -> tuple[int, int]:
-    try:
-        h, w = int(shape[0]), int(shape[1])
-    except (TypeError, ValueError, IndexError):
-        raise TypeError(f"shape must be (H, W, ...) integers, got {shape!r}; pass image.shape") from None
-    if h <= 0 or w <= 0:
-        raise ValueError(f"shape must have positive H and W, got {shape!r}")
-    return h, w
-
-
 def make_affine_params(shape, *, rng: np.random.Generator, sigma: float = 0.1,
                        one_sided: bool = False) -> AffineParams:
     """Draw a random affine transform: identity plus independent noise on each of its 6 entries.
@@ -105,7 +95,7 @@ def make_affine_params(shape, *, rng: np.random.Generator, sigma: float = 0.1,
     -----
     no array output; theta is (2, 3).
     """
-    _check_shape(shape)
+    check_hw("shape", shape)
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy Generator, got {type(rng).__name__}; use s2pdata._rng.sample_rng")
     if not (np.isfinite(sigma) and sigma >= 0):
@@ -123,7 +113,7 @@ def pixel_matrix(params: AffineParams, shape) -> np.ndarray:
     ``U @ theta @ N`` with ``N`` pixel -> normalised and ``U`` normalised -> pixel
     (``align_corners=False``); the identity theta gives the exact identity matrix.
     """
-    h, w = _check_shape(shape)
+    h, w = check_hw("shape", shape)
     norm = np.array([[2.0 / w, 0.0, 1.0 / w - 1.0], [0.0, 2.0 / h, 1.0 / h - 1.0], [0, 0, 1.0]])
     unnorm = np.array([[w / 2.0, 0.0, (w - 1) / 2.0], [0.0, h / 2.0, (h - 1) / 2.0], [0, 0, 1.0]])
     theta3 = np.vstack([params.matrix(), [0.0, 0.0, 1.0]])

@@ -4,9 +4,7 @@ provenance, hostile archives and the bad-input set through every source type."""
 from __future__ import annotations
 
 import argparse
-import os
 import pickle
-import tarfile
 from pathlib import Path
 
 import numpy as np
