@@ -93,7 +93,13 @@ def test_other_schedules(edges, schedule):
     radii, keep = schedule
     lab = trapped_ball(edges, radii=radii, keep=keep)
     assert (lab > 0).all() and _is_partition_into_connected(lab)
-    assert adjusted_rand_index(lab, ref_trapped_ball(edges, radii, keep)) > 0.5
+    ref = ref_trapped_ball(edges, radii, keep)
+    # ARI is 0 by definition when one side is a single region (a tiny drawing whose only gap
+    # the two tie-breaking orders close differently): compare region counts there instead
+    if lab.max() > 1 and ref.max() > 1:
+        assert adjusted_rand_index(lab, ref) > 0.5
+    else:
+        assert abs(int(lab.max()) - int(ref.max())) <= 1
 
 
 @settings(max_examples=25)
