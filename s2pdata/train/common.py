@@ -16,6 +16,7 @@ import os
 import sys
 import time
 import tomllib
+import typing
 from contextlib import nullcontext
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -58,7 +59,9 @@ class TrainConfig:
 
 
 def config_fields(cls) -> dict[str, type]:
-    return {f.name: f.type if isinstance(f.type, type) else eval(f.type) for f in fields(cls)}  # noqa: S307
+    """Field name -> type of a config dataclass (string annotations resolved, never eval'd by hand)."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in fields(cls)}
 
 
 def _convert(cls, key: str, value, origin: str):
