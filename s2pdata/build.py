@@ -22,19 +22,19 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
-from functools import lru_cache
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from . import SCHEMA_VERSION, __version__
 from ._rng import stable_seed
 from .decode import CROPS, DecodeError
+from .drafts import PatchPool
 from .shards import (COLOR_FORMATS, DATASET_JSON, INDEX_JSON, REJECTS, atomic_write, commit_stats,
                      committed_shards, encode_sample, remove_partials, shard_name, write_index,
                      write_rejects, write_tar)
 from .sketch import SKETCH_METHODS
 from .sources import Item, Source, add_source_arguments, source_from_args
-from .drafts import PatchPool
 from .synth import OPTIONAL_FIELDS, SKETCH_STYLES, SynthConfig, Timer, make_sample, pool_patches
 
 
@@ -100,7 +100,7 @@ def build_pool_part(task: PoolTask, tick=_tick) -> str:
     for item in task.items:
         try:
             patches += pool_patches(task.source.read(item), key=item.key, seed=task.seed, cfg=task.cfg,
-                                    per_image=task.per_image)
+                                    per_image=task.per_image, check=task.source.check_pixels)
         except (DecodeError, OSError):
             pass
         tick(1)

@@ -190,13 +190,14 @@ _EXTRA_FIELDS = {
 }
 
 
-def pool_patches(data: bytes, *, key: str, seed: int, cfg: SynthConfig, per_image: int = 8) -> list[Patch]:
+def pool_patches(data: bytes, *, key: str, seed: int, cfg: SynthConfig, per_image: int = 8,
+                 check=None) -> list[Patch]:
     """Patches one image gives the build's pool (paper §3.4): half rectangles with side
     ~ U[64, 256], half trapped-ball regions (a rectangle where no region qualifies).
 
     Cut from the image at the build's resolution, so pasting needs no rescaling.
     """
-    color, _ = fitted_color(data, key=key, seed=seed, cfg=cfg)
+    color, _ = fitted_color(data, key=key, seed=seed, cfg=cfg, check=check)
     labels = propose_regions(color)
     rng = sample_rng(seed, key, "pool")
     patches = [cut_rect_patch(color, rng=rng, key=key) for _ in range(per_image // 2)]
