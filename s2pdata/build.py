@@ -200,6 +200,7 @@ def ensure_pool(out: Path, manifest: dict, items: list[Item], source: Source, cf
             return recorded
     chosen, per_image = pool_plan(items, seed, cfg.pool_size)
     parts_dir = pool_dir / "parts"
+    shutil.rmtree(parts_dir, ignore_errors=True)  # what a killed pre-pass left
     tasks = [PoolTask(tuple(chosen[i:i + 8]), source, cfg, seed, per_image, str(parts_dir / f"{i:08d}"))
              for i in range(0, len(chosen), 8)]
     with bar_factory(len(chosen), "patch pool") as bar:
@@ -478,7 +479,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder for shards and manifests; required")
     p.add_argument("--recipe", help="TOML file of flag values (keys as the flags' long names); flags given on "
                                     "the command line win")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes")
+    p.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                   else os.cpu_count() or 1, help="worker processes (default: the CPUs this process may use)")
     p.add_argument("--seed", type=int, default=0, help="run seed; with the sample key it decides every draw")
     p.add_argument("--shard-size", type=int, default=None,
                    help="planned items per shard (default: ceil(items / 64), between 8 and 1000)")
