@@ -445,6 +445,7 @@ def run_build(*, src: str | Source, out: str | Path, cfg: SynthConfig, seed: int
         if cfg.drafts and len(done) < len(plan):
             manifest["pool"] = ensure_pool(out, manifest, items, source, cfg, seed, run, bar_factory)
             atomic_write(out / DATASET_JSON, json.dumps(manifest, indent=1).encode())
+        t_pool = time.perf_counter() - t0
         pool_dir = str(out / POOL_DIR) if cfg.drafts else None
         pool_sha = manifest["pool"]["sha256"] if cfg.drafts and "pool" in manifest else None
         tasks = [ShardTask(i, shard, source, cfg, seed, str(out), pool_dir, pool_sha)
@@ -463,7 +464,8 @@ def run_build(*, src: str | Source, out: str | Path, cfg: SynthConfig, seed: int
     manifest.update(status="complete", totals={
         "items": len(items), "samples": sum(s["nsamples"] for s in stats), "rejected": n_rejects,
         "reasons": reasons, "bytes": sum(s["filesize"] for s in stats), "shards": len(plan),
-        "built_this_run": len(tasks), "seconds_this_run": round(elapsed, 2)})
+        "built_this_run": len(tasks), "seconds_this_run": round(elapsed, 2),
+        "seconds_pool_this_run": round(t_pool, 2), "seconds_shards_this_run": round(elapsed - t_pool, 2)})
     atomic_write(out / DATASET_JSON, json.dumps(manifest, indent=1).encode())
     return manifest
 

@@ -240,6 +240,20 @@ def cut_region_patch(color: np.ndarray, labels: np.ndarray, *, rng: np.random.Ge
     -----
     (H, W, 3) uint8, (H, W) int32 -> Patch with rgb (h, w, 3), mask (h, w) | None
     """
+    patches = cut_region_patches(color, labels, 1, rng=rng, min_area=min_area, max_side=max_side, key=key)
+    return patches[0] if patches else None
+
+
+def cut_region_patches(color: np.ndarray, labels: np.ndarray, n: int, *, rng: np.random.Generator,
+                       min_area: int = 256, max_side: int = 256, key: str = "") -> list[Patch]:
+    """Cut ``n`` random trapped-ball regions, each drawn uniformly (with replacement) from the
+    eligible ones (see ``cut_region_patch``); region areas and boxes are found once. Returns an
+    empty list when no region is eligible.
+
+    Shape
+    -----
+    (H, W, 3) uint8, (H, W) int32 -> n Patches with rgb (h, w, 3), mask (h, w)
+    """
     color = check_rgb("color", color)
     labels = check_array("labels", labels, dtype=np.int32, ndim=2)
     if labels.shape != color.shape[:2]:
@@ -253,10 +267,13 @@ def cut_region_patch(color: np.ndarray, labels: np.ndarray, *, rng: np.random.Ge
           if b is not None and areas[i + 1] >= min_area
           and b[0].stop - b[0].start <= max_side and b[1].stop - b[1].start <= max_side]
     if not ok:
-        return None
-    lab = ok[int(rng.integers(len(ok)))]
-    box = boxes[lab - 1]
-    return Patch(rgb=color[box].copy(), mask=labels[box] == lab, kind="region", source_key=str(key))
+        return []
+    out = []
+    for _ in range(int(n)):
+        lab = ok[int(rng.integers(len(ok)))]
+        box = boxes[lab - 1]
+        out.append(Patch(rgb=color[box].copy(), mask=labels[box] == lab, kind="region", source_key=str(key)))
+    return out
 
 
 def _rotated_shape(shape, angle: float, scale: float) -> tuple[int, int]:

@@ -23,7 +23,7 @@ from ._check import check_choice
 from ._rng import sample_rng
 from .decode import CROPS, DecodeError, apply_fit, decode_image, plan_fit
 from .domain import color_domain
-from .drafts import Patch, PatchPool, cut_rect_patch, cut_region_patch, make_draft
+from .drafts import Patch, PatchPool, cut_rect_patch, cut_region_patches, make_draft
 from .flat import flat_fill
 from .hints import render_hints, sample_hints
 from .refimage import make_reference
@@ -200,10 +200,10 @@ def pool_patches(data: bytes, *, key: str, seed: int, cfg: SynthConfig, per_imag
     color, _ = fitted_color(data, key=key, seed=seed, cfg=cfg, check=check)
     labels = propose_regions(color)
     rng = sample_rng(seed, key, "pool")
-    patches = [cut_rect_patch(color, rng=rng, key=key) for _ in range(per_image // 2)]
-    for _ in range(per_image - per_image // 2):
-        patches.append(cut_region_patch(color, labels, rng=rng, key=key) or cut_rect_patch(color, rng=rng, key=key))
-    return patches
+    n_rect = per_image // 2
+    regions = cut_region_patches(color, labels, per_image - n_rect, rng=rng, key=key)
+    n_rect = per_image - len(regions)  # rectangles stand in where no region qualifies
+    return [cut_rect_patch(color, rng=rng, key=key) for _ in range(n_rect)] + regions
 
 
 def online_sample(sample: dict, *, seed: int, epoch: int, pool: PatchPool | None = None,
@@ -224,8 +224,7 @@ def online_sample(sample: dict, *, seed: int, epoch: int, pool: PatchPool | None
     if draft:
         rng = sample_rng(seed, key, "draft-online", epoch)
         if pool is None and "regions" in sample:
-            own = (cut_region_patch(color, sample["regions"], rng=rng, key=key) for _ in range(4))
-            pool = PatchPool([p for p in own if p is not None])
+            pool = PatchPool(cut_region_patches(color, sample["regions"], 4, rng=rng, key=key))
         out["draft"], online["draft"] = make_draft(color, pool=pool, rng=rng)
     out["json"] = {**sample.get("json", {}), "online": online}
     return out
