@@ -21,6 +21,7 @@ import shutil
 import sys
 import threading
 import time
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -29,9 +30,9 @@ from pathlib import Path
 from . import SCHEMA_VERSION, __version__
 from ._rng import stable_seed
 from .decode import CROPS, DecodeError
-from .drafts import PatchPool
+from .drafts import KINDS, PatchPool
 from .shards import (COLOR_FORMATS, DATASET_JSON, INDEX_JSON, REJECTS, atomic_write, commit_stats,
-                     committed_shards, encode_sample, remove_partials, shard_name, write_index,
+                     committed_shards, encode_sample, remove_partials, shard_name, sum_stats, write_index,
                      write_rejects, write_tar)
 from .sketch import SKETCH_METHODS
 from .sources import Item, Source, add_source_arguments, source_from_args
@@ -142,11 +143,9 @@ def build_shard(task: ShardTask, tick=_tick) -> dict:
     with timer("write"):
         info = write_tar(Path(task.out) / shard_name(task.index), samples)
     tick(pending)
-    reasons: dict[str, int] = {}
-    for r in rejects:
-        reasons[r["reason"]] = reasons.get(r["reason"], 0) + 1
     stats = {"shard": shard_name(task.index), "index": task.index, **info,
-             "items": len(task.items), "rejected": len(rejects), "reasons": reasons,
+             "items": len(task.items), "rejected": len(rejects),
+             "reasons": dict(Counter(r["reason"] for r in rejects)),
              "rejects": rejects, "bytes": nbytes,
              "seconds": {k: round(v, 4) for k, v in timer.seconds.items()}}
     commit_stats(Path(task.out), task.index, stats)
@@ -207,13 +206,11 @@ def ensure_pool(out: Path, manifest: dict, items: list[Item], source: Source, cf
         parts = [PatchPool.load(d) for d in run(build_pool_part, tasks, bar)]
     # memory-mapped parts stream into the one pool file; then the parts go
     pool = PatchPool([p for part in parts for p in part][:cfg.pool_size])
-    pool.save(pool_dir)
-    del parts
+    pool.save(pool_dir)  # computes and keeps the sha256
+    record = {"dir": POOL_DIR, "size": len(pool), "sha256": pool.sha256, "from_items": len(chosen),
+              "per_item": per_image, "kinds": {k: sum(p.kind == k for p in pool) for k in KINDS}}
     shutil.rmtree(parts_dir)
-    pool = PatchPool.load(pool_dir)
-    kinds = {k: sum(p.kind == k for p in pool) for k in ("rect", "region")}
-    return {"dir": POOL_DIR, "size": len(pool), "sha256": pool.sha256, "from_items": len(chosen),
-            "per_item": per_image, "kinds": kinds}
+    return record
 
 
 def package_versions() -> dict:
@@ -458,12 +455,11 @@ def run_build(*, src: str | Source, out: str | Path, cfg: SynthConfig, seed: int
     write_index(out, stats)
     skipped = [{"key": None, **entry} for entry in getattr(source, "skipped", [])]
     n_rejects = write_rejects(out, stats, skipped)
-    reasons: dict[str, int] = {}
-    for k in [r["reason"] for r in skipped] + [k for s in stats for k, v in s["reasons"].items() for _ in range(v)]:
-        reasons[k] = reasons.get(k, 0) + 1
+    summed = sum_stats(stats)
+    reasons = Counter(summed["reasons"]) + Counter(r["reason"] for r in skipped)
     manifest.update(status="complete", totals={
-        "items": len(items), "samples": sum(s["nsamples"] for s in stats), "rejected": n_rejects,
-        "reasons": reasons, "bytes": sum(s["filesize"] for s in stats), "shards": len(plan),
+        "items": len(items), "samples": summed["samples"], "rejected": n_rejects,
+        "reasons": dict(reasons), "bytes": summed["bytes"], "shards": len(plan),
         "built_this_run": len(tasks), "seconds_this_run": round(elapsed, 2),
         "seconds_pool_this_run": round(t_pool, 2), "seconds_shards_this_run": round(elapsed - t_pool, 2)})
     atomic_write(out / DATASET_JSON, json.dumps(manifest, indent=1).encode())

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from .data import open_shards
-from .shards import DATASET_JSON
+from .shards import DATASET_JSON, sum_stats
 
 
 def summarize(out: str | Path) -> dict:
@@ -27,18 +27,8 @@ def summarize(out: str | Path) -> dict:
     out = Path(out)
     stats = [json.loads(p.read_text()) for p in sorted(out.glob("shard-*.stats.json"))]
     manifest = json.loads((out / DATASET_JSON).read_text()) if (out / DATASET_JSON).exists() else {}
-    total = {"shards": len(stats), "planned_shards": manifest.get("plan", {}).get("shards"),
-             "samples": sum(s["nsamples"] for s in stats), "rejected": sum(s["rejected"] for s in stats),
-             "bytes": sum(s["filesize"] for s in stats), "reasons": {}, "field_bytes": {}, "seconds": {},
-             "status": manifest.get("status")}
-    for s in stats:
-        for k, v in s["reasons"].items():
-            total["reasons"][k] = total["reasons"].get(k, 0) + v
-        for k, v in s["bytes"].items():
-            total["field_bytes"][k] = total["field_bytes"].get(k, 0) + v
-        for k, v in s["seconds"].items():
-            total["seconds"][k] = total["seconds"].get(k, 0.0) + v
-    return total
+    return {"shards": len(stats), "planned_shards": manifest.get("plan", {}).get("shards"),
+            "status": manifest.get("status"), **sum_stats(stats)}
 
 
 def format_summary(total: dict) -> str:

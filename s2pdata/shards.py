@@ -22,6 +22,7 @@ import io
 import json
 import os
 import tarfile
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -250,6 +251,19 @@ def remove_partials(out: Path) -> list[str]:
         p.unlink()
         removed.append(p.name)
     return removed
+
+
+def sum_stats(stats: list[dict]) -> dict:
+    """Totals over per-shard stats: samples, rejected, bytes, and per-key sums of ``reasons``,
+    ``bytes`` per field (as ``field_bytes``) and ``seconds`` per stage."""
+    total = {"samples": sum(s["nsamples"] for s in stats), "rejected": sum(s["rejected"] for s in stats),
+             "bytes": sum(s["filesize"] for s in stats)}
+    for name, key in (("reasons", "reasons"), ("field_bytes", "bytes"), ("seconds", "seconds")):
+        summed: Counter = Counter()
+        for s in stats:
+            summed.update(s[key])
+        total[name] = dict(summed)
+    return total
 
 
 def write_index(out: Path, stats: list[dict]) -> None:

@@ -20,11 +20,13 @@ import numpy as np
 
 from s2pdata._check import check_array
 
+from .folder import IMAGE_EXTS
+
 #: Canonical Danbooru ratings, in order (codes 0..3 in metadata tables).
 RATINGS = ("general", "sensitive", "questionable", "explicit")
 
 #: Extensions listed by default (Danbooru also holds gif/mp4/webm/zip/swf posts).
-DEFAULT_EXTS = ("jpg", "jpeg", "png", "webp", "bmp")
+DEFAULT_EXTS = tuple(e.lstrip(".") for e in IMAGE_EXTS)
 
 #: ``--preset colorization`` (REFERENCE.md §4): colour illustrations only.
 PRESETS = {
