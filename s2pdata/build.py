@@ -72,11 +72,11 @@ _progress = None  # worker-side queue: count of items finished, sent to the pare
 
 
 def _init_worker(queue) -> None:
-    from ._jit import single_thread, warmup
+    from ._jit import warmup, worker_setup
 
     global _progress
     _progress = queue
-    single_thread()
+    worker_setup()
     warmup()  # load every kernel from Numba's disk cache before the first item
 
 
@@ -283,9 +283,9 @@ def local_runner(workers: int):
     queue. One pool serves every phase of a build.
     """
     if workers <= 1:
-        from ._jit import single_thread
+        from ._jit import worker_setup
 
-        single_thread()
+        worker_setup()
         yield lambda fn, tasks, bar: [fn(t, bar.update) for t in tasks]
         return
     import multiprocessing as mp
@@ -328,9 +328,9 @@ def local_runner(workers: int):
 
 
 def _ray_call(fn, task):
-    from ._jit import single_thread
+    from ._jit import worker_setup
 
-    single_thread()
+    worker_setup()
     return fn(task, tick=lambda n: None)
 
 
