@@ -1,8 +1,9 @@
 """Numba presets and the warm-up registry.
 
 Kernels use ``@njit(**JIT)``. Each kernel module registers a tiny call with ``register_warmup``;
-``warmup()`` runs them all once (the build does this in the parent before spawning workers so
-children load compiled code from the on-disk cache).
+``warmup()`` runs them all once (tests and benchmarks do, so that timings and deadlines never
+include compilation). Build workers skip it: each kernel loads from Numba's on-disk cache on its
+first call, so a worker loads only the kernels its build uses.
 """
 
 from __future__ import annotations

@@ -31,9 +31,10 @@ from typing import Iterable, Sequence
 
 import cv2
 import numpy as np
-import scipy.ndimage as ndi
+import numba
 
 from s2pdata._check import check_array, check_rgb
+from s2pdata._jit import JIT, register_warmup
 from s2pdata.spray import SprayParams, apply_spray, make_spray_params
 from s2pdata.warp import AffineParams, make_affine_params, warp_image
 
@@ -132,29 +133,51 @@ class PatchPool(Sequence):
     def save(self, directory) -> Path:
         """Write ``patch_pool.npy`` + ``patch_pool.json`` into ``directory`` (json last, atomically).
 
-        Returns the json's path.
+        Pixels are streamed to disk and hashed in the same pass, never held twice in RAM. Returns
+        the json's path.
         """
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        entries = self._entries()
-        total = self.nbytes
-        tmp_npy = d / (POOL_NPY + ".tmp")
-        # open_memmap writes a plain .npy header; pixels are streamed in, never held twice in RAM.
-        buf = np.lib.format.open_memmap(tmp_npy, mode="w+", dtype=np.uint8, shape=(total,))
-        for p, e in zip(self._patches, entries):
-            h, w = e["shape"]
-            o = e["offset"]
-            buf[o:o + h * w * 3] = p.rgb.reshape(-1)
-            buf[o + h * w * 3:o + h * w * 4] = p.mask.reshape(-1).view(np.uint8)
-        buf.flush()
-        del buf
-        os.replace(tmp_npy, d / POOL_NPY)
-        meta = {"format": POOL_FORMAT, "version": POOL_VERSION, "n_patches": len(entries),
-                "nbytes": total, "sha256": self.sha256, "patches": entries}
-        tmp_json = d / (POOL_JSON + ".tmp")
-        tmp_json.write_text(json.dumps(meta, separators=(",", ":")))
-        os.replace(tmp_json, d / POOL_JSON)
-        return d / POOL_JSON
+        def buffers():
+            for p in self._patches:
+                yield np.ascontiguousarray(p.rgb).reshape(-1).data
+                yield np.ascontiguousarray(p.mask).view(np.uint8).reshape(-1).data
+
+        self._sha = _write_pool(Path(directory), self._entries(), self.nbytes, buffers(), known_sha256=self._sha)
+        return Path(directory) / POOL_JSON
+
+    @classmethod
+    def merge(cls, parts, directory, *, limit: int | None = None) -> "PatchPool":
+        """Concatenate saved pools (in order; the first ``limit`` patches) into one in ``directory``.
+
+        Copies the parts' bytes file to file in large chunks, hashing as it goes: the same files and
+        sha256 as ``PatchPool([p for d in parts for p in load(d)][:limit]).save(directory)`` with a
+        single pass over the pixels. Returns the merged pool, memory-mapped.
+        """
+        entries, spans, total = [], [], 0
+        for part in map(Path, parts):
+            taken = 0
+            for e in json.loads((part / POOL_JSON).read_text())["patches"]:
+                if limit is not None and len(entries) == limit:
+                    break
+                h, w = e["shape"]
+                entries.append({**e, "offset": total + taken})
+                taken += h * w * 4
+            spans.append((part / POOL_NPY, taken))  # a part's patches lie back to back from its start
+            total += taken
+
+        def buffers(chunk: int = 8 << 20):
+            for path, taken in spans:
+                with open(path, "rb") as f:
+                    np.lib.format.read_magic(f)
+                    np.lib.format.read_array_header_1_0(f)
+                    while taken > 0:
+                        data = f.read(min(chunk, taken))
+                        if not data:
+                            raise ValueError(f"{path} is shorter than its index says; rebuild the pool")
+                        taken -= len(data)
+                        yield data
+
+        _write_pool(Path(directory), entries, total, buffers())
+        return cls.load(directory)
 
     @classmethod
     def load(cls, directory, *, mmap: bool = True, verify: bool = False) -> "PatchPool":
@@ -185,6 +208,32 @@ class PatchPool(Sequence):
         if verify and pool.sha256 != meta["sha256"]:
             raise ValueError(f"{d} is corrupt: sha256 {pool.sha256} != recorded {meta['sha256']}")
         return pool
+
+
+def _write_pool(d: Path, entries: list[dict], nbytes: int, buffers, known_sha256: str | None = None) -> str:
+    """Stream ``buffers`` (``nbytes`` in all) into ``d/patch_pool.npy``, then the index json;
+    returns the pool's sha256 (hashed on the way unless known)."""
+    d.mkdir(parents=True, exist_ok=True)
+    hasher = None if known_sha256 else hashlib.sha256(_index_bytes(entries) + b"\0")
+    tmp_npy = d / (POOL_NPY + ".tmp")
+    written = 0
+    with open(tmp_npy, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "|u1", "fortran_order": False, "shape": (nbytes,)})
+        for buf in buffers:
+            if hasher is not None:
+                hasher.update(buf)
+            f.write(buf)
+            written += memoryview(buf).nbytes
+    if written != nbytes:
+        raise AssertionError(f"pool writer wrote {written} bytes for an index of {nbytes}")
+    os.replace(tmp_npy, d / POOL_NPY)
+    sha256 = known_sha256 or hasher.hexdigest()
+    meta = {"format": POOL_FORMAT, "version": POOL_VERSION, "n_patches": len(entries), "nbytes": nbytes,
+            "sha256": sha256, "patches": entries}
+    tmp_json = d / (POOL_JSON + ".tmp")
+    tmp_json.write_text(json.dumps(meta, separators=(",", ":")))
+    os.replace(tmp_json, d / POOL_JSON)
+    return sha256
 
 
 def _int_pair(name: str, value) -> tuple[int, int]:
@@ -261,19 +310,43 @@ def cut_region_patches(color: np.ndarray, labels: np.ndarray, n: int, *, rng: np
     _check_rng(rng)
     if labels.min() < 0:
         raise ValueError(f"labels must be >= 0 (0 = no region), got min {labels.min()}")
-    areas = np.bincount(labels.ravel())
-    boxes = ndi.find_objects(labels)  # boxes[i] is region i + 1's bounding box, or None
-    ok = [i + 1 for i, b in enumerate(boxes)
-          if b is not None and areas[i + 1] >= min_area
-          and b[0].stop - b[0].start <= max_side and b[1].stop - b[1].start <= max_side]
+    areas, boxes = _label_boxes(labels, int(labels.max()))
+    ok = [lab for lab in range(1, len(areas))
+          if areas[lab] > 0 and areas[lab] >= min_area and boxes[lab, 1] - boxes[lab, 0] <= max_side
+          and boxes[lab, 3] - boxes[lab, 2] <= max_side]
     if not ok:
         return []
     out = []
     for _ in range(int(n)):
         lab = ok[int(rng.integers(len(ok)))]
-        box = boxes[lab - 1]
+        r0, r1, c0, c1 = boxes[lab]
+        box = (slice(r0, r1), slice(c0, c1))
         out.append(Patch(rgb=color[box].copy(), mask=labels[box] == lab, kind="region", source_key=str(key)))
     return out
+
+
+@numba.njit(**JIT)
+def _label_boxes(labels, n):
+    """Pixel count and bounding box [row0, row1, col0, col1) of every label 0..n, one pass."""
+    h, w = labels.shape
+    areas = np.zeros(n + 1, np.int64)
+    boxes = np.empty((n + 1, 4), np.int64)
+    boxes[:, 0] = h
+    boxes[:, 1] = 0
+    boxes[:, 2] = w
+    boxes[:, 3] = 0
+    for y in range(h):
+        for x in range(w):
+            lab = labels[y, x]
+            areas[lab] += 1
+            boxes[lab, 0] = min(boxes[lab, 0], y)
+            boxes[lab, 1] = max(boxes[lab, 1], y + 1)
+            boxes[lab, 2] = min(boxes[lab, 2], x)
+            boxes[lab, 3] = max(boxes[lab, 3], x + 1)
+    return areas, boxes
+
+
+register_warmup(lambda: _label_boxes(np.zeros((2, 2), np.int32), 0))
 
 
 def _rotated_shape(shape, angle: float, scale: float) -> tuple[int, int]:

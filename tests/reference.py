@@ -504,6 +504,15 @@ def ref_eligible_regions(labels: np.ndarray, min_area: int, max_side: int) -> li
     return ok
 
 
+def ref_label_boxes(labels: np.ndarray) -> dict[int, tuple[int, int, int, int]]:
+    """{label: (area, row0, row1, col0, col1)} for every label present; boxes are half-open."""
+    out = {}
+    for lab in np.unique(labels):
+        rr, cc = np.nonzero(labels == lab)
+        out[int(lab)] = (len(rr), int(rr.min()), int(rr.max()) + 1, int(cc.min()), int(cc.max()) + 1)
+    return out
+
+
 # ===============================================================================================
 # Beyond the paper: rough sketches, flat colours, colour domains, references
 #

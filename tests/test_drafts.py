@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from scipy import ndimage
 
 from s2pdata.drafts import (POOL_JSON, POOL_NPY, Patch, PatchPool, cut_rect_patch, cut_region_patch,
-                            make_draft, paste_patches, replay_draft, rotate_patch)
-from tests.reference import ref_eligible_regions, ref_paste_patches
+                            _label_boxes, make_draft, paste_patches, replay_draft, rotate_patch)
+from tests.reference import ref_eligible_regions, ref_label_boxes, ref_paste_patches
 from tests.strategies import (draw_label_picture, label_pictures, make_pool, pools, position_image)
 from tests.strategies import cel_images, draw_cel_image
 
@@ -41,6 +41,23 @@ def test_pool_save_load_round_trip(pool, tmp_path_factory):
     assert raw.dtype == np.uint8 and raw.ndim == 1 and raw.size == pool.nbytes
     meta = json.loads((d / POOL_JSON).read_text())
     assert meta["sha256"] == pool.sha256 and meta["n_patches"] == len(pool)
+
+
+@settings(max_examples=15)
+@given(parts=st.lists(pools(), min_size=1, max_size=4), limit=st.one_of(st.none(), st.integers(0, 12)))
+def test_pool_merge_equals_saving_the_concatenation(parts, limit, tmp_path_factory):
+    root = tmp_path_factory.mktemp("merge")
+    dirs = []
+    for i, part in enumerate(parts):
+        part.save(root / f"part{i}")
+        dirs.append(root / f"part{i}")
+    whole = PatchPool([p for part in parts for p in part][:limit])
+    whole.save(root / "whole")
+    merged = PatchPool.merge(dirs, root / "merged", limit=limit)
+    assert _same_pool(merged, whole) and merged.sha256 == whole.sha256
+    for name in (POOL_NPY, POOL_JSON):
+        assert (root / "merged" / name).read_bytes() == (root / "whole" / name).read_bytes()
+    assert PatchPool.load(root / "merged", verify=True).sha256 == whole.sha256
 
 
 def test_pool_sha_depends_on_every_field(tmp_path):
@@ -123,6 +140,18 @@ def test_cut_region_patch_is_one_label_in_its_box(labels, seed, min_area, max_si
     lab = int(chosen[0])
     assert np.array_equal(p.mask, box == lab)
     assert ndimage.find_objects(labels)[lab - 1] == (slice(top, top + ph), slice(left, left + pw))
+
+
+@settings(max_examples=40)
+@given(labels=label_pictures(min_side=1, max_side=40))
+def test_label_boxes_match_reference(labels):
+    areas, boxes = _label_boxes(labels, int(labels.max()))
+    ref = ref_label_boxes(labels)
+    for lab in range(len(areas)):
+        if lab in ref:
+            assert (int(areas[lab]), *map(int, boxes[lab])) == ref[lab]
+        else:
+            assert areas[lab] == 0
 
 
 def _chosen_label(p: Patch, labels: np.ndarray) -> int:
