@@ -203,12 +203,15 @@ def ensure_pool(out: Path, manifest: dict, items: list[Item], source: Source, cf
     """Build the patch pool once into ``out/pool`` (or reuse the one the manifest records)."""
     pool_dir = out / POOL_DIR
     recorded = manifest.get("pool")
-    if recorded and (pool_dir / "patch_pool.json").exists():
-        if json.loads((pool_dir / "patch_pool.json").read_text()).get("sha256") == recorded["sha256"]:
-            return recorded
+    if recorded:
+        try:
+            if PatchPool.load(pool_dir).sha256 == recorded["sha256"]:  # index and files all there
+                return recorded
+        except (OSError, ValueError):
+            pass
     chosen, per_image = pool_plan(items, seed, cfg.pool_size)
+    shutil.rmtree(pool_dir, ignore_errors=True)  # a stale pool, or what a killed pre-pass left
     parts_dir = pool_dir / "parts"
-    shutil.rmtree(parts_dir, ignore_errors=True)  # what a killed pre-pass left
     tasks = [PoolTask(tuple(chosen[i:i + 8]), source, cfg, seed, per_image, str(parts_dir / f"{i:08d}"))
              for i in range(0, len(chosen), 8)]
     with bar_factory(len(chosen), "patch pool") as bar:
@@ -254,8 +257,8 @@ class BuildRefused(RuntimeError):
 
 def _owned_files(out: Path) -> list[Path]:
     names = [DATASET_JSON, INDEX_JSON, REJECTS]
-    names += [f"{POOL_DIR}/patch_pool.json", f"{POOL_DIR}/patch_pool.npy"]
-    return ([out / n for n in names if (out / n).exists()] + sorted(out.glob("shard-*.tar"))
+    return ([out / n for n in names if (out / n).exists()] + sorted(out.glob(f"{POOL_DIR}/patch_pool*"))
+            + sorted(out.glob("shard-*.tar"))
             + sorted(out.glob("shard-*.stats.json")) + sorted(out.glob("*.tmp")))
 
 

@@ -13,10 +13,11 @@ A draft applies the paper's three corruptions together, in this fixed order:
 3. **spray** (§3.6, colour bleeding): colours picked from the ground truth sprayed along straight
    soft strokes on top, so the strokes themselves stay straight and cross warped boundaries.
 
-The pool's on-disk form is one lossless, unpickle-free file pair: ``patch_pool.npy`` (a flat uint8
-buffer; per patch its RGB bytes ``h*w*3`` then its mask bytes ``h*w``, 0/1) and
-``patch_pool.json`` (offsets, shapes, kinds, source keys, sha256). It loads memory-mapped, so
-build workers share one copy of a large pool.
+The pool's on-disk form is lossless and unpickle-free: ``patch_pool.json`` (per patch its file,
+offset, shape, kind, source key and sha256) and the flat uint8 ``.npy`` buffers it names (per
+patch its RGB bytes ``h*w*3`` then its mask bytes ``h*w``, 0/1): one ``patch_pool.npy`` from
+``save``, or the builders' parts side by side after ``merge``. It loads memory-mapped, so build
+workers share one copy of a large pool.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from s2pdata.spray import SprayParams, apply_spray, make_spray_params
 from s2pdata.warp import AffineParams, make_affine_params, warp_image
 
 POOL_FORMAT = "s2pdata-patch-pool"
-POOL_VERSION = 1
+POOL_VERSION = 2
 POOL_NPY = "patch_pool.npy"
 POOL_JSON = "patch_pool.json"
 DRAFT_VERSION = 1
@@ -77,22 +78,21 @@ class Patch:
             raise TypeError(f"source_key must be str, got {type(self.source_key).__name__}")
 
 
-def _index_bytes(entries: list[dict]) -> bytes:
-    return json.dumps(entries, sort_keys=True, separators=(",", ":")).encode()
-
-
 class PatchPool(Sequence):
-    """An immutable sequence of ``Patch`` with a lossless, unpickle-free file pair on disk.
+    """An immutable sequence of ``Patch`` with a lossless, unpickle-free form on disk.
 
-    ``sha256`` covers the index (offsets, shapes, kinds, keys) and every pixel and mask byte, so
-    a draft's json can name the exact pool it was made with.
+    ``sha256`` names the content: it hashes every patch's shape, kind, source key and the sha256 of
+    its pixel and mask bytes, in order, so a draft's json can name the exact pool it was made with,
+    however the pool's files are laid out.
     """
 
-    def __init__(self, patches: Iterable[Patch] = (), *, _sha256: str | None = None):
+    def __init__(self, patches: Iterable[Patch] = (), *, _digests: Sequence[str] | None = None,
+                 _sha256: str | None = None):
         self._patches = tuple(patches)
         for i, p in enumerate(self._patches):
             if not isinstance(p, Patch):
                 raise TypeError(f"patches[{i}] must be a Patch, got {type(p).__name__}")
+        self._digests = tuple(_digests) if _digests is not None else None
         self._sha = _sha256
 
     def __len__(self) -> int:
@@ -100,34 +100,30 @@ class PatchPool(Sequence):
 
     def __getitem__(self, i):
         if isinstance(i, slice):
-            return PatchPool(self._patches[i])
+            return PatchPool(self._patches[i], _digests=self._digests[i] if self._digests else None)
         return self._patches[i]
 
     def __repr__(self) -> str:
         return f"PatchPool({len(self)} patches)"
 
-    def _entries(self) -> list[dict]:
-        entries, off = [], 0
-        for p in self._patches:
-            h, w = p.mask.shape
-            entries.append({"offset": off, "shape": [h, w], "kind": p.kind, "source_key": p.source_key})
-            off += h * w * 4
-        return entries
-
     @property
     def nbytes(self) -> int:
-        """Size of the pixel buffer (4 bytes per patch pixel)."""
+        """Size of the pixel data (4 bytes per patch pixel)."""
         return sum(p.mask.size * 4 for p in self._patches)
 
     @property
+    def digests(self) -> tuple[str, ...]:
+        """Hex sha256 of each patch's RGB bytes followed by its mask bytes (0/1)."""
+        if self._digests is None:
+            self._digests = tuple(_patch_digest(*_patch_buffers(p)) for p in self._patches)
+        return self._digests
+
+    @property
     def sha256(self) -> str:
-        """Hex sha256 of the canonical index json, a NUL byte, then the pixel buffer."""
+        """Hex sha256 of the canonical json list of (h, w, kind, source key, patch digest)."""
         if self._sha is None:
-            hasher = hashlib.sha256(_index_bytes(self._entries()) + b"\0")
-            for p in self._patches:
-                hasher.update(np.ascontiguousarray(p.rgb).tobytes())
-                hasher.update(np.ascontiguousarray(p.mask).view(np.uint8).tobytes())
-            self._sha = hasher.hexdigest()
+            self._sha = _pool_sha256([[*p.mask.shape, p.kind, p.source_key, d]
+                                      for p, d in zip(self._patches, self.digests)])
         return self._sha
 
     def save(self, directory) -> Path:
@@ -136,104 +132,128 @@ class PatchPool(Sequence):
         Pixels are streamed to disk and hashed in the same pass, never held twice in RAM. Returns
         the json's path.
         """
-        def buffers():
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        tmp = d / (POOL_NPY + ".tmp")
+        digests, offset = [], 0
+        with open(tmp, "wb") as f:
+            np.lib.format.write_array_header_1_0(f, {"descr": "|u1", "fortran_order": False,
+                                                     "shape": (self.nbytes,)})
             for p in self._patches:
-                yield np.ascontiguousarray(p.rgb).reshape(-1).data
-                yield np.ascontiguousarray(p.mask).view(np.uint8).reshape(-1).data
-
-        self._sha = _write_pool(Path(directory), self._entries(), self.nbytes, buffers(), known_sha256=self._sha)
-        return Path(directory) / POOL_JSON
+                rgb, mask = _patch_buffers(p)
+                f.write(rgb)
+                f.write(mask)
+                digests.append(_patch_digest(rgb, mask))
+        os.replace(tmp, d / POOL_NPY)
+        self._digests = tuple(digests)
+        entries = []
+        for p, digest in zip(self._patches, digests):
+            entries.append(_entry(p.mask.shape, p.kind, p.source_key, digest, 0, offset))
+            offset += p.mask.size * 4
+        _write_index(d, [POOL_NPY], entries, self.sha256)
+        return d / POOL_JSON
 
     @classmethod
     def merge(cls, parts, directory, *, limit: int | None = None) -> "PatchPool":
-        """Concatenate saved pools (in order; the first ``limit`` patches) into one in ``directory``.
+        """Join saved pools (in order; the first ``limit`` patches) into one pool in ``directory``.
 
-        Copies the parts' bytes file to file in large chunks, hashing as it goes: the same files and
-        sha256 as ``PatchPool([p for d in parts for p in load(d)][:limit]).save(directory)`` with a
-        single pass over the pixels. Returns the merged pool, memory-mapped.
+        The parts' pixel files are moved, not copied, into ``directory`` (the parts are used up)
+        and their patch digests reused, so a merge reads no pixels. The result equals
+        ``PatchPool([p for d in parts for p in load(d)][:limit])``, sha256 included. Returns it
+        memory-mapped.
         """
-        entries, spans, total = [], [], 0
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        files, entries = [], []
         for part in map(Path, parts):
-            taken = 0
-            for e in json.loads((part / POOL_JSON).read_text())["patches"]:
-                if limit is not None and len(entries) == limit:
-                    break
-                h, w = e["shape"]
-                entries.append({**e, "offset": total + taken})
-                taken += h * w * 4
-            spans.append((part / POOL_NPY, taken))  # a part's patches lie back to back from its start
-            total += taken
-
-        def buffers(chunk: int = 8 << 20):
-            for path, taken in spans:
-                with open(path, "rb") as f:
-                    np.lib.format.read_magic(f)
-                    np.lib.format.read_array_header_1_0(f)
-                    while taken > 0:
-                        data = f.read(min(chunk, taken))
-                        if not data:
-                            raise ValueError(f"{path} is shorter than its index says; rebuild the pool")
-                        taken -= len(data)
-                        yield data
-
-        _write_pool(Path(directory), entries, total, buffers())
-        return cls.load(directory)
+            if limit is not None and len(entries) >= limit:
+                break
+            meta = _read_index(part)
+            if len(meta["files"]) != 1:
+                raise ValueError(f"{part / POOL_JSON}: a part to merge must be a single-file pool (from save)")
+            name = f"patch_pool-{len(files):05d}.npy"
+            os.replace(part / meta["files"][0], d / name)
+            take = meta["patches"][:None if limit is None else limit - len(entries)]
+            entries += [{**e, "file": len(files)} for e in take]
+            files.append(name)
+        _write_index(d, files, entries, _pool_sha256([[*e["shape"], e["kind"], e["source_key"], e["sha256"]]
+                                                      for e in entries]))
+        return cls.load(d)
 
     @classmethod
     def load(cls, directory, *, mmap: bool = True, verify: bool = False) -> "PatchPool":
-        """Read a pool written by ``save``; ``mmap`` shares pages across processes.
+        """Read a pool written by ``save`` or ``merge``; ``mmap`` shares pages across processes.
 
-        ``verify`` recomputes the sha256 and raises ``ValueError`` on a mismatch (reads every
-        byte). The .npy is read with ``allow_pickle=False``.
+        ``verify`` rehashes every patch and raises ``ValueError`` naming the first one that does
+        not match its recorded digest (reads every byte). The .npy files are read with
+        ``allow_pickle=False``.
         """
         d = Path(directory)
-        meta = json.loads((d / POOL_JSON).read_text())
-        if meta.get("format") != POOL_FORMAT or meta.get("version") != POOL_VERSION:
-            raise ValueError(f"{d / POOL_JSON} is not a {POOL_FORMAT} v{POOL_VERSION} index "
-                             f"(format={meta.get('format')!r}, version={meta.get('version')!r})")
-        buf = np.load(d / POOL_NPY, mmap_mode="r" if mmap else None, allow_pickle=False)
-        if buf.dtype != np.uint8 or buf.ndim != 1 or buf.size != meta["nbytes"]:
-            raise ValueError(f"{d / POOL_NPY} must be a flat uint8 buffer of {meta['nbytes']} bytes, "
-                             f"got {buf.dtype} {buf.shape}; rewrite the pool with PatchPool.save")
-        patches = []
-        for e in meta["patches"]:
-            h, w = e["shape"]
-            o = e["offset"]
+        meta = _read_index(d)
+        bufs = []
+        for name in meta["files"]:
+            if Path(name).name != name:
+                raise ValueError(f"{d / POOL_JSON}: file name {name!r} must be a plain name inside the pool folder")
+            buf = np.load(d / name, mmap_mode="r" if mmap else None, allow_pickle=False)
+            if buf.dtype != np.uint8 or buf.ndim != 1:
+                raise ValueError(f"{d / name} must be a flat uint8 buffer, got {buf.dtype} {buf.shape}; "
+                                 "rewrite the pool with PatchPool.save")
+            bufs.append(buf)
+        patches, digests = [], []
+        for i, e in enumerate(meta["patches"]):
+            (h, w), o, buf = e["shape"], e["offset"], bufs[e["file"]]
             if o < 0 or o + h * w * 4 > buf.size:
-                raise ValueError(f"{d / POOL_JSON}: patch at offset {o} shape {(h, w)} overruns the buffer")
-            rgb = buf[o:o + h * w * 3].reshape(h, w, 3)
-            mask = buf[o + h * w * 3:o + h * w * 4].reshape(h, w).view(np.bool_)
-            patches.append(Patch(rgb=rgb, mask=mask, kind=e["kind"], source_key=e["source_key"]))
-        pool = cls(patches, _sha256=None if verify else meta["sha256"])
-        if verify and pool.sha256 != meta["sha256"]:
-            raise ValueError(f"{d} is corrupt: sha256 {pool.sha256} != recorded {meta['sha256']}")
+                raise ValueError(f"{d / POOL_JSON}: patch {i} at offset {o} shape {(h, w)} overruns "
+                                 f"{meta['files'][e['file']]}")
+            patch = Patch(rgb=buf[o:o + h * w * 3].reshape(h, w, 3),
+                          mask=buf[o + h * w * 3:o + h * w * 4].reshape(h, w).view(np.bool_),
+                          kind=e["kind"], source_key=e["source_key"])
+            if verify and _patch_digest(*_patch_buffers(patch)) != e["sha256"]:
+                raise ValueError(f"{d} is corrupt: patch {i}'s pixels do not match its recorded sha256")
+            patches.append(patch)
+            digests.append(e["sha256"])
+        pool = cls(patches, _digests=digests)
+        if pool.sha256 != meta["sha256"]:
+            raise ValueError(f"{d} is corrupt: index sha256 {pool.sha256} != recorded {meta['sha256']}")
         return pool
 
 
-def _write_pool(d: Path, entries: list[dict], nbytes: int, buffers, known_sha256: str | None = None) -> str:
-    """Stream ``buffers`` (``nbytes`` in all) into ``d/patch_pool.npy``, then the index json;
-    returns the pool's sha256 (hashed on the way unless known)."""
-    d.mkdir(parents=True, exist_ok=True)
-    hasher = None if known_sha256 else hashlib.sha256(_index_bytes(entries) + b"\0")
-    tmp_npy = d / (POOL_NPY + ".tmp")
-    written = 0
-    with open(tmp_npy, "wb") as f:
-        np.lib.format.write_array_header_1_0(f, {"descr": "|u1", "fortran_order": False, "shape": (nbytes,)})
-        for buf in buffers:
-            if hasher is not None:
-                hasher.update(buf)
-            f.write(buf)
-            written += memoryview(buf).nbytes
-    if written != nbytes:
-        raise AssertionError(f"pool writer wrote {written} bytes for an index of {nbytes}")
-    os.replace(tmp_npy, d / POOL_NPY)
-    sha256 = known_sha256 or hasher.hexdigest()
-    meta = {"format": POOL_FORMAT, "version": POOL_VERSION, "n_patches": len(entries), "nbytes": nbytes,
-            "sha256": sha256, "patches": entries}
-    tmp_json = d / (POOL_JSON + ".tmp")
-    tmp_json.write_text(json.dumps(meta, separators=(",", ":")))
-    os.replace(tmp_json, d / POOL_JSON)
-    return sha256
+def _patch_buffers(p: Patch) -> tuple[memoryview, memoryview]:
+    return (np.ascontiguousarray(p.rgb).reshape(-1).data,
+            np.ascontiguousarray(p.mask).view(np.uint8).reshape(-1).data)
+
+
+def _patch_digest(rgb, mask) -> str:
+    h = hashlib.sha256(rgb)
+    h.update(mask)
+    return h.hexdigest()
+
+
+def _pool_sha256(rows: list[list]) -> str:
+    return hashlib.sha256(json.dumps(rows, separators=(",", ":")).encode()).hexdigest()
+
+
+def _entry(shape, kind: str, source_key: str, digest: str, file: int, offset: int) -> dict:
+    return {"file": file, "offset": offset, "shape": [int(shape[0]), int(shape[1])], "kind": kind,
+            "source_key": source_key, "sha256": digest}
+
+
+def _read_index(d: Path) -> dict:
+    meta = json.loads((d / POOL_JSON).read_text())
+    if meta.get("format") != POOL_FORMAT or meta.get("version") != POOL_VERSION:
+        raise ValueError(f"{d / POOL_JSON} is not a {POOL_FORMAT} v{POOL_VERSION} index "
+                         f"(format={meta.get('format')!r}, version={meta.get('version')!r}); rebuild the pool")
+    return meta
+
+
+def _write_index(d: Path, files: list[str], entries: list[dict], sha256: str) -> None:
+    """``patch_pool.json``, written atomically (the pixel files must already be in place)."""
+    meta = {"format": POOL_FORMAT, "version": POOL_VERSION, "n_patches": len(entries),
+            "nbytes": sum(e["shape"][0] * e["shape"][1] * 4 for e in entries), "sha256": sha256,
+            "files": files, "patches": entries}
+    tmp = d / (POOL_JSON + ".tmp")
+    tmp.write_text(json.dumps(meta, separators=(",", ":")))
+    os.replace(tmp, d / POOL_JSON)
 
 
 def _int_pair(name: str, value) -> tuple[int, int]:

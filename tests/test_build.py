@@ -150,6 +150,20 @@ def test_resume_skips_committed_and_refuses_changed_config(demo_build, tmp_path,
     assert min(next(open_shards(out))["color"].shape[:2]) == 64
 
 
+def test_a_damaged_pool_is_rebuilt_on_resume(demo_build, tmp_path):
+    out = tmp_path / "damaged"
+    run_build(src="demo:10", out=out, cfg=CFG, seed=3, shard_size=4, workers=2, progress=False)
+    for name in ("shard-000001.tar", "shard-000001.stats.json"):
+        (out / name).unlink()
+    npys = sorted((out / "pool").glob("patch_pool-*.npy"))
+    assert npys and not (out / "pool" / "parts").exists()  # parts were moved into the pool, then cleared
+    npys[-1].unlink()
+    manifest = run_build(src="demo:10", out=out, cfg=CFG, seed=3, shard_size=4, workers=1, progress=False)
+    assert manifest["totals"]["built_this_run"] == 1
+    assert manifest["pool"]["sha256"] == PatchPool.load(out / "pool", verify=True).sha256
+    assert tar_digests(out) == tar_digests(demo_build)
+
+
 def test_sigkill_then_rerun_gives_the_uninterrupted_bytes(tmp_path):
     ref = tmp_path / "ref"
     run_build(src="demo:24", out=ref, cfg=CFG, seed=3, shard_size=2, workers=1, progress=False)

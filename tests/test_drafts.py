@@ -55,9 +55,11 @@ def test_pool_merge_equals_saving_the_concatenation(parts, limit, tmp_path_facto
     whole.save(root / "whole")
     merged = PatchPool.merge(dirs, root / "merged", limit=limit)
     assert _same_pool(merged, whole) and merged.sha256 == whole.sha256
-    for name in (POOL_NPY, POOL_JSON):
-        assert (root / "merged" / name).read_bytes() == (root / "whole" / name).read_bytes()
-    assert PatchPool.load(root / "merged", verify=True).sha256 == whole.sha256
+    assert _same_pool(PatchPool.load(root / "merged", verify=True, mmap=False), whole)
+    meta = json.loads((root / "merged" / POOL_JSON).read_text())
+    assert sorted(meta["files"]) == sorted(p.name for p in (root / "merged").glob("*.npy"))
+    moved = len(meta["files"])  # pixel files were moved, not copied
+    assert [(d / POOL_NPY).exists() for d in dirs] == [False] * moved + [True] * (len(dirs) - moved)
 
 
 def test_pool_sha_depends_on_every_field(tmp_path):
@@ -83,7 +85,12 @@ def test_corrupted_pool_is_detected(tmp_path):
     npy.write_bytes(bytes(data))
     with pytest.raises(ValueError, match="corrupt"):
         PatchPool.load(tmp_path, verify=True)
-    PatchPool.load(tmp_path, verify=False)  # cheap load trusts the index
+    PatchPool.load(tmp_path, verify=False)  # a cheap load trusts the pixels, not the index:
+    good = (tmp_path / POOL_JSON).read_text()
+    (tmp_path / POOL_JSON).write_text(good.replace(pool[0].source_key, pool[0].source_key + "x", 1))
+    with pytest.raises(ValueError, match="corrupt"):
+        PatchPool.load(tmp_path)
+    (tmp_path / POOL_JSON).write_text(good)
     npy.write_bytes(bytes(data[:-3]))  # truncated buffer: caught even without verify
     with pytest.raises(ValueError):
         PatchPool.load(tmp_path, mmap=False)
