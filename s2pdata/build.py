@@ -412,7 +412,7 @@ def run_build(*, src: str | Source, out: str | Path, cfg: SynthConfig, seed: int
     def bar_factory(total, desc, initial=0):
         return tqdm(total=total, initial=initial, unit="img", desc=desc, disable=not progress, smoothing=0.1)
 
-    # workers start now and warm up while this process lists the source and plans
+    # workers start now (importing their libraries) while this process lists the source and plans
     runner = ray_runner(workers, ray_address) if distributor == "ray" else local_runner(workers)
     with runner as run:
         if isinstance(src, str):
