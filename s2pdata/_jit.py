@@ -54,8 +54,9 @@ def steady_heap() -> bool:
     A sample allocates and frees many arrays of about a megabyte. glibc serves those with fresh
     ``mmap`` pages unless the process has already freed a few such blocks (its threshold adapts),
     so a newly spawned worker faults in and zeroes about 5 MB of pages per sample (over a
-    thousand page faults), measured at 15 % of the shard phase with two workers. Fixed thresholds make every worker
-    reuse its heap from the first sample. Returns False where the C library is not glibc.
+    thousand page faults), measured at 15 % of the shard phase with two workers. Fixed
+    thresholds make every worker reuse its heap from the first sample. Returns False where the C
+    library is not glibc.
     """
     import ctypes
     import ctypes.util

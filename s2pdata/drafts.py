@@ -86,14 +86,13 @@ class PatchPool(Sequence):
     however the pool's files are laid out.
     """
 
-    def __init__(self, patches: Iterable[Patch] = (), *, _digests: Sequence[str] | None = None,
-                 _sha256: str | None = None):
+    def __init__(self, patches: Iterable[Patch] = (), *, _digests: Sequence[str] | None = None):
         self._patches = tuple(patches)
         for i, p in enumerate(self._patches):
             if not isinstance(p, Patch):
                 raise TypeError(f"patches[{i}] must be a Patch, got {type(p).__name__}")
         self._digests = tuple(_digests) if _digests is not None else None
-        self._sha = _sha256
+        self._sha: str | None = None
 
     def __len__(self) -> int:
         return len(self._patches)
@@ -148,7 +147,8 @@ class PatchPool(Sequence):
         self._digests = tuple(digests)
         entries = []
         for p, digest in zip(self._patches, digests):
-            entries.append(_entry(p.mask.shape, p.kind, p.source_key, digest, 0, offset))
+            entries.append({"file": 0, "offset": offset, "shape": list(p.mask.shape), "kind": p.kind,
+                            "source_key": p.source_key, "sha256": digest})
             offset += p.mask.size * 4
         _write_index(d, [POOL_NPY], entries, self.sha256)
         return d / POOL_JSON
@@ -190,6 +190,13 @@ class PatchPool(Sequence):
         """
         d = Path(directory)
         meta = _read_index(d)
+        try:
+            return cls._from_index(d, meta, mmap=mmap, verify=verify)
+        except (KeyError, IndexError, TypeError) as exc:
+            raise ValueError(f"{d / POOL_JSON} is malformed ({type(exc).__name__}: {exc}); rebuild the pool") from exc
+
+    @classmethod
+    def _from_index(cls, d: Path, meta: dict, *, mmap: bool, verify: bool) -> "PatchPool":
         bufs = []
         for name in meta["files"]:
             if Path(name).name != name:
@@ -231,11 +238,6 @@ def _patch_digest(rgb, mask) -> str:
 
 def _pool_sha256(rows: list[list]) -> str:
     return hashlib.sha256(json.dumps(rows, separators=(",", ":")).encode()).hexdigest()
-
-
-def _entry(shape, kind: str, source_key: str, digest: str, file: int, offset: int) -> dict:
-    return {"file": file, "offset": offset, "shape": [int(shape[0]), int(shape[1])], "kind": kind,
-            "source_key": source_key, "sha256": digest}
 
 
 def _read_index(d: Path) -> dict:

@@ -90,6 +90,11 @@ def test_corrupted_pool_is_detected(tmp_path):
     (tmp_path / POOL_JSON).write_text(good.replace(pool[0].source_key, pool[0].source_key + "x", 1))
     with pytest.raises(ValueError, match="corrupt"):
         PatchPool.load(tmp_path)
+    broken = json.loads(good)
+    broken["patches"][0]["file"] = 7
+    (tmp_path / POOL_JSON).write_text(json.dumps(broken))
+    with pytest.raises(ValueError, match="malformed"):
+        PatchPool.load(tmp_path)
     (tmp_path / POOL_JSON).write_text(good)
     npy.write_bytes(bytes(data[:-3]))  # truncated buffer: caught even without verify
     with pytest.raises(ValueError):
