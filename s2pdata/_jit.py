@@ -36,11 +36,17 @@ def warmup() -> None:
         fn()
 
 
+SINGLE_THREAD = False  # set by single_thread(): this process is one of a build's workers
+
+
 def single_thread() -> None:
-    """One level of parallelism: inside a build worker, OpenCV and Numba use one thread."""
+    """One level of parallelism: inside a build worker, OpenCV, Numba (and torch, for a learned
+    line extractor) use one thread."""
     import cv2
     import numba
 
+    global SINGLE_THREAD
+    SINGLE_THREAD = True
     cv2.setNumThreads(1)
     numba.set_num_threads(1)
 

@@ -32,6 +32,7 @@ from . import SCHEMA_VERSION, __version__
 from ._rng import stable_seed
 from .decode import CROPS, DecodeError
 from .drafts import KINDS, PatchPool
+from .learned import weights_digest
 from .shards import (COLOR_FORMATS, DATASET_JSON, INDEX_JSON, REJECTS, atomic_write, commit_stats,
                      committed_shards, encode_sample, remove_partials, shard_name, sum_stats, write_index,
                      write_rejects, write_tar)
@@ -223,20 +224,28 @@ def ensure_pool(out: Path, manifest: dict, items: list[Item], source: Source, cf
     return record
 
 
-def package_versions() -> dict:
+def package_versions(cfg: SynthConfig) -> dict:
     import cv2
     import numba
     import numpy
     import PIL
 
-    return {"s2pdata": __version__, "python": platform.python_version(), "numpy": numpy.__version__,
-            "opencv": cv2.__version__, "numba": numba.__version__, "pillow": PIL.__version__}
+    versions = {"s2pdata": __version__, "python": platform.python_version(), "numpy": numpy.__version__,
+                "opencv": cv2.__version__, "numba": numba.__version__, "pillow": PIL.__version__}
+    if cfg.sketch == "learned":  # a network's output depends on the torch build as well
+        import torch
+
+        versions["torch"] = torch.__version__
+    return versions
 
 
 def _header(source: Source, cfg: SynthConfig, seed: int, shard_size: int, plan) -> dict:
     """The part of dataset.json that must match for a resume to continue."""
+    config = {**cfg.to_json(), "shard_size": shard_size}
+    if cfg.sketch == "learned":
+        config["sketch_weights_sha256"] = weights_digest(cfg.sketch_weights)
     return {"schema_version": SCHEMA_VERSION, "fields": cfg.schema().fields(), "seed": seed,
-            "source": source.spec(), "config": {**cfg.to_json(), "shard_size": shard_size},
+            "source": source.spec(), "config": config,
             "plan": {"shards": len(plan), "items": sum(map(len, plan)), "sha256": plan_digest(plan)}}
 
 
@@ -432,7 +441,7 @@ def run_build(*, src: str | Source, out: str | Path, cfg: SynthConfig, seed: int
         if (out / DATASET_JSON).exists() and not overwrite:
             previous = json.loads((out / DATASET_JSON).read_text())
         prepare_out(out, header, overwrite=overwrite)
-        manifest = {**header, "versions": package_versions(), "status": "building"}
+        manifest = {**header, "versions": package_versions(cfg), "status": "building"}
         if previous.get("pool"):
             manifest["pool"] = previous["pool"]
         atomic_write(out / DATASET_JSON, json.dumps(manifest, indent=1).encode())
@@ -492,7 +501,11 @@ def make_parser() -> argparse.ArgumentParser:
     d = SynthConfig()
     p.add_argument("--size", type=int, default=d.size, help="short side after resizing (0 keeps the size)")
     p.add_argument("--crop", choices=CROPS, default=d.crop, help="square crop after resizing")
-    p.add_argument("--sketch", choices=SKETCH_METHODS, default=d.sketch, help="line-art extractor")
+    p.add_argument("--sketch", choices=SKETCH_METHODS, default=d.sketch,
+                   help="line-art extractor (learned: a network from --sketch-weights)")
+    p.add_argument("--sketch-weights", default=d.sketch_weights, metavar="ARCH:PATH",
+                   help="weights for --sketch learned: anime2sketch:netG.pth, informative:netG_A_latest.pth "
+                        "or torchscript:model.pt (never downloaded; see s2pdata.learned)")
     p.add_argument("--hint-radius", type=int, default=d.hint_radius, help="hints drawn as (2l+1)^2 squares")
     p.add_argument("--color-format", choices=COLOR_FORMATS, default=d.color_format, help="colour codec")
     p.add_argument("--color-quality", type=int, default=d.color_quality, help="JPEG/WebP quality")
@@ -560,6 +573,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _absolute_weights(spec: str) -> str:
+    """``ARCH:PATH`` with PATH made absolute: workers (and Ray nodes) need not share our cwd."""
+    if ":" not in spec:
+        return spec  # SynthConfig reports the malformed value
+    arch, path = spec.split(":", 1)
+    return f"{arch}:{Path(path).expanduser().resolve()}" if path else spec
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -567,6 +588,7 @@ def main(argv: list[str] | None = None) -> int:
                           color_format=args.color_format, color_quality=args.color_quality,
                           max_pixels=args.max_pixels, min_side=args.min_side, drafts=args.drafts,
                           pool_size=args.pool_size, sketch_style=args.sketch_style, rough_weight=args.rough_weight,
+                          sketch_weights=_absolute_weights(args.sketch_weights),
                           fields=tuple(f.strip() for arg in args.fields or () for f in arg.split(",") if f.strip()))
         source = source_from_args(args.src, args, seed=args.seed, out=Path(args.out))
         manifest = run_build(src=source, out=args.out, cfg=cfg, seed=args.seed, shard_size=args.shard_size,

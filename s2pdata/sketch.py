@@ -20,7 +20,7 @@ Known weaknesses (all three are local contrast detectors, not line detectors):
   fill has little luma contrast, so it comes out light or broken).
 * Shading and colour boundaries become lines: a cel-shading edge or a hard shadow is drawn like
   an outline, and XDoG marks the dark side of every strong colour edge. Learned extractors are
-  better here; they are adapters with user-supplied weights, not part of this module.
+  better here: ``method="learned"`` runs one (``s2pdata.learned``, user-supplied weights).
 * Binarise before downscaling, never after: downscaling binary line art gives anti-aliased grey
   lines, which is what the model sees at inference; thresholding a downscaled sketch breaks
   thin lines into dashes. (``extract_sketch`` works at the resolution it is given.)
@@ -38,7 +38,7 @@ import numpy as np
 from s2pdata._check import check_choice, check_rgb
 from s2pdata._jit import register_warmup
 
-SKETCH_METHODS = ("xdog", "dilate", "highpass", "mix")
+SKETCH_METHODS = ("xdog", "dilate", "highpass", "mix", "learned")
 XDOG_SIGMAS = (0.3, 0.4, 0.5)  # anime preset: three line widths (REFERENCE 3.1)
 P_BINARIZE = 0.25
 LIGHTEN_RANGE = (0.7, 1.0)
@@ -190,7 +190,7 @@ def lighten_lines(sketch: np.ndarray, r: float) -> np.ndarray:
 
 
 def extract_sketch(color: np.ndarray, *, method: str = "xdog", rng: np.random.Generator,
-                   augment: bool = True) -> tuple[np.ndarray, dict]:
+                   augment: bool = True, extractor=None) -> tuple[np.ndarray, dict]:
     """Extract line art with a chosen (or drawn) extractor and record every draw.
 
     Draw order (fixed, so the stream is the same whatever the branch): the method (only for
@@ -203,9 +203,11 @@ def extract_sketch(color: np.ndarray, *, method: str = "xdog", rng: np.random.Ge
     Parameters
     ----------
     color : (H, W, 3) uint8 RGB image.
-    method : one of ``SKETCH_METHODS``.
+    method : one of ``SKETCH_METHODS``; ``"learned"`` runs ``extractor``.
     rng : numpy Generator (the sample's).
     augment : draw and apply the augmentations.
+    extractor : for ``"learned"``: a callable ``(H, W, 3) uint8 -> (H, W) uint8`` line art, e.g.
+        ``s2pdata.learned.load_extractor("anime2sketch:netG.pth")``.
 
     Returns
     -------
@@ -222,6 +224,9 @@ def extract_sketch(color: np.ndarray, *, method: str = "xdog", rng: np.random.Ge
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy Generator, got {type(rng).__name__}; "
                         f"use s2pdata._rng.sample_rng(seed, key)")
+    if (method == "learned") != (extractor is not None):
+        raise ValueError("extractor must be given exactly when method is 'learned' (got method="
+                         f"{method!r}, extractor={extractor!r}); load one with s2pdata.learned.load_extractor")
     used = _BASE_METHODS[int(rng.integers(3))] if method == "mix" else method
     sigma, do_bin, r = 0.4, False, 1.0
     if augment:
@@ -237,6 +242,11 @@ def extract_sketch(color: np.ndarray, *, method: str = "xdog", rng: np.random.Ge
         params.update(xp)
     elif used == "dilate":
         s = sketch_dilate(color)
+    elif used == "learned":
+        s = extractor(color)
+        if not (isinstance(s, np.ndarray) and s.dtype == np.uint8 and s.shape == color.shape[:2]):
+            raise ValueError(f"extractor must return an (H, W) uint8 array of the colour's size {color.shape[:2]}, "
+                             f"got {getattr(s, 'dtype', type(s))} {getattr(s, 'shape', '')}")
     else:
         s = sketch_highpass(color, sigma=3.0)
         params["sigma"] = 3.0

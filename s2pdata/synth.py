@@ -30,6 +30,7 @@ from .refimage import make_reference
 from .regions import KEEP, RADII, propose_regions
 from .rough import roughen_sketch
 from .shards import COLOR_FORMATS, Schema
+from .learned import load_extractor, parse_weights_spec
 from .sketch import SKETCH_METHODS, extract_sketch
 
 
@@ -54,10 +55,16 @@ class SynthConfig:
     sketch_style: str = "clean"
     rough_weight: float = 0.5
     fields: tuple[str, ...] = ()
+    sketch_weights: str = ""  # "ARCH:PATH" for sketch="learned" (s2pdata.learned)
 
     def __post_init__(self):
         check_choice("crop", self.crop, CROPS)
         check_choice("sketch", self.sketch, SKETCH_METHODS)
+        if self.sketch == "learned":
+            parse_weights_spec(self.sketch_weights)
+        elif self.sketch_weights:
+            raise ValueError(f"sketch_weights={self.sketch_weights!r} is only used with sketch='learned', "
+                             f"got sketch={self.sketch!r}; set sketch='learned' or drop the weights")
         check_choice("sketch_style", self.sketch_style, SKETCH_STYLES)
         if not isinstance(self.rough_weight, (int, float)) or not 0 <= self.rough_weight <= 1:
             raise ValueError(f"rough_weight must be a probability in [0, 1], got {self.rough_weight!r}")
@@ -140,7 +147,9 @@ def make_sample(data: bytes, *, key: str, seed: int, cfg: SynthConfig, meta: dic
     timer = timer or Timer()
     color, fit_info = fitted_color(data, key=key, seed=seed, cfg=cfg, timer=timer, check=check)
     with timer("sketch"):
-        sketch, sketch_params = extract_sketch(color, method=cfg.sketch, rng=sample_rng(seed, key, "sketch"))
+        extractor = load_extractor(cfg.sketch_weights) if cfg.sketch == "learned" else None
+        sketch, sketch_params = extract_sketch(color, method=cfg.sketch, rng=sample_rng(seed, key, "sketch"),
+                                               extractor=extractor)
     rough_rng = sample_rng(seed, key, "rough")
     rough = cfg.sketch_style == "rough" or (cfg.sketch_style == "mix" and rough_rng.random() < cfg.rough_weight)
     rough_params = {}

@@ -21,6 +21,8 @@ EXTRACTORS = (sketch_dilate, sketch_xdog, sketch_highpass)
 # hard threshold phi = 1e9; such pixels are legitimately either ink or paper.
 HARD_BAND = 1e-5
 
+WEIGHT_FREE = tuple(m for m in SKETCH_METHODS if m != "learned")  # learned: tests/test_learned.py
+
 
 def _diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.abs(a.astype(np.int64) - b.astype(np.int64))
@@ -36,7 +38,7 @@ def test_shape_dtype_and_input_untouched(color, seed):
     for fn in EXTRACTORS:
         s = fn(color)
         assert s.shape == color.shape[:2] and s.dtype == np.uint8, fn.__name__
-    for method in SKETCH_METHODS:
+    for method in WEIGHT_FREE:
         s, _ = extract_sketch(color, method=method, rng=np.random.default_rng(seed))
         assert s.shape == color.shape[:2] and s.dtype == np.uint8, method
     np.testing.assert_array_equal(color, before)
@@ -49,7 +51,7 @@ def test_blank_image_is_all_paper(color, seed):
         assert (fn(color) == 255).all(), fn.__name__
     for sigma in XDOG_SIGMAS:
         assert (sketch_xdog(color, sigma=sigma) == 255).all()
-    for method in SKETCH_METHODS:
+    for method in WEIGHT_FREE:
         for augment in (True, False):
             s, p = extract_sketch(color, method=method, rng=np.random.default_rng(seed), augment=augment)
             assert (s == 255).all(), (method, p)
@@ -69,7 +71,7 @@ def test_blank_image_is_paper_under_every_augmentation():
 
 
 @settings(max_examples=20)
-@given(images(1, 32), st.integers(0, 2**32 - 1), st.sampled_from(SKETCH_METHODS), st.booleans())
+@given(images(1, 32), st.integers(0, 2**32 - 1), st.sampled_from(WEIGHT_FREE), st.booleans())
 def test_deterministic(color, seed, method, augment):
     a, pa = extract_sketch(color, method=method, rng=np.random.default_rng(seed), augment=augment)
     b, pb = extract_sketch(color.copy(), method=method, rng=np.random.default_rng(seed), augment=augment)
@@ -125,7 +127,7 @@ def test_highpass_matches_reference(color):
 
 
 @settings(max_examples=15)
-@given(cel_images(4, 32), st.integers(0, 2**32 - 1), st.sampled_from(SKETCH_METHODS))
+@given(cel_images(4, 32), st.integers(0, 2**32 - 1), st.sampled_from(WEIGHT_FREE))
 def test_extract_sketch_is_its_recorded_recipe(color, seed, method):
     """The recorded params re-create the sketch: reference extractor -> Otsu -> s r + 255 (1 - r)."""
     s, p = extract_sketch(color, method=method, rng=np.random.default_rng(seed))
@@ -225,7 +227,7 @@ def test_no_augment_draws_nothing_but_the_mix_method():
             np.testing.assert_array_equal(s, sketch_xdog(color, sigma=0.4))
 
 
-@pytest.mark.parametrize("method", SKETCH_METHODS)
+@pytest.mark.parametrize("method", WEIGHT_FREE)
 @pytest.mark.parametrize("augment", [True, False])
 def test_params_have_a_fixed_key_set_and_are_json(method, augment):
     color = draw_cel_image(12, 12, 4)
