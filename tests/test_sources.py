@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from s2pdata.decode import DecodeError, decode_image
-from s2pdata.sources import FilterConfig, FolderSource, add_source_arguments, open_source, source_from_args
-from s2pdata.sources.archive import index_tar, unsafe_name
+from s2pdata.sources import (FilterConfig, FolderSource, add_source_arguments, archive, open_source,
+                             source_from_args)
+from s2pdata.sources.archive import index_tar, index_tars, unsafe_name
 from s2pdata.sources.danbooru import DanbooruSource, probe_layout
 from s2pdata.sources.filters import check_pixels, is_monochrome, read_opt_out
 from s2pdata.sources.metadata import load_metadata, normalize_post
@@ -261,6 +262,32 @@ def test_hostile_tar_writes_nothing_and_logs(tmp_path):
     assert before == after == []
     assert not Path("/abs.png").exists()
     assert unsafe_name("a/../../b") and unsafe_name("C:/x") and unsafe_name("ok/1.png") is None
+
+
+def test_tar_indexes_are_cached_and_renewed_when_a_tar_changes(tmp_path, monkeypatch):
+    root = tmp_path / "arch"
+    fakes.write_archive(root, FILES, per_tar=2)
+    fakes.write_hostile_tar(root / "data-0009.tar")
+    out = tmp_path / "out"
+    first = items_of(root, "--metadata", "none", out=out)
+    items, skipped = first.items(), first.skipped
+    assert "0 indexes from the cache" in first.summary()
+    cached = sorted((out / ".s2pdata-cache" / "tars").glob("tar-*.json"))
+    assert len(cached) == len(list(root.glob("*.tar")))
+
+    def no_tar_reading(*a, **k):
+        raise AssertionError("a cached tar was indexed again")
+
+    monkeypatch.setattr(archive, "index_tar", no_tar_reading)
+    again = items_of(root, "--metadata", "none", out=out)
+    assert again.items() == items and again.skipped == skipped
+    assert f"{len(cached)} indexes from the cache" in again.summary()
+    monkeypatch.undo()
+    fakes.write_archive(root, {1: "png", 2: "jpg", 5: "png"}, per_tar=3)  # rewrites data-0000.tar
+    changed = items_of(root, "--metadata", "none", out=out)
+    assert 5 in [it.meta["id"] for it in changed.items()]
+    results, n_cached = index_tars(sorted(root.glob("*.tar")), cache_dir=out / ".s2pdata-cache" / "tars")
+    assert n_cached == len(results)
 
 
 def test_corrupt_tar_keeps_members_before_the_damage(tmp_path):

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .archive import MAX_BYTES, index_tar, is_image_tar, read_member
+from .archive import MAX_BYTES, index_tars, is_image_tar, read_member
 from .base import Item
 from .filters import FilterConfig, apply_filters, check_pixels, format_removed
 from .metadata import find_metadata, load_metadata, probe_metadata
@@ -153,12 +153,15 @@ class DanbooruSource:
     # -- listing ---------------------------------------------------------------------------------
 
     def _list(self):
-        """(entries, skipped): entries are (id, ext, locator, where-meta, size), sorted."""
+        """(entries, skipped, tar indexes read from the cache): entries are (id, ext, locator,
+        where-meta, size), sorted."""
         root = Path(self.root)
-        entries, skipped = [], []
+        entries, skipped, cached = [], [], 0
         if self.layout["layout"] == "archive":
-            for rel in self.layout["tars"]:
-                members, bad = index_tar(root / rel, label=rel)
+            tars = self.layout["tars"]
+            cache = Path(self.cache_dir) / ".s2pdata-cache" / "tars" if self.cache_dir else None
+            indexes, cached = index_tars([root / rel for rel in tars], labels=tars, cache_dir=cache)
+            for rel, (members, bad) in zip(tars, indexes):
                 skipped += bad
                 for m in members:
                     match = _ID_NAME.match(m.name.rsplit("/", 1)[-1])
@@ -188,10 +191,10 @@ class DanbooruSource:
                         continue
                     entries.append((int(match.group(1)), match.group(2).lower(), rel, {"path": rel}, size))
         entries.sort(key=lambda e: (e[0], str(e[2])))
-        return entries, skipped
+        return entries, skipped, cached
 
     def _compute(self):
-        entries, skipped = self._list()
+        entries, skipped, tars_cached = self._list()
         fp = hashlib.sha256()
         for e in entries:
             fp.update(f"{e[2]}\t{e[4]}\n".encode())
@@ -227,7 +230,7 @@ class DanbooruSource:
             items.append(Item(pre[i].key, e[2], meta))
         self._state = {"items": items, "skipped": skipped, "removed": removed, "exts": exts,
                        "listed": len(entries), "ids": (unique[0][0], unique[-1][0]) if unique else None,
-                       "metadata": minfo, "matched": sum(f is not None for f in facts),
+                       "metadata": minfo, "matched": sum(f is not None for f in facts), "tars_cached": tars_cached,
                        "fingerprint": {"count": len(entries), "sha256": fp.hexdigest()}}
         return self._state
 
@@ -269,7 +272,8 @@ class DanbooruSource:
         st = self._get()
         lay = self.layout
         where = {"gwern": f"gwern {lay.get('variant')} ({lay.get('base')}/NNNN/ID.ext)",
-                 "archive": f"archive ({len(lay.get('tars', []))} tars, read by seek)",
+                 "archive": f"archive ({len(lay.get('tars', []))} tars, read by seek; "
+                            f"{st['tars_cached']} indexes from the cache)",
                  "flat": "flat folder of ID.ext"}[lay["layout"]]
         exts = ", ".join(f"{k} {v}" for k, v in sorted(st["exts"].items(), key=lambda kv: -kv[1])) or "none"
         reasons: dict[str, int] = {}
