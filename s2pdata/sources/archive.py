@@ -7,10 +7,10 @@ bytes of one member by ``seek`` + ``read``. Nothing is ever extracted to disk.
 Hostile members are never listed: absolute names, names with ``..``, links, devices, FIFOs and
 sparse files become ``skipped`` entries ``{"path", "reason", "detail"}`` for the rejects log.
 
-Indexing walks every member header (one seek each), which on a network filesystem takes hours
-for millions of members, so ``index_tars`` keeps each tar's index as a small json in a cache
-folder (the build's ``.s2pdata-cache/tars``), keyed by the tar's path, size and modification
-time, and indexes the tars that are not cached on a few threads at once.
+Indexing walks every member header (one seek each), which for millions of members takes many
+minutes, and hours on a network filesystem, so ``index_tars`` keeps each tar's index as a small
+json in a cache folder (the build's ``.s2pdata-cache/tars``), keyed by the tar's path, size and
+modification time: a resumed build reads those instead.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import tarfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from typing import NamedTuple
 
@@ -111,45 +110,37 @@ def _cache_file(cache_dir: Path, path: Path, max_bytes: int) -> Path:
     return cache_dir / f"tar-{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
 
 
-def index_tars(paths, *, labels=None, cache_dir: str | Path | None = None, max_bytes: int = MAX_BYTES,
-               threads: int = 8):
-    """``index_tar`` for many tars: cached ones are read from ``cache_dir``, the rest indexed on
-    ``threads`` threads (the work is waiting on the disk) and cached.
+def index_tars(paths, *, labels=None, cache_dir: str | Path | None = None, max_bytes: int = MAX_BYTES):
+    """``index_tar`` for many tars, through a cache of indexes in ``cache_dir`` (None: no cache).
 
     Returns ``(results, n_cached)``: one ``(members, skipped)`` per path, in order, and how many
-    came from the cache. A tar that changed (size or modification time) is indexed again.
+    came from the cache. A tar that changed (size or modification time) is indexed again; a
+    damaged one (``bad-archive``) is never cached.
     """
     paths = [Path(p) for p in paths]
     labels = list(labels) if labels is not None else [str(p) for p in paths]
     cache = Path(cache_dir) if cache_dir is not None else None
-    results: list = [None] * len(paths)
-    todo = []
-    for i, path in enumerate(paths):
-        hit = None
-        if cache is not None:
+    results, n_cached = [], 0
+    for path, label in zip(paths, labels):
+        target = _cache_file(cache, path, max_bytes) if cache is not None else None
+        try:
+            data = json.loads(target.read_text())
+            results.append(([Member(*m) for m in data["members"]], data["skipped"]))
+            n_cached += 1
+            continue
+        except (AttributeError, OSError, ValueError, KeyError, TypeError):
+            pass  # no cache, not cached yet, or an unreadable entry: index the tar
+        members, skipped = index_tar(path, max_bytes=max_bytes, label=label)
+        results.append((members, skipped))
+        if target is not None and not any(s["reason"] == "bad-archive" for s in skipped):
             try:
-                data = json.loads(_cache_file(cache, path, max_bytes).read_text())
-                hit = ([Member(*m) for m in data["members"]], data["skipped"])
-            except (OSError, ValueError, KeyError, TypeError):
-                hit = None
-        if hit is None:
-            todo.append(i)
-        else:
-            results[i] = hit
-    with ThreadPoolExecutor(max(1, min(threads, len(todo)))) as pool:
-        fresh = list(pool.map(lambda i: index_tar(paths[i], max_bytes=max_bytes, label=labels[i]), todo))
-    for i, (members, skipped) in zip(todo, fresh):
-        results[i] = (members, skipped)
-        if cache is not None and not any(s["reason"] == "bad-archive" for s in skipped):
-            try:
-                target = _cache_file(cache, paths[i], max_bytes)
                 cache.mkdir(parents=True, exist_ok=True)
                 tmp = target.with_suffix(f".{os.getpid()}.tmp")
                 tmp.write_text(json.dumps({"members": [list(m) for m in members], "skipped": skipped}))
                 os.replace(tmp, target)
             except OSError:
                 pass  # a read-only cache only costs time
-    return results, len(paths) - len(todo)
+    return results, n_cached
 
 
 def read_member(path: str | Path, offset: int, size: int) -> bytes:
