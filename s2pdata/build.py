@@ -341,11 +341,25 @@ def local_runner(workers: int):
         yield run
 
 
-def _ray_call(fn, task):
+def _ray_call(fn, task, tally):
     from ._jit import worker_setup
 
     worker_setup()
-    return fn(task, tick=lambda n: None)
+    return fn(task, tick=(lambda n: tally.add.remote(n)) if tally is not None else (lambda n: None))
+
+
+class _Tally:
+    """A Ray actor's body: items finished, reported by tasks, collected by the driver's bar."""
+
+    def __init__(self):
+        self.n = 0
+
+    def add(self, n: int) -> None:
+        self.n += n
+
+    def take(self) -> int:
+        n, self.n = self.n, 0
+        return n
 
 
 @contextmanager
@@ -355,7 +369,10 @@ def ray_runner(workers: int, address: str | None, retries: int = 3):
     At most two tasks per CPU are in flight. Ray re-runs a task whose worker or node died
     (``max_retries``) and one that raised ``OSError`` (a flaky shared filesystem); shards are
     committed by the same atomic writes as in the local pool, so a re-run task rewrites identical
-    bytes. Other exceptions fail the build. The bar moves by whole tasks.
+    bytes. Other exceptions fail the build. While a progress bar is shown, tasks report finished
+    items to a small actor that the driver reads four times a second, so the bar moves by items
+    as with the local pool (never past the run's total, even when a retried task reports its
+    items twice); the actor is one more process, so without a bar there is none.
     """
     try:
         import ray
@@ -366,30 +383,50 @@ def ray_runner(workers: int, address: str | None, retries: int = 3):
         kwargs = {"address": address} if address else {"num_cpus": workers, "include_dashboard": False}
         ray.init(log_to_driver=False, configure_logging=False, **kwargs)
     remote = ray.remote(num_cpus=1, max_retries=retries, retry_exceptions=[OSError])(_ray_call)
+    tallies: list = []  # at most one actor per build, made when a bar first needs it
     in_flight = max(2, 2 * int(ray.cluster_resources().get("CPU", workers)))
 
     def run(fn, tasks, bar):
         results: dict[int, object] = {}
         pending: dict = {}
         todo = list(reversed(list(enumerate(tasks))))
+        total, shown = sum(len(t.items) for t in tasks), 0
+        if not getattr(bar, "disable", False) and not tallies:
+            tallies.append(ray.remote(num_cpus=0)(_Tally).remote())
+        tally = tallies[0] if tallies else None
+        if tally is not None:
+            ray.get(tally.take.remote())  # late reports of an earlier phase belong to no bar
+
+        def show(n):
+            nonlocal shown
+            n = min(n, total - shown)
+            bar.update(n)
+            shown += n
+
         try:
             while todo or pending:
                 while todo and len(pending) < in_flight:
                     i, task = todo.pop()
-                    pending[remote.remote(fn, task)] = (i, task)
-                ready, _ = ray.wait(list(pending), num_returns=1)
+                    pending[remote.remote(fn, task, tally)] = (i, task)
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.25)  # returns at the first done
                 for ref in ready:
                     i, task = pending.pop(ref)
                     results[i] = ray.get(ref)
-                    bar.update(len(task.items))
+                    if tally is None:
+                        show(len(task.items))
+                if tally is not None:
+                    show(ray.get(tally.take.remote()))
         finally:
             for ref in pending:
                 ray.cancel(ref, force=True)
+        show(total - shown)  # reports still on their way when the last task returned
         return [results[i] for i in range(len(tasks))]
 
     try:
         yield run
     finally:
+        for tally in tallies:
+            ray.kill(tally)
         if started:
             ray.shutdown()
 

@@ -39,6 +39,38 @@ def test_ray_build_is_byte_identical_to_local(tmp_path, local_ray):
     assert (remote / "shardindex.json").read_bytes() == (local / "shardindex.json").read_bytes()
 
 
+class RecordingBar:
+    """Stands in for tqdm: keeps every update."""
+
+    bars: list = []
+
+    def __init__(self, total, initial=0, disable=False, **kwargs):
+        self.total, self.n, self.disable, self.updates = total, initial, disable, []
+        RecordingBar.bars.append(self)
+
+    def update(self, n):
+        self.updates.append(n)
+        self.n += n
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_ray_progress_bar_counts_every_item_once(tmp_path, local_ray, monkeypatch):
+    import tqdm.auto
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", RecordingBar)
+    RecordingBar.bars = []
+    run_build(src="demo:12", out=tmp_path / "bar", cfg=CFG, seed=5, shard_size=3, workers=2, distributor="ray")
+    pool_bar, build_bar = RecordingBar.bars
+    for bar in (pool_bar, build_bar):
+        assert bar.n == bar.total and min(bar.updates) >= 0
+    assert build_bar.total == 12
+
+
 def test_killed_ray_driver_resumes_without_partial_shards(tmp_path):
     ref, out = tmp_path / "ref", tmp_path / "out"
     run_build(src="demo:16", out=ref, cfg=CFG, seed=5, shard_size=2, workers=1, progress=False)
