@@ -84,11 +84,10 @@ def _nets():
     class UNetLevel(nn.Module):
         """One level of the pix2pix U-Net; ``model`` indexes follow the published layout."""
 
-        def __init__(self, outer: int, inner: int, *, in_ch: int | None = None, sub=None):
+        def __init__(self, outer: int, inner: int, *, sub=None, in_ch: int | None = None):
             super().__init__()
-            in_ch = outer if in_ch is None else in_ch
-            self.outermost = in_ch != outer
-            down = nn.Conv2d(in_ch, inner, 4, 2, 1)
+            self.outermost = in_ch is not None  # only the outermost level takes the picture's channels
+            down = nn.Conv2d(outer if in_ch is None else in_ch, inner, 4, 2, 1)
             if sub is None:  # innermost: no norm on the way down, nothing to concatenate below
                 layers = [nn.LeakyReLU(0.2), down, nn.ReLU(), nn.ConvTranspose2d(inner, outer, 4, 2, 1),
                           nn.InstanceNorm2d(outer)]
@@ -233,7 +232,20 @@ class LearnedExtractor:
         return (y.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
 
 
-@lru_cache(maxsize=2)
 def load_extractor(spec: str, device: str | None = None) -> LearnedExtractor:
-    """The extractor for ``"ARCH:PATH"``, loaded once per process (workers share nothing)."""
-    return LearnedExtractor(spec, device or os.environ.get("S2PDATA_SKETCH_DEVICE") or None)
+    """The extractor for ``"ARCH:PATH"``, loaded once per process and reloaded if the file changes.
+
+    ``device`` (default: ``$S2PDATA_SKETCH_DEVICE``, else CUDA when present, else CPU) is where the
+    network runs.
+    """
+    try:
+        st = parse_weights_spec(spec)[1].stat()
+        stamp = (st.st_size, st.st_mtime_ns)
+    except OSError:
+        stamp = None  # LearnedExtractor names the missing file
+    return _load(spec, device or os.environ.get("S2PDATA_SKETCH_DEVICE") or None, stamp)
+
+
+@lru_cache(maxsize=2)
+def _load(spec: str, device: str | None, stamp) -> LearnedExtractor:
+    return LearnedExtractor(spec, device)
