@@ -122,14 +122,16 @@ def index_tars(paths, *, labels=None, cache_dir: str | Path | None = None, max_b
     cache = Path(cache_dir) if cache_dir is not None else None
     results, n_cached = [], 0
     for path, label in zip(paths, labels):
-        target = _cache_file(cache, path, max_bytes) if cache is not None else None
-        try:
-            data = json.loads(target.read_text())
-            results.append(([Member(*m) for m in data["members"]], data["skipped"]))
-            n_cached += 1
-            continue
-        except (AttributeError, OSError, ValueError, KeyError, TypeError):
-            pass  # no cache, not cached yet, or an unreadable entry: index the tar
+        target = None
+        if cache is not None:
+            try:
+                target = _cache_file(cache, path, max_bytes)  # stats the tar: OSError if it is gone
+                data = json.loads(target.read_text())
+                results.append(([Member(*m) for m in data["members"]], data["skipped"]))
+                n_cached += 1
+                continue
+            except (OSError, ValueError, KeyError, TypeError):
+                pass  # not cached yet, or an unreadable entry: index the tar
         members, skipped = index_tar(path, max_bytes=max_bytes, label=label)
         results.append((members, skipped))
         if target is not None and not any(s["reason"] == "bad-archive" for s in skipped):
