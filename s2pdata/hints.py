@@ -18,6 +18,7 @@ with ``resize_hints`` (nearest on every hint, never area or bilinear), or small 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import cv2
@@ -46,8 +47,14 @@ class Hints:
                 for (r, c), s, rgb in zip(self.points, self.sides, self.colors)]
 
     @classmethod
-    def from_json(cls, records: list[dict]) -> "Hints":
-        """Inverse of ``to_json``: a list of ``{"row", "col", "side", "rgb"}`` dicts."""
+    def from_json(cls, records: list[dict] | str) -> "Hints":
+        """Inverse of ``to_json``: a list of ``{"row", "col", "side", "rgb"}`` dicts, or that list as
+        a JSON string (as a sample's json stores it)."""
+        if isinstance(records, str):
+            try:
+                records = json.loads(records)
+            except ValueError as exc:
+                raise ValueError(f"records is a string but not JSON: {records[:120]!r} ({exc})") from None
         try:
             pts = np.array([[int(d["row"]), int(d["col"])] for d in records], np.int32).reshape(-1, 2)
             sides = np.array([int(d["side"]) for d in records], np.int32)

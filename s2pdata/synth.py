@@ -178,7 +178,9 @@ def make_sample(data: bytes, *, key: str, seed: int, cfg: SynthConfig, meta: dic
         "sketch": {**stable_sketch_params(sketch_params), "style": "rough" if rough else "clean",
                    # variable-length strokes as a JSON string: one schema for rough and clean samples
                    "rough": json.dumps(rough_params, sort_keys=True, separators=(",", ":"))},
-        "hints": hints.to_json(),
+        # a JSON string, not a list: Hugging Face infers one schema from the first 5 samples, and an
+        # empty list (no hints, 1 sample in 8) among all of them would type the field as null
+        "hints": json.dumps(hints.to_json(), separators=(",", ":")),
         "hint_radius": cfg.hint_radius,
         "regions": {"count": int(labels.max(initial=0)), "method": "trapped_ball", "radii": list(RADII),
                     "keep": list(KEEP), "edges": "blur-difference"},

@@ -59,7 +59,7 @@ def test_manifest_and_samples(demo_build):
         # the hint map's alpha is exactly the union of the hints' squares
         l = s["json"]["hint_radius"]
         mask = np.zeros((h, w), bool)
-        for p in s["json"]["hints"]:
+        for p in json.loads(s["json"]["hints"]):
             mask[max(p["row"] - l, 0):p["row"] + l + 1, max(p["col"] - l, 0):p["col"] + l + 1] = True
         assert np.array_equal(s["hint"][..., 3] > 0, mask)
 
@@ -74,17 +74,14 @@ def json_paths(x, path=""):
 
 
 def test_json_schema_is_the_same_for_every_sample(tmp_path):
-    """Hugging Face infers one schema from the first samples: keys and types must never vary
-    (an empty hint list is the one allowed gap)."""
+    """Hugging Face infers one schema from the first samples: keys and types must never vary."""
     cfg = SynthConfig(size=96, sketch_style="mix", fields=("flat", "colordomain", "reference"))
     run_build(src="demo:24", out=tmp_path, cfg=cfg, seed=1, shard_size=24, progress=False)
     samples = list(open_shards(tmp_path))
     assert {s["json"]["sketch"]["style"] for s in samples} == {"rough", "clean"}
     schemas = [json_paths(s["json"]) for s in samples]
     full = max(schemas, key=len)
-    for schema in schemas:
-        assert {k: v for k, v in full.items() if k in schema} == schema
-        assert set(full) - set(schema) <= {k for k in full if k.startswith(".hints[]")}
+    assert all(schema == full for schema in schemas)
     # and Hugging Face reads a build with every optional field
     datasets = pytest.importorskip("datasets")
     files = [str(p) for p in sorted(tmp_path.glob("shard-*.tar"))]

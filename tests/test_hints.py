@@ -193,6 +193,8 @@ def test_json_round_trip(color, seed):
         assert a.dtype == b.dtype and a.shape == b.shape
         np.testing.assert_array_equal(a, b)
     assert back.to_json() == hints.to_json()
+    as_stored = Hints.from_json(json.dumps(hints.to_json()))  # a sample's json keeps them as a string
+    assert as_stored.to_json() == hints.to_json()
 
 
 # ---------------------------------------------------------------- resizing
