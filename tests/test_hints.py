@@ -291,6 +291,6 @@ def test_render_and_resize_bad_arguments():
         with pytest.raises((TypeError, ValueError), match="size_hw"):
             resize_hints(good, size)
     for recs in ([{"row": 1}], [{"row": 1, "col": 1, "side": 0, "rgb": [1, 2, 3]}],
-                 [{"row": 1, "col": 1, "side": 1, "rgb": [1, 2, 256]}], 7):
+                 [{"row": 1, "col": 1, "side": 1, "rgb": [1, 2, 256]}], 7, "[{oops"):
         with pytest.raises(ValueError, match="records"):
             Hints.from_json(recs)
