@@ -31,7 +31,8 @@ from s2pdata.synth import SynthConfig
 
 
 def timed_build(src, cfg, workers, distributor="local"):
-    """(seconds end to end, seconds in the shard phase, per-stage seconds summed over shards)."""
+    """(seconds end to end, seconds in the shard phase, per-stage seconds summed over shards, bytes
+    written to shards)."""
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
         manifest = run_build(src=src, out=out, cfg=cfg, workers=workers, progress=False, distributor=distributor)
@@ -40,7 +41,7 @@ def timed_build(src, cfg, workers, distributor="local"):
         for p in Path(out).glob("shard-*.stats.json"):
             for k, v in json.loads(p.read_text())["seconds"].items():
                 stages[k] = stages.get(k, 0.0) + v
-    return seconds, manifest["totals"]["seconds_shards_this_run"], stages
+    return seconds, manifest["totals"]["seconds_shards_this_run"], stages, manifest["totals"]["bytes"]
 
 
 def _pixels(data: bytes) -> int:
@@ -64,7 +65,7 @@ def main():
     cfg = SynthConfig(size=args.size)
     n, w = args.n, args.workers
     with tempfile.TemporaryDirectory() as src:
-        pixels = 0
+        pixels, read = 0, 0
         for i in range(n):
             data, ext = demo_bytes(i, seed=0)
             if args.src_scale != 1.0:
@@ -72,14 +73,15 @@ def main():
                 img = cv2.resize(img, None, fx=args.src_scale, fy=args.src_scale, interpolation=cv2.INTER_CUBIC)
                 data = cv2.imencode(f".{ext}", img)[1].tobytes()
             pixels += _pixels(data)
+            read += len(data)
             Path(src, f"{i:06d}.{ext}").write_bytes(data)
         print(f"{cpu_model()}; {n} demo images of {pixels / n / 1e6:.1f} MP on average -> {args.size} short side, "
               f"drafts={cfg.drafts}; "
               f"{args.repeat} alternating runs each")
         ends, steadies, ones = [], [], []
         for r in range(args.repeat):
-            s1, p1, stages = timed_build(src, cfg, 1)
-            sn, pn, _ = timed_build(src, cfg, w)
+            s1, p1, stages, written = timed_build(src, cfg, 1)
+            sn, pn, _, _ = timed_build(src, cfg, w)
             ones.append((s1, p1))
             ends.append(s1 / sn)
             steadies.append(p1 / pn)
@@ -94,8 +96,8 @@ def main():
             t0 = time.perf_counter()
             ray.init(num_cpus=w, include_dashboard=False, log_to_driver=False, configure_logging=False)
             startup = time.perf_counter() - t0
-            local, _, _ = timed_build(src, cfg, w)
-            sr, _, _ = timed_build(src, cfg, w, "ray")
+            local, *_ = timed_build(src, cfg, w)
+            sr, *_ = timed_build(src, cfg, w, "ray")
             ray.shutdown()
             print(f"ray, {w} CPUs: {n / sr:6.2f} samples/s ({sr:.1f} s; Ray start-up {startup:.1f} s apart); "
                   f"{local / sr:.2f}x the local pool run just before it ({local:.1f} s)")
@@ -111,6 +113,11 @@ def main():
     for n_img in (1_000_000, 3_000_000, 5_000_000):
         hours = [n_img / (rate * 16 * nodes * eff) / 3600 for nodes in (1, 4, 16)]
         print(f"| {n_img / 1e6:.0f}M | {hours[0]:.1f} h | {hours[1]:.1f} h | {hours[2]:.2f} h |")
+    # the shared filesystem must keep up: every sample reads its source and writes its fields
+    per_sample = (read + written) / n
+    print(f"| shared-filesystem traffic ({read / n / 1e3:.0f} KB read + {written / n / 1e3:.0f} KB written "
+          "per sample) | " + " | ".join(f"{per_sample * rate * 16 * nodes * eff / 1e6:.0f} MB/s" for nodes in (1, 4, 16))
+          + " |")
 
 
 if __name__ == "__main__":
