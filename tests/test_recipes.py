@@ -33,7 +33,7 @@ def test_danbooru_recipe_on_a_fake_gwern_tree(tmp_path):
     assert manifest["fields"][-3:] == ["draft0.jpg", "draft1.jpg", "json"]
     assert manifest["config"]["size"] == 64  # the flag won over the recipe's 512
     assert samples[0]["json"]["source"]["rating"] == "general"
-    assert samples[1]["json"]["source"]["artist"] == ["artist_a"]
+    assert samples[1]["json"]["source"]["artist"] == "artist_a"
 
 
 def test_studio_recipe_on_the_demo_source(tmp_path):

@@ -11,7 +11,9 @@ Consumes a folder in one of three layouts, found by probing its contents (not it
 
 plus Danbooru metadata (``metadata.py``) when found or given. Produces sorted ``Item``s whose
 meta is ``{"source": "danbooru", "id", "artist", "rating", "md5", "path" | "archive"+"member"}``
-after the metadata filters (``filters.py``); ``read`` returns one file's bytes in a worker.
+(artist tags as one space-separated string, as Danbooru writes them; ``""`` where the metadata
+has nothing: one type per key, which Hugging Face's schema inference needs) after the metadata
+filters (``filters.py``); ``read`` returns one file's bytes in a worker.
 """
 
 from __future__ import annotations
@@ -225,8 +227,8 @@ class DanbooruSource:
         items = []
         for i in kept:
             e, f = unique[i], facts[i]
-            meta = {"source": "danbooru", "id": e[0], "artist": f["artist"] if f else [],
-                    "rating": f["rating"] if f else None, "md5": f["md5"] if f else None, **e[3]}
+            meta = {"source": "danbooru", "id": e[0], "artist": " ".join(f["artist"]) if f else "",
+                    "rating": (f["rating"] or "") if f else "", "md5": (f["md5"] or "") if f else "", **e[3]}
             items.append(Item(pre[i].key, e[2], meta))
         self._state = {"items": items, "skipped": skipped, "removed": removed, "exts": exts,
                        "listed": len(entries), "ids": (unique[0][0], unique[-1][0]) if unique else None,

@@ -133,7 +133,8 @@ class HFSource:
                 paths = [f"{k}.{col}" for k in ds["__key__"]]
             else:
                 paths = [None] * len(ds)
-            items = [Item(f"hf-{i:09d}", i, {"source": "hf", "row": i, "path": p}) for i, p in enumerate(paths)]
+            # "" for a row without a file name: one type per key for Hugging Face's schema inference
+            items = [Item(f"hf-{i:09d}", i, {"source": "hf", "row": i, "path": p or ""}) for i, p in enumerate(paths)]
             self._state = {"items": items, "column": col, "fingerprint": getattr(ds, "_fingerprint", None),
                            "rows": len(ds)}
         return self._state
