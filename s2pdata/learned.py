@@ -47,7 +47,7 @@ ARCHS = ("anime2sketch", "informative", "export", "torchscript")
 def parse_weights_spec(spec: str) -> tuple[str, Path]:
     """``"ARCH:PATH"`` -> (arch, path); raises ValueError naming the problem and the fix."""
     if not isinstance(spec, str) or ":" not in spec:
-        raise ValueError(f"sketch_weights must be 'ARCH:PATH' with ARCH one of {ARCHS}, got {spec!r} "
+        raise ValueError(f"sketch_weights (--sketch-weights) must be 'ARCH:PATH' with ARCH one of {ARCHS}, got {spec!r} "
                          f"(e.g. anime2sketch:/models/netG.pth)")
     arch, path = spec.split(":", 1)
     if arch not in ARCHS:
