@@ -30,7 +30,8 @@ def main() -> None:
     ap.add_argument("--side", type=int, default=512)
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
-    color = np.ascontiguousarray(cv2.resize(draw_demo(0)[..., :3], (args.side, args.side), interpolation=cv2.INTER_AREA))
+    color = cv2.resize(draw_demo(0)[..., :3], (args.side, args.side), interpolation=cv2.INTER_AREA)
+    color = np.ascontiguousarray(color)
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     floor = best_of(lambda: cv2.imdecode(cv2.imencode(".jpg", color, [cv2.IMWRITE_JPEG_QUALITY, 95])[1],

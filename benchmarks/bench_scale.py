@@ -115,9 +115,9 @@ def main():
         print(f"| {n_img / 1e6:.0f}M | {hours[0]:.1f} h | {hours[1]:.1f} h | {hours[2]:.2f} h |")
     # the shared filesystem must keep up: every sample reads its source and writes its fields
     per_sample = (read + written) / n
+    rates = [per_sample * rate * 16 * nodes * eff / 1e6 for nodes in (1, 4, 16)]
     print(f"| shared-filesystem traffic ({read / n / 1e3:.0f} KB read + {written / n / 1e3:.0f} KB written "
-          "per sample) | " + " | ".join(f"{per_sample * rate * 16 * nodes * eff / 1e6:.0f} MB/s" for nodes in (1, 4, 16))
-          + " |")
+          "per sample) | " + " | ".join(f"{r:.0f} MB/s" for r in rates) + " |")
 
 
 if __name__ == "__main__":

@@ -47,8 +47,8 @@ ARCHS = ("anime2sketch", "informative", "export", "torchscript")
 def parse_weights_spec(spec: str) -> tuple[str, Path]:
     """``"ARCH:PATH"`` -> (arch, path); raises ValueError naming the problem and the fix."""
     if not isinstance(spec, str) or ":" not in spec:
-        raise ValueError(f"sketch_weights (--sketch-weights) must be 'ARCH:PATH' with ARCH one of {ARCHS}, got {spec!r} "
-                         f"(e.g. anime2sketch:/models/netG.pth)")
+        raise ValueError(f"sketch_weights (--sketch-weights) must be 'ARCH:PATH' with ARCH one of {ARCHS}, "
+                         f"got {spec!r} (e.g. anime2sketch:/models/netG.pth)")
     arch, path = spec.split(":", 1)
     if arch not in ARCHS:
         raise ValueError(f"sketch_weights architecture must be one of {ARCHS}, got {arch!r} in {spec!r}")
