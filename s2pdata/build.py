@@ -53,6 +53,7 @@ class ShardTask:
     out: str
     pool_dir: str | None = None
     pool_sha256: str | None = None  # part of the cache key: an overwritten pool is reloaded
+    crashed: tuple[str, ...] = ()  # keys whose processing killed a worker: rejected, never read
 
 
 @dataclass(frozen=True)
@@ -65,21 +66,34 @@ class PoolTask:
     seed: int
     per_image: int
     part_dir: str  # the worker writes its patches here (pixels never travel through pickles)
+    crashed: tuple[str, ...] = ()  # keys whose processing killed a worker: skipped
 
 
 # ---------------------------------------------------------------------------------------------
 # one shard, in a worker
 
 _progress = None  # worker-side queue: count of items finished, sent to the parent's progress bar
+_inflight = None  # worker-side file descriptor: the key being processed now (see local_runner)
+CRASHED = "worker-crashed"  # the reject reason of an item whose processing kills its worker
 
 
-def _init_worker(queue) -> None:
+def _init_worker(queue, inflight_dir: str) -> None:
     from ._jit import worker_setup
 
-    global _progress
+    global _progress, _inflight
     _progress = queue
+    _inflight = os.open(os.path.join(inflight_dir, str(os.getpid())), os.O_WRONLY | os.O_CREAT, 0o644)
     worker_setup()  # kernels load from Numba's disk cache on first use: only the ones this build needs
     atexit.register(_exit_now)
+
+
+def _mark(key: str) -> None:
+    """Record which item this worker is on (written to the kernel, so it survives a crash)."""
+    if _inflight is not None:
+        os.pwrite(_inflight, key.encode().ljust(_KEY_SLOT)[:_KEY_SLOT], 0)
+
+
+_KEY_SLOT = 256  # keys are at most 96 characters (sources.base.sanitize_key)
 
 
 def _exit_now() -> None:
@@ -109,11 +123,16 @@ def build_pool_part(task: PoolTask, tick=_tick) -> str:
     none (the shard phase reports them)."""
     patches = []
     for item in task.items:
+        if item.key in task.crashed:
+            tick(1)
+            continue
+        _mark(item.key)
         try:
             patches += pool_patches(task.source.read(item), key=item.key, seed=task.seed, cfg=task.cfg,
                                     per_image=task.per_image, check=task.source.check_pixels)
         except (DecodeError, OSError):
             pass
+        _mark("")
         tick(1)
     PatchPool(patches).save(task.part_dir)
     return task.part_dir
@@ -129,6 +148,13 @@ def build_shard(task: ShardTask, tick=_tick) -> dict:
     pending = 0
     last = time.monotonic()
     for item in task.items:
+        if item.key in task.crashed:
+            rejects.append({"key": item.key, "path": str(item.locator), "reason": CRASHED,
+                            "detail": "a worker process died while this file was being decoded or synthesised, "
+                                      "also when it ran alone"})
+            pending += 1
+            continue
+        _mark(item.key)
         try:
             with timer("read"):
                 data = task.source.read(item)
@@ -146,6 +172,7 @@ def build_shard(task: ShardTask, tick=_tick) -> dict:
         except OSError as exc:
             rejects.append({"key": item.key, "path": str(item.locator), "reason": "read-error",
                             "detail": f"{type(exc).__name__}: {exc}"})
+        _mark("")
         pending += 1
         if time.monotonic() - last > 0.2:
             tick(pending)
@@ -300,6 +327,13 @@ def local_runner(workers: int):
 
     ``fn(task, tick)`` runs in a worker; ``tick(n)`` reaches the parent's progress bar through a
     queue. One pool serves every phase of a build.
+
+    A file that kills its worker (a decoder's segfault, the kernel's OOM killer) does not stop the
+    build. Each worker keeps the key it is on in a small file; when the pool breaks, the tasks
+    that had a key in flight become suspects and run again one at a time in a single-worker pool,
+    so a second death names its item for certain. That item is then excluded (``task.crashed``;
+    a ``worker-crashed`` reject) and its task re-run; every other task simply runs again. (With
+    one worker the build runs in this process and has no such protection.)
     """
     if workers <= 1:
         from ._jit import worker_setup
@@ -307,38 +341,105 @@ def local_runner(workers: int):
         worker_setup()
         yield lambda fn, tasks, bar: [fn(t, bar.update) for t in tasks]
         return
+    import dataclasses
     import multiprocessing as mp
+    import tempfile
     from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
 
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
+    inflight = tempfile.mkdtemp(prefix="s2pdata-inflight-")
+
+    def new_pool(n: int) -> ProcessPoolExecutor:
+        pool = ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker, initargs=(queue, inflight))
+        for _ in range(n):
+            pool.submit(_started)  # spawn them all now
+        return pool
+
+    pools = [new_pool(workers)]  # pools[0] serves the build; replaced when a crash breaks it
+    killers: set[str] = set()  # keys known to kill a worker, excluded from every later task too
+
+    def excluding(task, keys):
+        hit = tuple(sorted(k for k in keys if k not in task.crashed and any(it.key == k for it in task.items)))
+        return dataclasses.replace(task, crashed=task.crashed + hit) if hit else task
+
+    def in_flight() -> set[str]:
+        """The keys the workers were on, each slot then blanked (live workers keep writing to theirs)."""
+        keys = set()
+        for name in os.listdir(inflight):
+            with open(os.path.join(inflight, name), "r+b") as f:
+                keys.add(f.read().decode(errors="replace").strip())
+                f.truncate(0)
+        return keys - {""}
+
+    def attempt(pool, fn, tasks, indices) -> tuple[dict, set[str] | None]:
+        """Results of the tasks that finished, and the keys in flight if a worker died."""
+        futures = {pool.submit(fn, tasks[i]): i for i in indices}
+        wait(futures, return_when=FIRST_EXCEPTION)
+        done, broken = {}, False
+        for f, i in futures.items():
+            exc = f.exception() if f.done() else None
+            if f.done() and exc is None:
+                done[i] = f.result()
+            elif isinstance(exc, BrokenProcessPool):
+                broken = True
+            elif exc is not None:
+                for g in futures:
+                    g.cancel()
+                raise exc
+        return done, (in_flight() if broken else None)
 
     def run(fn, tasks, bar):
         def drain():
             for n in iter(queue.get, None):  # None: the parent's own end marker
-                bar.update(n)
+                bar.update(min(n, bar.total - bar.n) if bar.total else n)  # re-runs never overfill it
 
         thread = threading.Thread(target=drain, daemon=True)
         thread.start()
+        tasks, results, suspects, blind = [excluding(t, killers) for t in tasks], {}, [], 0
         try:
-            futures = [pool.submit(fn, t) for t in tasks]
-            wait(futures, return_when=FIRST_EXCEPTION)
-            for f in futures:
-                if f.done() and f.exception() is not None:
-                    for g in futures:
-                        g.cancel()
-                    raise f.exception()
-            return [f.result() for f in futures]
+            while len(results) < len(tasks):
+                if suspects:  # alone in a fresh single-worker pool: a death now names its key
+                    i = suspects.pop(0)
+                    alone = new_pool(1)
+                    try:
+                        done, keys = attempt(alone, fn, tasks, [i])
+                    finally:
+                        alone.shutdown(wait=False, cancel_futures=True)
+                    results.update(done)
+                    if keys:
+                        killers.update(keys)
+                        tasks[i] = excluding(tasks[i], keys)
+                        suspects.insert(0, i)
+                    elif keys is not None:
+                        blind += 1  # died between items: nothing to exclude
+                        suspects.insert(0, i)
+                else:
+                    todo = [i for i in range(len(tasks)) if i not in results]
+                    done, keys = attempt(pools[0], fn, tasks, todo)
+                    results.update(done)
+                    if keys is not None:
+                        pools[0].shutdown(wait=False, cancel_futures=True)
+                        pools[0] = new_pool(workers)
+                        suspects = [i for i in todo if i not in results
+                                    and any(it.key in keys for it in tasks[i].items)]
+                        blind += not suspects
+                if blind > 3:
+                    raise RuntimeError("build workers keep dying outside any one file (out of memory? see the "
+                                       "system log); committed shards are kept: re-run to resume")
+            return [results[i] for i in range(len(tasks))]
         finally:
             queue.put(None)
             thread.join()
             while not queue.empty():
                 bar.update(queue.get())
 
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(queue,)) as pool:
-        for _ in range(workers):
-            pool.submit(_started)
+    try:
         yield run
+    finally:
+        pools[0].shutdown(wait=True, cancel_futures=True)
+        shutil.rmtree(inflight, ignore_errors=True)
 
 
 def _ray_call(fn, task, tally):

@@ -2,7 +2,8 @@
 
 Danbooru layouts (gwern ``original/NNNN/ID.ext`` + ``512px``, tars of ``ID.ext``, flat), posts
 metadata in both dialects (JSON Lines, .gz, inside .tar.gz, parquet), a hostile tar, and Hugging
-Face trees (imagefolder, parquet of embedded bytes, webdataset tars). Bytes are deterministic.
+Face trees (imagefolder, parquet of embedded bytes, webdataset tars), and a source whose one bad
+file kills the worker reading it. Bytes are deterministic.
 """
 
 from __future__ import annotations
@@ -10,11 +11,17 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import multiprocessing
+import os
+import signal
 import tarfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from s2pdata.sources.demo import DemoSource
 
 from .badfiles import picture, write_bad_folder
 
@@ -229,3 +236,19 @@ def make_metadata_lines(n: int, seed: int = 0):
                                   general=general, ext="jpg" if pid % 5 else "png",
                                   width=int(rng.integers(200, 3000)), height=int(rng.integers(200, 3000)),
                                   score=int(rng.integers(-5, 100)), deleted=pid % 50 == 0)).encode() + b"\n"
+
+
+@dataclass(frozen=True)
+class CrashingSource(DemoSource):
+    """The demo source, except that reading ``crash_key`` in a worker process kills that process
+    outright, as a decoder's segfault or the OOM killer would (never the test process itself)."""
+
+    crash_key: str = ""
+
+    def spec(self) -> dict:
+        return {**super().spec(), "crash_key": self.crash_key}
+
+    def read(self, item):
+        if item.key == self.crash_key and multiprocessing.parent_process() is not None:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().read(item)

@@ -13,12 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from s2pdata.build import BuildRefused, main, run_build
+from s2pdata.build import BuildRefused, main, pool_plan, run_build
 from s2pdata.data import open_shards
 from s2pdata.drafts import PatchPool
+from s2pdata.sources.demo import DemoSource
 from s2pdata.synth import SynthConfig
 
 from .badfiles import write_bad_folder
+from .fakes import CrashingSource
 
 CFG = SynthConfig(size=96)
 FIELDS = {"color.jpg", "sketch.png", "hint.png", "regions.png", "draft0.jpg", "json"}
@@ -201,6 +203,23 @@ def test_bad_files_are_reported_and_good_ones_kept(tmp_path):
     totals = json.loads((out / "dataset.json").read_text())["totals"]
     assert totals["rejected"] == len(bad) and totals["samples"] == len(good)
     assert sum(totals["reasons"].values()) == len(bad)
+
+
+def test_a_file_that_kills_its_worker_is_rejected_and_the_build_finishes(tmp_path):
+    items = DemoSource(12).items()
+    killer = pool_plan(items, 3, CFG.pool_size)[0][0].key  # dies in the pool pre-pass first, then is
+    out = tmp_path / "crash"                                # kept out of the shard phase up front
+    manifest = run_build(src=CrashingSource(n=12, crash_key=killer), out=out, cfg=CFG, seed=3, shard_size=4,
+                         workers=2, progress=False)
+    t = manifest["totals"]
+    assert t["samples"] == 11 and t["rejected"] == 1 and t["reasons"] == {"worker-crashed": 1}
+    (reject,) = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
+    assert reject["key"] == killer and reject["reason"] == "worker-crashed"
+    ref = tmp_path / "ref"
+    run_build(src=DemoSource(12), out=ref, cfg=CFG, seed=3, shard_size=4, workers=1, progress=False)
+    colors = {s["__key__"]: s["color"].tobytes() for s in open_shards(out)}
+    assert colors == {s["__key__"]: s["color"].tobytes() for s in open_shards(ref) if s["__key__"] != killer}
+    assert not list(out.glob("*.tmp"))
 
 
 def test_a_source_folder_that_changed_is_refused_on_resume(tmp_path):
