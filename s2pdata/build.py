@@ -391,9 +391,12 @@ def local_runner(workers: int):
         return done, (in_flight() if broken else None)
 
     def run(fn, tasks, bar):
+        def advance(n):
+            bar.update(min(n, bar.total - bar.n) if bar.total else n)  # re-runs never overfill it
+
         def drain():
             for n in iter(queue.get, None):  # None: the parent's own end marker
-                bar.update(min(n, bar.total - bar.n) if bar.total else n)  # re-runs never overfill it
+                advance(n)
 
         thread = threading.Thread(target=drain, daemon=True)
         thread.start()
@@ -433,7 +436,7 @@ def local_runner(workers: int):
             queue.put(None)
             thread.join()
             while not queue.empty():
-                bar.update(queue.get())
+                advance(queue.get())
 
     try:
         yield run
@@ -599,6 +602,7 @@ def run_build(*, src: str | Source, out: str | Path, cfg: SynthConfig, seed: int
         with bar_factory(len(items), f"build {out.name}", sum(len(plan[i]) for i in done)) as bar:
             for stats in run(build_shard, tasks, bar):
                 done[stats["index"]] = stats
+        remove_partials(out)  # what a worker that died while writing left (every shard is committed)
     elapsed = time.perf_counter() - t0
     stats = [done[i] for i in range(len(plan))]
     write_index(out, stats)
