@@ -291,6 +291,10 @@ class BuildRefused(RuntimeError):
     """The output folder holds a different build; nothing was touched."""
 
 
+class BuildStopped(RuntimeError):
+    """Workers kept dying; committed shards are kept and a re-run resumes."""
+
+
 def _owned_files(out: Path) -> list[Path]:
     names = [DATASET_JSON, INDEX_JSON, REJECTS]
     return ([out / n for n in names if (out / n).exists()] + sorted(out.glob(f"{POOL_DIR}/patch_pool*"))
@@ -429,7 +433,7 @@ def local_runner(workers: int):
                                     and any(it.key in keys for it in tasks[i].items)]
                         blind += not suspects
                 if blind > 3:
-                    raise RuntimeError("build workers keep dying outside any one file (out of memory? see the "
+                    raise BuildStopped("build workers keep dying outside any one file (out of memory? see the "
                                        "system log); committed shards are kept: re-run to resume")
             return [results[i] for i in range(len(tasks))]
         finally:
@@ -450,6 +454,13 @@ def _ray_call(fn, task, tally):
 
     worker_setup()
     return fn(task, tick=(lambda n: tally.add.remote(n)) if tally is not None else (lambda n: None))
+
+
+def _describe(task) -> str:
+    keys = [it.key for it in task.items]
+    if isinstance(task, ShardTask):
+        return f"shard {task.index} ({keys[0]} .. {keys[-1]})"
+    return f"a patch-pool task ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})"
 
 
 class _Tally:
@@ -515,7 +526,14 @@ def ray_runner(workers: int, address: str | None, retries: int = 3):
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.25)  # returns at the first done
                 for ref in ready:
                     i, task = pending.pop(ref)
-                    results[i] = ray.get(ref)
+                    try:
+                        results[i] = ray.get(ref)
+                    except ray.exceptions.WorkerCrashedError as exc:
+                        raise BuildStopped(
+                            f"a Ray worker died {retries + 1} times on {_describe(task)} (a file that kills its "
+                            "reader, or out of memory); committed "
+                            "shards are kept. Re-run the same command to resume, or with --distributor local "
+                            "on one machine, which finds such a file and rejects it as worker-crashed") from exc
                     if tally is None:
                         show(len(task.items))
                 if tally is not None:
@@ -740,6 +758,9 @@ def main(argv: list[str] | None = None) -> int:
     except (BuildRefused, ValueError) as exc:
         print(f"s2pdata.build: {exc}", file=sys.stderr)
         return 2
+    except BuildStopped as exc:
+        print(f"s2pdata.build: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("\ninterrupted: committed shards are kept; re-run the same command to resume", file=sys.stderr)
         return 130

@@ -11,8 +11,11 @@ import time
 
 import pytest
 
-from s2pdata.build import run_build
+from s2pdata.build import BuildStopped, run_build
+from s2pdata.sources.demo import DemoSource
 from s2pdata.synth import SynthConfig
+
+from .fakes import CrashingSource
 
 ray = pytest.importorskip("ray")
 CFG = SynthConfig(size=96)
@@ -69,6 +72,13 @@ def test_ray_progress_bar_counts_every_item_once(tmp_path, local_ray, monkeypatc
     for bar in (pool_bar, build_bar):
         assert bar.n == bar.total and min(bar.updates) >= 0
     assert build_bar.total == 12
+
+
+def test_a_file_that_kills_ray_workers_stops_the_build_with_advice(tmp_path, local_ray):
+    killer = DemoSource(8).items()[5].key
+    with pytest.raises(BuildStopped, match="--distributor local"):
+        run_build(src=CrashingSource(n=8, crash_key=killer), out=tmp_path / "crash", cfg=CFG, seed=5,
+                  shard_size=4, workers=2, progress=False, distributor="ray")
 
 
 def test_killed_ray_driver_resumes_without_partial_shards(tmp_path):
