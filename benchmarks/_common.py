@@ -5,6 +5,9 @@ from __future__ import annotations
 import platform
 import time
 
+import cv2
+import numpy as np
+
 
 def best_of(fn, repeat: int = 3) -> float:
     """Fastest of ``repeat`` calls of ``fn()``, in seconds (the least disturbed by other jobs)."""
@@ -14,6 +17,13 @@ def best_of(fn, repeat: int = 3) -> float:
         fn()
         best = min(best, time.perf_counter() - t0)
     return best
+
+
+def jpeg_q95_round_trip(image: np.ndarray) -> np.ndarray:
+    """The codec floor's unit of work: cv2 JPEG q95 encode, then decode, of a 3-channel image
+    (cv2 order; callers convert outside or inside the timing as their floor defines)."""
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    return cv2.imdecode(buf, cv2.IMREAD_COLOR)
 
 
 def cpu_model() -> str:

@@ -34,7 +34,7 @@ from s2pdata.drafts import PatchPool, make_draft, paste_patches  # noqa: E402
 from s2pdata.spray import SprayParams, apply_spray  # noqa: E402
 from s2pdata.synth import SynthConfig, pool_patches  # noqa: E402
 from s2pdata.warp import AffineParams, make_affine_params, warp_batch_torch, warp_image  # noqa: E402
-from _common import best_of  # noqa: E402  (benchmarks/ is on sys.path)
+from _common import best_of, jpeg_q95_round_trip  # noqa: E402  (benchmarks/ is on sys.path)
 
 
 def demo_512(index: int, seed: int) -> np.ndarray:
@@ -58,8 +58,7 @@ def draft_costs(args) -> tuple[list[str], dict]:
         bgr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)  # cv2 encodes BGR
 
         def codec():
-            ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 95])
-            cv2.imdecode(buf, cv2.IMREAD_COLOR)
+            jpeg_q95_round_trip(bgr)
 
         rng_of = lambda: sample_rng(args.seed, demo_key(i), "draft", 0)  # noqa: E731
         _, params = make_draft(img, pool=pool, rng=rng_of())

@@ -26,6 +26,7 @@ import skimage.data
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from s2pdata._jit import single_thread  # noqa: E402
 from s2pdata.domain import color_domain, quantize  # noqa: E402
 from s2pdata.flat import flat_fill  # noqa: E402
 from s2pdata.refimage import make_reference  # noqa: E402
@@ -33,13 +34,7 @@ from s2pdata.regions import propose_regions  # noqa: E402
 from s2pdata.rough import roughen_sketch  # noqa: E402
 from s2pdata.sketch import extract_sketch  # noqa: E402
 from tests.reference import ref_flat_fill  # noqa: E402
-from _common import best_of, cpu_model  # noqa: E402  (benchmarks/ is on sys.path)
-
-
-def _jpeg_round_trip(color: np.ndarray) -> np.ndarray:
-    bgr = cv2.cvtColor(color, cv2.COLOR_RGB2BGR)  # cv2 codecs take BGR
-    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 95])
-    return cv2.imdecode(buf, cv2.IMREAD_COLOR)
+from _common import best_of, cpu_model, jpeg_q95_round_trip  # noqa: E402  (benchmarks/ is on sys.path)
 
 
 def main() -> None:
@@ -48,8 +43,7 @@ def main() -> None:
     ap.add_argument("--side", type=int, default=512)
     ap.add_argument("--out", default="-", help="also write the markdown table to this file ('-': print only)")
     args = ap.parse_args()
-    cv2.setNumThreads(1)
-    numba.set_num_threads(1)
+    single_thread()
 
     fields = ["rough", "flat median", "flat trimmed", "quantize k8", "domain k8", "reference"]
     rows = []
@@ -58,7 +52,7 @@ def main() -> None:
                            interpolation=cv2.INTER_AREA)  # dsize is (w, h)
         sketch, _ = extract_sketch(color, method="xdog", rng=np.random.default_rng(0), augment=False)
         labels = propose_regions(color)
-        floor = best_of(lambda: _jpeg_round_trip(color), args.repeat)
+        floor = best_of(lambda: jpeg_q95_round_trip(cv2.cvtColor(color, cv2.COLOR_RGB2BGR)), args.repeat)
         rng = lambda: np.random.default_rng(1)  # noqa: E731 - a fresh generator per call
         t = {
             "rough": best_of(lambda: roughen_sketch(sketch, rng=rng()), args.repeat),

@@ -20,13 +20,13 @@ import time
 from pathlib import Path
 
 import cv2
-import numba
 import numpy as np
 import skimage.data
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from s2pdata._jit import single_thread  # noqa: E402
 from s2pdata.hints import render_hints, sample_hints  # noqa: E402
 from s2pdata.sketch import extract_sketch, sketch_dilate, sketch_highpass, sketch_xdog  # noqa: E402
 from _common import best_of, cpu_model  # noqa: E402  (benchmarks/ is on sys.path)
@@ -49,8 +49,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=200)
     ap.add_argument("--out", default="-", help="also write the markdown table to this file ('-': print only)")
     args = ap.parse_args()
-    cv2.setNumThreads(1)
-    numba.set_num_threads(1)
+    single_thread()
 
     cases = [
         ("sketch_dilate", lambda c: (lambda: sketch_dilate(c))),

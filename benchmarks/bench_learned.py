@@ -18,8 +18,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from _common import best_of, cpu_model
+from _common import best_of, cpu_model, jpeg_q95_round_trip
 
+from s2pdata._jit import single_thread
 from s2pdata.demo import draw_demo
 from s2pdata.learned import build_net, load_extractor
 from s2pdata.sketch import sketch_xdog
@@ -33,9 +34,8 @@ def main() -> None:
     color = cv2.resize(draw_demo(0)[..., :3], (args.side, args.side), interpolation=cv2.INTER_AREA)
     color = np.ascontiguousarray(color)
     torch.set_num_threads(1)
-    cv2.setNumThreads(1)
-    floor = best_of(lambda: cv2.imdecode(cv2.imencode(".jpg", color, [cv2.IMWRITE_JPEG_QUALITY, 95])[1],
-                                         cv2.IMREAD_COLOR), 10)
+    single_thread()
+    floor = best_of(lambda: jpeg_q95_round_trip(color), 10)
     xdog = best_of(lambda: sketch_xdog(color), 10)
     print(f"{cpu_model()}, torch {torch.__version__}, one thread, {args.side}^2 picture")
     print(f"codec floor (JPEG q95 encode+decode) {1e3 * floor:8.1f} ms")

@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from s2pdata import regions  # noqa: E402
+from s2pdata._jit import single_thread  # noqa: E402
 from s2pdata.regions import edge_map, trapped_ball  # noqa: E402
 from tests.reference import adjusted_rand_index, ref_trapped_ball  # noqa: E402
 from _common import best_of, cpu_model  # noqa: E402  (benchmarks/ is on sys.path)
@@ -37,8 +38,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=10)
     ap.add_argument("--out", default="-", help="also write the markdown table to this file ('-': print only)")
     args = ap.parse_args()
-    cv2.setNumThreads(1)
-    numba.set_num_threads(1)
+    single_thread()
 
     rows = []
     for name in ("astronaut", "coffee", "chelsea"):

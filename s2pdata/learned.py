@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -57,13 +57,18 @@ def parse_weights_spec(spec: str) -> tuple[str, Path]:
     return arch, Path(path).expanduser()
 
 
-def weights_digest(spec: str) -> str:
-    """sha256 of the file ``spec`` names (recorded in dataset.json, so new weights need a new build);
-    raises ValueError when the file is missing."""
+def _weights_file(spec: str) -> tuple[str, Path]:
+    """``parse_weights_spec``, and ValueError when the file is missing."""
     arch, path = parse_weights_spec(spec)
     if not path.is_file():
         raise ValueError(f"sketch_weights file {str(path)!r} does not exist (from {spec!r})")
-    return file_sha256(path)
+    return arch, path
+
+
+def weights_digest(spec: str) -> str:
+    """sha256 of the file ``spec`` names (recorded in dataset.json, so new weights need a new build);
+    raises ValueError when the file is missing."""
+    return file_sha256(_weights_file(spec)[1])
 
 
 def file_sha256(path) -> str:
@@ -179,9 +184,7 @@ class LearnedExtractor:
 
         from s2pdata import _jit
 
-        self.sha256 = weights_digest(spec)
-        self.arch, self.path = parse_weights_spec(spec)
-        arch, path = self.arch, self.path
+        self.arch, self.path = arch, path = _weights_file(spec)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if _jit.SINGLE_THREAD:
             torch.set_num_threads(1)  # a build worker: the workers are the parallelism
@@ -209,6 +212,11 @@ class LearnedExtractor:
         if arch != "export":  # an exported program's module is already in inference form
             self.net = self.net.eval()
         self.net = self.net.to(self.device)
+
+    @cached_property
+    def sha256(self) -> str:
+        """sha256 of the weights file (read on first use: the build hashes it once, in the parent)."""
+        return file_sha256(self.path)
 
     def __call__(self, color: np.ndarray) -> np.ndarray:
         """``(H, W, 3) uint8`` RGB -> ``(H, W) uint8`` line art, 255 paper."""

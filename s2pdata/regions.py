@@ -589,13 +589,12 @@ def _finish_kernel(lab, buf, n, h, w, assign, a_min, a_lone, a_thin):
     acc = acc2[:n2] + acc2[n2:]
     area = acc & 0xFFFFFFFF
     inner = (acc >> 32) > 0
-    if assign:   # edges become open
+    if assign:   # edges become open, then the regions grow over them
         for i in range(1, h + 1):
             c = lab[i * wp:(i + 1) * wp]
             for j in range(1, w + 1):
                 a = c[j]
                 c[j] = a + (a == 0) * _OPEN
-    if assign:
         lab, buf = _grow(lab, buf, h, w)
     # pass 2: neighbours, only of the regions whose fate depends on them. With the edges
     # assigned, the labels cover the connected image, so when n >= 2 every region has a

@@ -46,20 +46,14 @@ def test_studio_recipe_on_the_demo_source(tmp_path):
     assert json.loads((out / "dataset.json").read_text())["fields"][0] == "color.png"
 
 
-def test_unknown_recipe_key_is_named(tmp_path, capsys):
+@pytest.mark.parametrize("text,message", [('sizes = 3\n', "unknown key 'sizes'"),
+                                          ('crop = "diagonal"\n', "crop must be one of")])
+def test_bad_recipe_keys_and_values_are_named(tmp_path, capsys, text, message):
     recipe = tmp_path / "r.toml"
-    recipe.write_text('sizes = 3\n')
+    recipe.write_text(text)
     with pytest.raises(SystemExit):
         main(["--recipe", str(recipe), "--src", "demo:2", "--out", str(tmp_path / "o")])
-    assert "unknown key 'sizes'" in capsys.readouterr().err
-
-
-def test_recipe_values_are_checked(tmp_path, capsys):
-    recipe = tmp_path / "r.toml"
-    recipe.write_text('crop = "diagonal"\n')
-    with pytest.raises(SystemExit):
-        main(["--recipe", str(recipe), "--src", "demo:2", "--out", str(tmp_path / "o")])
-    assert "crop must be one of" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
 
 
 def test_src_and_out_may_come_from_the_recipe(tmp_path):
