@@ -30,10 +30,11 @@ from s2pdata._jit import single_thread, warmup  # noqa: E402
 from s2pdata._rng import sample_rng  # noqa: E402
 from s2pdata.decode import decode_image, fit_size  # noqa: E402
 from s2pdata.demo import demo_bytes, demo_key  # noqa: E402
-from s2pdata.drafts import PatchPool, make_draft, paste_patches  # noqa: E402
-from s2pdata.spray import SprayParams, apply_spray  # noqa: E402
+from s2pdata.pool import PatchPool  # noqa: E402
+from s2pdata.stages.drafts import make_draft, paste_patches  # noqa: E402
+from s2pdata.stages.spray import SprayParams, apply_spray  # noqa: E402
 from s2pdata.synth import SynthConfig, pool_patches  # noqa: E402
-from s2pdata.warp import AffineParams, make_affine_params, warp_batch_torch, warp_image  # noqa: E402
+from s2pdata.stages.warp import AffineParams, make_affine_params, warp_batch_torch, warp_image  # noqa: E402
 from _common import best_of, jpeg_q95_round_trip  # noqa: E402  (benchmarks/ is on sys.path)
 
 

@@ -27,12 +27,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from s2pdata._jit import single_thread  # noqa: E402
-from s2pdata.domain import color_domain, quantize  # noqa: E402
-from s2pdata.flat import flat_fill  # noqa: E402
-from s2pdata.refimage import make_reference  # noqa: E402
-from s2pdata.regions import propose_regions  # noqa: E402
-from s2pdata.rough import roughen_sketch  # noqa: E402
-from s2pdata.sketch import extract_sketch  # noqa: E402
+from s2pdata.stages.domain import color_domain, quantize  # noqa: E402
+from s2pdata.stages.flat import flat_fill  # noqa: E402
+from s2pdata.stages.refimage import make_reference  # noqa: E402
+from s2pdata.stages.regions import propose_regions  # noqa: E402
+from s2pdata.stages.rough import roughen_sketch  # noqa: E402
+from s2pdata.stages.sketch import extract_sketch  # noqa: E402
 from tests.reference import ref_flat_fill  # noqa: E402
 from _common import best_of, cpu_model, jpeg_q95_round_trip  # noqa: E402  (benchmarks/ is on sys.path)
 

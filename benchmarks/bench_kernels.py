@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from s2pdata._jit import single_thread  # noqa: E402
-from s2pdata.hints import render_hints, sample_hints  # noqa: E402
-from s2pdata.sketch import extract_sketch, sketch_dilate, sketch_highpass, sketch_xdog  # noqa: E402
+from s2pdata.stages.hints import render_hints, sample_hints  # noqa: E402
+from s2pdata.stages.sketch import extract_sketch, sketch_dilate, sketch_highpass, sketch_xdog  # noqa: E402
 from _common import best_of, cpu_model  # noqa: E402  (benchmarks/ is on sys.path)
 
 SIDE = 512

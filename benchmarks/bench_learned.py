@@ -3,7 +3,7 @@
     python benchmarks/bench_learned.py [--side 512] [--repeat 3]
 
 Builds each architecture at the size of its published weights (random weights: only the shapes
-matter for time), saves it, loads it through ``s2pdata.learned.load_extractor`` and times one
+matter for time), saves it, loads it through ``s2pdata.stages.learned.load_extractor`` and times one
 ``side x side`` picture, warm, best of ``--repeat``: on one CPU thread (what a build worker uses)
 and on the GPU when there is one. Baselines in the same run: the codec floor (cv2 JPEG q95
 encode + decode of the same picture) and the weight-free XDoG extractor.
@@ -22,8 +22,8 @@ from _common import best_of, cpu_model, jpeg_q95_round_trip
 
 from s2pdata._jit import single_thread
 from s2pdata.demo import draw_demo
-from s2pdata.learned import build_net, load_extractor
-from s2pdata.sketch import sketch_xdog
+from s2pdata.stages.learned import build_net, load_extractor
+from s2pdata.stages.sketch import sketch_xdog
 
 
 def main() -> None:

@@ -25,9 +25,9 @@ import skimage.data
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from s2pdata import regions  # noqa: E402
+from s2pdata.stages import regions  # noqa: E402
 from s2pdata._jit import single_thread  # noqa: E402
-from s2pdata.regions import edge_map, trapped_ball  # noqa: E402
+from s2pdata.stages.regions import edge_map, trapped_ball  # noqa: E402
 from tests.reference import adjusted_rand_index, ref_trapped_ball  # noqa: E402
 from _common import best_of, cpu_model  # noqa: E402  (benchmarks/ is on sys.path)
 

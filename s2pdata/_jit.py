@@ -25,8 +25,8 @@ def warmup() -> None:
     """Compile (or load from cache) every registered kernel by calling its warm-up once."""
     import importlib
 
-    for mod in ("s2pdata.sketch", "s2pdata.hints", "s2pdata.regions", "s2pdata.warp", "s2pdata.spray",
-                "s2pdata.drafts", "s2pdata.rough", "s2pdata.flat", "s2pdata.domain", "s2pdata.refimage"):
+    for mod in ("s2pdata.stages.sketch", "s2pdata.stages.hints", "s2pdata.stages.regions", "s2pdata.stages.warp", "s2pdata.stages.spray",
+                "s2pdata.stages.drafts", "s2pdata.stages.rough", "s2pdata.stages.flat", "s2pdata.stages.domain", "s2pdata.stages.refimage"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as exc:  # a stage not written yet

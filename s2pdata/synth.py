@@ -22,16 +22,17 @@ from . import SCHEMA_VERSION
 from ._check import check_choice
 from ._rng import sample_rng
 from .decode import CROPS, DecodeError, apply_fit, decode_image, plan_fit
-from .domain import color_domain
-from .drafts import Patch, PatchPool, cut_rect_patch, cut_region_patches, make_draft
-from .flat import flat_fill
-from .hints import render_hints, sample_hints
-from .refimage import make_reference
-from .regions import KEEP, RADII, propose_regions
-from .rough import roughen_sketch
+from .stages.domain import color_domain
+from .pool import Patch, PatchPool
+from .stages.drafts import cut_rect_patch, cut_region_patches, make_draft
+from .stages.flat import flat_fill
+from .stages.hints import render_hints, sample_hints
+from .stages.refimage import make_reference
+from .stages.regions import KEEP, RADII, propose_regions
+from .stages.rough import roughen_sketch
 from .shards import COLOR_FORMATS, Schema
-from .learned import load_extractor, parse_weights_spec
-from .sketch import SKETCH_METHODS, extract_sketch
+from .stages.learned import load_extractor, parse_weights_spec
+from .stages.sketch import SKETCH_METHODS, extract_sketch
 
 
 SKETCH_STYLES = ("clean", "rough", "mix")  # mix: rough with probability rough_weight
@@ -55,7 +56,7 @@ class SynthConfig:
     sketch_style: str = "clean"
     rough_weight: float = 0.5
     fields: tuple[str, ...] = ()
-    sketch_weights: str = ""  # "ARCH:PATH" for sketch="learned" (s2pdata.learned)
+    sketch_weights: str = ""  # "ARCH:PATH" for sketch="learned" (s2pdata.stages.learned)
 
     def __post_init__(self):
         check_choice("crop", self.crop, CROPS)

@@ -19,7 +19,7 @@ from scipy import ndimage
 # ===============================================================================================
 # Sketch extraction and hint simulation (REFERENCE §3.1, §3.8)
 #
-# Slow, obviously-correct references for s2pdata.sketch and s2pdata.hints (numpy / scipy only).
+# Slow, obviously-correct references for s2pdata.stages.sketch and s2pdata.stages.hints (numpy / scipy only).
 #
 # Written from the formulas of REFERENCE.md 3.1 and 3.8, not from the fast code:
 #
@@ -143,7 +143,7 @@ def ref_render_hints(records: list[dict], shape, radius: int | None) -> np.ndarr
 # ===============================================================================================
 # Edge map and trapped-ball segmentation (REFERENCE §3.2, §3.3)
 #
-# Slow, obviously-correct references for s2pdata.regions (numpy / scipy / cv2 only).
+# Slow, obviously-correct references for s2pdata.stages.regions (numpy / scipy / cv2 only).
 #
 # ``ref_trapped_ball`` follows the per-fill reference semantics (LineFiller, REFERENCE.md 3.3):
 # for each radius, repeatedly take the first free pixel in raster order that the ball fits
@@ -229,7 +229,7 @@ def ref_fills(edges: np.ndarray, radii=(3, 2, 1), keep=("max", None, None), max_
 
 
 def ref_fills_passes(edges: np.ndarray, radii=(3, 2, 1), keep=("max", None, None)):
-    """The whole-image-pass semantics that s2pdata.regions documents, written with cv2, scipy
+    """The whole-image-pass semantics that s2pdata.stages.regions documents, written with cv2, scipy
     and ``ref_grow``: per radius, erode the free space (outside counts as free: cv2's default
     border), label the 4-connected seed components in raster order (ndimage.label), grow them
     into the rest of the opening by breadth-first rounds, filter by size, then leftovers.
@@ -333,7 +333,7 @@ def ref_finish(prov: np.ndarray, n: int, edges: np.ndarray, assign_edges: bool) 
 
 def ref_trapped_ball(edges: np.ndarray, radii=(3, 2, 1), keep=("max", None, None),
                      assign_edges: bool = True, max_fills=None) -> np.ndarray:
-    """Per-fill trapped-ball segmentation with the same finishing rules as s2pdata.regions."""
+    """Per-fill trapped-ball segmentation with the same finishing rules as s2pdata.stages.regions."""
     prov, n = ref_fills(edges, radii, keep, max_fills)
     return ref_finish(prov, n, edges, assign_edges)
 
@@ -363,7 +363,7 @@ def adjusted_rand_index(x: np.ndarray, y: np.ndarray) -> float:
 # ===============================================================================================
 # Drafts: warp, spray, pasting (REFERENCE §3.4-§3.6)
 #
-# Slow, obviously-correct references for s2pdata.warp, s2pdata.spray and s2pdata.drafts.
+# Slow, obviously-correct references for s2pdata.stages.warp, s2pdata.stages.spray and s2pdata.stages.drafts.
 #
 # numpy / scipy only, written from the formulas in REFERENCE.md §3.4-§3.6 and the modules'
 # docstrings, never from the fast code:

@@ -8,9 +8,10 @@ import numpy as np
 from hypothesis import strategies as st
 from scipy import ndimage
 
-from s2pdata.drafts import PatchPool, cut_rect_patch, cut_region_patch
-from s2pdata.spray import SprayParams
-from s2pdata.warp import make_affine_params
+from s2pdata.pool import PatchPool
+from s2pdata.stages.drafts import cut_rect_patch, cut_region_patch
+from s2pdata.stages.spray import SprayParams
+from s2pdata.stages.warp import make_affine_params
 
 
 

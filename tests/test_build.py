@@ -13,9 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from s2pdata.build import BuildRefused, main, pool_plan, run_build
+from s2pdata.build import BuildRefused, run_build
+from s2pdata.build.cli import main
+from s2pdata.build.plan import pool_plan
 from s2pdata.data import open_shards
-from s2pdata.drafts import PatchPool
+from s2pdata.pool import PatchPool
 from s2pdata.sources.demo import DemoSource
 from s2pdata.synth import SynthConfig
 

@@ -147,7 +147,7 @@ def test_refine_uses_stored_draft_else_synthesises(tmp_path, shards):
 
 
 def test_online_hints_change_per_epoch(shards):
-    pytest.importorskip("s2pdata.hints")
+    pytest.importorskip("s2pdata.stages.hints")
 
     def hint(epoch):
         dl = make_loader(shards, batch_size=8, num_workers=0, mode="exact", crop=32, online_hints=True,

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from s2pdata.domain import PARAM_KEYS, color_domain, domain_from_params, mode_filter, quantize
+from s2pdata.stages.domain import PARAM_KEYS, color_domain, domain_from_params, mode_filter, quantize
 from tests.reference import (compatible, draw_cel, ref_lab, ref_mode_filter, ref_sq_dists,
                                    schema)
 

@@ -1,4 +1,4 @@
-"""s2pdata.drafts: pool file round trip, patch cutting, pasting, draft make/replay."""
+"""s2pdata.stages.drafts: pool file round trip, patch cutting, pasting, draft make/replay."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage
 
-from s2pdata.drafts import (POOL_JSON, POOL_NPY, Patch, PatchPool, cut_rect_patch, cut_region_patch,
-                            _label_boxes, make_draft, paste_patches, replay_draft, rotate_patch)
+from s2pdata.pool import POOL_JSON, POOL_NPY, Patch, PatchPool
+from s2pdata.stages.drafts import (cut_rect_patch, cut_region_patch, _label_boxes, make_draft, paste_patches,
+                                   replay_draft, rotate_patch)
 from tests.reference import ref_eligible_regions, ref_label_boxes, ref_paste_patches
 from tests.strategies import (draw_label_picture, label_pictures, make_pool, pools, position_image)
 from tests.strategies import cel_images, draw_cel_image

@@ -7,13 +7,13 @@ import json
 import numpy as np
 import pytest
 
-from s2pdata.build import main
+from s2pdata.build.cli import main
 from s2pdata.data import open_shards
 from s2pdata.demo import demo_bytes, demo_key
-from s2pdata.domain import domain_from_params
-from s2pdata.refimage import reference_from_params
-from s2pdata.rough import roughen_from_params
-from s2pdata.sketch import extract_sketch
+from s2pdata.stages.domain import domain_from_params
+from s2pdata.stages.refimage import reference_from_params
+from s2pdata.stages.rough import roughen_from_params
+from s2pdata.stages.sketch import extract_sketch
 from s2pdata.synth import SynthConfig, make_sample
 from s2pdata._rng import sample_rng
 

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from s2pdata.flat import FLAT_STATS, flat_fill, flat_from_params
-from s2pdata.regions import propose_regions, trapped_ball
+from s2pdata.stages.flat import FLAT_STATS, flat_fill, flat_from_params
+from s2pdata.stages.regions import propose_regions, trapped_ball
 from tests.reference import ref_flat_fill
 from tests.reference import draw_cel as draw_cel_image
 
@@ -23,7 +23,7 @@ def image_and_labels(draw):
     if kind == "regions":
         labels = propose_regions(color)
     elif kind == "edges0":
-        from s2pdata.regions import edge_map
+        from s2pdata.stages.regions import edge_map
         labels = trapped_ball(edge_map(color), assign_edges=False)
     else:  # labels with gaps in the numbering and unassigned pixels; noisy colours
         rng = np.random.default_rng(seed)

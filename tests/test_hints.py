@@ -1,4 +1,4 @@
-"""s2pdata.hints: the Zhang et al. 2017 sampler (REFERENCE 3.8), rendering, resizing, json."""
+"""s2pdata.stages.hints: the Zhang et al. 2017 sampler (REFERENCE 3.8), rendering, resizing, json."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from s2pdata.hints import MAX_SIDE, Hints, render_hints, resize_hints, sample_hints
+from s2pdata.stages.hints import MAX_SIDE, Hints, render_hints, resize_hints, sample_hints
 from tests.reference import ref_patch_mean, ref_render_hints
 from tests.strategies import draw_cel_image, hint_records, images
 

@@ -1,4 +1,4 @@
-"""s2pdata.learned: the networks' key layouts, loading user weights safely, and builds that use them.
+"""s2pdata.stages.learned: the networks' key layouts, loading user weights safely, and builds that use them.
 
 No published weights can be fetched here, so the tests build small networks of each architecture,
 save them the way their projects do, and check the adapter reproduces the network's own output.
@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from s2pdata.build import BuildRefused, run_build
-from s2pdata.learned import build_net, load_extractor, parse_weights_spec
-from s2pdata.sketch import extract_sketch
+from s2pdata.stages.learned import build_net, load_extractor, parse_weights_spec
+from s2pdata.stages.sketch import extract_sketch
 from s2pdata.synth import SynthConfig
 
 from .strategies import draw_cel_image

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from s2pdata.build import main
+from s2pdata.build.cli import main
 from s2pdata.data import open_shards
 
 from .fakes import post_new, write_gwern, write_jsonl

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from s2pdata.refimage import (PARAM_KEYS, make_reference, make_reference_params, reference_from_params,
+from s2pdata.stages.refimage import (PARAM_KEYS, make_reference, make_reference_params, reference_from_params,
                               reference_map)
 from tests.reference import compatible, draw_cel, draw_smooth, ref_bilinear, schema
 

@@ -1,4 +1,4 @@
-"""Tests for s2pdata.regions: edge map, trapped-ball segmentation, region proposal."""
+"""Tests for s2pdata.stages.regions: edge map, trapped-ball segmentation, region proposal."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage
 
-from s2pdata import regions
-from s2pdata.regions import edge_map, propose_regions, region_count, trapped_ball
+from s2pdata.stages import regions
+from s2pdata.stages.regions import _kernels
+from s2pdata.stages.regions import edge_map, propose_regions, region_count, trapped_ball
 from tests.reference import (adjusted_rand_index, ref_edge_map, ref_fills,
                                      ref_fills_passes, ref_finish, ref_trapped_ball)
 from tests.strategies import blob_drawings, draw_lines, line_drawings
@@ -142,16 +143,16 @@ def test_label_order_check_and_canonicalize():
     ordered = np.zeros_like(cc)
     ordered[1:-1, 1:-1] = ndimage.label(free[1:-1, 1:-1])[0]
     np.testing.assert_array_equal(cc, ordered)   # what the kernels check, not assume
-    assert regions._raster_ordered(cc.reshape(-1), 60, 70)
+    assert _kernels._raster_ordered(cc.reshape(-1), 60, 70)
     perm = np.concatenate([[0], np.random.default_rng(0).permutation(np.arange(1, ncc))])
     shuffled = perm[cc].astype(np.int32)
-    assert ncc > 3 and not regions._raster_ordered(shuffled.reshape(-1), 60, 70)
-    regions._canonicalize(shuffled.reshape(-1), ncc, 60, 70)
+    assert ncc > 3 and not _kernels._raster_ordered(shuffled.reshape(-1), 60, 70)
+    _kernels._canonicalize(shuffled.reshape(-1), ncc, 60, 70)
     np.testing.assert_array_equal(shuffled, ordered)
 
 
 def test_pixel_limit(monkeypatch):
-    monkeypatch.setattr(regions, "_MAX_PIXELS", 100)
+    monkeypatch.setattr(regions, "MAX_PIXELS", 100)
     with pytest.raises(ValueError, match="edges"):
         trapped_ball(np.zeros((10, 10), bool))
     assert trapped_ball(np.zeros((9, 11), bool)).max() == 1
@@ -270,6 +271,6 @@ def test_region_count_checks():
 
 
 def test_import_does_not_pull_torch():
-    code = "import sys, s2pdata.regions; print('torch' in sys.modules)"
+    code = "import sys, s2pdata.stages.regions; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

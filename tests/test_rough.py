@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from s2pdata.rough import GRAIN_MAX, PARAM_KEYS, roughen_from_params, roughen_sketch
+from s2pdata.stages.rough import GRAIN_MAX, PARAM_KEYS, roughen_from_params, roughen_sketch
 from tests.reference import compatible, ref_rough_violations, schema
 
 

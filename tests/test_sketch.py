@@ -1,4 +1,4 @@
-"""s2pdata.sketch: the three extractors and extract_sketch against slow references (REFERENCE 3.1)."""
+"""s2pdata.stages.sketch: the three extractors and extract_sketch against slow references (REFERENCE 3.1)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from s2pdata.sketch import (
+from s2pdata.stages.sketch import (
     LIGHTEN_RANGE, PARAM_KEYS, SKETCH_METHODS, XDOG_SIGMAS, extract_sketch, sketch_dilate, sketch_highpass,
     sketch_xdog)
 from tests.reference import (
@@ -94,7 +94,7 @@ def test_non_contiguous_views_give_the_same_sketch():
 def test_luma_is_itu601_within_one_level():
     rng = np.random.default_rng(0)
     color = rng.integers(0, 256, (300, 300, 3), dtype=np.uint8)
-    from s2pdata.sketch import _gray
+    from s2pdata.stages.sketch import _gray
 
     np.testing.assert_array_equal(_gray(color), ref_gray(color))
     assert _diff(ref_gray(color), ref_gray_float(color)).max() <= 1

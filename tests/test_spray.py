@@ -1,4 +1,4 @@
-"""s2pdata.spray: the soft-stroke mask against a plain-loop rasteriser, blending, parameters."""
+"""s2pdata.stages.spray: the soft-stroke mask against a plain-loop rasteriser, blending, parameters."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from s2pdata.spray import (SATURATION_MIN, SprayParams, apply_spray, make_spray_params, pick_color,
+from s2pdata.stages.spray import (SATURATION_MIN, SprayParams, apply_spray, make_spray_params, pick_color,
                            spray_mask)
 from tests.reference import ref_apply_spray, ref_spray_mask
 from tests.strategies import spray_params

@@ -7,7 +7,8 @@ import pytest
 
 from s2pdata.decode import DecodeError
 from s2pdata.demo import demo_bytes, demo_key
-from s2pdata.drafts import PatchPool, replay_draft
+from s2pdata.pool import PatchPool
+from s2pdata.stages.drafts import replay_draft
 from s2pdata.synth import SynthConfig, make_sample, online_sample, pool_patches
 
 CFG = SynthConfig(size=96, drafts=2)

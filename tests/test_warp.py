@@ -1,4 +1,4 @@
-"""s2pdata.warp: identity, CPU vs torch vs a plain float64 reference, labels, points, params."""
+"""s2pdata.stages.warp: identity, CPU vs torch vs a plain float64 reference, labels, points, params."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage
 
-from s2pdata.warp import (IDENTITY, AffineParams, make_affine_params, pixel_matrix, warp_batch_torch,
+from s2pdata.stages.warp import (IDENTITY, AffineParams, make_affine_params, pixel_matrix, warp_batch_torch,
                           warp_image, warp_labels, warp_points)
 from tests.reference import ref_warp_image, ref_warp_labels
 from tests.strategies import affine_params, draw_smooth_image, label_pictures, smooth_images
@@ -237,6 +237,6 @@ def test_bad_input_names_the_argument():
 
 
 def test_kernel_modules_do_not_import_torch():
-    code = ("import sys, s2pdata.warp, s2pdata.spray, s2pdata.drafts, s2pdata.demo; "
+    code = ("import sys, s2pdata.stages.warp, s2pdata.stages.spray, s2pdata.stages.drafts, s2pdata.demo; "
             "sys.exit(1 if 'torch' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0

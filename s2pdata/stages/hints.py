@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ._check import check_array, check_hw, check_rgb
+from s2pdata._check import check_array, check_hw, check_rgb
 
 P_STOP = 1 / 8
 MAX_SIDE = 9

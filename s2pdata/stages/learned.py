@@ -1,7 +1,7 @@
 """Learned line extractors: adapters that run a weights file the user supplies.
 
 Consumes a colour image ``(H, W, 3) uint8`` RGB; produces line art ``(H, W) uint8`` (255 = paper,
-0 = ink), like the weight-free extractors in ``s2pdata.sketch``. Nothing is ever downloaded: the
+0 = ink), like the weight-free extractors in ``s2pdata.stages.sketch``. Nothing is ever downloaded: the
 user points ``--sketch learned --sketch-weights ARCH:PATH`` at a file they have.
 
 Architectures (``ARCH``):

@@ -20,7 +20,7 @@ Known weaknesses (all three are local contrast detectors, not line detectors):
   fill has little luma contrast, so it comes out light or broken).
 * Shading and colour boundaries become lines: a cel-shading edge or a hard shadow is drawn like
   an outline, and XDoG marks the dark side of every strong colour edge. Learned extractors are
-  better here: ``method="learned"`` runs one (``s2pdata.learned``, user-supplied weights).
+  better here: ``method="learned"`` runs one (``s2pdata.stages.learned``, user-supplied weights).
 * Binarise before downscaling, never after: downscaling binary line art gives anti-aliased grey
   lines, which is what the model sees at inference; thresholding a downscaled sketch breaks
   thin lines into dashes. (``extract_sketch`` works at the resolution it is given.)
@@ -207,7 +207,7 @@ def extract_sketch(color: np.ndarray, *, method: str = "xdog", rng: np.random.Ge
     rng : numpy Generator (the sample's).
     augment : draw and apply the augmentations.
     extractor : for ``"learned"``: a callable ``(H, W, 3) uint8 -> (H, W) uint8`` line art, e.g.
-        ``s2pdata.learned.load_extractor("anime2sketch:netG.pth")``.
+        ``s2pdata.stages.learned.load_extractor("anime2sketch:netG.pth")``.
 
     Returns
     -------
@@ -226,7 +226,7 @@ def extract_sketch(color: np.ndarray, *, method: str = "xdog", rng: np.random.Ge
                         f"use s2pdata._rng.sample_rng(seed, key)")
     if (method == "learned") != (extractor is not None):
         raise ValueError("extractor must be given exactly when method is 'learned' (got method="
-                         f"{method!r}, extractor={extractor!r}); load one with s2pdata.learned.load_extractor")
+                         f"{method!r}, extractor={extractor!r}); load one with s2pdata.stages.learned.load_extractor")
     used = _BASE_METHODS[int(rng.integers(3))] if method == "mix" else method
     sigma, do_bin, r = 0.4, False, 1.0
     if augment:

@@ -1,36 +1,8 @@
-"""Reading shards back: shards -> decoded numpy samples (no torch needed).
-
-``open_shards(path)`` consumes a build folder, a tar, a glob or a list of them and yields one
-dict per sample: ``color`` (H, W, 3) uint8 RGB, ``sketch`` (H, W) uint8, ``hint`` (H, W, 4)
-uint8 RGBA (alpha = hint mask), ``regions`` (H, W) int32 when built, ``draft0``.. (H, W, 3)
-uint8 when built, ``json`` (dict) and ``__key__``. Members are decoded by extension with OpenCV
-only; nothing is ever unpickled.
-"""
+"""Torch streaming datasets over shards and ``make_loader``."""
 
 from __future__ import annotations
 
-from typing import Iterator
-
-from .shards import decode_sample, iter_tar, shard_paths
-
-
-def open_shards(path, *, decode: bool = True) -> Iterator[dict]:
-    """Yield every sample of the shards at ``path`` in shard and file order.
-
-    Parameters
-    ----------
-    path : str, PathLike or list
-        A build folder (its ``shard-*.tar``), one tar, a glob pattern, or a list of those.
-    decode : bool
-        False yields the raw member bytes (``{"__key__", "color.jpg": bytes, ...}``).
-    """
-    paths = shard_paths(path)
-    if not paths:
-        raise FileNotFoundError(f"path {path!r} holds no shard-*.tar; give a build folder, a tar or a glob")
-    for p in paths:
-        for raw in iter_tar(p):
-            yield decode_sample(raw) if decode else raw
-
+from ..shards import decode_sample, iter_tar, shard_paths
 
 # ---------------------------------------------------------------------------------------------
 # torch: streaming datasets and make_loader (torch is imported only inside these functions)
@@ -54,7 +26,7 @@ from pathlib import Path as _Path
 
 import numpy as _np
 
-from ._rng import sample_rng as _sample_rng
+from .._rng import sample_rng as _sample_rng
 
 MODES = ("resampled", "exact")
 STAGES = ("draft", "refine")
@@ -130,8 +102,7 @@ def _stream_class():
                      online_hints: bool = False, hint_radius: int | None = None, shuffle_buffer: int = 256,
                      skip_batches: int = 0, num_workers: int | None = None, draft_pool=None,
                      online_drafts: bool = False):
-            from ._check import check_choice
-            from .shards import shard_paths
+            from .._check import check_choice
 
             check_choice("mode", mode, MODES)
             self.paths = shard_paths(urls)
@@ -245,7 +216,7 @@ def _stream_class():
                 fields["draft"] = self._draft(sample, key)
             out = _crop_flip(fields, self.crop, self.flip, _sample_rng(self.seed, key, "crop", self.epoch))
             if self.online_hints:
-                from .hints import render_hints, sample_hints
+                from ..stages.hints import render_hints, sample_hints
 
                 hints = sample_hints(out["color"], rng=_sample_rng(self.seed, key, "hints", self.epoch))
                 out["hint"] = render_hints(hints, out["color"].shape[:2], radius=self.hint_radius)
@@ -257,8 +228,8 @@ def _stream_class():
             if stored and not self.online_drafts:
                 rng = _sample_rng(self.seed, key, "draft", self.epoch)
                 return sample[stored[int(rng.integers(len(stored)))]]
-            from .drafts import PatchPool
-            from .synth import online_sample
+            from ..pool import PatchPool
+            from ..synth import online_sample
 
             if self.draft_pool is not None and self._pool is None:
                 self._pool = PatchPool.load(self.draft_pool)  # memory-mapped, once per worker
@@ -299,7 +270,7 @@ def _classes() -> dict:
         _CLASSES["RefineDataset"] = type("RefineDataset", (base,), {
             "stage": "refine", "__module__": __name__, "__qualname__": "RefineDataset",
             "__doc__": "Refine-stage stream: adds ``draft``, a stored ``draftK`` when the shards hold one, "
-                       "else synthesised from the ground truth (s2pdata.drafts.make_draft) per (seed, key, "
+                       "else synthesised from the ground truth (s2pdata.stages.drafts.make_draft) per (seed, key, "
                        "epoch); online hints use radius 2 (5x5, paper)."})
         base.__module__, base.__qualname__ = __name__, "ShardStream"
     return _CLASSES
@@ -331,7 +302,7 @@ def make_loader(urls, *, stage: str = "draft", batch_size: int = 16, num_workers
         ``world_size * max(1, num_workers)`` shards.
     crop, flip : random square crop (reflect-padded when smaller; None keeps whole images) and
         horizontal flip, identical for every field, drawn from ``sample_rng(seed, key, "crop", epoch)``.
-    online_hints : re-sample hints per epoch (``s2pdata.hints``) on the crop instead of the stored map.
+    online_hints : re-sample hints per epoch (``s2pdata.stages.hints``) on the crop instead of the stored map.
     online_drafts : refine stage: a fresh draft per (seed, key, epoch) (``synth.online_sample``)
         instead of a stored ``draftK``; pastes from ``draft_pool`` (default: the build's
         ``pool/`` next to the shards) or, without a pool, from the sample's own regions.
@@ -347,7 +318,7 @@ def make_loader(urls, *, stage: str = "draft", batch_size: int = 16, num_workers
     import torch
     from torch.utils.data import DataLoader
 
-    from ._check import check_choice
+    from .._check import check_choice
 
     check_choice("stage", stage, STAGES)
     if not isinstance(num_workers, int) or num_workers < 0:

@@ -1,0 +1,151 @@
+"""The plan and the output folder: sorted items cut into shards, the manifest header a resume
+must match, and the tasks workers run (picklable).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import SCHEMA_VERSION, __version__
+from .._rng import stable_seed
+from ..stages.learned import weights_digest
+from ..shards import (DATASET_JSON, INDEX_JSON, REJECTS)
+from ..sources import Item, Source
+from ..synth import SynthConfig
+
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """Everything one worker needs to build one shard (picklable)."""
+
+    index: int
+    items: tuple[Item, ...]
+    source: Source
+    cfg: SynthConfig
+    seed: int
+    out: str
+    pool_dir: str | None = None
+    pool_sha256: str | None = None  # part of the cache key: an overwritten pool is reloaded
+    crashed: tuple[str, ...] = ()  # keys whose processing killed a worker: rejected, never read
+
+
+@dataclass(frozen=True)
+class PoolTask:
+    """A chunk of the items that give the patch pool its patches (picklable)."""
+
+    items: tuple[Item, ...]
+    source: Source
+    cfg: SynthConfig
+    seed: int
+    per_image: int
+    part_dir: str  # the worker writes its patches here (pixels never travel through pickles)
+    crashed: tuple[str, ...] = ()  # keys whose processing killed a worker: skipped
+
+
+def make_plan(items: list[Item], shard_size: int) -> list[tuple[Item, ...]]:
+    """Sorted items cut into consecutive shards of ``shard_size``."""
+    items = sorted(items, key=lambda it: it.key)
+    return [tuple(items[i:i + shard_size]) for i in range(0, len(items), shard_size)]
+
+
+def plan_digest(plan: list[tuple[Item, ...]]) -> str:
+    """sha256 over every shard's keys and locators: equal plans, equal digests."""
+    h = hashlib.sha256()
+    for shard in plan:
+        for it in shard:
+            h.update(f"{it.key}\t{it.locator}\n".encode())
+        h.update(b"--\n")
+    return h.hexdigest()
+
+
+POOL_DIR = "pool"
+PATCHES_PER_IMAGE = (8, 32)  # fewest and most patches cut from one contributing image
+
+
+def pool_plan(items: list[Item], seed: int, pool_size: int) -> tuple[list[Item], int]:
+    """The items that give the pool its patches and how many each gives.
+
+    A seeded, worker-independent spread over the whole dataset (keys in blake2b order): enough
+    images for ``pool_size`` patches at 8 each, but on a small dataset no more than a quarter of
+    it (then up to 32 patches each), so the pre-pass stays a small part of the build.
+    """
+    lo, hi = PATCHES_PER_IMAGE
+    n_items = min(-(-pool_size // lo), max(8, -(-len(items) // 4)))
+    ranked = sorted(items, key=lambda it: stable_seed(seed, it.key, "pool-pick"))[:n_items]
+    return ranked, max(lo, min(hi, -(-pool_size // max(1, len(ranked)))))
+
+
+def package_versions(cfg: SynthConfig) -> dict:
+    import cv2
+    import numba
+    import numpy
+    import PIL
+
+    versions = {"s2pdata": __version__, "python": platform.python_version(), "numpy": numpy.__version__,
+                "opencv": cv2.__version__, "numba": numba.__version__, "pillow": PIL.__version__}
+    if cfg.sketch == "learned":  # a network's output depends on the torch build as well
+        import torch
+
+        versions["torch"] = torch.__version__
+    return versions
+
+
+def _header(source: Source, cfg: SynthConfig, seed: int, shard_size: int, plan) -> dict:
+    """The part of dataset.json that must match for a resume to continue."""
+    config = {**cfg.to_json(), "shard_size": shard_size}
+    if cfg.sketch == "learned":
+        config["sketch_weights_sha256"] = weights_digest(cfg.sketch_weights)
+    return {"schema_version": SCHEMA_VERSION, "fields": cfg.schema().fields(), "seed": seed,
+            "source": source.spec(), "config": config,
+            "plan": {"shards": len(plan), "items": sum(map(len, plan)), "sha256": plan_digest(plan)}}
+
+
+def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append(f"{prefix}{k}: folder has {a!r}, this run has {b!r}")
+    return out
+
+
+class BuildRefused(RuntimeError):
+    """The output folder holds a different build; nothing was touched."""
+
+
+def _owned_files(out: Path) -> list[Path]:
+    names = [DATASET_JSON, INDEX_JSON, REJECTS]
+    return ([out / n for n in names if (out / n).exists()] + sorted(out.glob(f"{POOL_DIR}/patch_pool*"))
+            + sorted(out.glob("shard-*.tar"))
+            + sorted(out.glob("shard-*.stats.json")) + sorted(out.glob("*.tmp")))
+
+
+def prepare_out(out: Path, header: dict, *, overwrite: bool) -> None:
+    """Create ``out``, or check it holds the same build (resume), or clear it (overwrite)."""
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = out / DATASET_JSON
+    if overwrite:
+        for p in _owned_files(out):
+            p.unlink()
+    elif manifest.exists():
+        old = json.loads(manifest.read_text())
+        diffs = _differences({k: old.get(k) for k in header}, header)
+        if diffs:
+            raise BuildRefused(
+                f"{out} holds a different build, so it cannot be resumed:\n  " + "\n  ".join(diffs)
+                + "\nRe-run with the folder's settings to resume it, pass --overwrite to delete it and "
+                "build anew, or choose another --out.")
+    elif any(out.glob("shard-*.tar")):
+        raise BuildRefused(f"{out} holds shards but no {DATASET_JSON}; pass --overwrite or choose another --out")
+
+
+def auto_shard_size(n_items: int) -> int:
+    """About 64 shards for a small set (so every worker gets some), never more than 1000 samples."""
+    return min(1000, max(8, -(-n_items // 64)))

@@ -1,0 +1,39 @@
+"""Reading shards back: shards -> decoded numpy samples (no torch needed).
+
+``open_shards(path)`` consumes a build folder, a tar, a glob or a list of them and yields one
+dict per sample: ``color`` (H, W, 3) uint8 RGB, ``sketch`` (H, W) uint8, ``hint`` (H, W, 4)
+uint8 RGBA (alpha = hint mask), ``regions`` (H, W) int32 when built, ``draft0``.. (H, W, 3)
+uint8 when built, ``json`` (dict) and ``__key__``. Members are decoded by extension with OpenCV
+only; nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from ..shards import decode_sample, iter_tar, shard_paths
+
+
+def open_shards(path, *, decode: bool = True) -> Iterator[dict]:
+    """Yield every sample of the shards at ``path`` in shard and file order.
+
+    Parameters
+    ----------
+    path : str, PathLike or list
+        A build folder (its ``shard-*.tar``), one tar, a glob pattern, or a list of those.
+    decode : bool
+        False yields the raw member bytes (``{"__key__", "color.jpg": bytes, ...}``).
+    """
+    paths = shard_paths(path)
+    if not paths:
+        raise FileNotFoundError(f"path {path!r} holds no shard-*.tar; give a build folder, a tar or a glob")
+    for p in paths:
+        for raw in iter_tar(p):
+            yield decode_sample(raw) if decode else raw
+
+
+def make_loader(urls, **kwargs):
+    """A torch DataLoader over shards; see ``s2pdata.data.loader.make_loader`` (imports torch)."""
+    from .loader import make_loader as _make_loader
+
+    return _make_loader(urls, **kwargs)
