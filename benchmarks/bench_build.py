@@ -19,6 +19,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from _common import best_of  # noqa: E402  (benchmarks/ is on sys.path)
 
 from s2pdata._jit import single_thread, warmup
 from s2pdata.build import run_build
@@ -26,7 +27,6 @@ from s2pdata.decode import apply_fit, decode_image, plan_fit
 from s2pdata.demo import demo_bytes
 from s2pdata.shards import encode_sample
 from s2pdata.synth import SynthConfig, Timer, make_sample
-from _common import best_of  # noqa: E402  (benchmarks/ is on sys.path)
 
 
 def main():
@@ -68,17 +68,21 @@ def main():
 
     print("\ncolour codec at 512^2 (demo pictures): encode ms, decode ms, KB")
     colors = [apply_fit(decode_image(b), plan_fit(decode_image(b).shape, size=512)) for b in blobs[:16]]
-    for name, ext, params in [("jpg q95", ".jpg", [cv2.IMWRITE_JPEG_QUALITY, 95]),
-                              ("png l1", ".png", [cv2.IMWRITE_PNG_COMPRESSION, 1]),
-                              ("webp q90", ".webp", [cv2.IMWRITE_WEBP_QUALITY, 90])]:
+    for name, ext, params in [
+        ("jpg q95", ".jpg", [cv2.IMWRITE_JPEG_QUALITY, 95]),
+        ("png l1", ".png", [cv2.IMWRITE_PNG_COMPRESSION, 1]),
+        ("webp q90", ".webp", [cv2.IMWRITE_WEBP_QUALITY, 90]),
+    ]:
         bufs = []
         t_enc = best_of(lambda: bufs.__setitem__(slice(None), [cv2.imencode(ext, c, params)[1] for c in colors]))
         t_dec = best_of(lambda: [cv2.imdecode(b, cv2.IMREAD_COLOR) for b in bufs])
         kb = np.mean([b.nbytes for b in bufs]) / 1e3
         print(f"  {name:9s} {1e3 * t_enc / len(colors):6.2f} {1e3 * t_dec / len(colors):6.2f} {kb:7.1f}")
 
-    print("\nend-to-end run_build from a folder of the same files, one worker (pool pre-pass and tar writing "
-          "included; workers and Ray: benchmarks/bench_scale.py)")
+    print(
+        "\nend-to-end run_build from a folder of the same files, one worker (pool pre-pass and tar writing "
+        "included; workers and Ray: benchmarks/bench_scale.py)"
+    )
     floor_rate = n / t_floor
     with tempfile.TemporaryDirectory() as src, tempfile.TemporaryDirectory() as out:
         for i, data in enumerate(blobs):

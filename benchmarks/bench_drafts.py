@@ -26,6 +26,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _common import best_of, jpeg_q95_round_trip  # noqa: E402  (benchmarks/ is on sys.path)
+
 from s2pdata._jit import single_thread, warmup  # noqa: E402
 from s2pdata._rng import sample_rng  # noqa: E402
 from s2pdata.decode import decode_image, fit_size  # noqa: E402
@@ -33,9 +35,8 @@ from s2pdata.demo import demo_bytes, demo_key  # noqa: E402
 from s2pdata.pool import PatchPool  # noqa: E402
 from s2pdata.stages.drafts import make_draft, paste_patches  # noqa: E402
 from s2pdata.stages.spray import SprayParams, apply_spray  # noqa: E402
-from s2pdata.synth import SynthConfig, pool_patches  # noqa: E402
 from s2pdata.stages.warp import AffineParams, make_affine_params, warp_batch_torch, warp_image  # noqa: E402
-from _common import best_of, jpeg_q95_round_trip  # noqa: E402  (benchmarks/ is on sys.path)
+from s2pdata.synth import SynthConfig, pool_patches  # noqa: E402
 
 
 def demo_512(index: int, seed: int) -> np.ndarray:
@@ -48,8 +49,9 @@ def draft_costs(args) -> tuple[list[str], dict]:
     t0 = time.perf_counter()
     patches = []
     for i in range(args.pool_images):
-        patches += pool_patches(demo_bytes(1000 + i, seed=args.seed)[0], key=demo_key(1000 + i),
-                                seed=args.seed, cfg=cfg)
+        patches += pool_patches(
+            demo_bytes(1000 + i, seed=args.seed)[0], key=demo_key(1000 + i), seed=args.seed, cfg=cfg
+        )
     pool = PatchPool(patches)
     pool_s = time.perf_counter() - t0
     images = [demo_512(i, args.seed) for i in range(args.n)]
@@ -88,7 +90,7 @@ def draft_costs(args) -> tuple[list[str], dict]:
         f"({sum(p.kind == 'region' for p in pool)} regions), cut in {pool_s:.1f} s; "
         f"{len(images)} drafts, {n_pastes / len(images):.1f} pastes and {n_sprays / len(images):.1f} sprays each",
         "",
-        "| per 512^2 sample (best of %d, mean over %d images) | ms | x codec floor |" % (args.repeat, len(images)),
+        f"| per 512^2 sample (best of {args.repeat}, mean over {len(images)} images) | ms | x codec floor |",
         "| --- | ---: | ---: |",
         f"| codec floor: cv2 JPEG q95 encode + decode | {floor:.2f} | 1.00 |",
         f"| make_draft (all stages + parameter draws) | {ms['draft']:.2f} | {ms['draft'] / floor:.2f} |",
@@ -109,8 +111,9 @@ def torch_warp(args) -> tuple[list[str], dict]:
     b, c, h, w = 16, 3, 224, 224
     rng = np.random.default_rng(args.seed)
     imgs = torch.rand(b, c, h, w, device=device)
-    thetas = torch.as_tensor(np.stack([make_affine_params((h, w), rng=rng).matrix() for _ in range(b)]),
-                             dtype=torch.float32, device=device)
+    thetas = torch.as_tensor(
+        np.stack([make_affine_params((h, w), rng=rng).matrix() for _ in range(b)]), dtype=torch.float32, device=device
+    )
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     for _ in range(3):
         warp_batch_torch(imgs, thetas)
@@ -140,8 +143,11 @@ def torch_warp(args) -> tuple[list[str], dict]:
         f"| warp_batch_torch, float32 ({dev}) | {torch_ips:.0f} | {torch_ips / cv_ips:.2f} |",
     ]
     if not cuda:
-        lines += ["", "No GPU on this machine: the torch figure is CPU bilinear float32 (the training-loop "
-                  "path runs it on GPU); cv2 does uint8 fixed-point on one core."]
+        lines += [
+            "",
+            "No GPU on this machine: the torch figure is CPU bilinear float32 (the training-loop "
+            "path runs it on GPU); cv2 does uint8 fixed-point on one core.",
+        ]
     return lines, {"torch_ips": torch_ips, "cv_ips": cv_ips, "device": dev}
 
 
@@ -157,13 +163,23 @@ def main() -> None:
     warmup()
     draft_lines, draft_res = draft_costs(args)
     warp_lines, warp_res = torch_warp(args)
-    machine = f"{platform.machine()}, {platform.processor() or 'cpu'}, Python {platform.python_version()}, " \
-              f"OpenCV {cv2.__version__}"
-    text = "\n".join([
-        "# Draft synthesis cost (benchmarks/bench_drafts.py)", "",
-        f"Machine: {machine}; one thread (cv2, numba). Command: "
-        f"`python benchmarks/bench_drafts.py --n {args.n} --pool-images {args.pool_images} --repeat {args.repeat}`",
-        "", *draft_lines, "", *warp_lines, ""])
+    machine = (
+        f"{platform.machine()}, {platform.processor() or 'cpu'}, Python {platform.python_version()}, "
+        f"OpenCV {cv2.__version__}"
+    )
+    text = "\n".join(
+        [
+            "# Draft synthesis cost (benchmarks/bench_drafts.py)",
+            "",
+            f"Machine: {machine}; one thread (cv2, numba). Command: "
+            f"`python benchmarks/bench_drafts.py --n {args.n} --pool-images {args.pool_images} --repeat {args.repeat}`",
+            "",
+            *draft_lines,
+            "",
+            *warp_lines,
+            "",
+        ]
+    )
     print(text)
     print(json.dumps({"drafts": draft_res, "warp": warp_res}, default=float))
     if args.out != "-":

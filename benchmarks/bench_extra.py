@@ -26,6 +26,8 @@ import skimage.data
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _common import best_of, cpu_model, jpeg_q95_round_trip  # noqa: E402  (benchmarks/ is on sys.path)
+
 from s2pdata._jit import single_thread  # noqa: E402
 from s2pdata.stages.domain import color_domain, quantize  # noqa: E402
 from s2pdata.stages.flat import flat_fill  # noqa: E402
@@ -34,7 +36,6 @@ from s2pdata.stages.regions import propose_regions  # noqa: E402
 from s2pdata.stages.rough import roughen_sketch  # noqa: E402
 from s2pdata.stages.sketch import extract_sketch  # noqa: E402
 from tests.reference import ref_flat_fill  # noqa: E402
-from _common import best_of, cpu_model, jpeg_q95_round_trip  # noqa: E402  (benchmarks/ is on sys.path)
 
 
 def main() -> None:
@@ -48,8 +49,9 @@ def main() -> None:
     fields = ["rough", "flat median", "flat trimmed", "quantize k8", "domain k8", "reference"]
     rows = []
     for name in ("astronaut", "coffee", "chelsea"):
-        color = cv2.resize(getattr(skimage.data, name)(), (args.side, args.side),
-                           interpolation=cv2.INTER_AREA)  # dsize is (w, h)
+        color = cv2.resize(
+            getattr(skimage.data, name)(), (args.side, args.side), interpolation=cv2.INTER_AREA
+        )  # dsize is (w, h)
         sketch, _ = extract_sketch(color, method="xdog", rng=np.random.default_rng(0), augment=False)
         labels = propose_regions(color)
         floor = best_of(lambda: jpeg_q95_round_trip(cv2.cvtColor(color, cv2.COLOR_RGB2BGR)), args.repeat)
@@ -66,9 +68,12 @@ def main() -> None:
         ref_flat_fill(color, labels)
         t_ref = time.perf_counter() - t0
         rows.append(dict(image=name, K=int(labels.max()), floor=floor, t=t, ref=t_ref))
-        print(f"{name:9s} K={labels.max():4d} jpeg q95 enc+dec {floor * 1e3:6.2f} ms | " + "  ".join(
-            f"{f} {t[f] * 1e3:6.2f} ms ({t[f] / floor:4.1f}x)" for f in fields)
-            + f" | flat reference {t_ref * 1e3:.0f} ms", flush=True)
+        print(
+            f"{name:9s} K={labels.max():4d} jpeg q95 enc+dec {floor * 1e3:6.2f} ms | "
+            + "  ".join(f"{f} {t[f] * 1e3:6.2f} ms ({t[f] / floor:4.1f}x)" for f in fields)
+            + f" | flat reference {t_ref * 1e3:.0f} ms",
+            flush=True,
+        )
 
     side = args.side
     lines = [
@@ -90,14 +95,19 @@ def main() -> None:
         "|---|---|---|" + "---|" * len(fields) + "---|",
     ]
     for r in rows:
-        lines.append(f"| {r['image']} | {r['K']} | {r['floor'] * 1e3:.2f} | " + " | ".join(
-            f"{r['t'][f] * 1e3:.2f} ({r['t'][f] / r['floor']:.1f}x)" for f in fields)
-            + f" | {r['ref'] * 1e3:.0f} |")
+        lines.append(
+            f"| {r['image']} | {r['K']} | {r['floor'] * 1e3:.2f} | "
+            + " | ".join(f"{r['t'][f] * 1e3:.2f} ({r['t'][f] / r['floor']:.1f}x)" for f in fields)
+            + f" | {r['ref'] * 1e3:.0f} |"
+        )
     total = [sum(r["t"][f] for f in ("rough", "flat median", "domain k8", "reference")) for r in rows]
-    lines += ["", f"All four fields together (rough + flat median + domain + reference): "
-              f"{min(total) * 1e3:.0f}-{max(total) * 1e3:.0f} ms per sample, "
-              f"{min(t / r['floor'] for t, r in zip(total, rows)):.0f}-"
-              f"{max(t / r['floor'] for t, r in zip(total, rows)):.0f}x the JPEG floor."]
+    lines += [
+        "",
+        f"All four fields together (rough + flat median + domain + reference): "
+        f"{min(total) * 1e3:.0f}-{max(total) * 1e3:.0f} ms per sample, "
+        f"{min(t / r['floor'] for t, r in zip(total, rows)):.0f}-"
+        f"{max(t / r['floor'] for t, r in zip(total, rows)):.0f}x the JPEG floor.",
+    ]
     print("\n".join(lines))
     if args.out != "-":
         Path(args.out).write_text("\n".join(lines) + "\n")

@@ -26,10 +26,11 @@ import skimage.data
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _common import best_of, cpu_model  # noqa: E402  (benchmarks/ is on sys.path)
+
 from s2pdata._jit import single_thread  # noqa: E402
 from s2pdata.stages.hints import render_hints, sample_hints  # noqa: E402
 from s2pdata.stages.sketch import extract_sketch, sketch_dilate, sketch_highpass, sketch_xdog  # noqa: E402
-from _common import best_of, cpu_model  # noqa: E402  (benchmarks/ is on sys.path)
 
 SIDE = 512
 
@@ -52,19 +53,27 @@ def main() -> None:
     single_thread()
 
     cases = [
-        ("sketch_dilate", lambda c: (lambda: sketch_dilate(c))),
-        ("sketch_xdog (sigma 0.4)", lambda c: (lambda: sketch_xdog(c, sigma=0.4))),
-        ("sketch_xdog (sigma 0.5)", lambda c: (lambda: sketch_xdog(c, sigma=0.5))),
-        ("sketch_highpass", lambda c: (lambda: sketch_highpass(c))),
+        ("sketch_dilate", lambda c: lambda: sketch_dilate(c)),
+        ("sketch_xdog (sigma 0.4)", lambda c: lambda: sketch_xdog(c, sigma=0.4)),
+        ("sketch_xdog (sigma 0.5)", lambda c: lambda: sketch_xdog(c, sigma=0.5)),
+        ("sketch_highpass", lambda c: lambda: sketch_highpass(c)),
     ]
     # random work per call: mean over --seeds generators instead of the best call
     seeded = [
-        ("extract_sketch mix, augmented (mean over seeds)", lambda c: (lambda seed: extract_sketch(
-            c, method="mix", rng=np.random.default_rng(seed)))),
-        ("sample_hints + render_hints r=1 (mean over seeds)", lambda c: (lambda seed: render_hints(
-            sample_hints(c, rng=np.random.default_rng(seed)), c.shape[:2], radius=1))),
-        ("sample_hints only (mean over seeds)", lambda c: (lambda seed: sample_hints(
-            c, rng=np.random.default_rng(seed)))),
+        (
+            "extract_sketch mix, augmented (mean over seeds)",
+            lambda c: lambda seed: extract_sketch(c, method="mix", rng=np.random.default_rng(seed)),
+        ),
+        (
+            "sample_hints + render_hints r=1 (mean over seeds)",
+            lambda c: (
+                lambda seed: render_hints(sample_hints(c, rng=np.random.default_rng(seed)), c.shape[:2], radius=1)
+            ),
+        ),
+        (
+            "sample_hints only (mean over seeds)",
+            lambda c: lambda seed: sample_hints(c, rng=np.random.default_rng(seed)),
+        ),
     ]
     names = ("astronaut", "coffee", "chelsea")
     table = {name: {} for name, _ in cases + seeded}
@@ -81,15 +90,20 @@ def main() -> None:
         for case, make in seeded:
             table[case][img_name] = _mean_over_seeds(make(color), args.seeds)
 
-    lines = ["| kernel | " + " | ".join(f"{n} ms | x decode" for n in names) + " |",
-             "|---|" + "---|---|" * len(names)]
-    lines.append("| cv2.imdecode JPEG q95 (baseline) | " + " | ".join(
-        f"{base[n] * 1e3:.2f} | 1.0" for n in names) + " |")
+    lines = ["| kernel | " + " | ".join(f"{n} ms | x decode" for n in names) + " |", "|---|" + "---|---|" * len(names)]
+    lines.append(
+        "| cv2.imdecode JPEG q95 (baseline) | " + " | ".join(f"{base[n] * 1e3:.2f} | 1.0" for n in names) + " |"
+    )
     for case, _ in cases + seeded:
-        lines.append(f"| {case} | " + " | ".join(
-            f"{table[case][n] * 1e3:.2f} | {table[case][n] / base[n]:.2f}" for n in names) + " |")
-    machine = (f"{cpu_model()}, {os.cpu_count()} cores (shared), {platform.system()}; one thread "
-               f"(cv2.setNumThreads(1), numba.set_num_threads(1)); numpy {np.__version__}, OpenCV {cv2.__version__}")
+        lines.append(
+            f"| {case} | "
+            + " | ".join(f"{table[case][n] * 1e3:.2f} | {table[case][n] / base[n]:.2f}" for n in names)
+            + " |"
+        )
+    machine = (
+        f"{cpu_model()}, {os.cpu_count()} cores (shared), {platform.system()}; one thread "
+        f"(cv2.setNumThreads(1), numba.set_num_threads(1)); numpy {np.__version__}, OpenCV {cv2.__version__}"
+    )
     text = "\n".join(lines)
     print(machine)
     print(text)
@@ -107,7 +121,8 @@ def main() -> None:
             "dominated by fresh multi-MB temporaries (page faults), not arithmetic: sketch_highpass "
             "went from ~14 ms (3-channel float image, max(axis=2)) to ~3 ms by filtering one channel "
             "at a time into reused buffers; sample_hints from ~0.55 ms to ~0.13 ms by summing each "
-            "<= 81-pixel patch instead of an integral image of the whole picture.\n")
+            "<= 81-pixel patch instead of an integral image of the whole picture.\n"
+        )
 
 
 if __name__ == "__main__":

@@ -100,8 +100,13 @@ def make_inputs(tmp: Path, n_lines: int, n_files: int) -> tuple[Path, Path]:
 
 def run_case(case: str, root: Path, lines: Path, out: Path, n: int) -> dict:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    res = subprocess.run([sys.executable, "-c", CASE, case, str(root), str(lines), str(out), str(n)],
-                         capture_output=True, text=True, env=env, check=True)
+    res = subprocess.run(
+        [sys.executable, "-c", CASE, case, str(root), str(lines), str(out), str(n)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
@@ -114,17 +119,33 @@ def main() -> None:
         tmp = Path(t)
         t0 = time.perf_counter()
         root, lines = make_inputs(tmp, args.lines, args.files)
-        print(f"inputs: {args.lines} lines ({lines.stat().st_size / 1e6:.0f} MB JSON, "
-              f"{(tmp / 'posts.parquet').stat().st_size / 1e6:.0f} MB parquet), {args.files} files; "
-              f"made in {time.perf_counter() - t0:.0f} s")
-        cases = ["io-floor", "parse-floor", "discover+join json", "discover+join json (cache hit)",
-                 "discover+join parquet", "join-all json", "join-all parquet"]
+        print(
+            f"inputs: {args.lines} lines ({lines.stat().st_size / 1e6:.0f} MB JSON, "
+            f"{(tmp / 'posts.parquet').stat().st_size / 1e6:.0f} MB parquet), {args.files} files; "
+            f"made in {time.perf_counter() - t0:.0f} s"
+        )
+        cases = [
+            "io-floor",
+            "parse-floor",
+            "discover+join json",
+            "discover+join json (cache hit)",
+            "discover+join parquet",
+            "join-all json",
+            "join-all parquet",
+        ]
         floor = None
         print(f"{'case':34s} {'seconds':>8s} {'x parse':>8s} {'peak RSS MB':>12s}  result")
         for case in cases:
             out = tmp / ("out-json" if "json" in case and "parquet" not in case else "out-" + case.replace(" ", "_"))
-            r = run_case(case.split(" (")[0].replace("discover+join ", "dj-") if case.startswith("discover")
-                         else case.replace(" ", "-"), root, lines, out, args.lines)
+            r = run_case(
+                case.split(" (")[0].replace("discover+join ", "dj-")
+                if case.startswith("discover")
+                else case.replace(" ", "-"),
+                root,
+                lines,
+                out,
+                args.lines,
+            )
             if case == "parse-floor":
                 floor = r["seconds"]
             ratio = f"{r['seconds'] / floor:8.2f}" if floor else f"{'':8s}"

@@ -25,11 +25,12 @@ import skimage.data
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from s2pdata.stages import regions  # noqa: E402
+from _common import best_of, cpu_model  # noqa: E402  (benchmarks/ is on sys.path)
+
 from s2pdata._jit import single_thread  # noqa: E402
+from s2pdata.stages import regions  # noqa: E402
 from s2pdata.stages.regions import edge_map, trapped_ball  # noqa: E402
 from tests.reference import adjusted_rand_index, ref_trapped_ball  # noqa: E402
-from _common import best_of, cpu_model  # noqa: E402  (benchmarks/ is on sys.path)
 
 
 def main() -> None:
@@ -50,14 +51,12 @@ def main() -> None:
             edge_u8 = edges.astype(np.uint8)
             labels = trapped_ball(edges)  # warm-up (compile / cache load)
             t_tb = best_of(lambda: trapped_ball(edges), args.repeat)
-            t_cc4 = best_of(lambda: cv2.connectedComponents(free, connectivity=4,
-                                                          ltype=cv2.CV_32S), args.repeat)
+            t_cc4 = best_of(lambda: cv2.connectedComponents(free, connectivity=4, ltype=cv2.CV_32S), args.repeat)
             t_cc8 = best_of(lambda: cv2.connectedComponents(edge_u8), args.repeat)
             # stages: fills (cv2 morphology + components, Numba growth, leftovers) and the
             # finishing step (edge assignment, sliver dissolve, renumbering; includes one
             # 4 MB copy of the provisional labels at 1024^2, which trapped_ball avoids)
-            t_fill = best_of(lambda: regions._fill_regions(edges, regions.RADII, regions.KEEP),
-                           args.repeat)
+            t_fill = best_of(lambda: regions._fill_regions(edges, regions.RADII, regions.KEEP), args.repeat)
             prov, n = regions._fill_regions(edges, regions.RADII, regions.KEEP)
             t_fin = best_of(lambda: regions._finish_regions(prov, n, edges, True), args.repeat)
             t_ref = ari = None
@@ -66,15 +65,29 @@ def main() -> None:
                 ref = ref_trapped_ball(edges)
                 t_ref = time.perf_counter() - t0
                 ari = adjusted_rand_index(labels, ref)
-            row = dict(image=name, side=side, edge_pct=100 * edges.mean(), regions=int(labels.max()),
-                       tb=t_tb, cc4=t_cc4, cc8=t_cc8, ref=t_ref, ari=ari, fill=t_fill, fin=t_fin)
+            row = dict(
+                image=name,
+                side=side,
+                edge_pct=100 * edges.mean(),
+                regions=int(labels.max()),
+                tb=t_tb,
+                cc4=t_cc4,
+                cc8=t_cc8,
+                ref=t_ref,
+                ari=ari,
+                fill=t_fill,
+                fin=t_fin,
+            )
             rows.append(row)
             ref_txt = "skipped" if t_ref is None else f"{t_ref:.2f} s ({t_ref / t_tb:.0f}x)  ARI {ari:.3f}"
-            print(f"{name:9s} {side:4d}^2 edges {row['edge_pct']:.1f}% K={row['regions']:5d}  "
-                  f"trapped_ball {t_tb * 1e3:7.2f} ms (fill {t_fill * 1e3:.1f} + finish "
-                  f"{t_fin * 1e3:.1f})  cc4(free) {t_cc4 * 1e3:5.2f} ms "
-                  f"-> {t_tb / t_cc4:5.1f}x  cc8(edges) {t_cc8 * 1e3:5.2f} ms -> "
-                  f"{t_tb / t_cc8:5.1f}x  reference {ref_txt}", flush=True)
+            print(
+                f"{name:9s} {side:4d}^2 edges {row['edge_pct']:.1f}% K={row['regions']:5d}  "
+                f"trapped_ball {t_tb * 1e3:7.2f} ms (fill {t_fill * 1e3:.1f} + finish "
+                f"{t_fin * 1e3:.1f})  cc4(free) {t_cc4 * 1e3:5.2f} ms "
+                f"-> {t_tb / t_cc4:5.1f}x  cc8(edges) {t_cc8 * 1e3:5.2f} ms -> "
+                f"{t_tb / t_cc8:5.1f}x  reference {ref_txt}",
+                flush=True,
+            )
 
     cpu = cpu_model()
     cmd = "python benchmarks/bench_regions.py" + (" --quick" if args.quick else "")
@@ -89,8 +102,8 @@ def main() -> None:
         f"best of {args.repeat}. cc4: `cv2.connectedComponents(free, connectivity=4)` on the "
         "same map (the labelling the leftover step does); cc8: `cv2.connectedComponents(edges)` "
         "with defaults. Reference: tests/reference.py (one flood fill per region), one "
-        "run; ARI = adjusted Rand index of the two label maps." +
-        (" `--quick` skips the reference at 1024^2." if args.quick else ""),
+        "run; ARI = adjusted Rand index of the two label maps."
+        + (" `--quick` skips the reference at 1024^2." if args.quick else ""),
         "",
         "| image | size | edge % | regions | trapped_ball ms | fill ms | finish ms | cc4 ms "
         "| x cc4 | cc8 ms | x cc8 | reference s | ref / tb | ARI |",
@@ -100,10 +113,12 @@ def main() -> None:
         ref = "-" if r["ref"] is None else f"{r['ref']:.2f}"
         speed = "-" if r["ref"] is None else f"{r['ref'] / r['tb']:.0f}"
         ari = "-" if r["ari"] is None else f"{r['ari']:.3f}"
-        lines.append(f"| {r['image']} | {r['side']}^2 | {r['edge_pct']:.1f} | {r['regions']} | "
-                     f"{r['tb'] * 1e3:.2f} | {r['fill'] * 1e3:.1f} | {r['fin'] * 1e3:.1f} | "
-                     f"{r['cc4'] * 1e3:.2f} | {r['tb'] / r['cc4']:.1f} | "
-                     f"{r['cc8'] * 1e3:.2f} | {r['tb'] / r['cc8']:.1f} | {ref} | {speed} | {ari} |")
+        lines.append(
+            f"| {r['image']} | {r['side']}^2 | {r['edge_pct']:.1f} | {r['regions']} | "
+            f"{r['tb'] * 1e3:.2f} | {r['fill'] * 1e3:.1f} | {r['fin'] * 1e3:.1f} | "
+            f"{r['cc4'] * 1e3:.2f} | {r['tb'] / r['cc4']:.1f} | "
+            f"{r['cc8'] * 1e3:.2f} | {r['tb'] / r['cc8']:.1f} | {ref} | {speed} | {ari} |"
+        )
     worst = max(r["tb"] / r["cc4"] for r in rows if r["side"] == 1024)
     speed = [r["ref"] / r["tb"] for r in rows if r["side"] == 512 and r["ref"] is not None]
     lines += [

@@ -75,9 +75,11 @@ def main():
             pixels += _pixels(data)
             read += len(data)
             Path(src, f"{i:06d}.{ext}").write_bytes(data)
-        print(f"{cpu_model()}; {n} demo images of {pixels / n / 1e6:.1f} MP on average -> {args.size} short side, "
-              f"drafts={cfg.drafts}; "
-              f"{args.repeat} alternating runs each")
+        print(
+            f"{cpu_model()}; {n} demo images of {pixels / n / 1e6:.1f} MP on average -> {args.size} short side, "
+            f"drafts={cfg.drafts}; "
+            f"{args.repeat} alternating runs each"
+        )
         ends, steadies, ones = [], [], []
         for r in range(args.repeat):
             s1, p1, stages, written = timed_build(src, cfg, 1)
@@ -85,11 +87,15 @@ def main():
             ones.append((s1, p1))
             ends.append(s1 / sn)
             steadies.append(p1 / pn)
-            print(f"run {r + 1}: 1 worker {n / s1:6.2f} samples/s ({s1:.1f} s, shard phase {p1:.1f} s); "
-                  f"{w} workers {n / sn:6.2f} samples/s ({sn:.1f} s, shard phase {pn:.1f} s); "
-                  f"speed-up {s1 / sn:.2f}x end to end, {p1 / pn:.2f}x in the shard phase")
-        print(f"{w} workers vs 1: end to end {spread(ends)}, shard phase {spread(steadies)}; parallel efficiency "
-              f"{statistics.median(ends) / w:.0%} end to end, {statistics.median(steadies) / w:.0%} steady")
+            print(
+                f"run {r + 1}: 1 worker {n / s1:6.2f} samples/s ({s1:.1f} s, shard phase {p1:.1f} s); "
+                f"{w} workers {n / sn:6.2f} samples/s ({sn:.1f} s, shard phase {pn:.1f} s); "
+                f"speed-up {s1 / sn:.2f}x end to end, {p1 / pn:.2f}x in the shard phase"
+            )
+        print(
+            f"{w} workers vs 1: end to end {spread(ends)}, shard phase {spread(steadies)}; parallel efficiency "
+            f"{statistics.median(ends) / w:.0%} end to end, {statistics.median(steadies) / w:.0%} steady"
+        )
         if not args.no_ray:
             import ray
 
@@ -99,10 +105,15 @@ def main():
             local, *_ = timed_build(src, cfg, w)
             sr, *_ = timed_build(src, cfg, w, "ray")
             ray.shutdown()
-            print(f"ray, {w} CPUs: {n / sr:6.2f} samples/s ({sr:.1f} s; Ray start-up {startup:.1f} s apart); "
-                  f"{local / sr:.2f}x the local pool run just before it ({local:.1f} s)")
-    print("per-sample cost, one worker (ms): " + ", ".join(f"{k} {1e3 * v / n:.1f}" for k, v in sorted(stages.items()))
-          + f"; total {1e3 * sum(stages.values()) / n:.1f}")
+            print(
+                f"ray, {w} CPUs: {n / sr:6.2f} samples/s ({sr:.1f} s; Ray start-up {startup:.1f} s apart); "
+                f"{local / sr:.2f}x the local pool run just before it ({local:.1f} s)"
+            )
+    print(
+        "per-sample cost, one worker (ms): "
+        + ", ".join(f"{k} {1e3 * v / n:.1f}" for k, v in sorted(stages.items()))
+        + f"; total {1e3 * sum(stages.values()) / n:.1f}"
+    )
     # At millions of images the start-up and the pool pre-pass (at most 1,250 images) vanish: plan
     # with the steady one-core rate and the steady efficiency.
     rate = n / statistics.median(p for _, p in ones)
@@ -116,8 +127,10 @@ def main():
     # the shared filesystem must keep up: every sample reads its source and writes its fields
     per_sample = (read + written) / n
     rates = [per_sample * rate * 16 * nodes * eff / 1e6 for nodes in (1, 4, 16)]
-    print(f"| shared-filesystem traffic ({read / n / 1e3:.0f} KB read + {written / n / 1e3:.0f} KB written "
-          "per sample) | " + " | ".join(f"{r:.0f} MB/s" for r in rates) + " |")
+    print(
+        f"| shared-filesystem traffic ({read / n / 1e3:.0f} KB read + {written / n / 1e3:.0f} KB written "
+        "per sample) | " + " | ".join(f"{r:.0f} MB/s" for r in rates) + " |"
+    )
 
 
 if __name__ == "__main__":

@@ -63,5 +63,6 @@ def main() -> None:
     print(f"indexes from the cache:        {timings[1]:6.3f} s = {base / timings[1]:.0f}x faster")
     print(f"whole listing on a resume (ids, keys, filters): {listing:.3f} s")
 
+
 if __name__ == "__main__":
     main()

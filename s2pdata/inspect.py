@@ -27,19 +27,25 @@ def summarize(out: str | Path) -> dict:
     out = Path(out)
     stats = [json.loads(p.read_text()) for p in sorted(out.glob("shard-*.stats.json"))]
     manifest = json.loads((out / DATASET_JSON).read_text()) if (out / DATASET_JSON).exists() else {}
-    return {"shards": len(stats), "planned_shards": manifest.get("plan", {}).get("shards"),
-            "status": manifest.get("status"), **sum_stats(stats)}
+    return {
+        "shards": len(stats),
+        "planned_shards": manifest.get("plan", {}).get("shards"),
+        "status": manifest.get("status"),
+        **sum_stats(stats),
+    }
 
 
 def format_summary(total: dict) -> str:
     n = max(total["samples"], 1)
-    lines = [f"{total['samples']} samples in {total['shards']}/{total['planned_shards']} committed shards, "
-             f"{total['bytes'] / 1e6:.1f} MB, status {total['status']}",
-             f"rejected {total['rejected']}: " + (", ".join(f"{k} {v}" for k, v in sorted(total["reasons"].items()))
-                                                  or "none"),
-             "bytes per sample: " + ", ".join(f"{k} {v / n / 1e3:.1f} KB" for k, v in total["field_bytes"].items()),
-             "ms per item (one worker): " + ", ".join(f"{k} {1e3 * v / max(n + total['rejected'], 1):.1f}"
-                                                       for k, v in total["seconds"].items())]
+    lines = [
+        f"{total['samples']} samples in {total['shards']}/{total['planned_shards']} committed shards, "
+        f"{total['bytes'] / 1e6:.1f} MB, status {total['status']}",
+        f"rejected {total['rejected']}: "
+        + (", ".join(f"{k} {v}" for k, v in sorted(total["reasons"].items())) or "none"),
+        "bytes per sample: " + ", ".join(f"{k} {v / n / 1e3:.1f} KB" for k, v in total["field_bytes"].items()),
+        "ms per item (one worker): "
+        + ", ".join(f"{k} {1e3 * v / max(n + total['rejected'], 1):.1f}" for k, v in total["seconds"].items()),
+    ]
     return "\n".join(lines)
 
 
@@ -71,13 +77,17 @@ def hints_over_sketch(sketch: np.ndarray, hint: np.ndarray, *, grow: int = 0) ->
 def sample_panels(s: dict, *, cell: int = 192) -> list[tuple[str, np.ndarray]]:
     """One sample -> titled RGB panels in a fixed order."""
     grow = max(0, round(2.5 * max(s["sketch"].shape) / cell) - 1)  # hints about 5 px wide on the sheet
-    panels = [("color", s["color"]), ("sketch", np.repeat(s["sketch"][..., None], 3, -1)),
-              ("hints", hints_over_sketch(s["sketch"], s["hint"], grow=grow))]
+    panels = [
+        ("color", s["color"]),
+        ("sketch", np.repeat(s["sketch"][..., None], 3, -1)),
+        ("hints", hints_over_sketch(s["sketch"], s["hint"], grow=grow)),
+    ]
     if "regions" in s:
         panels.append(("regions", label_colors(s["regions"])))
     panels += [(k, s[k]) for k in sorted(k for k in s if k.startswith("draft"))]
-    for k in sorted(k for k in s if k not in {"color", "sketch", "hint", "regions", "json", "__key__"}
-                    and not k.startswith("draft")):
+    for k in sorted(
+        k for k in s if k not in {"color", "sketch", "hint", "regions", "json", "__key__"} and not k.startswith("draft")
+    ):
         a = s[k]
         if isinstance(a, np.ndarray) and a.ndim in (2, 3):
             panels.append((k, a if a.ndim == 3 else np.repeat(a[..., None], 3, -1)))
@@ -92,10 +102,13 @@ def contact_sheet(samples: list[dict], *, cell: int = 192) -> np.ndarray:
         for title, img in sample_panels(s, cell=cell):
             img = img[..., :3]
             scale = cell / max(img.shape[:2])
-            small = cv2.resize(img, (max(1, round(img.shape[1] * scale)), max(1, round(img.shape[0] * scale))),
-                               interpolation=cv2.INTER_AREA)  # cv2 takes (width, height)
+            small = cv2.resize(
+                img,
+                (max(1, round(img.shape[1] * scale)), max(1, round(img.shape[0] * scale))),
+                interpolation=cv2.INTER_AREA,
+            )  # cv2 takes (width, height)
             tile = np.full((cell + 18, cell, 3), 255, np.uint8)
-            tile[18:18 + small.shape[0], :small.shape[1]] = small
+            tile[18 : 18 + small.shape[0], : small.shape[1]] = small
             cv2.putText(tile, title, (3, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
             cells.append(tile)
         rows.append(np.concatenate(cells, 1))

@@ -15,9 +15,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -104,8 +104,9 @@ class PatchPool(Sequence):
     def sha256(self) -> str:
         """Hex sha256 of the canonical json list of (h, w, kind, source key, patch digest)."""
         if self._sha is None:
-            self._sha = _pool_sha256([[*p.mask.shape, p.kind, p.source_key, d]
-                                      for p, d in zip(self._patches, self.digests)])
+            self._sha = _pool_sha256(
+                [[*p.mask.shape, p.kind, p.source_key, d] for p, d in zip(self._patches, self.digests)]
+            )
         return self._sha
 
     def save(self, directory) -> Path:
@@ -119,8 +120,7 @@ class PatchPool(Sequence):
         tmp = d / (POOL_NPY + ".tmp")
         digests, offset = [], 0
         with open(tmp, "wb") as f:
-            np.lib.format.write_array_header_1_0(f, {"descr": "|u1", "fortran_order": False,
-                                                     "shape": (self.nbytes,)})
+            np.lib.format.write_array_header_1_0(f, {"descr": "|u1", "fortran_order": False, "shape": (self.nbytes,)})
             for p in self._patches:
                 rgb, mask = _patch_buffers(p)
                 f.write(rgb)
@@ -130,14 +130,22 @@ class PatchPool(Sequence):
         self._digests = tuple(digests)
         entries = []
         for p, digest in zip(self._patches, digests):
-            entries.append({"file": 0, "offset": offset, "shape": list(p.mask.shape), "kind": p.kind,
-                            "source_key": p.source_key, "sha256": digest})
+            entries.append(
+                {
+                    "file": 0,
+                    "offset": offset,
+                    "shape": list(p.mask.shape),
+                    "kind": p.kind,
+                    "source_key": p.source_key,
+                    "sha256": digest,
+                }
+            )
             offset += p.mask.size * 4
         _write_index(d, [POOL_NPY], entries, self.sha256)
         return d / POOL_JSON
 
     @classmethod
-    def merge(cls, parts, directory, *, limit: int | None = None) -> "PatchPool":
+    def merge(cls, parts, directory, *, limit: int | None = None) -> PatchPool:
         """Join saved pools (in order; the first ``limit`` patches) into one pool in ``directory``.
 
         The parts' pixel files are moved, not copied, into ``directory`` (the parts are used up)
@@ -156,15 +164,16 @@ class PatchPool(Sequence):
                 raise ValueError(f"{part / POOL_JSON}: a part to merge must be a single-file pool (from save)")
             name = f"patch_pool-{len(files):05d}.npy"
             os.replace(part / meta["files"][0], d / name)
-            take = meta["patches"][:None if limit is None else limit - len(entries)]
+            take = meta["patches"][: None if limit is None else limit - len(entries)]
             entries += [{**e, "file": len(files)} for e in take]
             files.append(name)
-        _write_index(d, files, entries, _pool_sha256([[*e["shape"], e["kind"], e["source_key"], e["sha256"]]
-                                                      for e in entries]))
+        _write_index(
+            d, files, entries, _pool_sha256([[*e["shape"], e["kind"], e["source_key"], e["sha256"]] for e in entries])
+        )
         return cls.load(d)
 
     @classmethod
-    def load(cls, directory, *, mmap: bool = True, verify: bool = False) -> "PatchPool":
+    def load(cls, directory, *, mmap: bool = True, verify: bool = False) -> PatchPool:
         """Read a pool written by ``save`` or ``merge``; ``mmap`` shares pages across processes.
 
         ``verify`` rehashes every patch and raises ``ValueError`` naming the first one that does
@@ -179,25 +188,31 @@ class PatchPool(Sequence):
             raise ValueError(f"{d / POOL_JSON} is malformed ({type(exc).__name__}: {exc}); rebuild the pool") from exc
 
     @classmethod
-    def _from_index(cls, d: Path, meta: dict, *, mmap: bool, verify: bool) -> "PatchPool":
+    def _from_index(cls, d: Path, meta: dict, *, mmap: bool, verify: bool) -> PatchPool:
         bufs = []
         for name in meta["files"]:
             if Path(name).name != name:
                 raise ValueError(f"{d / POOL_JSON}: file name {name!r} must be a plain name inside the pool folder")
             buf = np.load(d / name, mmap_mode="r" if mmap else None, allow_pickle=False)
             if buf.dtype != np.uint8 or buf.ndim != 1:
-                raise ValueError(f"{d / name} must be a flat uint8 buffer, got {buf.dtype} {buf.shape}; "
-                                 "rewrite the pool with PatchPool.save")
+                raise ValueError(
+                    f"{d / name} must be a flat uint8 buffer, got {buf.dtype} {buf.shape}; "
+                    "rewrite the pool with PatchPool.save"
+                )
             bufs.append(buf)
         patches, digests = [], []
         for i, e in enumerate(meta["patches"]):
             (h, w), o, buf = e["shape"], e["offset"], bufs[e["file"]]
             if o < 0 or o + h * w * 4 > buf.size:
-                raise ValueError(f"{d / POOL_JSON}: patch {i} at offset {o} shape {(h, w)} overruns "
-                                 f"{meta['files'][e['file']]}")
-            patch = Patch(rgb=buf[o:o + h * w * 3].reshape(h, w, 3),
-                          mask=buf[o + h * w * 3:o + h * w * 4].reshape(h, w).view(np.bool_),
-                          kind=e["kind"], source_key=e["source_key"])
+                raise ValueError(
+                    f"{d / POOL_JSON}: patch {i} at offset {o} shape {(h, w)} overruns {meta['files'][e['file']]}"
+                )
+            patch = Patch(
+                rgb=buf[o : o + h * w * 3].reshape(h, w, 3),
+                mask=buf[o + h * w * 3 : o + h * w * 4].reshape(h, w).view(np.bool_),
+                kind=e["kind"],
+                source_key=e["source_key"],
+            )
             if verify and _patch_digest(*_patch_buffers(patch)) != e["sha256"]:
                 raise ValueError(f"{d} is corrupt: patch {i}'s pixels do not match its recorded sha256")
             patches.append(patch)
@@ -209,8 +224,7 @@ class PatchPool(Sequence):
 
 
 def _patch_buffers(p: Patch) -> tuple[memoryview, memoryview]:
-    return (np.ascontiguousarray(p.rgb).reshape(-1).data,
-            np.ascontiguousarray(p.mask).view(np.uint8).reshape(-1).data)
+    return (np.ascontiguousarray(p.rgb).reshape(-1).data, np.ascontiguousarray(p.mask).view(np.uint8).reshape(-1).data)
 
 
 def _patch_digest(rgb, mask) -> str:
@@ -226,16 +240,24 @@ def _pool_sha256(rows: list[list]) -> str:
 def _read_index(d: Path) -> dict:
     meta = json.loads((d / POOL_JSON).read_text())
     if meta.get("format") != POOL_FORMAT or meta.get("version") != POOL_VERSION:
-        raise ValueError(f"{d / POOL_JSON} is not a {POOL_FORMAT} v{POOL_VERSION} index "
-                         f"(format={meta.get('format')!r}, version={meta.get('version')!r}); rebuild the pool")
+        raise ValueError(
+            f"{d / POOL_JSON} is not a {POOL_FORMAT} v{POOL_VERSION} index "
+            f"(format={meta.get('format')!r}, version={meta.get('version')!r}); rebuild the pool"
+        )
     return meta
 
 
 def _write_index(d: Path, files: list[str], entries: list[dict], sha256: str) -> None:
     """``patch_pool.json``, written atomically (the pixel files must already be in place)."""
-    meta = {"format": POOL_FORMAT, "version": POOL_VERSION, "n_patches": len(entries),
-            "nbytes": sum(e["shape"][0] * e["shape"][1] * 4 for e in entries), "sha256": sha256,
-            "files": files, "patches": entries}
+    meta = {
+        "format": POOL_FORMAT,
+        "version": POOL_VERSION,
+        "n_patches": len(entries),
+        "nbytes": sum(e["shape"][0] * e["shape"][1] * 4 for e in entries),
+        "sha256": sha256,
+        "files": files,
+        "patches": entries,
+    }
     tmp = d / (POOL_JSON + ".tmp")
     tmp.write_text(json.dumps(meta, separators=(",", ":")))
     os.replace(tmp, d / POOL_JSON)

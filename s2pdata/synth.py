@@ -4,8 +4,9 @@ Consumes ``(key, bytes, meta)`` and a ``SynthConfig``; produces the sample dict 
 ``shards.encode_sample`` writes: ``color`` (H, W, 3) uint8, ``sketch`` (H, W) uint8, ``hint``
 (H, W, 4) uint8, ``regions`` (H, W) int32 trapped-ball labels 1..K, ``draft0``.. (H, W, 3)
 uint8 synthetic flawed drafts and ``json`` (provenance plus every parameter drawn, so a sample
-can be re-created: ``drafts.replay_draft(color, pool, json["drafts"][k])``). Every stage draws from its own generator, derived from (seed, key, stage), so adding
-a stage never changes what the others draw. This is the only module that knows the order.
+can be re-created: ``drafts.replay_draft(color, pool, json["drafts"][k])``). Every stage draws
+from its own generator, derived from (seed, key, stage), so adding a stage never changes what
+the others draw. This is the only module that knows the order.
 """
 
 from __future__ import annotations
@@ -22,18 +23,17 @@ from . import SCHEMA_VERSION
 from ._check import check_choice
 from ._rng import sample_rng
 from .decode import CROPS, DecodeError, apply_fit, decode_image, plan_fit
-from .stages.domain import color_domain
 from .pool import Patch, PatchPool
+from .shards import COLOR_FORMATS, Schema
+from .stages.domain import color_domain
 from .stages.drafts import cut_rect_patch, cut_region_patches, make_draft
 from .stages.flat import flat_fill
 from .stages.hints import render_hints, sample_hints
+from .stages.learned import load_extractor, parse_weights_spec
 from .stages.refimage import make_reference
 from .stages.regions import KEEP, RADII, propose_regions
 from .stages.rough import roughen_sketch
-from .shards import COLOR_FORMATS, Schema
-from .stages.learned import load_extractor, parse_weights_spec
 from .stages.sketch import SKETCH_METHODS, extract_sketch
-
 
 SKETCH_STYLES = ("clean", "rough", "mix")  # mix: rough with probability rough_weight
 OPTIONAL_FIELDS = ("flat", "colordomain", "reference")  # --fields: beyond the paper
@@ -64,8 +64,10 @@ class SynthConfig:
         if self.sketch == "learned":
             parse_weights_spec(self.sketch_weights)
         elif self.sketch_weights:
-            raise ValueError(f"sketch_weights={self.sketch_weights!r} is only used with sketch='learned', "
-                             f"got sketch={self.sketch!r}; set sketch='learned' or drop the weights")
+            raise ValueError(
+                f"sketch_weights={self.sketch_weights!r} is only used with sketch='learned', "
+                f"got sketch={self.sketch!r}; set sketch='learned' or drop the weights"
+            )
         check_choice("sketch_style", self.sketch_style, SKETCH_STYLES)
         if not isinstance(self.rough_weight, (int, float)) or not 0 <= self.rough_weight <= 1:
             raise ValueError(f"rough_weight must be a probability in [0, 1], got {self.rough_weight!r}")
@@ -83,8 +85,13 @@ class SynthConfig:
             raise ValueError(f"hint_radius must be an int in 0..8, got {self.hint_radius!r}")
 
     def schema(self) -> Schema:
-        return Schema(color_format=self.color_format, color_quality=self.color_quality, regions=True,
-                      drafts=self.drafts, extras=self.fields)
+        return Schema(
+            color_format=self.color_format,
+            color_quality=self.color_quality,
+            regions=True,
+            drafts=self.drafts,
+            extras=self.fields,
+        )
 
     def to_json(self) -> dict:
         return {**asdict(self), "fields": list(self.fields)}
@@ -107,8 +114,15 @@ class Timer:
 
 # Every sample's json has the same keys and types (Hugging Face infers one schema from the first
 # samples): parameters a sketch method does not use are 0.0, and -1.0 means "not binarised".
-_SKETCH_DEFAULTS = {"sigma": 0.0, "k": 0.0, "tau": 0.0, "phi": 0.0, "eps": 0.0, "otsu_threshold": -1.0,
-                    "lighten_r": 1.0}
+_SKETCH_DEFAULTS = {
+    "sigma": 0.0,
+    "k": 0.0,
+    "tau": 0.0,
+    "phi": 0.0,
+    "eps": 0.0,
+    "otsu_threshold": -1.0,
+    "lighten_r": 1.0,
+}
 
 
 def stable_sketch_params(params: dict) -> dict:
@@ -118,8 +132,9 @@ def stable_sketch_params(params: dict) -> dict:
     return {k: float(v) if k in _SKETCH_DEFAULTS else v for k, v in out.items()}
 
 
-def fitted_color(data: bytes, *, key: str, seed: int, cfg: SynthConfig, timer: Timer | None = None,
-                 check=None) -> tuple[np.ndarray, dict]:
+def fitted_color(
+    data: bytes, *, key: str, seed: int, cfg: SynthConfig, timer: Timer | None = None, check=None
+) -> tuple[np.ndarray, dict]:
     """Decode ``data``, resize/crop it per ``cfg`` and run the pixel filter ``check``.
 
     Returns the colour image and a json fragment (original size, fit parameters). Raises
@@ -136,8 +151,17 @@ def fitted_color(data: bytes, *, key: str, seed: int, cfg: SynthConfig, timer: T
     return color, {"orig_size": [int(full.shape[0]), int(full.shape[1])], "fit": fit.to_json()}
 
 
-def make_sample(data: bytes, *, key: str, seed: int, cfg: SynthConfig, meta: dict | None = None,
-                timer: Timer | None = None, check=None, pool: PatchPool | None = None) -> dict:
+def make_sample(
+    data: bytes,
+    *,
+    key: str,
+    seed: int,
+    cfg: SynthConfig,
+    meta: dict | None = None,
+    timer: Timer | None = None,
+    check=None,
+    pool: PatchPool | None = None,
+) -> dict:
     """Decode ``data`` and synthesise every field of one sample.
 
     ``check(color) -> reason | None`` is a pixel filter run on the fitted colour image (the
@@ -149,8 +173,9 @@ def make_sample(data: bytes, *, key: str, seed: int, cfg: SynthConfig, meta: dic
     color, fit_info = fitted_color(data, key=key, seed=seed, cfg=cfg, timer=timer, check=check)
     with timer("sketch"):
         extractor = load_extractor(cfg.sketch_weights) if cfg.sketch == "learned" else None
-        sketch, sketch_params = extract_sketch(color, method=cfg.sketch, rng=sample_rng(seed, key, "sketch"),
-                                               extractor=extractor)
+        sketch, sketch_params = extract_sketch(
+            color, method=cfg.sketch, rng=sample_rng(seed, key, "sketch"), extractor=extractor
+        )
     rough_rng = sample_rng(seed, key, "rough")
     rough = cfg.sketch_style == "rough" or (cfg.sketch_style == "mix" and rough_rng.random() < cfg.rough_weight)
     rough_params = {}
@@ -176,21 +201,36 @@ def make_sample(data: bytes, *, key: str, seed: int, cfg: SynthConfig, meta: dic
         "source": {**(meta or {}), "sha256": hashlib.sha256(data).hexdigest()},
         **fit_info,
         "size": [int(color.shape[0]), int(color.shape[1])],
-        "sketch": {**stable_sketch_params(sketch_params), "style": "rough" if rough else "clean",
-                   # variable-length strokes as a JSON string: one schema for rough and clean samples
-                   "rough": json.dumps(rough_params, sort_keys=True, separators=(",", ":"))},
+        "sketch": {
+            **stable_sketch_params(sketch_params),
+            "style": "rough" if rough else "clean",
+            # variable-length strokes as a JSON string: one schema for rough and clean samples
+            "rough": json.dumps(rough_params, sort_keys=True, separators=(",", ":")),
+        },
         # a JSON string, not a list: Hugging Face infers one schema from the first 5 samples, and an
         # empty list (no hints, 1 sample in 8) among all of them would type the field as null
         "hints": json.dumps(hints.to_json(), separators=(",", ":")),
         "hint_radius": cfg.hint_radius,
-        "regions": {"count": int(labels.max(initial=0)), "method": "trapped_ball", "radii": list(RADII),
-                    "keep": list(KEEP), "edges": "blur-difference"},
+        "regions": {
+            "count": int(labels.max(initial=0)),
+            "method": "trapped_ball",
+            "radii": list(RADII),
+            "keep": list(KEEP),
+            "edges": "blur-difference",
+        },
         "drafts": [params for _, params in drafts.values()],
         **{name: params for name, (_, params) in extras.items()},
     }
-    return {"__key__": key, "color": color, "sketch": sketch, "hint": hint, "regions": labels,
-            **{name: draft for name, (draft, _) in drafts.items()},
-            **{name: array for name, (array, _) in extras.items()}, "json": info}
+    return {
+        "__key__": key,
+        "color": color,
+        "sketch": sketch,
+        "hint": hint,
+        "regions": labels,
+        **{name: draft for name, (draft, _) in drafts.items()},
+        **{name: array for name, (array, _) in extras.items()},
+        "json": info,
+    }
 
 
 # Optional fields (--fields): (colour, labels, rng) -> (array, JSON params). Each is re-created from
@@ -202,8 +242,7 @@ _EXTRA_FIELDS = {
 }
 
 
-def pool_patches(data: bytes, *, key: str, seed: int, cfg: SynthConfig, per_image: int = 8,
-                 check=None) -> list[Patch]:
+def pool_patches(data: bytes, *, key: str, seed: int, cfg: SynthConfig, per_image: int = 8, check=None) -> list[Patch]:
     """Patches one image gives the build's pool (paper §3.4): half rectangles with side
     ~ U[64, 256], half trapped-ball regions (a rectangle where no region qualifies).
 
@@ -218,8 +257,16 @@ def pool_patches(data: bytes, *, key: str, seed: int, cfg: SynthConfig, per_imag
     return [cut_rect_patch(color, rng=rng, key=key) for _ in range(n_rect)] + regions
 
 
-def online_sample(sample: dict, *, seed: int, epoch: int, pool: PatchPool | None = None,
-                  hint_radius: int = 1, hints: bool = True, draft: bool = True) -> dict:
+def online_sample(
+    sample: dict,
+    *,
+    seed: int,
+    epoch: int,
+    pool: PatchPool | None = None,
+    hint_radius: int = 1,
+    hints: bool = True,
+    draft: bool = True,
+) -> dict:
     """Fresh hints (and a fresh draft) for a decoded sample, as the dataset draws them each epoch.
 
     The draft pastes from ``pool`` (the build's, memory-mapped) or, without one, from regions

@@ -35,6 +35,7 @@ def picture(h: int = 48, w: int = 64, seed: int = 0) -> np.ndarray:
 
 def png_header_only(width: int, height: int) -> bytes:
     """PNG signature + IHDR (8-bit RGB) + IEND: claims a size but holds no pixels."""
+
     def chunk(tag: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
 
@@ -52,7 +53,7 @@ def _corrupt_jpeg(rgb: np.ndarray) -> bytes:
     """Valid JPEG headers up to the scan, then garbage with a stray SOF marker, then EOI."""
     good = _pil_bytes(Image.fromarray(rgb), "JPEG", quality=90)
     sos = good.index(b"\xff\xda")
-    scan_start = sos + 2 + int.from_bytes(good[sos + 2:sos + 4], "big")
+    scan_start = sos + 2 + int.from_bytes(good[sos + 2 : sos + 4], "big")
     garbage = bytes(np.random.default_rng(7).integers(0, 255, 300, dtype=np.uint8))
     # libjpeg silently decodes plain garbage as noise; a marker inside the scan is a hard error
     return good[:scan_start] + garbage + b"\xff\xc0\x00\x02" + garbage + b"\xff\xd9"
@@ -91,7 +92,7 @@ def write_bad_folder(root: Path) -> dict[str, str | None]:
     """
     root = Path(root)
     rgb = picture(48, 64, seed=1)
-    gray16 = (cv2.cvtColor(picture(40, 50, seed=2), cv2.COLOR_RGB2GRAY).astype(np.uint16) * 257)
+    gray16 = cv2.cvtColor(picture(40, 50, seed=2), cv2.COLOR_RGB2GRAY).astype(np.uint16) * 257
     rgb16 = picture(36, 44, seed=4).astype(np.uint16) * 257
     rgba = np.dstack([picture(40, 40, seed=5), np.full((40, 40), 255, np.uint8)])
     rgba[:10, :10, 3] = 0
@@ -113,12 +114,9 @@ def write_bad_folder(root: Path) -> dict[str, str | None]:
         "moving.gif": (_animated_gif(), None),
         "good-one.jpg": (_pil_bytes(Image.fromarray(rgb), "JPEG", quality=95), None),
         "good-two.png": (_pil_bytes(Image.fromarray(picture(50, 40, seed=6)), "PNG"), None),
-        "nested/good-three.webp": (_pil_bytes(Image.fromarray(picture(64, 64, seed=8)), "WEBP",
-                                              quality=90), None),
-        "nested/deeper/good-four.jpg": (_pil_bytes(Image.fromarray(picture(33, 90, seed=9)), "JPEG",
-                                                   quality=90), None),
-        "nested/deeper/good-five.png": (_pil_bytes(Image.fromarray(picture(70, 45, seed=10)), "PNG"),
-                                        None),
+        "nested/good-three.webp": (_pil_bytes(Image.fromarray(picture(64, 64, seed=8)), "WEBP", quality=90), None),
+        "nested/deeper/good-four.jpg": (_pil_bytes(Image.fromarray(picture(33, 90, seed=9)), "JPEG", quality=90), None),
+        "nested/deeper/good-five.png": (_pil_bytes(Image.fromarray(picture(70, 45, seed=10)), "PNG"), None),
     }
     out: dict[str, str | None] = {}
     for rel, (data, reason) in files.items():

@@ -78,8 +78,15 @@ def _add(tf: tarfile.TarFile, name: str, data: bytes, **kw) -> None:
     tf.addfile(info, io.BytesIO(data) if info.isreg() else None)
 
 
-def write_archive(root: Path, files: dict[int, str], *, per_tar: int = 3, folder: str = "",
-                  pattern: str = "data-{:04d}.tar", data: dict | None = None) -> list[str]:
+def write_archive(
+    root: Path,
+    files: dict[int, str],
+    *,
+    per_tar: int = 3,
+    folder: str = "",
+    pattern: str = "data-{:04d}.tar",
+    data: dict | None = None,
+) -> list[str]:
     """danbooru2023-style tars of ``ID.ext`` members; returns the tar paths relative to ``root``."""
     root = Path(root)
     ids = sorted(files)
@@ -89,7 +96,7 @@ def write_archive(root: Path, files: dict[int, str], *, per_tar: int = 3, folder
         p = root / rel
         p.parent.mkdir(parents=True, exist_ok=True)
         with tarfile.open(p, "w", format=tarfile.GNU_FORMAT) as tf:
-            for pid in ids[t:t + per_tar]:
+            for pid in ids[t : t + per_tar]:
                 _add(tf, f"{pid}.{files[pid]}", (data or {}).get(pid, image_bytes(pid, files[pid])))
         rels.append(rel)
     return rels
@@ -110,9 +117,15 @@ def write_hostile_tar(path: Path) -> dict[str, str]:
         _add(tf, "16.png", b"", type=tarfile.CHRTYPE, devmajor=1, devminor=3)
         _add(tf, "17.png", b"", type=tarfile.FIFOTYPE)
         _add(tf, "12.png", png(12))
-    return {"../evil.png": "unsafe-path", "/abs.png": "unsafe-path", "sub/../../13.png": "unsafe-path",
-            "14.png": "unsafe-member", "15.png": "unsafe-member", "16.png": "unsafe-member",
-            "17.png": "unsafe-member"}
+    return {
+        "../evil.png": "unsafe-path",
+        "/abs.png": "unsafe-path",
+        "sub/../../13.png": "unsafe-path",
+        "14.png": "unsafe-member",
+        "15.png": "unsafe-member",
+        "16.png": "unsafe-member",
+        "17.png": "unsafe-member",
+    }
 
 
 def bad_by_id(tmp: Path, first_id: int = 500) -> tuple[dict[int, bytes], dict[int, str], dict[int, str | None]]:
@@ -133,26 +146,72 @@ def bad_by_id(tmp: Path, first_id: int = 500) -> tuple[dict[int, bytes], dict[in
 CATEGORY = {"general": 0, "artist": 1, "copyright": 3, "character": 4, "meta": 5}
 
 
-def post_new(pid: int, *, rating: str = "g", artist=("artist_a",), general=("1girl",), ext: str = "png",
-             width: int = 48, height: int = 40, score: int = 5, deleted: bool = False, banned: bool = False,
-             md5: str | None = None) -> dict:
+def post_new(
+    pid: int,
+    *,
+    rating: str = "g",
+    artist=("artist_a",),
+    general=("1girl",),
+    ext: str = "png",
+    width: int = 48,
+    height: int = 40,
+    score: int = 5,
+    deleted: bool = False,
+    banned: bool = False,
+    md5: str | None = None,
+) -> dict:
     """A 2021+ style post (tag_string_*, g/s/q/e, real numbers and booleans)."""
-    return {"id": pid, "md5": md5 or f"{pid:032x}", "rating": rating, "image_width": width, "image_height": height,
-            "file_ext": ext, "score": score, "is_deleted": deleted, "is_banned": banned,
-            "tag_string": " ".join(list(general) + list(artist)), "tag_string_general": " ".join(general),
-            "tag_string_artist": " ".join(artist), "tag_string_character": "", "tag_string_copyright": "",
-            "tag_string_meta": "", "fav_count": 3, "source": "http://example.invalid/"}
+    return {
+        "id": pid,
+        "md5": md5 or f"{pid:032x}",
+        "rating": rating,
+        "image_width": width,
+        "image_height": height,
+        "file_ext": ext,
+        "score": score,
+        "is_deleted": deleted,
+        "is_banned": banned,
+        "tag_string": " ".join(list(general) + list(artist)),
+        "tag_string_general": " ".join(general),
+        "tag_string_artist": " ".join(artist),
+        "tag_string_character": "",
+        "tag_string_copyright": "",
+        "tag_string_meta": "",
+        "fav_count": 3,
+        "source": "http://example.invalid/",
+    }
 
 
-def post_old(pid: int, *, rating: str = "s", artist=("artist_a",), general=("1girl",), ext: str = "png",
-             width: int = 48, height: int = 40, score: int = 5, deleted: bool = False, banned: bool = False,
-             md5: str | None = None) -> dict:
+def post_old(
+    pid: int,
+    *,
+    rating: str = "s",
+    artist=("artist_a",),
+    general=("1girl",),
+    ext: str = "png",
+    width: int = 48,
+    height: int = 40,
+    score: int = 5,
+    deleted: bool = False,
+    banned: bool = False,
+    md5: str | None = None,
+) -> dict:
     """An older-dump post: numbers as strings, tags as [{id, name, category}], s/q/e ratings."""
     tags = [{"id": str(1000 + i), "name": t, "category": "0"} for i, t in enumerate(general)]
     tags += [{"id": str(2000 + i), "name": t, "category": "1"} for i, t in enumerate(artist)]
-    return {"id": str(pid), "md5": md5 or f"{pid:032x}", "rating": rating, "image_width": str(width),
-            "image_height": str(height), "file_ext": ext, "score": str(score),
-            "is_deleted": deleted, "is_banned": banned, "tags": tags, "pools": []}
+    return {
+        "id": str(pid),
+        "md5": md5 or f"{pid:032x}",
+        "rating": rating,
+        "image_width": str(width),
+        "image_height": str(height),
+        "file_ext": ext,
+        "score": str(score),
+        "is_deleted": deleted,
+        "is_banned": banned,
+        "tags": tags,
+        "pools": [],
+    }
 
 
 def _lines(posts) -> bytes:
@@ -207,8 +266,9 @@ def write_hf_parquet(path: Path, blobs: dict[str, bytes]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     names = sorted(blobs)
-    pq.write_table(pa.table({"image": [{"bytes": blobs[n], "path": n} for n in names],
-                             "label": list(range(len(names)))}), path)
+    pq.write_table(
+        pa.table({"image": [{"bytes": blobs[n], "path": n} for n in names], "label": list(range(len(names)))}), path
+    )
     return path
 
 
@@ -231,10 +291,22 @@ def make_metadata_lines(n: int, seed: int = 0):
     for pid in range(1, n + 1):
         k = int(rng.integers(10, 40))
         general = [words[j] for j in rng.integers(0, 2000, k)]
-        yield json.dumps(post_new(pid, rating="gsqe"[pid % 4], artist=(f"artist_{pid % 997}",),
-                                  general=general, ext="jpg" if pid % 5 else "png",
-                                  width=int(rng.integers(200, 3000)), height=int(rng.integers(200, 3000)),
-                                  score=int(rng.integers(-5, 100)), deleted=pid % 50 == 0)).encode() + b"\n"
+        yield (
+            json.dumps(
+                post_new(
+                    pid,
+                    rating="gsqe"[pid % 4],
+                    artist=(f"artist_{pid % 997}",),
+                    general=general,
+                    ext="jpg" if pid % 5 else "png",
+                    width=int(rng.integers(200, 3000)),
+                    height=int(rng.integers(200, 3000)),
+                    score=int(rng.integers(-5, 100)),
+                    deleted=pid % 50 == 0,
+                )
+            ).encode()
+            + b"\n"
+        )
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,6 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-
-
 # ===============================================================================================
 # Sketch extraction and hint simulation (REFERENCE §3.1, §3.8)
 #
@@ -51,8 +49,7 @@ def ref_sketch_dilate(color: np.ndarray) -> np.ndarray:
     out = np.empty((H, W), np.uint8)
     for i in range(H):
         for j in range(W):
-            d = max(g[y, x] for y in range(max(0, i - 1), min(H, i + 2))
-                    for x in range(max(0, j - 1), min(W, j + 2)))
+            d = max(g[y, x] for y in range(max(0, i - 1), min(H, i + 2)) for x in range(max(0, j - 1), min(W, j + 2)))
             out[i, j] = 255 - (d - g[i, j])
     return out
 
@@ -78,8 +75,9 @@ def ref_xdog_threshold(u: float, *, phi: float, eps: float) -> float:
     return 1.0 + math.tanh(phi * (u - eps))
 
 
-def ref_sketch_xdog(color: np.ndarray, *, sigma: float = 0.4, k: float = 4.5, tau: float = 0.95,
-                    phi: float = 1e9, eps: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+def ref_sketch_xdog(
+    color: np.ndarray, *, sigma: float = 0.4, k: float = 4.5, tau: float = 0.95, phi: float = 1e9, eps: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
     """(sketch uint8, D float64): 255 * clip(T(D), 0, 1) rounded, pixel by pixel."""
     d = ref_xdog_dog(color, sigma=sigma, k=k, tau=tau)
     out = np.empty(d.shape, np.uint8)
@@ -137,7 +135,6 @@ def ref_render_hints(records: list[dict], shape, radius: int | None) -> np.ndarr
                     out[i, j, :3] = rec["rgb"]
                     out[i, j, 3] = 255
     return out
-
 
 
 # ===============================================================================================
@@ -297,8 +294,9 @@ def ref_finish(prov: np.ndarray, n: int, edges: np.ndarray, assign_edges: bool) 
     lab = prov.astype(np.int64)
     area = np.bincount(lab[lab > 0], minlength=n + 1)
     pad = np.pad(lab, 1, constant_values=-2)
-    inner_px = ((lab > 0) & (pad[:-2, 1:-1] == lab) & (pad[2:, 1:-1] == lab)
-                & (pad[1:-1, :-2] == lab) & (pad[1:-1, 2:] == lab))
+    inner_px = (
+        (lab > 0) & (pad[:-2, 1:-1] == lab) & (pad[2:, 1:-1] == lab) & (pad[1:-1, :-2] == lab) & (pad[1:-1, 2:] == lab)
+    )
     inner = np.zeros(n + 1, bool)
     inner[lab[inner_px]] = True
     if assign_edges:
@@ -308,9 +306,16 @@ def ref_finish(prov: np.ndarray, n: int, edges: np.ndarray, assign_edges: bool) 
     nbrs: dict[int, set[int]] = {}
     for a, b in _neighbour_pairs(lab):
         nbrs.setdefault(int(a), set()).add(int(b))
-    slivers = [a for a in range(1, n + 1) if nbrs.get(a) and (
-        area[a] < SLIVER_AREA or (area[a] < SLIVER_LONE_AREA and len(nbrs[a]) == 1)
-        or (area[a] < SLIVER_THIN_AREA and not inner[a]))]
+    slivers = [
+        a
+        for a in range(1, n + 1)
+        if nbrs.get(a)
+        and (
+            area[a] < SLIVER_AREA
+            or (area[a] < SLIVER_LONE_AREA and len(nbrs[a]) == 1)
+            or (area[a] < SLIVER_THIN_AREA and not inner[a])
+        )
+    ]
     if slivers:
         opened = np.isin(lab, slivers)
         orig = lab.copy()
@@ -331,8 +336,9 @@ def ref_finish(prov: np.ndarray, n: int, edges: np.ndarray, assign_edges: bool) 
     return out
 
 
-def ref_trapped_ball(edges: np.ndarray, radii=(3, 2, 1), keep=("max", None, None),
-                     assign_edges: bool = True, max_fills=None) -> np.ndarray:
+def ref_trapped_ball(
+    edges: np.ndarray, radii=(3, 2, 1), keep=("max", None, None), assign_edges: bool = True, max_fills=None
+) -> np.ndarray:
     """Per-fill trapped-ball segmentation with the same finishing rules as s2pdata.stages.regions."""
     prov, n = ref_fills(edges, radii, keep, max_fills)
     return ref_finish(prov, n, edges, assign_edges)
@@ -357,7 +363,6 @@ def adjusted_rand_index(x: np.ndarray, y: np.ndarray) -> float:
     if top == expected:
         return 1.0
     return float((index - expected) / (top - expected))
-
 
 
 # ===============================================================================================
@@ -524,6 +529,7 @@ def ref_label_boxes(labels: np.ndarray) -> dict[int, tuple[int, int, int, int]]:
 
 # ---------------------------------------------------------------- rough sketches
 
+
 def ref_scribble_pixels(shape, scribbles) -> np.ndarray:
     """``(H, W) bool`` pixels on the scribbles, one ``cv2.line`` (8-connected, 1 px) per segment."""
     mask = np.zeros(shape[:2], np.uint8)
@@ -550,6 +556,7 @@ def ref_rough_violations(sketch: np.ndarray, rough: np.ndarray, params: dict) ->
 
 # ---------------------------------------------------------------- flat fill
 
+
 def ref_flat_fill(color: np.ndarray, labels: np.ndarray, stat: str = "median", trim: float = 0.1) -> np.ndarray:
     """Per-label, per-channel median (np.median, rounded half up) or trimmed mean; label 0 kept."""
     out = color.copy()
@@ -563,7 +570,7 @@ def ref_flat_fill(color: np.ndarray, labels: np.ndarray, stat: str = "median", t
                 val = int(np.floor(np.median(v) + 0.5))
             else:
                 t = int(np.floor(trim * len(v)))
-                kept = v[t:len(v) - t]
+                kept = v[t : len(v) - t]
                 val = (2 * int(kept.sum()) + len(kept)) // (2 * len(kept))  # mean rounded half up
             out[..., ch][m] = val
     return out
@@ -571,10 +578,13 @@ def ref_flat_fill(color: np.ndarray, labels: np.ndarray, stat: str = "median", t
 
 # ---------------------------------------------------------------- colour domains
 
+
 def ref_mode_filter(idx: np.ndarray, k: int, size: int) -> np.ndarray:
     """Majority value in each size x size window (scipy 'mirror' border), lowest on ties."""
+
     def mode(values):
         return float(np.argmax(np.bincount(values.astype(np.int64), minlength=k)))
+
     return ndimage.generic_filter(idx.astype(np.float64), mode, size=size, mode="mirror").astype(np.int64)
 
 
@@ -592,6 +602,7 @@ def ref_sq_dists(lab: np.ndarray, centers) -> np.ndarray:
 
 # ---------------------------------------------------------------- reference images
 
+
 def ref_bilinear(img: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """Bilinear sample of ``img`` (H, W, C) at float (rows, cols) inside the image."""
     h, w = img.shape[:2]
@@ -600,11 +611,11 @@ def ref_bilinear(img: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndar
     r1, c1 = np.minimum(r0 + 1, h - 1), np.minimum(c0 + 1, w - 1)
     fr, fc = (rows - r0)[..., None], (cols - c0)[..., None]
     f = img.astype(np.float64)
-    return ((1 - fr) * (1 - fc) * f[r0, c0] + (1 - fr) * fc * f[r0, c1]
-            + fr * (1 - fc) * f[r1, c0] + fr * fc * f[r1, c1])
+    return (1 - fr) * (1 - fc) * f[r0, c0] + (1 - fr) * fc * f[r0, c1] + fr * (1 - fc) * f[r1, c0] + fr * fc * f[r1, c1]
 
 
 # ---------------------------------------------------------------- params schema
+
 
 def schema(x):
     """JSON type skeleton: dict -> {key: schema}, list -> [element schemas merged], scalar -> type."""
@@ -627,14 +638,19 @@ def schema(x):
 def compatible(a, b) -> bool:
     """Two schemas agree; an empty list agrees with any list."""
     if isinstance(a, dict) or isinstance(b, dict):
-        return isinstance(a, dict) and isinstance(b, dict) and a.keys() == b.keys() and all(
-            compatible(a[k], b[k]) for k in a)
+        return (
+            isinstance(a, dict)
+            and isinstance(b, dict)
+            and a.keys() == b.keys()
+            and all(compatible(a[k], b[k]) for k in a)
+        )
     if isinstance(a, list) or isinstance(b, list):
         return isinstance(a, list) and isinstance(b, list) and (not a[1] or not b[1] or a[1] == b[1])
     return a == b
 
 
 # ---------------------------------------------------------------- test pictures (cv2 drawing)
+
 
 def draw_cel(h: int, w: int, seed: int, n_shapes: int = 4, n_lines: int = 2) -> np.ndarray:
     """A toy cel-shaded ``(h, w, 3) uint8`` RGB picture: flat disks/polygons, dark outlines, lines."""

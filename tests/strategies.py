@@ -13,14 +13,11 @@ from s2pdata.stages.drafts import cut_rect_patch, cut_region_patch
 from s2pdata.stages.spray import SprayParams
 from s2pdata.stages.warp import make_affine_params
 
-
-
 # -----------------------------------------------------------------------------------------------
 # Colour pictures and hint records
 
 
-def draw_cel_image(h: int, w: int, seed: int, n_shapes: int = 4, n_lines: int = 2,
-                   outline: bool = True) -> np.ndarray:
+def draw_cel_image(h: int, w: int, seed: int, n_shapes: int = 4, n_lines: int = 2, outline: bool = True) -> np.ndarray:
     """A toy cel-shaded ``(h, w, 3) uint8`` image from ``seed`` (numpy only + cv2 drawing)."""
     rng = np.random.default_rng(seed)
     img = np.empty((h, w, 3), np.uint8)
@@ -73,9 +70,13 @@ def blank_images(draw, min_side: int = 1, max_side: int = 40) -> np.ndarray:
 
 def images(min_side: int = 1, max_side: int = 40):
     """Cel-shaded images, or (one time in five or so) blank ones."""
-    return st.one_of(cel_images(min_side, max_side), cel_images(min_side, max_side),
-                     cel_images(min_side, max_side), cel_images(min_side, max_side),
-                     blank_images(min_side, max_side))
+    return st.one_of(
+        cel_images(min_side, max_side),
+        cel_images(min_side, max_side),
+        cel_images(min_side, max_side),
+        cel_images(min_side, max_side),
+        blank_images(min_side, max_side),
+    )
 
 
 @st.composite
@@ -83,10 +84,15 @@ def hint_records(draw, h: int, w: int, max_n: int = 6) -> list[dict]:
     """Hint records (``Hints.to_json`` form) for an ``h x w`` image: centres anywhere inside the
     image, sides 1..9 (a patch may stick out of the image; rendering clips it)."""
     n = draw(st.integers(0, max_n))
-    return [{"row": draw(st.integers(0, h - 1)), "col": draw(st.integers(0, w - 1)),
-             "side": draw(st.integers(1, 9)),
-             "rgb": list(draw(st.tuples(*[st.integers(0, 255)] * 3)))} for _ in range(n)]
-
+    return [
+        {
+            "row": draw(st.integers(0, h - 1)),
+            "col": draw(st.integers(0, w - 1)),
+            "side": draw(st.integers(1, 9)),
+            "rgb": list(draw(st.tuples(*[st.integers(0, 255)] * 3))),
+        }
+        for _ in range(n)
+    ]
 
 
 # -----------------------------------------------------------------------------------------------
@@ -122,7 +128,7 @@ def draw_lines(seed: int, h: int, w: int, *, gaps: bool = True, n_shapes: int | 
             if ys.size:
                 t = int(rng.integers(0, ys.size))
                 g = int(rng.integers(1, 4))
-                img[max(0, ys[t] - g):ys[t] + g, max(0, xs[t] - g):xs[t] + g] = 0
+                img[max(0, ys[t] - g) : ys[t] + g, max(0, xs[t] - g) : xs[t] + g] = 0
     if gaps:
         for _ in range(int(rng.integers(0, 3))):
             p0 = (int(rng.integers(0, w)), int(rng.integers(0, h)))
@@ -147,7 +153,7 @@ def draw_blobs(seed: int, h: int, w: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     img = np.zeros((h, w), np.uint8)
     for _ in range(int(rng.integers(1, 5))):
-        c = (int(rng.integers(0, w)), int(rng.integers(0, h)))   # cv2 points are (x, y)
+        c = (int(rng.integers(0, w)), int(rng.integers(0, h)))  # cv2 points are (x, y)
         cv2.circle(img, c, int(rng.integers(2, max(3, min(h, w) // 3))), 1, -1)
     for _ in range(int(rng.integers(0, 3))):
         p0 = (int(rng.integers(0, w)), int(rng.integers(0, h)))
@@ -168,7 +174,6 @@ def blob_drawings(draw, min_side: int = 8, max_side: int = 48):
     return draw_blobs(seed, h, w)
 
 
-
 # -----------------------------------------------------------------------------------------------
 # Warps, sprays, label pictures and patch pools
 
@@ -183,8 +188,9 @@ def draw_smooth_image(h: int, w: int, seed: int, channels: int = 3) -> np.ndarra
         for _ in range(2):
             period = rng.uniform(12, 40)
             ang = rng.uniform(0, np.pi)
-            v += rng.uniform(10, 40) * np.sin((rows * np.sin(ang) + cols * np.cos(ang)) / period * 2 * np.pi
-                                             + rng.uniform(0, 6.3))
+            v += rng.uniform(10, 40) * np.sin(
+                (rows * np.sin(ang) + cols * np.cos(ang)) / period * 2 * np.pi + rng.uniform(0, 6.3)
+            )
         for _ in range(2):
             r0, c0, s = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(4, 12)
             v += rng.uniform(-40, 40) * np.exp(-((rows - r0) ** 2 + (cols - c0) ** 2) / (2 * s * s))
@@ -226,8 +232,9 @@ def affine_params(draw, sigma: float = 0.1):
     """``make_affine_params`` at a drawn seed, sigma in [0, ``sigma``], either noise model."""
     s = draw(st.sampled_from([0.0, sigma / 4, sigma / 2, sigma]))
     one_sided = draw(st.booleans())
-    return make_affine_params((8, 8), rng=np.random.default_rng(draw(st.integers(0, 2**32 - 1))),
-                              sigma=s, one_sided=one_sided)
+    return make_affine_params(
+        (8, 8), rng=np.random.default_rng(draw(st.integers(0, 2**32 - 1))), sigma=s, one_sided=one_sided
+    )
 
 
 @st.composite
@@ -248,9 +255,13 @@ def spray_params(draw, h: int, w: int) -> SprayParams:
         p1 = p0 if draw(st.integers(0, 5)) == 0 else (draw(coord), draw(coord))
         paths.append((p0, p1))
         widths.append(draw(st.floats(0.25, 30.0, allow_nan=False)))
-    return SprayParams(color=tuple(draw(st.integers(0, 255)) for _ in range(3)), paths=tuple(paths),
-                       widths=tuple(widths), softness=draw(st.floats(0.0, 1.0)),
-                       opacity=draw(st.floats(0.0, 1.0)))
+    return SprayParams(
+        color=tuple(draw(st.integers(0, 255)) for _ in range(3)),
+        paths=tuple(paths),
+        widths=tuple(widths),
+        softness=draw(st.floats(0.0, 1.0)),
+        opacity=draw(st.floats(0.0, 1.0)),
+    )
 
 
 def make_pool(seed: int, n_images: int = 3, per_image: int = 4, side: int = 48) -> PatchPool:

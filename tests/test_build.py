@@ -64,7 +64,7 @@ def test_manifest_and_samples(demo_build):
         l = s["json"]["hint_radius"]
         mask = np.zeros((h, w), bool)
         for p in json.loads(s["json"]["hints"]):
-            mask[max(p["row"] - l, 0):p["row"] + l + 1, max(p["col"] - l, 0):p["col"] + l + 1] = True
+            mask[max(p["row"] - l, 0) : p["row"] + l + 1, max(p["col"] - l, 0) : p["col"] + l + 1] = True
         assert np.array_equal(s["hint"][..., 3] > 0, mask)
 
 
@@ -89,8 +89,7 @@ def test_json_schema_is_the_same_for_every_sample(tmp_path):
     # and Hugging Face reads a build with every optional field
     datasets = pytest.importorskip("datasets")
     files = [str(p) for p in sorted(tmp_path.glob("shard-*.tar"))]
-    ds = datasets.load_dataset("webdataset", data_files={"train": files}, split="train",
-                               cache_dir=str(tmp_path / "hf"))
+    ds = datasets.load_dataset("webdataset", data_files={"train": files}, split="train", cache_dir=str(tmp_path / "hf"))
     assert len(ds) == 24 and {"flat.png", "colordomain.png", "reference.jpg"} <= set(ds.column_names)
 
 
@@ -109,8 +108,7 @@ def test_huggingface_webdataset_reads_every_sample(demo_build, tmp_path, monkeyp
     datasets = pytest.importorskip("datasets")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     files = [str(p) for p in sorted(demo_build.glob("shard-*.tar"))]
-    ds = datasets.load_dataset("webdataset", data_files={"train": files}, split="train",
-                               cache_dir=str(tmp_path / "hf"))
+    ds = datasets.load_dataset("webdataset", data_files={"train": files}, split="train", cache_dir=str(tmp_path / "hf"))
     assert len(ds) == 10
     assert FIELDS <= set(ds.column_names)
     row = ds[0]
@@ -135,19 +133,31 @@ def test_same_seed_same_bytes_for_any_worker_count(demo_build, tmp_path):
 
 
 def test_resume_skips_committed_and_refuses_changed_config(demo_build, tmp_path, capsys):
-    manifest = run_build(src="demo:10", out=demo_build, cfg=CFG, seed=3, shard_size=4, workers=1,
-                         progress=False)
+    manifest = run_build(src="demo:10", out=demo_build, cfg=CFG, seed=3, shard_size=4, workers=1, progress=False)
     assert manifest["totals"]["built_this_run"] == 0
     with pytest.raises(BuildRefused, match="size"):
-        run_build(src="demo:10", out=demo_build, cfg=SynthConfig(size=64), seed=3, shard_size=4,
-                  progress=False)
-    rc = main(["--src", "demo:10", "--out", str(demo_build), "--seed", "9", "--shard-size", "4",
-               "--size", "96", "--no-progress", "--workers", "1"])
+        run_build(src="demo:10", out=demo_build, cfg=SynthConfig(size=64), seed=3, shard_size=4, progress=False)
+    rc = main(
+        [
+            "--src",
+            "demo:10",
+            "--out",
+            str(demo_build),
+            "--seed",
+            "9",
+            "--shard-size",
+            "4",
+            "--size",
+            "96",
+            "--no-progress",
+            "--workers",
+            "1",
+        ]
+    )
     assert rc == 2 and "--overwrite" in capsys.readouterr().err
     out = tmp_path / "copy"
     run_build(src="demo:10", out=out, cfg=CFG, seed=3, shard_size=4, progress=False)
-    run_build(src="demo:10", out=out, cfg=SynthConfig(size=64), seed=3, shard_size=4, progress=False,
-              overwrite=True)
+    run_build(src="demo:10", out=out, cfg=SynthConfig(size=64), seed=3, shard_size=4, progress=False, overwrite=True)
     assert min(next(open_shards(out))["color"].shape[:2]) == 64
 
 
@@ -169,8 +179,24 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_bytes(tmp_path):
     ref = tmp_path / "ref"
     run_build(src="demo:24", out=ref, cfg=CFG, seed=3, shard_size=2, workers=1, progress=False)
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "s2pdata.build", "--src", "demo:24", "--out", str(out), "--seed", "3",
-           "--shard-size", "2", "--size", "96", "--workers", "1", "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "s2pdata.build",
+        "--src",
+        "demo:24",
+        "--out",
+        str(out),
+        "--seed",
+        "3",
+        "--shard-size",
+        "2",
+        "--size",
+        "96",
+        "--workers",
+        "1",
+        "--no-progress",
+    ]
     proc = subprocess.Popen(cmd)
     deadline = time.monotonic() + 120
     while not (out / "shard-000000.stats.json").exists():
@@ -189,8 +215,9 @@ def test_bad_files_are_reported_and_good_ones_kept(tmp_path):
     src = tmp_path / "src"
     expected = write_bad_folder(src)
     out = tmp_path / "out"
-    rc = main(["--src", str(src), "--out", str(out), "--size", "64",
-               "--shard-size", "3", "--workers", "2", "--no-progress"])
+    rc = main(
+        ["--src", str(src), "--out", str(out), "--size", "64", "--shard-size", "3", "--workers", "2", "--no-progress"]
+    )
     assert rc == 0
     from s2pdata.sources import FolderSource
 
@@ -210,9 +237,10 @@ def test_bad_files_are_reported_and_good_ones_kept(tmp_path):
 def test_a_file_that_kills_its_worker_is_rejected_and_the_build_finishes(tmp_path):
     items = DemoSource(12).items()
     killer = pool_plan(items, 3, CFG.pool_size)[0][0].key  # dies in the pool pre-pass first, then is
-    out = tmp_path / "crash"                                # kept out of the shard phase up front
-    manifest = run_build(src=CrashingSource(n=12, crash_key=killer), out=out, cfg=CFG, seed=3, shard_size=4,
-                         workers=2, progress=False)
+    out = tmp_path / "crash"  # kept out of the shard phase up front
+    manifest = run_build(
+        src=CrashingSource(n=12, crash_key=killer), out=out, cfg=CFG, seed=3, shard_size=4, workers=2, progress=False
+    )
     t = manifest["totals"]
     assert t["samples"] == 11 and t["rejected"] == 1 and t["reasons"] == {"worker-crashed": 1}
     (reject,) = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
@@ -227,8 +255,9 @@ def test_a_file_that_kills_its_worker_is_rejected_and_the_build_finishes(tmp_pat
 def test_a_source_folder_that_changed_is_refused_on_resume(tmp_path):
     src, out = tmp_path / "src", tmp_path / "out"
     src.mkdir()
-    from .badfiles import picture
     import cv2
+
+    from .badfiles import picture
 
     for i in range(3):
         cv2.imwrite(str(src / f"p{i}.png"), picture(48, 64, seed=i))

@@ -28,8 +28,8 @@ def make_sample(k: int, h: int, w: int, drafts: int = 0) -> dict:
     hint = np.zeros((h, w, 4), np.uint8)
     for _ in range(int(rng.integers(0, 4))):
         y, x = int(rng.integers(h - 3)), int(rng.integers(w - 3))
-        hint[y:y + 3, x:x + 3, :3] = color[y:y + 3, x:x + 3].reshape(-1, 3).mean(0)
-        hint[y:y + 3, x:x + 3, 3] = 255
+        hint[y : y + 3, x : x + 3, :3] = color[y : y + 3, x : x + 3].reshape(-1, 3).mean(0)
+        hint[y : y + 3, x : x + 3, 3] = 255
     s = {"__key__": f"t-{k:05d}", "color": color, "sketch": sketch, "hint": hint, "json": {"k": k}}
     for i in range(drafts):
         s[f"draft{i}"] = (255 - color).copy()
@@ -67,8 +67,17 @@ def test_exact_mode_every_sample_once_over_ranks_and_workers(shards):
     for epoch in (0, 1):
         seen = []
         for rank in range(2):
-            dl = make_loader(shards, batch_size=2, num_workers=2, world_size=2, rank=rank, mode="exact",
-                             crop=16, epoch=epoch, shuffle_buffer=4)
+            dl = make_loader(
+                shards,
+                batch_size=2,
+                num_workers=2,
+                world_size=2,
+                rank=rank,
+                mode="exact",
+                crop=16,
+                epoch=epoch,
+                shuffle_buffer=4,
+            )
             seen += keys_of(dl)
         assert sorted(seen) == expected
 
@@ -102,8 +111,10 @@ def test_resampled_stream_is_infinite_and_seeded(shards):
 def test_skip_batches_matches_full_stream(shards):
     for nw in (0, 2):
         full = [b["__key__"] for b in make_loader(shards, batch_size=2, num_workers=nw, mode="exact", crop=16)]
-        rest = [b["__key__"] for b in make_loader(shards, batch_size=2, num_workers=nw, mode="exact", crop=16,
-                                                   skip_batches=5)]
+        rest = [
+            b["__key__"]
+            for b in make_loader(shards, batch_size=2, num_workers=nw, mode="exact", crop=16, skip_batches=5)
+        ]
         assert rest == full[5:]
 
 
@@ -128,8 +139,8 @@ def test_batch_encoding_and_identical_crop(shards):
             cc, ss = (c[:, ::-1], s[:, ::-1]) if flip else (c, s)
             for y in range(cc.shape[0] - 23):
                 for x in range(cc.shape[1] - 23):
-                    if np.array_equal(cc[y:y + 24, x:x + 24], col):
-                        found = found or np.array_equal(ss[y:y + 24, x:x + 24], sk)
+                    if np.array_equal(cc[y : y + 24, x : x + 24], col):
+                        found = found or np.array_equal(ss[y : y + 24, x : x + 24], sk)
         assert found, key
 
 
@@ -150,8 +161,17 @@ def test_online_hints_change_per_epoch(shards):
     pytest.importorskip("s2pdata.stages.hints")
 
     def hint(epoch):
-        dl = make_loader(shards, batch_size=8, num_workers=0, mode="exact", crop=32, online_hints=True,
-                         epoch=epoch, shuffle_buffer=0, flip=False)
+        dl = make_loader(
+            shards,
+            batch_size=8,
+            num_workers=0,
+            mode="exact",
+            crop=32,
+            online_hints=True,
+            epoch=epoch,
+            shuffle_buffer=0,
+            flip=False,
+        )
         return next(iter(dl))["hint"]
 
     assert torch.equal(hint(0), hint(0))

@@ -12,8 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from s2pdata.decode import (CROPS, REASONS, DecodeError, FitParams, decode_image, apply_fit,
-                            fit_size, plan_fit)
+from s2pdata.decode import CROPS, REASONS, DecodeError, FitParams, apply_fit, decode_image, fit_size, plan_fit
 from tests.badfiles import picture, png_header_only, write_bad_folder
 
 
@@ -185,7 +184,8 @@ def test_min_side():
 def test_truncated_jpeg_rejected():
     buf = io.BytesIO()
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8)).save(
-        buf, format="JPEG", quality=90)
+        buf, format="JPEG", quality=90
+    )
     data = buf.getvalue()
     assert _reason(data[: len(data) // 2]) == "truncated"
 
@@ -219,12 +219,10 @@ def test_fit_interpolation_choice_matches_cv2():
     color = picture(300, 400, seed=2)
     p = plan_fit(color.shape, size=150)
     assert p.interpolation == "area"
-    np.testing.assert_array_equal(apply_fit(color, p),
-                                  cv2.resize(color, (200, 150), interpolation=cv2.INTER_AREA))
+    np.testing.assert_array_equal(apply_fit(color, p), cv2.resize(color, (200, 150), interpolation=cv2.INTER_AREA))
     p = plan_fit(color.shape, size=600)
     assert p.interpolation == "cubic"
-    np.testing.assert_array_equal(apply_fit(color, p),
-                                  cv2.resize(color, (800, 600), interpolation=cv2.INTER_CUBIC))
+    np.testing.assert_array_equal(apply_fit(color, p), cv2.resize(color, (800, 600), interpolation=cv2.INTER_CUBIC))
     p = plan_fit(color.shape, size=300)
     assert p.interpolation == "none"
     out = apply_fit(color, p)
@@ -247,9 +245,9 @@ def test_random_crop_deterministic_and_recorded():
     np.testing.assert_array_equal(apply_fit(color, a), apply_fit(color, b))
     assert FitParams.from_json(a.to_json()) == a
     import json
+
     assert json.loads(json.dumps(a.to_json())) == a.to_json()
-    corners = {plan_fit(color.shape, size=100, crop="random",
-                               rng=np.random.default_rng(s)).crop for s in range(20)}
+    corners = {plan_fit(color.shape, size=100, crop="random", rng=np.random.default_rng(s)).crop for s in range(20)}
     assert len(corners) > 5  # actually random across seeds
 
 
@@ -271,8 +269,14 @@ def test_fit_input_not_mutated_and_errors():
 
 
 @settings(max_examples=40)
-@given(h=st.integers(1, 300), w=st.integers(1, 300), size=st.integers(1, 200),
-       crop=st.sampled_from(CROPS), seed=st.integers(0, 2**32 - 1), channels=st.sampled_from([0, 1, 3, 4]))
+@given(
+    h=st.integers(1, 300),
+    w=st.integers(1, 300),
+    size=st.integers(1, 200),
+    crop=st.sampled_from(CROPS),
+    seed=st.integers(0, 2**32 - 1),
+    channels=st.sampled_from([0, 1, 3, 4]),
+)
 def test_fit_output_shape_property(h, w, size, crop, seed, channels):
     rng = np.random.default_rng(seed)
     shape = (h, w) if channels == 0 else (h, w, channels)

@@ -100,7 +100,7 @@ def test_outlines_exist(decoded):
 def test_flat_fills_not_noise(decoded):
     """Cel art: almost every pair of horizontal neighbours is equal or nearly so (flat fills,
     smooth gradients), and the picture is not one flat colour."""
-    for *_, raw, rgb in decoded:
+    for *_, raw, _rgb in decoded:
         gray = cv2.cvtColor(np.ascontiguousarray(raw[..., :3]), cv2.COLOR_RGB2GRAY).astype(np.int16)
         step = np.abs(np.diff(gray, axis=1))
         assert (step <= 2).mean() > 0.85

@@ -10,8 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from s2pdata.stages.domain import PARAM_KEYS, color_domain, domain_from_params, mode_filter, quantize
-from tests.reference import (compatible, draw_cel, ref_lab, ref_mode_filter, ref_sq_dists,
-                                   schema)
+from tests.reference import compatible, draw_cel, ref_lab, ref_mode_filter, ref_sq_dists, schema
 
 
 @st.composite
@@ -53,8 +52,7 @@ def test_quantize_at_most_k_colours_nearest_centre_and_deterministic(img, k, see
 
 
 @settings(max_examples=20)
-@given(pictures(), st.integers(1, 8), st.sampled_from([1, 3, 5]), st.integers(0, 2),
-       st.integers(0, 2**32 - 1))
+@given(pictures(), st.integers(1, 8), st.sampled_from([1, 3, 5]), st.integers(0, 2), st.integers(0, 2**32 - 1))
 def test_domain_replays_and_uses_palette_colours(img, k, smooth, passes, seed):
     dom, p = color_domain(img, rng=np.random.default_rng(seed), k=k, smooth=smooth, passes=passes)
     assert dom.shape == img.shape and dom.dtype == np.uint8
@@ -66,8 +64,9 @@ def test_domain_replays_and_uses_palette_colours(img, k, smooth, passes, seed):
 
 
 @settings(max_examples=25)
-@given(st.integers(1, 24), st.integers(1, 24), st.integers(1, 6), st.sampled_from([1, 3, 5, 7]),
-       st.integers(0, 2**32 - 1))
+@given(
+    st.integers(1, 24), st.integers(1, 24), st.integers(1, 6), st.sampled_from([1, 3, 5, 7]), st.integers(0, 2**32 - 1)
+)
 def test_mode_filter_equals_reference(h, w, k, size, seed):
     rng = np.random.default_rng(seed)
     cell = int(rng.integers(1, 5))
@@ -100,15 +99,18 @@ def test_params_schema_is_fixed():
         ref = ref or sc
 
 
-@pytest.mark.parametrize("kwargs, exc, name", [
-    (dict(color=np.zeros((4, 4), np.uint8)), ValueError, "color"),
-    (dict(k=0), ValueError, "k"),
-    (dict(k=2.0), ValueError, "k"),
-    (dict(smooth=4), ValueError, "smooth"),
-    (dict(passes=-1), ValueError, "passes"),
-    (dict(blur=-1.0), ValueError, "blur"),
-    (dict(rng=1), TypeError, "rng"),
-])
+@pytest.mark.parametrize(
+    "kwargs, exc, name",
+    [
+        (dict(color=np.zeros((4, 4), np.uint8)), ValueError, "color"),
+        (dict(k=0), ValueError, "k"),
+        (dict(k=2.0), ValueError, "k"),
+        (dict(smooth=4), ValueError, "smooth"),
+        (dict(passes=-1), ValueError, "passes"),
+        (dict(blur=-1.0), ValueError, "blur"),
+        (dict(rng=1), TypeError, "rng"),
+    ],
+)
 def test_bad_input_names_the_argument(kwargs, exc, name):
     args = dict(color=np.zeros((4, 4, 3), np.uint8), rng=np.random.default_rng(0))
     args.update(kwargs)

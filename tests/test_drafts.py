@@ -11,23 +11,47 @@ from hypothesis import strategies as st
 from scipy import ndimage
 
 from s2pdata.pool import POOL_JSON, POOL_NPY, Patch, PatchPool
-from s2pdata.stages.drafts import (cut_rect_patch, cut_region_patch, _label_boxes, make_draft, paste_patches,
-                                   replay_draft, rotate_patch)
+from s2pdata.stages.drafts import (
+    _label_boxes,
+    cut_rect_patch,
+    cut_region_patch,
+    make_draft,
+    paste_patches,
+    replay_draft,
+    rotate_patch,
+)
 from tests.reference import ref_eligible_regions, ref_label_boxes, ref_paste_patches
-from tests.strategies import (draw_label_picture, label_pictures, make_pool, pools, position_image)
-from tests.strategies import cel_images, draw_cel_image
+from tests.strategies import (
+    cel_images,
+    draw_cel_image,
+    draw_label_picture,
+    label_pictures,
+    make_pool,
+    pools,
+    position_image,
+)
 
 DRAFT_KEYS = {"version", "order", "pool", "pastes", "warp", "sprays"}
 PASTE_KEYS = {"patch", "source_key", "kind", "angle", "scale", "row", "col"}
 
 
 def _same_pool(a: PatchPool, b: PatchPool) -> bool:
-    return len(a) == len(b) and a.sha256 == b.sha256 and all(
-        np.array_equal(p.rgb, q.rgb) and np.array_equal(p.mask, q.mask) and p.mask.dtype == q.mask.dtype
-        and p.kind == q.kind and p.source_key == q.source_key for p, q in zip(a, b))
+    return (
+        len(a) == len(b)
+        and a.sha256 == b.sha256
+        and all(
+            np.array_equal(p.rgb, q.rgb)
+            and np.array_equal(p.mask, q.mask)
+            and p.mask.dtype == q.mask.dtype
+            and p.kind == q.kind
+            and p.source_key == q.source_key
+            for p, q in zip(a, b)
+        )
+    )
 
 
 # ---- pool file -----------------------------------------------------------------------------------
+
 
 @settings(max_examples=15)
 @given(pool=pools())
@@ -69,9 +93,12 @@ def test_pool_sha_depends_on_every_field(tmp_path):
     p = pool[0]
     flipped = p.rgb.copy()
     flipped[0, 0, 0] ^= 1
-    variants = [PatchPool([Patch(flipped, p.mask, p.kind, p.source_key), *pool[1:]]),
-                PatchPool([Patch(p.rgb, p.mask, p.kind, p.source_key + "x"), *pool[1:]]),
-                PatchPool([pool[1], pool[0], *pool[2:]]), pool[:-1]]
+    variants = [
+        PatchPool([Patch(flipped, p.mask, p.kind, p.source_key), *pool[1:]]),
+        PatchPool([Patch(p.rgb, p.mask, p.kind, p.source_key + "x"), *pool[1:]]),
+        PatchPool([pool[1], pool[0], *pool[2:]]),
+        pool[:-1],
+    ]
     shas = {pool.sha256} | {v.sha256 for v in variants}
     assert len(shas) == len(variants) + 1
 
@@ -107,6 +134,7 @@ def test_corrupted_pool_is_detected(tmp_path):
 
 # ---- cutting -------------------------------------------------------------------------------------
 
+
 @settings(max_examples=30)
 @given(h=st.integers(1, 300), w=st.integers(1, 300), seed=st.integers(0, 2**32 - 1))
 def test_cut_rect_patch_is_a_window_with_sides_in_range(h, w, seed):
@@ -117,7 +145,7 @@ def test_cut_rect_patch_is_a_window_with_sides_in_range(h, w, seed):
     assert p.kind == "rect" and p.source_key == "k" and p.mask.all()
     top = int(p.rgb[0, 0, 0]) + 256 * (int(p.rgb[0, 0, 2]) // 16)
     left = int(p.rgb[0, 0, 1]) + 256 * (int(p.rgb[0, 0, 2]) % 16)
-    assert np.array_equal(p.rgb, img[top:top + ph, left:left + pw])
+    assert np.array_equal(p.rgb, img[top : top + ph, left : left + pw])
     img0 = img.copy()
     p.rgb[:] = 255 - p.rgb
     assert np.array_equal(img, img0)  # the patch owns its pixels
@@ -132,22 +160,25 @@ def test_cut_rect_patch_sides_cover_the_paper_range():
 
 
 @settings(max_examples=40)
-@given(labels=label_pictures(min_side=8, max_side=48), seed=st.integers(0, 2**32 - 1),
-       min_area=st.integers(1, 60), max_side=st.integers(2, 48))
+@given(
+    labels=label_pictures(min_side=8, max_side=48),
+    seed=st.integers(0, 2**32 - 1),
+    min_area=st.integers(1, 60),
+    max_side=st.integers(2, 48),
+)
 def test_cut_region_patch_is_one_label_in_its_box(labels, seed, min_area, max_side):
     h, w = labels.shape
     img = position_image(h, w)
     ok = ref_eligible_regions(labels, min_area, max_side)
-    p = cut_region_patch(img, labels, rng=np.random.default_rng(seed), min_area=min_area,
-                         max_side=max_side, key="src")
+    p = cut_region_patch(img, labels, rng=np.random.default_rng(seed), min_area=min_area, max_side=max_side, key="src")
     if not ok:
         assert p is None
         return
     assert p is not None and p.kind == "region" and p.source_key == "src"
     top, left = int(p.rgb[0, 0, 0]), int(p.rgb[0, 0, 1])
     ph, pw = p.mask.shape
-    box = labels[top:top + ph, left:left + pw]
-    assert np.array_equal(p.rgb, img[top:top + ph, left:left + pw])
+    box = labels[top : top + ph, left : left + pw]
+    assert np.array_equal(p.rgb, img[top : top + ph, left : left + pw])
     chosen = np.unique(box[p.mask])
     assert len(chosen) == 1 and int(chosen[0]) in ok
     lab = int(chosen[0])
@@ -170,7 +201,7 @@ def test_label_boxes_match_reference(labels):
 def _chosen_label(p: Patch, labels: np.ndarray) -> int:
     """The label a region patch cut from ``position_image`` came from."""
     top, left = int(p.rgb[0, 0, 0]), int(p.rgb[0, 0, 1])
-    box = labels[top:top + p.mask.shape[0], left:left + p.mask.shape[1]]
+    box = labels[top : top + p.mask.shape[0], left : left + p.mask.shape[1]]
     (lab,) = np.unique(box[p.mask])
     return int(lab)
 
@@ -179,19 +210,22 @@ def test_cut_region_patch_reaches_every_eligible_region():
     rows, cols = np.mgrid[0:64, 0:64]
     ink = np.zeros((64, 64), bool)
     for r, c, rad in ((12, 12, 6), (12, 45, 9), (45, 20, 3), (50, 50, 12), (30, 30, 1)):
-        ink |= (rows - r) ** 2 + (cols - c) ** 2 <= rad ** 2
+        ink |= (rows - r) ** 2 + (cols - c) ** 2 <= rad**2
     labels = ndimage.label(ink)[0].astype(np.int32)
     img = position_image(64, 64)
     ok = ref_eligible_regions(labels, 10, 64)
     assert len(ok) == 4 and labels.max() == 5  # the 5-pixel disk is too small
     rng = np.random.default_rng(0)
-    seen = {_chosen_label(cut_region_patch(img, labels, rng=rng, min_area=10, max_side=64), labels)
-            for _ in range(30 * len(ok))}
+    seen = {
+        _chosen_label(cut_region_patch(img, labels, rng=rng, min_area=10, max_side=64), labels)
+        for _ in range(30 * len(ok))
+    }
     assert seen == set(ok)
     assert cut_region_patch(img, np.zeros((64, 64), np.int32), rng=rng) is None
 
 
 # ---- rotation and pasting ------------------------------------------------------------------------
+
 
 def test_rotate_patch_quarter_turns_are_exact():
     img = draw_cel_image(13, 21, seed=3)
@@ -214,7 +248,7 @@ def test_rotate_patch_keeps_the_mask_area_and_fits(angle, scale, h, w):
     assert rgb.shape[:2] == m.shape and m.dtype == np.bool_ and rgb.dtype == np.uint8
     assert eh - 1e-6 <= m.shape[0] <= eh + 1
     if min(h, w) * scale >= 6:  # nearest sampling keeps the area up to the boundary pixels
-        assert abs(m.sum() - scale ** 2 * h * w) <= 2 * scale * (h + w) + 4
+        assert abs(m.sum() - scale**2 * h * w) <= 2 * scale * (h + w) + 4
 
 
 @settings(max_examples=30)
@@ -248,12 +282,25 @@ def test_paste_patches_matches_reference_and_touches_only_masks(img, pool, data)
 
 # ---- drafts --------------------------------------------------------------------------------------
 
+
 @settings(max_examples=25)
-@given(img=cel_images(min_side=8, max_side=48), pool=pools(), seed=st.integers(0, 2**32 - 1),
-       one_sided=st.booleans(), border=st.sampled_from(["reflect", "constant", "replicate"]))
+@given(
+    img=cel_images(min_side=8, max_side=48),
+    pool=pools(),
+    seed=st.integers(0, 2**32 - 1),
+    one_sided=st.booleans(),
+    border=st.sampled_from(["reflect", "constant", "replicate"]),
+)
 def test_make_then_replay_is_byte_identical(img, pool, seed, one_sided, border):
-    draft, params = make_draft(img, pool=pool, rng=np.random.default_rng(seed), one_sided=one_sided,
-                               border=border, angle=(0.0, 360.0), scale=(0.8, 1.2))
+    draft, params = make_draft(
+        img,
+        pool=pool,
+        rng=np.random.default_rng(seed),
+        one_sided=one_sided,
+        border=border,
+        angle=(0.0, 360.0),
+        scale=(0.8, 1.2),
+    )
     assert draft.dtype == np.uint8 and draft.shape == img.shape
     text = json.dumps(params)
     loaded = json.loads(text)
@@ -264,8 +311,15 @@ def test_make_then_replay_is_byte_identical(img, pool, seed, one_sided, border):
         assert set(p) == PASTE_KEYS and pool[p["patch"]].source_key == p["source_key"]
     assert 1 <= len(params["sprays"]) <= 3
     assert replay_draft(img, pool, loaded).tobytes() == draft.tobytes()
-    again, params2 = make_draft(img, pool=pool, rng=np.random.default_rng(seed), one_sided=one_sided,
-                                border=border, angle=(0.0, 360.0), scale=(0.8, 1.2))
+    again, params2 = make_draft(
+        img,
+        pool=pool,
+        rng=np.random.default_rng(seed),
+        one_sided=one_sided,
+        border=border,
+        angle=(0.0, 360.0),
+        scale=(0.8, 1.2),
+    )
     assert again.tobytes() == draft.tobytes() and params2 == params
 
 
@@ -274,7 +328,7 @@ def test_many_seeds_and_pools_replay(tmp_path):
     make_pool(5).save(tmp_path)
     pools_.append(PatchPool.load(tmp_path))  # memory-mapped pool from disk
     keysets = set()
-    for k, pool in enumerate(pools_):
+    for pool in pools_:
         for seed in range(8):
             img = draw_cel_image(40 + seed, 56 - seed, seed=seed)
             draft, params = make_draft(img, pool=pool, rng=np.random.default_rng(seed))
@@ -285,8 +339,9 @@ def test_many_seeds_and_pools_replay(tmp_path):
 
 def test_draft_with_nothing_to_do_is_the_input():
     img = draw_cel_image(30, 40, seed=1)
-    draft, params = make_draft(img, pool=make_pool(1), rng=np.random.default_rng(0), n_pastes=(0, 0),
-                               warp_sigma=0.0, n_sprays=(0, 0))
+    draft, params = make_draft(
+        img, pool=make_pool(1), rng=np.random.default_rng(0), n_pastes=(0, 0), warp_sigma=0.0, n_sprays=(0, 0)
+    )
     assert np.array_equal(draft, img) and params["pastes"] == [] and params["sprays"] == []
     draft, _ = make_draft(img, pool=make_pool(1), rng=np.random.default_rng(0))
     assert not np.array_equal(draft, img)

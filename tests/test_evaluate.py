@@ -17,7 +17,9 @@ def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("eval")
     shards = write_shards(root / "s", 6, 3)
     for stage in ("draft", "refine"):
-        assert train_main([stage, "--shards", str(shards), "--out", str(root / stage), "--dry-run", "--steps", "1"]) == 0
+        assert (
+            train_main([stage, "--shards", str(shards), "--out", str(root / stage), "--dry-run", "--steps", "1"]) == 0
+        )
     return root, shards
 
 
@@ -25,8 +27,12 @@ def run(tmp_path_factory):
 def test_evaluate_cli_writes_json(run, stage, tmp_path, capsys):
     root, shards = run
     out = tmp_path / "scores.json"
-    assert main(["--checkpoint", str(root / stage / "ckpt.pt"), "--shards", str(shards), "--limit", "4",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            ["--checkpoint", str(root / stage / "ckpt.pt"), "--shards", str(shards), "--limit", "4", "--out", str(out)]
+        )
+        == 0
+    )
     scores = json.loads(out.read_text())
     assert scores == json.loads(capsys.readouterr().out)
     assert scores["stage"] == stage and scores["images"] == 4

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from s2pdata._rng import sample_rng
 from s2pdata.build.cli import main
 from s2pdata.data import open_shards
 from s2pdata.demo import demo_bytes, demo_key
@@ -15,7 +16,6 @@ from s2pdata.stages.refimage import reference_from_params
 from s2pdata.stages.rough import roughen_from_params
 from s2pdata.stages.sketch import extract_sketch
 from s2pdata.synth import SynthConfig, make_sample
-from s2pdata._rng import sample_rng
 
 CFG = SynthConfig(size=96, sketch_style="rough", fields=("reference", "flat", "colordomain"))
 
@@ -53,9 +53,30 @@ def test_every_optional_field_replays_from_its_json(sample):
 
 def test_cli_fields_and_style(tmp_path):
     out = tmp_path / "o"
-    assert main(["--src", "demo:4", "--out", str(out), "--size", "64", "--workers", "1", "--no-progress",
-                 "--fields", "reference,flat", "--fields", "colordomain", "--sketch-style", "mix",
-                 "--rough-weight", "1"]) == 0
+    assert (
+        main(
+            [
+                "--src",
+                "demo:4",
+                "--out",
+                str(out),
+                "--size",
+                "64",
+                "--workers",
+                "1",
+                "--no-progress",
+                "--fields",
+                "reference,flat",
+                "--fields",
+                "colordomain",
+                "--sketch-style",
+                "mix",
+                "--rough-weight",
+                "1",
+            ]
+        )
+        == 0
+    )
     samples = list(open_shards(out))
     assert all({"flat", "colordomain", "reference"} <= set(s) for s in samples)
     assert all(s["json"]["sketch"]["style"] == "rough" for s in samples)

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 from s2pdata.stages.flat import FLAT_STATS, flat_fill, flat_from_params
 from s2pdata.stages.regions import propose_regions, trapped_ball
-from tests.reference import ref_flat_fill
 from tests.reference import draw_cel as draw_cel_image
+from tests.reference import ref_flat_fill
 
 
 @st.composite
@@ -24,6 +24,7 @@ def image_and_labels(draw):
         labels = propose_regions(color)
     elif kind == "edges0":
         from s2pdata.stages.regions import edge_map
+
         labels = trapped_ball(edge_map(color), assign_edges=False)
     else:  # labels with gaps in the numbering and unassigned pixels; noisy colours
         rng = np.random.default_rng(seed)
@@ -74,14 +75,17 @@ def test_all_unassigned_is_a_copy():
     assert params["regions"] == 0
 
 
-@pytest.mark.parametrize("kwargs, exc, name", [
-    (dict(color=np.zeros((4, 4), np.uint8)), ValueError, "color"),
-    (dict(labels=np.zeros((4, 4), np.int64)), TypeError, "labels"),
-    (dict(labels=np.zeros((4, 5), np.int32)), ValueError, "labels"),
-    (dict(labels=np.full((4, 4), -1, np.int32)), ValueError, "labels"),
-    (dict(stat="mean"), ValueError, "stat"),
-    (dict(trim=0.5), ValueError, "trim"),
-])
+@pytest.mark.parametrize(
+    "kwargs, exc, name",
+    [
+        (dict(color=np.zeros((4, 4), np.uint8)), ValueError, "color"),
+        (dict(labels=np.zeros((4, 4), np.int64)), TypeError, "labels"),
+        (dict(labels=np.zeros((4, 5), np.int32)), ValueError, "labels"),
+        (dict(labels=np.full((4, 4), -1, np.int32)), ValueError, "labels"),
+        (dict(stat="mean"), ValueError, "stat"),
+        (dict(trim=0.5), ValueError, "trim"),
+    ],
+)
 def test_bad_input_names_the_argument(kwargs, exc, name):
     args = dict(color=np.zeros((4, 4, 3), np.uint8), labels=np.ones((4, 4), np.int32))
     args.update(kwargs)

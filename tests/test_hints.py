@@ -203,8 +203,7 @@ def test_json_round_trip(color, seed):
 @settings(max_examples=40)
 @given(st.integers(0, 31), st.integers(0, 31), st.tuples(*[st.integers(0, 255)] * 3))
 def test_one_pixel_hint_survives_a_4x_downscale(row, col, rgb):
-    hint = render_hints(Hints.from_json([{"row": row, "col": col, "side": 1, "rgb": list(rgb)}]), (32, 32),
-                        radius=0)
+    hint = render_hints(Hints.from_json([{"row": row, "col": col, "side": 1, "rgb": list(rgb)}]), (32, 32), radius=0)
     small = resize_hints(hint, (8, 8))
     assert small.shape == (8, 8, 4)
     assert (small[..., 3] > 0).sum() == 1
@@ -251,22 +250,36 @@ GOOD = draw_cel_image(8, 8, 0)
 RNG = np.random.default_rng(0)
 
 
-@pytest.mark.parametrize("bad,exc", [
-    (GOOD.astype(np.float64), TypeError), (GOOD[..., 0], ValueError), (np.dstack([GOOD, GOOD[..., :1]]), ValueError),
-    (np.zeros((0, 4, 3), np.uint8), ValueError), (GOOD.tolist(), TypeError),
-])
+@pytest.mark.parametrize(
+    "bad,exc",
+    [
+        (GOOD.astype(np.float64), TypeError),
+        (GOOD[..., 0], ValueError),
+        (np.dstack([GOOD, GOOD[..., :1]]), ValueError),
+        (np.zeros((0, 4, 3), np.uint8), ValueError),
+        (GOOD.tolist(), TypeError),
+    ],
+)
 def test_sample_hints_bad_color(bad, exc):
     with pytest.raises(exc, match="color"):
         sample_hints(bad, rng=RNG)
 
 
-@pytest.mark.parametrize("kwargs,exc,name", [
-    ({"rng": 0}, TypeError, "rng"), ({"rng": np.random.RandomState(0)}, TypeError, "rng"),
-    ({"rng": RNG, "p": 0}, ValueError, "p"), ({"rng": RNG, "p": 1.5}, ValueError, "p"),
-    ({"rng": RNG, "p": "x"}, ValueError, "p"), ({"rng": RNG, "p": float("nan")}, ValueError, "p"),
-    ({"rng": RNG, "max_side": 0}, ValueError, "max_side"), ({"rng": RNG, "max_side": 2.5}, ValueError, "max_side"),
-    ({"rng": RNG, "max_hints": -1}, ValueError, "max_hints"), ({"rng": RNG, "max_hints": "3"}, ValueError, "max_hints"),
-])
+@pytest.mark.parametrize(
+    "kwargs,exc,name",
+    [
+        ({"rng": 0}, TypeError, "rng"),
+        ({"rng": np.random.RandomState(0)}, TypeError, "rng"),
+        ({"rng": RNG, "p": 0}, ValueError, "p"),
+        ({"rng": RNG, "p": 1.5}, ValueError, "p"),
+        ({"rng": RNG, "p": "x"}, ValueError, "p"),
+        ({"rng": RNG, "p": float("nan")}, ValueError, "p"),
+        ({"rng": RNG, "max_side": 0}, ValueError, "max_side"),
+        ({"rng": RNG, "max_side": 2.5}, ValueError, "max_side"),
+        ({"rng": RNG, "max_hints": -1}, ValueError, "max_hints"),
+        ({"rng": RNG, "max_hints": "3"}, ValueError, "max_hints"),
+    ],
+)
 def test_sample_hints_bad_arguments(kwargs, exc, name):
     with pytest.raises(exc, match=name):
         sample_hints(GOOD, **kwargs)
@@ -290,7 +303,12 @@ def test_render_and_resize_bad_arguments():
     for size in ((0, 4), (4,), None, "ab", (4, 2.5)):
         with pytest.raises((TypeError, ValueError), match="size_hw"):
             resize_hints(good, size)
-    for recs in ([{"row": 1}], [{"row": 1, "col": 1, "side": 0, "rgb": [1, 2, 3]}],
-                 [{"row": 1, "col": 1, "side": 1, "rgb": [1, 2, 256]}], 7, "[{oops"):
+    for recs in (
+        [{"row": 1}],
+        [{"row": 1, "col": 1, "side": 0, "rgb": [1, 2, 3]}],
+        [{"row": 1, "col": 1, "side": 1, "rgb": [1, 2, 256]}],
+        7,
+        "[{oops",
+    ):
         with pytest.raises(ValueError, match="records"):
             Hints.from_json(recs)

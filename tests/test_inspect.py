@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 
 from s2pdata.build import run_build
-from s2pdata.inspect import contact_sheet, label_colors, main, summarize
 from s2pdata.data import open_shards
+from s2pdata.inspect import contact_sheet, label_colors, main, summarize
 from s2pdata.synth import SynthConfig
 
 
@@ -16,8 +16,15 @@ def test_summary_and_sheet(tmp_path, capsys):
     run_build(src="demo:6", out=out, cfg=SynthConfig(size=64, drafts=2), seed=0, shard_size=3, progress=False)
     total = summarize(out)
     assert total["samples"] == 6 and total["shards"] == total["planned_shards"] == 2
-    assert set(total["field_bytes"]) == {"color.jpg", "sketch.png", "hint.png", "regions.png", "draft0.jpg",
-                                         "draft1.jpg", "json"}
+    assert set(total["field_bytes"]) == {
+        "color.jpg",
+        "sketch.png",
+        "hint.png",
+        "regions.png",
+        "draft0.jpg",
+        "draft1.jpg",
+        "json",
+    }
     assert {"decode", "sketch", "hints", "regions", "drafts", "encode"} <= set(total["seconds"])
     sheet = contact_sheet(list(open_shards(out))[:2], cell=64)
     # a row per sample; columns: colour, sketch, hints, regions, two drafts

@@ -41,20 +41,32 @@ def test_full_size_layouts_match_the_published_files():
         b = build_net("informative").state_dict()
     assert len(a) == 32 and len(b) == 24  # 16 convolutions with biases; 12
     inner = "model.model.1." + "model.3." * 6
-    expect_a = {"model.model.0.weight": (64, 3, 4, 4), "model.model.3.weight": (128, 1, 4, 4),
-                "model.model.1.model.1.weight": (128, 64, 4, 4), "model.model.1.model.5.weight": (256, 64, 4, 4),
-                inner + "model.1.weight": (512, 512, 4, 4), inner + "model.3.weight": (512, 512, 4, 4),
-                "model.model.1.model.3.model.3.model.5.weight": (1024, 256, 4, 4)}
-    expect_b = {"model0.1.weight": (64, 3, 7, 7), "model1.3.weight": (256, 128, 3, 3),
-                "model2.2.conv_block.5.weight": (256, 256, 3, 3), "model3.0.weight": (256, 128, 3, 3),
-                "model3.3.weight": (128, 64, 3, 3), "model4.1.weight": (1, 64, 7, 7)}
+    expect_a = {
+        "model.model.0.weight": (64, 3, 4, 4),
+        "model.model.3.weight": (128, 1, 4, 4),
+        "model.model.1.model.1.weight": (128, 64, 4, 4),
+        "model.model.1.model.5.weight": (256, 64, 4, 4),
+        inner + "model.1.weight": (512, 512, 4, 4),
+        inner + "model.3.weight": (512, 512, 4, 4),
+        "model.model.1.model.3.model.3.model.5.weight": (1024, 256, 4, 4),
+    }
+    expect_b = {
+        "model0.1.weight": (64, 3, 7, 7),
+        "model1.3.weight": (256, 128, 3, 3),
+        "model2.2.conv_block.5.weight": (256, 256, 3, 3),
+        "model3.0.weight": (256, 128, 3, 3),
+        "model3.3.weight": (128, 64, 3, 3),
+        "model4.1.weight": (1, 64, 7, 7),
+    }
     for state, expect in ((a, expect_a), (b, expect_b)):
         assert {k: tuple(state[k].shape) for k in expect} == expect
         assert all(k.replace(".weight", ".bias") in state for k in state if k.endswith(".weight"))
 
 
-@pytest.mark.parametrize("arch,shape,size", [("anime2sketch", {"levels": 6, "ngf": 4}, (64, 128)),
-                                             ("informative", {"blocks": 2, "width": 8}, (36, 48))])
+@pytest.mark.parametrize(
+    "arch,shape,size",
+    [("anime2sketch", {"levels": 6, "ngf": 4}, (64, 128)), ("informative", {"blocks": 2, "width": 8}, (36, 48))],
+)
 def test_adapter_reproduces_the_network(tmp_path, arch, shape, size):
     torch.manual_seed(0)
     net = build_net(arch, **shape).eval()

@@ -35,8 +35,9 @@ def local_ray():
 def test_ray_build_is_byte_identical_to_local(tmp_path, local_ray):
     local, remote = tmp_path / "local", tmp_path / "ray"
     run_build(src="demo:12", out=local, cfg=CFG, seed=5, shard_size=3, workers=1, progress=False)
-    manifest = run_build(src="demo:12", out=remote, cfg=CFG, seed=5, shard_size=3, workers=2, progress=False,
-                         distributor="ray")
+    manifest = run_build(
+        src="demo:12", out=remote, cfg=CFG, seed=5, shard_size=3, workers=2, progress=False, distributor="ray"
+    )
     assert manifest["totals"]["samples"] == 12
     assert digests(remote) == digests(local) and len(digests(local)) == 4
     assert (remote / "shardindex.json").read_bytes() == (local / "shardindex.json").read_bytes()
@@ -77,15 +78,41 @@ def test_ray_progress_bar_counts_every_item_once(tmp_path, local_ray, monkeypatc
 def test_a_file_that_kills_ray_workers_stops_the_build_with_advice(tmp_path, local_ray):
     killer = DemoSource(8).items()[5].key
     with pytest.raises(BuildStopped, match="--distributor local"):
-        run_build(src=CrashingSource(n=8, crash_key=killer), out=tmp_path / "crash", cfg=CFG, seed=5,
-                  shard_size=4, workers=2, progress=False, distributor="ray")
+        run_build(
+            src=CrashingSource(n=8, crash_key=killer),
+            out=tmp_path / "crash",
+            cfg=CFG,
+            seed=5,
+            shard_size=4,
+            workers=2,
+            progress=False,
+            distributor="ray",
+        )
 
 
 def test_killed_ray_driver_resumes_without_partial_shards(tmp_path):
     ref, out = tmp_path / "ref", tmp_path / "out"
     run_build(src="demo:16", out=ref, cfg=CFG, seed=5, shard_size=2, workers=1, progress=False)
-    cmd = [sys.executable, "-m", "s2pdata.build", "--src", "demo:16", "--out", str(out), "--seed", "5",
-           "--shard-size", "2", "--size", "96", "--workers", "2", "--distributor", "ray", "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "s2pdata.build",
+        "--src",
+        "demo:16",
+        "--out",
+        str(out),
+        "--seed",
+        "5",
+        "--shard-size",
+        "2",
+        "--size",
+        "96",
+        "--workers",
+        "2",
+        "--distributor",
+        "ray",
+        "--no-progress",
+    ]
     proc = subprocess.Popen(cmd, start_new_session=True)
     deadline = time.monotonic() + 180
     while not list(out.glob("shard-*.stats.json")):

@@ -19,12 +19,33 @@ def test_danbooru_recipe_on_a_fake_gwern_tree(tmp_path):
     src, out = tmp_path / "danbooru", tmp_path / "out"
     ids = {101: "png", 102: "jpg", 103: "png", 104: "png", 105: "jpg"}
     write_gwern(src, ids)
-    posts = [post_new(101, width=600, height=800), post_new(102, rating="e", width=600, height=800),
-             post_new(103, general=("monochrome",), width=600, height=800), post_new(104, width=100, height=90),
-             post_new(105, rating="s", width=700, height=600)]
+    posts = [
+        post_new(101, width=600, height=800),
+        post_new(102, rating="e", width=600, height=800),
+        post_new(103, general=("monochrome",), width=600, height=800),
+        post_new(104, width=100, height=90),
+        post_new(105, rating="s", width=700, height=600),
+    ]
     write_jsonl(src / "metadata" / "posts.json", posts)
-    rc = main(["--recipe", str(RECIPES / "danbooru-512.toml"), "--src", str(src), "--out", str(out),
-               "--size", "64", "--pool-size", "40", "--workers", "1", "--no-progress", "--limit", "3"])
+    rc = main(
+        [
+            "--recipe",
+            str(RECIPES / "danbooru-512.toml"),
+            "--src",
+            str(src),
+            "--out",
+            str(out),
+            "--size",
+            "64",
+            "--pool-size",
+            "40",
+            "--workers",
+            "1",
+            "--no-progress",
+            "--limit",
+            "3",
+        ]
+    )
     assert rc == 0
     samples = list(open_shards(out))
     # explicit rating excluded, monochrome tag (preset), too small by metadata: 101 and 105 remain
@@ -38,16 +59,32 @@ def test_danbooru_recipe_on_a_fake_gwern_tree(tmp_path):
 
 def test_studio_recipe_on_the_demo_source(tmp_path):
     out = tmp_path / "out"
-    rc = main(["--recipe", str(RECIPES / "studio-folder.toml"), "--src", "demo:6", "--out", str(out),
-               "--size", "64", "--workers", "1", "--no-progress", "--limit", "4"])
+    rc = main(
+        [
+            "--recipe",
+            str(RECIPES / "studio-folder.toml"),
+            "--src",
+            "demo:6",
+            "--out",
+            str(out),
+            "--size",
+            "64",
+            "--workers",
+            "1",
+            "--no-progress",
+            "--limit",
+            "4",
+        ]
+    )
     assert rc == 0
     samples = list(open_shards(out))
     assert len(samples) == 4 and "color" in samples[0]
     assert json.loads((out / "dataset.json").read_text())["fields"][0] == "color.png"
 
 
-@pytest.mark.parametrize("text,message", [('sizes = 3\n', "unknown key 'sizes'"),
-                                          ('crop = "diagonal"\n', "crop must be one of")])
+@pytest.mark.parametrize(
+    "text,message", [("sizes = 3\n", "unknown key 'sizes'"), ('crop = "diagonal"\n', "crop must be one of")]
+)
 def test_bad_recipe_keys_and_values_are_named(tmp_path, capsys, text, message):
     recipe = tmp_path / "r.toml"
     recipe.write_text(text)

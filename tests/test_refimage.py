@@ -9,8 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from s2pdata.stages.refimage import (PARAM_KEYS, make_reference, make_reference_params, reference_from_params,
-                              reference_map)
+from s2pdata.stages.refimage import (
+    PARAM_KEYS,
+    make_reference,
+    make_reference_params,
+    reference_from_params,
+    reference_map,
+)
 from tests.reference import compatible, draw_cel, draw_smooth, ref_bilinear, schema
 
 
@@ -22,8 +27,15 @@ def pictures(draw, max_side: int = 48):
 
 def _identity(shape, grid=3) -> dict:
     h, w = shape[:2]
-    return {"size": [h, w], "grid": grid, "disp": np.zeros((grid + 1, grid + 1, 2)).tolist(),
-            "crop_box": [0, 0, h, w], "hue_shift": 0.0, "sat_scale": 1.0, "val_scale": 1.0}
+    return {
+        "size": [h, w],
+        "grid": grid,
+        "disp": np.zeros((grid + 1, grid + 1, 2)).tolist(),
+        "crop_box": [0, 0, h, w],
+        "hue_shift": 0.0,
+        "sat_scale": 1.0,
+        "val_scale": 1.0,
+    }
 
 
 @settings(max_examples=20)
@@ -32,8 +44,9 @@ def test_identity_is_exact_and_make_replays(img, seed):
     before = img.copy()
     np.testing.assert_array_equal(reference_from_params(img, _identity(img.shape)), img)
     # the same through make_reference with every range collapsed to the identity
-    out, p = make_reference(img, rng=np.random.default_rng(seed), max_disp=0.0, crop=(1.0, 1.0), hue=0.0,
-                            sat=(1.0, 1.0), val=(1.0, 1.0))
+    out, p = make_reference(
+        img, rng=np.random.default_rng(seed), max_disp=0.0, crop=(1.0, 1.0), hue=0.0, sat=(1.0, 1.0), val=(1.0, 1.0)
+    )
     np.testing.assert_array_equal(out, img)
     ref, p = make_reference(img, rng=np.random.default_rng(seed))
     ref2, p2 = make_reference(img, rng=np.random.default_rng(seed))
@@ -83,14 +96,17 @@ def test_params_schema_is_fixed():
         ref = ref or sc
 
 
-@pytest.mark.parametrize("kwargs, exc, name", [
-    (dict(grid=0), ValueError, "grid"),
-    (dict(max_disp=0.5), ValueError, "max_disp"),
-    (dict(crop=(0.9, 0.8)), ValueError, "crop"),
-    (dict(hue=-1.0), ValueError, "hue"),
-    (dict(sat=1.0), TypeError, "sat"),
-    (dict(rng=None), TypeError, "rng"),
-])
+@pytest.mark.parametrize(
+    "kwargs, exc, name",
+    [
+        (dict(grid=0), ValueError, "grid"),
+        (dict(max_disp=0.5), ValueError, "max_disp"),
+        (dict(crop=(0.9, 0.8)), ValueError, "crop"),
+        (dict(hue=-1.0), ValueError, "hue"),
+        (dict(sat=1.0), TypeError, "sat"),
+        (dict(rng=None), TypeError, "rng"),
+    ],
+)
 def test_bad_input_names_the_argument(kwargs, exc, name):
     args = dict(rng=np.random.default_rng(0))
     args.update(kwargs)

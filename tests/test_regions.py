@@ -13,10 +13,8 @@ from hypothesis import strategies as st
 from scipy import ndimage
 
 from s2pdata.stages import regions
-from s2pdata.stages.regions import _kernels
-from s2pdata.stages.regions import edge_map, propose_regions, region_count, trapped_ball
-from tests.reference import (adjusted_rand_index, ref_edge_map, ref_fills,
-                                     ref_fills_passes, ref_finish, ref_trapped_ball)
+from s2pdata.stages.regions import _kernels, edge_map, propose_regions, region_count, trapped_ball
+from tests.reference import adjusted_rand_index, ref_edge_map, ref_fills, ref_fills_passes, ref_finish, ref_trapped_ball
 from tests.strategies import blob_drawings, draw_lines, line_drawings
 
 
@@ -76,9 +74,9 @@ def test_partition_properties(edges, assign):
     lab = trapped_ball(edges, assign_edges=assign)
     np.testing.assert_array_equal(edges, before)
     assert lab.dtype == np.int32 and lab.shape == edges.shape
-    assert (lab[~edges] > 0).all()                       # every free pixel has a region
+    assert (lab[~edges] > 0).all()  # every free pixel has a region
     if assign:
-        assert (lab > 0).all()                           # ... and every pixel
+        assert (lab > 0).all()  # ... and every pixel
     elif (~edges).any():
         assert (lab[edges] == 0).all()
     assert _is_partition_into_connected(lab)
@@ -87,9 +85,10 @@ def test_partition_properties(edges, assign):
 
 
 @settings(max_examples=20)
-@given(line_drawings(max_side=32), st.sampled_from([((3, 2, 1), ("mean", None, None)),
-                                                     ((2, 1), (None, "max")),
-                                                     ((4,), ("mean",))]))
+@given(
+    line_drawings(max_side=32),
+    st.sampled_from([((3, 2, 1), ("mean", None, None)), ((2, 1), (None, "max")), ((4,), ("mean",))]),
+)
 def test_other_schedules(edges, schedule):
     radii, keep = schedule
     lab = trapped_ball(edges, radii=radii, keep=keep)
@@ -113,13 +112,16 @@ def test_finish_matches_reference_exactly(edges, assign):
     np.testing.assert_array_equal(fast, ref_finish(prov, n, edges, assign))
 
 
-_SCHEDULES = [((3, 2, 1), ("max", None, None)), ((3, 2, 1), ("mean", None, None)),
-              ((2, 1), (None, "max")), ((4,), ("mean",))]
+_SCHEDULES = [
+    ((3, 2, 1), ("max", None, None)),
+    ((3, 2, 1), ("mean", None, None)),
+    ((2, 1), (None, "max")),
+    ((4,), ("mean",)),
+]
 
 
 @settings(max_examples=30)
-@given(st.one_of(line_drawings(max_side=40), blob_drawings(max_side=40)),
-       st.sampled_from(_SCHEDULES))
+@given(st.one_of(line_drawings(max_side=40), blob_drawings(max_side=40)), st.sampled_from(_SCHEDULES))
 def test_fills_match_pass_reference_exactly(edges, schedule):
     """The fill stage is the documented whole-image-pass algorithm bit for bit (the growth
     as synchronous rounds, then a list search; OpenCV's labels in raster order)."""
@@ -129,20 +131,19 @@ def test_fills_match_pass_reference_exactly(edges, schedule):
     h, w = edges.shape
     assert n == ref_n
     np.testing.assert_array_equal(prov.reshape(h + 2, w + 2)[1:-1, 1:-1], ref)
-    np.testing.assert_array_equal(trapped_ball(edges, radii=radii, keep=keep),
-                                  ref_finish(ref, ref_n, edges, True))
+    np.testing.assert_array_equal(trapped_ball(edges, radii=radii, keep=keep), ref_finish(ref, ref_n, edges, True))
 
 
 def test_label_order_check_and_canonicalize():
     edges = draw_lines(11, 60, 70)
-    edges[::7, :] = True            # a grid of cells: many components
+    edges[::7, :] = True  # a grid of cells: many components
     edges[:, ::9] = True
     free = np.zeros((62, 72), np.uint8)
     free[1:-1, 1:-1] = ~edges
     ncc, cc = cv2.connectedComponents(free, connectivity=4, ltype=cv2.CV_32S)
     ordered = np.zeros_like(cc)
     ordered[1:-1, 1:-1] = ndimage.label(free[1:-1, 1:-1])[0]
-    np.testing.assert_array_equal(cc, ordered)   # what the kernels check, not assume
+    np.testing.assert_array_equal(cc, ordered)  # what the kernels check, not assume
     assert _kernels._raster_ordered(cc.reshape(-1), 60, 70)
     perm = np.concatenate([[0], np.random.default_rng(0).permutation(np.arange(1, ncc))])
     shuffled = perm[cc].astype(np.int32)
@@ -231,35 +232,43 @@ def test_propose_regions_and_count():
     assert region_count(lab) == len(np.unique(lab))
 
 
-@pytest.mark.parametrize("bad, exc, word", [
-    (np.zeros((4, 4), np.uint8), TypeError, "edges"),
-    (np.zeros((4, 4, 1), bool), ValueError, "edges"),
-    (np.zeros((0, 4), bool), ValueError, "edges"),
-    ([[True]], TypeError, "edges"),
-])
+@pytest.mark.parametrize(
+    "bad, exc, word",
+    [
+        (np.zeros((4, 4), np.uint8), TypeError, "edges"),
+        (np.zeros((4, 4, 1), bool), ValueError, "edges"),
+        (np.zeros((0, 4), bool), ValueError, "edges"),
+        ([[True]], TypeError, "edges"),
+    ],
+)
 def test_bad_edges(bad, exc, word):
     with pytest.raises(exc, match=word):
         trapped_ball(bad)
 
 
-@pytest.mark.parametrize("kw, word", [
-    (dict(radii=(1, 2, 3)), "radii"),
-    (dict(radii=(3, 3, 1)), "radii"),
-    (dict(radii=(3, 0), keep=(None, None)), "radii"),
-    (dict(radii=(2.5, 1), keep=(None, None)), "radii"),
-    (dict(radii=()), "radii"),
-    (dict(keep=("max", None)), "keep"),
-    (dict(keep=("max", "median", None)), "keep"),
-    (dict(keep="max"), "keep"),
-    (dict(assign_edges="yes"), "assign_edges"),
-])
+@pytest.mark.parametrize(
+    "kw, word",
+    [
+        (dict(radii=(1, 2, 3)), "radii"),
+        (dict(radii=(3, 3, 1)), "radii"),
+        (dict(radii=(3, 0), keep=(None, None)), "radii"),
+        (dict(radii=(2.5, 1), keep=(None, None)), "radii"),
+        (dict(radii=()), "radii"),
+        (dict(keep=("max", None)), "keep"),
+        (dict(keep=("max", "median", None)), "keep"),
+        (dict(keep="max"), "keep"),
+        (dict(assign_edges="yes"), "assign_edges"),
+    ],
+)
 def test_bad_schedule(kw, word):
     with pytest.raises((TypeError, ValueError), match=word):
         trapped_ball(np.zeros((5, 5), bool), **kw)
 
 
-@pytest.mark.parametrize("bad", [np.zeros((4, 4), np.float32), np.zeros((4, 4, 2), np.uint8),
-                                 np.zeros((4, 0, 3), np.uint8), np.zeros(4, np.uint8)])
+@pytest.mark.parametrize(
+    "bad",
+    [np.zeros((4, 4), np.float32), np.zeros((4, 4, 2), np.uint8), np.zeros((4, 0, 3), np.uint8), np.zeros(4, np.uint8)],
+)
 def test_bad_image(bad):
     with pytest.raises((TypeError, ValueError), match="image"):
         edge_map(bad)

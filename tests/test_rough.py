@@ -70,8 +70,12 @@ def test_strength_zero_is_identity():
 
 def test_params_schema_is_fixed():
     ref = None
-    cases = [(np.full((32, 32), 255, np.uint8), 1.0), (draw_sketch(64, 64, 1, 8), 0.0),
-             (draw_sketch(64, 64, 2, 8), 1.0), (draw_sketch(80, 60, 5, 8), 2.0)]
+    cases = [
+        (np.full((32, 32), 255, np.uint8), 1.0),
+        (draw_sketch(64, 64, 1, 8), 0.0),
+        (draw_sketch(64, 64, 2, 8), 1.0),
+        (draw_sketch(80, 60, 5, 8), 2.0),
+    ]
     for i, (s, strength) in enumerate(cases):
         _, p = roughen_sketch(s, rng=np.random.default_rng(i), strength=strength)
         assert tuple(p) == PARAM_KEYS
@@ -93,13 +97,16 @@ def test_roughens_a_real_drawing():
     assert ref_rough_violations(sparse, out, {**p, "scribbles": []}).any()
 
 
-@pytest.mark.parametrize("kwargs, exc", [
-    (dict(sketch=np.zeros((4, 4), np.float32)), TypeError),
-    (dict(sketch=np.zeros((4, 4, 3), np.uint8)), ValueError),
-    (dict(strength=-0.1), ValueError),
-    (dict(strength=float("nan")), ValueError),
-    (dict(rng=0), TypeError),
-])
+@pytest.mark.parametrize(
+    "kwargs, exc",
+    [
+        (dict(sketch=np.zeros((4, 4), np.float32)), TypeError),
+        (dict(sketch=np.zeros((4, 4, 3), np.uint8)), ValueError),
+        (dict(strength=-0.1), ValueError),
+        (dict(strength=float("nan")), ValueError),
+        (dict(rng=0), TypeError),
+    ],
+)
 def test_bad_input_names_the_argument(kwargs, exc):
     args = dict(sketch=np.full((4, 4), 255, np.uint8), rng=np.random.default_rng(0), strength=1.0)
     args.update(kwargs)

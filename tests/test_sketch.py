@@ -10,10 +10,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from s2pdata.stages.sketch import (
-    LIGHTEN_RANGE, PARAM_KEYS, SKETCH_METHODS, XDOG_SIGMAS, extract_sketch, sketch_dilate, sketch_highpass,
-    sketch_xdog)
-from tests.reference import (
-    ref_gray, ref_gray_float, ref_sketch_dilate, ref_sketch_highpass, ref_sketch_xdog)
+    LIGHTEN_RANGE,
+    PARAM_KEYS,
+    SKETCH_METHODS,
+    XDOG_SIGMAS,
+    extract_sketch,
+    sketch_dilate,
+    sketch_highpass,
+    sketch_xdog,
+)
+from tests.reference import ref_gray, ref_gray_float, ref_sketch_dilate, ref_sketch_highpass, ref_sketch_xdog
 from tests.strategies import blank_images, cel_images, draw_cel_image, images
 
 EXTRACTORS = (sketch_dilate, sketch_xdog, sketch_highpass)
@@ -107,8 +113,11 @@ def test_dilate_matches_reference(color):
 
 
 @settings(max_examples=50)
-@given(images(1, 40), st.sampled_from(XDOG_SIGMAS),
-       st.sampled_from([(1e9, 0.0), (1e9, -0.01), (20.0, 0.0), (20.0, 0.02), (3.0, -0.05), (200.0, 0.01)]))
+@given(
+    images(1, 40),
+    st.sampled_from(XDOG_SIGMAS),
+    st.sampled_from([(1e9, 0.0), (1e9, -0.01), (20.0, 0.0), (20.0, 0.02), (3.0, -0.05), (200.0, 0.01)]),
+)
 def test_xdog_matches_reference(color, sigma, phi_eps):
     phi, eps = phi_eps
     fast = sketch_xdog(color, sigma=sigma, phi=phi, eps=eps)
@@ -261,14 +270,17 @@ def test_synth_normalises_params_to_one_schema():
 GOOD = draw_cel_image(8, 8, 0)
 
 
-@pytest.mark.parametrize("bad,exc", [
-    (GOOD.astype(np.float32), TypeError),
-    (GOOD[..., 0], ValueError),
-    (np.dstack([GOOD, GOOD[..., :1]]), ValueError),
-    (np.zeros((0, 5, 3), np.uint8), ValueError),
-    (np.zeros((5, 0, 3), np.uint8), ValueError),
-    (GOOD.tolist(), TypeError),
-])
+@pytest.mark.parametrize(
+    "bad,exc",
+    [
+        (GOOD.astype(np.float32), TypeError),
+        (GOOD[..., 0], ValueError),
+        (np.dstack([GOOD, GOOD[..., :1]]), ValueError),
+        (np.zeros((0, 5, 3), np.uint8), ValueError),
+        (np.zeros((5, 0, 3), np.uint8), ValueError),
+        (GOOD.tolist(), TypeError),
+    ],
+)
 def test_bad_color_names_the_argument(bad, exc):
     for fn in EXTRACTORS:
         with pytest.raises(exc, match="color"):
@@ -285,11 +297,20 @@ def test_bad_method_and_rng_name_the_argument():
             extract_sketch(GOOD, rng=rng)
 
 
-@pytest.mark.parametrize("kwargs,name", [
-    ({"sigma": 0}, "sigma"), ({"sigma": -1.0}, "sigma"), ({"sigma": float("nan")}, "sigma"),
-    ({"sigma": "wide"}, "sigma"), ({"k": 0.0}, "k"), ({"phi": -5.0}, "phi"), ({"phi": None}, "phi"),
-    ({"tau": float("inf")}, "tau"), ({"eps": "x"}, "eps"),
-])
+@pytest.mark.parametrize(
+    "kwargs,name",
+    [
+        ({"sigma": 0}, "sigma"),
+        ({"sigma": -1.0}, "sigma"),
+        ({"sigma": float("nan")}, "sigma"),
+        ({"sigma": "wide"}, "sigma"),
+        ({"k": 0.0}, "k"),
+        ({"phi": -5.0}, "phi"),
+        ({"phi": None}, "phi"),
+        ({"tau": float("inf")}, "tau"),
+        ({"eps": "x"}, "eps"),
+    ],
+)
 def test_bad_xdog_parameters_name_the_argument(kwargs, name):
     with pytest.raises((TypeError, ValueError), match=name):
         sketch_xdog(GOOD, **kwargs)

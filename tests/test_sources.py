@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 from s2pdata.decode import DecodeError, decode_image
-from s2pdata.sources import (FilterConfig, FolderSource, add_source_arguments, archive, open_source,
-                             source_from_args)
+from s2pdata.sources import FilterConfig, FolderSource, add_source_arguments, archive, open_source, source_from_args
 from s2pdata.sources.archive import index_tar, index_tars, unsafe_name
 from s2pdata.sources.danbooru import DanbooruSource, probe_layout
 from s2pdata.sources.filters import check_pixels, is_monochrome, read_opt_out
@@ -33,12 +32,15 @@ def parse(*argv: str) -> argparse.Namespace:
 def posts(dialect: str = "new") -> list[dict]:
     make = fakes.post_new if dialect == "new" else fakes.post_old
     safe = "g" if dialect == "new" else "s"
-    return [make(1, rating=safe, artist=("alice",), general=("1girl", "smile")),
-            make(2, rating="q", artist=("bob",), general=("1girl", "monochrome"), ext="jpg"),
-            make(1001, rating="e", artist=("carol",), general=("landscape",), width=900, height=100),
-            make(2002, rating=safe, artist=("alice", "dave"), general=("smile", "sky"), ext="jpg", score=-3,
-                 md5=f"{1:032x}"),
-            make(4, rating=safe, artist=("erin",), general=("sky",), deleted=True)]
+    return [
+        make(1, rating=safe, artist=("alice",), general=("1girl", "smile")),
+        make(2, rating="q", artist=("bob",), general=("1girl", "monochrome"), ext="jpg"),
+        make(1001, rating="e", artist=("carol",), general=("landscape",), width=900, height=100),
+        make(
+            2002, rating=safe, artist=("alice", "dave"), general=("smile", "sky"), ext="jpg", score=-3, md5=f"{1:032x}"
+        ),
+        make(4, rating=safe, artist=("erin",), general=("sky",), deleted=True),
+    ]
 
 
 def items_of(src, *argv, meta=None, out=None):
@@ -63,12 +65,22 @@ def test_gwern_layout_variants(gwern):
     src = items_of(gwern, "--include-deleted")
     assert isinstance(src, DanbooruSource)
     keys = [it.key for it in src.items()]
-    assert keys == sorted(keys) == ["danbooru-0000000001", "danbooru-0000000002", "danbooru-0000000004",
-                                    "danbooru-0000001001", "danbooru-0000002002"]  # gif skipped by --ext
+    assert (
+        keys
+        == sorted(keys)
+        == [
+            "danbooru-0000000001",
+            "danbooru-0000000002",
+            "danbooru-0000000004",
+            "danbooru-0000001001",
+            "danbooru-0000002002",
+        ]
+    )  # gif skipped by --ext
     assert all("." not in k for k in keys)
     small = items_of(gwern, "--variant", "512px", "--include-deleted")
     assert {it.locator for it in small.items()} == {f"512px/{i % 1000:04d}/{i}.jpg" for i in FILES if i != 3003} | {
-        "512px/0003/3003.jpg"}  # 512px holds jpgs of every post, gif ones included
+        "512px/0003/3003.jpg"
+    }  # 512px holds jpgs of every post, gif ones included
     # pointed at the original/ folder itself, the layout is still found
     assert probe_layout(gwern / "original")["layout"] == "gwern"
     assert "gwern original" in src.summary() and "gif 1" in src.summary()
@@ -87,8 +99,7 @@ def test_gwern_read_and_provenance(gwern):
     assert by_id[1001]["rating"] == "explicit"
 
 
-@pytest.mark.parametrize("folder,pattern", [("", "data-{:04d}.tar"), ("images", "{:04d}.tar"),
-                                            ("", "{:d}000.tar")])
+@pytest.mark.parametrize("folder,pattern", [("", "data-{:04d}.tar"), ("images", "{:04d}.tar"), ("", "{:d}000.tar")])
 def test_archive_layouts_read_by_seek(tmp_path, folder, pattern):
     root = tmp_path / "arch"
     tars = fakes.write_archive(root, FILES, per_tar=2, folder=folder, pattern=pattern)
@@ -115,7 +126,9 @@ def test_flat_and_plain_folders(tmp_path):
     (plain / "a cat.png").write_bytes(fakes.png(1))
     (plain / "b.jpg").write_bytes(fakes.jpg(2))
     src = items_of(plain)
-    assert [it.key for it in src.items()] == [it.key for it in FolderSource(str(plain)).items()] == ["a_cat_png", "b_jpg"]
+    assert (
+        [it.key for it in src.items()] == [it.key for it in FolderSource(str(plain)).items()] == ["a_cat_png", "b_jpg"]
+    )
     assert "plain image folder" in src.summary() and src.check_pixels(picture()) is None
     assert open_source(str(plain)).summary().startswith("source")
 
@@ -136,27 +149,30 @@ def test_dialects_normalise_to_one_record():
 @pytest.mark.parametrize("fmt", ["jsonl", "gz", "targz", "parquet", "old"])
 def test_metadata_formats_join_the_same(tmp_path, fmt):
     ps = posts("old" if fmt == "old" else "new")
-    path = {"jsonl": lambda: fakes.write_jsonl(tmp_path / "posts.json", ps),
-            "old": lambda: fakes.write_jsonl(tmp_path / "posts.json", ps),
-            "gz": lambda: fakes.write_jsonl(tmp_path / "posts.json.gz", ps, gz=True),
-            "targz": lambda: fakes.write_posts_targz(tmp_path / "posts.tar.gz", ps),
-            "parquet": lambda: fakes.write_parquet(tmp_path / "posts.parquet", ps)}[fmt]()
-    table, info = load_metadata([path], [1, 2, 4, 2002, 99], tracked=frozenset({"smile", "sky"}),
-                                cache_dir=tmp_path / "cache")
+    path = {
+        "jsonl": lambda: fakes.write_jsonl(tmp_path / "posts.json", ps),
+        "old": lambda: fakes.write_jsonl(tmp_path / "posts.json", ps),
+        "gz": lambda: fakes.write_jsonl(tmp_path / "posts.json.gz", ps, gz=True),
+        "targz": lambda: fakes.write_posts_targz(tmp_path / "posts.tar.gz", ps),
+        "parquet": lambda: fakes.write_parquet(tmp_path / "posts.parquet", ps),
+    }[fmt]()
+    table, info = load_metadata(
+        [path], [1, 2, 4, 2002, 99], tracked=frozenset({"smile", "sky"}), cache_dir=tmp_path / "cache"
+    )
     assert list(table.id) == [1, 2, 4, 2002] and info["matched"] == 4 and info["cache"] == "written"
     f = table.facts(table.row(2002))
     assert f["artist"] == ["alice", "dave"] and f["tags"] == {"smile", "sky"} and f["score"] == -3
     assert table.facts(table.row(4))["is_deleted"] and table.row(1001) == -1
-    again, info2 = load_metadata([path], [1, 2, 4, 2002, 99], tracked=frozenset({"smile", "sky"}),
-                                 cache_dir=tmp_path / "cache")
+    again, info2 = load_metadata(
+        [path], [1, 2, 4, 2002, 99], tracked=frozenset({"smile", "sky"}), cache_dir=tmp_path / "cache"
+    )
     assert info2["cache"] == "hit"
     assert [again.facts(i) for i in range(len(again))] == [table.facts(i) for i in range(len(table))]
 
 
 def test_unwanted_lines_are_not_parsed(tmp_path):
     path = tmp_path / "posts.json"
-    path.write_bytes(b'{"id": 5, "md5": "x", broken\n' + b'{"id": 1, "md5": "ab", "rating": "g"}\n'
-                     + b'not json\n\n')
+    path.write_bytes(b'{"id": 5, "md5": "x", broken\n' + b'{"id": 1, "md5": "ab", "rating": "g"}\n' + b"not json\n\n")
     table, info = load_metadata([path], [1], cache_dir=None)
     assert list(table.id) == [1] and info["records"] == 2 and info["bad_lines"] == 1
 
@@ -166,23 +182,26 @@ def test_unwanted_lines_are_not_parsed(tmp_path):
 
 
 @pytest.mark.parametrize("dialect", ["new", "old"])
-@pytest.mark.parametrize("argv,kept,removed", [
-    ((), [1, 2, 1001, 2002], {"ext": 1, "deleted": 1}),
-    (("--include-deleted",), [1, 2, 4, 1001, 2002], {"ext": 1}),
-    (("--rating", "general"), [1, 2002], {"ext": 1, "deleted": 1, "rating": 2}),
-    (("--rating", "general,explicit"), [1, 1001, 2002], {"ext": 1, "deleted": 1, "rating": 1}),
-    (("--include-tags", "smile"), [1, 2002], {"ext": 1, "deleted": 1, "include-tags": 2}),
-    (("--include-tags", "smile,sky", "--tag-mode", "all"), [2002], {"ext": 1, "deleted": 1, "include-tags": 3}),
-    (("--exclude-tags", "landscape", "--exclude-tags", "smile"), [2], {"ext": 1, "deleted": 1, "exclude-tags": 3}),
-    (("--preset", "colorization"), [1, 1001, 2002], {"ext": 1, "deleted": 1, "exclude-tags": 1}),
-    (("--meta-min-side", "41"), [1001], {"ext": 1, "deleted": 1, "meta-min-side": 3}),
-    (("--max-aspect", "3"), [1, 2, 2002], {"ext": 1, "deleted": 1, "max-aspect": 1}),
-    (("--ext", "jpg"), [2, 2002], {"ext": 4}),
-    (("--min-score", "0"), [1, 2, 1001], {"ext": 1, "deleted": 1, "min-score": 1}),
-    (("--id-range", "2:1001"), [2, 1001], {"ext": 1, "id-range": 2, "deleted": 1}),
-    (("--id-range", ":1"), [1], {"ext": 1, "id-range": 4}),
-    (("--dedup", "md5"), [1, 2, 1001], {"ext": 1, "deleted": 1, "dedup": 1}),
-])
+@pytest.mark.parametrize(
+    "argv,kept,removed",
+    [
+        ((), [1, 2, 1001, 2002], {"ext": 1, "deleted": 1}),
+        (("--include-deleted",), [1, 2, 4, 1001, 2002], {"ext": 1}),
+        (("--rating", "general"), [1, 2002], {"ext": 1, "deleted": 1, "rating": 2}),
+        (("--rating", "general,explicit"), [1, 1001, 2002], {"ext": 1, "deleted": 1, "rating": 1}),
+        (("--include-tags", "smile"), [1, 2002], {"ext": 1, "deleted": 1, "include-tags": 2}),
+        (("--include-tags", "smile,sky", "--tag-mode", "all"), [2002], {"ext": 1, "deleted": 1, "include-tags": 3}),
+        (("--exclude-tags", "landscape", "--exclude-tags", "smile"), [2], {"ext": 1, "deleted": 1, "exclude-tags": 3}),
+        (("--preset", "colorization"), [1, 1001, 2002], {"ext": 1, "deleted": 1, "exclude-tags": 1}),
+        (("--meta-min-side", "41"), [1001], {"ext": 1, "deleted": 1, "meta-min-side": 3}),
+        (("--max-aspect", "3"), [1, 2, 2002], {"ext": 1, "deleted": 1, "max-aspect": 1}),
+        (("--ext", "jpg"), [2, 2002], {"ext": 4}),
+        (("--min-score", "0"), [1, 2, 1001], {"ext": 1, "deleted": 1, "min-score": 1}),
+        (("--id-range", "2:1001"), [2, 1001], {"ext": 1, "id-range": 2, "deleted": 1}),
+        (("--id-range", ":1"), [1], {"ext": 1, "id-range": 4}),
+        (("--dedup", "md5"), [1, 2, 1001], {"ext": 1, "deleted": 1, "dedup": 1}),
+    ],
+)
 def test_each_filter_counts_what_it_removed(gwern, dialect, argv, kept, removed):
     if dialect == "old":
         fakes.write_jsonl(gwern / "metadata" / "posts000000000000.json", posts("old"))

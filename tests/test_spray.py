@@ -9,11 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from s2pdata.stages.spray import (SATURATION_MIN, SprayParams, apply_spray, make_spray_params, pick_color,
-                           spray_mask)
+from s2pdata.stages.spray import SATURATION_MIN, SprayParams, apply_spray, make_spray_params, pick_color, spray_mask
 from tests.reference import ref_apply_spray, ref_spray_mask
-from tests.strategies import spray_params
-from tests.strategies import cel_images, draw_cel_image
+from tests.strategies import cel_images, draw_cel_image, spray_params
 
 
 @st.composite
@@ -51,19 +49,20 @@ def test_apply_spray_moves_only_stroke_pixels_towards_the_colour(case):
 
 def test_full_opacity_hard_stroke_paints_the_colour():
     img = np.zeros((40, 50, 3), np.uint8)
-    p = SprayParams(color=(200, 10, 90), paths=(((20.0, 5.0), (20.0, 45.0)),), widths=(10.0,),
-                    softness=0.0, opacity=1.0)
+    p = SprayParams(
+        color=(200, 10, 90), paths=(((20.0, 5.0), (20.0, 45.0)),), widths=(10.0,), softness=0.0, opacity=1.0
+    )
     out = apply_spray(img, p)
     rows, cols = np.mgrid[0:40, 0:50]
-    d = np.where(cols < 5, np.hypot(rows - 20, cols - 5),
-                 np.where(cols > 45, np.hypot(rows - 20, cols - 45), np.abs(rows - 20)))
+    d = np.where(
+        cols < 5, np.hypot(rows - 20, cols - 5), np.where(cols > 45, np.hypot(rows - 20, cols - 45), np.abs(rows - 20))
+    )
     assert np.all(out[d < 5] == (200, 10, 90)) and np.all(out[d >= 5] == 0)
 
 
 def test_zero_opacity_changes_nothing():
     img = draw_cel_image(30, 30, seed=2)
-    p = SprayParams(color=(1, 2, 3), paths=(((0.0, 0.0), (29.0, 29.0)),), widths=(20.0,),
-                    softness=0.5, opacity=0.0)
+    p = SprayParams(color=(1, 2, 3), paths=(((0.0, 0.0), (29.0, 29.0)),), widths=(20.0,), softness=0.5, opacity=0.0)
     assert np.array_equal(apply_spray(img, p), img) and not spray_mask(img.shape, p).any()
 
 

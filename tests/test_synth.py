@@ -63,8 +63,9 @@ def test_online_sample_is_deterministic_per_epoch(sample, pool):
     assert not np.array_equal(a["draft"], c["draft"])
     assert np.array_equal(replay_draft(sample["color"], pool, a["json"]["online"]["draft"]), a["draft"])
     # the stored fields are untouched
-    assert np.array_equal(sample["hint"], make_sample(demo_bytes(5)[0], key=demo_key(5), seed=7, cfg=CFG,
-                                                      pool=pool)["hint"])
+    assert np.array_equal(
+        sample["hint"], make_sample(demo_bytes(5)[0], key=demo_key(5), seed=7, cfg=CFG, pool=pool)["hint"]
+    )
 
 
 def test_online_draft_without_a_pool_uses_the_samples_own_regions(sample):
@@ -79,8 +80,10 @@ def test_pixel_filter_rejects_with_its_reason():
     assert info.value.reason == "monochrome"
 
 
-@pytest.mark.parametrize("field,value", [("size", -1), ("crop", "left"), ("sketch", "canny"),
-                                         ("color_format", "gif"), ("hint_radius", 99), ("drafts", -2)])
+@pytest.mark.parametrize(
+    "field,value",
+    [("size", -1), ("crop", "left"), ("sketch", "canny"), ("color_format", "gif"), ("hint_radius", 99), ("drafts", -2)],
+)
 def test_config_errors_name_the_field(field, value):
     with pytest.raises((ValueError, TypeError), match=field):
         SynthConfig(**{field: value})

@@ -16,8 +16,7 @@ from s2pdata.train.refine import RefineConfig  # noqa: E402
 from tests.test_data_torch import write_shards  # noqa: E402
 
 # training recipes name their stage; the others in recipes/ are build recipes (tests/test_recipes.py)
-RECIPES = sorted(p for p in (Path(__file__).parents[1] / "recipes").glob("*.toml")
-                 if '\nstage = "' in p.read_text())
+RECIPES = sorted(p for p in (Path(__file__).parents[1] / "recipes").glob("*.toml") if '\nstage = "' in p.read_text())
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +36,25 @@ def test_dry_run(stage, shards, tmp_path):
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
 def test_every_recipe_runs_one_dry_run_step(recipe, shards, tmp_path):
     stage = recipe.name.split("-")[0]
-    assert train_main([stage, "--recipe", str(recipe), "--shards", str(shards), "--out", str(tmp_path),
-                       "--dry-run", "--steps", "1", "--online-hints", "false"]) == 0
+    assert (
+        train_main(
+            [
+                stage,
+                "--recipe",
+                str(recipe),
+                "--shards",
+                str(shards),
+                "--out",
+                str(tmp_path),
+                "--dry-run",
+                "--steps",
+                "1",
+                "--online-hints",
+                "false",
+            ]
+        )
+        == 0
+    )
     assert load_checkpoint(tmp_path / "ckpt.pt")["step"] == 1
 
 
@@ -60,9 +76,24 @@ def test_flags_override_recipe_and_unknown_keys_are_named(tmp_path):
 
 
 def _tiny(shards, out, **kw):
-    base = dict(shards=str(shards), out=str(out), batch_size=4, crop=32, width=4, depth=2, disc_width=4,
-                disc_layers=2, num_workers=0, mode="exact", device="cpu", log_every=1, sample_every=1000,
-                ckpt_every=1000, shuffle_buffer=4, lr=1e-3)
+    base = dict(
+        shards=str(shards),
+        out=str(out),
+        batch_size=4,
+        crop=32,
+        width=4,
+        depth=2,
+        disc_width=4,
+        disc_layers=2,
+        num_workers=0,
+        mode="exact",
+        device="cpu",
+        log_every=1,
+        sample_every=1000,
+        ckpt_every=1000,
+        shuffle_buffer=4,
+        lr=1e-3,
+    )
     return DraftConfig(**{**base, **kw})
 
 
@@ -71,8 +102,7 @@ def test_resume_equals_uninterrupted(shards, tmp_path):
     train(_tiny(shards, tmp_path / "a", steps=2 * k), draft_stage, log=lambda s: None)
     train(_tiny(shards, tmp_path / "b", steps=k), draft_stage, log=lambda s: None)
     torch.manual_seed(123)  # the resumed run must not depend on the process's RNG state
-    train(_tiny(shards, tmp_path / "b", steps=2 * k), draft_stage, resume=True,
-          log=lambda s: None)
+    train(_tiny(shards, tmp_path / "b", steps=2 * k), draft_stage, resume=True, log=lambda s: None)
     a, b = load_checkpoint(tmp_path / "a" / "ckpt.pt"), load_checkpoint(tmp_path / "b" / "ckpt.pt")
     assert a["step"] == b["step"] == 2 * k and a["epoch"] == b["epoch"]
     for net in ("G", "D"):
@@ -83,8 +113,18 @@ def test_resume_equals_uninterrupted(shards, tmp_path):
 def test_tiny_model_halves_l1_on_fixed_samples(tmp_path):
     shards = write_shards(tmp_path / "s", 8, 8, h=32, w=32)
     # pure regression (alpha = lambda_gan = 0), lr far above the paper's 1e-5
-    cfg = _tiny(shards, tmp_path / "run", steps=200, batch_size=8, width=16, lr=2e-3, flip=False, alpha=0.0,
-                lambda_gan=0.0, log_every=1)
+    cfg = _tiny(
+        shards,
+        tmp_path / "run",
+        steps=200,
+        batch_size=8,
+        width=16,
+        lr=2e-3,
+        flip=False,
+        alpha=0.0,
+        lambda_gan=0.0,
+        log_every=1,
+    )
     hist = train(cfg, draft_stage, log=lambda s: None)["history"]
     first, last = hist[0]["l1"], min(h["l1"] for h in hist[-3:])
     assert last <= 0.5 * first, (first, last)
@@ -123,8 +163,23 @@ def test_encoder_weights_round_trip_and_mismatch(tmp_path):
 def test_refine_cli_loads_encoder_weights(shards, tmp_path):
     enc = InceptionEncoder(0.0625)
     torch.save(enc.state_dict(), tmp_path / "enc.pth")
-    assert train_main(["refine", "--shards", str(shards), "--out", str(tmp_path / "run"), "--dry-run", "--steps",
-                       "1", "--encoder-weights", str(tmp_path / "enc.pth")]) == 0
+    assert (
+        train_main(
+            [
+                "refine",
+                "--shards",
+                str(shards),
+                "--out",
+                str(tmp_path / "run"),
+                "--dry-run",
+                "--steps",
+                "1",
+                "--encoder-weights",
+                str(tmp_path / "enc.pth"),
+            ]
+        )
+        == 0
+    )
 
 
 @pytest.mark.parametrize("hw", [(17, 30), (32, 32), (9, 64)])

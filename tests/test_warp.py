@@ -12,11 +12,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage
 
-from s2pdata.stages.warp import (IDENTITY, AffineParams, make_affine_params, pixel_matrix, warp_batch_torch,
-                          warp_image, warp_labels, warp_points)
+from s2pdata.stages.warp import (
+    IDENTITY,
+    AffineParams,
+    make_affine_params,
+    pixel_matrix,
+    warp_batch_torch,
+    warp_image,
+    warp_labels,
+    warp_points,
+)
 from tests.reference import ref_warp_image, ref_warp_labels
-from tests.strategies import affine_params, draw_smooth_image, label_pictures, smooth_images
-from tests.strategies import cel_images
+from tests.strategies import affine_params, cel_images, draw_smooth_image, label_pictures, smooth_images
 
 torch = pytest.importorskip("torch")
 
@@ -31,6 +38,7 @@ def _torch_warp(image: np.ndarray, params: AffineParams, padding_mode: str) -> n
 
 
 # ---- identity ----------------------------------------------------------------------------------
+
 
 @settings(max_examples=15)
 @given(img=cel_images(max_side=40), labels=label_pictures(), border=st.sampled_from([b for b, _ in BORDERS]))
@@ -61,6 +69,7 @@ def test_sigma_zero_draws_the_identity():
 
 
 # ---- CPU (cv2) vs torch vs the float64 reference --------------------------------------------------
+
 
 @settings(max_examples=20)
 @given(img=smooth_images(), seed=st.integers(0, 2**32 - 1), border=st.sampled_from(BORDERS))
@@ -103,6 +112,7 @@ def test_batch_warp_matches_per_image():
 
 # ---- labels ------------------------------------------------------------------------------------
 
+
 @settings(max_examples=40)
 @given(labels=label_pictures(), params=affine_params())
 def test_warp_labels_never_invents_and_matches_reference(labels, params):
@@ -117,7 +127,7 @@ def test_warp_labels_follows_the_image_warp():
     """A label disk moves where the image of the same disk moves (mask of the warped image)."""
     h, w = 80, 96
     rows, cols = np.mgrid[0:h, 0:w]
-    disk = (rows - 40) ** 2 + (cols - 50) ** 2 <= 15 ** 2
+    disk = (rows - 40) ** 2 + (cols - 50) ** 2 <= 15**2
     for seed in range(5):
         p = make_affine_params((h, w), rng=np.random.default_rng(seed))
         lab = warp_labels(disk.astype(np.int32) * 7, p) == 7
@@ -126,6 +136,7 @@ def test_warp_labels_follows_the_image_warp():
 
 
 # ---- points ------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("seed", range(12))
 def test_warp_points_tracks_a_blob_and_a_pixel(seed):
@@ -137,7 +148,7 @@ def test_warp_points_tracks_a_blob_and_a_pixel(seed):
     if not (8 <= moved[0] < h - 8 and 8 <= moved[1] < w - 8):
         pytest.skip("this draw moves the point off the image")
     rows, cols = np.mgrid[0:h, 0:w]
-    blob = np.exp(-((rows - q[0, 0]) ** 2 + (cols - q[0, 1]) ** 2) / (2 * 2.0 ** 2)).astype(np.float32)
+    blob = np.exp(-((rows - q[0, 0]) ** 2 + (cols - q[0, 1]) ** 2) / (2 * 2.0**2)).astype(np.float32)
     out = warp_image(blob, p, border="constant").astype(np.float64)
     centroid = ndimage.center_of_mass(out)
     assert np.hypot(*(np.array(centroid) - moved)) < 1.0, (centroid, moved)
@@ -156,11 +167,12 @@ def test_warp_points_inverts_the_sampling_map():
     m = pixel_matrix(p, (50, 70))
     pts = np.array([[0.0, 0.0], [10.0, 20.0], [49.0, 69.0], [-5.0, 80.0]])
     moved = warp_points(pts, p, (50, 70))
-    back = (m @ np.stack([moved[:, 1], moved[:, 0], np.ones(4)]))  # (x, y) = (col, row)
+    back = m @ np.stack([moved[:, 1], moved[:, 0], np.ones(4)])  # (x, y) = (col, row)
     assert np.allclose(back[::-1].T, pts)
 
 
 # ---- parameters --------------------------------------------------------------------------------
+
 
 def test_noise_statistics():
     rng = np.random.default_rng(0)
@@ -202,6 +214,7 @@ def test_inputs_are_not_mutated():
 
 # ---- bad input ---------------------------------------------------------------------------------
 
+
 def test_bad_input_names_the_argument():
     img = np.zeros((8, 8, 3), np.uint8)
     p = AffineParams()
@@ -215,8 +228,11 @@ def test_bad_input_names_the_argument():
         (lambda: warp_labels(np.zeros((8, 8, 1), np.int32), p), ValueError, "labels"),
         (lambda: warp_points(np.zeros((3, 3)), p, (8, 8)), ValueError, "points"),
         (lambda: warp_points(np.zeros((3, 2)), "x", (8, 8)), TypeError, "params"),
-        (lambda: warp_points(np.zeros((3, 2)), AffineParams((1.0, 2.0, 0.0, 0.5, 1.0, 0.0)), (8, 8)),
-         ValueError, "params"),
+        (
+            lambda: warp_points(np.zeros((3, 2)), AffineParams((1.0, 2.0, 0.0, 0.5, 1.0, 0.0)), (8, 8)),
+            ValueError,
+            "params",
+        ),
         (lambda: make_affine_params((0, 8), rng=np.random.default_rng()), ValueError, "shape"),
         (lambda: make_affine_params(8, rng=np.random.default_rng()), TypeError, "shape"),
         (lambda: make_affine_params((8, 8), rng=np.random.RandomState(0)), TypeError, "rng"),
@@ -225,11 +241,17 @@ def test_bad_input_names_the_argument():
         (lambda: AffineParams(theta=(1.0, 0.0)), ValueError, "theta"),
         (lambda: AffineParams(theta=(1.0, 0.0, float("inf"), 0.0, 1.0, 0.0)), ValueError, "theta"),
         (lambda: warp_batch_torch(np.zeros((1, 3, 8, 8), np.float32), np.zeros((1, 2, 3))), TypeError, "images"),
-        (lambda: warp_batch_torch(torch.zeros(1, 3, 8, 8, dtype=torch.uint8), np.zeros((1, 2, 3))),
-         TypeError, "images"),
+        (
+            lambda: warp_batch_torch(torch.zeros(1, 3, 8, 8, dtype=torch.uint8), np.zeros((1, 2, 3))),
+            TypeError,
+            "images",
+        ),
         (lambda: warp_batch_torch(torch.zeros(2, 3, 8, 8), np.zeros((1, 2, 3))), ValueError, "thetas"),
-        (lambda: warp_batch_torch(torch.zeros(1, 3, 8, 8), np.zeros((1, 2, 3)), padding_mode="reflect"),
-         ValueError, "padding_mode"),
+        (
+            lambda: warp_batch_torch(torch.zeros(1, 3, 8, 8), np.zeros((1, 2, 3)), padding_mode="reflect"),
+            ValueError,
+            "padding_mode",
+        ),
     ]
     for fn, exc, name in cases:
         with pytest.raises(exc, match=name):
@@ -237,6 +259,8 @@ def test_bad_input_names_the_argument():
 
 
 def test_kernel_modules_do_not_import_torch():
-    code = ("import sys, s2pdata.stages.warp, s2pdata.stages.spray, s2pdata.stages.drafts, s2pdata.demo; "
-            "sys.exit(1 if 'torch' in sys.modules else 0)")
+    code = (
+        "import sys, s2pdata.stages.warp, s2pdata.stages.spray, s2pdata.stages.drafts, s2pdata.demo; "
+        "sys.exit(1 if 'torch' in sys.modules else 0)"
+    )
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0

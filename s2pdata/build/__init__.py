@@ -20,21 +20,38 @@ from collections import Counter
 from pathlib import Path
 
 from ..pool import KINDS, PatchPool
-from ..shards import (DATASET_JSON, atomic_write, committed_shards, remove_partials, sum_stats, write_index,
-                     write_rejects)
+from ..shards import (
+    DATASET_JSON,
+    atomic_write,
+    committed_shards,
+    remove_partials,
+    sum_stats,
+    write_index,
+    write_rejects,
+)
 from ..sources import Item, Source, source_from_args
 from ..synth import SynthConfig
-
-from .plan import (BuildRefused, PoolTask, ShardTask, POOL_DIR, _header, auto_shard_size, make_plan,
-                   package_versions, pool_plan, prepare_out)
+from .plan import (
+    POOL_DIR,
+    BuildRefused,
+    PoolTask,
+    ShardTask,
+    _header,
+    auto_shard_size,
+    make_plan,
+    package_versions,
+    pool_plan,
+    prepare_out,
+)
 from .runners import DISTRIBUTORS, BuildStopped, local_runner, ray_runner
 from .worker import build_pool_part, build_shard
 
 __all__ = ["BuildRefused", "BuildStopped", "run_build"]
 
 
-def ensure_pool(out: Path, manifest: dict, items: list[Item], source: Source, cfg: SynthConfig, seed: int,
-                run, bar_factory) -> dict:
+def ensure_pool(
+    out: Path, manifest: dict, items: list[Item], source: Source, cfg: SynthConfig, seed: int, run, bar_factory
+) -> dict:
     """Build the patch pool once into ``out/pool`` (or reuse the one the manifest records)."""
     pool_dir = out / POOL_DIR
     recorded = manifest.get("pool")
@@ -47,20 +64,39 @@ def ensure_pool(out: Path, manifest: dict, items: list[Item], source: Source, cf
     chosen, per_image = pool_plan(items, seed, cfg.pool_size)
     shutil.rmtree(pool_dir, ignore_errors=True)  # a stale pool, or what a killed pre-pass left
     parts_dir = pool_dir / "parts"
-    tasks = [PoolTask(tuple(chosen[i:i + 8]), source, cfg, seed, per_image, str(parts_dir / f"{i:08d}"))
-             for i in range(0, len(chosen), 8)]
+    tasks = [
+        PoolTask(tuple(chosen[i : i + 8]), source, cfg, seed, per_image, str(parts_dir / f"{i:08d}"))
+        for i in range(0, len(chosen), 8)
+    ]
     with bar_factory(len(chosen), "patch pool") as bar:
         parts = run(build_pool_part, tasks, bar)
     pool = PatchPool.merge(parts, pool_dir, limit=cfg.pool_size)
-    record = {"dir": POOL_DIR, "size": len(pool), "sha256": pool.sha256, "from_items": len(chosen),
-              "per_item": per_image, "kinds": {k: sum(p.kind == k for p in pool) for k in KINDS}}
+    record = {
+        "dir": POOL_DIR,
+        "size": len(pool),
+        "sha256": pool.sha256,
+        "from_items": len(chosen),
+        "per_item": per_image,
+        "kinds": {k: sum(p.kind == k for p in pool) for k in KINDS},
+    }
     shutil.rmtree(parts_dir)
     return record
 
 
-def run_build(*, src: str | Source, out: str | Path, cfg: SynthConfig, seed: int = 0, shard_size: int | None = None,
-              workers: int = 1, limit: int | None = None, overwrite: bool = False,
-              progress: bool = True, distributor: str = "local", ray_address: str | None = None) -> dict:
+def run_build(
+    *,
+    src: str | Source,
+    out: str | Path,
+    cfg: SynthConfig,
+    seed: int = 0,
+    shard_size: int | None = None,
+    workers: int = 1,
+    limit: int | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    distributor: str = "local",
+    ray_address: str | None = None,
+) -> dict:
     """Plan, build and commit every shard; returns the final ``dataset.json`` content.
 
     ``src`` is a ``--src`` string (read with the CLI's default source flags) or a source object
@@ -81,8 +117,9 @@ def run_build(*, src: str | Source, out: str | Path, cfg: SynthConfig, seed: int
     runner = ray_runner(workers, ray_address) if distributor == "ray" else local_runner(workers)
     with runner as run:
         if isinstance(src, str):
-            src = source_from_args(src, _cli_defaults().parse_args(["--src", src, "--out", str(out)]), seed=seed,
-                                   out=out)
+            src = source_from_args(
+                src, _cli_defaults().parse_args(["--src", src, "--out", str(out)]), seed=seed, out=out
+            )
         source = src
         items = sorted(source.items(), key=lambda it: it.key)
         if limit is not None:
@@ -91,8 +128,10 @@ def run_build(*, src: str | Source, out: str | Path, cfg: SynthConfig, seed: int
         plan = make_plan(items, shard_size)
         header = _header(source, cfg, seed, shard_size, plan)
         if progress:
-            print(source.summary() + f"\nplan: {len(items)} items in {len(plan)} shards of {shard_size} -> {out}",
-                  file=sys.stderr)
+            print(
+                source.summary() + f"\nplan: {len(items)} items in {len(plan)} shards of {shard_size} -> {out}",
+                file=sys.stderr,
+            )
         previous = {}
         if (out / DATASET_JSON).exists() and not overwrite:
             previous = json.loads((out / DATASET_JSON).read_text())
@@ -112,8 +151,11 @@ def run_build(*, src: str | Source, out: str | Path, cfg: SynthConfig, seed: int
         t_pool = time.perf_counter() - t0
         pool_dir = str(out / POOL_DIR) if cfg.drafts else None
         pool_sha = manifest["pool"]["sha256"] if cfg.drafts and "pool" in manifest else None
-        tasks = [ShardTask(i, shard, source, cfg, seed, str(out), pool_dir, pool_sha)
-                 for i, shard in enumerate(plan) if i not in done]
+        tasks = [
+            ShardTask(i, shard, source, cfg, seed, str(out), pool_dir, pool_sha)
+            for i, shard in enumerate(plan)
+            if i not in done
+        ]
         with bar_factory(len(items), f"build {out.name}", sum(len(plan[i]) for i in done)) as bar:
             for stats in run(build_shard, tasks, bar):
                 done[stats["index"]] = stats
@@ -125,11 +167,21 @@ def run_build(*, src: str | Source, out: str | Path, cfg: SynthConfig, seed: int
     n_rejects = write_rejects(out, stats, skipped)
     summed = sum_stats(stats)
     reasons = Counter(summed["reasons"]) + Counter(r["reason"] for r in skipped)
-    manifest.update(status="complete", totals={
-        "items": len(items), "samples": summed["samples"], "rejected": n_rejects,
-        "reasons": dict(reasons), "bytes": summed["bytes"], "shards": len(plan),
-        "built_this_run": len(tasks), "seconds_this_run": round(elapsed, 2),
-        "seconds_pool_this_run": round(t_pool, 2), "seconds_shards_this_run": round(elapsed - t_pool, 2)})
+    manifest.update(
+        status="complete",
+        totals={
+            "items": len(items),
+            "samples": summed["samples"],
+            "rejected": n_rejects,
+            "reasons": dict(reasons),
+            "bytes": summed["bytes"],
+            "shards": len(plan),
+            "built_this_run": len(tasks),
+            "seconds_this_run": round(elapsed, 2),
+            "seconds_pool_this_run": round(t_pool, 2),
+            "seconds_shards_this_run": round(elapsed - t_pool, 2),
+        },
+    )
     atomic_write(out / DATASET_JSON, json.dumps(manifest, indent=1).encode())
     return manifest
 

@@ -12,11 +12,10 @@ from pathlib import Path
 
 from .. import SCHEMA_VERSION, __version__
 from .._rng import stable_seed
-from ..stages.learned import weights_digest
-from ..shards import (DATASET_JSON, INDEX_JSON, REJECTS)
+from ..shards import DATASET_JSON, INDEX_JSON, REJECTS
 from ..sources import Item, Source
+from ..stages.learned import weights_digest
 from ..synth import SynthConfig
-
 
 
 @dataclass(frozen=True)
@@ -50,7 +49,7 @@ class PoolTask:
 def make_plan(items: list[Item], shard_size: int) -> list[tuple[Item, ...]]:
     """Sorted items cut into consecutive shards of ``shard_size``."""
     items = sorted(items, key=lambda it: it.key)
-    return [tuple(items[i:i + shard_size]) for i in range(0, len(items), shard_size)]
+    return [tuple(items[i : i + shard_size]) for i in range(0, len(items), shard_size)]
 
 
 def plan_digest(plan: list[tuple[Item, ...]]) -> str:
@@ -86,8 +85,14 @@ def package_versions(cfg: SynthConfig) -> dict:
     import numpy
     import PIL
 
-    versions = {"s2pdata": __version__, "python": platform.python_version(), "numpy": numpy.__version__,
-                "opencv": cv2.__version__, "numba": numba.__version__, "pillow": PIL.__version__}
+    versions = {
+        "s2pdata": __version__,
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "opencv": cv2.__version__,
+        "numba": numba.__version__,
+        "pillow": PIL.__version__,
+    }
     if cfg.sketch == "learned":  # a network's output depends on the torch build as well
         import torch
 
@@ -100,9 +105,14 @@ def _header(source: Source, cfg: SynthConfig, seed: int, shard_size: int, plan) 
     config = {**cfg.to_json(), "shard_size": shard_size}
     if cfg.sketch == "learned":
         config["sketch_weights_sha256"] = weights_digest(cfg.sketch_weights)
-    return {"schema_version": SCHEMA_VERSION, "fields": cfg.schema().fields(), "seed": seed,
-            "source": source.spec(), "config": config,
-            "plan": {"shards": len(plan), "items": sum(map(len, plan)), "sha256": plan_digest(plan)}}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "fields": cfg.schema().fields(),
+        "seed": seed,
+        "source": source.spec(),
+        "config": config,
+        "plan": {"shards": len(plan), "items": sum(map(len, plan)), "sha256": plan_digest(plan)},
+    }
 
 
 def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
@@ -122,9 +132,13 @@ class BuildRefused(RuntimeError):
 
 def _owned_files(out: Path) -> list[Path]:
     names = [DATASET_JSON, INDEX_JSON, REJECTS]
-    return ([out / n for n in names if (out / n).exists()] + sorted(out.glob(f"{POOL_DIR}/patch_pool*"))
-            + sorted(out.glob("shard-*.tar"))
-            + sorted(out.glob("shard-*.stats.json")) + sorted(out.glob("*.tmp")))
+    return (
+        [out / n for n in names if (out / n).exists()]
+        + sorted(out.glob(f"{POOL_DIR}/patch_pool*"))
+        + sorted(out.glob("shard-*.tar"))
+        + sorted(out.glob("shard-*.stats.json"))
+        + sorted(out.glob("*.tmp"))
+    )
 
 
 def prepare_out(out: Path, header: dict, *, overwrite: bool) -> None:
@@ -139,9 +153,11 @@ def prepare_out(out: Path, header: dict, *, overwrite: bool) -> None:
         diffs = _differences({k: old.get(k) for k in header}, header)
         if diffs:
             raise BuildRefused(
-                f"{out} holds a different build, so it cannot be resumed:\n  " + "\n  ".join(diffs)
+                f"{out} holds a different build, so it cannot be resumed:\n  "
+                + "\n  ".join(diffs)
                 + "\nRe-run with the folder's settings to resume it, pass --overwrite to delete it and "
-                "build anew, or choose another --out.")
+                "build anew, or choose another --out."
+            )
     elif any(out.glob("shard-*.tar")):
         raise BuildRefused(f"{out} holds shards but no {DATASET_JSON}; pass --overwrite or choose another --out")
 

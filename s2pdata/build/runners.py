@@ -11,7 +11,6 @@ import shutil
 import threading
 from contextlib import contextmanager
 
-
 from .plan import ShardTask
 from .worker import _init_worker, _started
 
@@ -127,12 +126,15 @@ def local_runner(workers: int):
                     if keys is not None:
                         pools[0].shutdown(wait=False, cancel_futures=True)
                         pools[0] = new_pool(workers)
-                        suspects = [i for i in todo if i not in results
-                                    and any(it.key in keys for it in tasks[i].items)]
+                        suspects = [
+                            i for i in todo if i not in results and any(it.key in keys for it in tasks[i].items)
+                        ]
                         blind += not suspects
                 if blind > 3:
-                    raise BuildStopped("build workers keep dying outside any one file (out of memory? see the "
-                                       "system log); committed shards are kept: re-run to resume")
+                    raise BuildStopped(
+                        "build workers keep dying outside any one file (out of memory? see the "
+                        "system log); committed shards are kept: re-run to resume"
+                    )
             return [results[i] for i in range(len(tasks))]
         finally:
             queue.put(None)
@@ -231,7 +233,8 @@ def ray_runner(workers: int, address: str | None, retries: int = 3):
                             f"a Ray worker died {retries + 1} times on {_describe(task)} (a file that kills its "
                             "reader, or out of memory); committed "
                             "shards are kept. Re-run the same command to resume, or with --distributor local "
-                            "on one machine, which finds such a file and rejects it as worker-crashed") from exc
+                            "on one machine, which finds such a file and rejects it as worker-crashed"
+                        ) from exc
                     if tally is None:
                         show(len(task.items))
                 if tally is not None:

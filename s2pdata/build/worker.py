@@ -16,12 +16,9 @@ from pathlib import Path
 
 from ..decode import DecodeError
 from ..pool import PatchPool
-from ..shards import (commit_stats,
-                     encode_sample, shard_name, write_tar)
+from ..shards import commit_stats, encode_sample, shard_name, write_tar
 from ..synth import Timer, make_sample, pool_patches
-
 from .plan import PoolTask, ShardTask
-
 
 _progress = None  # worker-side queue: count of items finished, sent to the parent's progress bar
 _inflight = None  # worker-side file descriptor: the key being processed now (see local_runner)
@@ -79,8 +76,14 @@ def build_pool_part(task: PoolTask, tick=_tick) -> str:
             continue
         _mark(item.key)
         try:
-            patches += pool_patches(task.source.read(item), key=item.key, seed=task.seed, cfg=task.cfg,
-                                    per_image=task.per_image, check=task.source.check_pixels)
+            patches += pool_patches(
+                task.source.read(item),
+                key=item.key,
+                seed=task.seed,
+                cfg=task.cfg,
+                per_image=task.per_image,
+                check=task.source.check_pixels,
+            )
         except (DecodeError, OSError):
             pass
         _mark("")
@@ -100,17 +103,31 @@ def build_shard(task: ShardTask, tick=_tick) -> dict:
     last = time.monotonic()
     for item in task.items:
         if item.key in task.crashed:
-            rejects.append({"key": item.key, "path": str(item.locator), "reason": CRASHED,
-                            "detail": "a worker process died while this file was being decoded or synthesised, "
-                                      "also when it ran alone"})
+            rejects.append(
+                {
+                    "key": item.key,
+                    "path": str(item.locator),
+                    "reason": CRASHED,
+                    "detail": "a worker process died while this file was being decoded or synthesised, "
+                    "also when it ran alone",
+                }
+            )
             pending += 1
             continue
         _mark(item.key)
         try:
             with timer("read"):
                 data = task.source.read(item)
-            sample = make_sample(data, key=item.key, seed=task.seed, cfg=task.cfg, meta=item.meta,
-                                 timer=timer, check=task.source.check_pixels, pool=pool)
+            sample = make_sample(
+                data,
+                key=item.key,
+                seed=task.seed,
+                cfg=task.cfg,
+                meta=item.meta,
+                timer=timer,
+                check=task.source.check_pixels,
+                pool=pool,
+            )
             with timer("encode"):
                 encoded = encode_sample(sample, schema)
             for field, blob in encoded.items():
@@ -118,11 +135,16 @@ def build_shard(task: ShardTask, tick=_tick) -> dict:
                     nbytes[field] = nbytes.get(field, 0) + len(blob)
             samples.append(encoded)
         except DecodeError as exc:
-            rejects.append({"key": item.key, "path": str(item.locator), "reason": exc.reason,
-                            "detail": str(exc)})
+            rejects.append({"key": item.key, "path": str(item.locator), "reason": exc.reason, "detail": str(exc)})
         except OSError as exc:
-            rejects.append({"key": item.key, "path": str(item.locator), "reason": "read-error",
-                            "detail": f"{type(exc).__name__}: {exc}"})
+            rejects.append(
+                {
+                    "key": item.key,
+                    "path": str(item.locator),
+                    "reason": "read-error",
+                    "detail": f"{type(exc).__name__}: {exc}",
+                }
+            )
         _mark("")
         pending += 1
         if time.monotonic() - last > 0.2:
@@ -131,10 +153,16 @@ def build_shard(task: ShardTask, tick=_tick) -> dict:
     with timer("write"):
         info = write_tar(Path(task.out) / shard_name(task.index), samples)
     tick(pending)
-    stats = {"shard": shard_name(task.index), "index": task.index, **info,
-             "items": len(task.items), "rejected": len(rejects),
-             "reasons": dict(Counter(r["reason"] for r in rejects)),
-             "rejects": rejects, "bytes": nbytes,
-             "seconds": {k: round(v, 4) for k, v in timer.seconds.items()}}
+    stats = {
+        "shard": shard_name(task.index),
+        "index": task.index,
+        **info,
+        "items": len(task.items),
+        "rejected": len(rejects),
+        "reasons": dict(Counter(r["reason"] for r in rejects)),
+        "rejects": rejects,
+        "bytes": nbytes,
+        "seconds": {k: round(v, 4) for k, v in timer.seconds.items()},
+    }
     commit_stats(Path(task.out), task.index, stats)
     return stats

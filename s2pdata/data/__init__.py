@@ -9,7 +9,7 @@ only; nothing is ever unpickled.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from ..shards import decode_sample, iter_tar, shard_paths
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from ..shards import decode_sample, iter_tar, shard_paths
-
 # ---------------------------------------------------------------------------------------------
 # torch: streaming datasets and make_loader (torch is imported only inside these functions)
 #
@@ -19,7 +17,6 @@ from ..shards import decode_sample, iter_tar, shard_paths
 #
 # Every random draw of a sample comes from sample_rng(seed, key, <what>, epoch): the crop/flip,
 # the online hints and the draft do not depend on worker count or order.
-
 import json as _json
 import math as _math
 from pathlib import Path as _Path
@@ -27,6 +24,7 @@ from pathlib import Path as _Path
 import numpy as _np
 
 from .._rng import sample_rng as _sample_rng
+from ..shards import decode_sample, iter_tar, shard_paths
 
 MODES = ("resampled", "exact")
 STAGES = ("draft", "refine")
@@ -59,7 +57,7 @@ def _crop_flip(fields: dict, crop: int | None, flip: bool, rng: _np.random.Gener
             if ph or pw:
                 pad = ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2)) + ((0, 0),) * (a.ndim - 2)
                 a = _np.pad(a, pad, mode="symmetric" if min(H, W) < 2 else "reflect")
-            a = a[y:y + crop, x:x + crop]
+            a = a[y : y + crop, x : x + crop]
         if do_flip:
             a = a[:, ::-1]
         out[name] = _np.ascontiguousarray(a)
@@ -97,11 +95,26 @@ def _stream_class():
 
         stage = "draft"
 
-        def __init__(self, urls, *, batch_size: int = 16, mode: str = "resampled", world_size: int = 1,
-                     rank: int = 0, epoch: int = 0, seed: int = 0, crop: int | None = 224, flip: bool = True,
-                     online_hints: bool = False, hint_radius: int | None = None, shuffle_buffer: int = 256,
-                     skip_batches: int = 0, num_workers: int | None = None, draft_pool=None,
-                     online_drafts: bool = False):
+        def __init__(
+            self,
+            urls,
+            *,
+            batch_size: int = 16,
+            mode: str = "resampled",
+            world_size: int = 1,
+            rank: int = 0,
+            epoch: int = 0,
+            seed: int = 0,
+            crop: int | None = 224,
+            flip: bool = True,
+            online_hints: bool = False,
+            hint_radius: int | None = None,
+            shuffle_buffer: int = 256,
+            skip_batches: int = 0,
+            num_workers: int | None = None,
+            draft_pool=None,
+            online_drafts: bool = False,
+        ):
             from .._check import check_choice
 
             check_choice("mode", mode, MODES)
@@ -110,11 +123,18 @@ def _stream_class():
                 raise FileNotFoundError(f"urls {urls!r} hold no shard-*.tar; give a build folder, a tar or a glob")
             missing = [p for p in self.paths if not _Path(p).is_file()]
             if missing:
-                raise FileNotFoundError(f"shard {missing[0]!r} does not exist ({len(missing)} missing); "
-                                        "give a build folder, a tar or a glob")
-            for name, value, lo in (("batch_size", batch_size, 1), ("world_size", world_size, 1),
-                                    ("rank", rank, 0), ("shuffle_buffer", shuffle_buffer, 0),
-                                    ("skip_batches", skip_batches, 0), ("epoch", epoch, 0)):
+                raise FileNotFoundError(
+                    f"shard {missing[0]!r} does not exist ({len(missing)} missing); "
+                    "give a build folder, a tar or a glob"
+                )
+            for name, value, lo in (
+                ("batch_size", batch_size, 1),
+                ("world_size", world_size, 1),
+                ("rank", rank, 0),
+                ("shuffle_buffer", shuffle_buffer, 0),
+                ("skip_batches", skip_batches, 0),
+                ("epoch", epoch, 0),
+            ):
                 if not isinstance(value, int) or value < lo:
                     raise ValueError(f"{name} must be an int >= {lo}, got {value!r}")
             if rank >= world_size:
@@ -142,7 +162,8 @@ def _stream_class():
                 raise ValueError(
                     f"exact mode needs at least world_size * num_workers = {self.world_size} * {nw} = {slots} "
                     f"shards, got {len(self.paths)}; build with a smaller --shard-size, use fewer workers, "
-                    "or use mode='resampled'")
+                    "or use mode='resampled'"
+                )
 
         # -- the raw stream of one (rank, worker) slot
         def _slot(self) -> tuple[int, int, int, int]:
@@ -264,14 +285,28 @@ def _classes() -> dict:
     if not _CLASSES:
         base = _stream_class()
         _CLASSES["ShardStream"] = base
-        _CLASSES["DraftDataset"] = type("DraftDataset", (base,), {
-            "stage": "draft", "__module__": __name__, "__qualname__": "DraftDataset",
-            "__doc__": "Draft-stage stream: ``color``, ``sketch``, ``hint`` (hint radius 1 when online)."})
-        _CLASSES["RefineDataset"] = type("RefineDataset", (base,), {
-            "stage": "refine", "__module__": __name__, "__qualname__": "RefineDataset",
-            "__doc__": "Refine-stage stream: adds ``draft``, a stored ``draftK`` when the shards hold one, "
-                       "else synthesised from the ground truth (s2pdata.stages.drafts.make_draft) per (seed, key, "
-                       "epoch); online hints use radius 2 (5x5, paper)."})
+        _CLASSES["DraftDataset"] = type(
+            "DraftDataset",
+            (base,),
+            {
+                "stage": "draft",
+                "__module__": __name__,
+                "__qualname__": "DraftDataset",
+                "__doc__": "Draft-stage stream: ``color``, ``sketch``, ``hint`` (hint radius 1 when online).",
+            },
+        )
+        _CLASSES["RefineDataset"] = type(
+            "RefineDataset",
+            (base,),
+            {
+                "stage": "refine",
+                "__module__": __name__,
+                "__qualname__": "RefineDataset",
+                "__doc__": "Refine-stage stream: adds ``draft``, a stored ``draftK`` when the shards hold one, "
+                "else synthesised from the ground truth (s2pdata.stages.drafts.make_draft) per (seed, key, "
+                "epoch); online hints use radius 2 (5x5, paper).",
+            },
+        )
         base.__module__, base.__qualname__ = __name__, "ShardStream"
     return _CLASSES
 
@@ -283,11 +318,28 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def make_loader(urls, *, stage: str = "draft", batch_size: int = 16, num_workers: int = 4, world_size: int = 1,
-                rank: int = 0, mode: str = "resampled", epoch: int = 0, seed: int = 0, crop: int | None = 224,
-                flip: bool = True, online_hints: bool = False, hint_radius: int | None = None,
-                shuffle_buffer: int = 256, skip_batches: int = 0, draft_pool=None, online_drafts: bool = False,
-                pin_memory: bool | None = None, prefetch_factor: int | None = None):
+def make_loader(
+    urls,
+    *,
+    stage: str = "draft",
+    batch_size: int = 16,
+    num_workers: int = 4,
+    world_size: int = 1,
+    rank: int = 0,
+    mode: str = "resampled",
+    epoch: int = 0,
+    seed: int = 0,
+    crop: int | None = 224,
+    flip: bool = True,
+    online_hints: bool = False,
+    hint_radius: int | None = None,
+    shuffle_buffer: int = 256,
+    skip_batches: int = 0,
+    draft_pool=None,
+    online_drafts: bool = False,
+    pin_memory: bool | None = None,
+    prefetch_factor: int | None = None,
+):
     """A DataLoader streaming batches from shards, with ``set_epoch``.
 
     Parameters
@@ -324,10 +376,24 @@ def make_loader(urls, *, stage: str = "draft", batch_size: int = 16, num_workers
     if not isinstance(num_workers, int) or num_workers < 0:
         raise ValueError(f"num_workers must be an int >= 0, got {num_workers!r}")
     cls = _classes()["DraftDataset" if stage == "draft" else "RefineDataset"]
-    ds = cls(urls, batch_size=batch_size, mode=mode, world_size=world_size, rank=rank, epoch=epoch, seed=seed,
-             crop=crop, flip=flip, online_hints=online_hints, hint_radius=hint_radius,
-             shuffle_buffer=shuffle_buffer, skip_batches=skip_batches, num_workers=num_workers,
-             draft_pool=draft_pool, online_drafts=online_drafts)
+    ds = cls(
+        urls,
+        batch_size=batch_size,
+        mode=mode,
+        world_size=world_size,
+        rank=rank,
+        epoch=epoch,
+        seed=seed,
+        crop=crop,
+        flip=flip,
+        online_hints=online_hints,
+        hint_radius=hint_radius,
+        shuffle_buffer=shuffle_buffer,
+        skip_batches=skip_batches,
+        num_workers=num_workers,
+        draft_pool=draft_pool,
+        online_drafts=online_drafts,
+    )
 
     class ShardLoader(DataLoader):
         def __iter__(self):
@@ -342,5 +408,11 @@ def make_loader(urls, *, stage: str = "draft", batch_size: int = 16, num_workers
             self.dataset.skip_batches = 0
 
     extra = {} if num_workers == 0 else {"prefetch_factor": prefetch_factor or 2}
-    return ShardLoader(ds, batch_size=None, num_workers=num_workers, persistent_workers=False,
-                       pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory, **extra)
+    return ShardLoader(
+        ds,
+        batch_size=None,
+        num_workers=num_workers,
+        persistent_workers=False,
+        pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
+        **extra,
+    )

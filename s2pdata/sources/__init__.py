@@ -21,12 +21,34 @@ from pathlib import Path
 
 from .base import Item, Source, sanitize_key
 from .demo import DemoSource
-from .filters import (DEDUP, DEFAULT_EXTS, PRESETS, RATINGS, TAG_MODES, FilterConfig, FilteredSource,
-                      parse_id_range, read_opt_out, split_list)
+from .filters import (
+    DEDUP,
+    DEFAULT_EXTS,
+    PRESETS,
+    RATINGS,
+    TAG_MODES,
+    FilterConfig,
+    FilteredSource,
+    parse_id_range,
+    read_opt_out,
+    split_list,
+)
 from .folder import IMAGE_EXTS, FolderSource
 
-__all__ = ["Item", "Source", "DemoSource", "FolderSource", "FilterConfig", "FilteredSource", "IMAGE_EXTS",
-           "open_source", "sanitize_key", "add_source_arguments", "source_from_args", "filters_from_args"]
+__all__ = [
+    "Item",
+    "Source",
+    "DemoSource",
+    "FolderSource",
+    "FilterConfig",
+    "FilteredSource",
+    "IMAGE_EXTS",
+    "open_source",
+    "sanitize_key",
+    "add_source_arguments",
+    "source_from_args",
+    "filters_from_args",
+]
 
 
 def open_source(spec: str, *, seed: int = 0) -> Source:
@@ -46,36 +68,61 @@ def open_source(spec: str, *, seed: int = 0) -> Source:
 def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     """Add every source and filter flag (a group ``sources and filters``) to ``parser``."""
     g = parser.add_argument_group("sources and filters")
-    g.add_argument("--variant", choices=("auto", "original", "512px"), default="auto",
-                   help="gwern Danbooru layout: which image folder to read")
-    g.add_argument("--metadata", default="auto",
-                   help="Danbooru posts metadata (JSON Lines .json[l][.gz], posts .tar.gz, .parquet, or a "
-                        "folder of them); 'auto' looks under --src, 'none' skips it")
+    g.add_argument(
+        "--variant",
+        choices=("auto", "original", "512px"),
+        default="auto",
+        help="gwern Danbooru layout: which image folder to read",
+    )
+    g.add_argument(
+        "--metadata",
+        default="auto",
+        help="Danbooru posts metadata (JSON Lines .json[l][.gz], posts .tar.gz, .parquet, or a "
+        "folder of them); 'auto' looks under --src, 'none' skips it",
+    )
     g.add_argument("--hf-split", default="train", help="split of an hf:PATH dataset")
-    g.add_argument("--rating", action="append", default=None,
-                   help=f"keep these ratings (comma list; {','.join(RATINGS)})")
+    g.add_argument(
+        "--rating", action="append", default=None, help=f"keep these ratings (comma list; {','.join(RATINGS)})"
+    )
     g.add_argument("--include-tags", action="append", default=None, help="keep posts with these tags (comma list)")
     g.add_argument("--exclude-tags", action="append", default=None, help="drop posts with any of these tags")
-    g.add_argument("--tag-mode", choices=TAG_MODES, default="any",
-                   help="--include-tags: any of them, or all of them")
-    g.add_argument("--meta-min-side", type=int, default=0,
-                   help="drop posts whose metadata says the short side is smaller (0: off)")
+    g.add_argument("--tag-mode", choices=TAG_MODES, default="any", help="--include-tags: any of them, or all of them")
+    g.add_argument(
+        "--meta-min-side", type=int, default=0, help="drop posts whose metadata says the short side is smaller (0: off)"
+    )
     g.add_argument("--max-aspect", type=float, default=0.0, help="drop posts with long/short side above this (0: off)")
-    g.add_argument("--ext", action="append", default=None,
-                   help=f"file extensions to keep (comma list; default {','.join(DEFAULT_EXTS)})")
+    g.add_argument(
+        "--ext",
+        action="append",
+        default=None,
+        help=f"file extensions to keep (comma list; default {','.join(DEFAULT_EXTS)})",
+    )
     g.add_argument("--min-score", type=int, default=None, help="drop posts with a lower score")
     g.add_argument("--id-range", default=None, help="keep post ids A..B inclusive, 'A:B' (either side may be empty)")
     g.add_argument("--include-deleted", action="store_true", help="keep deleted and banned posts too")
-    g.add_argument("--dedup", choices=DEDUP, default="none",
-                   help="exact duplicates: md5 from metadata (free), or sha256 (reads every file once "
-                        "before planning: as slow as a full read of the source)")
-    g.add_argument("--drop-monochrome", action="store_true",
-                   help="reject decoded images with (almost) no coloured pixels (saturation test)")
-    g.add_argument("--preset", choices=sorted(PRESETS), default=None,
-                   help="colorization: exclude monochrome/greyscale/comic/sketch/lineart/... tags and "
-                        "drop monochrome pixels")
-    g.add_argument("--opt-out", default=None,
-                   help="file of artist tags or post ids (one a line, '#' comments) whose works are removed")
+    g.add_argument(
+        "--dedup",
+        choices=DEDUP,
+        default="none",
+        help="exact duplicates: md5 from metadata (free), or sha256 (reads every file once "
+        "before planning: as slow as a full read of the source)",
+    )
+    g.add_argument(
+        "--drop-monochrome",
+        action="store_true",
+        help="reject decoded images with (almost) no coloured pixels (saturation test)",
+    )
+    g.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default=None,
+        help="colorization: exclude monochrome/greyscale/comic/sketch/lineart/... tags and drop monochrome pixels",
+    )
+    g.add_argument(
+        "--opt-out",
+        default=None,
+        help="file of artist tags or post ids (one a line, '#' comments) whose works are removed",
+    )
 
 
 def filters_from_args(args: argparse.Namespace) -> FilterConfig:
@@ -83,14 +130,22 @@ def filters_from_args(args: argparse.Namespace) -> FilterConfig:
     tags, ids = read_opt_out(args.opt_out) if getattr(args, "opt_out", None) else (frozenset(), frozenset())
     exts = split_list(args.ext) if getattr(args, "ext", None) else DEFAULT_EXTS
     return FilterConfig(
-        ratings=split_list(getattr(args, "rating", None)), include_tags=split_list(getattr(args, "include_tags", None)),
-        exclude_tags=split_list(getattr(args, "exclude_tags", None)), tag_mode=getattr(args, "tag_mode", "any"),
-        meta_min_side=int(getattr(args, "meta_min_side", 0) or 0), max_aspect=float(getattr(args, "max_aspect", 0) or 0),
-        exts=tuple(e.lstrip(".") for e in exts), min_score=getattr(args, "min_score", None),
+        ratings=split_list(getattr(args, "rating", None)),
+        include_tags=split_list(getattr(args, "include_tags", None)),
+        exclude_tags=split_list(getattr(args, "exclude_tags", None)),
+        tag_mode=getattr(args, "tag_mode", "any"),
+        meta_min_side=int(getattr(args, "meta_min_side", 0) or 0),
+        max_aspect=float(getattr(args, "max_aspect", 0) or 0),
+        exts=tuple(e.lstrip(".") for e in exts),
+        min_score=getattr(args, "min_score", None),
         id_range=parse_id_range(getattr(args, "id_range", None)),
-        include_deleted=bool(getattr(args, "include_deleted", False)), dedup=getattr(args, "dedup", "none"),
-        drop_monochrome=bool(getattr(args, "drop_monochrome", False)), preset=getattr(args, "preset", None),
-        opt_out_tags=tags, opt_out_ids=ids)
+        include_deleted=bool(getattr(args, "include_deleted", False)),
+        dedup=getattr(args, "dedup", "none"),
+        drop_monochrome=bool(getattr(args, "drop_monochrome", False)),
+        preset=getattr(args, "preset", None),
+        opt_out_tags=tags,
+        opt_out_ids=ids,
+    )
 
 
 def source_from_args(src: str, args: argparse.Namespace, *, seed: int, out: Path) -> Source:
@@ -109,16 +164,18 @@ def source_from_args(src: str, args: argparse.Namespace, *, seed: int, out: Path
     if src.startswith("hf:"):
         from .hf import HFSource
 
-        return FilteredSource(HFSource(src[3:], split=getattr(args, "hf_split", "train"),
-                                       cache_dir=cache / "hf"), cfg)
+        return FilteredSource(HFSource(src[3:], split=getattr(args, "hf_split", "train"), cache_dir=cache / "hf"), cfg)
     if not Path(src).is_dir():
         raise ValueError(f"--src {src!r} is not a folder, 'hf:PATH', 'demo' or 'demo:N'")
     layout = probe_layout(src, getattr(args, "variant", "auto"))
     if layout is not None:
-        return DanbooruSource(src, layout=layout, metadata=getattr(args, "metadata", "auto"), filters=cfg,
-                              cache_dir=out)
+        return DanbooruSource(
+            src, layout=layout, metadata=getattr(args, "metadata", "auto"), filters=cfg, cache_dir=out
+        )
     meta = getattr(args, "metadata", "auto")
     if meta not in (None, "auto", "none"):
-        raise ValueError(f"--metadata was given but --src {src!r} is a plain image folder (no ID.ext "
-                         "names), so nothing can be joined to it")
+        raise ValueError(
+            f"--metadata was given but --src {src!r} is a plain image folder (no ID.ext "
+            "names), so nothing can be joined to it"
+        )
     return FilteredSource(FolderSource(src, exts=tuple("." + e for e in cfg.exts)), cfg)

@@ -67,8 +67,7 @@ def _is_gwern_variant(folder: Path) -> bool:
 
 
 def _tars(root: Path) -> list[Path]:
-    found = [p for p in sorted(root.glob("*.tar")) + sorted(root.glob("*/*.tar"))
-             if p.is_file() and not p.is_symlink()]
+    found = [p for p in sorted(root.glob("*.tar")) + sorted(root.glob("*/*.tar")) if p.is_file() and not p.is_symlink()]
     return found
 
 
@@ -91,20 +90,27 @@ def probe_layout(root: str | Path, variant: str = "auto") -> dict | None:
         if variant == "auto":
             variant = "original" if "original" in found else "512px"
         if variant not in found:
-            raise ValueError(f"--variant {variant}: {root} has no {variant}/NNNN/ folders "
-                             f"(found {sorted(found)}); use --variant auto")
+            raise ValueError(
+                f"--variant {variant}: {root} has no {variant}/NNNN/ folders "
+                f"(found {sorted(found)}); use --variant auto"
+            )
         return {"layout": "gwern", "variant": variant, "base": os.path.relpath(found[variant], root)}
     tars = [t for t in _tars(root) if is_image_tar(t)]
     if tars:
         return {"layout": "archive", "tars": [os.path.relpath(t, root) for t in _tars(root)]}
     names = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    for _dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
         names += sorted(f for f in filenames if not f.startswith("."))
         if len(names) >= _PROBE:
             break
-    names = [n for n in names if "." in n and n.rsplit(".", 1)[1].lower() in
-             ("jpg", "jpeg", "png", "webp", "bmp", "gif", "mp4", "webm", "zip", "swf", "avif")]
+    names = [
+        n
+        for n in names
+        if "." in n
+        and n.rsplit(".", 1)[1].lower()
+        in ("jpg", "jpeg", "png", "webp", "bmp", "gif", "mp4", "webm", "zip", "swf", "avif")
+    ]
     if _looks_like_ids(names):
         return {"layout": "flat"}
     return None
@@ -127,15 +133,24 @@ class DanbooruSource:
         Where the joined metadata is cached (the build folder).
     """
 
-    def __init__(self, root, *, layout: dict | None = None, variant: str = "auto", metadata="auto",
-                 filters: FilterConfig = FilterConfig(), cache_dir=None):
+    def __init__(
+        self,
+        root,
+        *,
+        layout: dict | None = None,
+        variant: str = "auto",
+        metadata="auto",
+        filters: FilterConfig | None = None,
+        cache_dir=None,
+    ):
         self.root = str(Path(root).resolve())
         if not Path(self.root).is_dir():
             raise ValueError(f"--src {str(root)!r} is not a folder")
         self.layout = layout or probe_layout(self.root, variant)
         if self.layout is None:
-            raise ValueError(f"--src {str(root)!r} holds no Danbooru layout (original/NNNN/ID.ext, "
-                             "tars of ID.ext, or ID.ext files)")
+            raise ValueError(
+                f"--src {str(root)!r} holds no Danbooru layout (original/NNNN/ID.ext, tars of ID.ext, or ID.ext files)"
+            )
         if metadata in (None, "none"):
             self.metadata = []
         elif metadata == "auto":
@@ -143,9 +158,10 @@ class DanbooruSource:
         else:
             self.metadata = [str(p) for p in find_metadata(metadata)]
             if not self.metadata:
-                raise ValueError(f"--metadata {str(metadata)!r} holds no posts files (.json/.jsonl[.gz], "
-                                 ".tar.gz, .parquet)")
-        self.filters = filters
+                raise ValueError(
+                    f"--metadata {str(metadata)!r} holds no posts files (.json/.jsonl[.gz], .tar.gz, .parquet)"
+                )
+        self.filters = filters if filters is not None else FilterConfig()
         self.cache_dir = str(cache_dir) if cache_dir is not None else None
         self._state = None
 
@@ -168,10 +184,19 @@ class DanbooruSource:
                 for m in members:
                     match = _ID_NAME.match(m.name.rsplit("/", 1)[-1])
                     if match is None:
-                        skipped.append({"path": f"{rel}:{m.name}", "reason": "not-an-id", "detail": "name is not ID.ext"})
+                        skipped.append(
+                            {"path": f"{rel}:{m.name}", "reason": "not-an-id", "detail": "name is not ID.ext"}
+                        )
                         continue
-                    entries.append((int(match.group(1)), match.group(2).lower(), (rel, m.offset, m.size),
-                                    {"archive": rel, "member": m.name}, m.size))
+                    entries.append(
+                        (
+                            int(match.group(1)),
+                            match.group(2).lower(),
+                            (rel, m.offset, m.size),
+                            {"archive": rel, "member": m.name},
+                            m.size,
+                        )
+                    )
         else:
             base = root / self.layout["base"] if self.layout["layout"] == "gwern" else root
             for dirpath, dirnames, filenames in os.walk(base):
@@ -212,28 +237,44 @@ class DanbooruSource:
             unique.append(e)
         table, minfo = None, None
         if self.metadata:
-            table, minfo = load_metadata(self.metadata, [e[0] for e in unique],
-                                         tracked=self.filters.tracked_tags(),
-                                         cache_dir=Path(self.cache_dir) / ".s2pdata-cache" if self.cache_dir else None)
+            table, minfo = load_metadata(
+                self.metadata,
+                [e[0] for e in unique],
+                tracked=self.filters.tracked_tags(),
+                cache_dir=Path(self.cache_dir) / ".s2pdata-cache" if self.cache_dir else None,
+            )
         pre = [Item(danbooru_key(e[0]), e[2], {"id": e[0], "ext": e[1]}) for e in unique]
         facts = []
         for e in unique:
             row = table.row(e[0]) if table is not None else -1
             facts.append(table.facts(row) if row >= 0 else None)
-        kept, removed = apply_filters(pre, facts, self.filters, has_metadata=table is not None,
-                                      read=self.read)
+        kept, removed = apply_filters(pre, facts, self.filters, has_metadata=table is not None, read=self.read)
         if dups:
             removed = {"duplicate-id": dups, **removed}
         items = []
         for i in kept:
             e, f = unique[i], facts[i]
-            meta = {"source": "danbooru", "id": e[0], "artist": " ".join(f["artist"]) if f else "",
-                    "rating": (f["rating"] or "") if f else "", "md5": (f["md5"] or "") if f else "", **e[3]}
+            meta = {
+                "source": "danbooru",
+                "id": e[0],
+                "artist": " ".join(f["artist"]) if f else "",
+                "rating": (f["rating"] or "") if f else "",
+                "md5": (f["md5"] or "") if f else "",
+                **e[3],
+            }
             items.append(Item(pre[i].key, e[2], meta))
-        self._state = {"items": items, "skipped": skipped, "removed": removed, "exts": exts,
-                       "listed": len(entries), "ids": (unique[0][0], unique[-1][0]) if unique else None,
-                       "metadata": minfo, "matched": sum(f is not None for f in facts), "tars_cached": tars_cached,
-                       "fingerprint": {"count": len(entries), "sha256": fp.hexdigest()}}
+        self._state = {
+            "items": items,
+            "skipped": skipped,
+            "removed": removed,
+            "exts": exts,
+            "listed": len(entries),
+            "ids": (unique[0][0], unique[-1][0]) if unique else None,
+            "metadata": minfo,
+            "matched": sum(f is not None for f in facts),
+            "tars_cached": tars_cached,
+            "fingerprint": {"count": len(entries), "sha256": fp.hexdigest()},
+        }
         return self._state
 
     def _get(self):
@@ -254,8 +295,14 @@ class DanbooruSource:
         meta = []
         for p in self.metadata:
             meta.append([p, os.stat(p).st_size])
-        return {"kind": "danbooru", "root": self.root, "layout": self.layout, "metadata": meta,
-                "filters": self.filters.to_json(), "listing": st["fingerprint"]}
+        return {
+            "kind": "danbooru",
+            "root": self.root,
+            "layout": self.layout,
+            "metadata": meta,
+            "filters": self.filters.to_json(),
+            "listing": st["fingerprint"],
+        }
 
     def read(self, item: Item) -> bytes:
         loc = item.locator
@@ -273,24 +320,30 @@ class DanbooruSource:
     def summary(self) -> str:
         st = self._get()
         lay = self.layout
-        where = {"gwern": f"gwern {lay.get('variant')} ({lay.get('base')}/NNNN/ID.ext)",
-                 "archive": f"archive ({len(lay.get('tars', []))} tars, read by seek; "
-                            f"{st['tars_cached']} indexes from the cache)",
-                 "flat": "flat folder of ID.ext"}[lay["layout"]]
+        where = {
+            "gwern": f"gwern {lay.get('variant')} ({lay.get('base')}/NNNN/ID.ext)",
+            "archive": f"archive ({len(lay.get('tars', []))} tars, read by seek; "
+            f"{st['tars_cached']} indexes from the cache)",
+            "flat": "flat folder of ID.ext",
+        }[lay["layout"]]
         exts = ", ".join(f"{k} {v}" for k, v in sorted(st["exts"].items(), key=lambda kv: -kv[1])) or "none"
         reasons: dict[str, int] = {}
         for s in st["skipped"]:
             reasons[s["reason"]] = reasons.get(s["reason"], 0) + 1
-        lines = [f"source   danbooru, {where}: {self.root}",
-                 f"listed   {st['listed']} files ({exts}); ids "
-                 + (f"{st['ids'][0]}..{st['ids'][1]}" if st["ids"] else "none")]
+        lines = [
+            f"source   danbooru, {where}: {self.root}",
+            f"listed   {st['listed']} files ({exts}); ids "
+            + (f"{st['ids'][0]}..{st['ids'][1]}" if st["ids"] else "none"),
+        ]
         if st["skipped"]:
             lines.append(f"skipped  {len(st['skipped'])} entries never listed ({format_removed(reasons)})")
         if st["metadata"]:
             m = st["metadata"]
-            lines.append(f"metadata {len(self.metadata)} file(s) ({Path(self.metadata[0]).name}...), "
-                         f"{m['records']} records, {st['matched']} matched listed ids, "
-                         f"{m['bad_lines']} bad lines, cache {m['cache']}")
+            lines.append(
+                f"metadata {len(self.metadata)} file(s) ({Path(self.metadata[0]).name}...), "
+                f"{m['records']} records, {st['matched']} matched listed ids, "
+                f"{m['bad_lines']} bad lines, cache {m['cache']}"
+            )
         else:
             lines.append("metadata none (rating/tag/score/deleted filters unavailable; provenance has no artist)")
         lines.append(f"filters  removed {format_removed(st['removed'])}")

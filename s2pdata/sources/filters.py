@@ -31,8 +31,16 @@ DEFAULT_EXTS = tuple(e.lstrip(".") for e in IMAGE_EXTS)
 #: ``--preset colorization`` (REFERENCE.md §4): colour illustrations only.
 PRESETS = {
     "colorization": {
-        "exclude_tags": ("monochrome", "greyscale", "comic", "sketch", "lineart", "spot_color",
-                         "photo_(medium)", "text-only_page"),
+        "exclude_tags": (
+            "monochrome",
+            "greyscale",
+            "comic",
+            "sketch",
+            "lineart",
+            "spot_color",
+            "photo_(medium)",
+            "text-only_page",
+        ),
         "drop_monochrome": True,
     },
 }
@@ -40,8 +48,21 @@ PRESETS = {
 DEDUP = ("none", "md5", "sha256")
 
 #: Names under which filters count removed items, in the order they run.
-FILTER_NAMES = ("duplicate-id", "ext", "id-range", "opt-out", "no-metadata", "deleted", "rating",
-                "exclude-tags", "include-tags", "meta-min-side", "max-aspect", "min-score", "dedup")
+FILTER_NAMES = (
+    "duplicate-id",
+    "ext",
+    "id-range",
+    "opt-out",
+    "no-metadata",
+    "deleted",
+    "rating",
+    "exclude-tags",
+    "include-tags",
+    "meta-min-side",
+    "max-aspect",
+    "min-score",
+    "dedup",
+)
 TAG_MODES = ("any", "all")
 
 #: Monochrome test: a pixel is coloured when max(R,G,B) - min(R,G,B) exceeds ``CHROMA``; an
@@ -88,8 +109,10 @@ class FilterConfig:
         if self.preset is not None and self.preset not in PRESETS:
             raise ValueError(f"--preset must be one of {sorted(PRESETS)}, got {self.preset!r}")
         if self.meta_min_side < 0 or self.max_aspect < 0:
-            raise ValueError(f"--meta-min-side and --max-aspect must be >= 0, got "
-                             f"{self.meta_min_side!r}, {self.max_aspect!r}; 0 turns them off")
+            raise ValueError(
+                f"--meta-min-side and --max-aspect must be >= 0, got "
+                f"{self.meta_min_side!r}, {self.max_aspect!r}; 0 turns them off"
+            )
         if 0 < self.max_aspect < 1:
             raise ValueError(f"--max-aspect is long side / short side (>= 1), got {self.max_aspect!r}")
         if self.id_range is not None and self.id_range[0] > self.id_range[1]:
@@ -118,10 +141,16 @@ class FilterConfig:
         ``--preset colorization`` also serves a studio folder.
         """
         tags = self.excluded if with_preset else frozenset(self.exclude_tags)
-        need = [("--rating", bool(self.ratings)), ("--include-tags", bool(self.include_tags)),
-                ("--exclude-tags" + ("/--preset" if with_preset else ""), bool(tags)), ("--meta-min-side", self.meta_min_side > 0),
-                ("--max-aspect", self.max_aspect > 0), ("--min-score", self.min_score is not None),
-                ("--dedup md5", self.dedup == "md5"), ("--opt-out (artist tags)", bool(self.opt_out_tags))]
+        need = [
+            ("--rating", bool(self.ratings)),
+            ("--include-tags", bool(self.include_tags)),
+            ("--exclude-tags" + ("/--preset" if with_preset else ""), bool(tags)),
+            ("--meta-min-side", self.meta_min_side > 0),
+            ("--max-aspect", self.max_aspect > 0),
+            ("--min-score", self.min_score is not None),
+            ("--dedup md5", self.dedup == "md5"),
+            ("--opt-out (artist tags)", bool(self.opt_out_tags)),
+        ]
         return [name for name, on in need if on]
 
     def to_json(self) -> dict:
@@ -170,8 +199,10 @@ def parse_id_range(text: str | None) -> tuple[int, int] | None:
             raise ValueError
         return (int(lo) if lo.strip() else 0, int(hi) if hi.strip() else 2**62)
     except ValueError:
-        raise ValueError(f"--id-range must be A:B with integers (inclusive, either may be empty), "
-                         f"got {text!r}; e.g. --id-range 1000000:2000000") from None
+        raise ValueError(
+            f"--id-range must be A:B with integers (inclusive, either may be empty), "
+            f"got {text!r}; e.g. --id-range 1000000:2000000"
+        ) from None
 
 
 def split_list(values) -> tuple[str, ...]:
@@ -213,8 +244,10 @@ def apply_filters(items, facts, cfg: FilterConfig, *, has_metadata: bool, read=N
     need = cfg.needs_metadata()
     strict = cfg.needs_metadata(with_preset=False)
     if strict and not has_metadata:
-        raise ValueError(f"{', '.join(strict)} need Danbooru metadata, but none was found or given; "
-                         "pass --metadata PATH (posts JSON Lines, .tar.gz or parquet)")
+        raise ValueError(
+            f"{', '.join(strict)} need Danbooru metadata, but none was found or given; "
+            "pass --metadata PATH (posts JSON Lines, .tar.gz or parquet)"
+        )
     removed: dict[str, int] = {}
     kept: list[int] = []
     exts = frozenset(e.lower().lstrip(".") for e in cfg.exts)
@@ -230,36 +263,50 @@ def apply_filters(items, facts, cfg: FilterConfig, *, has_metadata: bool, read=N
         pid = meta.get("id")
         ext = (meta.get("ext") or (f or {}).get("ext") or "").lower()
         if exts and ext and ext not in exts:  # unknown extension (some HF rows): not judged here
-            drop("ext"); continue
+            drop("ext")
+            continue
         if cfg.id_range is not None and (pid is None or not cfg.id_range[0] <= pid <= cfg.id_range[1]):
-            drop("id-range"); continue
+            drop("id-range")
+            continue
         if pid is not None and pid in cfg.opt_out_ids:
-            drop("opt-out"); continue
+            drop("opt-out")
+            continue
         if f is None:
             if has_metadata and need:
-                drop("no-metadata"); continue
-            kept.append(i); continue
+                drop("no-metadata")
+                continue
+            kept.append(i)
+            continue
         if not cfg.include_deleted and (f["is_deleted"] or f["is_banned"]):
-            drop("deleted"); continue
+            drop("deleted")
+            continue
         if cfg.opt_out_tags and not cfg.opt_out_tags.isdisjoint(f["artist"]):
-            drop("opt-out"); continue
+            drop("opt-out")
+            continue
         if ratings and f["rating"] not in ratings:
-            drop("rating"); continue
+            drop("rating")
+            continue
         tags = f["tags"]
         if excluded and not excluded.isdisjoint(tags):
-            drop("exclude-tags"); continue
+            drop("exclude-tags")
+            continue
         if included and (included.isdisjoint(tags) if cfg.tag_mode == "any" else not included <= tags):
-            drop("include-tags"); continue
+            drop("include-tags")
+            continue
         w, h = f["width"], f["height"]
         if cfg.meta_min_side and (min(w, h) < cfg.meta_min_side):
-            drop("meta-min-side"); continue
+            drop("meta-min-side")
+            continue
         if cfg.max_aspect and (min(w, h) <= 0 or max(w, h) / min(w, h) > cfg.max_aspect):
-            drop("max-aspect"); continue
+            drop("max-aspect")
+            continue
         if cfg.min_score is not None and f["score"] < cfg.min_score:
-            drop("min-score"); continue
+            drop("min-score")
+            continue
         if cfg.dedup == "md5" and f["md5"]:
             if f["md5"] in seen_md5:
-                drop("dedup"); continue
+                drop("dedup")
+                continue
             seen_md5.add(f["md5"])
         kept.append(i)
     if cfg.dedup == "sha256":
@@ -329,10 +376,15 @@ class FilteredSource:
 
             listed = self.inner.items()
             pre = [Item(it.key, it.locator, {**it.meta, "ext": _ext_of(it)}) for it in listed]
-            kept, removed = apply_filters(pre, [None] * len(pre), self.filters, has_metadata=False,
-                                          read=self.inner.read)
-            self._state = {"items": [listed[i] for i in kept], "removed": removed, "listed": len(listed),
-                           "fingerprint": _listing_fingerprint(self.inner, listed)}
+            kept, removed = apply_filters(
+                pre, [None] * len(pre), self.filters, has_metadata=False, read=self.inner.read
+            )
+            self._state = {
+                "items": [listed[i] for i in kept],
+                "removed": removed,
+                "listed": len(listed),
+                "fingerprint": _listing_fingerprint(self.inner, listed),
+            }
         return self._state
 
     def items(self):
@@ -344,8 +396,11 @@ class FilteredSource:
 
     def spec(self) -> dict:
         inner = self.inner.spec()
-        return {**inner, "filters": self.filters.to_json(),
-                "listing": inner.get("listing") or self._get()["fingerprint"]}
+        return {
+            **inner,
+            "filters": self.filters.to_json(),
+            "listing": inner.get("listing") or self._get()["fingerprint"],
+        }
 
     def read(self, item) -> bytes:
         return self.inner.read(item)
@@ -358,8 +413,12 @@ class FilteredSource:
         note = ""
         if self.filters.preset and self.filters.excluded - frozenset(self.filters.exclude_tags):
             note = f"\npreset   {self.filters.preset}: tag part skipped (no metadata), pixel filters on"
-        return (self.inner.summary() + f"\nfilters  removed {format_removed(st['removed'])}" + note
-                + f"\nremain   {len(st['items'])} of {st['listed']} items")
+        return (
+            self.inner.summary()
+            + f"\nfilters  removed {format_removed(st['removed'])}"
+            + note
+            + f"\nremain   {len(st['items'])} of {st['listed']} items"
+        )
 
 
 def _listing_fingerprint(inner, items) -> dict:

@@ -25,8 +25,7 @@ class FolderSource:
 
     def __post_init__(self):
         if not Path(self.root).is_dir():
-            raise ValueError(f"--src {self.root!r} is not a folder (nor 'demo' / 'demo:N'); "
-                             "give a folder of images")
+            raise ValueError(f"--src {self.root!r} is not a folder (nor 'demo' / 'demo:N'); give a folder of images")
 
     def spec(self) -> dict:
         return {"kind": "folder", "root": str(Path(self.root).resolve()), "exts": list(self.exts)}

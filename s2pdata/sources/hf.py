@@ -71,8 +71,10 @@ def _image_column(ds) -> str:
             return name
         if name in _IMAGE_NAMES and getattr(f, "dtype", None) == "binary":
             return name
-    raise ValueError(f"no image column found among {list(feats)}; expected an Image feature or "
-                     "a {bytes, path} struct / binary column named one of " + ", ".join(_IMAGE_NAMES))
+    raise ValueError(
+        f"no image column found among {list(feats)}; expected an Image feature or "
+        "a {bytes, path} struct / binary column named one of " + ", ".join(_IMAGE_NAMES)
+    )
 
 
 def open_dataset(path: str, split: str, cache_dir: str | None):
@@ -135,8 +137,12 @@ class HFSource:
                 paths = [None] * len(ds)
             # "" for a row without a file name: one type per key for Hugging Face's schema inference
             items = [Item(f"hf-{i:09d}", i, {"source": "hf", "row": i, "path": p or ""}) for i, p in enumerate(paths)]
-            self._state = {"items": items, "column": col, "fingerprint": getattr(ds, "_fingerprint", None),
-                           "rows": len(ds)}
+            self._state = {
+                "items": items,
+                "column": col,
+                "fingerprint": getattr(ds, "_fingerprint", None),
+                "rows": len(ds),
+            }
         return self._state
 
     def items(self) -> list[Item]:
@@ -144,8 +150,13 @@ class HFSource:
 
     def spec(self) -> dict:
         st = self._get()
-        return {"kind": "hf", "path": self.path, "builder": self.builder, "split": self.split,
-                "listing": {"count": st["rows"], "fingerprint": st["fingerprint"]}}
+        return {
+            "kind": "hf",
+            "path": self.path,
+            "builder": self.builder,
+            "split": self.split,
+            "listing": {"count": st["rows"], "fingerprint": st["fingerprint"]},
+        }
 
     def read(self, item: Item) -> bytes:
         ds, col = open_dataset(self.path, self.split, self.cache_dir)
@@ -164,5 +175,7 @@ class HFSource:
 
     def summary(self) -> str:
         st = self._get()
-        return (f"source   hugging face {self.builder} ({self.split} split, column {st['column']!r}, "
-                f"decode off, offline): {self.path}\nlisted   {st['rows']} rows")
+        return (
+            f"source   hugging face {self.builder} ({self.split} split, column {st['column']!r}, "
+            f"decode off, offline): {self.path}\nlisted   {st['rows']} rows"
+        )

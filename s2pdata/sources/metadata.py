@@ -34,13 +34,33 @@ CATEGORIES = {0: "general", 1: "artist", 3: "copyright", 4: "character", 5: "met
 
 _OLD_RATING = {"s": "general", "q": "questionable", "e": "explicit"}
 _NEW_RATING = {"g": "general", "s": "sensitive", "q": "questionable", "e": "explicit"}
-_FULL_RATING = {"general": "general", "safe": "general", "sensitive": "sensitive",
-                "questionable": "questionable", "explicit": "explicit"}
+_FULL_RATING = {
+    "general": "general",
+    "safe": "general",
+    "sensitive": "sensitive",
+    "questionable": "questionable",
+    "explicit": "explicit",
+}
 
 #: Parquet / JSON columns a record is built from (anything else is never read).
-COLUMNS = ("id", "md5", "rating", "tags", "tag_string", "tag_string_general", "tag_string_artist",
-           "tag_string_character", "tag_string_copyright", "tag_string_meta", "image_width",
-           "image_height", "file_ext", "score", "is_deleted", "is_banned")
+COLUMNS = (
+    "id",
+    "md5",
+    "rating",
+    "tags",
+    "tag_string",
+    "tag_string_general",
+    "tag_string_artist",
+    "tag_string_character",
+    "tag_string_copyright",
+    "tag_string_meta",
+    "image_width",
+    "image_height",
+    "file_ext",
+    "score",
+    "is_deleted",
+    "is_banned",
+)
 
 _LEADING_ID = re.compile(rb'^\s*\{\s*"id"\s*:\s*"?(\d+)"?\s*[,}]')
 CACHE_VERSION = 1
@@ -91,10 +111,18 @@ def normalize_post(raw: dict) -> dict:
             tags["general"] = raw["tag_string"].split()
     r = str(raw.get("rating") or "").strip().lower()
     rating = _FULL_RATING.get(r) or (_OLD_RATING if old else _NEW_RATING).get(r)
-    return {"id": _int(raw.get("id"), -1), "md5": str(raw.get("md5") or "").lower(), "rating": rating,
-            "tags": tags, "width": _int(raw.get("image_width")), "height": _int(raw.get("image_height")),
-            "ext": str(raw.get("file_ext") or "").lower().lstrip("."), "score": _int(raw.get("score")),
-            "is_deleted": _flag(raw.get("is_deleted")), "is_banned": _flag(raw.get("is_banned"))}
+    return {
+        "id": _int(raw.get("id"), -1),
+        "md5": str(raw.get("md5") or "").lower(),
+        "rating": rating,
+        "tags": tags,
+        "width": _int(raw.get("image_width")),
+        "height": _int(raw.get("image_height")),
+        "ext": str(raw.get("file_ext") or "").lower().lstrip("."),
+        "score": _int(raw.get("score")),
+        "is_deleted": _flag(raw.get("is_deleted")),
+        "is_banned": _flag(raw.get("is_banned")),
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -102,8 +130,11 @@ def normalize_post(raw: dict) -> dict:
 
 _JSON_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz")
 _TAR_SUFFIXES = (".tar.gz", ".tgz", ".tar")
-_NOT_POSTS = re.compile(r"(^|[-_/])(tags?|pools?|artists?|wiki|notes?|comments?|dataset_info|state)"
-                        r"[-_.\d]", re.I)
+_NOT_POSTS = re.compile(
+    r"(^|[-_/])(tags?|pools?|artists?|wiki|notes?|comments?|dataset_info|state)"
+    r"[-_.\d]",
+    re.I,
+)
 
 
 def _kind(path: Path) -> str | None:
@@ -145,8 +176,11 @@ def probe_metadata(root: Path) -> list[Path]:
         found = find_metadata(root / "metadata")
         if found:
             return found
-    found = [f for f in sorted(root.iterdir()) if f.is_file() and _kind(f)
-             and (f.name.lower().startswith("posts") or _kind(f) == "parquet")]
+    found = [
+        f
+        for f in sorted(root.iterdir())
+        if f.is_file() and _kind(f) and (f.name.lower().startswith("posts") or _kind(f) == "parquet")
+    ]
     return found
 
 
@@ -258,10 +292,19 @@ class MetaTable:
         """Row ``i`` as the dict ``filters.apply_filters`` reads."""
         artist = str(self.artist[i])
         code = int(self.rating[i])
-        return {"id": int(self.id[i]), "md5": str(self.md5[i]), "rating": RATINGS[code] if code >= 0 else None,
-                "width": int(self.width[i]), "height": int(self.height[i]), "score": int(self.score[i]),
-                "ext": str(self.ext[i]), "is_deleted": bool(self.is_deleted[i]), "is_banned": bool(self.is_banned[i]),
-                "artist": artist.split() if artist else [], "tags": frozenset(str(self.tags[i]).split())}
+        return {
+            "id": int(self.id[i]),
+            "md5": str(self.md5[i]),
+            "rating": RATINGS[code] if code >= 0 else None,
+            "width": int(self.width[i]),
+            "height": int(self.height[i]),
+            "score": int(self.score[i]),
+            "ext": str(self.ext[i]),
+            "is_deleted": bool(self.is_deleted[i]),
+            "is_banned": bool(self.is_banned[i]),
+            "artist": artist.split() if artist else [],
+            "tags": frozenset(str(self.tags[i]).split()),
+        }
 
 
 _STR_COLS = ("md5", "ext", "artist", "tags")
@@ -328,15 +371,18 @@ def load_metadata(paths, wanted, *, tracked=frozenset(), cache_dir: str | Path |
         ``cache`` ("hit", "written" or "off").
     """
     wanted = set(int(i) for i in wanted)
-    key = hashlib.sha256(json.dumps({"v": CACHE_VERSION, "files": files_fingerprint(paths),
-                                     "tracked": sorted(tracked)}).encode())
+    key = hashlib.sha256(
+        json.dumps({"v": CACHE_VERSION, "files": files_fingerprint(paths), "tracked": sorted(tracked)}).encode()
+    )
     key.update(np.asarray(sorted(wanted), np.int64).tobytes())
     cache = Path(cache_dir) / f"metadata-{key.hexdigest()[:24]}.npz" if cache_dir is not None else None
     if cache is not None and cache.is_file():
         with np.load(cache, allow_pickle=False) as z:
             info = json.loads(str(z["info"]))
-            cols = {f.name: (_unpack(z[f.name], z[f.name + "_offsets"]) if f.name in _STR_COLS else z[f.name])
-                    for f in dataclasses.fields(MetaTable)}
+            cols = {
+                f.name: (_unpack(z[f.name], z[f.name + "_offsets"]) if f.name in _STR_COLS else z[f.name])
+                for f in dataclasses.fields(MetaTable)
+            }
         return MetaTable(**cols), {**info, "cache": "hit"}
     rows = {f.name: [] for f in dataclasses.fields(MetaTable)}
     where: dict[int, int] = {}
@@ -356,11 +402,19 @@ def load_metadata(paths, wanted, *, tracked=frozenset(), cache_dir: str | Path |
         if rec["id"] not in wanted:
             continue
         t = rec["tags"]
-        values = {"id": rec["id"], "md5": rec["md5"], "rating": code.get(rec["rating"], -1),
-                  "width": rec["width"], "height": rec["height"], "score": rec["score"], "ext": rec["ext"],
-                  "is_deleted": rec["is_deleted"], "is_banned": rec["is_banned"],
-                  "artist": " ".join(t["artist"]),
-                  "tags": " ".join(x for c in t.values() for x in c if x in tracked)}
+        values = {
+            "id": rec["id"],
+            "md5": rec["md5"],
+            "rating": code.get(rec["rating"], -1),
+            "width": rec["width"],
+            "height": rec["height"],
+            "score": rec["score"],
+            "ext": rec["ext"],
+            "is_deleted": rec["is_deleted"],
+            "is_banned": rec["is_banned"],
+            "artist": " ".join(t["artist"]),
+            "tags": " ".join(x for c in t.values() for x in c if x in tracked),
+        }
         if rec["id"] in where:  # a later dump's record of the same post wins
             dups += 1
             j = where[rec["id"]]
@@ -371,8 +425,13 @@ def load_metadata(paths, wanted, *, tracked=frozenset(), cache_dir: str | Path |
         for k, v in values.items():
             rows[k].append(v)
     table = _table_from_rows(rows)
-    info = {"records": records, "matched": len(table), "bad_lines": bad, "duplicates": dups,
-            "files": [str(p) for p in paths]}
+    info = {
+        "records": records,
+        "matched": len(table),
+        "bad_lines": bad,
+        "duplicates": dups,
+        "files": [str(p) for p in paths],
+    }
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(".tmp.npz")

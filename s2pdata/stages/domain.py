@@ -23,17 +23,18 @@ import numpy as np
 from s2pdata._check import check_rgb
 from s2pdata._jit import JIT, register_warmup
 
-SAMPLE = 4096      # pixels the Lloyd loop fits on
-ITERS = 20         # Lloyd iterations (stops early when no assignment changes)
-MODE_PASSES = 2    # mode-filter passes
+SAMPLE = 4096  # pixels the Lloyd loop fits on
+ITERS = 20  # Lloyd iterations (stops early when no assignment changes)
+MODE_PASSES = 2  # mode-filter passes
 
 PARAM_KEYS = ("k", "centers_lab", "palette", "smooth", "passes", "blur")
 
 
 def _check_rng(rng) -> np.random.Generator:
     if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"rng must be a numpy Generator, got {type(rng).__name__}; "
-                        f"use s2pdata._rng.sample_rng(seed, key)")
+        raise TypeError(
+            f"rng must be a numpy Generator, got {type(rng).__name__}; use s2pdata._rng.sample_rng(seed, key)"
+        )
     return rng
 
 
@@ -136,8 +137,14 @@ def _fit(color: np.ndarray, rng: np.random.Generator, k: int) -> tuple[np.ndarra
     centers = _kmeans(lab[pick], k, rng)
     idx = nearest_center(lab, centers)
     pal = _palette(color, idx, k, centers)
-    params = {"k": k, "centers_lab": centers.astype(np.float64).tolist(), "palette": pal.tolist(),
-              "smooth": 0, "passes": 0, "blur": 0.0}
+    params = {
+        "k": k,
+        "centers_lab": centers.astype(np.float64).tolist(),
+        "palette": pal.tolist(),
+        "smooth": 0,
+        "passes": 0,
+        "blur": 0.0,
+    }
     return idx.reshape(color.shape[:2]), params
 
 
@@ -212,8 +219,15 @@ def domain_from_params(color: np.ndarray, params: dict) -> np.ndarray:
     return _render(idx, params)
 
 
-def color_domain(color: np.ndarray, *, rng: np.random.Generator, k: int = 8, smooth: int = 0,
-                 passes: int = MODE_PASSES, blur: float = 0.0) -> tuple[np.ndarray, dict]:
+def color_domain(
+    color: np.ndarray,
+    *,
+    rng: np.random.Generator,
+    k: int = 8,
+    smooth: int = 0,
+    passes: int = MODE_PASSES,
+    blur: float = 0.0,
+) -> tuple[np.ndarray, dict]:
     """PI-REC-style colour domain: k-means colours in CIELAB, then a mode filter of the layout.
 
     Parameters

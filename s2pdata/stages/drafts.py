@@ -19,8 +19,8 @@ from __future__ import annotations
 import math
 
 import cv2
-import numpy as np
 import numba
+import numpy as np
 
 from s2pdata._check import check_array, check_rgb
 from s2pdata._jit import JIT, register_warmup
@@ -67,12 +67,23 @@ def cut_rect_patch(color: np.ndarray, *, rng: np.random.Generator, side=(64, 256
     w = min(W, int(rng.integers(lo, hi + 1)))
     top = int(rng.integers(0, H - h + 1))
     left = int(rng.integers(0, W - w + 1))
-    return Patch(rgb=color[top:top + h, left:left + w].copy(), mask=np.ones((h, w), np.bool_),
-                 kind="rect", source_key=str(key))
+    return Patch(
+        rgb=color[top : top + h, left : left + w].copy(),
+        mask=np.ones((h, w), np.bool_),
+        kind="rect",
+        source_key=str(key),
+    )
 
 
-def cut_region_patch(color: np.ndarray, labels: np.ndarray, *, rng: np.random.Generator,
-                     min_area: int = 256, max_side: int = 256, key: str = "") -> Patch | None:
+def cut_region_patch(
+    color: np.ndarray,
+    labels: np.ndarray,
+    *,
+    rng: np.random.Generator,
+    min_area: int = 256,
+    max_side: int = 256,
+    key: str = "",
+) -> Patch | None:
     """Cut one random trapped-ball region (paper §3.4 irregular patches).
 
     A region (label > 0) is eligible when it has at least ``min_area`` pixels and its bounding
@@ -88,8 +99,16 @@ def cut_region_patch(color: np.ndarray, labels: np.ndarray, *, rng: np.random.Ge
     return patches[0] if patches else None
 
 
-def cut_region_patches(color: np.ndarray, labels: np.ndarray, n: int, *, rng: np.random.Generator,
-                       min_area: int = 256, max_side: int = 256, key: str = "") -> list[Patch]:
+def cut_region_patches(
+    color: np.ndarray,
+    labels: np.ndarray,
+    n: int,
+    *,
+    rng: np.random.Generator,
+    min_area: int = 256,
+    max_side: int = 256,
+    key: str = "",
+) -> list[Patch]:
     """Cut ``n`` random trapped-ball regions, each drawn uniformly (with replacement) from the
     eligible ones (see ``cut_region_patch``); region areas and boxes are found once. Returns an
     empty list when no region is eligible.
@@ -106,9 +125,14 @@ def cut_region_patches(color: np.ndarray, labels: np.ndarray, n: int, *, rng: np
     if labels.min() < 0:
         raise ValueError(f"labels must be >= 0 (0 = no region), got min {labels.min()}")
     areas, boxes = _label_boxes(labels, int(labels.max()))
-    ok = [lab for lab in range(1, len(areas))
-          if areas[lab] > 0 and areas[lab] >= min_area and boxes[lab, 1] - boxes[lab, 0] <= max_side
-          and boxes[lab, 3] - boxes[lab, 2] <= max_side]
+    ok = [
+        lab
+        for lab in range(1, len(areas))
+        if areas[lab] > 0
+        and areas[lab] >= min_area
+        and boxes[lab, 1] - boxes[lab, 0] <= max_side
+        and boxes[lab, 3] - boxes[lab, 2] <= max_side
+    ]
     if not ok:
         return []
     out = []
@@ -177,10 +201,17 @@ def rotate_patch(patch: Patch, angle: float, scale: float = 1.0) -> tuple[np.nda
     nx, ny = (ww - 1) / 2.0, (hh - 1) / 2.0
     # Forward map in (x, y) = (col, row): centre -> canvas centre, then counter-clockwise on screen.
     m = np.array([[a, b, nx - a * cx - b * cy], [-b, a, ny + b * cx - a * cy]], dtype=np.float64)
-    rgb = cv2.warpAffine(np.ascontiguousarray(patch.rgb), m, (ww, hh), flags=cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_REPLICATE)  # dsize is (width, height)
-    mask = cv2.warpAffine(np.ascontiguousarray(patch.mask).view(np.uint8), m, (ww, hh),
-                          flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    rgb = cv2.warpAffine(
+        np.ascontiguousarray(patch.rgb), m, (ww, hh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )  # dsize is (width, height)
+    mask = cv2.warpAffine(
+        np.ascontiguousarray(patch.mask).view(np.uint8),
+        m,
+        (ww, hh),
+        flags=cv2.INTER_NEAREST,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=0,
+    )
     return rgb, mask.astype(np.bool_)
 
 
@@ -188,8 +219,9 @@ def _check_pool(pool) -> PatchPool:
     if pool is None:
         return PatchPool()
     if not isinstance(pool, PatchPool):
-        raise TypeError(f"pool must be a PatchPool or None, got {type(pool).__name__}; "
-                        "wrap patches with PatchPool(list_of_patches)")
+        raise TypeError(
+            f"pool must be a PatchPool or None, got {type(pool).__name__}; wrap patches with PatchPool(list_of_patches)"
+        )
     return pool
 
 
@@ -222,16 +254,28 @@ def paste_patches(image: np.ndarray, pool: PatchPool, pastes) -> np.ndarray:
         c0, c1 = max(col, 0), min(col + ww, W)
         if r0 >= r1 or c0 >= c1:
             continue
-        m = mask[r0 - row:r1 - row, c0 - col:c1 - col]
+        m = mask[r0 - row : r1 - row, c0 - col : c1 - col]
         dst = out[r0:r1, c0:c1]
-        dst[m] = rgb[r0 - row:r1 - row, c0 - col:c1 - col][m]
+        dst[m] = rgb[r0 - row : r1 - row, c0 - col : c1 - col][m]
     return out
 
 
-def make_draft(color: np.ndarray, *, pool: PatchPool | None, rng: np.random.Generator, n_pastes=(2, 6),
-               angle=(0.0, 360.0), scale=(1.0, 1.0), warp_sigma: float = 0.1, one_sided: bool = False,
-               border: str = "reflect", n_sprays=(1, 3), spray_paths=(1, 3), spray_width=(64, 128),
-               ref_size: int = 512) -> tuple[np.ndarray, dict]:
+def make_draft(
+    color: np.ndarray,
+    *,
+    pool: PatchPool | None,
+    rng: np.random.Generator,
+    n_pastes=(2, 6),
+    angle=(0.0, 360.0),
+    scale=(1.0, 1.0),
+    warp_sigma: float = 0.1,
+    one_sided: bool = False,
+    border: str = "reflect",
+    n_sprays=(1, 3),
+    spray_paths=(1, 3),
+    spray_width=(64, 128),
+    ref_size: int = 512,
+) -> tuple[np.ndarray, dict]:
     """Synthesise a flawed colour draft from the ground truth (paper §3.4-§3.7).
 
     Order: paste ``n_pastes ~ U{lo..hi}`` random pool patches (uniform index, angle ~ U[angle),
@@ -273,15 +317,30 @@ def make_draft(color: np.ndarray, *, pool: PatchPool | None, rng: np.random.Gene
             rgb_shape = _rotated_shape(pool[idx].mask.shape, ang, sc)
             row = int(rng.integers(0, H)) - rgb_shape[0] // 2  # canvas centre uniform over the image
             col = int(rng.integers(0, W)) - rgb_shape[1] // 2
-            pastes.append({"patch": idx, "source_key": pool[idx].source_key, "kind": pool[idx].kind,
-                           "angle": ang, "scale": sc, "row": row, "col": col})
+            pastes.append(
+                {
+                    "patch": idx,
+                    "source_key": pool[idx].source_key,
+                    "kind": pool[idx].kind,
+                    "angle": ang,
+                    "scale": sc,
+                    "row": row,
+                    "col": col,
+                }
+            )
     theta = make_affine_params(color.shape, rng=rng, sigma=warp_sigma, one_sided=one_sided)
-    sprays = [make_spray_params(color, rng=rng, n_paths=spray_paths, width=spray_width, ref_size=ref_size)
-              for _ in range(int(rng.integers(lo_s, hi_s + 1)))]
-    params = {"version": DRAFT_VERSION, "order": ["paste", "warp", "spray"],
-              "pool": {"sha256": pool.sha256, "size": len(pool)}, "pastes": pastes,
-              "warp": {"theta": list(theta.theta), "border": border},
-              "sprays": [s.to_json() for s in sprays]}
+    sprays = [
+        make_spray_params(color, rng=rng, n_paths=spray_paths, width=spray_width, ref_size=ref_size)
+        for _ in range(int(rng.integers(lo_s, hi_s + 1)))
+    ]
+    params = {
+        "version": DRAFT_VERSION,
+        "order": ["paste", "warp", "spray"],
+        "pool": {"sha256": pool.sha256, "size": len(pool)},
+        "pastes": pastes,
+        "warp": {"theta": list(theta.theta), "border": border},
+        "sprays": [s.to_json() for s in sprays],
+    }
     return _render(color, pool, params), params
 
 
@@ -308,11 +367,12 @@ def replay_draft(color: np.ndarray, pool: PatchPool | None, params: dict) -> np.
     color = check_rgb("color", color)
     pool = _check_pool(pool)
     if not isinstance(params, dict) or params.get("version") != DRAFT_VERSION:
-        raise ValueError(f"params must be a make_draft record with version {DRAFT_VERSION}, "
-                         f"got {str(params)[:120]}")
+        raise ValueError(f"params must be a make_draft record with version {DRAFT_VERSION}, got {str(params)[:120]}")
     rec = params["pool"]
     if params["pastes"] and (rec["size"] != len(pool) or rec["sha256"] != pool.sha256):
-        raise ValueError(f"pool does not match the draft record: record has {rec['size']} patches, "
-                         f"sha256 {rec['sha256'][:12]}..., got {len(pool)} patches, sha256 "
-                         f"{pool.sha256[:12]}...; load the pool the draft was made with")
+        raise ValueError(
+            f"pool does not match the draft record: record has {rec['size']} patches, "
+            f"sha256 {rec['sha256'][:12]}..., got {len(pool)} patches, sha256 "
+            f"{pool.sha256[:12]}...; load the pool the draft was made with"
+        )
     return _render(color, pool, params)

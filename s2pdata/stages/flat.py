@@ -15,15 +15,16 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from s2pdata._check import check_choice, check_rgb, check_array
+from s2pdata._check import check_array, check_choice, check_rgb
 from s2pdata._jit import JIT, register_warmup
 
 FLAT_STATS = ("median", "trimmed")
 TRIM = 0.1  # trimmed mean drops floor(TRIM * n) values from each end
 
 
-def flat_fill(color: np.ndarray, labels: np.ndarray, *, stat: str = "median",
-              trim: float = TRIM) -> tuple[np.ndarray, dict]:
+def flat_fill(
+    color: np.ndarray, labels: np.ndarray, *, stat: str = "median", trim: float = TRIM
+) -> tuple[np.ndarray, dict]:
     """Fill every region with a robust average of its colours, per channel.
 
     ``"median"``: ``floor(m + 1/2)`` where ``m`` is ``np.median`` of the region's values (the
@@ -62,8 +63,14 @@ def flat_fill(color: np.ndarray, labels: np.ndarray, *, stat: str = "median",
         raise ValueError(f"labels must be >= 0, got min {int(labels.min())}; 0 marks unassigned pixels")
     out = np.ascontiguousarray(color).copy()
     if k > 0:
-        _flat_fill_kernel(np.ascontiguousarray(color).reshape(-1, 3), np.ascontiguousarray(labels).ravel(),
-                          k, stat == "trimmed", trim, out.reshape(-1, 3))
+        _flat_fill_kernel(
+            np.ascontiguousarray(color).reshape(-1, 3),
+            np.ascontiguousarray(labels).ravel(),
+            k,
+            stat == "trimmed",
+            trim,
+            out.reshape(-1, 3),
+        )
     return out, {"stat": stat, "trim": trim, "regions": k, "unassigned": "keep"}
 
 

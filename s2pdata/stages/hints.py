@@ -43,11 +43,13 @@ class Hints:
         return len(self.sides)
 
     def to_json(self) -> list[dict]:
-        return [{"row": int(r), "col": int(c), "side": int(s), "rgb": [int(v) for v in rgb]}
-                for (r, c), s, rgb in zip(self.points, self.sides, self.colors)]
+        return [
+            {"row": int(r), "col": int(c), "side": int(s), "rgb": [int(v) for v in rgb]}
+            for (r, c), s, rgb in zip(self.points, self.sides, self.colors)
+        ]
 
     @classmethod
-    def from_json(cls, records: list[dict] | str) -> "Hints":
+    def from_json(cls, records: list[dict] | str) -> Hints:
         """Inverse of ``to_json``: a list of ``{"row", "col", "side", "rgb"}`` dicts, or that list as
         a JSON string (as a sample's json stores it)."""
         if isinstance(records, str):
@@ -60,9 +62,11 @@ class Hints:
             sides = np.array([int(d["side"]) for d in records], np.int32)
             colors = np.array([[int(v) for v in d["rgb"]] for d in records], np.uint8).reshape(len(sides), 3)
         except (KeyError, TypeError, ValueError, OverflowError) as exc:
-            raise ValueError(f"records must be a list of {{'row', 'col', 'side', 'rgb': [r, g, b]}} dicts "
-                             f"with 0 <= rgb <= 255, as Hints.to_json writes; got {str(records)[:120]} "
-                             f"({exc})") from None
+            raise ValueError(
+                f"records must be a list of {{'row', 'col', 'side', 'rgb': [r, g, b]}} dicts "
+                f"with 0 <= rgb <= 255, as Hints.to_json writes; got {str(records)[:120]} "
+                f"({exc})"
+            ) from None
         if (sides < 1).any():
             raise ValueError(f"records must have side >= 1, got sides {sides.tolist()[:20]}")
         return cls(pts, sides, colors)
@@ -73,8 +77,14 @@ def _corner(rng: np.random.Generator, extent: int, side: int) -> int:
     return int(np.clip(np.round(rng.normal(span / 2, span / 4)), 0, span - 1))
 
 
-def sample_hints(color: np.ndarray, *, rng: np.random.Generator, p: float = P_STOP, max_side: int = MAX_SIDE,
-                 max_hints: int | None = None) -> Hints:
+def sample_hints(
+    color: np.ndarray,
+    *,
+    rng: np.random.Generator,
+    p: float = P_STOP,
+    max_side: int = MAX_SIDE,
+    max_hints: int | None = None,
+) -> Hints:
     """Draw simulated user hints from a colour image (Zhang et al. 2017 sampler).
 
     Parameters
@@ -99,8 +109,9 @@ def sample_hints(color: np.ndarray, *, rng: np.random.Generator, p: float = P_ST
         raise ValueError(f"p must be a number in (0, 1], got {p!r}")
     if isinstance(max_side, bool) or not isinstance(max_side, (int, np.integer)) or max_side < 1:
         raise ValueError(f"max_side must be a positive int, got {max_side!r}")
-    if max_hints is not None and (isinstance(max_hints, bool) or not isinstance(max_hints, (int, np.integer))
-                                  or max_hints < 0):
+    if max_hints is not None and (
+        isinstance(max_hints, bool) or not isinstance(max_hints, (int, np.integer)) or max_hints < 0
+    ):
         raise ValueError(f"max_hints must be None or an int >= 0, got {max_hints!r}")
     H, W = color.shape[:2]
     k = int(rng.geometric(p)) - 1  # numpy counts trials to the first success: k failures
@@ -111,12 +122,15 @@ def sample_hints(color: np.ndarray, *, rng: np.random.Generator, p: float = P_ST
         side = min(int(rng.integers(1, max_side + 1)), H, W)
         top, left = _corner(rng, H, side), _corner(rng, W, side)
         # exact integer patch sum (at most 81 pixels: cheaper than an integral image of the whole)
-        total = color[top:top + side, left:left + side].reshape(-1, 3).sum(axis=0, dtype=np.int64)
+        total = color[top : top + side, left : left + side].reshape(-1, 3).sum(axis=0, dtype=np.int64)
         points.append((top + side // 2, left + side // 2))
         sides.append(side)
         colors.append(np.round(total / (side * side)))
-    return Hints(np.array(points, np.int32).reshape(-1, 2), np.array(sides, np.int32),
-                 np.array(colors, np.float64).reshape(-1, 3).clip(0, 255).astype(np.uint8))
+    return Hints(
+        np.array(points, np.int32).reshape(-1, 2),
+        np.array(sides, np.int32),
+        np.array(colors, np.float64).reshape(-1, 3).clip(0, 255).astype(np.uint8),
+    )
 
 
 def hint_boxes(hints: Hints, shape, *, radius: int | None = 1) -> np.ndarray:

@@ -47,8 +47,10 @@ ARCHS = ("anime2sketch", "informative", "export", "torchscript")
 def parse_weights_spec(spec: str) -> tuple[str, Path]:
     """``"ARCH:PATH"`` -> (arch, path); raises ValueError naming the problem and the fix."""
     if not isinstance(spec, str) or ":" not in spec:
-        raise ValueError(f"sketch_weights (--sketch-weights) must be 'ARCH:PATH' with ARCH one of {ARCHS}, "
-                         f"got {spec!r} (e.g. anime2sketch:/models/netG.pth)")
+        raise ValueError(
+            f"sketch_weights (--sketch-weights) must be 'ARCH:PATH' with ARCH one of {ARCHS}, "
+            f"got {spec!r} (e.g. anime2sketch:/models/netG.pth)"
+        )
     arch, path = spec.split(":", 1)
     if arch not in ARCHS:
         raise ValueError(f"sketch_weights architecture must be one of {ARCHS}, got {arch!r} in {spec!r}")
@@ -94,13 +96,25 @@ def _nets():
             self.outermost = in_ch is not None  # only the outermost level takes the picture's channels
             down = nn.Conv2d(outer if in_ch is None else in_ch, inner, 4, 2, 1)
             if sub is None:  # innermost: no norm on the way down, nothing to concatenate below
-                layers = [nn.LeakyReLU(0.2), down, nn.ReLU(), nn.ConvTranspose2d(inner, outer, 4, 2, 1),
-                          nn.InstanceNorm2d(outer)]
+                layers = [
+                    nn.LeakyReLU(0.2),
+                    down,
+                    nn.ReLU(),
+                    nn.ConvTranspose2d(inner, outer, 4, 2, 1),
+                    nn.InstanceNorm2d(outer),
+                ]
             elif self.outermost:
                 layers = [down, sub, nn.ReLU(), nn.ConvTranspose2d(2 * inner, outer, 4, 2, 1), nn.Tanh()]
             else:
-                layers = [nn.LeakyReLU(0.2), down, nn.InstanceNorm2d(inner), sub, nn.ReLU(),
-                          nn.ConvTranspose2d(2 * inner, outer, 4, 2, 1), nn.InstanceNorm2d(outer)]
+                layers = [
+                    nn.LeakyReLU(0.2),
+                    down,
+                    nn.InstanceNorm2d(inner),
+                    sub,
+                    nn.ReLU(),
+                    nn.ConvTranspose2d(2 * inner, outer, 4, 2, 1),
+                    nn.InstanceNorm2d(outer),
+                ]
             self.model = nn.Sequential(*layers)
 
         def forward(self, x):
@@ -120,7 +134,7 @@ def _nets():
             for mult in (4, 2, 1):
                 block = UNetLevel(mult * ngf, 2 * mult * ngf, sub=block)
             self.model = UNetLevel(out_ch, ngf, in_ch=in_ch, sub=block)
-            self.stride = 2 ** levels
+            self.stride = 2**levels
 
         def forward(self, x):
             return self.model(x)
@@ -128,9 +142,15 @@ def _nets():
     class Residual(nn.Module):
         def __init__(self, ch: int):
             super().__init__()
-            self.conv_block = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(ch, ch, 3), nn.InstanceNorm2d(ch),
-                                            nn.ReLU(), nn.ReflectionPad2d(1), nn.Conv2d(ch, ch, 3),
-                                            nn.InstanceNorm2d(ch))
+            self.conv_block = nn.Sequential(
+                nn.ReflectionPad2d(1),
+                nn.Conv2d(ch, ch, 3),
+                nn.InstanceNorm2d(ch),
+                nn.ReLU(),
+                nn.ReflectionPad2d(1),
+                nn.Conv2d(ch, ch, 3),
+                nn.InstanceNorm2d(ch),
+            )
 
         def forward(self, x):
             return x + self.conv_block(x)
@@ -140,13 +160,23 @@ def _nets():
             super().__init__()
             w = width
             self.model0 = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(in_ch, w, 7), nn.InstanceNorm2d(w), nn.ReLU())
-            self.model1 = nn.Sequential(nn.Conv2d(w, 2 * w, 3, 2, 1), nn.InstanceNorm2d(2 * w), nn.ReLU(),
-                                        nn.Conv2d(2 * w, 4 * w, 3, 2, 1), nn.InstanceNorm2d(4 * w), nn.ReLU())
+            self.model1 = nn.Sequential(
+                nn.Conv2d(w, 2 * w, 3, 2, 1),
+                nn.InstanceNorm2d(2 * w),
+                nn.ReLU(),
+                nn.Conv2d(2 * w, 4 * w, 3, 2, 1),
+                nn.InstanceNorm2d(4 * w),
+                nn.ReLU(),
+            )
             self.model2 = nn.Sequential(*[Residual(4 * w) for _ in range(blocks)])
-            self.model3 = nn.Sequential(nn.ConvTranspose2d(4 * w, 2 * w, 3, 2, 1, output_padding=1),
-                                        nn.InstanceNorm2d(2 * w), nn.ReLU(),
-                                        nn.ConvTranspose2d(2 * w, w, 3, 2, 1, output_padding=1),
-                                        nn.InstanceNorm2d(w), nn.ReLU())
+            self.model3 = nn.Sequential(
+                nn.ConvTranspose2d(4 * w, 2 * w, 3, 2, 1, output_padding=1),
+                nn.InstanceNorm2d(2 * w),
+                nn.ReLU(),
+                nn.ConvTranspose2d(2 * w, w, 3, 2, 1, output_padding=1),
+                nn.InstanceNorm2d(w),
+                nn.ReLU(),
+            )
             self.model4 = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(w, out_ch, 7), nn.Sigmoid())
             self.stride = 4
 
@@ -202,12 +232,15 @@ class LearnedExtractor:
             try:
                 net = build_net(arch, **_shape_of(arch, state))
             except (KeyError, IndexError, AttributeError) as exc:
-                raise ValueError(f"{path} is not an {arch} state dict (no {exc}); check the ARCH in "
-                                 f"{spec!r} (one of {ARCHS})") from None
+                raise ValueError(
+                    f"{path} is not an {arch} state dict (no {exc}); check the ARCH in {spec!r} (one of {ARCHS})"
+                ) from None
             missing, unexpected = net.load_state_dict(state, strict=False)
             if missing or unexpected:
-                raise ValueError(f"{path} does not fit the {arch} network: missing keys {missing[:4]}, "
-                                 f"unexpected keys {unexpected[:4]}; check the ARCH in {spec!r}")
+                raise ValueError(
+                    f"{path} does not fit the {arch} network: missing keys {missing[:4]}, "
+                    f"unexpected keys {unexpected[:4]}; check the ARCH in {spec!r}"
+                )
             self.net, self.stride = net, net.stride
         if arch != "export":  # an exported program's module is already in inference form
             self.net = self.net.eval()

@@ -31,8 +31,9 @@ PARAM_KEYS = ("size", "grid", "disp", "crop_box", "hue_shift", "sat_scale", "val
 
 def _check_rng(rng) -> np.random.Generator:
     if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"rng must be a numpy Generator, got {type(rng).__name__}; "
-                        f"use s2pdata._rng.sample_rng(seed, key)")
+        raise TypeError(
+            f"rng must be a numpy Generator, got {type(rng).__name__}; use s2pdata._rng.sample_rng(seed, key)"
+        )
     return rng
 
 
@@ -46,8 +47,17 @@ def _range(name: str, value, lo: float, hi: float) -> tuple[float, float]:
     return a, b
 
 
-def make_reference_params(shape, *, rng: np.random.Generator, grid: int = 4, max_disp: float = 0.04,
-                          crop=(0.7, 1.0), hue: float = 18.0, sat=(0.7, 1.3), val=(0.8, 1.2)) -> dict:
+def make_reference_params(
+    shape,
+    *,
+    rng: np.random.Generator,
+    grid: int = 4,
+    max_disp: float = 0.04,
+    crop=(0.7, 1.0),
+    hue: float = 18.0,
+    sat=(0.7, 1.3),
+    val=(0.8, 1.2),
+) -> dict:
     """Draw the parameters of one reference image for an image of ``shape``.
 
     Draw order: displacements ``(grid+1, grid+1, 2)``, crop side fraction, crop top, crop left,
@@ -78,9 +88,15 @@ def make_reference_params(shape, *, rng: np.random.Generator, grid: int = 4, max
     ch, cw = max(1, min(h, int(round(frac * h)))), max(1, min(w, int(round(frac * w))))
     top = int(rng.integers(0, h - ch + 1))
     left = int(rng.integers(0, w - cw + 1))
-    return {"size": [h, w], "grid": int(grid), "disp": disp.tolist(), "crop_box": [top, left, ch, cw],
-            "hue_shift": float(rng.uniform(-hue, hue)), "sat_scale": float(rng.uniform(s_lo, s_hi)),
-            "val_scale": float(rng.uniform(v_lo, v_hi))}
+    return {
+        "size": [h, w],
+        "grid": int(grid),
+        "disp": disp.tolist(),
+        "crop_box": [top, left, ch, cw],
+        "hue_shift": float(rng.uniform(-hue, hue)),
+        "sat_scale": float(rng.uniform(s_lo, s_hi)),
+        "val_scale": float(rng.uniform(v_lo, v_hi)),
+    }
 
 
 def _dense_disp(params: dict) -> np.ndarray:
@@ -104,8 +120,10 @@ def _check_params(color: np.ndarray, params: dict) -> None:
     if missing:
         raise ValueError(f"params lacks keys {missing}; pass the dict make_reference_params returned")
     if list(color.shape[:2]) != [int(v) for v in params["size"]]:
-        raise ValueError(f"color has shape {color.shape[:2]} but params were drawn for size "
-                         f"{params['size']}; draw params for this image's shape")
+        raise ValueError(
+            f"color has shape {color.shape[:2]} but params were drawn for size "
+            f"{params['size']}; draw params for this image's shape"
+        )
 
 
 def reference_from_params(color: np.ndarray, params: dict) -> np.ndarray:
@@ -121,11 +139,10 @@ def reference_from_params(color: np.ndarray, params: dict) -> np.ndarray:
         d = _dense_disp(params)
         rows, cols = np.mgrid[0:h, 0:w].astype(np.float32)
         # cv2.remap takes map_x (columns) then map_y (rows); BORDER_REFLECT mirrors about pixel edges
-        out = cv2.remap(out, cols + d[..., 1], rows + d[..., 0], cv2.INTER_LINEAR,
-                        borderMode=cv2.BORDER_REFLECT)
+        out = cv2.remap(out, cols + d[..., 1], rows + d[..., 0], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     top, left, ch, cw = (int(v) for v in params["crop_box"])
     if (top, left, ch, cw) != (0, 0, h, w):
-        out = cv2.resize(out[top:top + ch, left:left + cw], (w, h), interpolation=cv2.INTER_LINEAR)
+        out = cv2.resize(out[top : top + ch, left : left + cw], (w, h), interpolation=cv2.INTER_LINEAR)
     hs, ss, vs = float(params["hue_shift"]), float(params["sat_scale"]), float(params["val_scale"])
     if (hs, ss, vs) != (0.0, 1.0, 1.0):
         hsv = cv2.cvtColor(out.astype(np.float32) * np.float32(1.0 / 255.0), cv2.COLOR_RGB2HSV)  # RGB in
@@ -156,9 +173,17 @@ def reference_map(params: dict) -> np.ndarray:
     return np.stack([rr + dr, cc + dc], axis=-1).astype(np.float32)
 
 
-def make_reference(color: np.ndarray, *, rng: np.random.Generator, grid: int = 4, max_disp: float = 0.04,
-                   crop=(0.7, 1.0), hue: float = 18.0, sat=(0.7, 1.3),
-                   val=(0.8, 1.2)) -> tuple[np.ndarray, dict]:
+def make_reference(
+    color: np.ndarray,
+    *,
+    rng: np.random.Generator,
+    grid: int = 4,
+    max_disp: float = 0.04,
+    crop=(0.7, 1.0),
+    hue: float = 18.0,
+    sat=(0.7, 1.3),
+    val=(0.8, 1.2),
+) -> tuple[np.ndarray, dict]:
     """Make a reference image from the target: smooth deformation, random crop, colour jitter.
 
     Parameters
@@ -180,6 +205,7 @@ def make_reference(color: np.ndarray, *, rng: np.random.Generator, grid: int = 4
     Shape: ``(H, W, 3) -> (H, W, 3)``.
     """
     color = check_rgb("color", color)
-    params = make_reference_params(color.shape, rng=rng, grid=grid, max_disp=max_disp, crop=crop,
-                                   hue=hue, sat=sat, val=val)
+    params = make_reference_params(
+        color.shape, rng=rng, grid=grid, max_disp=max_disp, crop=crop, hue=hue, sat=sat, val=val
+    )
     return reference_from_params(color, params), params

@@ -38,22 +38,38 @@ import numpy as np
 
 from s2pdata._check import check_gray
 
-GRAIN_MAX = 24.0           # paper grain never darkens paper by more than this (grey levels)
-JITTER_CELL = 48           # px between the coarse control values of the smooth fields
+GRAIN_MAX = 24.0  # paper grain never darkens paper by more than this (grey levels)
+JITTER_CELL = 48  # px between the coarse control values of the smooth fields
 MAX_STRENGTH = 2.0
-_FIELD_CELL = 32           # cell of the width / pressure / doubling fields
-_DOUBLE_THRESH = 0.35      # doubling mask = smooth field > this (about a third of the area)
+_FIELD_CELL = 32  # cell of the width / pressure / doubling fields
+_DOUBLE_THRESH = 0.35  # doubling mask = smooth field > this (about a third of the area)
 _SEED_HI = 2**31 - 1
 
-PARAM_KEYS = ("strength", "jitter_amp", "jitter_cell", "jitter_seed", "width_px", "width_seed",
-              "pressure_min", "pressure_seed", "double_shift", "double_alpha", "double_seed",
-              "gaps", "scribbles", "grain_amp", "grain_seed", "max_offset")
+PARAM_KEYS = (
+    "strength",
+    "jitter_amp",
+    "jitter_cell",
+    "jitter_seed",
+    "width_px",
+    "width_seed",
+    "pressure_min",
+    "pressure_seed",
+    "double_shift",
+    "double_alpha",
+    "double_seed",
+    "gaps",
+    "scribbles",
+    "grain_amp",
+    "grain_seed",
+    "max_offset",
+)
 
 
 def _check_rng(rng) -> np.random.Generator:
     if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"rng must be a numpy Generator, got {type(rng).__name__}; "
-                        f"use s2pdata._rng.sample_rng(seed, key)")
+        raise TypeError(
+            f"rng must be a numpy Generator, got {type(rng).__name__}; use s2pdata._rng.sample_rng(seed, key)"
+        )
     return rng
 
 
@@ -126,15 +142,24 @@ def make_rough_params(sketch: np.ndarray, *, rng: np.random.Generator, strength:
     radii = rng.integers(1, 3, n_gaps)
     gaps = [[int(ink[p] // w), int(ink[p] % w), int(r)] for p, r in zip(picks, radii)]
     n_scr = int(rng.integers(0, int(round(3 * s)) + 1))
-    scribbles = [{"points": _scribble(h, w, rng), "level": int(rng.integers(24, 73))}
-                 for _ in range(n_scr)]
+    scribbles = [{"points": _scribble(h, w, rng), "level": int(rng.integers(24, 73))} for _ in range(n_scr)]
     grain_amp = float(round(min(GRAIN_MAX, 12.0 * s)))  # whole grey levels: an exact bound
     params = {
-        "strength": s, "jitter_amp": float(jitter_amp), "jitter_cell": JITTER_CELL,
-        "jitter_seed": seeds[0], "width_px": width_px, "width_seed": seeds[1],
-        "pressure_min": float(1.0 - 0.3 * min(1.0, s)), "pressure_seed": seeds[2],
-        "double_shift": shift, "double_alpha": float(double_alpha), "double_seed": seeds[3],
-        "gaps": gaps, "scribbles": scribbles, "grain_amp": grain_amp, "grain_seed": seeds[4],
+        "strength": s,
+        "jitter_amp": float(jitter_amp),
+        "jitter_cell": JITTER_CELL,
+        "jitter_seed": seeds[0],
+        "width_px": width_px,
+        "width_seed": seeds[1],
+        "pressure_min": float(1.0 - 0.3 * min(1.0, s)),
+        "pressure_seed": seeds[2],
+        "double_shift": shift,
+        "double_alpha": float(double_alpha),
+        "double_seed": seeds[3],
+        "gaps": gaps,
+        "scribbles": scribbles,
+        "grain_amp": grain_amp,
+        "grain_seed": seeds[4],
         "max_offset": 0,
     }
     params["max_offset"] = max_offset(jitter_amp, width_px, shift)
@@ -147,8 +172,9 @@ def _shift(img: np.ndarray, dy: int, dx: int) -> np.ndarray:
     h, w = img.shape
     if abs(dy) >= h or abs(dx) >= w:  # moved wholly out of a tiny image
         return out
-    out[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
-        img[max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+    out[max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = img[
+        max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
+    ]
     return out
 
 
@@ -181,8 +207,14 @@ def roughen_from_params(sketch: np.ndarray, params: dict) -> np.ndarray:
         fy = smooth_field((h, w), cell, params["jitter_seed"] + 1)
         rows, cols = np.mgrid[0:h, 0:w].astype(np.float32)
         # cv2.remap takes map_x (columns) then map_y (rows)
-        d = cv2.remap(d, cols + np.float32(amp) * fx, rows + np.float32(amp) * fy, cv2.INTER_LINEAR,
-                      borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+        d = cv2.remap(
+            d,
+            cols + np.float32(amp) * fx,
+            rows + np.float32(amp) * fy,
+            cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=0.0,
+        )
     wp = int(params["width_px"])
     if wp > 0:
         f = smooth_field((h, w), _FIELD_CELL, params["width_seed"])
@@ -213,8 +245,7 @@ def roughen_from_params(sketch: np.ndarray, params: dict) -> np.ndarray:
     return (255 - np.rint(np.clip(d, 0.0, 255.0))).astype(np.uint8)
 
 
-def roughen_sketch(sketch: np.ndarray, *, rng: np.random.Generator,
-                   strength: float = 1.0) -> tuple[np.ndarray, dict]:
+def roughen_sketch(sketch: np.ndarray, *, rng: np.random.Generator, strength: float = 1.0) -> tuple[np.ndarray, dict]:
     """Simulate a hand-drawn rough sketch from clean extracted line art.
 
     Stroke jitter, width variation, pressure, doubled strokes, gaps, construction scribbles and

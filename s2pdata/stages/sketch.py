@@ -43,8 +43,19 @@ XDOG_SIGMAS = (0.3, 0.4, 0.5)  # anime preset: three line widths (REFERENCE 3.1)
 P_BINARIZE = 0.25
 LIGHTEN_RANGE = (0.7, 1.0)
 _BASE_METHODS = ("xdog", "dilate", "highpass")
-PARAM_KEYS = ("method", "requested", "augment", "sigma", "k", "tau", "phi", "eps", "binarize",
-              "otsu_threshold", "lighten_r")
+PARAM_KEYS = (
+    "method",
+    "requested",
+    "augment",
+    "sigma",
+    "k",
+    "tau",
+    "phi",
+    "eps",
+    "binarize",
+    "otsu_threshold",
+    "lighten_r",
+)
 _HP_TOL = 1e-2  # high-pass values below this (grey levels) are float noise, not ink
 
 
@@ -103,8 +114,9 @@ def sketch_dilate(color: np.ndarray) -> np.ndarray:
     return (255 - (d - g)).astype(np.uint8)
 
 
-def sketch_xdog(color: np.ndarray, *, sigma: float = 0.4, k: float = 4.5, tau: float = 0.95,
-                phi: float = 1e9, eps: float = 0.0) -> np.ndarray:
+def sketch_xdog(
+    color: np.ndarray, *, sigma: float = 0.4, k: float = 4.5, tau: float = 0.95, phi: float = 1e9, eps: float = 0.0
+) -> np.ndarray:
     """Line art by the eXtended Difference of Gaussians (Winnemoeller et al. 2012).
 
     On g = gray(color) / 255: D = G_sigma(g) - tau * G_{k sigma}(g);
@@ -189,8 +201,9 @@ def lighten_lines(sketch: np.ndarray, r: float) -> np.ndarray:
     return np.clip(np.rint(s), 0, 255).astype(np.uint8)
 
 
-def extract_sketch(color: np.ndarray, *, method: str = "xdog", rng: np.random.Generator,
-                   augment: bool = True, extractor=None) -> tuple[np.ndarray, dict]:
+def extract_sketch(
+    color: np.ndarray, *, method: str = "xdog", rng: np.random.Generator, augment: bool = True, extractor=None
+) -> tuple[np.ndarray, dict]:
     """Extract line art with a chosen (or drawn) extractor and record every draw.
 
     Draw order (fixed, so the stream is the same whatever the branch): the method (only for
@@ -222,11 +235,14 @@ def extract_sketch(color: np.ndarray, *, method: str = "xdog", rng: np.random.Ge
     color = check_rgb("color", color)
     check_choice("method", method, SKETCH_METHODS)
     if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"rng must be a numpy Generator, got {type(rng).__name__}; "
-                        f"use s2pdata._rng.sample_rng(seed, key)")
+        raise TypeError(
+            f"rng must be a numpy Generator, got {type(rng).__name__}; use s2pdata._rng.sample_rng(seed, key)"
+        )
     if (method == "learned") != (extractor is not None):
-        raise ValueError("extractor must be given exactly when method is 'learned' (got method="
-                         f"{method!r}, extractor={extractor!r}); load one with s2pdata.stages.learned.load_extractor")
+        raise ValueError(
+            "extractor must be given exactly when method is 'learned' (got method="
+            f"{method!r}, extractor={extractor!r}); load one with s2pdata.stages.learned.load_extractor"
+        )
     used = _BASE_METHODS[int(rng.integers(3))] if method == "mix" else method
     sigma, do_bin, r = 0.4, False, 1.0
     if augment:
@@ -234,8 +250,16 @@ def extract_sketch(color: np.ndarray, *, method: str = "xdog", rng: np.random.Ge
         do_bin = bool(rng.random() < P_BINARIZE)
         r = float(rng.uniform(*LIGHTEN_RANGE))
     # every method records every key (None = not a parameter of this method): one json schema
-    params: dict = {"method": used, "requested": method, "augment": bool(augment),
-                    "sigma": None, "k": None, "tau": None, "phi": None, "eps": None}
+    params: dict = {
+        "method": used,
+        "requested": method,
+        "augment": bool(augment),
+        "sigma": None,
+        "k": None,
+        "tau": None,
+        "phi": None,
+        "eps": None,
+    }
     if used == "xdog":
         xp = dict(sigma=sigma, k=4.5, tau=0.95, phi=1e9, eps=0.0)
         s = sketch_xdog(color, **xp)
@@ -245,8 +269,10 @@ def extract_sketch(color: np.ndarray, *, method: str = "xdog", rng: np.random.Ge
     elif used == "learned":
         s = extractor(color)
         if not (isinstance(s, np.ndarray) and s.dtype == np.uint8 and s.shape == color.shape[:2]):
-            raise ValueError(f"extractor must return an (H, W) uint8 array of the colour's size {color.shape[:2]}, "
-                             f"got {getattr(s, 'dtype', type(s))} {getattr(s, 'shape', '')}")
+            raise ValueError(
+                f"extractor must return an (H, W) uint8 array of the colour's size {color.shape[:2]}, "
+                f"got {getattr(s, 'dtype', type(s))} {getattr(s, 'shape', '')}"
+            )
     else:
         s = sketch_highpass(color, sigma=3.0)
         params["sigma"] = 3.0

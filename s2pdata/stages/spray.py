@@ -72,14 +72,24 @@ class SprayParams:
 
     def to_json(self) -> dict:
         """Plain-JSON record (floats round-trip exactly)."""
-        return {"color": list(self.color), "paths": [[list(p) for p in seg] for seg in self.paths],
-                "widths": list(self.widths), "softness": self.softness, "opacity": self.opacity}
+        return {
+            "color": list(self.color),
+            "paths": [[list(p) for p in seg] for seg in self.paths],
+            "widths": list(self.widths),
+            "softness": self.softness,
+            "opacity": self.opacity,
+        }
 
     @classmethod
-    def from_json(cls, d: dict) -> "SprayParams":
+    def from_json(cls, d: dict) -> SprayParams:
         """Inverse of ``to_json``."""
-        return cls(color=tuple(d["color"]), paths=tuple(tuple(tuple(p) for p in seg) for seg in d["paths"]),
-                   widths=tuple(d["widths"]), softness=d["softness"], opacity=d["opacity"])
+        return cls(
+            color=tuple(d["color"]),
+            paths=tuple(tuple(tuple(p) for p in seg) for seg in d["paths"]),
+            widths=tuple(d["widths"]),
+            softness=d["softness"],
+            opacity=d["opacity"],
+        )
 
 
 def _pair(name: str, value) -> tuple[float, float]:
@@ -116,8 +126,16 @@ def pick_color(color: np.ndarray, *, rng: np.random.Generator) -> tuple[int, int
     return tuple(int(v) for v in color[rows[i], cols[i]])
 
 
-def make_spray_params(color: np.ndarray, *, rng: np.random.Generator, n_paths=(1, 3), width=(64, 128),
-                      ref_size: int = 512, softness=(0.3, 1.0), opacity=(0.5, 0.9)) -> SprayParams:
+def make_spray_params(
+    color: np.ndarray,
+    *,
+    rng: np.random.Generator,
+    n_paths=(1, 3),
+    width=(64, 128),
+    ref_size: int = 512,
+    softness=(0.3, 1.0),
+    opacity=(0.5, 0.9),
+) -> SprayParams:
     """Draw one random colour spray for ``color``.
 
     Two-stage Sketch Colorization (Zhang et al., TOG 2018) §"random colour spray": a colour
@@ -163,9 +181,13 @@ def make_spray_params(color: np.ndarray, *, rng: np.random.Generator, n_paths=(1
     ends = rng.uniform(0.0, 1.0, size=(n, 2, 2)) * np.array([h - 1, w - 1], dtype=np.float64)
     scale = min(h, w) / float(ref_size)
     widths = rng.uniform(w_lo, w_hi, size=n) * scale
-    return SprayParams(color=rgb, paths=tuple(tuple(map(tuple, seg)) for seg in ends),
-                       widths=tuple(float(v) for v in widths),
-                       softness=float(rng.uniform(s_lo, s_hi)), opacity=float(rng.uniform(o_lo, o_hi)))
+    return SprayParams(
+        color=rgb,
+        paths=tuple(tuple(map(tuple, seg)) for seg in ends),
+        widths=tuple(float(v) for v in widths),
+        softness=float(rng.uniform(s_lo, s_hi)),
+        opacity=float(rng.uniform(o_lo, o_hi)),
+    )
 
 
 @numba.njit(**JIT)
@@ -234,8 +256,7 @@ def spray_mask(shape, params: SprayParams) -> np.ndarray:
     if not isinstance(params, SprayParams):
         raise TypeError(f"params must be SprayParams, got {type(params).__name__}; use make_spray_params")
     h, w = check_hw("shape", shape)
-    segs = np.array([[s[0][0], s[0][1], s[1][0], s[1][1]] for s in params.paths],
-                    dtype=np.float64).reshape(-1, 4)
+    segs = np.array([[s[0][0], s[0][1], s[1][0], s[1][1]] for s in params.paths], dtype=np.float64).reshape(-1, 4)
     halfs = np.array(params.widths, dtype=np.float64) / 2.0
     return _spray_mask_kernel(h, w, segs, halfs, params.softness, params.opacity)
 
@@ -284,6 +305,5 @@ def apply_spray(image: np.ndarray, params: SprayParams) -> np.ndarray:
 @register_warmup
 def _warmup() -> None:
     img = np.zeros((8, 8, 3), np.uint8)
-    p = SprayParams(color=(255, 0, 0), paths=(((1.0, 1.0), (6.0, 5.0)),), widths=(3.0,),
-                    softness=0.5, opacity=0.8)
+    p = SprayParams(color=(255, 0, 0), paths=(((1.0, 1.0), (6.0, 5.0)),), widths=(3.0,), softness=0.5, opacity=0.8)
     apply_spray(img, p)

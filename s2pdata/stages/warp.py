@@ -26,8 +26,7 @@ from s2pdata._check import check_array, check_choice, check_hw
 
 IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 
-_BORDERS = {"reflect": cv2.BORDER_REFLECT, "constant": cv2.BORDER_CONSTANT,
-            "replicate": cv2.BORDER_REPLICATE}
+_BORDERS = {"reflect": cv2.BORDER_REFLECT, "constant": cv2.BORDER_CONSTANT, "replicate": cv2.BORDER_REPLICATE}
 
 
 @dataclass(frozen=True)
@@ -64,13 +63,12 @@ class AffineParams:
         return {"theta": list(self.theta)}
 
     @classmethod
-    def from_json(cls, d: dict) -> "AffineParams":
+    def from_json(cls, d: dict) -> AffineParams:
         """Inverse of ``to_json``."""
         return cls(theta=tuple(d["theta"]))
 
 
-def make_affine_params(shape, *, rng: np.random.Generator, sigma: float = 0.1,
-                       one_sided: bool = False) -> AffineParams:
+def make_affine_params(shape, *, rng: np.random.Generator, sigma: float = 0.1, one_sided: bool = False) -> AffineParams:
     """Draw a random affine transform: identity plus independent noise on each of its 6 entries.
 
     Two-stage Sketch Colorization (Zhang et al., TOG 2018) §"spatial transform": every entry of
@@ -125,8 +123,10 @@ def pixel_matrix(params: AffineParams, shape) -> np.ndarray:
 
 def _check_params(params) -> AffineParams:
     if not isinstance(params, AffineParams):
-        raise TypeError(f"params must be AffineParams, got {type(params).__name__}; "
-                        "use make_affine_params or AffineParams.from_json")
+        raise TypeError(
+            f"params must be AffineParams, got {type(params).__name__}; "
+            "use make_affine_params or AffineParams.from_json"
+        )
     return params
 
 
@@ -164,9 +164,14 @@ def warp_image(image: np.ndarray, params: AffineParams, *, border: str = "reflec
     h, w = image.shape[:2]
     m = pixel_matrix(params, image.shape)
     # cv2 dsize is (width, height); the matrix is in (x, y) = (col, row) pixel coordinates.
-    out = cv2.warpAffine(np.ascontiguousarray(image), m, (w, h),
-                         flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                         borderMode=_BORDERS[border], borderValue=0)
+    out = cv2.warpAffine(
+        np.ascontiguousarray(image),
+        m,
+        (w, h),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=_BORDERS[border],
+        borderValue=0,
+    )
     return out.reshape(image.shape)
 
 
@@ -237,8 +242,10 @@ def warp_points(points: np.ndarray, params: AffineParams, shape) -> np.ndarray:
     try:
         inv = np.linalg.inv(m3)
     except np.linalg.LinAlgError:
-        raise ValueError(f"params.theta {params.theta} is singular: it folds the image onto a line, "
-                         "so points have no unique destination; draw theta near the identity") from None
+        raise ValueError(
+            f"params.theta {params.theta} is singular: it folds the image onto a line, "
+            "so points have no unique destination; draw theta near the identity"
+        ) from None
     xy1 = np.stack([pts[:, 1], pts[:, 0], np.ones(len(pts))])  # (x, y) = (col, row)
     moved = inv[:2] @ xy1
     return np.stack([moved[1], moved[0]], axis=1)
@@ -271,8 +278,7 @@ def warp_batch_torch(images, thetas, *, padding_mode: str = "reflection"):
         raise ModuleNotFoundError("warp_batch_torch needs torch: pip install 's2pdata[torch]'") from exc
     if not isinstance(images, torch.Tensor) or images.ndim != 4 or not images.is_floating_point():
         desc = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(images).__name__
-        raise TypeError(f"images must be a float torch.Tensor (B, C, H, W), got {desc}; "
-                        "use torch.as_tensor(x).float()")
+        raise TypeError(f"images must be a float torch.Tensor (B, C, H, W), got {desc}; use torch.as_tensor(x).float()")
     check_choice("padding_mode", padding_mode, ("reflection", "zeros", "border"))
     thetas = torch.as_tensor(thetas, dtype=images.dtype, device=images.device)
     if tuple(thetas.shape) != (images.shape[0], 2, 3):

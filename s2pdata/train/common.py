@@ -15,14 +15,14 @@ import math
 import os
 import sys
 import time
-import tomllib
 import typing
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
+import tomllib
 import torch
 import torch.nn.functional as F
 
@@ -39,19 +39,19 @@ class TrainConfig:
     lr: float = 1e-5
     beta1: float = 0.9
     beta2: float = 0.99
-    width: int = 64              # U-Net channels at full resolution
-    depth: int = 4               # U-Net sub-sampling steps
+    width: int = 64  # U-Net channels at full resolution
+    depth: int = 4  # U-Net sub-sampling steps
     disc_width: int = 64
     disc_layers: int = 3
     lambda_gan: float = 0.01
-    mode: str = "resampled"      # data: "resampled" (infinite) or "exact" (epochs)
+    mode: str = "resampled"  # data: "resampled" (infinite) or "exact" (epochs)
     num_workers: int = 4
     shuffle_buffer: int = 256
     online_hints: bool = False
     flip: bool = True
     seed: int = 0
-    device: str = "auto"         # auto | cpu | cuda
-    bf16: bool = True            # autocast to bfloat16 where CUDA supports it
+    device: str = "auto"  # auto | cpu | cuda
+    bf16: bool = True  # autocast to bfloat16 where CUDA supports it
     compile: bool = False
     log_every: int = 50
     sample_every: int = 1000
@@ -96,8 +96,22 @@ def load_recipe(path: str, cls) -> dict:
 
 
 # a tiny model and a few CPU steps: the --dry-run overrides (explicit flags still win)
-DRY_RUN = dict(steps=3, batch_size=2, crop=32, width=4, depth=2, disc_width=4, disc_layers=2, num_workers=0,
-               device="cpu", compile=False, log_every=1, sample_every=3, ckpt_every=3, shuffle_buffer=8)
+DRY_RUN = dict(
+    steps=3,
+    batch_size=2,
+    crop=32,
+    width=4,
+    depth=2,
+    disc_width=4,
+    disc_layers=2,
+    num_workers=0,
+    device="cpu",
+    compile=False,
+    log_every=1,
+    sample_every=3,
+    ckpt_every=3,
+    shuffle_buffer=8,
+)
 
 
 def parse_args(cls, argv: list[str]) -> tuple[object, argparse.Namespace]:
@@ -186,10 +200,17 @@ def setup_runtime(cfg) -> Runtime:
 def rng_state() -> dict:
     """torch, CUDA and numpy global RNG states as tensors / plain types (loadable with weights_only)."""
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    return {"torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                      "has_gauss": int(has_gauss), "gauss": float(gauss)}}
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
+        },
+    }
 
 
 def set_rng_state(state: dict) -> None:
@@ -273,10 +294,10 @@ class Stage:
     name: str
     G: torch.nn.Module
     D: torch.nn.Module
-    forward: Callable          # (G, batch) -> prediction (B, 3, H, W)
-    condition: Callable        # batch -> D's conditioning tensor (B, c, H, W)
-    g_loss: Callable           # (pred, batch, d_fake_logits) -> (loss, {name: tensor})
-    grid: Callable             # (batch, pred) -> list of (B, H, W, 3) uint8 columns
+    forward: Callable  # (G, batch) -> prediction (B, 3, H, W)
+    condition: Callable  # batch -> D's conditioning tensor (B, c, H, W)
+    g_loss: Callable  # (pred, batch, d_fake_logits) -> (loss, {name: tensor})
+    grid: Callable  # (batch, pred) -> list of (B, H, W, 3) uint8 columns
     extra_state: Callable = lambda: {}
 
 
@@ -333,15 +354,40 @@ def train(cfg, build_stage: Callable, *, resume: bool = False, log: Callable = p
     def loader(epoch: int, skip: int):
         # resampled streams are infinite: a resume starts a fresh stream seeded by the step instead of
         # replaying; exact mode replays the epoch and skips the batches already used (undecoded)
-        return make_loader(cfg.shards, stage=stage.name, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
-                           world_size=rt.world_size, rank=rt.rank, mode=cfg.mode, epoch=epoch, seed=cfg.seed,
-                           crop=cfg.crop, flip=cfg.flip, online_hints=cfg.online_hints,
-                           shuffle_buffer=cfg.shuffle_buffer, skip_batches=skip)
+        return make_loader(
+            cfg.shards,
+            stage=stage.name,
+            batch_size=cfg.batch_size,
+            num_workers=cfg.num_workers,
+            world_size=rt.world_size,
+            rank=rt.rank,
+            mode=cfg.mode,
+            epoch=epoch,
+            seed=cfg.seed,
+            crop=cfg.crop,
+            flip=cfg.flip,
+            online_hints=cfg.online_hints,
+            shuffle_buffer=cfg.shuffle_buffer,
+            skip_batches=skip,
+        )
 
     if cfg.mode == "resampled" and step > 0:
         epoch, batch_in_epoch = step, 0
-    fixed = next(iter(make_loader(cfg.shards, stage=stage.name, batch_size=4, num_workers=0, mode="exact",
-                                  seed=cfg.seed, crop=cfg.crop, flip=False, shuffle_buffer=0)))
+    fixed = next(
+        iter(
+            make_loader(
+                cfg.shards,
+                stage=stage.name,
+                batch_size=4,
+                num_workers=0,
+                mode="exact",
+                seed=cfg.seed,
+                crop=cfg.crop,
+                flip=False,
+                shuffle_buffer=0,
+            )
+        )
+    )
     history: list[dict] = []
     dl = loader(epoch, batch_in_epoch)
     it = iter(dl)
@@ -374,8 +420,14 @@ def train(cfg, build_stage: Callable, *, resume: bool = False, log: Callable = p
         step, batch_in_epoch, n_img = step + 1, batch_in_epoch + 1, n_img + n
         if step % cfg.log_every == 0 or step == cfg.steps:
             dt = time.perf_counter() - t0
-            rec = {"step": step, "epoch": epoch, "loss_g": loss_g.item(), "loss_d": loss_d.item(),
-                   **{k: v.item() for k, v in parts.items()}, "img_per_s": n_img * rt.world_size / max(dt, 1e-9)}
+            rec = {
+                "step": step,
+                "epoch": epoch,
+                "loss_g": loss_g.item(),
+                "loss_d": loss_d.item(),
+                **{k: v.item() for k, v in parts.items()},
+                "img_per_s": n_img * rt.world_size / max(dt, 1e-9),
+            }
             history.append(rec)
             if rt.master:
                 log(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in rec.items()))
@@ -396,10 +448,20 @@ def train(cfg, build_stage: Callable, *, resume: bool = False, log: Callable = p
                 torch.distributed.all_gather_object(gathered, rngs)
                 rngs = gathered
             if rt.master:
-                save_checkpoint(ckpt_path, {
-                    "stage": stage.name, "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
-                    "config": dataclasses.asdict(cfg), "models": {"G": unwrap(G).state_dict(), "D": unwrap(D).state_dict()},
-                    "optims": {"G": opt_g.state_dict(), "D": opt_d.state_dict()}, "rng": rngs, **stage.extra_state()})
+                save_checkpoint(
+                    ckpt_path,
+                    {
+                        "stage": stage.name,
+                        "step": step,
+                        "epoch": epoch,
+                        "batch_in_epoch": batch_in_epoch,
+                        "config": dataclasses.asdict(cfg),
+                        "models": {"G": unwrap(G).state_dict(), "D": unwrap(D).state_dict()},
+                        "optims": {"G": opt_g.state_dict(), "D": opt_d.state_dict()},
+                        "rng": rngs,
+                        **stage.extra_state(),
+                    },
+                )
     if rt.world_size > 1:
         torch.distributed.destroy_process_group()
     return {"step": step, "history": history, "out": str(out)}
@@ -412,6 +474,8 @@ def main_for(cls, build_stage: Callable, argv: list[str] | None = None) -> int:
     result = train(cfg, build_stage, resume=args.resume)
     if int(os.environ.get("RANK", "0")) == 0:
         last = result["history"][-1] if result["history"] else {}
-        print(f"{cls.stage}: {result['step']} steps in {time.perf_counter() - t0:.1f} s; "
-              f"last loss_g {last.get('loss_g', math.nan):.4g}; checkpoint {Path(cfg.out) / 'ckpt.pt'}")
+        print(
+            f"{cls.stage}: {result['step']} steps in {time.perf_counter() - t0:.1f} s; "
+            f"last loss_g {last.get('loss_g', math.nan):.4g}; checkpoint {Path(cfg.out) / 'ckpt.pt'}"
+        )
     return 0

@@ -35,8 +35,12 @@ class _Block(nn.Sequential):
     """conv3x3-ReLU-conv3x3-ReLU."""
 
     def __init__(self, cin: int, cout: int):
-        super().__init__(nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True),
-                         nn.Conv2d(cout, cout, 3, padding=1), nn.ReLU(inplace=True))
+        super().__init__(
+            nn.Conv2d(cin, cout, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(cout, cout, 3, padding=1),
+            nn.ReLU(inplace=True),
+        )
 
 
 class UNet(nn.Module):
@@ -54,13 +58,13 @@ class UNet(nn.Module):
     (B, in_ch, H, W) [, (B, global_dim)] -> (B, out_ch, H, W) in [-1, 1] (tanh)
     """
 
-    def __init__(self, in_ch: int, out_ch: int = 3, *, width: int = 64, depth: int = 4,
-                 global_dim: int | None = None):
+    def __init__(self, in_ch: int, out_ch: int = 3, *, width: int = 64, depth: int = 4, global_dim: int | None = None):
         super().__init__()
         chans = [width * 2 ** min(i, 3) for i in range(depth + 1)]
         self.depth = depth
-        self.down = nn.ModuleList([_Block(in_ch, chans[0])] +
-                                  [_Block(chans[i - 1], chans[i]) for i in range(1, depth + 1)])
+        self.down = nn.ModuleList(
+            [_Block(in_ch, chans[0])] + [_Block(chans[i - 1], chans[i]) for i in range(1, depth + 1)]
+        )
         self.project = nn.Conv2d(global_dim, chans[depth], 1) if global_dim else None
         self.up = nn.ModuleList([nn.Conv2d(chans[i + 1], chans[i], 3, padding=1) for i in range(depth)])
         self.merge = nn.ModuleList([_Block(2 * chans[i], chans[i]) for i in range(depth)])
@@ -68,7 +72,7 @@ class UNet(nn.Module):
 
     def forward(self, x: torch.Tensor, feature: torch.Tensor | None = None) -> torch.Tensor:
         H, W = x.shape[-2:]
-        m = 2 ** self.depth
+        m = 2**self.depth
         ph, pw = (-H) % m, (-W) % m
         if ph or pw:  # fully convolutional: pad to a multiple of 2**depth, crop back at the end
             x = F.pad(x, (0, pw, 0, ph), mode="reflect" if min(H, W) > max(ph, pw) else "replicate")
@@ -104,21 +108,33 @@ class Inception(nn.Module):
     def __init__(self, cin, c1, c3r, c3, c5r, c5, pool):
         super().__init__()
         self.branch1 = BasicConv2d(cin, c1, kernel_size=1)
-        self.branch2 = nn.Sequential(BasicConv2d(cin, c3r, kernel_size=1), BasicConv2d(c3r, c3, kernel_size=3, padding=1))
+        self.branch2 = nn.Sequential(
+            BasicConv2d(cin, c3r, kernel_size=1), BasicConv2d(c3r, c3, kernel_size=3, padding=1)
+        )
         # torchvision's GoogLeNet uses a 3x3 kernel in the "5x5" branch; kept so its weights load
-        self.branch3 = nn.Sequential(BasicConv2d(cin, c5r, kernel_size=1), BasicConv2d(c5r, c5, kernel_size=3, padding=1))
-        self.branch4 = nn.Sequential(nn.MaxPool2d(3, stride=1, padding=1, ceil_mode=True), BasicConv2d(cin, pool, kernel_size=1))
+        self.branch3 = nn.Sequential(
+            BasicConv2d(cin, c5r, kernel_size=1), BasicConv2d(c5r, c5, kernel_size=3, padding=1)
+        )
+        self.branch4 = nn.Sequential(
+            nn.MaxPool2d(3, stride=1, padding=1, ceil_mode=True), BasicConv2d(cin, pool, kernel_size=1)
+        )
 
     def forward(self, x):
         return torch.cat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], 1)
 
 
 # (name, in, 1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool proj): Szegedy et al. 2015, Table 1
-_INCEPTION = [("inception3a", 192, 64, 96, 128, 16, 32, 32), ("inception3b", 256, 128, 128, 192, 32, 96, 64),
-              ("inception4a", 480, 192, 96, 208, 16, 48, 64), ("inception4b", 512, 160, 112, 224, 24, 64, 64),
-              ("inception4c", 512, 128, 128, 256, 24, 64, 64), ("inception4d", 512, 112, 144, 288, 32, 64, 64),
-              ("inception4e", 528, 256, 160, 320, 32, 128, 128), ("inception5a", 832, 256, 160, 320, 32, 128, 128),
-              ("inception5b", 832, 384, 192, 384, 48, 128, 128)]
+_INCEPTION = [
+    ("inception3a", 192, 64, 96, 128, 16, 32, 32),
+    ("inception3b", 256, 128, 128, 192, 32, 96, 64),
+    ("inception4a", 480, 192, 96, 208, 16, 48, 64),
+    ("inception4b", 512, 160, 112, 224, 24, 64, 64),
+    ("inception4c", 512, 128, 128, 256, 24, 64, 64),
+    ("inception4d", 512, 112, 144, 288, 32, 64, 64),
+    ("inception4e", 528, 256, 160, 320, 32, 128, 128),
+    ("inception5a", 832, 256, 160, 320, 32, 128, 128),
+    ("inception5b", 832, 384, 192, 384, 48, 128, 128),
+]
 _POOL_AFTER = {"conv3": "maxpool2", "inception3b": "maxpool3", "inception4e": "maxpool4"}
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -188,12 +204,15 @@ def load_googlenet_weights(encoder: InceptionEncoder, path: str) -> dict:
     unexpected = sorted(set(state) - set(own))
     shape = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
     if missing or unexpected or shape:
+
         def show(keys):
             return f"{len(keys)} {keys[:6]}{' ...' if len(keys) > 6 else ''}"
+
         raise ValueError(
             f"{path} does not match the Inception-V1 encoder: missing keys {show(missing)}; unexpected keys "
             f"{show(unexpected)}; wrong shapes {show(shape)}. Give a torchvision GoogLeNet state dict "
-            "(torchvision.models.googlenet().state_dict()) and encoder_width = 1.0")
+            "(torchvision.models.googlenet().state_dict()) and encoder_width = 1.0"
+        )
     encoder.load_state_dict(state, strict=True)
     return {"loaded": len(state), "ignored": ignored}
 

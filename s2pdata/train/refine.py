@@ -36,7 +36,7 @@ class RefineConfig(TrainConfig):
     DRY_RUN = {"encoder_width": 0.0625}
     lambda_gan: float = 0.01
     encoder_width: float = 1.0
-    encoder_weights: str = ""    # a torchvision GoogLeNet state dict (.pth); "" = random init
+    encoder_weights: str = ""  # a torchvision GoogLeNet state dict (.pth); "" = random init
     freeze_encoder: bool = False
     concat_draft: bool = True
 
@@ -70,8 +70,10 @@ def build_model(cfg: RefineConfig) -> Refiner:
     G = Refiner(width=cfg.width, depth=cfg.depth, encoder_width=cfg.encoder_width, concat_draft=cfg.concat_draft)
     if cfg.encoder_weights:
         info = load_googlenet_weights(G.encoder, cfg.encoder_weights)
-        print(f"encoder: loaded {info['loaded']} tensors from {cfg.encoder_weights}; ignored {len(info['ignored'])} "
-              "aux/fc tensors")
+        print(
+            f"encoder: loaded {info['loaded']} tensors from {cfg.encoder_weights}; ignored {len(info['ignored'])} "
+            "aux/fc tensors"
+        )
     if cfg.freeze_encoder:
         G.encoder.requires_grad_(False)
     return G
@@ -91,8 +93,13 @@ def build_stage(cfg: RefineConfig) -> Stage:
         return l1 + cfg.lambda_gan * gan, {"l1": l1, "gan": gan}
 
     def grid(batch, pred):
-        return [to_uint8(batch["sketch"]), hints_image(batch["hint"]), to_uint8(batch["draft"]), to_uint8(pred),
-                to_uint8(batch["color"])]
+        return [
+            to_uint8(batch["sketch"]),
+            hints_image(batch["hint"]),
+            to_uint8(batch["draft"]),
+            to_uint8(pred),
+            to_uint8(batch["color"]),
+        ]
 
     return Stage("refine", G, D, forward, condition, g_loss, grid)
 

@@ -28,9 +28,9 @@ KEEP = ("max", None, None)
 KEEP_MODES = ("max", "mean", None)
 # Sliver rule (REFERENCE 3.3 step 6); the thin-strip test stands in for LineFiller's
 # "few polygon vertices" test, which needs a contour per region.
-SLIVER_AREA = 50         # any region smaller than this merges
-SLIVER_LONE_AREA = 250   # ... or smaller than this with a single neighbour
-SLIVER_THIN_AREA = 500   # ... or smaller than this and nowhere thicker than 2 pixels
+SLIVER_AREA = 50  # any region smaller than this merges
+SLIVER_LONE_AREA = 250  # ... or smaller than this with a single neighbour
+SLIVER_THIN_AREA = 500  # ... or smaller than this and nowhere thicker than 2 pixels
 _KEEP_CODE = {None: 0, "max": 1, "mean": 2}
 
 
@@ -82,30 +82,27 @@ def _check_schedule(radii, keep) -> tuple[tuple[int, ...], tuple]:
         radii_t = tuple(radii)
     except TypeError:
         raise TypeError(f"radii must be a sequence of ints, got {radii!r}") from None
-    if not radii_t or not all(isinstance(r, (int, np.integer)) and not isinstance(r, bool)
-                              and r > 0 for r in radii_t):
-        raise ValueError(f"radii must be a non-empty sequence of positive ints, got {radii!r}; "
-                         f"e.g. radii=(3, 2, 1)")
+    if not radii_t or not all(isinstance(r, (int, np.integer)) and not isinstance(r, bool) and r > 0 for r in radii_t):
+        raise ValueError(f"radii must be a non-empty sequence of positive ints, got {radii!r}; e.g. radii=(3, 2, 1)")
     if any(a <= b for a, b in zip(radii_t, radii_t[1:])):
         raise ValueError(f"radii must be strictly decreasing, got {radii!r}; e.g. radii=(3, 2, 1)")
     if isinstance(keep, str):
-        raise TypeError(f"keep must be a sequence with one entry per radius, got {keep!r}; "
-                        f"e.g. keep=({keep!r},)")
+        raise TypeError(f"keep must be a sequence with one entry per radius, got {keep!r}; e.g. keep=({keep!r},)")
     try:
         keep_t = tuple(keep)
     except TypeError:
         raise TypeError(f"keep must be a sequence, one entry per radius, got {keep!r}") from None
     if len(keep_t) != len(radii_t):
-        raise ValueError(f"keep must have one entry per radius ({len(radii_t)} for radii="
-                         f"{radii_t}), got {len(keep_t)}: {keep!r}")
+        raise ValueError(
+            f"keep must have one entry per radius ({len(radii_t)} for radii={radii_t}), got {len(keep_t)}: {keep!r}"
+        )
     for k in keep_t:
         if not (k is None or (isinstance(k, str) and k in ("max", "mean"))):
             raise ValueError(f"keep entries must be 'max', 'mean' or None, got {k!r} in {keep!r}")
     return tuple(int(r) for r in radii_t), keep_t
 
 
-def trapped_ball(edges: np.ndarray, *, radii=RADII, keep=KEEP,
-                 assign_edges: bool = True) -> np.ndarray:
+def trapped_ball(edges: np.ndarray, *, radii=RADII, keep=KEEP, assign_edges: bool = True) -> np.ndarray:
     """Trapped-ball segmentation of the free (non-edge) pixels into leak-proof regions.
 
     For each radius r of ``radii`` in turn, on the free pixels not yet in a kept region:
@@ -189,8 +186,10 @@ def trapped_ball(edges: np.ndarray, *, radii=RADII, keep=KEEP,
     if not isinstance(assign_edges, (bool, np.bool_)):
         raise TypeError(f"assign_edges must be a bool, got {assign_edges!r}")
     if edges.size >= MAX_PIXELS:
-        raise ValueError(f"edges must have fewer than {MAX_PIXELS} pixels (labels are coded "
-                         f"in int32), got shape {edges.shape}; split the image into tiles")
+        raise ValueError(
+            f"edges must have fewer than {MAX_PIXELS} pixels (labels are coded "
+            f"in int32), got shape {edges.shape}; split the image into tiles"
+        )
     buf = np.zeros((edges.shape[0] + 2) * (edges.shape[1] + 2), np.int32)  # scratch, ring 0
     prov, n = _fill_regions(edges, radii, keep, buf)
     return _finish_regions(prov, n, edges, bool(assign_edges), in_place=True, buf=buf)
@@ -220,8 +219,9 @@ def _fill_regions(edges: np.ndarray, radii, keep, buf=None) -> tuple[np.ndarray,
         if ncc <= 1:
             continue
         opening = cv2.dilate(eroded, se)
-        n += _fill_radius_kernel(cc.reshape(-1), ncc, opening.reshape(-1), free.reshape(-1),
-                                 out, buf, h, w, n, _KEEP_CODE[k])
+        n += _fill_radius_kernel(
+            cc.reshape(-1), ncc, opening.reshape(-1), free.reshape(-1), out, buf, h, w, n, _KEEP_CODE[k]
+        )
     nleft, cc = cv2.connectedComponents(free, connectivity=4, ltype=cv2.CV_32S)
     n += _leftover_kernel(cc.reshape(-1), nleft, out, h, w, n)
     return out, n
@@ -235,8 +235,9 @@ def _set_ring(img: np.ndarray, value: int) -> None:
     img[:, -1] = value
 
 
-def _finish_regions(prov: np.ndarray, n: int, edges: np.ndarray, assign_edges: bool,
-                    *, in_place: bool = False, buf=None) -> np.ndarray:
+def _finish_regions(
+    prov: np.ndarray, n: int, edges: np.ndarray, assign_edges: bool, *, in_place: bool = False, buf=None
+) -> np.ndarray:
     """Padded provisional labels -> edge assignment, sliver merge, final ``(h, w)`` labels.
 
     ``prov`` is left as it was unless ``in_place`` (then it is scratch); ``buf``: optional
@@ -251,8 +252,7 @@ def _finish_regions(prov: np.ndarray, n: int, edges: np.ndarray, assign_edges: b
     _set_ring(lab, 0)  # the ring: never open, never a region
     if buf is None:
         buf = np.zeros(lab.size, np.int32)
-    return _finish_kernel(lab.reshape(-1), buf, n, h, w, assign_edges, SLIVER_AREA,
-                          SLIVER_LONE_AREA, SLIVER_THIN_AREA)
+    return _finish_kernel(lab.reshape(-1), buf, n, h, w, assign_edges, SLIVER_AREA, SLIVER_LONE_AREA, SLIVER_THIN_AREA)
 
 
 def propose_regions(color: np.ndarray) -> np.ndarray:

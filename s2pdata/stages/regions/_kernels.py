@@ -82,9 +82,9 @@ def _raster_ordered(cc, h, w):
     wp = w + 2
     mx = 0
     for i in range(1, h + 1):
-        c = cc[i * wp:(i + 1) * wp]
+        c = cc[i * wp : (i + 1) * wp]
         rm = 0
-        for j in range(1, w + 1):   # row maximum first: most rows start no new label
+        for j in range(1, w + 1):  # row maximum first: most rows start no new label
             rm = max(rm, c[j])
         if rm > mx:
             for j in range(1, w + 1):
@@ -103,7 +103,7 @@ def _canonicalize(cc, ncc, h, w):
     canon = np.zeros(ncc, np.int32)
     m = 0
     for i in range(1, h + 1):
-        c = cc[i * wp:(i + 1) * wp]
+        c = cc[i * wp : (i + 1) * wp]
         for j in range(1, w + 1):
             x = c[j]
             k = canon[x]
@@ -125,10 +125,10 @@ def _grow_round(src, dst, h, w):
     took = 0
     for i in range(1, h + 1):
         row = i * wp
-        up = src[row - wp:row]
-        c = src[row:row + wp]
-        dn = src[row + wp:row + 2 * wp]
-        o = dst[row:row + wp]
+        up = src[row - wp : row]
+        c = src[row : row + wp]
+        dn = src[row + wp : row + 2 * wp]
+        o = dst[row : row + wp]
         for j in range(1, w + 1):
             y = c[j]
             best = min(_min_label(c[j - 1], c[j + 1], up[j], dn[j]), _OPEN)
@@ -150,20 +150,20 @@ def _grow(lab, buf, h, w):
     npx = h * w
     while True:
         left, took = _grow_round(src, dst, h, w)
-        src, dst = dst, src                      # src: newest
+        src, dst = dst, src  # src: newest
         if left == 0 or took == 0:
             return src, dst
-        if took * 32 < npx:                      # a round now costs more than the claims
+        if took * 32 < npx:  # a round now costs more than the claims
             break
     wp = w + 2
     front = np.empty(npx, np.int32)
     nf = 0
     for i in range(1, h + 1):
         row = i * wp
-        c = src[row:row + wp]
-        prev = dst[row:row + wp]
+        c = src[row : row + wp]
+        prev = dst[row : row + wp]
         for j in range(1, w + 1):
-            if prev[j] >= _OPEN and c[j] < _OPEN:   # claimed by the last round
+            if prev[j] >= _OPEN and c[j] < _OPEN:  # claimed by the last round
                 c[j] = -(2 * c[j] + 1)
                 front[nf] = row + j
                 nf += 1
@@ -186,41 +186,41 @@ def _fill_radius_kernel(cc, ncc, opening, free, out, buf, h, w, base, keep_mode)
     wp = w + 2
     if not _raster_ordered(cc, h, w):
         _canonicalize(cc, ncc, h, w)
-    m = ncc - 1                       # seed ranks 1..m are now the labels themselves
+    m = ncc - 1  # seed ranks 1..m are now the labels themselves
     # round 1 straight from the seeds: cc -> buf
     left = 0
     for i in range(1, h + 1):
         row = i * wp
-        up = cc[row - wp:row]
-        c = cc[row:row + wp]
-        dn = cc[row + wp:row + 2 * wp]
-        op = opening[row:row + wp]
-        o = buf[row:row + wp]
+        up = cc[row - wp : row]
+        c = cc[row : row + wp]
+        dn = cc[row + wp : row + 2 * wp]
+        op = opening[row : row + wp]
+        o = buf[row : row + wp]
         for j in range(1, w + 1):
             x = c[j]
             best = min(_min_label(c[j - 1], c[j + 1], up[j], dn[j]), _OPEN)
-            isb = np.int64(x == 0) & np.int64(op[j] != 0)   # in the image, opening <= free
+            isb = np.int64(x == 0) & np.int64(op[j] != 0)  # in the image, opening <= free
             o[j] = x + isb * best
             left += isb & np.int64(best == _OPEN)
     src = buf if left == 0 else _grow(buf, cc, h, w)[0]
-    if keep_mode == 0:                # keep all
+    if keep_mode == 0:  # keep all
         kept = m
         for i in range(1, h + 1):
             row = i * wp
-            c = src[row:row + wp]
-            f = free[row:row + wp]
-            ot = out[row:row + wp]
+            c = src[row : row + wp]
+            f = free[row : row + wp]
+            ot = out[row : row + wp]
             for j in range(1, w + 1):
                 k = c[j]
                 s = np.int32(k != 0) & np.int32(k != _OPEN)
-                ot[j] += s * (base + k)   # a fill pixel is free, so its output is still 0
+                ot[j] += s * (base + k)  # a fill pixel is free, so its output is still 0
                 f[j] -= s
         return kept
     # size filter: 1 keep the largest (and ties), 2 keep those >= the mean
     n2 = m + 2
-    sizes2 = np.zeros(2 * n2, np.int64)   # even/odd columns: no read-after-write chain
+    sizes2 = np.zeros(2 * n2, np.int64)  # even/odd columns: no read-after-write chain
     for i in range(1, h + 1):
-        c = src[i * wp:(i + 1) * wp]
+        c = src[i * wp : (i + 1) * wp]
         for j in range(1, w + 1):
             k = c[j]
             sizes2[(j & 1) * n2 + k * (k <= m)] += 1
@@ -238,12 +238,12 @@ def _fill_radius_kernel(cc, ncc, opening, free, out, buf, h, w, base, keep_mode)
             kept += 1
             newid[k] = base + kept
             last = k
-    if kept == 1:                     # the usual "max": one comparison, no gather
+    if kept == 1:  # the usual "max": one comparison, no gather
         for i in range(1, h + 1):
             row = i * wp
-            c = src[row:row + wp]
-            f = free[row:row + wp]
-            ot = out[row:row + wp]
+            c = src[row : row + wp]
+            f = free[row : row + wp]
+            ot = out[row : row + wp]
             for j in range(1, w + 1):
                 s = np.int32(c[j] == last)
                 ot[j] += s * (base + 1)
@@ -251,9 +251,9 @@ def _fill_radius_kernel(cc, ncc, opening, free, out, buf, h, w, base, keep_mode)
         return kept
     for i in range(1, h + 1):
         row = i * wp
-        c = src[row:row + wp]
-        f = free[row:row + wp]
-        ot = out[row:row + wp]
+        c = src[row : row + wp]
+        f = free[row : row + wp]
+        ot = out[row : row + wp]
         for j in range(1, w + 1):
             k = c[j]
             nid = newid[k * (k <= m)]
@@ -271,11 +271,11 @@ def _leftover_kernel(cc, ncc, out, h, w, base):
         _canonicalize(cc, ncc, h, w)
     for i in range(1, h + 1):
         row = i * wp
-        c = cc[row:row + wp]
-        ot = out[row:row + wp]
+        c = cc[row : row + wp]
+        ot = out[row : row + wp]
         for j in range(1, w + 1):
             x = c[j]
-            ot[j] += np.int32(x != 0) * (base + x)   # leftover pixels are still 0
+            ot[j] += np.int32(x != 0) * (base + x)  # leftover pixels are still 0
     return ncc - 1
 
 
@@ -293,26 +293,26 @@ def _finish_kernel(lab, buf, n, h, w, assign, a_min, a_lone, a_thin):
     flag = np.empty(lab.size, np.uint8)
     for i in range(1, h + 1):
         row = i * wp
-        up = lab[row - wp:row]
-        c = lab[row:row + wp]
-        dn = lab[row + wp:row + 2 * wp]
-        fl = flag[row:row + wp]
+        up = lab[row - wp : row]
+        c = lab[row : row + wp]
+        dn = lab[row + wp : row + 2 * wp]
+        fl = flag[row : row + wp]
         for j in range(1, w + 1):
             a = c[j]
             fl[j] = ((c[j - 1] ^ a) | (c[j + 1] ^ a) | (up[j] ^ a) | (dn[j] ^ a)) == 0
     acc2 = np.zeros(2 * n2, np.int64)
     for i in range(1, h + 1):
         row = i * wp
-        c = lab[row:row + wp]
-        fl = flag[row:row + wp]
+        c = lab[row : row + wp]
+        fl = flag[row : row + wp]
         for j in range(1, w + 1):
             acc2[(j & 1) * n2 + c[j]] += 1 + (np.int64(fl[j]) << 32)
     acc = acc2[:n2] + acc2[n2:]
     area = acc & 0xFFFFFFFF
     inner = (acc >> 32) > 0
-    if assign:   # edges become open, then the regions grow over them
+    if assign:  # edges become open, then the regions grow over them
         for i in range(1, h + 1):
-            c = lab[i * wp:(i + 1) * wp]
+            c = lab[i * wp : (i + 1) * wp]
             for j in range(1, w + 1):
                 a = c[j]
                 c[j] = a + (a == 0) * _OPEN
@@ -322,7 +322,7 @@ def _finish_kernel(lab, buf, n, h, w, assign, a_min, a_lone, a_thin):
     # neighbour and only the count (one or more) matters, for 50 <= area < 250 with an inner
     # pixel; without, any region under 500 may have none. st: 0 none yet, b > 0 exactly one
     # (b), -1 two or more or not tracked.
-    need = np.zeros(n2, np.bool_)   # index 0 (ring, unassigned edges) stays False
+    need = np.zeros(n2, np.bool_)  # index 0 (ring, unassigned edges) stays False
     nneed = 0
     for a in range(1, n + 1):
         x = area[a]
@@ -336,8 +336,8 @@ def _finish_kernel(lab, buf, n, h, w, assign, a_min, a_lone, a_thin):
                 st[a] = -1
         for i in range(1, h + 1):
             row = i * wp
-            c = lab[row:row + wp]
-            dn = lab[row + wp:row + 2 * wp]
+            c = lab[row : row + wp]
+            dn = lab[row + wp : row + 2 * wp]
             for j in range(1, w + 1):
                 a = c[j]
                 if not (need[a] | need[c[j + 1]] | need[dn[j]]):
@@ -354,18 +354,18 @@ def _finish_kernel(lab, buf, n, h, w, assign, a_min, a_lone, a_thin):
                     x = st[b]
                     if x >= 0 and x != a:
                         st[b] = a if x == 0 else -1
-    sliver = np.zeros(n2, np.int32)   # 1 for a sliver; index 0 stays 0
+    sliver = np.zeros(n2, np.int32)  # 1 for a sliver; index 0 stays 0
     nsl = 0
     for a in range(1, n + 1):
         x = area[a]
-        has = st[a] != 0 if need[a] else n >= 2   # (not assign: every x < a_thin is tracked)
+        has = st[a] != 0 if need[a] else n >= 2  # (not assign: every x < a_thin is tracked)
         sl = x < a_thin and has and (x < a_min or (x < a_lone and st[a] > 0) or not inner[a])
         sliver[a] = sl
         nsl += sl
     if nsl > 0:
         # pass 3: open the slivers (keeping their label), grow the other regions into them
         for i in range(1, h + 1):
-            c = lab[i * wp:(i + 1) * wp]
+            c = lab[i * wp : (i + 1) * wp]
             for j in range(1, w + 1):
                 a = c[j]
                 c[j] = a + sliver[a] * _OPEN
@@ -377,7 +377,7 @@ def _finish_kernel(lab, buf, n, h, w, assign, a_min, a_lone, a_thin):
     k = 0
     for i in range(h):
         row = (i + 1) * wp
-        c = lab[row:row + wp]
+        c = lab[row : row + wp]
         o = out[i]
         for j in range(w):
             a = c[j + 1]
