@@ -22,11 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from s2pdata._check import check_array, check_rgb
+from s2pdata.shards import POOL_JSON, POOL_NPY, pool_part_name
 
 POOL_FORMAT = "s2pdata-patch-pool"
 POOL_VERSION = 2
-POOL_NPY = "patch_pool.npy"
-POOL_JSON = "patch_pool.json"
 KINDS = ("rect", "region")
 
 
@@ -162,7 +161,7 @@ class PatchPool(Sequence):
             meta = _read_index(part)
             if len(meta["files"]) != 1:
                 raise ValueError(f"{part / POOL_JSON}: a part to merge must be a single-file pool (from save)")
-            name = f"patch_pool-{len(files):05d}.npy"
+            name = pool_part_name(len(files))
             os.replace(part / meta["files"][0], d / name)
             take = meta["patches"][: None if limit is None else limit - len(entries)]
             entries += [{**e, "file": len(files)} for e in take]

@@ -36,6 +36,14 @@ TAR_MTIME = 946684800  # 2000-01-01: fixed so shard bytes do not depend on the c
 DATASET_JSON = "dataset.json"
 INDEX_JSON = "shardindex.json"
 REJECTS = "rejects.jsonl"
+POOL_DIR = "pool"  # the patch pool a build's drafts paste from, beside its shards
+POOL_JSON = "patch_pool.json"  # the pool's index (s2pdata.pool)
+POOL_NPY = "patch_pool.npy"  # the pixels of a pool written by PatchPool.save
+
+
+def pool_part_name(index: int) -> str:
+    """The pixel file of the ``index``-th part in a merged pool."""
+    return f"patch_pool-{index:05d}.npy"
 
 
 @dataclass(frozen=True)

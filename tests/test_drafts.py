@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage
 
-from s2pdata.pool import POOL_JSON, POOL_NPY, Patch, PatchPool
+from s2pdata.pool import Patch, PatchPool
+from s2pdata.shards import POOL_JSON, POOL_NPY
 from s2pdata.stages.drafts import (
     _label_boxes,
     cut_rect_patch,

@@ -22,6 +22,7 @@ from pathlib import Path
 from ..pool import KINDS, PatchPool
 from ..shards import (
     DATASET_JSON,
+    POOL_DIR,
     atomic_write,
     committed_shards,
     remove_partials,
@@ -32,7 +33,6 @@ from ..shards import (
 from ..sources import Item, Source, source_from_args
 from ..synth import SynthConfig
 from .plan import (
-    POOL_DIR,
     BuildRefused,
     PoolTask,
     ShardTask,

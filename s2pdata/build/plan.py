@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .. import SCHEMA_VERSION, __version__
 from .._rng import stable_seed
-from ..shards import DATASET_JSON, INDEX_JSON, REJECTS
+from ..shards import DATASET_JSON, INDEX_JSON, POOL_DIR, REJECTS
 from ..sources import Item, Source
 from ..stages.learned import weights_digest
 from ..synth import SynthConfig
@@ -62,7 +62,6 @@ def plan_digest(plan: list[tuple[Item, ...]]) -> str:
     return h.hexdigest()
 
 
-POOL_DIR = "pool"
 PATCHES_PER_IMAGE = (8, 32)  # fewest and most patches cut from one contributing image
 
 

@@ -24,7 +24,7 @@ from pathlib import Path as _Path
 import numpy as _np
 
 from .._rng import sample_rng as _sample_rng
-from ..shards import decode_sample, iter_tar, shard_paths
+from ..shards import POOL_DIR, POOL_JSON, decode_sample, iter_tar, shard_paths
 
 MODES = ("resampled", "exact")
 STAGES = ("draft", "refine")
@@ -145,8 +145,9 @@ def _stream_class():
             self.epoch, self.seed, self.crop, self.flip = epoch, seed, crop, flip
             self.online_hints, self.shuffle_buffer, self.skip_batches = online_hints, shuffle_buffer, skip_batches
             self.hint_radius = (1 if self.stage == "draft" else 2) if hint_radius is None else hint_radius
-            if draft_pool is None and (_Path(self.paths[0]).parent / "pool" / "patch_pool.json").exists():
-                draft_pool = str(_Path(self.paths[0]).parent / "pool")  # the build's own pool
+            own_pool = _Path(self.paths[0]).parent / POOL_DIR
+            if draft_pool is None and (own_pool / POOL_JSON).exists():
+                draft_pool = str(own_pool)  # the build's own pool
             self.draft_pool, self.online_drafts = draft_pool, online_drafts
             self._pool = None
             if num_workers is not None:
