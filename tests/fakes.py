@@ -17,9 +17,11 @@ import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image
 
+from s2pdata.shards import Schema, commit_stats, encode_sample, shard_name, write_tar
 from s2pdata.sources.demo import DemoSource
 
 from .badfiles import picture, write_bad_folder
@@ -325,3 +327,43 @@ class CrashingSource(DemoSource):
         if item.key == self.crash_key and os.getpid() != self.safe_pid:
             os.kill(os.getpid(), signal.SIGKILL)
         return super().read(item)
+
+
+# ---------------------------------------------------------------------------------------------
+# small shard folders for the loader, trainer and evaluator tests
+
+
+def shard_sample(k: int, h: int, w: int, drafts: int = 0) -> dict:
+    """A small deterministic picture (disks on a gradient), its ink and a few hint squares."""
+    rng = np.random.default_rng(k)
+    color = np.zeros((h, w, 3), np.uint8)
+    color[:] = np.linspace(rng.integers(0, 255, 3), rng.integers(0, 255, 3), w).astype(np.uint8)[None]
+    sketch = np.full((h, w), 255, np.uint8)
+    for _ in range(3):
+        c = (int(rng.integers(w)), int(rng.integers(h)))  # cv2 takes (x, y)
+        r = int(rng.integers(4, max(5, h // 3)))
+        cv2.circle(color, c, r, tuple(int(v) for v in rng.integers(0, 255, 3)), -1)
+        cv2.circle(sketch, c, r, 0, 1)
+    hint = np.zeros((h, w, 4), np.uint8)
+    for _ in range(int(rng.integers(0, 4))):
+        y, x = int(rng.integers(h - 3)), int(rng.integers(w - 3))
+        hint[y : y + 3, x : x + 3, :3] = color[y : y + 3, x : x + 3].reshape(-1, 3).mean(0)
+        hint[y : y + 3, x : x + 3, 3] = 255
+    s = {"__key__": f"t-{k:05d}", "color": color, "sketch": sketch, "hint": hint, "json": {"k": k}}
+    for i in range(drafts):
+        s[f"draft{i}"] = (255 - color).copy()
+    return s
+
+
+def write_shards(out, n: int, per_shard: int, *, h: int = 40, w: int = 48, drafts: int = 0) -> Path:
+    """A build-like folder: shard tars + stats files written with s2pdata.shards (png colour)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    schema = Schema(color_format="png", drafts=drafts)
+    for i, start in enumerate(range(0, n, per_shard)):
+        samples = [
+            encode_sample(shard_sample(k, h, w, drafts), schema) for k in range(start, min(n, start + per_shard))
+        ]
+        info = write_tar(out / shard_name(i), samples)
+        commit_stats(out, i, {"shard": shard_name(i), "index": i, **info})
+    return out

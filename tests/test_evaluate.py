@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch")
 
 from s2pdata.evaluate import evaluate, main  # noqa: E402
 from s2pdata.train.__main__ import main as train_main  # noqa: E402
-from tests.test_data_torch import write_shards  # noqa: E402
+from tests.fakes import write_shards  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from s2pdata.train.draft import DraftConfig  # noqa: E402
 from s2pdata.train.draft import build_stage as draft_stage  # noqa: E402
 from s2pdata.train.nets import InceptionEncoder, UNet, load_googlenet_weights  # noqa: E402
 from s2pdata.train.refine import RefineConfig  # noqa: E402
-from tests.test_data_torch import write_shards  # noqa: E402
+from tests.fakes import write_shards  # noqa: E402
 
 # training recipes name their stage; the others in recipes/ are build recipes (tests/test_recipes.py)
 RECIPES = sorted(p for p in (Path(__file__).parents[1] / "recipes").glob("*.toml") if '\nstage = "' in p.read_text())
