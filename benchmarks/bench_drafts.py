@@ -2,7 +2,7 @@
 
     python benchmarks/bench_drafts.py [--n 16] [--pool-images 25] [--repeat 5]
 
-(1) ``make_draft`` (paste + warp + spray, REFERENCE.md §3.4-§3.7) on 512^2 demo pictures with a
+(1) ``make_draft`` (paste + warp + spray, docs/method.md, Drafts) on 512^2 demo pictures with a
 pool of about 200 patches cut from other demo pictures at 512 (``synth.pool_patches``: half
 rectangles, half trapped-ball regions), one thread, per-stage split, as a ratio to the codec
 floor measured in the same run: cv2 JPEG q95 encode + decode of the same 512^2 image.

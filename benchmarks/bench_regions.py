@@ -1,6 +1,6 @@
 """Benchmark: trapped_ball vs the per-fill reference vs cv2.connectedComponents, one thread.
 
-Edge maps (REFERENCE 3.2) of scikit-image's bundled astronaut, coffee and chelsea, resized to
+Edge maps (docs/method.md, Edge map) of scikit-image's bundled astronaut, coffee and chelsea, resized to
 512^2 and 1024^2. trapped_ball runs warm (compiled, one untimed call first); every figure is the
 best of ``--repeat`` runs except the reference (one run). Prints a markdown table of times and
 ratios; the figures are kept in benchmarks/RESULTS.md.
@@ -98,7 +98,7 @@ def main() -> None:
         f"numba.set_num_threads(1)); numpy {np.__version__}, numba {numba.__version__}, "
         f"OpenCV {cv2.__version__}. Command: `{cmd}`.",
         "",
-        "Edge maps of skimage.data images (REFERENCE 3.2). trapped_ball: default arguments, warm, "
+        "Edge maps of skimage.data images (docs/method.md, Edge map). trapped_ball: default arguments, warm, "
         f"best of {args.repeat}. cc4: `cv2.connectedComponents(free, connectivity=4)` on the "
         "same map (the labelling the leftover step does); cc8: `cv2.connectedComponents(edges)` "
         "with defaults. Reference: tests/reference.py (one flood fill per region), one "

@@ -4,7 +4,7 @@ Consumes the bytes a source read for one item; produces the normalised colour im
 ``DecodeError`` whose ``reason`` is a short stable code the build counts in its shard stats), and
 ``FitParams`` + the resized / cropped image the later stages work on.
 
-Normalisation (REFERENCE.md §4): the pixel count is checked from the header before any pixel is
+Normalisation (docs/method.md, Sources): the pixel count is checked from the header before any pixel is
 decoded; EXIF orientation is applied; palette, LA, RGBA, 1-bit, CMYK, YCbCr and 16-bit images
 become 8-bit RGB; alpha is composited onto white; truncated files are rejected (Pillow's global
 ``LOAD_TRUNCATED_IMAGES`` is never touched). Animated images (GIF, APNG, WebP, MPO) keep their

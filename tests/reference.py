@@ -1,6 +1,6 @@
 """Slow, obviously-correct references for every kernel (tests and benchmarks only).
 
-Each function is written from the method's description (REFERENCE.md), with plain loops, scipy.ndimage
+Each function is written from the method's description (docs/method.md), with plain loops, scipy.ndimage
 or cv2, for clarity rather than speed; the tests compare the fast kernels in ``s2pdata`` against them
 with Hypothesis properties on small images.
 """
@@ -15,11 +15,11 @@ import numpy as np
 from scipy import ndimage
 
 # ===============================================================================================
-# Sketch extraction and hint simulation (REFERENCE §3.1, §3.8)
+# Sketch extraction and hint simulation (docs/method.md, Sketch extraction; User hints)
 #
 # Slow, obviously-correct references for s2pdata.stages.sketch and s2pdata.stages.hints (numpy / scipy only).
 #
-# Written from the formulas of REFERENCE.md 3.1 and 3.8, not from the fast code:
+# Written from the formulas of docs/method.md (Sketch extraction, User hints), not from the fast code:
 #
 # * luma is ITU-R 601 in the 15-bit fixed point OpenCV 5 uses (``(9798 R + 19235 G + 3735 B +
 #   2^14) >> 15``; it equals ``round(0.299 R + 0.587 G + 0.114 B)`` to within one grey level, which
@@ -138,11 +138,11 @@ def ref_render_hints(records: list[dict], shape, radius: int | None) -> np.ndarr
 
 
 # ===============================================================================================
-# Edge map and trapped-ball segmentation (REFERENCE §3.2, §3.3)
+# Edge map and trapped-ball segmentation (docs/method.md, Edge map; Trapped-ball segmentation)
 #
 # Slow, obviously-correct references for s2pdata.stages.regions (numpy / scipy / cv2 only).
 #
-# ``ref_trapped_ball`` follows the per-fill reference semantics (LineFiller, REFERENCE.md 3.3):
+# ``ref_trapped_ball`` follows the per-fill reference semantics (LineFiller; docs/method.md, Trapped-ball segmentation):
 # for each radius, repeatedly take the first free pixel in raster order that the ball fits
 # around, fill its 4-connected component, erode by the ball, keep the part still connected to the
 # seed, dilate back inside the component, keep the part connected to the seed; then the size
@@ -155,7 +155,7 @@ SLIVER_AREA, SLIVER_LONE_AREA, SLIVER_THIN_AREA = 50, 250, 500
 
 
 def ref_edge_map(image: np.ndarray) -> np.ndarray:
-    """REFERENCE 3.2 written out with float64 numpy and cv2's 3x3 Gaussian."""
+    """The edge map of docs/method.md written out with float64 numpy and cv2's 3x3 Gaussian."""
     if image.ndim == 3:
         gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
     else:
@@ -366,11 +366,11 @@ def adjusted_rand_index(x: np.ndarray, y: np.ndarray) -> float:
 
 
 # ===============================================================================================
-# Drafts: warp, spray, pasting (REFERENCE §3.4-§3.6)
+# Drafts: warp, spray, pasting (docs/method.md, Region pasting, Spatial warp, Colour spray)
 #
 # Slow, obviously-correct references for s2pdata.stages.warp, s2pdata.stages.spray and s2pdata.stages.drafts.
 #
-# numpy / scipy only, written from the formulas in REFERENCE.md §3.4-§3.6 and the modules'
+# numpy / scipy only, written from the formulas in docs/method.md (Region pasting to Colour spray) and the modules'
 # docstrings, never from the fast code:
 #
 # - ``ref_warp_image``: spatial-transformer bilinear sampling (``align_corners=False``) in float64,

@@ -1,4 +1,4 @@
-"""s2pdata.stages.hints: the Zhang et al. 2017 sampler (REFERENCE 3.8), rendering, resizing, json."""
+"""s2pdata.stages.hints: the Zhang et al. 2017 sampler (docs/method.md, User hints), rendering, json."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""s2pdata.stages.sketch: the three extractors and extract_sketch against slow references (REFERENCE 3.1)."""
+"""s2pdata.stages.sketch: three extractors and extract_sketch vs slow references (docs/method.md, Sketch extraction)."""
 
 from __future__ import annotations
 
@@ -220,7 +220,7 @@ def test_augmentations_are_drawn_in_range():
         rs.append(p["lighten_r"])
         assert (p["otsu_threshold"] is not None) == p["binarize"]
     assert sigmas == set(XDOG_SIGMAS)
-    assert 0.18 <= np.mean(bins) <= 0.32  # p = 0.25 (REFERENCE: 0.2-0.3)
+    assert 0.18 <= np.mean(bins) <= 0.32  # p = 0.25 (docs/method.md, Sketch extraction: 0.2-0.3)
     assert LIGHTEN_RANGE[0] <= min(rs) and max(rs) <= LIGHTEN_RANGE[1]
 
 

@@ -28,7 +28,7 @@ RATINGS = ("general", "sensitive", "questionable", "explicit")
 #: Extensions listed by default (Danbooru also holds gif/mp4/webm/zip/swf posts).
 DEFAULT_EXTS = tuple(e.lstrip(".") for e in IMAGE_EXTS)
 
-#: ``--preset colorization`` (REFERENCE.md §4): colour illustrations only.
+#: ``--preset colorization`` (docs/method.md, Sources): colour illustrations only.
 PRESETS = {
     "colorization": {
         "exclude_tags": (

@@ -3,7 +3,7 @@
 Consumes metadata files of either dialect and the ids a source listed; produces a ``MetaTable``
 (columnar, only the matched ids and only the needed columns) and caches it in the build folder.
 
-Dialects (REFERENCE.md §4): older dumps give ``tags`` as ``[{id, name, category}]`` with
+Dialects (docs/method.md, Sources): older dumps give ``tags`` as ``[{id, name, category}]`` with
 numbers as strings and ratings s/q/e where ``s`` meant *safe* (-> ``general``); 2021+ dumps give
 ``tag_string_{general,artist,character,copyright,meta}`` and ratings g/s/q/e (``s`` =
 ``sensitive``). Both become ``normalize_post``'s record.

@@ -2,7 +2,7 @@
 
 Consumes a decoded colour image ``(H, W, 3) uint8`` RGB; produces a sketch ``(H, W) uint8``
 (255 = paper, 0 = ink) and a plain JSON-able ``params`` dict recorded in the sample's json
-(REFERENCE.md section 3.1). Three weight-free extractors:
+(docs/method.md, Sketch extraction). Three weight-free extractors:
 
 * ``sketch_dilate``   PaintsChainer's recipe: 255 - (dilate(g, 3x3) - g).
 * ``sketch_xdog``     eXtended Difference of Gaussians (Winnemoeller, Kyprianidis, Olsen,
@@ -39,7 +39,7 @@ from s2pdata._check import check_choice, check_rgb
 from s2pdata._jit import register_warmup
 
 SKETCH_METHODS = ("xdog", "dilate", "highpass", "mix", "learned")
-XDOG_SIGMAS = (0.3, 0.4, 0.5)  # anime preset: three line widths (REFERENCE 3.1)
+XDOG_SIGMAS = (0.3, 0.4, 0.5)  # anime preset: three line widths (docs/method.md, Sketch extraction)
 P_BINARIZE = 0.25
 LIGHTEN_RANGE = (0.7, 1.0)
 _BASE_METHODS = ("xdog", "dilate", "highpass")

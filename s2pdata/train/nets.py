@@ -1,4 +1,4 @@
-"""Networks of the two stages (Two-stage Sketch Colorization, TOG 2018, §2 of REFERENCE.md).
+"""Networks of the two stages (Two-stage Sketch Colorization, TOG 2018; docs/method.md, The two stages).
 
 Consumes batches of ``s2pdata.data.make_loader`` (tensors in [-1, 1]); produces colour images
 (B, 3, H, W) in [-1, 1] and patch-discriminator logits.

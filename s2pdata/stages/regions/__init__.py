@@ -1,7 +1,7 @@
 """Region proposal: colour image -> edge map -> trapped-ball label map.
 
 Consumes a decoded colour image ``(H, W, 3) uint8`` RGB (or a gray ``(H, W) uint8``); produces
-an edge map ``(H, W) bool`` (REFERENCE.md section 3.2) and a label map ``(H, W) int32`` with
+an edge map ``(H, W) bool`` (docs/method.md, Edge map) and a label map ``(H, W) int32`` with
 regions numbered 1..K (section 3.3). The drafts stage cuts irregular patches out of these regions
 (section 3.4); the build stores the label map as the optional ``regions`` field.
 
@@ -26,7 +26,7 @@ from s2pdata.stages.regions._kernels import MAX_PIXELS, _fill_radius_kernel, _fi
 RADII = (3, 2, 1)
 KEEP = ("max", None, None)
 KEEP_MODES = ("max", "mean", None)
-# Sliver rule (REFERENCE 3.3 step 6); the thin-strip test stands in for LineFiller's
+# Sliver rule (docs/method.md, Trapped-ball segmentation); the thin-strip test stands in for LineFiller's
 # "few polygon vertices" test, which needs a contour per region.
 SLIVER_AREA = 50  # any region smaller than this merges
 SLIVER_LONE_AREA = 250  # ... or smaller than this with a single neighbour
@@ -162,7 +162,7 @@ def trapped_ball(edges: np.ndarray, *, radii=RADII, keep=KEEP, assign_edges: boo
     Notes
     -----
     Zhang et al., "Vectorizing Cartoon Animations", IEEE TVCG 15(4), 2009, as used by
-    "Two-stage Sketch Colorization", ACM TOG 37(6), 2018; schedule of LineFiller (REFERENCE.md
+    "Two-stage Sketch Colorization", ACM TOG 37(6), 2018; schedule of LineFiller (docs/method.md,
     section 3.3). Differences from the per-fill reference (``tests/reference.py``),
     which seeds in raster order and lets each fill claim its whole re-grown area before the
     next seed is found: here all seeds of a radius grow at once, so (a) a pixel within r of
@@ -179,7 +179,7 @@ def trapped_ball(edges: np.ndarray, *, radii=RADII, keep=KEEP, assign_edges: boo
     rule exactly -- while a round claims many pixels, then as a list-based search from the
     last round's claims; the result does not depend on that switch. Cost at 1024^2 on
     photo edge maps, one thread: about 6-7x ``cv2.connectedComponents`` on the same map
-    (``benchmarks/results_regions.md``).
+    (``benchmarks/RESULTS.md``).
     """
     edges = check_array("edges", edges, dtype=bool, ndim=2)
     radii, keep = _check_schedule(radii, keep)
@@ -275,7 +275,7 @@ def propose_regions(color: np.ndarray) -> np.ndarray:
     Notes
     -----
     "Two-stage Sketch Colorization", ACM TOG 37(6), 2018: irregular patches for draft
-    synthesis come from these regions (REFERENCE.md sections 3.2-3.4).
+    synthesis come from these regions (docs/method.md, Edge map to Region pasting).
     """
     return trapped_ball(edge_map(color))
 
