@@ -243,7 +243,7 @@ _EXTRA_FIELDS = {
 
 
 def pool_patches(data: bytes, *, key: str, seed: int, cfg: SynthConfig, per_image: int = 8, check=None) -> list[Patch]:
-    """Patches one image gives the build's pool (paper §3.4): half rectangles with side
+    """Patches one image gives the build's pool (paper; docs/method.md, Region pasting): half rectangles with side
     ~ U[64, 256], half trapped-ball regions (a rectangle where no region qualifies).
 
     Cut from the image at the build's resolution, so pasting needs no rescaling.

@@ -1,4 +1,4 @@
-"""Synthetic colour drafts (Two-stage Sketch Colorization, TOG 2018, §3.4-§3.7).
+"""Synthetic colour drafts (Two-stage Sketch Colorization, TOG 2018; docs/method.md, Drafts).
 
 Consumes a colour image ``(H, W, 3) uint8`` (the ground truth) and a ``PatchPool`` of patches cut
 across the dataset (rectangles and trapped-ball regions); produces a flawed colour draft
@@ -7,10 +7,10 @@ re-creates the identical draft.
 
 A draft applies the paper's three corruptions together, in this fixed order:
 
-1. **paste** (§3.4, wrong colours): several pool patches, each rotated, pasted at random positions;
-2. **warp** (§3.5, blur and displacement): one random affine transform of the whole picture, so
+1. **paste** (Region pasting: wrong colours): several pool patches, each rotated, pasted at random positions;
+2. **warp** (Spatial warp: blur and displacement): one random affine transform of the whole picture, so
    pasted patches are distorted together with the content around them;
-3. **spray** (§3.6, colour bleeding): colours picked from the ground truth sprayed along straight
+3. **spray** (Colour spray: colour bleeding): colours picked from the ground truth sprayed along straight
    soft strokes on top, so the strokes themselves stay straight and cross warped boundaries.
 """
 
@@ -48,7 +48,7 @@ def _check_rng(rng) -> np.random.Generator:
 
 
 def cut_rect_patch(color: np.ndarray, *, rng: np.random.Generator, side=(64, 256), key: str = "") -> Patch:
-    """Cut a random axis-aligned rectangle (paper §3.4: side ~ U[64, 256] px).
+    """Cut a random axis-aligned rectangle (paper; docs/method.md, Region pasting: side ~ U[64, 256] px).
 
     Height and width are drawn independently from U{lo..hi}, each clipped to the image, and the
     position uniformly among those that fit.
@@ -84,7 +84,7 @@ def cut_region_patch(
     max_side: int = 256,
     key: str = "",
 ) -> Patch | None:
-    """Cut one random trapped-ball region (paper §3.4 irregular patches).
+    """Cut one random trapped-ball region (paper's irregular patches; docs/method.md, Region pasting).
 
     A region (label > 0) is eligible when it has at least ``min_area`` pixels and its bounding
     box is at most ``max_side`` on each side (keeps patches comparable to rectangles and excludes
@@ -276,7 +276,7 @@ def make_draft(
     spray_width=(64, 128),
     ref_size: int = 512,
 ) -> tuple[np.ndarray, dict]:
-    """Synthesise a flawed colour draft from the ground truth (paper §3.4-§3.7).
+    """Synthesise a flawed colour draft from the ground truth (paper; docs/method.md, Drafts).
 
     Order: paste ``n_pastes ~ U{lo..hi}`` random pool patches (uniform index, angle ~ U[angle),
     scale ~ U[scale], centre uniform over the image), then warp the whole picture with

@@ -1,4 +1,4 @@
-"""Random colour spray for colour drafts (Two-stage Sketch Colorization, TOG 2018, §3.6).
+"""Random colour spray for colour drafts (Two-stage Sketch Colorization, TOG 2018; docs/method.md, Colour spray).
 
 Consumes a colour image ``(H, W, 3) uint8``; produces a ``SprayParams`` record (one colour picked
 from the image, a few straight paths with widths, softness and opacity) and, from it, a soft

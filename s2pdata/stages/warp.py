@@ -1,4 +1,4 @@
-"""Random spatial transform for colour drafts (Two-stage Sketch Colorization, TOG 2018, §3.5).
+"""Random spatial transform for colour drafts (Two-stage Sketch Colorization, TOG 2018; docs/method.md, Spatial warp).
 
 Consumes a colour image (or a label map, or points) and an ``AffineParams`` record; produces the
 same target moved by one affine transform with spatial-transformer semantics, so a draft's

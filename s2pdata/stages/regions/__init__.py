@@ -2,8 +2,8 @@
 
 Consumes a decoded colour image ``(H, W, 3) uint8`` RGB (or a gray ``(H, W) uint8``); produces
 an edge map ``(H, W) bool`` (docs/method.md, Edge map) and a label map ``(H, W) int32`` with
-regions numbered 1..K (section 3.3). The drafts stage cuts irregular patches out of these regions
-(section 3.4); the build stores the label map as the optional ``regions`` field.
+regions numbered 1..K (Trapped-ball segmentation). The drafts stage cuts irregular patches out of these regions
+(Region pasting); the build stores the label map as the optional ``regions`` field.
 
 * ``edge_map``        blur difference, min-max normalised, thresholded at its mean (the
   Style2Paints code calls it hard_norm).
@@ -163,7 +163,7 @@ def trapped_ball(edges: np.ndarray, *, radii=RADII, keep=KEEP, assign_edges: boo
     -----
     Zhang et al., "Vectorizing Cartoon Animations", IEEE TVCG 15(4), 2009, as used by
     "Two-stage Sketch Colorization", ACM TOG 37(6), 2018; schedule of LineFiller (docs/method.md,
-    section 3.3). Differences from the per-fill reference (``tests/reference.py``),
+    Trapped-ball segmentation). Differences from the per-fill reference (``tests/reference.py``),
     which seeds in raster order and lets each fill claim its whole re-grown area before the
     next seed is found: here all seeds of a radius grow at once, so (a) a pixel within r of
     two seed components goes to the geodesically nearer one rather than to the earlier seed,
