@@ -21,8 +21,8 @@ def register_warmup(fn: Callable[[], object]) -> Callable[[], object]:
     return fn
 
 
-def warmup() -> None:
-    """Compile (or load from cache) every registered kernel by calling its warm-up once."""
+def _import_stages() -> None:
+    """Import every stage module (each registers its kernels and warm-ups on import)."""
     import importlib
 
     for mod in (
@@ -42,8 +42,47 @@ def warmup() -> None:
         except ModuleNotFoundError as exc:  # a stage not written yet
             if exc.name != mod:
                 raise
+
+
+def warmup() -> None:
+    """Compile (or load from cache) every registered kernel by calling its warm-up once."""
+    _import_stages()
     for fn in list(_WARMUPS):
         fn()
+
+
+def kernel_cache_is_cold() -> bool:
+    """Whether Numba's on-disk cache holds none of this package's compiled kernels.
+
+    Then the first build compiles every kernel it uses (about 40 s, in each worker). Reads the
+    index file of each ``cache=True`` kernel the way Numba does on a call (an index written by
+    another Numba version or for an older source file counts as empty); compiles nothing and
+    takes a few milliseconds. Kernels only ever inlined into others have no entry of their own,
+    so the cache is cold when every index is empty, not when any one is. Returns False when the
+    cache cannot be inspected.
+
+    Returns
+    -------
+    bool
+        True when no kernel has a usable cache entry.
+    """
+    import sys
+
+    from numba.core.dispatcher import Dispatcher
+
+    _import_stages()
+    kernels = [
+        obj
+        for name, mod in list(sys.modules.items())
+        if name.startswith("s2pdata.")
+        for obj in vars(mod).values()
+        if isinstance(obj, Dispatcher) and obj.__module__ == name
+    ]
+    try:
+        # Numba's own per-function cache objects: no public API says whether an entry exists
+        return bool(kernels) and not any(k._cache._cache_file._load_index() for k in kernels)
+    except Exception:  # a Numba whose cache internals differ: say nothing rather than guess
+        return False
 
 
 SINGLE_THREAD = False  # set by single_thread(): this process is one of a build's workers

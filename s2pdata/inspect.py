@@ -19,13 +19,13 @@ import cv2
 import numpy as np
 
 from .data import open_shards
-from .shards import DATASET_JSON, sum_stats
+from .shards import DATASET_JSON, stats_files, sum_stats
 
 
 def summarize(out: str | Path) -> dict:
     """Totals over every committed shard's stats file."""
     out = Path(out)
-    stats = [json.loads(p.read_text()) for p in sorted(out.glob("shard-*.stats.json"))]
+    stats = [json.loads(p.read_text()) for p in stats_files(out)]
     manifest = json.loads((out / DATASET_JSON).read_text()) if (out / DATASET_JSON).exists() else {}
     return {
         "shards": len(stats),

@@ -9,6 +9,7 @@ names in an output folder:
     DIR/shard-000000.stats.json per-shard counts, reject reasons, bytes, timings (commit marker)
     DIR/shardindex.json         wids index
     DIR/rejects.jsonl           one line per bad input (key, path, reason, detail)
+    DIR/pool/patch_pool.*       the patch pool the drafts paste from (``s2pdata.pool``)
 
 A shard is committed when its stats file exists: the tar is written to ``.tmp``, fsynced and
 renamed first, the stats file last. Tar headers carry a fixed mtime, owner and mode so the
@@ -39,11 +40,21 @@ REJECTS = "rejects.jsonl"
 POOL_DIR = "pool"  # the patch pool a build's drafts paste from, beside its shards
 POOL_JSON = "patch_pool.json"  # the pool's index (s2pdata.pool)
 POOL_NPY = "patch_pool.npy"  # the pixels of a pool written by PatchPool.save
+POOL_PARTS = "parts"  # inside POOL_DIR: the pre-pass's chunks, merged into the pool, then removed
+_SHARD_GLOB = "shard-*.tar"
+_STATS_GLOB = "shard-*.stats.json"
+_POOL_GLOB = "patch_pool*"  # POOL_JSON, POOL_NPY and every pool_part_name
+_TMP_GLOB = "*.tmp"  # what _tmp_path names: a write a killed process left unfinished
 
 
 def pool_part_name(index: int) -> str:
     """The pixel file of the ``index``-th part in a merged pool."""
     return f"patch_pool-{index:05d}.npy"
+
+
+def pool_chunk_name(index: int) -> str:
+    """The folder (inside ``POOL_DIR/POOL_PARTS``) of the pre-pass chunk that starts at item ``index``."""
+    return f"{index:08d}"
 
 
 @dataclass(frozen=True)
@@ -163,10 +174,12 @@ def decode_sample(raw: dict[str, bytes]) -> dict:
 
 
 def shard_name(index: int) -> str:
+    """The tar of the ``index``-th shard in plan order."""
     return f"shard-{index:06d}.tar"
 
 
 def stats_name(index: int) -> str:
+    """The stats file (commit marker) of the ``index``-th shard."""
     return f"shard-{index:06d}.stats.json"
 
 
@@ -257,10 +270,32 @@ def committed_shards(out: Path, n_shards: int) -> dict[int, dict]:
     return done
 
 
+def shard_files(out: Path) -> list[Path]:
+    """Every shard tar in the folder ``out``, sorted (committed or not)."""
+    return sorted(Path(out).glob(_SHARD_GLOB))
+
+
+def stats_files(out: Path) -> list[Path]:
+    """Every shard's stats file in the folder ``out``, sorted: the committed shards."""
+    return sorted(Path(out).glob(_STATS_GLOB))
+
+
+def build_files(out: Path) -> list[Path]:
+    """Every file a build writes into ``out`` that exists now (what ``--overwrite`` deletes)."""
+    out = Path(out)
+    return (
+        [out / n for n in (DATASET_JSON, INDEX_JSON, REJECTS) if (out / n).exists()]
+        + sorted((out / POOL_DIR).glob(_POOL_GLOB))
+        + shard_files(out)
+        + stats_files(out)
+        + sorted(out.glob(_TMP_GLOB))
+    )
+
+
 def remove_partials(out: Path) -> list[str]:
     """Delete ``*.tmp`` files a killed build left behind; returns their names."""
     removed = []
-    for p in sorted(Path(out).glob("*.tmp")):
+    for p in sorted(Path(out).glob(_TMP_GLOB)):
         p.unlink()
         removed.append(p.name)
     return removed
@@ -306,7 +341,7 @@ def shard_paths(path: str | os.PathLike | Iterable) -> list[str]:
     if isinstance(path, (str, os.PathLike)):
         p = Path(path)
         if p.is_dir():
-            return sorted(str(x) for x in p.glob("shard-*.tar"))
+            return [str(x) for x in shard_files(p)]
         if any(ch in str(path) for ch in "*?["):
             import glob
 

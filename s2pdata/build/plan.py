@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .. import SCHEMA_VERSION, __version__
 from .._rng import stable_seed
-from ..shards import DATASET_JSON, INDEX_JSON, POOL_DIR, REJECTS
+from ..shards import DATASET_JSON, build_files, shard_files
 from ..sources import Item, Source
 from ..stages.learned import weights_digest
 from ..synth import SynthConfig
@@ -129,23 +129,12 @@ class BuildRefused(RuntimeError):
     """The output folder holds a different build; nothing was touched."""
 
 
-def _owned_files(out: Path) -> list[Path]:
-    names = [DATASET_JSON, INDEX_JSON, REJECTS]
-    return (
-        [out / n for n in names if (out / n).exists()]
-        + sorted(out.glob(f"{POOL_DIR}/patch_pool*"))
-        + sorted(out.glob("shard-*.tar"))
-        + sorted(out.glob("shard-*.stats.json"))
-        + sorted(out.glob("*.tmp"))
-    )
-
-
 def prepare_out(out: Path, header: dict, *, overwrite: bool) -> None:
     """Create ``out``, or check it holds the same build (resume), or clear it (overwrite)."""
     out.mkdir(parents=True, exist_ok=True)
     manifest = out / DATASET_JSON
     if overwrite:
-        for p in _owned_files(out):
+        for p in build_files(out):
             p.unlink()
     elif manifest.exists():
         old = json.loads(manifest.read_text())
@@ -157,7 +146,7 @@ def prepare_out(out: Path, header: dict, *, overwrite: bool) -> None:
                 + "\nRe-run with the folder's settings to resume it, pass --overwrite to delete it and "
                 "build anew, or choose another --out."
             )
-    elif any(out.glob("shard-*.tar")):
+    elif shard_files(out):
         raise BuildRefused(f"{out} holds shards but no {DATASET_JSON}; pass --overwrite or choose another --out")
 
 
