@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -74,3 +76,126 @@ def check_hw(name: str, shape) -> tuple[int, int]:
     if h < 1 or w < 1:
         raise ValueError(f"{name} must have H, W >= 1, e.g. image.shape, got {shape!r}")
     return h, w
+
+
+def check_rng(rng: object, name: str = "rng") -> np.random.Generator:
+    """Validate a random generator and return it unchanged.
+
+    Parameters
+    ----------
+    rng : object
+        Must be a ``numpy.random.Generator`` (a legacy ``RandomState`` or a seed is refused, so
+        that every draw comes from a stream keyed by the sample).
+    name : str
+        Argument name for the message.
+
+    Raises
+    ------
+    TypeError
+        When ``rng`` is anything else.
+    """
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(
+            f"{name} must be a numpy Generator, got {type(rng).__name__}; use s2pdata._rng.sample_rng(seed, key)"
+        )
+    return rng
+
+
+def _bounds_text(low: float, high: float) -> tuple[str, str]:
+    """``"lo <= "`` / ``" <= hi"`` fragments for the finite bounds only."""
+    left = f"{low} <= " if math.isfinite(low) else ""
+    right = f" <= {high}" if math.isfinite(high) else ""
+    return left, right
+
+
+def check_pair(
+    name: str, value: object, *, low: float = -math.inf, high: float = math.inf, integer: bool = False
+) -> tuple:
+    """Validate a ``(low, high)`` range of numbers and return it as two floats (or ints).
+
+    Parameters
+    ----------
+    name : str
+        Argument name for the message.
+    value : object
+        A two-entry sequence of numbers ``(a, b)``.
+    low, high : float
+        Inclusive bounds: ``low <= a <= b <= high`` must hold.
+    integer : bool
+        Return ``int(a), int(b)`` (truncated) instead of floats.
+
+    Raises
+    ------
+    TypeError
+        When ``value`` is not two numbers.
+    ValueError
+        When an entry is not finite, ``a > b``, or the pair leaves ``[low, high]``.
+    """
+    kind = "ints" if integer else "numbers"
+    try:
+        a, b = value
+        a, b = float(a), float(b)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a (low, high) pair of {kind}, got {value!r}; pass e.g. (1, 4)") from None
+    if not (math.isfinite(a) and math.isfinite(b) and low <= a <= b <= high):
+        left, right = _bounds_text(low, high)
+        raise ValueError(
+            f"{name} must be finite with {left}low <= high{right}, got {value!r}; swap or clip the two entries"
+        )
+    return (int(a), int(b)) if integer else (a, b)
+
+
+def _as_float(name: str, value: object, want: str) -> float:
+    """``float(value)``; a TypeError naming ``name`` when it is not a number."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be {want}, got {type(value).__name__} {value!r}") from None
+
+
+def check_finite(name: str, value: object) -> float:
+    """Validate a finite number and return it as a float.
+
+    Raises
+    ------
+    TypeError
+        When ``value`` is not a number.
+    ValueError
+        When it is NaN or infinite.
+    """
+    v = _as_float(name, value, "a finite number")
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be a finite number, got {value!r}; pass a real value")
+    return v
+
+
+def check_positive(name: str, value: object) -> float:
+    """Validate a finite number > 0 and return it as a float.
+
+    Raises
+    ------
+    TypeError
+        When ``value`` is not a number.
+    ValueError
+        When it is not finite or not > 0.
+    """
+    v = _as_float(name, value, "a finite number > 0")
+    if not (math.isfinite(v) and v > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}; pass a positive value")
+    return v
+
+
+def check_range(name: str, value: object, low: float, high: float) -> float:
+    """Validate a finite number in ``[low, high]`` and return it as a float.
+
+    Raises
+    ------
+    TypeError
+        When ``value`` is not a number.
+    ValueError
+        When it is not finite or lies outside ``[low, high]``.
+    """
+    v = _as_float(name, value, f"a number in [{low}, {high}]")
+    if not (math.isfinite(v) and low <= v <= high):
+        raise ValueError(f"{name} must be in [{low}, {high}], got {value!r}; clip it to that range")
+    return v

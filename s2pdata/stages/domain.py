@@ -20,7 +20,7 @@ import cv2
 import numba
 import numpy as np
 
-from s2pdata._check import check_rgb
+from s2pdata._check import check_range, check_rgb, check_rng
 from s2pdata._jit import JIT, register_warmup
 
 SAMPLE = 4096  # pixels the Lloyd loop fits on
@@ -28,14 +28,6 @@ ITERS = 20  # Lloyd iterations (stops early when no assignment changes)
 MODE_PASSES = 2  # mode-filter passes
 
 PARAM_KEYS = ("k", "centers_lab", "palette", "smooth", "passes", "blur")
-
-
-def _check_rng(rng) -> np.random.Generator:
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(
-            f"rng must be a numpy Generator, got {type(rng).__name__}; use s2pdata._rng.sample_rng(seed, key)"
-        )
-    return rng
 
 
 def _check_k(k) -> int:
@@ -183,7 +175,7 @@ def quantize(color: np.ndarray, *, rng: np.random.Generator, k: int = 8) -> tupl
     Shape: ``(H, W, 3) -> (H, W, 3)``.
     """
     color = check_rgb("color", color)
-    _check_rng(rng)
+    check_rng(rng)
     k = _check_k(k)
     idx, params = _fit(color, rng, k)
     return _render(idx, params), params
@@ -260,10 +252,8 @@ def color_domain(
         raise ValueError(f"smooth must be an odd int >= 1 (or 0 for automatic), got {smooth!r}")
     if isinstance(passes, bool) or not isinstance(passes, (int, np.integer)) or passes < 0:
         raise ValueError(f"passes must be an int >= 0, got {passes!r}")
-    blur = float(blur)
-    if not (math.isfinite(blur) and blur >= 0):
-        raise ValueError(f"blur must be a finite number >= 0, got {blur!r}")
-    _check_rng(rng)
+    blur = check_range("blur", blur, 0.0, math.inf)
+    check_rng(rng)
     idx, params = _fit(color, rng, _check_k(k))
     params.update(smooth=int(smooth), passes=int(passes), blur=blur)
     return _render(idx, params), params

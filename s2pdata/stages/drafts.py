@@ -22,29 +22,13 @@ import cv2
 import numba
 import numpy as np
 
-from s2pdata._check import check_array, check_rgb
+from s2pdata._check import check_array, check_pair, check_rgb, check_rng
 from s2pdata._jit import JIT, register_warmup
 from s2pdata.pool import Patch, PatchPool
 from s2pdata.stages.spray import SprayParams, apply_spray, make_spray_params
 from s2pdata.stages.warp import AffineParams, make_affine_params, warp_image
 
 DRAFT_VERSION = 1
-
-
-def _int_pair(name: str, value) -> tuple[int, int]:
-    try:
-        lo, hi = int(value[0]), int(value[1])
-    except (TypeError, ValueError, IndexError):
-        raise TypeError(f"{name} must be an (int, int) pair, got {value!r}") from None
-    if lo < 0 or lo > hi:
-        raise ValueError(f"{name} must satisfy 0 <= low <= high, got {value!r}")
-    return lo, hi
-
-
-def _check_rng(rng) -> np.random.Generator:
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"rng must be a numpy Generator, got {type(rng).__name__}; use s2pdata._rng.sample_rng")
-    return rng
 
 
 def cut_rect_patch(color: np.ndarray, *, rng: np.random.Generator, side=(64, 256), key: str = "") -> Patch:
@@ -58,10 +42,8 @@ def cut_rect_patch(color: np.ndarray, *, rng: np.random.Generator, side=(64, 256
     (H, W, 3) uint8 -> Patch with rgb (h, w, 3), mask all True
     """
     color = check_rgb("color", color)
-    _check_rng(rng)
-    lo, hi = _int_pair("side", side)
-    if lo < 1:
-        raise ValueError(f"side must be >= 1, got {side!r}")
+    check_rng(rng)
+    lo, hi = check_pair("side", side, low=1, integer=True)
     H, W = color.shape[:2]
     h = min(H, int(rng.integers(lo, hi + 1)))
     w = min(W, int(rng.integers(lo, hi + 1)))
@@ -121,7 +103,7 @@ def cut_region_patches(
     labels = check_array("labels", labels, dtype=np.int32, ndim=2)
     if labels.shape != color.shape[:2]:
         raise ValueError(f"labels shape {labels.shape} must equal color's (H, W) {color.shape[:2]}")
-    _check_rng(rng)
+    check_rng(rng)
     if labels.min() < 0:
         raise ValueError(f"labels must be >= 0 (0 = no region), got min {labels.min()}")
     areas, boxes = _label_boxes(labels, int(labels.max()))
@@ -304,9 +286,9 @@ def make_draft(
     """
     color = check_rgb("color", color)
     pool = _check_pool(pool)
-    _check_rng(rng)
-    lo_p, hi_p = _int_pair("n_pastes", n_pastes)
-    lo_s, hi_s = _int_pair("n_sprays", n_sprays)
+    check_rng(rng)
+    lo_p, hi_p = check_pair("n_pastes", n_pastes, low=0, integer=True)
+    lo_s, hi_s = check_pair("n_sprays", n_sprays, low=0, integer=True)
     H, W = color.shape[:2]
     pastes = []
     if len(pool):

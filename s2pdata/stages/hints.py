@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from s2pdata._check import check_array, check_hw, check_rgb
+from s2pdata._check import check_array, check_hw, check_rgb, check_rng
 
 P_STOP = 1 / 8
 MAX_SIDE = 9
@@ -103,8 +103,7 @@ def sample_hints(
     (H, W, 3) uint8 -> Hints with N points
     """
     color = check_rgb("color", color)
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"rng must be a numpy Generator, got {type(rng).__name__}; use s2pdata._rng.sample_rng")
+    check_rng(rng)
     if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)) or not 0 < p <= 1:
         raise ValueError(f"p must be a number in (0, 1], got {p!r}")
     if isinstance(max_side, bool) or not isinstance(max_side, (int, np.integer)) or max_side < 1:

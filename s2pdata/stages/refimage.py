@@ -19,32 +19,12 @@ location it shows, for correspondence supervision.
 
 from __future__ import annotations
 
-import math
-
 import cv2
 import numpy as np
 
-from s2pdata._check import check_rgb
+from s2pdata._check import check_pair, check_range, check_rgb, check_rng
 
 PARAM_KEYS = ("size", "grid", "disp", "crop_box", "hue_shift", "sat_scale", "val_scale")
-
-
-def _check_rng(rng) -> np.random.Generator:
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(
-            f"rng must be a numpy Generator, got {type(rng).__name__}; use s2pdata._rng.sample_rng(seed, key)"
-        )
-    return rng
-
-
-def _range(name: str, value, lo: float, hi: float) -> tuple[float, float]:
-    try:
-        a, b = (float(v) for v in value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a (low, high) pair of numbers, got {value!r}") from None
-    if not (math.isfinite(a) and math.isfinite(b) and lo <= a <= b <= hi):
-        raise ValueError(f"{name} must satisfy {lo} <= low <= high <= {hi}, got {value!r}")
-    return a, b
 
 
 def make_reference_params(
@@ -67,21 +47,17 @@ def make_reference_params(
     ``disp`` nested lists (grid+1) x (grid+1) x [d_row, d_col] floats in pixels; ``crop_box``
     [top, left, height, width] ints; ``hue_shift`` (degrees), ``sat_scale``, ``val_scale`` floats.
     """
-    _check_rng(rng)
+    check_rng(rng)
     h, w = int(shape[0]), int(shape[1])
     if h <= 0 or w <= 0:
         raise ValueError(f"shape must have positive H and W, got {shape!r}")
     if isinstance(grid, bool) or not isinstance(grid, (int, np.integer)) or not 1 <= grid <= 64:
         raise ValueError(f"grid must be an int in 1..64, got {grid!r}")
-    max_disp = float(max_disp)
-    if not (math.isfinite(max_disp) and 0 <= max_disp <= 0.25):
-        raise ValueError(f"max_disp must be in [0, 0.25] (a fraction of the side), got {max_disp!r}")
-    c_lo, c_hi = _range("crop", crop, 1e-3, 1.0)
-    s_lo, s_hi = _range("sat", sat, 0.0, 10.0)
-    v_lo, v_hi = _range("val", val, 0.0, 10.0)
-    hue = float(hue)
-    if not (math.isfinite(hue) and 0 <= hue <= 180):
-        raise ValueError(f"hue must be in [0, 180] degrees, got {hue!r}")
+    max_disp = check_range("max_disp", max_disp, 0.0, 0.25)  # a fraction of the side
+    c_lo, c_hi = check_pair("crop", crop, low=1e-3, high=1.0)
+    s_lo, s_hi = check_pair("sat", sat, low=0.0, high=10.0)
+    v_lo, v_hi = check_pair("val", val, low=0.0, high=10.0)
+    hue = check_range("hue", hue, 0.0, 180.0)  # degrees
     side = max(h, w)
     disp = rng.uniform(-1.0, 1.0, (grid + 1, grid + 1, 2)) * (max_disp * side)
     frac = rng.uniform(c_lo, c_hi)

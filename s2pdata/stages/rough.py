@@ -36,7 +36,7 @@ import math
 import cv2
 import numpy as np
 
-from s2pdata._check import check_gray
+from s2pdata._check import check_gray, check_range, check_rng
 
 GRAIN_MAX = 24.0  # paper grain never darkens paper by more than this (grey levels)
 JITTER_CELL = 48  # px between the coarse control values of the smooth fields
@@ -63,14 +63,6 @@ PARAM_KEYS = (
     "grain_seed",
     "max_offset",
 )
-
-
-def _check_rng(rng) -> np.random.Generator:
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(
-            f"rng must be a numpy Generator, got {type(rng).__name__}; use s2pdata._rng.sample_rng(seed, key)"
-        )
-    return rng
 
 
 def smooth_field(shape, cell: int, seed: int) -> np.ndarray:
@@ -120,10 +112,8 @@ def make_rough_params(sketch: np.ndarray, *, rng: np.random.Generator, strength:
     ``roughen_sketch``).
     """
     sketch = check_gray("sketch", sketch)
-    _check_rng(rng)
-    s = float(strength)
-    if not (math.isfinite(s) and 0.0 <= s <= MAX_STRENGTH):
-        raise ValueError(f"strength must be a number in [0, {MAX_STRENGTH}], got {strength!r}")
+    check_rng(rng)
+    s = check_range("strength", strength, 0.0, MAX_STRENGTH)
     h, w = sketch.shape
     seeds = [int(v) for v in rng.integers(0, _SEED_HI, 5)]
     jitter_amp = 1.5 * s

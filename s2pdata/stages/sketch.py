@@ -30,12 +30,10 @@ Known weaknesses (all three are local contrast detectors, not line detectors):
 
 from __future__ import annotations
 
-import math
-
 import cv2
 import numpy as np
 
-from s2pdata._check import check_choice, check_rgb
+from s2pdata._check import check_choice, check_finite, check_positive, check_rgb, check_rng
 from s2pdata._jit import register_warmup
 
 SKETCH_METHODS = ("xdog", "dilate", "highpass", "mix", "learned")
@@ -78,28 +76,6 @@ def _gray(color: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(color, cv2.COLOR_RGB2GRAY)  # input is RGB (project convention)
 
 
-def _check_positive(name: str, value: object) -> float:
-    """A finite number > 0 as float; the error names ``name``."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a finite number > 0, got {type(value).__name__} {value!r}") from None
-    if not (math.isfinite(v) and v > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return v
-
-
-def _check_finite(name: str, value: object) -> float:
-    """A finite number as float; the error names ``name``."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a finite number, got {type(value).__name__} {value!r}") from None
-    if not math.isfinite(v):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return v
-
-
 def sketch_dilate(color: np.ndarray) -> np.ndarray:
     """Line art by morphological gradient (PaintsChainer's recipe).
 
@@ -132,10 +108,10 @@ def sketch_xdog(
     Shape: ``(H, W, 3) uint8`` -> ``(H, W) uint8`` (255 paper, 0 ink).
     """
     color = check_rgb("color", color)
-    sigma = _check_positive("sigma", sigma)
-    k = _check_positive("k", k)
-    phi = _check_positive("phi", phi)
-    tau, eps = _check_finite("tau", tau), _check_finite("eps", eps)
+    sigma = check_positive("sigma", sigma)
+    k = check_positive("k", k)
+    phi = check_positive("phi", phi)
+    tau, eps = check_finite("tau", tau), check_finite("eps", eps)
     g = _gray(color).astype(np.float32) * np.float32(1.0 / 255.0)
     # D = G_sigma(g) - tau G_{k sigma}(g), (H, W) float32, in place (fresh 4 MB temporaries at
     # 512^2 cost more than the arithmetic); -tau b + a is bit-for-bit a - tau b
@@ -162,7 +138,7 @@ def sketch_highpass(color: np.ndarray, *, sigma: float = 3.0) -> np.ndarray:
     Shape: ``(H, W, 3) uint8`` -> ``(H, W) uint8`` (255 paper, 0 ink).
     """
     color = check_rgb("color", color)
-    sigma = _check_positive("sigma", sigma)
+    sigma = check_positive("sigma", sigma)
     # one channel at a time into reused (H, W) float32 buffers: fresh multi-MB temporaries cost
     # more in page faults than the arithmetic; channel order does not matter here
     k = _gaussian_kernel(sigma)
@@ -234,10 +210,7 @@ def extract_sketch(
     """
     color = check_rgb("color", color)
     check_choice("method", method, SKETCH_METHODS)
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(
-            f"rng must be a numpy Generator, got {type(rng).__name__}; use s2pdata._rng.sample_rng(seed, key)"
-        )
+    check_rng(rng)
     if (method == "learned") != (extractor is not None):
         raise ValueError(
             "extractor must be given exactly when method is 'learned' (got method="

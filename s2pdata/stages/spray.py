@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from s2pdata._check import check_hw, check_rgb
+from s2pdata._check import check_hw, check_pair, check_rgb, check_rng
 from s2pdata._jit import JIT, register_warmup
 
 #: Pixels with HSV saturation (max - min) / max at least this count as "saturated" colour sources.
@@ -92,16 +92,6 @@ class SprayParams:
         )
 
 
-def _pair(name: str, value) -> tuple[float, float]:
-    try:
-        lo, hi = (float(value[0]), float(value[1]))
-    except (TypeError, ValueError, IndexError):
-        raise TypeError(f"{name} must be a (low, high) pair, got {value!r}") from None
-    if not (np.isfinite(lo) and np.isfinite(hi) and lo <= hi):
-        raise ValueError(f"{name} must be finite with low <= high, got {value!r}")
-    return lo, hi
-
-
 def pick_color(color: np.ndarray, *, rng: np.random.Generator) -> tuple[int, int, int]:
     """Pick the spray colour: a random pixel of a saturated part of the image.
 
@@ -163,18 +153,15 @@ def make_spray_params(
     (H, W, 3) uint8 -> record; end points are uniform over the image in (row, col).
     """
     color = check_rgb("color", color)
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"rng must be a numpy Generator, got {type(rng).__name__}; use s2pdata._rng.sample_rng")
-    lo_n, hi_n = (int(v) for v in _pair("n_paths", n_paths))
-    if lo_n < 1:
-        raise ValueError(f"n_paths must be >= 1, got {n_paths!r}")
-    w_lo, w_hi = _pair("width", width)
+    check_rng(rng)
+    lo_n, hi_n = check_pair("n_paths", n_paths, low=1, integer=True)
+    w_lo, w_hi = check_pair("width", width)
     if w_lo <= 0:
-        raise ValueError(f"width must be positive, got {width!r}")
+        raise ValueError(f"width must be positive, got {width!r}; pass e.g. (4.0, 16.0)")
     if int(ref_size) <= 0:
         raise ValueError(f"ref_size must be a positive int, got {ref_size!r}")
-    s_lo, s_hi = _pair("softness", softness)
-    o_lo, o_hi = _pair("opacity", opacity)
+    s_lo, s_hi = check_pair("softness", softness)
+    o_lo, o_hi = check_pair("opacity", opacity)
     h, w = color.shape[:2]
     rgb = pick_color(color, rng=rng)
     n = int(rng.integers(lo_n, hi_n + 1))

@@ -17,12 +17,13 @@ the border modes pair up as reflect <-> "reflection" (mirror about pixel edges, 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from s2pdata._check import check_array, check_choice, check_hw
+from s2pdata._check import check_array, check_choice, check_hw, check_range, check_rng
 
 IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 
@@ -94,10 +95,8 @@ def make_affine_params(shape, *, rng: np.random.Generator, sigma: float = 0.1, o
     no array output; theta is (2, 3).
     """
     check_hw("shape", shape)
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"rng must be a numpy Generator, got {type(rng).__name__}; use s2pdata._rng.sample_rng")
-    if not (np.isfinite(sigma) and sigma >= 0):
-        raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}")
+    check_rng(rng)
+    sigma = check_range("sigma", sigma, 0.0, math.inf)
     if one_sided:
         noise = rng.uniform(0.0, sigma, size=6)
     else:
