@@ -127,13 +127,46 @@ def decode_image(
     return rgb
 
 
+_MAGIC = (
+    (b"GIF8", "GIF"),
+    (b"%PDF", "PDF"),
+    (b"PK\x03\x04", "a ZIP archive"),
+    (b"\x1f\x8b", "gzip data"),
+    (b"\x7fELF", "an ELF executable"),
+    (b"\x1aE\xdf\xa3", "Matroska/WebM video"),
+    (b"RIFF", "a RIFF file (WAV/AVI)"),
+    (b"8BPS", "a Photoshop document"),
+    (b"\xff\xd8", "JPEG"),
+    (b"\x89PNG", "PNG"),
+)
+
+
+def sniff(data: bytes) -> str:
+    """What ``data`` looks like, for a reject's detail: a type name, never the bytes themselves
+    (a rejected file may be anything a link pointed at, and the rejects log is shared)."""
+    head = bytes(data[:16])
+    if not head:
+        return "nothing"
+    if head[4:8] == b"ftyp":
+        return "an MP4/QuickTime/HEIF container"
+    for magic, name in _MAGIC:
+        if head.startswith(magic):
+            return name
+    sample = bytes(data[:4096])
+    try:
+        text = sample.decode("utf-8")
+    except UnicodeDecodeError:
+        return "unrecognised binary data"
+    return "text" if all(c.isprintable() or c in "\r\n\t" for c in text) else "unrecognised binary data"
+
+
 def _open_checked(data: bytes, max_pixels: int, min_side: int, formats, draft) -> Image.Image:
     """Open lazily, check the header's size, then decode pixels and apply EXIF orientation."""
     try:
         im = Image.open(io.BytesIO(data), formats=_available_formats(formats))
     except UnidentifiedImageError as exc:
         raise DecodeError(
-            "not-an-image", f"no decoder among {list(formats)} recognises {len(data)} bytes starting {data[:8]!r}"
+            "not-an-image", f"{len(data)} bytes of {sniff(data)}; no decoder among {list(formats)} recognises them"
         ) from exc
     except Image.DecompressionBombError as exc:
         raise DecodeError("too-many-pixels", f"Pillow's bomb limit: {exc}") from exc

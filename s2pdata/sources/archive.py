@@ -22,8 +22,7 @@ import tarfile
 from pathlib import Path, PurePosixPath
 from typing import NamedTuple
 
-#: Largest member (or file) a source will read; bigger ones are skipped as ``too-large``.
-MAX_BYTES = 256 * 1024 * 1024
+from .base import MAX_BYTES
 
 
 class Member(NamedTuple):
