@@ -24,6 +24,10 @@ from typing import NamedTuple
 
 from .base import MAX_BYTES
 
+#: Everything ``tarfile`` raises on a damaged archive: malformed PAX/GNU.sparse numbers surface as
+#: ValueError (int() of garbage), broken UTF-8 names as UnicodeDecodeError (a ValueError).
+TAR_ERRORS = (tarfile.TarError, OSError, EOFError, ValueError)
+
 
 class Member(NamedTuple):
     """A regular file inside a tar: ``name`` as stored, data ``offset`` and ``size`` in bytes."""
@@ -77,30 +81,46 @@ def index_tar(path: str | Path, *, max_bytes: int = MAX_BYTES, label: str | None
         skipped.append({"path": f"{label}:{name}", "reason": reason, "detail": detail})
 
     try:
-        with tarfile.open(path, "r:") as tf:
+        # ignore_zeros: a damaged header no longer ends the listing silently; tarfile steps over it
+        # block by block, and the gap it leaves is reported below
+        with tarfile.open(path, "r:", ignore_zeros=True) as tf:
+            expected = 0  # where the next header should start
             for m in tf:
-                if m.isdir():
-                    continue
-                why = unsafe_name(m.name)
-                if why is not None:
-                    skip(m.name, "unsafe-path", why)
-                    continue
-                if not m.isreg():
-                    skip(m.name, "unsafe-member", _kind(m) + (f" -> {m.linkname}" if m.linkname else ""))
-                    continue
-                if m.issparse():
-                    skip(m.name, "unsafe-member", "sparse file")
-                    continue
-                if m.size > max_bytes:
-                    skip(m.name, "too-large", f"{m.size} bytes > {max_bytes}")
-                    continue
-                members.append(Member(m.name, m.offset_data, m.size))
-    except (tarfile.TarError, OSError, EOFError) as exc:
+                if m.offset != expected:
+                    skip(
+                        f"@{expected}",
+                        "bad-archive",
+                        f"{m.offset - expected} bytes at offset {expected} are not "
+                        f"a readable member (damaged header); indexing resumed at offset {m.offset}",
+                    )
+                expected = tf.offset
+                why = _member_problem(m, max_bytes)
+                if why is None:
+                    members.append(Member(m.name, m.offset_data, m.size))
+                elif why[0]:
+                    skip(m.name, *why)
+    except TAR_ERRORS as exc:
         skip("", "bad-archive", f"{type(exc).__name__}: {exc} (members before it are kept)")
     return members, skipped
 
 
-TAR_INDEX_VERSION = 1
+def _member_problem(m: tarfile.TarInfo, max_bytes: int) -> tuple[str, str] | None:
+    """``(reason, detail)`` for a member not to list (``("", "")`` for a folder), or None."""
+    if m.isdir():
+        return "", ""
+    why = unsafe_name(m.name)
+    if why is not None:
+        return "unsafe-path", why
+    if not m.isreg():
+        return "unsafe-member", _kind(m) + (f" -> {m.linkname}" if m.linkname else "")
+    if m.issparse():
+        return "unsafe-member", "sparse file"
+    if m.size > max_bytes:
+        return "too-large", f"{m.size} bytes > {max_bytes}"
+    return None
+
+
+TAR_INDEX_VERSION = 2  # 2: damaged headers are stepped over and reported
 
 
 def _cache_file(cache_dir: Path, path: Path, max_bytes: int) -> Path:
@@ -164,7 +184,7 @@ def is_image_tar(path: str | Path, *, probe: int = 16) -> bool:
                     names.append(PurePosixPath(m.name).name)
                 if len(names) >= probe:
                     break
-    except (tarfile.TarError, OSError, EOFError):
+    except TAR_ERRORS:
         return False
     good = sum(1 for n in names if n.partition(".")[0].isdigit() and "." in n)
     return bool(names) and good * 2 >= len(names)
