@@ -7,7 +7,7 @@ regions numbered 1..K (Trapped-ball segmentation). The drafts stage cuts irregul
 
 * ``edge_map``        blur difference, min-max normalised, thresholded at its mean (the
   Style2Paints code calls it hard_norm).
-* ``trapped_ball``    trapped-ball segmentation (Zhang, Liu, Wong, Wong, Xu, Liu,
+* ``trapped_ball``    trapped-ball segmentation (Zhang, Chen, Zhang, Hu, Martin,
   "Vectorizing Cartoon Animations", IEEE TVCG 15(4), 2009) with LineFiller's schedule, computed
   in whole-image passes instead of one flood fill per region.
 * ``propose_regions`` ``trapped_ball(edge_map(color))`` with the defaults: the build's call.
