@@ -47,7 +47,7 @@ def test_exact_mode_every_sample_once_over_ranks_and_workers(shards):
 
 
 def test_exact_mode_reshuffles_per_epoch(shards):
-    dl = make_loader(shards, batch_size=4, num_workers=0, mode="exact", crop=16)
+    dl = make_loader(shards, batch_size=4, num_workers=0, mode="exact", crop=16, drop_last=False)
     a = keys_of(dl)
     dl.set_epoch(1)
     b = keys_of(dl)
@@ -109,8 +109,16 @@ def test_batch_encoding_and_identical_crop(shards):
 
 
 def test_crop_larger_than_image_reflect_pads(shards):
-    b = next(iter(make_loader(shards, batch_size=2, num_workers=0, mode="exact", crop=64)))
+    dl = make_loader(shards, batch_size=2, num_workers=0, mode="exact", crop=64, flip=False, shuffle_buffer=0)
+    b = next(iter(dl))
     assert b["color"].shape == (2, 3, 64, 64)
+    raw = {s["__key__"]: s for s in open_shards(shards)}
+    for i, key in enumerate(b["__key__"]):
+        c, s = raw[key]["color"], raw[key]["sketch"]  # 40 x 48: 24 rows and 16 columns to pad, split evenly
+        col = ((b["color"][i].permute(1, 2, 0) + 1) * 127.5).round().byte().numpy()
+        sk = ((b["sketch"][i, 0] + 1) * 127.5).round().byte().numpy()
+        np.testing.assert_array_equal(col, np.pad(c, ((12, 12), (8, 8), (0, 0)), mode="reflect"), err_msg=key)
+        np.testing.assert_array_equal(sk, np.pad(s, ((12, 12), (8, 8)), mode="reflect"), err_msg=key)
 
 
 def test_refine_uses_stored_draft_else_synthesises(tmp_path, shards):
@@ -122,8 +130,6 @@ def test_refine_uses_stored_draft_else_synthesises(tmp_path, shards):
 
 
 def test_online_hints_change_per_epoch(shards):
-    pytest.importorskip("s2pdata.stages.hints")
-
     def hint(epoch):
         dl = make_loader(
             shards,
@@ -140,3 +146,44 @@ def test_online_hints_change_per_epoch(shards):
 
     assert torch.equal(hint(0), hint(0))
     assert not torch.equal(hint(0), hint(1))
+
+
+# (samples, per shard, batch) with 2 workers: whole workers' epochs; every worker ends short (5 + 5 =
+# 2 batches of 4 and 2 left, joined into a fifth batch); every worker's epoch shorter than a batch
+SMALL_BUILDS = [(16, 2, 4), (20, 5, 4), (12, 3, 8)]
+
+
+@pytest.mark.parametrize("n, per_shard, batch", SMALL_BUILDS)
+def test_small_build_gives_full_batches(tmp_path, n, per_shard, batch):
+    shards = write_shards(tmp_path, n, per_shard)
+    kw = dict(batch_size=batch, num_workers=2, crop=16, shuffle_buffer=4)
+    it = iter(make_loader(shards, mode="resampled", **kw))
+    sizes = [next(it)["color"].shape[0] for _ in range(6)]
+    assert sizes == [batch] * 6
+    for nw in (0, 2):
+        batches = [b["__key__"] for b in make_loader(shards, mode="exact", **{**kw, "num_workers": nw})]
+        assert [len(k) for k in batches] == [batch] * (n // batch)  # only the final remainder is dropped
+        keys = [k for b in batches for k in b]
+        assert len(set(keys)) == len(keys)  # each sample at most once
+        every = [b["__key__"] for b in make_loader(shards, mode="exact", drop_last=False, **{**kw, "num_workers": nw})]
+        assert sorted(k for b in every for k in b) == sorted(s["__key__"] for s in open_shards(shards, decode=False))
+        assert every[: len(batches)] == batches and len(every) == -(-n // batch)
+
+
+def test_skip_batches_across_joined_batches(tmp_path):
+    # shards of 5, 5, 5, 5, 5, 1: the 2 workers read 15 and 11 samples = 3 and 2 full batches of 4,
+    # then their short 3s are joined into a sixth batch; skipping all 6 (a resume at the epoch's end)
+    # must leave nothing
+    shards = write_shards(tmp_path, 26, 5)
+    kw = dict(batch_size=4, num_workers=2, mode="exact", crop=16)
+    full = [b["__key__"] for b in make_loader(shards, **kw)]
+    assert len(full) == 6
+    for k in (3, 5, 6):
+        assert [b["__key__"] for b in make_loader(shards, skip_batches=k, **kw)] == full[k:], k
+
+
+def test_exact_epoch_shorter_than_a_batch_is_refused(tmp_path):
+    shards = write_shards(tmp_path, 3, 3)
+    with pytest.raises(ValueError, match="fewer than batch_size 4"):
+        iter(make_loader(shards, batch_size=4, num_workers=0, mode="exact", crop=16))
+    assert len(keys_of(make_loader(shards, batch_size=4, num_workers=0, mode="exact", crop=16, drop_last=False))) == 3

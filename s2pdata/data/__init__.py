@@ -5,6 +5,9 @@ dict per sample: ``color`` (H, W, 3) uint8 RGB, ``sketch`` (H, W) uint8, ``hint`
 uint8 RGBA (alpha = hint mask), ``regions`` (H, W) int32 when built, ``draft0``.. (H, W, 3)
 uint8 when built, ``json`` (dict) and ``__key__``. Members are decoded by extension with OpenCV
 only; nothing is ever unpickled.
+
+``make_loader(urls, ...)`` is the training entry: a torch DataLoader of full batches of float
+tensors (``s2pdata.data.loader``; torch is imported on the first call, not by this package).
 """
 
 from __future__ import annotations
@@ -33,7 +36,25 @@ def open_shards(path, *, decode: bool = True) -> Iterator[dict]:
 
 
 def make_loader(urls, **kwargs):
-    """A torch DataLoader over shards; see ``s2pdata.data.loader.make_loader`` (imports torch)."""
+    """A torch DataLoader of full batches over shards; imports torch on first use.
+
+    Parameters
+    ----------
+    urls : str, PathLike or list
+        A build folder, one tar, a glob pattern, or a list of those.
+    **kwargs
+        ``stage``, ``batch_size``, ``mode``, ``drop_last``, ...: the keyword arguments of
+        ``s2pdata.data.loader.make_loader``, which documents them and the full-batch rule.
+
+    Returns
+    -------
+    s2pdata.data.loader.ShardLoader
+        Yields dicts of float32 tensors in [-1, 1] and ``__key__``.
+
+    Shape
+    -----
+    shards -> ``color`` (B, 3, H, W), ``sketch`` (B, 1, H, W), ``hint`` (B, 4, H, W), ``draft`` (B, 3, H, W).
+    """
     from .loader import make_loader as _make_loader
 
     return _make_loader(urls, **kwargs)

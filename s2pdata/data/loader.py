@@ -1,29 +1,35 @@
-"""Torch streaming datasets over shards and ``make_loader``."""
+"""Torch streaming datasets over shards and ``make_loader`` (imports torch; ``s2pdata.data`` does not).
+
+Shards -> per-(rank, worker) shard list -> raw samples -> shuffle buffer -> batches of raw
+samples -> decode + crop/flip (+ online hints, + draft) -> batch dict of float tensors in [-1, 1]:
+
+  color  (B, 3, H, W)  RGB / 127.5 - 1
+  sketch (B, 1, H, W)  gray / 127.5 - 1 (paper white = +1, ink = -1)
+  hint   (B, 4, H, W)  channels 0-2: (RGB / 127.5 - 1) * a, channel 3: a = alpha / 255 in [0, 1]
+                       (Style2Paints' premultiplied encoding: no hint reads as 0, 0, 0, 0)
+  draft  (B, 3, H, W)  refine stage only, RGB / 127.5 - 1
+  __key__              list of B sample keys
+
+Every random draw of a sample comes from sample_rng(seed, key, <what>, epoch): the crop/flip,
+the online hints and the draft do not depend on worker count or order.
+
+Batches are made in the workers. A worker's stream is one run over all its shards, so only its
+last batch of an exact epoch can be short; ``ShardLoader`` joins those short batches in the main
+process into full ones and drops (or, with ``drop_last=False``, yields) the one short remainder.
+"""
 
 from __future__ import annotations
 
-# ---------------------------------------------------------------------------------------------
-# torch: streaming datasets and make_loader (torch is imported only inside these functions)
-#
-# Shards -> per-(rank, worker) shard list -> raw samples -> shuffle buffer -> batches of raw
-# samples -> decode + crop/flip (+ online hints, + draft) -> batch dict of float tensors in [-1, 1]:
-#
-#   color  (B, 3, H, W)  RGB / 127.5 - 1
-#   sketch (B, 1, H, W)  gray / 127.5 - 1 (paper white = +1, ink = -1)
-#   hint   (B, 4, H, W)  channels 0-2: (RGB / 127.5 - 1) * a, channel 3: a = alpha / 255 in [0, 1]
-#                        (Style2Paints' premultiplied encoding: no hint reads as 0, 0, 0, 0)
-#   draft  (B, 3, H, W)  refine stage only, RGB / 127.5 - 1
-#   __key__              list of B sample keys
-#
-# Every random draw of a sample comes from sample_rng(seed, key, <what>, epoch): the crop/flip,
-# the online hints and the draft do not depend on worker count or order.
-import json as _json
-import math as _math
-from pathlib import Path as _Path
+import json
+import math
+from pathlib import Path
 
-import numpy as _np
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from .._rng import sample_rng as _sample_rng
+from .._check import check_choice
+from .._rng import sample_rng
 from ..shards import POOL_DIR, POOL_JSON, decode_sample, iter_tar, shard_paths
 
 MODES = ("resampled", "exact")
@@ -34,16 +40,16 @@ def shard_counts(paths: list[str]) -> list[int]:
     """Exact sample count of each shard: ``nsamples`` of its stats file, else a raw scan of the tar."""
     counts = []
     for p in paths:
-        name = _Path(p).name
-        stats = _Path(p).with_name(name[:-4] + ".stats.json") if name.endswith(".tar") else None
+        name = Path(p).name
+        stats = Path(p).with_name(name[:-4] + ".stats.json") if name.endswith(".tar") else None
         if stats is not None and stats.exists():
-            counts.append(int(_json.loads(stats.read_text())["nsamples"]))
+            counts.append(int(json.loads(stats.read_text())["nsamples"]))
         else:
             counts.append(sum(1 for _ in iter_tar(p)))
     return counts
 
 
-def _crop_flip(fields: dict, crop: int | None, flip: bool, rng: _np.random.Generator) -> dict:
+def _crop_flip(fields: dict, crop: int | None, flip: bool, rng: np.random.Generator) -> dict:
     """Same random crop (reflect-padded when the image is smaller) and h-flip for every field."""
     H, W = next(iter(fields.values())).shape[:2]
     out = {}
@@ -56,267 +62,331 @@ def _crop_flip(fields: dict, crop: int | None, flip: bool, rng: _np.random.Gener
         if crop is not None:
             if ph or pw:
                 pad = ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2)) + ((0, 0),) * (a.ndim - 2)
-                a = _np.pad(a, pad, mode="symmetric" if min(H, W) < 2 else "reflect")
+                a = np.pad(a, pad, mode="symmetric" if min(H, W) < 2 else "reflect")
             a = a[y : y + crop, x : x + crop]
         if do_flip:
             a = a[:, ::-1]
-        out[name] = _np.ascontiguousarray(a)
+        out[name] = np.ascontiguousarray(a)
     return out
 
 
-def _skip_rounds(k: int, counts: list[float]) -> tuple[int, int]:
-    """Split skipping the first ``k`` batches of a DataLoader over workers with ``counts`` batches
-    each into ``r`` whole rounds (every worker skips ``min(count, r)`` itself, undecoded) and the
-    ``rest`` batches the loader drops after decoding. A DataLoader takes one batch from each
-    worker in turn, dropping exhausted workers, and always starts a fresh cycle at worker 0."""
+def _skip_rounds(k: int, counts: list[float], limit: float = math.inf) -> tuple[int, int]:
+    """Split skipping the first ``k`` batches over workers yielding ``counts`` batches each into
+    ``r <= limit`` whole rounds (every worker skips ``min(count, r)`` itself, undecoded) and the
+    ``rest`` the loader drops after decoding. A DataLoader takes one batch from each worker in
+    turn and drops exhausted workers, so round ``r`` holds one batch of every worker with count > r."""
     r, done = 0, 0
-    while True:
+    while r < limit:
         step = sum(1 for c in counts if c > r)
         if step == 0 or done + step > k:
-            return r, k - done
+            break
         r, done = r + 1, done + step
+    return r, k - done
 
 
-def _stream_class():
-    import torch
-    from torch.utils.data import IterableDataset, get_worker_info
+def _check_ints(**values: tuple[object, int]) -> None:
+    """Each ``name=(value, lowest)`` must be an int >= lowest."""
+    for name, (value, lo) in values.items():
+        if not isinstance(value, int) or value < lo:
+            raise ValueError(f"{name} must be an int >= {lo}, got {value!r}")
 
-    class ShardStream(IterableDataset):
-        """Shards -> batches of float tensors; the base of ``DraftDataset`` and ``RefineDataset``.
 
-        Splitting: the (rank, worker) slot ``rank * num_workers + worker`` of ``world_size *
-        num_workers`` slots. ``exact`` mode shuffles the shard order with (seed, epoch) and gives
-        slot s the shards s, s + slots, ...: every sample once per epoch across all ranks and
-        workers (batches per rank may differ). ``resampled`` mode is an infinite stream: each slot
-        draws shards with replacement from its own (seed, epoch, slot) generator; count steps.
-        Samples pass a shuffle buffer of ``shuffle_buffer`` (0: file order). Batches are made in
-        the worker: use ``DataLoader(ds, batch_size=None)`` (``make_loader`` does).
+def _existing_paths(urls) -> list[str]:
+    """The shard paths of ``urls``; FileNotFoundError when there are none or some are missing."""
+    paths = shard_paths(urls)
+    if not paths:
+        raise FileNotFoundError(f"urls {urls!r} hold no shard-*.tar; give a build folder, a tar or a glob")
+    missing = [p for p in paths if not Path(p).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"shard {missing[0]!r} does not exist ({len(missing)} missing); give a build folder, a tar or a glob"
+        )
+    return paths
+
+
+def _join(parts: list[dict]) -> dict:
+    """Concatenate collated batches along the batch dimension."""
+    out = {"__key__": [k for p in parts for k in p["__key__"]]}
+    for name in parts[0]:
+        if name != "__key__":
+            out[name] = torch.cat([p[name] for p in parts])
+    return out
+
+
+def _split(batch: dict, n: int) -> tuple[dict, dict]:
+    """The first ``n`` samples of a collated batch and the rest."""
+    return {k: v[:n] for k, v in batch.items()}, {k: v[n:] for k, v in batch.items()}
+
+
+class ShardStream(IterableDataset):
+    """Shards -> batches of float tensors; the base of ``DraftDataset`` and ``RefineDataset``.
+
+    Splitting: the (rank, worker) slot ``rank * num_workers + worker`` of ``world_size *
+    num_workers`` slots. ``exact`` mode shuffles the shard order with (seed, epoch) and gives
+    slot s the shards s, s + slots, ...: every sample at most once per epoch across all ranks
+    and workers. ``resampled`` mode is an infinite stream: each slot draws shards with
+    replacement from its own (seed, epoch, slot) generator; count steps. Samples pass a shuffle
+    buffer of ``shuffle_buffer`` (0: file order). Batches are made in the worker, one run over
+    all its shards, so only the last batch of an exact epoch can be short: use ``ShardLoader``
+    (``make_loader`` does), which joins the short ones into full batches.
+    """
+
+    stage = "draft"
+
+    def __init__(
+        self,
+        urls,
+        *,
+        batch_size: int = 16,
+        mode: str = "resampled",
+        world_size: int = 1,
+        rank: int = 0,
+        epoch: int = 0,
+        seed: int = 0,
+        crop: int | None = 224,
+        flip: bool = True,
+        online_hints: bool = False,
+        hint_radius: int | None = None,
+        shuffle_buffer: int = 256,
+        skip_batches: int = 0,
+        num_workers: int | None = None,
+        draft_pool=None,
+        online_drafts: bool = False,
+    ):
+        check_choice("mode", mode, MODES)
+        self.paths = _existing_paths(urls)
+        _check_ints(
+            batch_size=(batch_size, 1),
+            world_size=(world_size, 1),
+            rank=(rank, 0),
+            shuffle_buffer=(shuffle_buffer, 0),
+            skip_batches=(skip_batches, 0),
+            epoch=(epoch, 0),
+        )
+        if rank >= world_size:
+            raise ValueError(f"rank must be < world_size ({world_size}), got {rank}")
+        if crop is not None and (not isinstance(crop, int) or crop < 1):
+            raise ValueError(f"crop must be a positive int or None (whole images), got {crop!r}")
+        self.batch_size, self.mode, self.world_size, self.rank = batch_size, mode, world_size, rank
+        self.epoch, self.seed, self.crop, self.flip = epoch, seed, crop, flip
+        self.online_hints, self.shuffle_buffer, self.skip_batches = online_hints, shuffle_buffer, skip_batches
+        self.hint_radius = (1 if self.stage == "draft" else 2) if hint_radius is None else hint_radius
+        own_pool = Path(self.paths[0]).parent / POOL_DIR
+        if draft_pool is None and (own_pool / POOL_JSON).exists():
+            draft_pool = str(own_pool)  # the build's own pool
+        self.draft_pool, self.online_drafts = draft_pool, online_drafts
+        self._pool = None
+        self._counts: list[int] | None = None
+        if num_workers is not None:
+            self._check_slots(max(1, num_workers))
+
+    def set_epoch(self, epoch: int) -> None:
+        """Reseed shard order, shuffle buffer, crops and online hints/drafts for ``epoch``."""
+        self.epoch = int(epoch)
+
+    def _check_slots(self, nw: int) -> None:
+        """Exact mode needs a shard for every (rank, worker) slot."""
+        slots = self.world_size * nw
+        if self.mode == "exact" and len(self.paths) < slots:
+            raise ValueError(
+                f"exact mode needs at least world_size * num_workers = {self.world_size} * {nw} = {slots} "
+                f"shards, got {len(self.paths)}; build with a smaller --shard-size, use fewer workers, "
+                "or use mode='resampled'"
+            )
+
+    # -- the raw stream of one (rank, worker) slot
+    def _slot(self) -> tuple[int, int, int, int]:
+        """(worker, workers, slot, slots) of the calling process."""
+        info = get_worker_info()
+        w, nw = (0, 1) if info is None else (info.id, info.num_workers)
+        return w, nw, self.rank * nw + w, self.world_size * nw
+
+    def _my_shards(self, slot: int, nslots: int) -> list[int]:
+        """Indices into ``paths`` of the shards of ``slot`` this epoch (exact mode)."""
+        order = sample_rng(self.seed, "shards", self.epoch).permutation(len(self.paths))
+        return [int(i) for i in order[slot::nslots]]
+
+    def worker_samples(self, nw: int) -> list[int]:
+        """Exact mode: the number of samples each of ``nw`` workers of this rank reads this epoch."""
+        if self._counts is None:
+            self._counts = shard_counts(self.paths)  # stats files; cached (the paths never change)
+        slots = self.world_size * nw
+        return [sum(self._counts[i] for i in self._my_shards(self.rank * nw + w, slots)) for w in range(nw)]
+
+    def _raw(self, slot: int, nslots: int):
+        """Raw samples of ``slot``: its shards once (exact) or shards drawn forever (resampled)."""
+        if self.mode == "exact":
+            for i in self._my_shards(slot, nslots):
+                yield from iter_tar(self.paths[i])
+        else:
+            rng = sample_rng(self.seed, "resample", self.epoch, slot)
+            while True:
+                yield from iter_tar(self.paths[int(rng.integers(len(self.paths)))])
+
+    def _shuffled(self, raw, slot: int):
+        """``raw`` through a shuffle buffer of ``shuffle_buffer`` samples."""
+        if self.shuffle_buffer <= 1:
+            yield from raw
+            return
+        rng = sample_rng(self.seed, "shuffle", self.epoch, slot)
+        buf = []
+        for item in raw:
+            if len(buf) < self.shuffle_buffer:
+                buf.append(item)
+                continue
+            i = int(rng.integers(len(buf)))
+            buf[i], item = item, buf[i]
+            yield item
+        while buf:
+            yield buf.pop(int(rng.integers(len(buf))))
+
+    def skip_plan(self, nw: int) -> tuple[int, int]:
+        """``skip_batches`` as (rounds each worker skips undecoded, loader batches left to drop).
+
+        Workers skip only rounds of full batches: from the first round holding a worker's short
+        last batch on, the loader's batches depend on joining, so the loader drops them itself.
         """
+        if not self.skip_batches:
+            return 0, 0
+        if self.mode == "resampled":
+            return _skip_rounds(self.skip_batches, [math.inf] * nw)
+        b = self.batch_size
+        n = self.worker_samples(nw)
+        first_short = min((c // b for c in n if c % b), default=math.inf)
+        return _skip_rounds(self.skip_batches, [-(-c // b) for c in n], first_short)
 
-        stage = "draft"
-
-        def __init__(
-            self,
-            urls,
-            *,
-            batch_size: int = 16,
-            mode: str = "resampled",
-            world_size: int = 1,
-            rank: int = 0,
-            epoch: int = 0,
-            seed: int = 0,
-            crop: int | None = 224,
-            flip: bool = True,
-            online_hints: bool = False,
-            hint_radius: int | None = None,
-            shuffle_buffer: int = 256,
-            skip_batches: int = 0,
-            num_workers: int | None = None,
-            draft_pool=None,
-            online_drafts: bool = False,
-        ):
-            from .._check import check_choice
-
-            check_choice("mode", mode, MODES)
-            self.paths = shard_paths(urls)
-            if not self.paths:
-                raise FileNotFoundError(f"urls {urls!r} hold no shard-*.tar; give a build folder, a tar or a glob")
-            missing = [p for p in self.paths if not _Path(p).is_file()]
-            if missing:
-                raise FileNotFoundError(
-                    f"shard {missing[0]!r} does not exist ({len(missing)} missing); "
-                    "give a build folder, a tar or a glob"
-                )
-            for name, value, lo in (
-                ("batch_size", batch_size, 1),
-                ("world_size", world_size, 1),
-                ("rank", rank, 0),
-                ("shuffle_buffer", shuffle_buffer, 0),
-                ("skip_batches", skip_batches, 0),
-                ("epoch", epoch, 0),
-            ):
-                if not isinstance(value, int) or value < lo:
-                    raise ValueError(f"{name} must be an int >= {lo}, got {value!r}")
-            if rank >= world_size:
-                raise ValueError(f"rank must be < world_size ({world_size}), got {rank}")
-            if crop is not None and (not isinstance(crop, int) or crop < 1):
-                raise ValueError(f"crop must be a positive int or None (whole images), got {crop!r}")
-            self.batch_size, self.mode, self.world_size, self.rank = batch_size, mode, world_size, rank
-            self.epoch, self.seed, self.crop, self.flip = epoch, seed, crop, flip
-            self.online_hints, self.shuffle_buffer, self.skip_batches = online_hints, shuffle_buffer, skip_batches
-            self.hint_radius = (1 if self.stage == "draft" else 2) if hint_radius is None else hint_radius
-            own_pool = _Path(self.paths[0]).parent / POOL_DIR
-            if draft_pool is None and (own_pool / POOL_JSON).exists():
-                draft_pool = str(own_pool)  # the build's own pool
-            self.draft_pool, self.online_drafts = draft_pool, online_drafts
-            self._pool = None
-            if num_workers is not None:
-                self._check_slots(max(1, num_workers))
-
-        def set_epoch(self, epoch: int) -> None:
-            """Reseed shard order, shuffle buffer, crops and online hints/drafts for ``epoch``."""
-            self.epoch = int(epoch)
-
-        def _check_slots(self, nw: int) -> None:
-            slots = self.world_size * nw
-            if self.mode == "exact" and len(self.paths) < slots:
-                raise ValueError(
-                    f"exact mode needs at least world_size * num_workers = {self.world_size} * {nw} = {slots} "
-                    f"shards, got {len(self.paths)}; build with a smaller --shard-size, use fewer workers, "
-                    "or use mode='resampled'"
-                )
-
-        # -- the raw stream of one (rank, worker) slot
-        def _slot(self) -> tuple[int, int, int, int]:
-            info = get_worker_info()
-            w, nw = (0, 1) if info is None else (info.id, info.num_workers)
-            return w, nw, self.rank * nw + w, self.world_size * nw
-
-        def _my_shards(self, slot: int, nslots: int) -> list[str]:
-            order = _sample_rng(self.seed, "shards", self.epoch).permutation(len(self.paths))
-            return [self.paths[i] for i in order[slot::nslots]]
-
-        def _raw(self, slot: int, nslots: int):
-            if self.mode == "exact":
-                for p in self._my_shards(slot, nslots):
-                    yield from iter_tar(p)
-            else:
-                rng = _sample_rng(self.seed, "resample", self.epoch, slot)
-                while True:
-                    yield from iter_tar(self.paths[int(rng.integers(len(self.paths)))])
-
-        def _shuffled(self, raw, slot: int):
-            if self.shuffle_buffer <= 1:
-                yield from raw
-                return
-            rng = _sample_rng(self.seed, "shuffle", self.epoch, slot)
-            buf = []
-            for item in raw:
-                if len(buf) < self.shuffle_buffer:
-                    buf.append(item)
-                    continue
-                i = int(rng.integers(len(buf)))
-                buf[i], item = item, buf[i]
-                yield item
-            while buf:
-                yield buf.pop(int(rng.integers(len(buf))))
-
-        def skip_plan(self, nw: int) -> tuple[int, int]:
-            """``skip_batches`` as (rounds each worker skips undecoded, batches left to drop)."""
-            if not self.skip_batches:
-                return 0, 0
-            if self.mode == "resampled":
-                counts = [_math.inf] * nw
-            else:
-                counts = []
-                for i in range(nw):
-                    n = sum(shard_counts(self._my_shards(self.rank * nw + i, self.world_size * nw)))
-                    counts.append(-(-n // self.batch_size))
-            return _skip_rounds(self.skip_batches, counts)
-
-        def __iter__(self):
-            w, nw, slot, nslots = self._slot()
-            self._check_slots(nw)
-            skip = self.skip_plan(nw)[0]
-            batch = []
-            for raw in self._shuffled(self._raw(slot, nslots), slot):
-                batch.append(raw)
-                if len(batch) == self.batch_size:
-                    if skip:
-                        skip -= 1
-                    else:
-                        yield self.collate([self.make_item(decode_sample(r)) for r in batch])
-                    batch = []
-            if batch and not skip:
-                yield self.collate([self.make_item(decode_sample(r)) for r in batch])
-
-        # -- one decoded sample -> uint8 fields, augmented
-        def make_item(self, sample: dict) -> dict:
-            key = sample["__key__"]
-            fields = {"color": sample["color"], "sketch": sample["sketch"], "hint": sample["hint"]}
-            if self.stage == "refine":
-                fields["draft"] = self._draft(sample, key)
-            out = _crop_flip(fields, self.crop, self.flip, _sample_rng(self.seed, key, "crop", self.epoch))
-            if self.online_hints:
-                from ..stages.hints import render_hints, sample_hints
-
-                hints = sample_hints(out["color"], rng=_sample_rng(self.seed, key, "hints", self.epoch))
-                out["hint"] = render_hints(hints, out["color"].shape[:2], radius=self.hint_radius)
-            out["__key__"] = key
-            return out
-
-        def _draft(self, sample: dict, key: str) -> _np.ndarray:
-            stored = sorted(k for k in sample if k.startswith("draft") and k[5:].isdigit())
-            if stored and not self.online_drafts:
-                rng = _sample_rng(self.seed, key, "draft", self.epoch)
-                return sample[stored[int(rng.integers(len(stored)))]]
-            from ..pool import PatchPool
-            from ..synth import online_sample
-
-            if self.draft_pool is not None and self._pool is None:
-                self._pool = PatchPool.load(self.draft_pool)  # memory-mapped, once per worker
-            return online_sample(sample, seed=self.seed, epoch=self.epoch, pool=self._pool, hints=False)["draft"]
-
-        def collate(self, items: list[dict]) -> dict:
-            """uint8 fields of one batch -> float tensors in [-1, 1] (hint: see module notes)."""
-            sizes = {it["color"].shape for it in items}
-            if len(sizes) > 1:
-                raise ValueError(f"samples of one batch differ in size {sorted(sizes)}; set crop or batch_size=1")
-            out = {"__key__": [it["__key__"] for it in items]}
-            for name in ("color", "sketch", "hint", "draft"):
-                if name not in items[0]:
-                    continue
-                a = torch.from_numpy(_np.stack([it[name] for it in items]))
-                a = (a[..., None] if a.ndim == 3 else a).permute(0, 3, 1, 2).float()
-                if name == "hint":
-                    alpha = a[:, 3:] / 255.0
-                    a = torch.cat([(a[:, :3] / 127.5 - 1.0) * alpha, alpha], 1)
+    def __iter__(self):
+        w, nw, slot, nslots = self._slot()
+        self._check_slots(nw)
+        skip = self.skip_plan(nw)[0]
+        batch = []
+        for raw in self._shuffled(self._raw(slot, nslots), slot):
+            batch.append(raw)
+            if len(batch) == self.batch_size:
+                if skip:
+                    skip -= 1
                 else:
-                    a = a / 127.5 - 1.0
-                out[name] = a.contiguous(memory_format=torch.contiguous_format)
-            return out
+                    yield self.collate([self.make_item(decode_sample(r)) for r in batch])
+                batch = []
+        if batch:  # the short last batch of an exact epoch; skip_plan never skips it here
+            yield self.collate([self.make_item(decode_sample(r)) for r in batch])
 
-    return ShardStream
+    # -- one decoded sample -> uint8 fields, augmented
+    def make_item(self, sample: dict) -> dict:
+        """Decoded sample -> cropped/flipped uint8 fields (+ online hints, + draft) and ``__key__``."""
+        key = sample["__key__"]
+        fields = {"color": sample["color"], "sketch": sample["sketch"], "hint": sample["hint"]}
+        if self.stage == "refine":
+            fields["draft"] = self._draft(sample, key)
+        out = _crop_flip(fields, self.crop, self.flip, sample_rng(self.seed, key, "crop", self.epoch))
+        if self.online_hints:
+            from ..stages.hints import render_hints, sample_hints
+
+            hints = sample_hints(out["color"], rng=sample_rng(self.seed, key, "hints", self.epoch))
+            out["hint"] = render_hints(hints, out["color"].shape[:2], radius=self.hint_radius)
+        out["__key__"] = key
+        return out
+
+    def _draft(self, sample: dict, key: str) -> np.ndarray:
+        """A stored ``draftK`` drawn per (seed, key, epoch), else a fresh synthetic draft."""
+        stored = sorted(k for k in sample if k.startswith("draft") and k[5:].isdigit())
+        if stored and not self.online_drafts:
+            rng = sample_rng(self.seed, key, "draft", self.epoch)
+            return sample[stored[int(rng.integers(len(stored)))]]
+        from ..pool import PatchPool
+        from ..synth import online_sample
+
+        if self.draft_pool is not None and self._pool is None:
+            self._pool = PatchPool.load(self.draft_pool)  # memory-mapped, once per worker
+        return online_sample(sample, seed=self.seed, epoch=self.epoch, pool=self._pool, hints=False)["draft"]
+
+    def collate(self, items: list[dict]) -> dict:
+        """uint8 fields of one batch -> float tensors in [-1, 1] (hint: see module notes)."""
+        sizes = {it["color"].shape for it in items}
+        if len(sizes) > 1:
+            raise ValueError(f"samples of one batch differ in size {sorted(sizes)}; set crop or batch_size=1")
+        out = {"__key__": [it["__key__"] for it in items]}
+        for name in ("color", "sketch", "hint", "draft"):
+            if name not in items[0]:
+                continue
+            a = torch.from_numpy(np.stack([it[name] for it in items]))
+            a = (a[..., None] if a.ndim == 3 else a).permute(0, 3, 1, 2).float()
+            if name == "hint":
+                alpha = a[:, 3:] / 255.0
+                a = torch.cat([(a[:, :3] / 127.5 - 1.0) * alpha, alpha], 1)
+            else:
+                a = a / 127.5 - 1.0
+            out[name] = a.contiguous(memory_format=torch.contiguous_format)
+        return out
 
 
-_CLASSES: dict = {}
+class DraftDataset(ShardStream):
+    """Draft-stage stream: ``color``, ``sketch``, ``hint`` (hint radius 1 when online)."""
+
+    stage = "draft"
 
 
-def _classes() -> dict:
-    if not _CLASSES:
-        base = _stream_class()
-        _CLASSES["ShardStream"] = base
-        _CLASSES["DraftDataset"] = type(
-            "DraftDataset",
-            (base,),
-            {
-                "stage": "draft",
-                "__module__": __name__,
-                "__qualname__": "DraftDataset",
-                "__doc__": "Draft-stage stream: ``color``, ``sketch``, ``hint`` (hint radius 1 when online).",
-            },
-        )
-        _CLASSES["RefineDataset"] = type(
-            "RefineDataset",
-            (base,),
-            {
-                "stage": "refine",
-                "__module__": __name__,
-                "__qualname__": "RefineDataset",
-                "__doc__": "Refine-stage stream: adds ``draft``, a stored ``draftK`` when the shards hold one, "
-                "else synthesised from the ground truth (s2pdata.stages.drafts.make_draft) per (seed, key, "
-                "epoch); online hints use radius 2 (5x5, paper).",
-            },
-        )
-        base.__module__, base.__qualname__ = __name__, "ShardStream"
-    return _CLASSES
+class RefineDataset(ShardStream):
+    """Refine-stage stream: adds ``draft``, a stored ``draftK`` when the shards hold one, else
+    synthesised from the ground truth (s2pdata.stages.drafts.make_draft) per (seed, key, epoch);
+    online hints use radius 2 (5x5, paper)."""
+
+    stage = "refine"
 
 
-def __getattr__(name: str):
-    # DraftDataset / RefineDataset are built on first access so `import s2pdata.data` needs no torch
-    if name in ("ShardStream", "DraftDataset", "RefineDataset"):
-        return _classes()[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+class ShardLoader(DataLoader):
+    """DataLoader over a ``ShardStream`` (``batch_size=None``: the workers batch) that yields full
+    batches only, resumes with ``skip_batches`` and reseeds with ``set_epoch``.
+
+    The short last batches of the workers' exact epochs are joined here, in arrival order, into
+    full batches; the final remainder (< batch_size samples) is dropped, or yielded when
+    ``drop_last`` is False.
+    """
+
+    def __init__(self, dataset: ShardStream, *, drop_last: bool = True, **kwargs):
+        super().__init__(dataset, batch_size=None, **kwargs)
+        # DataLoader's own drop_last belongs to its batch sampler, which batch_size=None turns off
+        self.drop_short = drop_last
+
+    def __iter__(self):
+        ds, nw = self.dataset, max(1, self.num_workers)
+        n = sum(ds.worker_samples(nw)) if ds.mode == "exact" else math.inf
+        if self.drop_short and n < ds.batch_size:
+            raise ValueError(
+                f"exact mode: rank {ds.rank} reads {n} samples in epoch {ds.epoch}, fewer than batch_size "
+                f"{ds.batch_size}, so no full batch; use a smaller batch_size, drop_last=False or mode='resampled'"
+            )
+        drop = ds.skip_plan(nw)[1]  # before the workers start: they get the cached shard counts
+        return self._full(super().__iter__(), drop)
+
+    def _full(self, it, drop: int):
+        """Pass full batches, join short ones, drop the first ``drop`` loader batches."""
+        size, short = self.dataset.batch_size, None
+        for batch in it:
+            if len(batch["__key__"]) < size:
+                short = batch if short is None else _join([short, batch])
+                if len(short["__key__"]) < size:
+                    continue
+                batch, short = _split(short, size)
+                batch = self._pinned(batch)
+                short = short if short["__key__"] else None
+            if drop:
+                drop -= 1
+            else:
+                yield batch
+        if short is not None and not self.drop_short and not drop:
+            yield self._pinned(short)
+
+    def _pinned(self, batch: dict) -> dict:
+        """Joined tensors are new: pin them again when the loader pins."""
+        if not (self.pin_memory and torch.cuda.is_available()):
+            return batch
+        return {k: v.pin_memory() if torch.is_tensor(v) else v for k, v in batch.items()}
+
+    def set_epoch(self, epoch: int) -> None:
+        """Reseed the stream for ``epoch`` (workers are re-created per epoch, so it takes effect)."""
+        self.dataset.set_epoch(epoch)
+        self.dataset.skip_batches = 0
 
 
 def make_loader(
@@ -338,10 +408,11 @@ def make_loader(
     skip_batches: int = 0,
     draft_pool=None,
     online_drafts: bool = False,
+    drop_last: bool = True,
     pin_memory: bool | None = None,
     prefetch_factor: int | None = None,
-):
-    """A DataLoader streaming batches from shards, with ``set_epoch``.
+) -> ShardLoader:
+    """A DataLoader streaming full batches from shards, with ``set_epoch``.
 
     Parameters
     ----------
@@ -351,32 +422,40 @@ def make_loader(
         ``refine`` adds the ``draft`` field.
     mode : {"resampled", "exact"}
         ``resampled``: infinite, shards drawn with replacement (count steps). ``exact``: every
-        sample exactly once per epoch over all ranks and workers; needs at least
-        ``world_size * max(1, num_workers)`` shards.
+        sample at most once per epoch over all ranks and workers (exactly once with
+        ``drop_last=False``); needs at least ``world_size * max(1, num_workers)`` shards.
     crop, flip : random square crop (reflect-padded when smaller; None keeps whole images) and
         horizontal flip, identical for every field, drawn from ``sample_rng(seed, key, "crop", epoch)``.
     online_hints : re-sample hints per epoch (``s2pdata.stages.hints``) on the crop instead of the stored map.
     online_drafts : refine stage: a fresh draft per (seed, key, epoch) (``synth.online_sample``)
         instead of a stored ``draftK``; pastes from ``draft_pool`` (default: the build's
         ``pool/`` next to the shards) or, without a pool, from the sample's own regions.
-    skip_batches : skip this many batches at the start (resuming mid-epoch) without decoding them.
+    skip_batches : skip this many of the loader's batches at the start (resuming mid-epoch),
+        mostly without decoding them.
+    drop_last : bool
+        Full batches rule. Every batch holds exactly ``batch_size`` samples, whatever the shard
+        sizes and worker count: a resampled stream never runs short; in exact mode each worker
+        carries its remainder across its shards, the workers' short last batches are joined in
+        arrival order into full batches, and the final remainder of the rank's epoch (fewer than
+        ``batch_size`` samples) is dropped. False yields that remainder as one last short batch.
+        With True, an exact epoch giving a rank fewer than ``batch_size`` samples is a ValueError.
 
     Returns
     -------
-    torch.utils.data.DataLoader
-        Yields dicts ``color`` (B, 3, H, W), ``sketch`` (B, 1, H, W), ``hint`` (B, 4, H, W)
-        [(RGB/127.5 - 1) * a, a], ``draft`` (B, 3, H, W) for refine, float32 in [-1, 1], and
-        ``__key__``. ``loader.set_epoch(e)`` reseeds before the next ``iter``.
+    ShardLoader
+        A ``torch.utils.data.DataLoader`` yielding dicts ``color`` (B, 3, H, W), ``sketch``
+        (B, 1, H, W), ``hint`` (B, 4, H, W) [(RGB/127.5 - 1) * a, a], ``draft`` (B, 3, H, W) for
+        refine, float32 in [-1, 1], and ``__key__`` (B keys); B = ``batch_size``.
+        ``loader.set_epoch(e)`` reseeds before the next ``iter``.
+
+    Shape
+    -----
+    shards -> batches of B = ``batch_size`` samples: (B, C, crop, crop) float32 per field.
     """
-    import torch
-    from torch.utils.data import DataLoader
-
-    from .._check import check_choice
-
     check_choice("stage", stage, STAGES)
     if not isinstance(num_workers, int) or num_workers < 0:
         raise ValueError(f"num_workers must be an int >= 0, got {num_workers!r}")
-    cls = _classes()["DraftDataset" if stage == "draft" else "RefineDataset"]
+    cls = DraftDataset if stage == "draft" else RefineDataset
     ds = cls(
         urls,
         batch_size=batch_size,
@@ -395,23 +474,10 @@ def make_loader(
         draft_pool=draft_pool,
         online_drafts=online_drafts,
     )
-
-    class ShardLoader(DataLoader):
-        def __iter__(self):
-            it = super().__iter__()
-            for _ in range(self.dataset.skip_plan(max(1, self.num_workers))[1]):
-                next(it, None)  # the part of skip_batches the workers could not drop themselves
-            return it
-
-        def set_epoch(self, epoch: int) -> None:
-            """Reseed the stream for ``epoch`` (workers are re-created per epoch, so it takes effect)."""
-            self.dataset.set_epoch(epoch)
-            self.dataset.skip_batches = 0
-
     extra = {} if num_workers == 0 else {"prefetch_factor": prefetch_factor or 2}
     return ShardLoader(
         ds,
-        batch_size=None,
+        drop_last=drop_last,
         num_workers=num_workers,
         persistent_workers=False,
         pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
