@@ -343,8 +343,23 @@ class ShardLoader(DataLoader):
     ``drop_last`` is False.
     """
 
-    def __init__(self, dataset: ShardStream, *, drop_last: bool = True, **kwargs):
-        super().__init__(dataset, batch_size=None, **kwargs)
+    def __init__(
+        self,
+        dataset: ShardStream,
+        *,
+        drop_last: bool = True,
+        num_workers: int = 0,
+        pin_memory: bool | None = None,
+        prefetch_factor: int | None = None,
+    ):
+        super().__init__(
+            dataset,
+            batch_size=None,
+            num_workers=num_workers,
+            persistent_workers=False,  # set_epoch must reach the workers: fresh ones every epoch
+            pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
+            prefetch_factor=(prefetch_factor or 2) if num_workers else None,
+        )
         # DataLoader's own drop_last belongs to its batch sampler, which batch_size=None turns off
         self.drop_short = drop_last
 
@@ -416,10 +431,8 @@ def make_loader(
 
     Parameters
     ----------
-    urls : str, PathLike or list
-        Build folder, tar, glob, or a list of them.
-    stage : {"draft", "refine"}
-        ``refine`` adds the ``draft`` field.
+    urls : build folder, tar, glob, or a list of them.
+    stage : {"draft", "refine"}; ``refine`` adds the ``draft`` field.
     mode : {"resampled", "exact"}
         ``resampled``: infinite, shards drawn with replacement (count steps). ``exact``: every
         sample at most once per epoch over all ranks and workers (exactly once with
@@ -427,34 +440,28 @@ def make_loader(
     crop, flip : random square crop (reflect-padded when smaller; None keeps whole images) and
         horizontal flip, identical for every field, drawn from ``sample_rng(seed, key, "crop", epoch)``.
     online_hints : re-sample hints per epoch (``s2pdata.stages.hints``) on the crop instead of the stored map.
-    online_drafts : refine stage: a fresh draft per (seed, key, epoch) (``synth.online_sample``)
-        instead of a stored ``draftK``; pastes from ``draft_pool`` (default: the build's
-        ``pool/`` next to the shards) or, without a pool, from the sample's own regions.
-    skip_batches : skip this many of the loader's batches at the start (resuming mid-epoch),
-        mostly without decoding them.
-    drop_last : bool
-        Full batches rule. Every batch holds exactly ``batch_size`` samples, whatever the shard
-        sizes and worker count: a resampled stream never runs short; in exact mode each worker
-        carries its remainder across its shards, the workers' short last batches are joined in
-        arrival order into full batches, and the final remainder of the rank's epoch (fewer than
-        ``batch_size`` samples) is dropped. False yields that remainder as one last short batch.
-        With True, an exact epoch giving a rank fewer than ``batch_size`` samples is a ValueError.
+    online_drafts : refine stage: a fresh draft per (seed, key, epoch) (``synth.online_sample``), not a
+        stored ``draftK``; pastes from ``draft_pool`` (default: the build's ``pool/``), else own regions.
+    skip_batches : skip this many of the loader's batches at the start (resuming mid-epoch).
+    drop_last : full batches rule. Every batch holds ``batch_size`` samples whatever the shard sizes
+        and worker count: a resampled stream never runs short; in exact mode each worker carries its
+        remainder across its shards, the workers' short last batches are joined in arrival order
+        into full batches, and the rank's final remainder (< ``batch_size``) is dropped; False
+        yields it as one last short batch. True refuses an exact epoch shorter than one batch.
 
     Returns
     -------
     ShardLoader
-        A ``torch.utils.data.DataLoader`` yielding dicts ``color`` (B, 3, H, W), ``sketch``
-        (B, 1, H, W), ``hint`` (B, 4, H, W) [(RGB/127.5 - 1) * a, a], ``draft`` (B, 3, H, W) for
-        refine, float32 in [-1, 1], and ``__key__`` (B keys); B = ``batch_size``.
-        ``loader.set_epoch(e)`` reseeds before the next ``iter``.
+        A DataLoader of dicts of float32 tensors in [-1, 1] (hint: [(RGB/127.5 - 1) * a, a]) and
+        ``__key__`` (B keys); ``loader.set_epoch(e)`` reseeds before the next ``iter``.
 
     Shape
     -----
-    shards -> batches of B = ``batch_size`` samples: (B, C, crop, crop) float32 per field.
+    shards -> ``color`` (B, 3, H, W), ``sketch`` (B, 1, H, W), ``hint`` (B, 4, H, W), ``draft`` (B, 3, H, W)
+    (refine only); B = ``batch_size``, H = W = ``crop``.
     """
     check_choice("stage", stage, STAGES)
-    if not isinstance(num_workers, int) or num_workers < 0:
-        raise ValueError(f"num_workers must be an int >= 0, got {num_workers!r}")
+    _check_ints(num_workers=(num_workers, 0))
     cls = DraftDataset if stage == "draft" else RefineDataset
     ds = cls(
         urls,
@@ -474,12 +481,6 @@ def make_loader(
         draft_pool=draft_pool,
         online_drafts=online_drafts,
     )
-    extra = {} if num_workers == 0 else {"prefetch_factor": prefetch_factor or 2}
     return ShardLoader(
-        ds,
-        drop_last=drop_last,
-        num_workers=num_workers,
-        persistent_workers=False,
-        pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
-        **extra,
+        ds, drop_last=drop_last, num_workers=num_workers, pin_memory=pin_memory, prefetch_factor=prefetch_factor
     )
