@@ -39,6 +39,7 @@ def demo_build(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_manifest_and_samples(demo_build):
     manifest = json.loads((demo_build / "dataset.json").read_text())
     assert manifest["status"] == "complete"
@@ -77,6 +78,7 @@ def json_paths(x, path=""):
     return {path: type(x).__name__}
 
 
+@pytest.mark.slow
 def test_json_schema_is_the_same_for_every_sample(tmp_path):
     """Hugging Face infers one schema from the first samples: keys and types must never vary."""
     cfg = SynthConfig(size=96, sketch_style="mix", fields=("flat", "colordomain", "reference"))
@@ -93,6 +95,7 @@ def test_json_schema_is_the_same_for_every_sample(tmp_path):
     assert len(ds) == 24 and {"flat.png", "colordomain.png", "reference.jpg"} <= set(ds.column_names)
 
 
+@pytest.mark.slow
 def test_plain_webdataset_reads_every_sample(demo_build):
     import webdataset as wds
 
@@ -104,6 +107,7 @@ def test_plain_webdataset_reads_every_sample(demo_build):
         json.loads(row["json"])
 
 
+@pytest.mark.slow
 def test_huggingface_webdataset_reads_every_sample(demo_build, tmp_path, monkeypatch):
     datasets = pytest.importorskip("datasets")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
@@ -115,6 +119,7 @@ def test_huggingface_webdataset_reads_every_sample(demo_build, tmp_path, monkeyp
     assert row["sketch.png"].size[::-1] == row["color.jpg"].size[::-1]
 
 
+@pytest.mark.slow
 def test_wids_reads_the_shard_index(demo_build):
     wids = pytest.importorskip("wids")
     ds = wids.ShardListDataset(str(demo_build / "shardindex.json"))
@@ -123,6 +128,7 @@ def test_wids_reads_the_shard_index(demo_build):
     assert {"." + f for f in FIELDS} <= set(sample)
 
 
+@pytest.mark.slow
 def test_same_seed_same_bytes_for_any_worker_count(demo_build, tmp_path):
     out = tmp_path / "w2"
     run_build(src="demo:10", out=out, cfg=CFG, seed=3, shard_size=4, workers=2, progress=False)
@@ -132,6 +138,7 @@ def test_same_seed_same_bytes_for_any_worker_count(demo_build, tmp_path):
     assert tar_digests(other) != tar_digests(demo_build)
 
 
+@pytest.mark.slow
 def test_resume_skips_committed_and_refuses_changed_config(demo_build, tmp_path, capsys):
     manifest = run_build(src="demo:10", out=demo_build, cfg=CFG, seed=3, shard_size=4, workers=1, progress=False)
     assert manifest["totals"]["built_this_run"] == 0
@@ -161,6 +168,7 @@ def test_resume_skips_committed_and_refuses_changed_config(demo_build, tmp_path,
     assert min(next(open_shards(out))["color"].shape[:2]) == 64
 
 
+@pytest.mark.slow
 def test_a_damaged_pool_is_rebuilt_on_resume(demo_build, tmp_path):
     out = tmp_path / "damaged"
     run_build(src="demo:10", out=out, cfg=CFG, seed=3, shard_size=4, workers=2, progress=False)
@@ -175,6 +183,7 @@ def test_a_damaged_pool_is_rebuilt_on_resume(demo_build, tmp_path):
     assert tar_digests(out) == tar_digests(demo_build)
 
 
+@pytest.mark.slow
 def test_sigkill_then_rerun_gives_the_uninterrupted_bytes(tmp_path):
     ref = tmp_path / "ref"
     run_build(src="demo:24", out=ref, cfg=CFG, seed=3, shard_size=2, workers=1, progress=False)
@@ -211,6 +220,7 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_bytes(tmp_path):
     assert json.loads((out / "dataset.json").read_text())["status"] == "complete"
 
 
+@pytest.mark.slow
 def test_bad_files_are_reported_and_good_ones_kept(tmp_path):
     src = tmp_path / "src"
     expected = write_bad_folder(src)
@@ -234,6 +244,7 @@ def test_bad_files_are_reported_and_good_ones_kept(tmp_path):
     assert sum(totals["reasons"].values()) == len(bad)
 
 
+@pytest.mark.slow
 def test_a_file_that_kills_its_worker_is_rejected_and_the_build_finishes(tmp_path):
     items = DemoSource(12).items()
     killer = pool_plan(items, 3, CFG.pool_size)[0][0].key  # dies in the pool pre-pass first, then is
@@ -252,6 +263,7 @@ def test_a_file_that_kills_its_worker_is_rejected_and_the_build_finishes(tmp_pat
     assert not list(out.glob("*.tmp"))
 
 
+@pytest.mark.slow
 def test_a_source_folder_that_changed_is_refused_on_resume(tmp_path):
     src, out = tmp_path / "src", tmp_path / "out"
     src.mkdir()
@@ -267,6 +279,7 @@ def test_a_source_folder_that_changed_is_refused_on_resume(tmp_path):
         run_build(src=str(src), out=out, cfg=CFG, progress=False)
 
 
+@pytest.mark.slow
 def test_hostile_tar_members_are_logged_and_nothing_escapes(tmp_path):
     from .fakes import write_archive, write_hostile_tar
 

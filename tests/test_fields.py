@@ -51,6 +51,7 @@ def test_every_optional_field_replays_from_its_json(sample):
     assert len(np.unique(sample["colordomain"].reshape(-1, 3), axis=0)) <= info["colordomain"]["k"]
 
 
+@pytest.mark.slow
 def test_cli_fields_and_style(tmp_path):
     out = tmp_path / "o"
     assert (

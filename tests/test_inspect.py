@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 
 from s2pdata.build import run_build
 from s2pdata.data import open_shards
@@ -11,6 +12,7 @@ from s2pdata.inspect import contact_sheet, label_colors, main, summarize
 from s2pdata.synth import SynthConfig
 
 
+@pytest.mark.slow
 def test_summary_and_sheet(tmp_path, capsys):
     out = tmp_path / "b"
     run_build(src="demo:6", out=out, cfg=SynthConfig(size=64, drafts=2), seed=0, shard_size=3, progress=False)

@@ -32,6 +32,7 @@ def local_ray():
     ray.shutdown()
 
 
+@pytest.mark.slow
 def test_ray_build_is_byte_identical_to_local(tmp_path, local_ray):
     local, remote = tmp_path / "local", tmp_path / "ray"
     run_build(src="demo:12", out=local, cfg=CFG, seed=5, shard_size=3, workers=1, progress=False)
@@ -63,6 +64,7 @@ class RecordingBar:
         return False
 
 
+@pytest.mark.slow
 def test_ray_progress_bar_counts_every_item_once(tmp_path, local_ray, monkeypatch):
     import tqdm.auto
 
@@ -75,6 +77,7 @@ def test_ray_progress_bar_counts_every_item_once(tmp_path, local_ray, monkeypatc
     assert build_bar.total == 12
 
 
+@pytest.mark.slow
 def test_a_file_that_kills_ray_workers_stops_the_build_with_advice(tmp_path, local_ray):
     killer = DemoSource(8).items()[5].key
     with pytest.raises(BuildStopped, match="--distributor local"):
@@ -90,6 +93,7 @@ def test_a_file_that_kills_ray_workers_stops_the_build_with_advice(tmp_path, loc
         )
 
 
+@pytest.mark.slow
 def test_killed_ray_driver_resumes_without_partial_shards(tmp_path):
     ref, out = tmp_path / "ref", tmp_path / "out"
     run_build(src="demo:16", out=ref, cfg=CFG, seed=5, shard_size=2, workers=1, progress=False)

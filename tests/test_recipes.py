@@ -1,4 +1,4 @@
-"""Build recipes run as users copy them; flags override recipe values; unknown keys are refused."""
+"""Build recipes run as users copy them; flags override recipe values (bad recipes: test_cli_config)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from .fakes import post_new, write_gwern, write_jsonl
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
 
+@pytest.mark.slow
 def test_danbooru_recipe_on_a_fake_gwern_tree(tmp_path):
     src, out = tmp_path / "danbooru", tmp_path / "out"
     ids = {101: "png", 102: "jpg", 103: "png", 104: "png", 105: "jpg"}
@@ -57,6 +58,7 @@ def test_danbooru_recipe_on_a_fake_gwern_tree(tmp_path):
     assert samples[1]["json"]["source"]["artist"] == "artist_a"
 
 
+@pytest.mark.slow
 def test_studio_recipe_on_the_demo_source(tmp_path):
     out = tmp_path / "out"
     rc = main(
@@ -82,17 +84,7 @@ def test_studio_recipe_on_the_demo_source(tmp_path):
     assert json.loads((out / "dataset.json").read_text())["fields"][0] == "color.png"
 
 
-@pytest.mark.parametrize(
-    "text,message", [("sizes = 3\n", "unknown key 'sizes'"), ('crop = "diagonal"\n', "crop must be one of")]
-)
-def test_bad_recipe_keys_and_values_are_named(tmp_path, capsys, text, message):
-    recipe = tmp_path / "r.toml"
-    recipe.write_text(text)
-    with pytest.raises(SystemExit):
-        main(["--recipe", str(recipe), "--src", "demo:2", "--out", str(tmp_path / "o")])
-    assert message in capsys.readouterr().err
-
-
+@pytest.mark.slow
 def test_src_and_out_may_come_from_the_recipe(tmp_path):
     recipe = tmp_path / "r.toml"
     recipe.write_text(f'src = "demo:3"\nout = "{tmp_path / "o"}"\nsize = 48\nworkers = 1\nno-progress = true\n')

@@ -19,12 +19,15 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from .._jit import kernel_cache_is_cold
 from ..pool import KINDS, PatchPool
 from ..shards import (
     DATASET_JSON,
     POOL_DIR,
+    POOL_PARTS,
     atomic_write,
     committed_shards,
+    pool_chunk_name,
     remove_partials,
     sum_stats,
     write_index,
@@ -43,44 +46,13 @@ from .plan import (
     pool_plan,
     prepare_out,
 )
-from .runners import DISTRIBUTORS, BuildStopped, local_runner, ray_runner
+from .runners import BuildStopped, make_runner
 from .worker import build_pool_part, build_shard
 
 __all__ = ["BuildRefused", "BuildStopped", "run_build"]
 
-
-def ensure_pool(
-    out: Path, manifest: dict, items: list[Item], source: Source, cfg: SynthConfig, seed: int, run, bar_factory
-) -> dict:
-    """Build the patch pool once into ``out/pool`` (or reuse the one the manifest records)."""
-    pool_dir = out / POOL_DIR
-    recorded = manifest.get("pool")
-    if recorded:
-        try:
-            if PatchPool.load(pool_dir).sha256 == recorded["sha256"]:  # index and files all there
-                return recorded
-        except (OSError, ValueError):
-            pass
-    chosen, per_image = pool_plan(items, seed, cfg.pool_size)
-    shutil.rmtree(pool_dir, ignore_errors=True)  # a stale pool, or what a killed pre-pass left
-    parts_dir = pool_dir / "parts"
-    tasks = [
-        PoolTask(tuple(chosen[i : i + 8]), source, cfg, seed, per_image, str(parts_dir / f"{i:08d}"))
-        for i in range(0, len(chosen), 8)
-    ]
-    with bar_factory(len(chosen), "patch pool") as bar:
-        parts = run(build_pool_part, tasks, bar)
-    pool = PatchPool.merge(parts, pool_dir, limit=cfg.pool_size)
-    record = {
-        "dir": POOL_DIR,
-        "size": len(pool),
-        "sha256": pool.sha256,
-        "from_items": len(chosen),
-        "per_item": per_image,
-        "kinds": {k: sum(p.kind == k for p in pool) for k in KINDS},
-    }
-    shutil.rmtree(parts_dir)
-    return record
+POOL_CHUNK = 8  # items per patch-pool task: small, so the pre-pass spreads over every worker
+KERNELS_NOTICE = "compiling kernels, once per machine (about 40 s)"
 
 
 def run_build(
@@ -99,69 +71,162 @@ def run_build(
 ) -> dict:
     """Plan, build and commit every shard; returns the final ``dataset.json`` content.
 
-    ``src`` is a ``--src`` string (read with the CLI's default source flags) or a source object
-    from ``s2pdata.sources.source_from_args``.
+    Parameters
+    ----------
+    src : str or Source
+        A ``--src`` string (read with the CLI's default source flags) or a source object from
+        ``s2pdata.sources.source_from_args``.
+    out : str or Path
+        The build folder; a folder holding the same build is resumed.
+    cfg : SynthConfig
+        What every sample contains.
+    seed : int
+        Run seed; with each sample's key it decides every random draw.
+    shard_size : int or None
+        Planned items per shard; None picks ``auto_shard_size``.
+    workers : int
+        Worker processes (one builds in this process).
+    limit : int or None
+        Build only the first ``limit`` items in key order.
+    overwrite : bool
+        Delete a build already in ``out`` first, instead of resuming it.
+    progress : bool
+        Show progress bars and the plan summary on stderr.
+    distributor : str
+        ``"local"`` or ``"ray"`` (``s2pdata.build.runners``).
+    ray_address : str or None
+        A Ray cluster to join; None starts a local Ray.
     """
-    from tqdm.auto import tqdm
-
-    if distributor not in DISTRIBUTORS:
-        raise ValueError(f"distributor must be one of {DISTRIBUTORS}, got {distributor!r}")
-    if shard_size is not None and (not isinstance(shard_size, int) or shard_size < 1):
+    if shard_size is not None and (isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1):
         raise ValueError(f"shard_size must be a positive int or None (auto), got {shard_size!r}")
     out = Path(out)
-
-    def bar_factory(total, desc, initial=0):
-        return tqdm(total=total, initial=initial, unit="img", desc=desc, disable=not progress, smoothing=0.1)
-
+    bars = _bar_factory(progress)
     # workers start now (importing their libraries) while this process lists the source and plans
-    runner = ray_runner(workers, ray_address) if distributor == "ray" else local_runner(workers)
-    with runner as run:
-        if isinstance(src, str):
-            src = source_from_args(
-                src, _cli_defaults().parse_args(["--src", src, "--out", str(out)]), seed=seed, out=out
-            )
-        source = src
-        items = sorted(source.items(), key=lambda it: it.key)
-        if limit is not None:
-            items = items[:limit]
-        shard_size = shard_size or auto_shard_size(len(items))
-        plan = make_plan(items, shard_size)
-        header = _header(source, cfg, seed, shard_size, plan)
+    with make_runner(distributor, workers, ray_address) as run:
+        source = src if not isinstance(src, str) else source_from_args(src, _default_args(), seed=seed, out=out)
+        items, plan, header = _plan(source, cfg, seed, shard_size, limit)
         if progress:
             print(
-                source.summary() + f"\nplan: {len(items)} items in {len(plan)} shards of {shard_size} -> {out}",
+                f"{source.summary()}\nplan: {len(items)} items in {len(plan)} shards of "
+                f"{header['config']['shard_size']} -> {out}",
                 file=sys.stderr,
             )
-        previous = {}
-        if (out / DATASET_JSON).exists() and not overwrite:
-            previous = json.loads((out / DATASET_JSON).read_text())
-        prepare_out(out, header, overwrite=overwrite)
-        manifest = {**header, "versions": package_versions(cfg), "status": "building"}
-        if previous.get("pool"):
-            manifest["pool"] = previous["pool"]
-        atomic_write(out / DATASET_JSON, json.dumps(manifest, indent=1).encode())
-        remove_partials(out)
-        if (out / POOL_DIR).exists():
-            remove_partials(out / POOL_DIR)
+        manifest = _start_manifest(out, header, cfg, overwrite)
         done = committed_shards(out, len(plan))
+        if progress and len(done) < len(plan) and kernel_cache_is_cold():
+            print(KERNELS_NOTICE, file=sys.stderr)
         t0 = time.perf_counter()
         if cfg.drafts and len(done) < len(plan):
-            manifest["pool"] = ensure_pool(out, manifest, items, source, cfg, seed, run, bar_factory)
-            atomic_write(out / DATASET_JSON, json.dumps(manifest, indent=1).encode())
+            manifest["pool"] = ensure_pool(out, manifest, items, source, cfg, seed, run, bars)
+            _write_manifest(out, manifest)
         t_pool = time.perf_counter() - t0
-        pool_dir = str(out / POOL_DIR) if cfg.drafts else None
-        pool_sha = manifest["pool"]["sha256"] if cfg.drafts and "pool" in manifest else None
-        tasks = [
-            ShardTask(i, shard, source, cfg, seed, str(out), pool_dir, pool_sha)
-            for i, shard in enumerate(plan)
-            if i not in done
-        ]
-        with bar_factory(len(items), f"build {out.name}", sum(len(plan[i]) for i in done)) as bar:
+        tasks = _shard_tasks(plan, done, source, cfg, seed, out, manifest)
+        with bars(len(items), f"build {out.name}", sum(len(plan[i]) for i in done)) as bar:
             for stats in run(build_shard, tasks, bar):
                 done[stats["index"]] = stats
         remove_partials(out)  # what a worker that died while writing left (every shard is committed)
-    elapsed = time.perf_counter() - t0
+    seconds = {"this_run": time.perf_counter() - t0, "pool": t_pool}
     stats = [done[i] for i in range(len(plan))]
+    return _finish(out, manifest, source, stats, n_items=len(items), built=len(tasks), seconds=seconds)
+
+
+def _bar_factory(progress: bool):
+    """``bars(total, desc, initial=0)``: a tqdm bar counting images, hidden without ``progress``."""
+    from tqdm.auto import tqdm
+
+    def bars(total, desc, initial=0):
+        return tqdm(total=total, initial=initial, unit="img", desc=desc, disable=not progress, smoothing=0.1)
+
+    return bars
+
+
+def _default_args():
+    """The CLI's default values of every flag, for sources given as ``--src`` strings."""
+    from .cli import default_args
+
+    return default_args()
+
+
+def _plan(source: Source, cfg: SynthConfig, seed: int, shard_size: int | None, limit: int | None):
+    """The source's items in key order (the first ``limit``), cut into shards, and the manifest header."""
+    items = sorted(source.items(), key=lambda it: it.key)
+    if limit is not None:
+        items = items[:limit]
+    shard_size = shard_size or auto_shard_size(len(items))
+    plan = make_plan(items, shard_size)
+    return items, plan, _header(source, cfg, seed, shard_size, plan)
+
+
+def _start_manifest(out: Path, header: dict, cfg: SynthConfig, overwrite: bool) -> dict:
+    """Prepare ``out`` and mark the build as in progress; a resumed build keeps its pool's record."""
+    previous = {}
+    if (out / DATASET_JSON).exists() and not overwrite:
+        previous = json.loads((out / DATASET_JSON).read_text())
+    prepare_out(out, header, overwrite=overwrite)
+    manifest = {**header, "versions": package_versions(cfg), "status": "building"}
+    if previous.get("pool"):
+        manifest["pool"] = previous["pool"]
+    _write_manifest(out, manifest)
+    remove_partials(out)
+    if (out / POOL_DIR).exists():
+        remove_partials(out / POOL_DIR)
+    return manifest
+
+
+def _write_manifest(out: Path, manifest: dict) -> None:
+    """``dataset.json``, replaced atomically."""
+    atomic_write(out / DATASET_JSON, json.dumps(manifest, indent=1).encode())
+
+
+def ensure_pool(
+    out: Path, manifest: dict, items: list[Item], source: Source, cfg: SynthConfig, seed: int, run, bars
+) -> dict:
+    """Build the patch pool once into ``out/pool`` (or reuse the one the manifest records).
+
+    Returns the manifest's ``pool`` record: folder, size, sha256, contributing items, kinds.
+    """
+    pool_dir = out / POOL_DIR
+    recorded = manifest.get("pool")
+    if recorded:
+        try:
+            if PatchPool.load(pool_dir).sha256 == recorded["sha256"]:  # index and files all there
+                return recorded
+        except (OSError, ValueError):
+            pass
+    chosen, per_image = pool_plan(items, seed, cfg.pool_size)
+    shutil.rmtree(pool_dir, ignore_errors=True)  # a stale pool, or what a killed pre-pass left
+    parts_dir = pool_dir / POOL_PARTS
+    tasks = [
+        PoolTask(tuple(chosen[i : i + POOL_CHUNK]), source, cfg, seed, per_image, str(parts_dir / pool_chunk_name(i)))
+        for i in range(0, len(chosen), POOL_CHUNK)
+    ]
+    with bars(len(chosen), "patch pool") as bar:
+        parts = run(build_pool_part, tasks, bar)
+    pool = PatchPool.merge(parts, pool_dir, limit=cfg.pool_size)
+    shutil.rmtree(parts_dir)
+    return {
+        "dir": POOL_DIR,
+        "size": len(pool),
+        "sha256": pool.sha256,
+        "from_items": len(chosen),
+        "per_item": per_image,
+        "kinds": {k: sum(p.kind == k for p in pool) for k in KINDS},
+    }
+
+
+def _shard_tasks(plan, done: dict, source: Source, cfg: SynthConfig, seed: int, out: Path, manifest: dict):
+    """A task for every shard of the plan not yet committed."""
+    pool_dir = str(out / POOL_DIR) if cfg.drafts else None
+    pool_sha = manifest["pool"]["sha256"] if cfg.drafts and "pool" in manifest else None
+    return [
+        ShardTask(i, shard, source, cfg, seed, str(out), pool_dir, pool_sha)
+        for i, shard in enumerate(plan)
+        if i not in done
+    ]
+
+
+def _finish(out: Path, manifest: dict, source: Source, stats: list[dict], *, n_items, built, seconds) -> dict:
+    """Index, rejects and totals of a finished build; the manifest marked complete and returned."""
     write_index(out, stats)
     skipped = [{"key": None, **entry} for entry in getattr(source, "skipped", [])]
     n_rejects = write_rejects(out, stats, skipped)
@@ -170,23 +235,17 @@ def run_build(
     manifest.update(
         status="complete",
         totals={
-            "items": len(items),
+            "items": n_items,
             "samples": summed["samples"],
             "rejected": n_rejects,
             "reasons": dict(reasons),
             "bytes": summed["bytes"],
-            "shards": len(plan),
-            "built_this_run": len(tasks),
-            "seconds_this_run": round(elapsed, 2),
-            "seconds_pool_this_run": round(t_pool, 2),
-            "seconds_shards_this_run": round(elapsed - t_pool, 2),
+            "shards": len(stats),
+            "built_this_run": built,
+            "seconds_this_run": round(seconds["this_run"], 2),
+            "seconds_pool_this_run": round(seconds["pool"], 2),
+            "seconds_shards_this_run": round(seconds["this_run"] - seconds["pool"], 2),
         },
     )
-    atomic_write(out / DATASET_JSON, json.dumps(manifest, indent=1).encode())
+    _write_manifest(out, manifest)
     return manifest
-
-
-def _cli_defaults():
-    from .cli import make_parser
-
-    return make_parser()

@@ -1,12 +1,20 @@
-"""The build CLI: ``python -m s2pdata.build --src ... --out ...`` (flags, recipes, exit codes)."""
+"""The build CLI: ``python -m s2pdata.build --src ... --out ...`` (flags, recipes, exit codes).
+
+Every flag is declared once, in ``OPTIONS``; a value comes from the first of: the command line,
+the ``--recipe`` file (keys are the flags' long names), the flag's default. Recipe values are
+converted strictly (``s2pdata._config.convert``): ``size = 1.9`` is an error, not 1.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from .._config import convert, load_toml
 from ..decode import CROPS
 from ..shards import COLOR_FORMATS, REJECTS
 from ..sources import add_source_arguments, source_from_args
@@ -15,134 +23,206 @@ from ..synth import OPTIONAL_FIELDS, SKETCH_STYLES, SynthConfig
 from . import BuildRefused, BuildStopped, run_build
 from .runners import DISTRIBUTORS
 
+PROG = "python -m s2pdata.build"
+DESCRIPTION = (
+    "Build training data for two-stage line-art colorization: --src is planned, built by workers and "
+    "committed as WebDataset shards in --out. Values may come from a --recipe file; the command line wins."
+)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One build flag: its long name, argparse's keywords for it, and its place in ``--help``."""
+
+    flag: str
+    spec: dict = field(default_factory=dict)  # add_argument keywords: type, default, choices, action, help
+    group: str | None = None  # a titled section of --help
+    exclusive: bool = False  # one of the mutually exclusive resume/overwrite pair
+
+    @property
+    def dest(self) -> str:
+        return self.flag[2:].replace("-", "_")
+
+    @property
+    def default(self):
+        return self.spec.get("default", False if self.spec.get("action") == "store_true" else None)
+
+    def argparse_kwargs(self) -> dict:
+        """``spec`` with no default (an absent flag stays absent) and the default said once in the help."""
+        kwargs = {k: v for k, v in self.spec.items() if k != "default"}
+        help_text = kwargs.get("help", "")
+        shown = not (self.default is None or self.default is False or self.default == "")  # 0 is shown
+        if shown and "default" not in help_text:
+            kwargs["help"] = f"{help_text} (default: {self.default})"
+        return {**kwargs, "default": argparse.SUPPRESS}
+
+    def from_recipe(self, key: str, value, origin: str):
+        """A recipe's TOML value as this flag's type, refusing anything inexact."""
+        action = self.spec.get("action")
+        if action == "append":  # a comma list, or a TOML array of them
+            return [convert(key, v, str, origin) for v in (value if isinstance(value, list) else [value])]
+        value = convert(key, value, bool if action == "store_true" else self.spec.get("type", str), origin)
+        choices = self.spec.get("choices")
+        if choices is not None and value not in choices:
+            raise ValueError(f"{key} in {origin} must be one of {list(choices)}, got {value!r}")
+        return value
+
+
+class _Recorder:
+    """Stands in for a parser so that ``add_source_arguments`` declares its flags as ``Option``s."""
+
+    def __init__(self):
+        self.options: list[Option] = []
+        self.group: str | None = None
+
+    def add_argument_group(self, title: str | None = None, description: str | None = None) -> _Recorder:
+        self.group = title
+        return self
+
+    def add_argument(self, flag: str, **spec) -> None:
+        self.options.append(Option(flag, spec, self.group))
+
+
+def _cpus() -> int:
+    """The CPUs this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _flag(flag: str, help: str, *, exclusive: bool = False, **spec) -> Option:
+    """An ``Option`` written like ``add_argument``: the flag, its help, then argparse's keywords."""
+    return Option(flag, {**spec, "help": help}, exclusive=exclusive)
+
+
+def _declare() -> tuple[Option, ...]:
+    """Every build flag (the source and filter flags as ``s2pdata.sources`` declares them)."""
+    d = SynthConfig()
+    build = (
+        _flag("--src", "'demo', 'demo:N', 'hf:PATH' or a folder of images (recursive); required"),
+        _flag("--out", "output folder for shards and manifests; required"),
+        _flag("--workers", "worker processes (default: the CPUs this process may use)", type=int, default=_cpus()),
+        _flag("--seed", "run seed; with the sample key it decides every draw", type=int, default=0),
+        _flag("--shard-size", "planned items per shard (default: ceil(items / 64), between 8 and 1000)", type=int),
+        _flag("--limit", "build only the first N items (sorted by key)", type=int),
+        _flag("--resume", "skip committed shards of the same build (default)", action="store_true", exclusive=True),
+        _flag("--overwrite", "delete an existing build in --out first", action="store_true", exclusive=True),
+        _flag("--size", "short side after resizing (0 keeps the size)", type=int, default=d.size),
+        _flag("--crop", "square crop after resizing", choices=CROPS, default=d.crop),
+        _flag(
+            "--sketch",
+            "line-art extractor (learned: a network from --sketch-weights)",
+            choices=SKETCH_METHODS,
+            default=d.sketch,
+        ),
+        _flag(
+            "--sketch-weights",
+            "weights for --sketch learned: anime2sketch:netG.pth, informative:netG_A_latest.pth "
+            "or torchscript:model.pt (never downloaded; see s2pdata.stages.learned)",
+            metavar="ARCH:PATH",
+            default=d.sketch_weights,
+        ),
+        _flag("--hint-radius", "hints drawn as (2l+1)^2 squares", type=int, default=d.hint_radius),
+        _flag("--color-format", "colour codec", choices=COLOR_FORMATS, default=d.color_format),
+        _flag("--color-quality", "JPEG/WebP quality", type=int, default=d.color_quality),
+        _flag("--max-pixels", "reject images with more pixels", type=int, default=d.max_pixels),
+        _flag("--min-side", "reject images with a shorter side", type=int, default=d.min_side),
+        _flag("--drafts", "synthetic flawed drafts per sample (draft0..)", type=int, default=d.drafts),
+        _flag(
+            "--sketch-style",
+            "rough: hand-drawn simulation of the extracted line art; mix: rough with --rough-weight",
+            choices=SKETCH_STYLES,
+            default=d.sketch_style,
+        ),
+        _flag("--rough-weight", "share of rough sketches with mix", type=float, default=d.rough_weight),
+        _flag("--fields", f"optional fields (comma list): {', '.join(OPTIONAL_FIELDS)}", action="append"),
+        _flag(
+            "--pool-size",
+            "patches in the region pool the drafts paste from (cut across the dataset)",
+            type=int,
+            default=d.pool_size,
+        ),
+        _flag("--distributor", "local process pool, or one Ray task per shard", choices=DISTRIBUTORS, default="local"),
+        _flag("--ray-address", "Ray cluster address (e.g. auto or ray://head:10001); without it a local Ray starts"),
+        _flag("--no-progress", "no progress bar and no summary", action="store_true"),
+    )
+    sources = _Recorder()
+    add_source_arguments(sources)
+    return build + tuple(sources.options)
+
+
+OPTIONS = _declare()
+
 
 def make_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m s2pdata.build",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    p.add_argument("--src", help="'demo', 'demo:N', 'hf:PATH' or a folder of images (recursive); required")
-    p.add_argument("--out", help="output folder for shards and manifests; required")
+    """The build's argument parser: flags absent from the command line are absent from its result.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        ``--recipe`` and every flag of ``OPTIONS``, each help line with its default once.
+    """
+    p = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION)
     p.add_argument(
-        "--recipe", help="TOML file of flag values (keys as the flags' long names); flags given on the command line win"
+        "--recipe",
+        help="TOML file of flag values (keys as the flags' long names); flags given on the command line win",
     )
-    p.add_argument(
-        "--workers",
-        type=int,
-        default=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1,
-        help="worker processes (default: the CPUs this process may use)",
-    )
-    p.add_argument("--seed", type=int, default=0, help="run seed; with the sample key it decides every draw")
-    p.add_argument(
-        "--shard-size",
-        type=int,
-        default=None,
-        help="planned items per shard (default: ceil(items / 64), between 8 and 1000)",
-    )
-    p.add_argument("--limit", type=int, default=None, help="build only the first N items (sorted by key)")
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument(
-        "--resume", action="store_true", default=True, help="skip committed shards of the same build (default)"
-    )
-    mode.add_argument("--overwrite", action="store_true", help="delete an existing build in --out first")
-    d = SynthConfig()
-    p.add_argument("--size", type=int, default=d.size, help="short side after resizing (0 keeps the size)")
-    p.add_argument("--crop", choices=CROPS, default=d.crop, help="square crop after resizing")
-    p.add_argument(
-        "--sketch",
-        choices=SKETCH_METHODS,
-        default=d.sketch,
-        help="line-art extractor (learned: a network from --sketch-weights)",
-    )
-    p.add_argument(
-        "--sketch-weights",
-        default=d.sketch_weights,
-        metavar="ARCH:PATH",
-        help="weights for --sketch learned: anime2sketch:netG.pth, informative:netG_A_latest.pth "
-        "or torchscript:model.pt (never downloaded; see s2pdata.stages.learned)",
-    )
-    p.add_argument("--hint-radius", type=int, default=d.hint_radius, help="hints drawn as (2l+1)^2 squares")
-    p.add_argument("--color-format", choices=COLOR_FORMATS, default=d.color_format, help="colour codec")
-    p.add_argument("--color-quality", type=int, default=d.color_quality, help="JPEG/WebP quality")
-    p.add_argument("--max-pixels", type=int, default=d.max_pixels, help="reject images with more pixels")
-    p.add_argument("--min-side", type=int, default=d.min_side, help="reject images with a shorter side")
-    p.add_argument("--drafts", type=int, default=d.drafts, help="synthetic flawed drafts per sample (draft0..)")
-    p.add_argument(
-        "--sketch-style",
-        choices=SKETCH_STYLES,
-        default=d.sketch_style,
-        help="rough: hand-drawn simulation of the extracted line art; mix: rough with --rough-weight",
-    )
-    p.add_argument("--rough-weight", type=float, default=d.rough_weight, help="share of rough sketches with mix")
-    p.add_argument(
-        "--fields", action="append", default=None, help=f"optional fields (comma list): {', '.join(OPTIONAL_FIELDS)}"
-    )
-    p.add_argument(
-        "--pool-size",
-        type=int,
-        default=d.pool_size,
-        help="patches in the region pool the drafts paste from (cut across the dataset)",
-    )
-    p.add_argument(
-        "--distributor", choices=DISTRIBUTORS, default="local", help="local process pool, or one Ray task per shard"
-    )
-    p.add_argument(
-        "--ray-address",
-        default=None,
-        help="Ray cluster address (e.g. auto or ray://head:10001); default starts a local Ray",
-    )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar and no summary")
-    add_source_arguments(p)
+    targets: dict = {None: p, "mode": p.add_mutually_exclusive_group()}
+    for opt in OPTIONS:
+        where = "mode" if opt.exclusive else opt.group
+        if where not in targets:
+            targets[where] = p.add_argument_group(where)
+        targets[where].add_argument(opt.flag, **opt.argparse_kwargs())
     return p
 
 
-class _Unset:
-    """Marks a flag the command line did not give (argparse keeps a value already on the namespace)."""
+def default_args() -> argparse.Namespace:
+    """Every flag at its default, as ``parse_args`` returns them (``run_build`` uses it for ``--src`` strings)."""
+    return argparse.Namespace(**{opt.dest: opt.default for opt in OPTIONS})
+
+
+def recipe_values(path: str) -> dict:
+    """A recipe file's values by flag ``dest``, each converted to its flag's type.
+
+    Parameters
+    ----------
+    path : str
+        A TOML file of ``flag-name = value`` lines.
+
+    Raises
+    ------
+    ValueError
+        One line naming the file, and the key whose name, type or value is wrong.
+    """
+    origin = f"recipe {path}"
+    by_dest = {opt.dest: opt for opt in OPTIONS}
+    values = {}
+    for key, value in load_toml(path).items():
+        opt = by_dest.get(key.replace("-", "_"))
+        if opt is None:
+            raise ValueError(
+                f"{origin}: unknown key {key!r}; keys are the build's flag names, "
+                f"e.g. {', '.join(opt.flag[2:] for opt in OPTIONS[:6])}, ..."
+            )
+        values[opt.dest] = opt.from_recipe(key, value, origin)
+    return values
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Command line, then ``--recipe`` values for every flag the command line left out."""
-    parser = make_parser()
-    actions = {a.dest: a for a in parser._actions if a.dest not in ("help", "recipe")}
-    # a namespace pre-filled with markers tells which flags were given (append flags start as None)
-    marked = argparse.Namespace(
-        **{d: None if isinstance(a, argparse._AppendAction) else _Unset for d, a in actions.items()}
-    )
-    given = parser.parse_args(argv, namespace=marked)
-    args = parser.parse_args(argv)
-    if args.recipe:
-        import tomllib
+    """Flags from the command line, then from ``--recipe``, then the defaults.
 
-        try:
-            with open(args.recipe, "rb") as f:
-                recipe = tomllib.load(f)
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            parser.error(f"--recipe {args.recipe}: {exc}")
-        for key, value in recipe.items():
-            dest = key.replace("-", "_")
-            action = actions.get(dest)
-            if action is None:
-                parser.error(
-                    f"--recipe {args.recipe}: unknown key {key!r}; keys are the build's flag names, "
-                    f"e.g. {', '.join(sorted(actions)[:6])}, ..."
-                )
-            if getattr(given, dest) not in (_Unset, None):
-                continue  # the command line wins
-            if isinstance(action, argparse._AppendAction):
-                value = [str(v) for v in (value if isinstance(value, list) else [value])]
-            elif action.type is not None and value is not None:
-                try:
-                    value = action.type(value)
-                except (TypeError, ValueError):
-                    parser.error(f"--recipe {args.recipe}: {key} = {value!r} is not a valid {action.type.__name__}")
-            if action.choices is not None and value not in action.choices:
-                parser.error(f"--recipe {args.recipe}: {key} must be one of {list(action.choices)}, got {value!r}")
-            setattr(args, dest, value)
+    Raises
+    ------
+    ValueError
+        A bad recipe, or no ``--src`` / ``--out`` from either.
+    SystemExit
+        A malformed command line (argparse's usage message).
+    """
+    given = vars(make_parser().parse_args(argv))
+    recipe = given.pop("recipe", None)
+    values = {**vars(default_args()), **(recipe_values(recipe) if recipe else {}), **given}
     for name in ("src", "out"):
-        if not getattr(args, name):
-            parser.error(f"--{name} is required (on the command line or in the recipe)")
-    return args
+        if not values[name]:
+            raise ValueError(f"--{name} is required (on the command line or in the recipe)")
+    return argparse.Namespace(**values)
 
 
 def _absolute_weights(spec: str) -> str:
@@ -153,38 +233,27 @@ def _absolute_weights(spec: str) -> str:
     return f"{arch}:{Path(path).expanduser().resolve()}" if path else spec
 
 
+def synth_config(args: argparse.Namespace) -> SynthConfig:
+    """The ``SynthConfig`` of parsed flags: each of its fields has a flag of the same name."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(SynthConfig)}
+    values["sketch_weights"] = _absolute_weights(values["sketch_weights"])
+    values["fields"] = tuple(f.strip() for arg in values["fields"] or () for f in arg.split(",") if f.strip())
+    return SynthConfig(**values)
+
+
+_RUN_FLAGS = ("out", "seed", "shard_size", "workers", "limit", "overwrite", "distributor", "ray_address")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    """Run the build CLI; returns the exit code (0 built, 1 stopped, 2 refused, 130 interrupted)."""
     try:
-        cfg = SynthConfig(
-            size=args.size,
-            crop=args.crop,
-            sketch=args.sketch,
-            hint_radius=args.hint_radius,
-            color_format=args.color_format,
-            color_quality=args.color_quality,
-            max_pixels=args.max_pixels,
-            min_side=args.min_side,
-            drafts=args.drafts,
-            pool_size=args.pool_size,
-            sketch_style=args.sketch_style,
-            rough_weight=args.rough_weight,
-            sketch_weights=_absolute_weights(args.sketch_weights),
-            fields=tuple(f.strip() for arg in args.fields or () for f in arg.split(",") if f.strip()),
-        )
+        args = parse_args(argv)
         source = source_from_args(args.src, args, seed=args.seed, out=Path(args.out))
         manifest = run_build(
             src=source,
-            out=args.out,
-            cfg=cfg,
-            seed=args.seed,
-            shard_size=args.shard_size,
-            workers=args.workers,
-            limit=args.limit,
-            overwrite=args.overwrite,
+            cfg=synth_config(args),
             progress=not args.no_progress,
-            distributor=args.distributor,
-            ray_address=args.ray_address,
+            **{name: getattr(args, name) for name in _RUN_FLAGS},
         )
     except (BuildRefused, ValueError) as exc:
         print(f"s2pdata.build: {exc}", file=sys.stderr)

@@ -1,15 +1,19 @@
 """Distributors: ``run(fn, tasks, bar) -> results`` on a local process pool or on Ray.
 
-Both have the same signature, so swapping one for the other is a one-word change
-(``--distributor``).
+Both are context managers whose value is called the same way, so swapping one for the other
+is a one-word change (``--distributor``). ``fn(task, tick)`` runs in a worker and calls
+``tick(n)`` as it finishes items; the parent's progress ``bar`` moves by items, never past its
+total (a re-run task reports its items again).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import threading
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from .plan import ShardTask
 from .worker import _init_worker, _started
@@ -20,143 +24,213 @@ class BuildStopped(RuntimeError):
 
 
 DISTRIBUTORS = ("local", "ray")
+MAX_UNEXPLAINED_DEATHS = 3  # worker deaths per run that no in-flight key explains, before giving up
 
 
-@contextmanager
-def local_runner(workers: int):
+def make_runner(distributor: str, workers: int, ray_address: str | None = None):
+    """The runner for ``distributor`` (one of ``DISTRIBUTORS``), to be entered with ``with``.
+
+    Parameters
+    ----------
+    distributor : str
+        ``"local"`` (a process pool on this machine) or ``"ray"``.
+    workers : int
+        Worker processes (local), or CPUs of a Ray started here.
+    ray_address : str or None
+        An existing Ray cluster to join; None starts a local Ray.
+    """
+    if distributor not in DISTRIBUTORS:
+        raise ValueError(f"distributor must be one of {DISTRIBUTORS}, got {distributor!r}")
+    return RayRunner(workers, ray_address) if distributor == "ray" else LocalRunner(workers)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What one round of submissions to a local pool gave."""
+
+    done: dict[int, object]  # task index -> result, for each task that finished
+    broke: bool  # a worker died, so the pool is unusable and the unfinished tasks must run again
+    in_flight: frozenset[str] = frozenset()  # keys the workers were on when it broke (may be none)
+
+
+def _excluding(task, keys):
+    """``task`` with those of ``keys`` that are among its items marked as crashed."""
+    hit = tuple(sorted(k for k in keys if k not in task.crashed and any(it.key == k for it in task.items)))
+    return dataclasses.replace(task, crashed=task.crashed + hit) if hit else task
+
+
+class LocalRunner:
     """``run(fn, tasks, bar) -> results`` on a spawned process pool (in-process for one worker).
 
-    ``fn(task, tick)`` runs in a worker; ``tick(n)`` reaches the parent's progress bar through a
-    queue. One pool serves every phase of a build.
+    ``tick(n)`` reaches the parent's progress bar through a queue. One pool serves every phase of
+    a build; its workers start on ``__enter__``, while the parent lists the source and plans.
 
     A file that kills its worker (a decoder's segfault, the kernel's OOM killer) does not stop the
     build. Each worker keeps the key it is on in a small file; when the pool breaks, the tasks
     that had a key in flight become suspects and run again one at a time in a single-worker pool,
-    so a second death names its item for certain. That item is then excluded (``task.crashed``;
-    a ``worker-crashed`` reject) and its task re-run; every other task simply runs again. (With
-    one worker the build runs in this process and has no such protection.)
+    so a second death names its item for certain. That item joins ``killers``: it is excluded
+    (``task.crashed``; a ``worker-crashed`` reject) from its task, which re-runs, and from every
+    later task; every other task simply runs again. A death that no in-flight key explains counts
+    in ``unexplained_deaths``; more than ``MAX_UNEXPLAINED_DEATHS`` in one run stop the build.
+    (With one worker the build runs in this process and has no such protection.)
     """
-    if workers <= 1:
-        from .._jit import worker_setup
 
-        worker_setup()
-        yield lambda fn, tasks, bar: [fn(t, bar.update) for t in tasks]
-        return
-    import dataclasses
-    import multiprocessing as mp
-    import tempfile
-    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
-    from concurrent.futures.process import BrokenProcessPool
+    def __init__(self, workers: int):
+        self.workers = workers
+        self.pool = None  # the pool that serves the build; replaced when a death breaks it
+        self.killers: set[str] = set()  # keys known to kill a worker
+        self.unexplained_deaths = 0  # in the current run
+        self._ctx = self._queue = self._inflight_dir = None
 
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    inflight = tempfile.mkdtemp(prefix="s2pdata-inflight-")
+    def __enter__(self) -> LocalRunner:
+        if self.workers <= 1:
+            from .._jit import worker_setup
 
-    def new_pool(n: int) -> ProcessPoolExecutor:
-        pool = ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker, initargs=(queue, inflight))
+            worker_setup()
+            return self
+        import multiprocessing as mp
+        import tempfile
+
+        self._ctx = mp.get_context("spawn")
+        self._queue = self._ctx.Queue()
+        self._inflight_dir = tempfile.mkdtemp(prefix="s2pdata-inflight-")
+        self.pool = self._new_pool(self.workers)
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            shutil.rmtree(self._inflight_dir, ignore_errors=True)
+        return False
+
+    def __call__(self, fn, tasks, bar) -> list:
+        if self.pool is None:
+            return [fn(t, bar.update) for t in tasks]
+        with self._forwarding(bar):
+            return self._run(fn, list(tasks))
+
+    def _run(self, fn, tasks) -> list:
+        """Shared rounds until every task is done; after a death, its suspects alone first."""
+        tasks = [_excluding(t, self.killers) for t in tasks]
+        results: dict[int, object] = {}
+        suspects: list[int] = []  # task indices to run alone, first first
+        self.unexplained_deaths = 0
+        while len(results) < len(tasks):
+            if suspects:
+                i = suspects[0]
+                attempt = self._alone_round(fn, tasks[i], i)
+                results.update(attempt.done)
+                if attempt.in_flight:  # its only worker died on these keys
+                    self.killers.update(attempt.in_flight)
+                    tasks[i] = _excluding(tasks[i], attempt.in_flight)
+                elif attempt.broke:
+                    self.unexplained_deaths += 1  # died between items: nothing to exclude
+                if not attempt.broke:
+                    suspects.pop(0)
+            else:
+                todo = [i for i in range(len(tasks)) if i not in results]
+                attempt = self._shared_round(fn, tasks, todo)
+                results.update(attempt.done)
+                suspects = [
+                    i for i in todo if i not in results and any(it.key in attempt.in_flight for it in tasks[i].items)
+                ]
+                self.unexplained_deaths += attempt.broke and not suspects
+            if self.unexplained_deaths > MAX_UNEXPLAINED_DEATHS:
+                raise BuildStopped(
+                    "build workers keep dying outside any one file (out of memory? see the "
+                    "system log); committed shards are kept: re-run to resume"
+                )
+        return [results[i] for i in range(len(tasks))]
+
+    def _shared_round(self, fn, tasks, todo: list[int]) -> Attempt:
+        """The tasks ``todo`` on the shared pool, which is replaced if a worker died."""
+        attempt = self._attempt(self.pool, fn, tasks, todo)
+        if attempt.broke:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = self._new_pool(self.workers)
+        return attempt
+
+    def _alone_round(self, fn, task, index: int) -> Attempt:
+        """One suspect task alone in a fresh single-worker pool: a death now names its key."""
+        alone = self._new_pool(1)
+        try:
+            return self._attempt(alone, fn, {index: task}, [index])
+        finally:
+            alone.shutdown(wait=False, cancel_futures=True)
+
+    def _new_pool(self, n: int):
+        """A pool of ``n`` spawned workers, all started now rather than on first use."""
+        from concurrent.futures import ProcessPoolExecutor
+
+        pool = ProcessPoolExecutor(
+            n, mp_context=self._ctx, initializer=_init_worker, initargs=(self._queue, self._inflight_dir)
+        )
         for _ in range(n):
-            pool.submit(_started)  # spawn them all now
+            pool.submit(_started)
         return pool
 
-    pools = [new_pool(workers)]  # pools[0] serves the build; replaced when a crash breaks it
-    killers: set[str] = set()  # keys known to kill a worker, excluded from every later task too
+    def _attempt(self, pool, fn, tasks, indices: list[int]) -> Attempt:
+        """Submit ``tasks[i]`` for each of ``indices`` and wait for all, or for the pool to break."""
+        from concurrent.futures import FIRST_EXCEPTION, wait
+        from concurrent.futures.process import BrokenProcessPool
 
-    def excluding(task, keys):
-        hit = tuple(sorted(k for k in keys if k not in task.crashed and any(it.key == k for it in task.items)))
-        return dataclasses.replace(task, crashed=task.crashed + hit) if hit else task
-
-    def in_flight() -> set[str]:
-        """The keys the workers were on, each slot then blanked (live workers keep writing to theirs)."""
-        keys = set()
-        for name in os.listdir(inflight):
-            with open(os.path.join(inflight, name), "r+b") as f:
-                keys.add(f.read().decode(errors="replace").strip())
-                f.truncate(0)
-        return keys - {""}
-
-    def attempt(pool, fn, tasks, indices) -> tuple[dict, set[str] | None]:
-        """Results of the tasks that finished, and the keys in flight if a worker died."""
         futures = {pool.submit(fn, tasks[i]): i for i in indices}
         wait(futures, return_when=FIRST_EXCEPTION)
-        done, broken = {}, False
+        done, broke = {}, False
         for f, i in futures.items():
             exc = f.exception() if f.done() else None
             if f.done() and exc is None:
                 done[i] = f.result()
             elif isinstance(exc, BrokenProcessPool):
-                broken = True
+                broke = True
             elif exc is not None:
                 for g in futures:
                     g.cancel()
                 raise exc
-        return done, (in_flight() if broken else None)
+        return Attempt(done, broke, self._take_in_flight() if broke else frozenset())
 
-    def run(fn, tasks, bar):
-        def advance(n):
-            bar.update(min(n, bar.total - bar.n) if bar.total else n)  # re-runs never overfill it
+    def _take_in_flight(self) -> frozenset[str]:
+        """The keys the workers were on, each slot then blanked (live workers keep writing to theirs)."""
+        keys = set()
+        for name in os.listdir(self._inflight_dir):
+            with open(os.path.join(self._inflight_dir, name), "r+b") as f:
+                keys.add(f.read().decode(errors="replace").strip())
+                f.truncate(0)
+        return frozenset(keys - {""})
+
+    @contextmanager
+    def _forwarding(self, bar):
+        """Move ``bar`` by the counts workers put on the queue, until the run ends."""
 
         def drain():
-            for n in iter(queue.get, None):  # None: the parent's own end marker
-                advance(n)
+            for n in iter(self._queue.get, None):  # None: the parent's own end marker
+                _advance(bar, n)
 
         thread = threading.Thread(target=drain, daemon=True)
         thread.start()
-        tasks, results, suspects, blind = [excluding(t, killers) for t in tasks], {}, [], 0
         try:
-            while len(results) < len(tasks):
-                if suspects:  # alone in a fresh single-worker pool: a death now names its key
-                    i = suspects.pop(0)
-                    alone = new_pool(1)
-                    try:
-                        done, keys = attempt(alone, fn, tasks, [i])
-                    finally:
-                        alone.shutdown(wait=False, cancel_futures=True)
-                    results.update(done)
-                    if keys:
-                        killers.update(keys)
-                        tasks[i] = excluding(tasks[i], keys)
-                        suspects.insert(0, i)
-                    elif keys is not None:
-                        blind += 1  # died between items: nothing to exclude
-                        suspects.insert(0, i)
-                else:
-                    todo = [i for i in range(len(tasks)) if i not in results]
-                    done, keys = attempt(pools[0], fn, tasks, todo)
-                    results.update(done)
-                    if keys is not None:
-                        pools[0].shutdown(wait=False, cancel_futures=True)
-                        pools[0] = new_pool(workers)
-                        suspects = [
-                            i for i in todo if i not in results and any(it.key in keys for it in tasks[i].items)
-                        ]
-                        blind += not suspects
-                if blind > 3:
-                    raise BuildStopped(
-                        "build workers keep dying outside any one file (out of memory? see the "
-                        "system log); committed shards are kept: re-run to resume"
-                    )
-            return [results[i] for i in range(len(tasks))]
+            yield
         finally:
-            queue.put(None)
+            self._queue.put(None)
             thread.join()
-            while not queue.empty():
-                advance(queue.get())
-
-    try:
-        yield run
-    finally:
-        pools[0].shutdown(wait=True, cancel_futures=True)
-        shutil.rmtree(inflight, ignore_errors=True)
+            while not self._queue.empty():
+                _advance(bar, self._queue.get())
 
 
 def _ray_call(fn, task, tally):
+    """A Ray task's body: ``fn(task, tick)`` with ticks reported to ``tally`` before it returns."""
+    import ray
+
     from .._jit import worker_setup
 
     worker_setup()
-    return fn(task, tick=(lambda n: tally.add.remote(n)) if tally is not None else (lambda n: None))
+    # waiting for each report (a millisecond, a few times a second) means a task's items are all
+    # counted by the time its result is ready, so the driver's bar ends at its total by counting
+    return fn(task, tick=(lambda n: ray.get(tally.add.remote(n))) if tally is not None else (lambda n: None))
 
 
 def _describe(task) -> str:
+    """A task in words, for an error message."""
     keys = [it.key for it in task.items]
     if isinstance(task, ShardTask):
         return f"shard {task.index} ({keys[0]} .. {keys[-1]})"
@@ -177,8 +251,7 @@ class _Tally:
         return n
 
 
-@contextmanager
-def ray_runner(workers: int, address: str | None, retries: int = 3):
+class RayRunner:
     """``run(fn, tasks, bar) -> results`` with one Ray task per item of ``tasks``.
 
     At most two tasks per CPU are in flight. Ray re-runs a task whose worker or node died
@@ -189,66 +262,86 @@ def ray_runner(workers: int, address: str | None, retries: int = 3):
     as with the local pool (never past the run's total, even when a retried task reports its
     items twice); the actor is one more process, so without a bar there is none.
     """
-    try:
+
+    def __init__(self, workers: int, address: str | None, retries: int = 3):
+        self.workers, self.address, self.retries = workers, address, retries
+        self._tally = None  # at most one actor per build, made when a bar first needs it
+        self._started = False
+
+    def __enter__(self) -> RayRunner:
+        try:
+            import ray
+        except ImportError as exc:
+            raise ImportError("--distributor ray needs Ray: pip install 's2pdata[ray]'") from exc
+        self._started = not ray.is_initialized()
+        if self._started:
+            local = {"num_cpus": self.workers, "include_dashboard": False}
+            kwargs = {"address": self.address} if self.address else local
+            ray.init(log_to_driver=False, configure_logging=False, **kwargs)
+        self._remote = ray.remote(num_cpus=1, max_retries=self.retries, retry_exceptions=[OSError])(_ray_call)
+        self._in_flight = max(2, 2 * int(ray.cluster_resources().get("CPU", self.workers)))
+        return self
+
+    def __exit__(self, *exc) -> bool:
         import ray
-    except ImportError as exc:
-        raise ImportError("--distributor ray needs Ray: pip install 's2pdata[ray]'") from exc
-    started = not ray.is_initialized()
-    if started:
-        kwargs = {"address": address} if address else {"num_cpus": workers, "include_dashboard": False}
-        ray.init(log_to_driver=False, configure_logging=False, **kwargs)
-    remote = ray.remote(num_cpus=1, max_retries=retries, retry_exceptions=[OSError])(_ray_call)
-    tallies: list = []  # at most one actor per build, made when a bar first needs it
-    in_flight = max(2, 2 * int(ray.cluster_resources().get("CPU", workers)))
 
-    def run(fn, tasks, bar):
+        if self._tally is not None:
+            ray.kill(self._tally)
+        if self._started:
+            ray.shutdown()
+        return False
+
+    def __call__(self, fn, tasks, bar) -> list:
+        import ray
+
+        tally = self._tally_for(bar)
         results: dict[int, object] = {}
-        pending: dict = {}
+        pending: dict = {}  # object ref -> (index, task)
         todo = list(reversed(list(enumerate(tasks))))
-        total, shown = sum(len(t.items) for t in tasks), 0
-        if not getattr(bar, "disable", False) and not tallies:
-            tallies.append(ray.remote(num_cpus=0)(_Tally).remote())
-        tally = tallies[0] if tallies else None
-        if tally is not None:
-            ray.get(tally.take.remote())  # late reports of an earlier phase belong to no bar
-
-        def show(n):
-            nonlocal shown
-            n = min(n, total - shown)
-            bar.update(n)
-            shown += n
-
         try:
             while todo or pending:
-                while todo and len(pending) < in_flight:
+                while todo and len(pending) < self._in_flight:
                     i, task = todo.pop()
-                    pending[remote.remote(fn, task, tally)] = (i, task)
+                    pending[self._remote.remote(fn, task, tally)] = (i, task)
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.25)  # returns at the first done
                 for ref in ready:
                     i, task = pending.pop(ref)
-                    try:
-                        results[i] = ray.get(ref)
-                    except ray.exceptions.WorkerCrashedError as exc:
-                        raise BuildStopped(
-                            f"a Ray worker died {retries + 1} times on {_describe(task)} (a file that kills its "
-                            "reader, or out of memory); committed "
-                            "shards are kept. Re-run the same command to resume, or with --distributor local "
-                            "on one machine, which finds such a file and rejects it as worker-crashed"
-                        ) from exc
+                    results[i] = self._result(ref, task)
                     if tally is None:
-                        show(len(task.items))
+                        _advance(bar, len(task.items))
                 if tally is not None:
-                    show(ray.get(tally.take.remote()))
+                    _advance(bar, ray.get(tally.take.remote()))
         finally:
             for ref in pending:
                 ray.cancel(ref, force=True)
-        show(total - shown)  # reports still on their way when the last task returned
         return [results[i] for i in range(len(tasks))]
 
-    try:
-        yield run
-    finally:
-        for tally in tallies:
-            ray.kill(tally)
-        if started:
-            ray.shutdown()
+    def _tally_for(self, bar):
+        """The actor tasks report to while ``bar`` is shown (None without a bar), emptied of any
+        late reports of an earlier phase."""
+        import ray
+
+        if getattr(bar, "disable", False):
+            return None
+        if self._tally is None:
+            self._tally = ray.remote(num_cpus=0)(_Tally).remote()
+        ray.get(self._tally.take.remote())
+        return self._tally
+
+    def _result(self, ref, task):
+        """A finished task's result; a task whose workers kept dying stops the build with advice."""
+        import ray
+
+        try:
+            return ray.get(ref)
+        except ray.exceptions.WorkerCrashedError as exc:
+            raise BuildStopped(
+                f"a Ray worker died {self.retries + 1} times on {_describe(task)} (a file that kills its reader, "
+                "or out of memory); committed shards are kept. Re-run the same command to resume, or with "
+                "--distributor local on one machine, which finds such a file and rejects it as worker-crashed"
+            ) from exc
+
+
+def _advance(bar, n: int) -> None:
+    """Move ``bar`` by ``n`` items, never past its total (a re-run task reports its items again)."""
+    bar.update(min(n, bar.total - bar.n) if bar.total else n)
