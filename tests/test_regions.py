@@ -8,7 +8,7 @@ import sys
 import cv2
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from scipy import ndimage
 
@@ -93,13 +93,7 @@ def test_other_schedules(edges, schedule):
     radii, keep = schedule
     lab = trapped_ball(edges, radii=radii, keep=keep)
     assert (lab > 0).all() and _is_partition_into_connected(lab)
-    ref = ref_trapped_ball(edges, radii, keep)
-    # ARI is 0 by definition when one side is a single region (a tiny drawing whose only gap
-    # the two tie-breaking orders close differently): compare region counts there instead
-    if lab.max() > 1 and ref.max() > 1:
-        assert adjusted_rand_index(lab, ref) > 0.5
-    else:
-        assert abs(int(lab.max()) - int(ref.max())) <= 1
+    _assert_agrees(edges, radii, keep)
 
 
 @settings(max_examples=25)
@@ -159,13 +153,37 @@ def test_pixel_limit(monkeypatch):
     assert trapped_ball(np.zeros((9, 11), bool)).max() == 1
 
 
+def _assert_agrees(edges, radii=regions.RADII, keep=regions.KEEP):
+    """trapped_ball and the per-fill reference agree on ``edges``, with a loose per-example bound.
+
+    Where two balls overlap, the whole-image passes split the pixels by distance and the
+    reference gives them to the earlier seed (documented in ``trapped_ball``), which on a tiny
+    image can move a whole boundary; the means over seeded drawings below are the real criterion.
+    The final maps must agree by ARI >= 0.5, except where exactly one side is a single region:
+    ARI against a constant labelling is 0 by construction, whatever the other side. That happens
+    when the documented difference pushes fills across the 50-pixel sliver threshold, so that
+    one side dissolves everything into one region; there the region counts differ by at most 1
+    and the provisional fills (free pixels), where the difference lives, agree by ARI >= 0.5.
+    """
+    lab, ref = trapped_ball(edges, radii=radii, keep=keep), ref_trapped_ball(edges, radii, keep)
+    if (lab.max() > 1) == (ref.max() > 1):
+        assert adjusted_rand_index(lab, ref) >= 0.5  # 1.0 when both are one region
+        return
+    assert abs(int(lab.max()) - int(ref.max())) <= 1
+    h, w = edges.shape
+    prov = regions._fill_regions(edges, radii, keep)[0].reshape(h + 2, w + 2)[1:-1, 1:-1]
+    free = ~edges
+    assert adjusted_rand_index(prov[free], ref_fills(edges, radii, keep)[0][free]) >= 0.5
+
+
 @settings(max_examples=20)
 @given(line_drawings(min_side=24, max_side=40))
+# found by Hypothesis 6.170 (seed 153): provisional ARI 0.99, but the per-fill reference splits
+# the middle into three fills under 50 pixels that all dissolve (one region) while the passes
+# keep it as one 77-pixel fill (two regions), so the final ARI is the degenerate 0
+@example(edges=draw_lines(153, 33, 32, gaps=True))
 def test_agrees_with_reference(edges):
-    """Per example only a loose bound: where two balls overlap the whole-image passes split the
-    pixels by distance and the reference gives them to the earlier seed, which on a tiny image
-    can move a whole boundary (the means over seeded drawings below are the real criterion)."""
-    assert adjusted_rand_index(trapped_ball(edges), ref_trapped_ball(edges)) >= 0.5
+    _assert_agrees(edges)
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (1, 9), (7, 1), (5, 5), (33, 20)])
