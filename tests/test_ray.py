@@ -45,12 +45,14 @@ def test_ray_build_is_byte_identical_to_local(tmp_path, local_ray):
 
 
 class RecordingBar:
-    """Stands in for tqdm: keeps every update."""
+    """Stands in for tqdm: keeps every update, and hides its total from the runner, so that nothing
+    is clipped to the total or filled up to it; what the bar shows is exactly what tasks reported."""
 
     bars: list = []
 
-    def __init__(self, total, initial=0, disable=False, **kwargs):
-        self.total, self.n, self.disable, self.updates = total, initial, disable, []
+    def __init__(self, total, initial=0, disable=False, desc="", **kwargs):
+        self.expected, self.total, self.n, self.disable, self.desc = total, None, initial, disable, desc
+        self.updates: list[int] = []
         RecordingBar.bars.append(self)
 
     def update(self, n):
@@ -70,11 +72,15 @@ def test_ray_progress_bar_counts_every_item_once(tmp_path, local_ray, monkeypatc
 
     monkeypatch.setattr(tqdm.auto, "tqdm", RecordingBar)
     RecordingBar.bars = []
-    run_build(src="demo:12", out=tmp_path / "bar", cfg=CFG, seed=5, shard_size=3, workers=2, distributor="ray")
+    manifest = run_build(
+        src="demo:12", out=tmp_path / "bar", cfg=CFG, seed=5, shard_size=3, workers=2, distributor="ray"
+    )
     pool_bar, build_bar = RecordingBar.bars
+    assert (pool_bar.desc, pool_bar.expected) == ("patch pool", manifest["pool"]["from_items"])
+    assert build_bar.expected == 12
     for bar in (pool_bar, build_bar):
-        assert bar.n == bar.total and min(bar.updates) >= 0
-    assert build_bar.total == 12
+        assert bar.n == bar.expected, bar.updates  # every item counted once: none lost, none twice
+        assert min(bar.updates) >= 0 and sum(n > 0 for n in bar.updates) >= 2  # it moved during the run
 
 
 @pytest.mark.slow
