@@ -55,6 +55,11 @@ def make_loader(urls, **kwargs):
     -----
     shards -> ``color`` (B, 3, H, W), ``sketch`` (B, 1, H, W), ``hint`` (B, 4, H, W), ``draft`` (B, 3, H, W).
     """
-    from .loader import make_loader as _make_loader
+    try:
+        from .loader import make_loader as _make_loader
+    except ModuleNotFoundError as exc:
+        if exc.name != "torch":
+            raise
+        raise ModuleNotFoundError("make_loader needs torch: pip install 's2pdata[torch]'", name="torch") from exc
 
     return _make_loader(urls, **kwargs)
