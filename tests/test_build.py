@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -296,3 +297,29 @@ def test_hostile_tar_members_are_logged_and_nothing_escapes(tmp_path):
     rejects = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
     logged = {r["path"].split(":", 1)[1]: r["reason"] for r in rejects}
     assert logged == expected
+
+
+@pytest.mark.slow
+def test_a_cold_kernel_cache_is_announced_once(tmp_path, capsys, monkeypatch):
+    import s2pdata.build as build
+
+    cfg = SynthConfig(size=48, drafts=0)
+    monkeypatch.setattr(build, "kernel_cache_is_cold", lambda: True)
+    run_build(src="demo:2", out=tmp_path / "cold", cfg=cfg, progress=True)
+    assert capsys.readouterr().err.count(build.KERNELS_NOTICE) == 1
+    run_build(src="demo:2", out=tmp_path / "quiet", cfg=cfg, progress=False)
+    assert build.KERNELS_NOTICE not in capsys.readouterr().err
+    monkeypatch.setattr(build, "kernel_cache_is_cold", lambda: False)
+    run_build(src="demo:2", out=tmp_path / "warm", cfg=cfg, progress=True)
+    assert build.KERNELS_NOTICE not in capsys.readouterr().err
+
+
+def test_the_kernel_cache_check_tells_an_empty_cache_from_a_warm_one(tmp_path):
+    """In a fresh process, as a build's parent runs it; this session's warm-up filled the usual cache."""
+    code = "from s2pdata._jit import kernel_cache_is_cold; print(kernel_cache_is_cold())"
+
+    def cold(env):
+        return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+
+    assert cold({**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "empty")}).strip() == "True"
+    assert cold(dict(os.environ)).strip() == "False"

@@ -93,9 +93,15 @@ def _flag(flag: str, help: str, *, exclusive: bool = False, **spec) -> Option:
     return Option(flag, {**spec, "help": help}, exclusive=exclusive)
 
 
+def _synth(flag: str, help: str, **spec) -> Option:
+    """A flag for the ``SynthConfig`` field of the same name, with that field's default and type."""
+    default = getattr(SynthConfig(), flag[2:].replace("-", "_"))
+    typed = {"type": type(default)} if isinstance(default, (int, float)) else {}
+    return _flag(flag, help, default=default, **typed, **spec)
+
+
 def _declare() -> tuple[Option, ...]:
     """Every build flag (the source and filter flags as ``s2pdata.sources`` declares them)."""
-    d = SynthConfig()
     build = (
         _flag("--src", "'demo', 'demo:N', 'hf:PATH' or a folder of images (recursive); required"),
         _flag("--out", "output folder for shards and manifests; required"),
@@ -105,41 +111,29 @@ def _declare() -> tuple[Option, ...]:
         _flag("--limit", "build only the first N items (sorted by key)", type=int),
         _flag("--resume", "skip committed shards of the same build (default)", action="store_true", exclusive=True),
         _flag("--overwrite", "delete an existing build in --out first", action="store_true", exclusive=True),
-        _flag("--size", "short side after resizing (0 keeps the size)", type=int, default=d.size),
-        _flag("--crop", "square crop after resizing", choices=CROPS, default=d.crop),
-        _flag(
-            "--sketch",
-            "line-art extractor (learned: a network from --sketch-weights)",
-            choices=SKETCH_METHODS,
-            default=d.sketch,
-        ),
-        _flag(
+        _synth("--size", "short side after resizing (0 keeps the size)"),
+        _synth("--crop", "square crop after resizing", choices=CROPS),
+        _synth("--sketch", "line-art extractor (learned: a network from --sketch-weights)", choices=SKETCH_METHODS),
+        _synth(
             "--sketch-weights",
             "weights for --sketch learned: anime2sketch:netG.pth, informative:netG_A_latest.pth "
             "or torchscript:model.pt (never downloaded; see s2pdata.stages.learned)",
             metavar="ARCH:PATH",
-            default=d.sketch_weights,
         ),
-        _flag("--hint-radius", "hints drawn as (2l+1)^2 squares", type=int, default=d.hint_radius),
-        _flag("--color-format", "colour codec", choices=COLOR_FORMATS, default=d.color_format),
-        _flag("--color-quality", "JPEG/WebP quality", type=int, default=d.color_quality),
-        _flag("--max-pixels", "reject images with more pixels", type=int, default=d.max_pixels),
-        _flag("--min-side", "reject images with a shorter side", type=int, default=d.min_side),
-        _flag("--drafts", "synthetic flawed drafts per sample (draft0..)", type=int, default=d.drafts),
-        _flag(
+        _synth("--hint-radius", "hints drawn as (2l+1)^2 squares"),
+        _synth("--color-format", "colour codec", choices=COLOR_FORMATS),
+        _synth("--color-quality", "JPEG/WebP quality"),
+        _synth("--max-pixels", "reject images with more pixels"),
+        _synth("--min-side", "reject images with a shorter side"),
+        _synth("--drafts", "synthetic flawed drafts per sample (draft0..)"),
+        _synth(
             "--sketch-style",
-            "rough: hand-drawn simulation of the extracted line art; mix: rough with --rough-weight",
+            "rough: hand-drawn look of the line art; mix: rough with --rough-weight",
             choices=SKETCH_STYLES,
-            default=d.sketch_style,
         ),
-        _flag("--rough-weight", "share of rough sketches with mix", type=float, default=d.rough_weight),
+        _synth("--rough-weight", "share of rough sketches with mix"),
         _flag("--fields", f"optional fields (comma list): {', '.join(OPTIONAL_FIELDS)}", action="append"),
-        _flag(
-            "--pool-size",
-            "patches in the region pool the drafts paste from (cut across the dataset)",
-            type=int,
-            default=d.pool_size,
-        ),
+        _synth("--pool-size", "patches in the region pool the drafts paste from (cut across the dataset)"),
         _flag("--distributor", "local process pool, or one Ray task per shard", choices=DISTRIBUTORS, default="local"),
         _flag("--ray-address", "Ray cluster address (e.g. auto or ray://head:10001); without it a local Ray starts"),
         _flag("--no-progress", "no progress bar and no summary", action="store_true"),

@@ -21,7 +21,7 @@ from ..synth import Timer, make_sample, pool_patches
 from .plan import PoolTask, ShardTask
 
 _progress = None  # worker-side queue: count of items finished, sent to the parent's progress bar
-_inflight = None  # worker-side file descriptor: the key being processed now (see local_runner)
+_inflight = None  # worker-side file descriptor: the key being processed now (see LocalRunner)
 CRASHED = "worker-crashed"  # the reject reason of an item whose processing kills its worker
 
 
@@ -67,8 +67,10 @@ def _open_pool(pool_dir: str | None, sha256: str | None):
 
 
 def build_pool_part(task: PoolTask, tick=_tick) -> str:
-    """Patches from a chunk of items, saved as a pool in ``task.part_dir``; unreadable items give
-    none (the shard phase reports them)."""
+    """Patches from a chunk of items, saved as a pool in ``task.part_dir``; returns that folder.
+
+    Unreadable items give none (the shard phase reports them); ``tick(1)`` follows each item.
+    """
     patches = []
     for item in task.items:
         if item.key in task.crashed:
@@ -92,8 +94,19 @@ def build_pool_part(task: PoolTask, tick=_tick) -> str:
     return task.part_dir
 
 
+_CRASHED_DETAIL = "a worker process died while this file was being decoded or synthesised, also when it ran alone"
+
+
+def _reject(item, reason: str, detail: str) -> dict:
+    """One line of ``rejects.jsonl``."""
+    return {"key": item.key, "path": str(item.locator), "reason": reason, "detail": detail}
+
+
 def build_shard(task: ShardTask, tick=_tick) -> dict:
-    """Build, write and commit one shard; bad items become rejects in its stats."""
+    """Build, write and commit one shard; returns its stats (bad items are rejects in them).
+
+    ``tick(n)`` reports finished items at most five times a second, and once at the end.
+    """
     timer = Timer()
     pool = _open_pool(task.pool_dir, task.pool_sha256)
     schema = task.cfg.schema()
@@ -103,15 +116,7 @@ def build_shard(task: ShardTask, tick=_tick) -> dict:
     last = time.monotonic()
     for item in task.items:
         if item.key in task.crashed:
-            rejects.append(
-                {
-                    "key": item.key,
-                    "path": str(item.locator),
-                    "reason": CRASHED,
-                    "detail": "a worker process died while this file was being decoded or synthesised, "
-                    "also when it ran alone",
-                }
-            )
+            rejects.append(_reject(item, CRASHED, _CRASHED_DETAIL))
             pending += 1
             continue
         _mark(item.key)
@@ -135,16 +140,9 @@ def build_shard(task: ShardTask, tick=_tick) -> dict:
                     nbytes[field] = nbytes.get(field, 0) + len(blob)
             samples.append(encoded)
         except DecodeError as exc:
-            rejects.append({"key": item.key, "path": str(item.locator), "reason": exc.reason, "detail": str(exc)})
+            rejects.append(_reject(item, exc.reason, str(exc)))
         except OSError as exc:
-            rejects.append(
-                {
-                    "key": item.key,
-                    "path": str(item.locator),
-                    "reason": "read-error",
-                    "detail": f"{type(exc).__name__}: {exc}",
-                }
-            )
+            rejects.append(_reject(item, "read-error", f"{type(exc).__name__}: {exc}"))
         _mark("")
         pending += 1
         if time.monotonic() - last > 0.2:
