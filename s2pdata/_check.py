@@ -145,57 +145,50 @@ def check_pair(
     return (int(a), int(b)) if integer else (a, b)
 
 
-def _as_float(name: str, value: object, want: str) -> float:
-    """``float(value)``; a TypeError naming ``name`` when it is not a number."""
+def _check_number(name: str, value: object, want: str, ok) -> float:
+    """``float(value)`` when finite and ``ok``; else TypeError (not a number) or ValueError, naming ``name``."""
     try:
-        return float(value)
+        v = float(value)
     except (TypeError, ValueError):
-        raise TypeError(f"{name} must be {want}, got {type(value).__name__} {value!r}") from None
+        raise TypeError(f"{name} must be {want}, got {type(value).__name__} {value!r}; pass a number") from None
+    if not (math.isfinite(v) and ok(v)):
+        raise ValueError(f"{name} must be {want}, got {value!r}")
+    return v
 
 
 def check_finite(name: str, value: object) -> float:
-    """Validate a finite number and return it as a float.
+    """A finite number, returned as float.
 
-    Raises
-    ------
-    TypeError
-        When ``value`` is not a number.
-    ValueError
-        When it is NaN or infinite.
+    Raises ``TypeError`` when ``value`` is not a number and ``ValueError`` for NaN or infinity,
+    each naming ``name``.
     """
-    v = _as_float(name, value, "a finite number")
-    if not math.isfinite(v):
-        raise ValueError(f"{name} must be a finite number, got {value!r}; pass a real value")
-    return v
+    return _check_number(name, value, "a finite number", lambda v: True)
 
 
 def check_positive(name: str, value: object) -> float:
-    """Validate a finite number > 0 and return it as a float.
-
-    Raises
-    ------
-    TypeError
-        When ``value`` is not a number.
-    ValueError
-        When it is not finite or not > 0.
-    """
-    v = _as_float(name, value, "a finite number > 0")
-    if not (math.isfinite(v) and v > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}; pass a positive value")
-    return v
+    """A finite number > 0, returned as float; errors as ``check_finite``, also for ``value <= 0``."""
+    return _check_number(name, value, "a finite number > 0", lambda v: v > 0)
 
 
 def check_range(name: str, value: object, low: float, high: float) -> float:
-    """Validate a finite number in ``[low, high]`` and return it as a float.
+    """A finite number in ``[low, high]``, returned as float.
+
+    Parameters
+    ----------
+    name : str
+        Argument name for the message.
+    value : object
+        The number to check.
+    low, high : float
+        Inclusive bounds; ``math.inf`` for none.
 
     Raises
     ------
     TypeError
         When ``value`` is not a number.
     ValueError
-        When it is not finite or lies outside ``[low, high]``.
+        When it is not finite or lies outside ``[low, high]``; the message says to clip it.
     """
-    v = _as_float(name, value, f"a number in [{low}, {high}]")
-    if not (math.isfinite(v) and low <= v <= high):
-        raise ValueError(f"{name} must be in [{low}, {high}], got {value!r}; clip it to that range")
-    return v
+    return _check_number(
+        name, value, f"a finite number in [{low}, {high}] (clip it to that range)", lambda v: low <= v <= high
+    )

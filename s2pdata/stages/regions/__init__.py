@@ -21,7 +21,15 @@ import numpy as np
 
 from s2pdata._check import check_array, to_gray
 from s2pdata._jit import register_warmup
-from s2pdata.stages.regions._kernels import MAX_PIXELS, _fill_radius_kernel, _finish_kernel, _leftover_kernel
+from s2pdata.stages.regions._kernels import (
+    KEEP_ALL,
+    KEEP_MAX,
+    KEEP_MEAN,
+    MAX_PIXELS,
+    _fill_radius_kernel,
+    _finish_kernel,
+    _leftover_kernel,
+)
 
 RADII = (3, 2, 1)
 KEEP = ("max", None, None)
@@ -31,7 +39,7 @@ KEEP_MODES = ("max", "mean", None)
 SLIVER_AREA = 50  # any region smaller than this merges
 SLIVER_LONE_AREA = 250  # ... or smaller than this with a single neighbour
 SLIVER_THIN_AREA = 500  # ... or smaller than this and nowhere thicker than 2 pixels
-_KEEP_CODE = {None: 0, "max": 1, "mean": 2}
+_KEEP_CODE = {None: KEEP_ALL, "max": KEEP_MAX, "mean": KEEP_MEAN}
 
 
 def ball(radius: int) -> np.ndarray:
