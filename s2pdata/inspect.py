@@ -36,6 +36,7 @@ def summarize(out: str | Path) -> dict:
 
 
 def format_summary(total: dict) -> str:
+    """``summarize``'s totals as four lines: samples, rejects, bytes per field, time per stage."""
     n = max(total["samples"], 1)
     lines = [
         f"{total['samples']} samples in {total['shards']}/{total['planned_shards']} committed shards, "
@@ -118,6 +119,7 @@ def contact_sheet(samples: list[dict], *, cell: int = 192) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``python -m s2pdata.inspect``; returns the exit code (2 when ``out`` is not a build folder)."""
     p = argparse.ArgumentParser(prog="python -m s2pdata.inspect", description="summarise a build, draw a sheet")
     p.add_argument("out", help="build folder")
     p.add_argument("--grid", default=None, help="write a contact sheet PNG here")

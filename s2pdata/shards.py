@@ -184,11 +184,13 @@ def stats_name(index: int) -> str:
 
 
 def _tmp_path(path: Path) -> Path:
+    """Where ``path`` is written before its rename."""
     # one temporary name per writing process: a retried or orphaned writer never shares a file
     return path.with_name(f"{path.name}.{os.getpid()}.tmp")
 
 
 def _fsync_dir(path: Path) -> None:
+    """Make a rename inside the folder ``path`` durable."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -209,6 +211,7 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 
 def _tar_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    """Add one member with the fixed header fields that keep shard bytes reproducible."""
     info = tarfile.TarInfo(name)
     info.size = len(data)
     info.mtime = TAR_MTIME

@@ -39,9 +39,9 @@ from .plan import (
     BuildRefused,
     PoolTask,
     ShardTask,
-    _header,
     auto_shard_size,
     make_plan,
+    manifest_header,
     package_versions,
     pool_plan,
     prepare_out,
@@ -135,6 +135,7 @@ def _bar_factory(progress: bool):
     from tqdm.auto import tqdm
 
     def bars(total, desc, initial=0):
+        """A bar for ``total`` images, ``initial`` of them done before this run."""
         return tqdm(total=total, initial=initial, unit="img", desc=desc, disable=not progress, smoothing=0.1)
 
     return bars
@@ -154,7 +155,7 @@ def _plan(source: Source, cfg: SynthConfig, seed: int, shard_size: int | None, l
         items = items[:limit]
     shard_size = shard_size or auto_shard_size(len(items))
     plan = make_plan(items, shard_size)
-    return items, plan, _header(source, cfg, seed, shard_size, plan)
+    return items, plan, manifest_header(source, cfg, seed, shard_size, plan)
 
 
 def _start_manifest(out: Path, header: dict, cfg: SynthConfig, overwrite: bool) -> dict:

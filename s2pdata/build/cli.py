@@ -41,10 +41,12 @@ class Option:
 
     @property
     def dest(self) -> str:
+        """The attribute name of the parsed value (``--shard-size`` -> ``shard_size``)."""
         return self.flag[2:].replace("-", "_")
 
     @property
     def default(self):
+        """The value when neither the command line nor the recipe gives one."""
         return self.spec.get("default", False if self.spec.get("action") == "store_true" else None)
 
     def argparse_kwargs(self) -> dict:
@@ -76,10 +78,12 @@ class _Recorder:
         self.group: str | None = None
 
     def add_argument_group(self, title: str | None = None, description: str | None = None) -> _Recorder:
+        """Flags declared from now on belong to the --help section ``title``."""
         self.group = title
         return self
 
     def add_argument(self, flag: str, **spec) -> None:
+        """Keep the flag and its keywords as an ``Option``."""
         self.options.append(Option(flag, spec, self.group))
 
 

@@ -79,6 +79,7 @@ def pool_plan(items: list[Item], seed: int, pool_size: int) -> tuple[list[Item],
 
 
 def package_versions(cfg: SynthConfig) -> dict:
+    """The versions of everything that shapes a sample's bytes, for the manifest (torch with a learned extractor)."""
     import cv2
     import numba
     import numpy
@@ -99,7 +100,7 @@ def package_versions(cfg: SynthConfig) -> dict:
     return versions
 
 
-def _header(source: Source, cfg: SynthConfig, seed: int, shard_size: int, plan) -> dict:
+def manifest_header(source: Source, cfg: SynthConfig, seed: int, shard_size: int, plan) -> dict:
     """The part of dataset.json that must match for a resume to continue."""
     config = {**cfg.to_json(), "shard_size": shard_size}
     if cfg.sketch == "learned":
@@ -115,6 +116,7 @@ def _header(source: Source, cfg: SynthConfig, seed: int, shard_size: int, plan) 
 
 
 def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Every dotted key whose value differs between two nested dicts, in words."""
     out = []
     for k in sorted(set(old) | set(new)):
         a, b = old.get(k), new.get(k)

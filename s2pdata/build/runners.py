@@ -203,6 +203,7 @@ class LocalRunner:
         """Move ``bar`` by the counts workers put on the queue, until the run ends."""
 
         def drain():
+            """Runs in a thread: every count the workers send, until the end marker."""
             for n in iter(self._queue.get, None):  # None: the parent's own end marker
                 _advance(bar, n)
 
@@ -244,9 +245,11 @@ class _Tally:
         self.n = 0
 
     def add(self, n: int) -> None:
+        """Count ``n`` more finished items."""
         self.n += n
 
     def take(self) -> int:
+        """The items counted since the last take."""
         n, self.n = self.n, 0
         return n
 
@@ -259,27 +262,29 @@ class RayRunner:
     committed by the same atomic writes as in the local pool, so a re-run task rewrites identical
     bytes. Other exceptions fail the build. While a progress bar is shown, tasks report finished
     items to a small actor that the driver reads four times a second, so the bar moves by items
-    as with the local pool (never past the run's total, even when a retried task reports its
-    items twice); the actor is one more process, so without a bar there is none.
+    as with the local pool; a task waits for each report to arrive, so its items are all counted
+    when its result is ready and the bar ends at its total by counting (never past it, even when
+    a retried task reports its items twice). The actor is one more process, so without a bar
+    there is none.
     """
 
     def __init__(self, workers: int, address: str | None, retries: int = 3):
         self.workers, self.address, self.retries = workers, address, retries
         self._tally = None  # at most one actor per build, made when a bar first needs it
-        self._started = False
+        self._owns_ray = False
 
     def __enter__(self) -> RayRunner:
         try:
             import ray
         except ImportError as exc:
             raise ImportError("--distributor ray needs Ray: pip install 's2pdata[ray]'") from exc
-        self._started = not ray.is_initialized()
-        if self._started:
+        self._owns_ray = not ray.is_initialized()
+        if self._owns_ray:
             local = {"num_cpus": self.workers, "include_dashboard": False}
             kwargs = {"address": self.address} if self.address else local
             ray.init(log_to_driver=False, configure_logging=False, **kwargs)
         self._remote = ray.remote(num_cpus=1, max_retries=self.retries, retry_exceptions=[OSError])(_ray_call)
-        self._in_flight = max(2, 2 * int(ray.cluster_resources().get("CPU", self.workers)))
+        self._max_pending = max(2, 2 * int(ray.cluster_resources().get("CPU", self.workers)))
         return self
 
     def __exit__(self, *exc) -> bool:
@@ -287,7 +292,7 @@ class RayRunner:
 
         if self._tally is not None:
             ray.kill(self._tally)
-        if self._started:
+        if self._owns_ray:
             ray.shutdown()
         return False
 
@@ -300,7 +305,7 @@ class RayRunner:
         todo = list(reversed(list(enumerate(tasks))))
         try:
             while todo or pending:
-                while todo and len(pending) < self._in_flight:
+                while todo and len(pending) < self._max_pending:
                     i, task = todo.pop()
                     pending[self._remote.remote(fn, task, tally)] = (i, task)
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.25)  # returns at the first done

@@ -26,6 +26,7 @@ CRASHED = "worker-crashed"  # the reject reason of an item whose processing kill
 
 
 def _init_worker(queue, inflight_dir: str) -> None:
+    """A pool worker's first act: the progress queue, its in-flight key slot, one thread per library."""
     from .._jit import worker_setup
 
     global _progress, _inflight
@@ -57,12 +58,14 @@ def _started() -> None:
 
 
 def _tick(n: int) -> None:
+    """Send ``n`` finished items to the parent's progress bar."""
     if _progress is not None:
         _progress.put(n)
 
 
 @lru_cache(maxsize=2)
 def _open_pool(pool_dir: str | None, sha256: str | None):
+    """The build's patch pool, opened once per worker (None without drafts)."""
     return PatchPool.load(pool_dir) if pool_dir else None  # memory-mapped: pages shared by workers
 
 
