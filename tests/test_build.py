@@ -323,3 +323,18 @@ def test_the_kernel_cache_check_tells_an_empty_cache_from_a_warm_one(tmp_path):
 
     assert cold({**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "empty")}).strip() == "True"
     assert cold(dict(os.environ)).strip() == "False"
+
+
+@pytest.mark.parametrize(
+    "kwargs,name",
+    [
+        ({"workers": 0}, "workers"),
+        ({"shard_size": True}, "shard_size"),
+        ({"limit": -1}, "limit"),
+        ({"distributor": "spark"}, "distributor"),
+    ],
+)
+def test_bad_arguments_are_refused_before_anything_is_written(tmp_path, kwargs, name):
+    with pytest.raises(ValueError, match=f"^{name} must be"):
+        run_build(src="demo:2", out=tmp_path / "o", cfg=CFG, progress=False, **kwargs)
+    assert not (tmp_path / "o").exists()

@@ -1,4 +1,4 @@
-"""The build CLI: ``--src`` -> plan -> workers -> committed WebDataset shards in ``--out``.
+"""The build: ``--src`` -> plan -> workers -> committed WebDataset shards in ``--out``.
 
     python -m s2pdata.build --src demo --out shards/
     python -m s2pdata.build --src danbooru/ --out shards/ --workers 16 --seed 1
@@ -97,8 +97,7 @@ def run_build(
     ray_address : str or None
         A Ray cluster to join; None starts a local Ray.
     """
-    if shard_size is not None and (isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1):
-        raise ValueError(f"shard_size must be a positive int or None (auto), got {shard_size!r}")
+    _check_counts(shard_size=shard_size, workers=workers, limit=limit)
     out = Path(out)
     bars = _bar_factory(progress)
     # workers start now (importing their libraries) while this process lists the source and plans
@@ -128,6 +127,19 @@ def run_build(
     seconds = {"this_run": time.perf_counter() - t0, "pool": t_pool}
     stats = [done[i] for i in range(len(plan))]
     return _finish(out, manifest, source, stats, n_items=len(items), built=len(tasks), seconds=seconds)
+
+
+def _check_counts(*, shard_size, workers, limit) -> None:
+    """Refuse a count that is not an int of the right size, naming the argument."""
+    for name, value, low, fix in (
+        ("shard_size", shard_size, 1, "a positive int, or None for ceil(items / 64)"),
+        ("workers", workers, 1, "a positive int"),
+        ("limit", limit, 0, "a non-negative int, or None for every item"),
+    ):
+        if value is None and name != "workers":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be {fix}, got {value!r}")
 
 
 def _bar_factory(progress: bool):
