@@ -377,7 +377,8 @@ def adjusted_rand_index(x: np.ndarray, y: np.ndarray) -> float:
 #   one explicit formula per step; borders "reflect" (mirror about pixel edges), "replicate",
 #   "constant" (zeros).
 # - ``ref_warp_labels``: the same sampling positions, nearest pixel centre, 0 outside.
-# - ``ref_spray_mask`` / ``ref_apply_spray``: the soft-stroke formula with plain Python loops.
+# - ``ref_spray_mask`` / ``ref_apply_spray``: the soft-stroke profile as a clipped ramp over whole-image
+#   numpy arrays, the distance to a segment by cases (perpendicular foot or nearer end point).
 # - ``ref_paste_patches``: pixel-by-pixel paste of already-rotated patches.
 # - ``ref_eligible_regions``: which labels ``cut_region_patch`` may choose, label by label.
 # ===============================================================================================
@@ -446,32 +447,45 @@ def ref_warp_labels(labels: np.ndarray, theta) -> tuple[np.ndarray, np.ndarray]:
     return out, tie
 
 
-def _stroke_coverage(d: float, half: float, softness: float) -> float:
+def _segment_distance(shape, r0: float, c0: float, r1: float, c1: float) -> np.ndarray:
+    """``(H, W) float64`` Euclidean distance of every pixel centre to the segment, by cases:
+    the perpendicular distance |cross| / |b - a| where the foot of the perpendicular falls on
+    the segment (both end angles acute: the two dot products >= 0), else the nearer end point."""
+    rr, cc = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float64)
+    to_a = np.hypot(rr - r0, cc - c0)
+    to_b = np.hypot(rr - r1, cc - c1)
+    ends = np.minimum(to_a, to_b)
+    length = math.hypot(r1 - r0, c1 - c0)
+    if length == 0.0:
+        return ends
+    cross = np.abs((rr - r0) * (c1 - c0) - (cc - c0) * (r1 - r0))
+    foot_inside = ((rr - r0) * (r1 - r0) + (cc - c0) * (c1 - c0) >= 0) & (
+        (rr - r1) * (r0 - r1) + (cc - c1) * (c0 - c1) >= 0
+    )
+    return np.where(foot_inside, cross / length, ends)
+
+
+def _coverage_of(d: np.ndarray, half: float, softness: float) -> np.ndarray:
+    """The docstring's profile, written as a clipped ramp: t = clip((h - d) / (h - c), 0, 1),
+    coverage 3 t^2 - 2 t^3; a hard edge (c == h) is the step d < h."""
     core = half * (1.0 - softness)
-    if d >= half:
-        return 0.0
-    if d <= core:
-        return 1.0
-    t = (half - d) / (half - core)
-    return t * t * (3.0 - 2.0 * t)
+    if half - core <= 0.0:
+        return (d < half).astype(np.float64)
+    with np.errstate(over="ignore"):
+        t = np.clip((half - d) / (half - core), 0.0, 1.0)
+    return 3.0 * t**2 - 2.0 * t**3
 
 
-def _distance_to_segment(r: float, c: float, r0: float, c0: float, r1: float, c1: float) -> float:
-    dr, dc = r1 - r0, c1 - c0
-    len2 = dr * dr + dc * dc
-    t = 0.0 if len2 == 0.0 else min(1.0, max(0.0, ((r - r0) * dr + (c - c0) * dc) / len2))
-    return math.hypot(r - (r0 + t * dr), c - (c0 + t * dc))
-
-
-def ref_spray_mask(shape, paths, widths, softness: float, opacity: float) -> np.ndarray:
-    """Max over paths of opacity * coverage(distance to the segment), every pixel, every path."""
+def ref_spray_mask(shape, paths, widths, softness: float, opacity: float, slack: float = 0.0) -> np.ndarray:
+    """Max over paths of opacity * coverage(distance to the segment + ``slack``), whole-image
+    numpy over every pixel for every path (no bounding box). Coverage falls with distance, so
+    ``slack`` > 0 gives a lower and < 0 an upper bound that absorbs rounding of the distance
+    where a steep or hard edge passes through a pixel centre."""
     h, w = int(shape[0]), int(shape[1])
     out = np.zeros((h, w), np.float64)
     for ((r0, c0), (r1, c1)), width in zip(paths, widths):
-        for i in range(h):
-            for j in range(w):
-                d = _distance_to_segment(i, j, r0, c0, r1, c1)
-                out[i, j] = max(out[i, j], opacity * _stroke_coverage(d, width / 2.0, softness))
+        d = _segment_distance((h, w), r0, c0, r1, c1) + slack
+        out = np.maximum(out, opacity * _coverage_of(d, width / 2.0, softness))
     return out
 
 

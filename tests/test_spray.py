@@ -26,8 +26,10 @@ def test_spray_mask_equals_loop_reference(case):
     img, p = case
     m = spray_mask(img.shape, p)
     assert m.dtype == np.float32 and m.shape == img.shape[:2]
-    ref = ref_spray_mask(img.shape, p.paths, p.widths, p.softness, p.opacity)
-    assert np.abs(m - ref).max() <= 1e-5
+    # the reference computes the distance by another formula: bound it on both sides by 1e-9 px
+    lo = ref_spray_mask(img.shape, p.paths, p.widths, p.softness, p.opacity, slack=1e-9)
+    hi = ref_spray_mask(img.shape, p.paths, p.widths, p.softness, p.opacity, slack=-1e-9)
+    assert (m >= lo - 1e-5).all() and (m <= hi + 1e-5).all()
     assert m.min() >= 0.0 and m.max() <= p.opacity + 1e-6
 
 
