@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -221,6 +222,85 @@ def split_list(values) -> tuple[str, ...]:
 # applying the filters
 
 
+def _rules(cfg: FilterConfig, has_metadata: bool) -> list[tuple[str, bool, Callable]]:
+    """The active filters in the order they run: ``(name, needs_facts, drops)`` with
+    ``drops(pid, ext, facts) -> bool`` True when the item is removed.
+
+    A rule that needs facts is never asked about an item without any: such an item is kept
+    unless ``no-metadata`` removed it. ``dedup`` (md5) comes last and remembers each digest it
+    keeps, so an item counts as a duplicate only of an item that passed every filter.
+    """
+    exts = frozenset(e.lower().lstrip(".") for e in cfg.exts)
+    excluded, included, ratings = cfg.excluded, frozenset(cfg.include_tags), frozenset(cfg.ratings)
+    lo, hi = cfg.id_range or (0, 0)
+    need = bool(cfg.needs_metadata())
+    seen_md5: set = set()
+
+    def new_md5(f) -> bool:
+        md5 = f["md5"]
+        if not md5:
+            return False
+        duplicate = md5 in seen_md5
+        seen_md5.add(md5)
+        return duplicate
+
+    def short_side(f) -> int:
+        return min(f["width"], f["height"])
+
+    def aspect_out(f) -> bool:
+        short = short_side(f)
+        return short <= 0 or max(f["width"], f["height"]) / short > cfg.max_aspect
+
+    def tags_missing(f) -> bool:
+        return included.isdisjoint(f["tags"]) if cfg.tag_mode == "any" else not included <= f["tags"]
+
+    table = [  # (name, active, needs_facts, drops(pid, ext, f))
+        ("ext", bool(exts), False, lambda pid, ext, f: bool(ext) and ext not in exts),  # unknown ext: kept
+        ("id-range", cfg.id_range is not None, False, lambda pid, ext, f: pid is None or not lo <= pid <= hi),
+        ("opt-out", bool(cfg.opt_out_ids), False, lambda pid, ext, f: pid is not None and pid in cfg.opt_out_ids),
+        ("no-metadata", has_metadata and need, False, lambda pid, ext, f: f is None),
+        ("deleted", not cfg.include_deleted, True, lambda pid, ext, f: f["is_deleted"] or f["is_banned"]),
+        ("opt-out", bool(cfg.opt_out_tags), True, lambda pid, ext, f: not cfg.opt_out_tags.isdisjoint(f["artist"])),
+        ("rating", bool(ratings), True, lambda pid, ext, f: f["rating"] not in ratings),
+        ("exclude-tags", bool(excluded), True, lambda pid, ext, f: not excluded.isdisjoint(f["tags"])),
+        ("include-tags", bool(included), True, lambda pid, ext, f: tags_missing(f)),
+        ("meta-min-side", bool(cfg.meta_min_side), True, lambda pid, ext, f: short_side(f) < cfg.meta_min_side),
+        ("max-aspect", bool(cfg.max_aspect), True, lambda pid, ext, f: aspect_out(f)),
+        ("min-score", cfg.min_score is not None, True, lambda pid, ext, f: f["score"] < cfg.min_score),
+        ("dedup", cfg.dedup == "md5", True, lambda pid, ext, f: new_md5(f)),
+    ]
+    return [(name, needs_facts, drops) for name, active, needs_facts, drops in table if active]
+
+
+def _first_drop(rules, pid, ext, f) -> str | None:
+    """Name of the first rule that removes the item, or None to keep it."""
+    for name, needs_facts, drops in rules:
+        if needs_facts and f is None:
+            return None
+        if drops(pid, ext, f):
+            return name
+    return None
+
+
+def _dedup_sha256(items, kept: list[int], read, removed: dict[str, int]) -> list[int]:
+    """Keep the first of the kept items with each content digest; counts the rest as ``dedup``."""
+    if read is None:
+        raise ValueError("--dedup sha256 needs a source that can read its items")
+    seen, out = set(), []
+    for i in kept:
+        try:
+            digest = hashlib.sha256(read(items[i])).digest()
+        except OSError:
+            out.append(i)  # unreadable: the build reports it
+            continue
+        if digest in seen:
+            removed["dedup"] = removed.get("dedup", 0) + 1
+            continue
+        seen.add(digest)
+        out.append(i)
+    return out
+
+
 def apply_filters(items, facts, cfg: FilterConfig, *, has_metadata: bool, read=None):
     """Run every metadata / listing filter.
 
@@ -241,90 +321,25 @@ def apply_filters(items, facts, cfg: FilterConfig, *, has_metadata: bool, read=N
     (list of int, dict)
         Indices of the kept items (in order) and ``{filter name: removed count}``.
     """
-    need = cfg.needs_metadata()
     strict = cfg.needs_metadata(with_preset=False)
     if strict and not has_metadata:
         raise ValueError(
             f"{', '.join(strict)} need Danbooru metadata, but none was found or given; "
             "pass --metadata PATH (posts JSON Lines, .tar.gz or parquet)"
         )
+    rules = _rules(cfg, has_metadata)
     removed: dict[str, int] = {}
     kept: list[int] = []
-    exts = frozenset(e.lower().lstrip(".") for e in cfg.exts)
-    excluded, included = cfg.excluded, frozenset(cfg.include_tags)
-    ratings = frozenset(cfg.ratings)
-    seen_md5: set = set()
-
-    def drop(name):
-        removed[name] = removed.get(name, 0) + 1
-
     for i, (item, f) in enumerate(zip(items, facts)):
         meta = item.meta
-        pid = meta.get("id")
         ext = (meta.get("ext") or (f or {}).get("ext") or "").lower()
-        if exts and ext and ext not in exts:  # unknown extension (some HF rows): not judged here
-            drop("ext")
-            continue
-        if cfg.id_range is not None and (pid is None or not cfg.id_range[0] <= pid <= cfg.id_range[1]):
-            drop("id-range")
-            continue
-        if pid is not None and pid in cfg.opt_out_ids:
-            drop("opt-out")
-            continue
-        if f is None:
-            if has_metadata and need:
-                drop("no-metadata")
-                continue
+        name = _first_drop(rules, meta.get("id"), ext, f)
+        if name is None:
             kept.append(i)
-            continue
-        if not cfg.include_deleted and (f["is_deleted"] or f["is_banned"]):
-            drop("deleted")
-            continue
-        if cfg.opt_out_tags and not cfg.opt_out_tags.isdisjoint(f["artist"]):
-            drop("opt-out")
-            continue
-        if ratings and f["rating"] not in ratings:
-            drop("rating")
-            continue
-        tags = f["tags"]
-        if excluded and not excluded.isdisjoint(tags):
-            drop("exclude-tags")
-            continue
-        if included and (included.isdisjoint(tags) if cfg.tag_mode == "any" else not included <= tags):
-            drop("include-tags")
-            continue
-        w, h = f["width"], f["height"]
-        if cfg.meta_min_side and (min(w, h) < cfg.meta_min_side):
-            drop("meta-min-side")
-            continue
-        if cfg.max_aspect and (min(w, h) <= 0 or max(w, h) / min(w, h) > cfg.max_aspect):
-            drop("max-aspect")
-            continue
-        if cfg.min_score is not None and f["score"] < cfg.min_score:
-            drop("min-score")
-            continue
-        if cfg.dedup == "md5" and f["md5"]:
-            if f["md5"] in seen_md5:
-                drop("dedup")
-                continue
-            seen_md5.add(f["md5"])
-        kept.append(i)
+        else:
+            removed[name] = removed.get(name, 0) + 1
     if cfg.dedup == "sha256":
-        if read is None:
-            raise ValueError("--dedup sha256 needs a source that can read its items")
-        seen, out = set(), []
-        for i in kept:
-            try:
-                digest = hashlib.sha256(read(items[i])).digest()
-            except OSError:
-                out.append(i)  # unreadable: the build reports it
-                continue
-            if digest in seen:
-                drop("dedup")
-                continue
-            seen.add(digest)
-            out.append(i)
-        kept = out
+        kept = _dedup_sha256(items, kept, read, removed)
     return kept, {k: removed[k] for k in FILTER_NAMES if k in removed}
 
 
