@@ -19,7 +19,6 @@ filters (``filters.py``); ``read`` returns one file's bytes in a worker.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 from pathlib import Path
@@ -349,8 +348,3 @@ class DanbooruSource:
         lines.append(f"filters  removed {format_removed(st['removed'])}")
         lines.append(f"remain   {len(st['items'])} items")
         return "\n".join(lines)
-
-    def summary_json(self) -> dict:
-        """The counts behind ``summary()`` (for a manifest)."""
-        st = self._get()
-        return json.loads(json.dumps({k: st[k] for k in ("listed", "exts", "ids", "removed", "matched")}))

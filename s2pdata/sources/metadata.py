@@ -350,6 +350,98 @@ def files_fingerprint(paths) -> list:
     return out
 
 
+def _cache_path(paths, wanted: set, tracked, cache_dir) -> Path | None:
+    """Cache file for this join: keyed by the files' size/mtime, the ids and ``tracked``."""
+    if cache_dir is None:
+        return None
+    key = hashlib.sha256(
+        json.dumps({"v": CACHE_VERSION, "files": files_fingerprint(paths), "tracked": sorted(tracked)}).encode()
+    )
+    key.update(np.asarray(sorted(wanted), np.int64).tobytes())
+    return Path(cache_dir) / f"metadata-{key.hexdigest()[:24]}.npz"
+
+
+def _read_cache(cache: Path) -> tuple[MetaTable, dict]:
+    """A cached table and the counts stored with it."""
+    with np.load(cache, allow_pickle=False) as z:
+        info = json.loads(str(z["info"]))
+        cols = {
+            f.name: (_unpack(z[f.name], z[f.name + "_offsets"]) if f.name in _STR_COLS else z[f.name])
+            for f in dataclasses.fields(MetaTable)
+        }
+    return MetaTable(**cols), info
+
+
+def _write_cache(cache: Path, table: MetaTable, info: dict) -> None:
+    """Write the table and its counts atomically (a temporary file, then a rename)."""
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp.npz")
+    arrays = {}
+    for f in dataclasses.fields(MetaTable):
+        if f.name in _STR_COLS:
+            arrays[f.name], arrays[f.name + "_offsets"] = _pack(getattr(table, f.name))
+        else:
+            arrays[f.name] = getattr(table, f.name)
+    np.savez(tmp, info=np.array(json.dumps(info)), **arrays)
+    os.replace(tmp, cache)
+
+
+_RATING_CODE = {r: i for i, r in enumerate(RATINGS)}
+
+
+def _row_values(rec: dict, tracked) -> dict:
+    """A normalised post -> its ``MetaTable`` row (ratings coded, tags cut to ``tracked``)."""
+    t = rec["tags"]
+    return {
+        "id": rec["id"],
+        "md5": rec["md5"],
+        "rating": _RATING_CODE.get(rec["rating"], -1),
+        "width": rec["width"],
+        "height": rec["height"],
+        "score": rec["score"],
+        "ext": rec["ext"],
+        "is_deleted": rec["is_deleted"],
+        "is_banned": rec["is_banned"],
+        "artist": " ".join(t["artist"]),
+        "tags": " ".join(x for c in t.values() for x in c if x in tracked),
+    }
+
+
+def _join(paths, wanted: set, tracked) -> tuple[MetaTable, dict]:
+    """Read every record of ``paths`` and keep those of ``wanted`` ids (a later record of the
+    same post wins) -> the table and the counts ``records``, ``matched``, ``bad_lines``,
+    ``duplicates``, ``files``."""
+    rows = {f.name: [] for f in dataclasses.fields(MetaTable)}
+    where: dict[int, int] = {}
+    records = bad = dups = 0
+    for raw in iter_posts(paths, wanted):
+        if isinstance(raw, int):
+            records += raw
+            continue
+        if raw == "bad":
+            bad += 1
+            continue
+        records += 1
+        if "id" not in raw:
+            continue
+        rec = normalize_post(raw)
+        if rec["id"] not in wanted:
+            continue
+        values = _row_values(rec, tracked)
+        if rec["id"] in where:  # a later dump's record of the same post wins
+            dups += 1
+            j = where[rec["id"]]
+            for k, v in values.items():
+                rows[k][j] = v
+            continue
+        where[rec["id"]] = len(rows["id"])
+        for k, v in values.items():
+            rows[k].append(v)
+    table = _table_from_rows(rows)
+    info = {"records": records, "matched": len(table), "bad_lines": bad, "duplicates": dups}
+    return table, {**info, "files": [str(p) for p in paths]}
+
+
 def load_metadata(paths, wanted, *, tracked=frozenset(), cache_dir: str | Path | None = None):
     """Join metadata files to the listed ids.
 
@@ -371,79 +463,12 @@ def load_metadata(paths, wanted, *, tracked=frozenset(), cache_dir: str | Path |
         ``cache`` ("hit", "written" or "off").
     """
     wanted = set(int(i) for i in wanted)
-    key = hashlib.sha256(
-        json.dumps({"v": CACHE_VERSION, "files": files_fingerprint(paths), "tracked": sorted(tracked)}).encode()
-    )
-    key.update(np.asarray(sorted(wanted), np.int64).tobytes())
-    cache = Path(cache_dir) / f"metadata-{key.hexdigest()[:24]}.npz" if cache_dir is not None else None
+    cache = _cache_path(paths, wanted, tracked, cache_dir)
     if cache is not None and cache.is_file():
-        with np.load(cache, allow_pickle=False) as z:
-            info = json.loads(str(z["info"]))
-            cols = {
-                f.name: (_unpack(z[f.name], z[f.name + "_offsets"]) if f.name in _STR_COLS else z[f.name])
-                for f in dataclasses.fields(MetaTable)
-            }
-        return MetaTable(**cols), {**info, "cache": "hit"}
-    rows = {f.name: [] for f in dataclasses.fields(MetaTable)}
-    where: dict[int, int] = {}
-    records = bad = dups = 0
-    code = {r: i for i, r in enumerate(RATINGS)}
-    for raw in iter_posts(paths, wanted):
-        if isinstance(raw, int):
-            records += raw
-            continue
-        if raw == "bad":
-            bad += 1
-            continue
-        records += 1
-        if "id" not in raw:
-            continue
-        rec = normalize_post(raw)
-        if rec["id"] not in wanted:
-            continue
-        t = rec["tags"]
-        values = {
-            "id": rec["id"],
-            "md5": rec["md5"],
-            "rating": code.get(rec["rating"], -1),
-            "width": rec["width"],
-            "height": rec["height"],
-            "score": rec["score"],
-            "ext": rec["ext"],
-            "is_deleted": rec["is_deleted"],
-            "is_banned": rec["is_banned"],
-            "artist": " ".join(t["artist"]),
-            "tags": " ".join(x for c in t.values() for x in c if x in tracked),
-        }
-        if rec["id"] in where:  # a later dump's record of the same post wins
-            dups += 1
-            j = where[rec["id"]]
-            for k, v in values.items():
-                rows[k][j] = v
-            continue
-        where[rec["id"]] = len(rows["id"])
-        for k, v in values.items():
-            rows[k].append(v)
-    table = _table_from_rows(rows)
-    info = {
-        "records": records,
-        "matched": len(table),
-        "bad_lines": bad,
-        "duplicates": dups,
-        "files": [str(p) for p in paths],
-    }
-    if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp.npz")
-        arrays = {}
-        for f in dataclasses.fields(MetaTable):
-            if f.name in _STR_COLS:
-                arrays[f.name], arrays[f.name + "_offsets"] = _pack(getattr(table, f.name))
-            else:
-                arrays[f.name] = getattr(table, f.name)
-        np.savez(tmp, info=np.array(json.dumps(info)), **arrays)
-        os.replace(tmp, cache)
-        info = {**info, "cache": "written"}
-    else:
-        info = {**info, "cache": "off"}
-    return table, info
+        table, info = _read_cache(cache)
+        return table, {**info, "cache": "hit"}
+    table, info = _join(paths, wanted, tracked)
+    if cache is None:
+        return table, {**info, "cache": "off"}
+    _write_cache(cache, table, info)
+    return table, {**info, "cache": "written"}
