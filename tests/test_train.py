@@ -1,18 +1,26 @@
 """Trainers: CLI/recipes, dry runs, exact resume, learning, encoder weights, networks."""
 
+import dataclasses
+import json
+import math
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
 from s2pdata.train.__main__ import main as train_main  # noqa: E402
-from s2pdata.train.common import load_checkpoint, parse_args, train, variance_loss  # noqa: E402
+from s2pdata.train.checkpoint import load_checkpoint  # noqa: E402
+from s2pdata.train.common import GRID_HEADER, variance_loss  # noqa: E402
+from s2pdata.train.config import config_fields, parse_args  # noqa: E402
 from s2pdata.train.draft import DraftConfig  # noqa: E402
 from s2pdata.train.draft import build_stage as draft_stage  # noqa: E402
+from s2pdata.train.loop import setup_runtime, train  # noqa: E402
 from s2pdata.train.nets import InceptionEncoder, UNet, load_googlenet_weights  # noqa: E402
 from s2pdata.train.refine import RefineConfig  # noqa: E402
+from s2pdata.train.refine import build_model as refine_model  # noqa: E402
 from tests.fakes import write_shards  # noqa: E402
 
 # training recipes name their stage; the others in recipes/ are build recipes (tests/test_recipes.py)
@@ -30,7 +38,12 @@ def test_dry_run(stage, shards, tmp_path):
     ck = load_checkpoint(tmp_path / "ckpt.pt")
     assert ck["step"] == 3 and ck["stage"] == stage
     assert set(ck["rng"]) == {"torch", "cuda", "numpy"}
-    assert (tmp_path / "samples" / "step-0000003.png").exists()
+    grid = cv2.imread(str(tmp_path / "samples" / "step-0000003.png"))
+    columns = 4 if stage == "draft" else 5  # sketch | hints | (draft |) output | target
+    assert grid.shape == (GRID_HEADER + 4 * 32, columns * 32, 3)  # a label band, then 4 rows of 32-pixel crops
+    for c in range(columns):  # every column's label drew dark text on the white band
+        band = grid[:GRID_HEADER, c * 32 : (c + 1) * 32]
+        assert (band < 100).any() and (band == 255).mean() > 0.5, c
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
@@ -161,25 +174,19 @@ def test_encoder_weights_round_trip_and_mismatch(tmp_path):
 
 
 def test_refine_cli_loads_encoder_weights(shards, tmp_path):
+    torch.manual_seed(42)  # weights unlike the run's own seeded init
     enc = InceptionEncoder(0.0625)
     torch.save(enc.state_dict(), tmp_path / "enc.pth")
-    assert (
-        train_main(
-            [
-                "refine",
-                "--shards",
-                str(shards),
-                "--out",
-                str(tmp_path / "run"),
-                "--dry-run",
-                "--steps",
-                "1",
-                "--encoder-weights",
-                str(tmp_path / "enc.pth"),
-            ]
-        )
-        == 0
-    )
+    argv = ["refine", "--shards", str(shards), "--out", str(tmp_path / "run"), "--dry-run", "--steps", "1"]
+    assert train_main([*argv, "--encoder-weights", str(tmp_path / "enc.pth"), "--freeze-encoder"]) == 0
+    saved = load_checkpoint(tmp_path / "run" / "ckpt.pt")["models"]["G"]
+    torch.manual_seed(0)  # the run's own init (seed 0)
+    init = refine_model(RefineConfig(width=4, depth=2, encoder_width=0.0625)).encoder.state_dict()
+    for name, t in enc.state_dict().items():  # frozen: the checkpoint holds the file's tensors exactly
+        torch.testing.assert_close(saved[f"encoder.{name}"], t, rtol=0, atol=0, msg=name)
+    assert not torch.equal(init["conv1.conv.weight"], enc.state_dict()["conv1.conv.weight"])
+    with pytest.raises(SystemExit, match="does not exist; make it with .*googlenet"):
+        train_main([*argv, "--overwrite", "--encoder-weights", str(tmp_path / "missing.pth")])
 
 
 @pytest.mark.parametrize("hw", [(17, 30), (32, 32), (9, 64)])
@@ -187,3 +194,131 @@ def test_unet_is_fully_convolutional(hw):
     net = UNet(5, width=4, depth=3)
     y = net(torch.zeros(2, 5, *hw))
     assert y.shape == (2, 3, *hw) and y.abs().max() <= 1
+
+
+def _cli_tiny(shards, out, *extra):
+    """A small non-dry CLI run: every key explicit, as a user would type them."""
+    return [
+        "draft",
+        "--shards",
+        str(shards),
+        "--out",
+        str(out),
+        "--batch-size",
+        "2",
+        "--crop",
+        "32",
+        "--width",
+        "4",
+        "--depth",
+        "2",
+        "--disc-width",
+        "4",
+        "--disc-layers",
+        "2",
+        "--num-workers",
+        "0",
+        "--device",
+        "cpu",
+        "--lr",
+        "0.002",
+        "--seed",
+        "7",
+        "--shuffle-buffer",
+        "4",
+        "--log-every",
+        "1",
+        "--ckpt-every",
+        "2",
+        "--sample-every",
+        "2",
+        *extra,
+    ]
+
+
+def test_resume_with_only_steps_keeps_the_runs_config(shards, tmp_path, capsys):
+    assert train_main(_cli_tiny(shards, tmp_path, "--steps", "2")) == 0
+    first = load_checkpoint(tmp_path / "ckpt.pt")["config"]
+    out = capsys.readouterr().out
+    assert out.count("CPU run:") == 1 and "recipes/draft-cpu.toml" in out and "--dry-run" in out  # the cost note
+    assert "0.00835 M parameters" in out  # model size, before the first step (banner)
+    assert train_main(["draft", "--out", str(tmp_path), "--resume", "--steps", "4"]) == 0
+    ck = load_checkpoint(tmp_path / "ckpt.pt")
+    assert ck["step"] == 4
+    assert ck["config"] == {**first, "steps": 4}  # no default took over (batch 16, crop 224 ...)
+    assert "config keys changed: steps 2 -> 4" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="no checkpoint"):
+        train_main(["draft", "--out", str(tmp_path / "none"), "--resume"])
+
+
+def test_existing_run_folder_is_refused_unless_overwrite(shards, tmp_path):
+    assert train_main(_cli_tiny(shards, tmp_path, "--steps", "2")) == 0
+    before = (tmp_path / "ckpt.pt").stat().st_mtime_ns
+    with pytest.raises(SystemExit, match=r"holds the checkpoint of an earlier run: add --resume .*--overwrite") as e:
+        train_main(_cli_tiny(shards, tmp_path, "--steps", "1"))
+    assert "\n" not in str(e.value)
+    assert (tmp_path / "ckpt.pt").stat().st_mtime_ns == before  # untouched
+    assert train_main(_cli_tiny(shards, tmp_path, "--steps", "1", "--overwrite")) == 0
+    assert load_checkpoint(tmp_path / "ckpt.pt")["step"] == 1
+    assert [json.loads(line)["step"] for line in (tmp_path / "log.jsonl").read_text().splitlines()] == [1]
+    assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == ["step-0000001.png"]
+
+
+@pytest.mark.parametrize("stage, cls", [("draft", DraftConfig), ("refine", RefineConfig)])
+def test_help_lists_every_config_key_with_default(stage, cls, capsys):
+    with pytest.raises(SystemExit) as e:
+        train_main([stage, "--help"])
+    assert e.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    for opt in ("--shards", "--out", "--steps", "--resume", "--dry-run", "--recipe", "--overwrite"):
+        assert opt in text
+    for name in config_fields(cls):
+        assert f"--{name.replace('_', '-')} " in text, name
+    assert "(default: 224)" in text and "(default: runs/default)" in text
+    if stage == "refine":  # how to make the encoder weights file
+        assert "torch.save(torchvision.models.googlenet(" in text
+    assert train_main(["--help"]) == 0
+    assert "usage: python -m s2pdata.train draft|refine" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--width", "-4"], r"width must be >= 1, got -4"),
+        (["--mode", "epochs"], r"mode must be one of resampled, exact"),
+        (["--lr", "0"], r"lr must be > 0"),
+        (["--recipe", "no-such.toml"], r"recipe no-such.toml does not exist"),
+        (["--resume", "--overwrite"], r"give one"),
+    ],
+)
+def test_bad_config_is_one_line_naming_the_key(argv, message):
+    with pytest.raises(SystemExit, match=message) as e:
+        parse_args(DraftConfig, ["--shards", "x", "--out", "y", *argv])
+    assert "\n" not in str(e.value)
+
+
+def test_bf16_on_cpu_finite_losses_and_resume(shards, tmp_path):
+    rt = setup_runtime(_tiny(shards, tmp_path, bf16=True))
+    with rt.autocast():  # autocast is generic over the device type: bf16 on the CPU when asked
+        assert torch.nn.Conv2d(3, 3, 1)(torch.zeros(1, 3, 4, 4)).dtype == torch.bfloat16
+    assert not setup_runtime(_tiny(shards, tmp_path)).bf16  # unset: off on the CPU
+    cfg = _tiny(shards, tmp_path, bf16=True, steps=2, mode="resampled", ckpt_every=2)
+    hist = train(cfg, draft_stage, log=lambda s: None, progress=False)["history"]
+    resumed = train(dataclasses.replace(cfg, steps=4), draft_stage, resume=True, log=lambda s: None)["history"]
+    assert [h["step"] for h in hist + resumed] == [1, 2, 3, 4]
+    assert all(math.isfinite(h[k]) for h in hist + resumed for k in ("loss_g", "loss_d", "l1"))
+    assert load_checkpoint(tmp_path / "ckpt.pt")["config"]["bf16"] is True
+
+
+def test_compiled_run_checkpoint_loads_into_plain_model(tmp_path):
+    # inductor on 2 CPU cores: about 2 min cold, 15 s with a warm cache (~/.cache / /tmp/torchinductor_*)
+    shards = write_shards(tmp_path / "s", 4, 2, h=16, w=16)
+    cfg = _tiny(shards, tmp_path / "run", compile=True, steps=1, batch_size=2, crop=16, depth=1, disc_layers=1)
+    train(cfg, draft_stage, log=lambda s: None, progress=False)
+    ck = load_checkpoint(tmp_path / "run" / "ckpt.pt")
+    assert not any("_orig_mod" in k or k.startswith("module.") for k in ck["models"]["G"])
+    plain = draft_stage(cfg).G
+    plain.load_state_dict(ck["models"]["G"])  # strict: every key of the uncompiled model
+    x = torch.rand(2, 5, 16, 16) * 2 - 1
+    compiled = torch.compile(plain)
+    torch.testing.assert_close(compiled(x), plain(x), rtol=1e-4, atol=1e-5)

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .common import Stage, TrainConfig, gan_loss, hints_image, main_for, to_uint8, variance_loss
+from .common import Stage, gan_loss, hints_image, to_uint8, variance_loss
+from .config import TrainConfig, opt
+from .loop import main_for
 from .nets import PatchDiscriminator, UNet
 
 
@@ -27,8 +29,7 @@ class DraftConfig(TrainConfig):
     """Drafting stage: G(sketch, hints) -> draft. ``alpha`` weighs L_var (unpublished; 0.01 here)."""
 
     stage = "draft"  # class attribute, not a field
-    alpha: float = 0.01
-    lambda_gan: float = 0.01
+    alpha: float = opt(0.01, "weight of the variance loss L_var that pushes away from a flat mean colour", ge=0.0)
 
 
 def inputs(batch: dict) -> torch.Tensor:
@@ -52,12 +53,18 @@ def build_stage(cfg: DraftConfig) -> Stage:
         return l1 + cfg.alpha * lvar + cfg.lambda_gan * gan, {"l1": l1, "l_var": lvar, "gan": gan}
 
     def grid(batch, pred):
-        return [to_uint8(batch["sketch"]), hints_image(batch["hint"]), to_uint8(pred), to_uint8(batch["color"])]
+        return [
+            ("sketch", to_uint8(batch["sketch"])),
+            ("hints", hints_image(batch["hint"])),
+            ("output", to_uint8(pred)),
+            ("target", to_uint8(batch["color"])),
+        ]
 
     return Stage("draft", G, D, forward, inputs, g_loss, grid)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m s2pdata.train draft ...``; see ``--help``."""
     return main_for(DraftConfig, build_stage, argv)
 
 

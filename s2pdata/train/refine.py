@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .common import Stage, TrainConfig, gan_loss, hints_image, main_for, to_uint8
+from .common import Stage, gan_loss, hints_image, to_uint8
+from .config import TrainConfig, opt
+from .loop import main_for
 from .nets import InceptionEncoder, PatchDiscriminator, UNet, load_googlenet_weights
 
 
@@ -34,11 +37,23 @@ class RefineConfig(TrainConfig):
 
     stage = "refine"  # class attribute, not a field
     DRY_RUN = {"encoder_width": 0.0625}
-    lambda_gan: float = 0.01
-    encoder_width: float = 1.0
-    encoder_weights: str = ""  # a torchvision GoogLeNet state dict (.pth); "" = random init
-    freeze_encoder: bool = False
-    concat_draft: bool = True
+    encoder_width: float = opt(1.0, "channel scale of the Inception-V1 draft encoder (1.0: GoogLeNet proper)", gt=0.0)
+    encoder_weights: str = opt(
+        "",
+        "torchvision GoogLeNet weights for the encoder, made with torch.save(torchvision.models.googlenet("
+        'weights="DEFAULT").state_dict(), "googlenet.pth"); "" = random init',
+    )
+    freeze_encoder: bool = opt(False, "keep the encoder's weights fixed")
+    concat_draft: bool = opt(True, "also concatenate the draft to the U-Net input")
+
+    def check_files(self) -> None:
+        """``encoder_weights`` must name an existing file (one-line error saying how to make it)."""
+        if self.encoder_weights and not Path(self.encoder_weights).is_file():
+            raise FileNotFoundError(
+                f'encoder_weights {self.encoder_weights} does not exist; make it with python -c "import torch, '
+                "torchvision; torch.save(torchvision.models.googlenet(weights='DEFAULT').state_dict(), "
+                "'googlenet.pth')\" (encoder_width 1.0), or leave it unset for a random init"
+            )
 
 
 class Refiner(nn.Module):
@@ -69,7 +84,10 @@ def build_model(cfg: RefineConfig) -> Refiner:
     """The generator, with encoder weights loaded (and frozen) as configured."""
     G = Refiner(width=cfg.width, depth=cfg.depth, encoder_width=cfg.encoder_width, concat_draft=cfg.concat_draft)
     if cfg.encoder_weights:
-        info = load_googlenet_weights(G.encoder, cfg.encoder_weights)
+        try:
+            info = load_googlenet_weights(G.encoder, cfg.encoder_weights)
+        except ValueError as exc:  # a file that is not a matching state dict: one line, not a traceback
+            raise SystemExit(f"encoder_weights: {exc}") from None
         print(
             f"encoder: loaded {info['loaded']} tensors from {cfg.encoder_weights}; ignored {len(info['ignored'])} "
             "aux/fc tensors"
@@ -94,17 +112,18 @@ def build_stage(cfg: RefineConfig) -> Stage:
 
     def grid(batch, pred):
         return [
-            to_uint8(batch["sketch"]),
-            hints_image(batch["hint"]),
-            to_uint8(batch["draft"]),
-            to_uint8(pred),
-            to_uint8(batch["color"]),
+            ("sketch", to_uint8(batch["sketch"])),
+            ("hints", hints_image(batch["hint"])),
+            ("draft", to_uint8(batch["draft"])),
+            ("output", to_uint8(pred)),
+            ("target", to_uint8(batch["color"])),
         ]
 
     return Stage("refine", G, D, forward, condition, g_loss, grid)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m s2pdata.train refine ...``; see ``--help``."""
     return main_for(RefineConfig, build_stage, argv)
 
 

@@ -1,0 +1,222 @@
+"""Trainer config: one frozen dataclass per stage whose fields are the recipe keys and the flags.
+
+Consumes a TOML recipe, ``--dry-run`` presets, command-line flags and, with ``--resume``, the
+config stored in ``RUN_DIR/ckpt.pt``; produces a validated config. Every field carries its help
+line in ``metadata["help"]`` and its bounds (``ge``, ``gt``, ``lt``, ``choices``), so ``--help``
+lists every key with its default and meaning, and a bad value is a one-line error naming the key.
+
+Precedence: dataclass defaults (or, with ``--resume``, the checkpoint's config) < recipe <
+``--dry-run`` presets < explicit flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from .._config import convert, load_toml
+
+MODES = ("resampled", "exact")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def opt(default, help: str, **bounds):
+    """A config field: its default, a one-line meaning and optional bounds (ge, gt, lt, choices)."""
+    return field(default=default, metadata={"help": help, **bounds})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Knobs both stages share; paper defaults (Adam 0.9/0.99, lr 1e-5, batch 16, 224 crops)."""
+
+    shards: str = opt("", "build folder, tar or glob of shard-*.tar to train on (required)", metavar="DIR")
+    out: str = opt("runs/default", "run folder: ckpt.pt, log.jsonl, samples/step-*.png", metavar="RUN_DIR")
+    steps: int = opt(100_000, "total optimisation steps (a resumed run continues up to this count)", ge=0, metavar="N")
+    batch_size: int = opt(16, "samples per step on each rank (paper: 16)", ge=1)
+    crop: int = opt(224, "side of the random square training crop in pixels (paper: 224)", ge=1)
+    lr: float = opt(1e-5, "Adam learning rate of G and D (paper: 1e-5)", gt=0.0)
+    beta1: float = opt(0.9, "Adam beta1 (paper: 0.9)", ge=0.0, lt=1.0)
+    beta2: float = opt(0.99, "Adam beta2 (paper: 0.99)", ge=0.0, lt=1.0)
+    width: int = opt(64, "U-Net channels at full resolution (paper scale: 64; CPU recipes: 16)", ge=1)
+    depth: int = opt(4, "U-Net sub-sampling steps", ge=1)
+    disc_width: int = opt(64, "discriminator channels of its first layer", ge=1)
+    disc_layers: int = opt(3, "discriminator strided layers", ge=1)
+    lambda_gan: float = opt(0.01, "weight of the GAN term in G's loss (paper: 0.01)", ge=0.0)
+    mode: str = opt("resampled", "data stream: resampled (infinite, count steps) or exact (epochs)", choices=MODES)
+    num_workers: int = opt(4, "DataLoader worker processes per rank", ge=0)
+    shuffle_buffer: int = opt(256, "samples held by each worker's shuffle buffer (0: file order)", ge=0)
+    online_hints: bool = opt(False, "draw fresh hints per sample and epoch instead of the stored ones")
+    flip: bool = opt(True, "random horizontal flips")
+    seed: int = opt(0, "seed of the initial weights and of every data draw")
+    device: str = opt("auto", "auto (CUDA when available) | cpu | cuda", choices=DEVICES)
+    bf16: bool | None = opt(
+        None, "bfloat16 autocast; auto: on for CUDA that supports it, off on CPU", metavar="true|false|auto"
+    )
+    compile: bool = opt(False, "torch.compile G and D (inductor)")
+    log_every: int = opt(50, "steps between log lines (log.jsonl)", ge=1)
+    sample_every: int = opt(1000, "steps between sample grids (samples/step-*.png)", ge=1)
+    ckpt_every: int = opt(1000, "steps between checkpoints (ckpt.pt, replaced atomically)", ge=1)
+
+    def __post_init__(self):
+        for f in fields(self):
+            check_value(f, getattr(self, f.name))
+
+    def check_files(self) -> None:
+        """Files the config names must exist (checked by the CLI, not when a checkpoint is read back)."""
+
+
+def check_value(f: dataclasses.Field, value) -> None:
+    """Raise ``ValueError`` naming the key when ``value`` breaks the field's bounds."""
+    m = f.metadata
+    if "choices" in m and value not in m["choices"]:
+        raise ValueError(f"{f.name} must be one of {', '.join(m['choices'])}, got {value!r}")
+    for bound, word in _BOUNDS.items():
+        if bound in m and not _OPS[bound](value, m[bound]):
+            raise ValueError(f"{f.name} must be {word} {m[bound]}, got {value!r} ({m['help']})")
+
+
+_BOUNDS = {"ge": ">=", "gt": ">", "lt": "<"}
+_OPS = {"ge": lambda v, b: v >= b, "gt": lambda v, b: v > b, "lt": lambda v, b: v < b}
+
+
+def config_fields(cls) -> dict[str, type]:
+    """Field name -> value type of a config dataclass (``bool | None`` -> ``bool``)."""
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for f in fields(cls):
+        t = hints[f.name]
+        args = [a for a in typing.get_args(t) if a is not type(None)]
+        out[f.name] = args[0] if args else t
+    return out
+
+
+def _convert(cls, key: str, value, origin: str):
+    types = config_fields(cls)
+    if key not in types:
+        raise ValueError(f"unknown config key {key!r} in {origin}; known keys: {', '.join(sorted(types))}")
+    if value in ("auto", None) and fields_by_name(cls)[key].default is None:
+        return None  # a tri-state key (bf16): "auto" restores the device-dependent default
+    return convert(key, value, types[key], origin)
+
+
+def fields_by_name(cls) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in fields(cls)}
+
+
+def load_recipe(path: str, cls) -> dict:
+    """A TOML recipe (flat ``key = value`` of config fields, optional ``stage``) -> overrides."""
+    data = load_toml(path)
+    stage = data.pop("stage", None)
+    if stage is not None and stage != cls.stage:
+        raise ValueError(f"recipe {path} is for stage {stage!r}, not {cls.stage!r}")
+    return {k: _convert(cls, k, v, f"recipe {path}") for k, v in data.items()}
+
+
+# a tiny model and a few CPU steps: the --dry-run overrides (explicit flags still win)
+DRY_RUN = dict(
+    steps=3,
+    batch_size=2,
+    crop=32,
+    width=4,
+    depth=2,
+    disc_width=4,
+    disc_layers=2,
+    num_workers=0,
+    device="cpu",
+    compile=False,
+    log_every=1,
+    sample_every=3,
+    ckpt_every=3,
+    shuffle_buffer=8,
+)
+
+
+def _default_text(value) -> str:
+    if value is None:
+        return "auto"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return '""' if value == "" else str(value)
+
+
+def build_parser(cls) -> argparse.ArgumentParser:
+    """The stage's argparse parser: run options, then one ``--key`` per config field with its help."""
+    p = argparse.ArgumentParser(
+        prog=f"python -m s2pdata.train {cls.stage}",
+        description=cls.__doc__,
+        allow_abbrev=False,
+        epilog="Every config key is also a recipe key (TOML, key = value). Precedence: defaults (or the "
+        "checkpoint's config with --resume) < --recipe < --dry-run < flags. On a machine without CUDA start "
+        f"from recipes/{cls.stage}-cpu.toml.",
+    )
+    p.add_argument("--recipe", help="TOML file of config keys (recipes/*.toml)")
+    p.add_argument("--resume", action="store_true", help="continue RUN_DIR/ckpt.pt with its own config; flags override")
+    p.add_argument("--overwrite", action="store_true", help="start over in a run folder that holds a checkpoint")
+    p.add_argument("--dry-run", action="store_true", help="tiny model, 3 steps on CPU: checks the set-up in seconds")
+    g = p.add_argument_group("config keys (flag --key-name, recipe key_name)")
+    types = config_fields(cls)
+    for f in fields(cls):
+        help_text = f"{f.metadata.get('help', '')} (default: {_default_text(f.default)})".replace("%", "%%")
+        kw: dict = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
+        if types[f.name] is bool:  # a bare --flag means true
+            kw.update(nargs="?", const="true", metavar=f.metadata.get("metavar", "true|false"))
+        else:
+            kw["metavar"] = f.metadata.get("metavar", types[f.name].__name__.upper())
+        g.add_argument("--" + f.name.replace("_", "-"), **kw)
+    return p
+
+
+def parse_args(cls, argv: list[str]) -> tuple[object, argparse.Namespace]:
+    """``--shards DIR --out RUN_DIR [--steps N] [--resume | --overwrite] [--dry-run] [--recipe FILE] [--key v ...]``.
+
+    Returns the config and the namespace (``resume``, ``overwrite``, ``dry_run``, ``recipe``). Any
+    mistake is a ``SystemExit`` with one line that names the key.
+    """
+    p = build_parser(cls)
+    args, rest = p.parse_known_args(argv)
+    if args.resume and args.overwrite:
+        raise SystemExit(f"{p.prog}: --resume continues a run and --overwrite starts it over; give one")
+    if rest:
+        bad = rest[0].split("=", 1)[0].lstrip("-").replace("-", "_")
+        raise SystemExit(f"{p.prog}: unknown option {rest[0]!r} (config key {bad!r}); see --help for the known keys")
+    try:
+        names = set(config_fields(cls))
+        flags = {k: _convert(cls, k, v, "the command line") for k, v in vars(args).items() if k in names}
+        values = base_config(cls, flags) if args.resume else {}
+        if args.recipe:
+            values.update(load_recipe(args.recipe, cls))
+        if args.dry_run:
+            values.update({**DRY_RUN, **getattr(cls, "DRY_RUN", {})})
+        values.update(flags)
+        cfg = cls(**values)
+        cfg.check_files()
+    except (ValueError, FileNotFoundError) as exc:
+        raise SystemExit(f"{p.prog}: {exc}") from None
+    if not cfg.shards:
+        raise SystemExit(f"{p.prog}: --shards DIR is required (a build folder of shard-*.tar)")
+    return cfg, args
+
+
+def base_config(cls, flags: dict) -> dict:
+    """With ``--resume``: the config stored in the checkpoint of ``--out`` (keys this version lacks dropped)."""
+    from .checkpoint import load_checkpoint
+
+    if "out" not in flags:
+        raise ValueError("--resume needs --out RUN_DIR (the folder holding ckpt.pt)")
+    path = Path(flags["out"]) / "ckpt.pt"
+    if not path.exists():
+        raise ValueError(f"--resume: no checkpoint at {path}")
+    stored = load_checkpoint(path)
+    if stored.get("stage") != cls.stage:
+        raise ValueError(f"{path} is a {stored.get('stage')} checkpoint, not {cls.stage}")
+    known = config_fields(cls)
+    return {k: v for k, v in stored["config"].items() if k in known}
+
+
+def describe_changes(old: dict, new: dict) -> str:
+    """``key old -> new`` for every key whose value differs; "" when none does."""
+    keys = sorted(k for k in new if k in old and old[k] != new[k])
+    return ", ".join(f"{k} {_default_text(old[k])} -> {_default_text(new[k])}" for k in keys)

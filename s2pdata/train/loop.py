@@ -1,0 +1,466 @@
+"""The training loop of both stages, its device / DDP set-up and the command-line entry.
+
+Consumes a validated config (``config.py``) and a ``Stage`` (networks + loss of one stage);
+produces ``RUN_DIR/ckpt.pt`` (models, optimisers, step, data position, config, RNG states of
+every rank), ``RUN_DIR/log.jsonl`` and ``RUN_DIR/samples/step-XXXXXXX.png``.
+
+Data position. ``exact`` mode replays the epoch and skips the batches already used. The
+``resampled`` stream is infinite, so the loop re-seeds it at every periodic checkpoint (stream
+``epoch`` = that step) and counts the batches drawn since: a resume re-opens that stream and
+skips those batches undecoded, which is what an uninterrupted run would have read. Under DDP
+(``torchrun``) each rank streams its own shards (shard ``i`` goes to rank ``i % world_size``).
+
+Debugging hooks (environment, used by the DDP tests): ``S2PDATA_TRAIN_DEBUG=DIR`` makes every
+rank write ``DIR/rank{R}.json`` (the keys it read, its shards, a hash of its weights, how many
+checkpoints it wrote); ``S2PDATA_TRAIN_CRASH_AFTER=K`` ends every rank abruptly right after the
+checkpoint of step K, as a crash would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..shards import shard_paths
+from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, state_hash, unwrap
+from .common import Stage, gan_loss, save_grid
+from .config import describe_changes, parse_args
+
+DEBUG_ENV = "S2PDATA_TRAIN_DEBUG"
+CRASH_ENV = "S2PDATA_TRAIN_CRASH_AFTER"
+
+
+@dataclass
+class Runtime:
+    """Where this process trains: device, bf16 autocast and its DDP rank."""
+
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    bf16: bool = False
+
+    @property
+    def master(self) -> bool:
+        return self.rank == 0
+
+    def autocast(self):
+        """bfloat16 autocast on this device type (CPU or CUDA) when ``bf16``, else nothing."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else nullcontext()
+
+
+def setup_runtime(cfg) -> Runtime:
+    """Device, bf16 and DDP (when launched by torchrun: RANK, WORLD_SIZE; nccl on CUDA, gloo on CPU).
+
+    bf16 unset: on for CUDA that supports it, off on CPU (slower than fp32 on most CPUs); true: on
+    for either device type.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    want = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    if want == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("device = cuda but CUDA is not available; use --device cpu")
+    device = torch.device(f"cuda:{local}" if want == "cuda" else "cpu")
+    bf16 = bool(cfg.bf16)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        if cfg.bf16 is None:
+            bf16 = torch.cuda.is_bf16_supported()
+        elif bf16 and not torch.cuda.is_bf16_supported():
+            raise SystemExit("bf16 = true but this GPU has no bfloat16; use --bf16 false")
+    if world > 1:
+        if cfg.mode == "exact":
+            raise SystemExit("DDP needs equal batches per rank: use mode = resampled with a step count")
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Runtime(device, rank, world, local, bf16)
+
+
+def rank_shards(cfg, rt: Runtime) -> list[str]:
+    """This rank's shard files: all of them alone, every ``world_size``-th one under DDP (disjoint)."""
+    paths = shard_paths(cfg.shards)
+    if not paths:
+        raise SystemExit(f"shards = {cfg.shards!r} holds no shard-*.tar; give a build folder, a tar or a glob")
+    if len(paths) < rt.world_size:
+        raise SystemExit(
+            f"DDP over {rt.world_size} ranks needs at least {rt.world_size} shards (one set per rank), "
+            f"{cfg.shards} has {len(paths)}; build with a smaller --shard-size"
+        )
+    return paths[rt.rank :: rt.world_size]
+
+
+def claim_run_folder(out: Path, overwrite: bool) -> None:
+    """Refuse a folder holding an earlier run's checkpoint unless ``overwrite`` (rank 0 then clears it)."""
+    ckpt = out / "ckpt.pt"
+    if not ckpt.exists():
+        return
+    if not overwrite:
+        raise FileExistsError(
+            f"{out} holds the checkpoint of an earlier run: add --resume to continue it, or --overwrite to start over"
+        )
+    if int(os.environ.get("RANK", "0")) == 0:
+        for p in [ckpt, out / "log.jsonl", *sorted((out / "samples").glob("step-*.png"))]:
+            p.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# the loop
+
+
+def _to(batch: dict, device) -> dict:
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def _millions(module: torch.nn.Module) -> float:
+    return sum(p.numel() for p in module.parameters()) / 1e6
+
+
+@dataclass
+class _Run:
+    """The state one process trains: models, optimisers, data position, what it read."""
+
+    cfg: object
+    stage: Stage
+    rt: Runtime
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    shards: list[str]
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    keys_read: list[str] | None = None
+    ckpt_writes: int = 0
+    history: list[dict] = field(default_factory=list)
+
+    def loader(self):
+        from ..data import make_loader
+
+        cfg = self.cfg
+        return make_loader(
+            self.shards,
+            stage=self.stage.name,
+            batch_size=cfg.batch_size,
+            num_workers=cfg.num_workers,
+            mode=cfg.mode,
+            epoch=self.epoch,
+            seed=cfg.seed,
+            crop=cfg.crop,
+            flip=cfg.flip,
+            online_hints=cfg.online_hints,
+            shuffle_buffer=cfg.shuffle_buffer,
+            skip_batches=self.batch_in_epoch,
+        )
+
+    def restore(self, ck: dict, path: Path, log: Callable) -> None:
+        if ck["stage"] != self.stage.name:
+            raise SystemExit(f"{path} is a {ck['stage']} checkpoint, not {self.stage.name}")
+        changed = describe_changes(ck["config"], dataclasses.asdict(self.cfg))
+        self.stage.G.load_state_dict(ck["models"]["G"])
+        self.stage.D.load_state_dict(ck["models"]["D"])
+        self.opt_g.load_state_dict(ck["optims"]["G"])
+        self.opt_d.load_state_dict(ck["optims"]["D"])
+        self.step, self.epoch, self.batch_in_epoch = ck["step"], ck["epoch"], ck["batch_in_epoch"]
+        set_rng_state(ck["rng"][self.rt.rank] if isinstance(ck["rng"], list) else ck["rng"])
+        if self.rt.master:
+            log(f"resumed {path} at step {self.step}; config keys changed: {changed or 'none'}")
+
+    def save(self, path: Path) -> None:
+        """All ranks gather their RNG states; rank 0 alone writes."""
+        rngs = rng_state()
+        if self.rt.world_size > 1:
+            gathered = [None] * self.rt.world_size
+            torch.distributed.all_gather_object(gathered, rngs)
+            rngs = gathered
+        if not self.rt.master:
+            return
+        G, D = self.stage.G, self.stage.D
+        state = {
+            "stage": self.stage.name,
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "config": dataclasses.asdict(self.cfg),
+            "models": {"G": unwrap(G).state_dict(), "D": unwrap(D).state_dict()},
+            "optims": {"G": self.opt_g.state_dict(), "D": self.opt_d.state_dict()},
+            "rng": rngs,
+            **self.stage.extra_state(),
+        }
+        save_checkpoint(path, state)
+        self.ckpt_writes += 1
+
+
+def _one_step(run: _Run, g_run, d_run, batch: dict):
+    """D on (condition, real) vs (condition, G(x).detach()), then G on its stage loss."""
+    stage, rt = run.stage, run.rt
+    real, cond = batch["color"], stage.condition(batch)
+    with rt.autocast():
+        pred = stage.forward(g_run, batch)
+        d_logits = d_run(torch.cat([torch.cat([cond, real], 1), torch.cat([cond, pred.detach()], 1)], 0))
+    n = real.shape[0]
+    loss_d = 0.5 * (gan_loss(d_logits[:n], True) + gan_loss(d_logits[n:], False))
+    run.opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    run.opt_d.step()
+    with rt.autocast():
+        d_fake = d_run(torch.cat([cond, pred], 1))
+    loss_g, parts = stage.g_loss(pred, batch, d_fake)
+    run.opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    run.opt_g.step()
+    return {"loss_g": loss_g, "loss_d": loss_d, **parts}, n
+
+
+def _fixed_batch(cfg, stage_name: str):
+    """The first 4 samples of the build, uncropped-at-random: the sample grids' rows."""
+    from ..data import make_loader
+
+    dl = make_loader(
+        cfg.shards,
+        stage=stage_name,
+        batch_size=4,
+        num_workers=0,
+        mode="exact",
+        seed=cfg.seed,
+        crop=cfg.crop,
+        flip=False,
+        shuffle_buffer=0,
+    )
+    return next(iter(dl), None)
+
+
+def _sample(run: _Run, fixed: dict | None, out: Path) -> None:
+    if fixed is None:
+        return
+    G = run.stage.G
+    G.eval()
+    with torch.no_grad(), run.rt.autocast():
+        pred = run.stage.forward(G, _to(fixed, run.rt.device))
+    G.train()
+    save_grid(out / "samples" / f"step-{run.step:07d}.png", run.stage.grid(fixed, pred))
+
+
+def _on(flag: bool) -> str:
+    return "on" if flag else "off"
+
+
+def _banner(run: _Run, cfg, resume: bool) -> str:
+    rt, stage = run.rt, run.stage
+    paths = shard_paths(cfg.shards)
+    counts = [Path(p[:-4] + ".stats.json") for p in paths if p.endswith(".tar")]
+    n = sum(json.loads(c.read_text()).get("nsamples", 0) for c in counts if c.exists())
+    known = len(counts) == len(paths) and all(c.exists() for c in counts)
+    return (
+        f"{stage.name}: device {rt.device}, bf16 {_on(rt.bf16)}, compile {_on(cfg.compile)}, {rt.world_size} rank(s)\n"
+        f"  model: G {_millions(stage.G):.3g} M parameters, D {_millions(stage.D):.3g} M\n"
+        f"  data: {cfg.shards}: {len(paths)} shards, {n if known else '?'} samples; batch {cfg.batch_size} per rank, "
+        f"crop {cfg.crop}, mode {cfg.mode}, {cfg.num_workers} workers\n"
+        f"  steps: {run.step} -> {cfg.steps}{' (resumed)' if resume else ''}; log every {cfg.log_every}, samples "
+        f"every {cfg.sample_every}, checkpoint every {cfg.ckpt_every} into {cfg.out}"
+    )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def _cost_note(run: _Run, cfg, seconds: float) -> str:
+    left = cfg.steps - run.step
+    return (
+        f"CPU run: G has {_millions(run.stage.G):.3g} M parameters and one step (batch {cfg.batch_size}, crop "
+        f"{cfg.crop}) took {seconds:.2f} s, so the {left} steps left take about {_duration(left * seconds)}. "
+        f"--dry-run checks a set-up in seconds; recipes/{run.stage.name}-cpu.toml (width 16, 128 crops) trains a "
+        "small model on a laptop in minutes."
+    )
+
+
+def _prepare(cfg, build_stage: Callable, rt: Runtime, resume: bool, log: Callable) -> _Run:
+    torch.manual_seed(cfg.seed)  # same initial weights on every rank
+    stage = build_stage(cfg)
+    torch.manual_seed(cfg.seed + rt.rank)
+    G, D = stage.G.to(rt.device), stage.D.to(rt.device)
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    run = _Run(cfg, stage, rt, opt_g, opt_d, rank_shards(cfg, rt), keys_read=[] if os.environ.get(DEBUG_ENV) else None)
+    ckpt = Path(cfg.out) / "ckpt.pt"
+    if resume:
+        if not ckpt.exists():
+            raise SystemExit(f"--resume: no checkpoint at {ckpt}")
+        run.restore(load_checkpoint(ckpt), ckpt, log)
+    if rt.master:
+        Path(cfg.out).mkdir(parents=True, exist_ok=True)
+    return run
+
+
+def _wrap(run: _Run, cfg) -> tuple:
+    """DDP and torch.compile wrappers around G and D; checkpoints always save the plain modules."""
+    g_run, d_run = run.stage.G, run.stage.D
+    if run.rt.world_size > 1:
+        ids = [run.rt.device.index] if run.rt.device.type == "cuda" else None
+        g_run = torch.nn.parallel.DistributedDataParallel(g_run, device_ids=ids)
+        d_run = torch.nn.parallel.DistributedDataParallel(d_run, device_ids=ids)
+    if cfg.compile:
+        g_run, d_run = torch.compile(g_run), torch.compile(d_run)
+    return g_run, d_run
+
+
+def _log_step(run: _Run, losses: dict, seconds: float, n_img: int, out: Path, say: Callable) -> dict:
+    rec = {
+        "step": run.step,
+        "epoch": run.epoch,
+        **{k: v.item() for k, v in losses.items()},
+        "img_per_s": n_img * run.rt.world_size / max(seconds, 1e-9),
+    }
+    run.history.append(rec)
+    if run.rt.master:
+        say(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in rec.items()))
+        with open(out / "log.jsonl", "a") as f:
+            f.write(json.dumps(rec) + "\n")
+    return rec
+
+
+def _debug_hooks(run: _Run, *, final: bool) -> None:
+    """The DDP tests' hooks (module docstring): a crash after step K, a record of what each rank did."""
+    crash = os.environ.get(CRASH_ENV)
+    if not final and crash and int(crash) == run.step:
+        if run.rt.world_size > 1:
+            torch.distributed.barrier()  # rank 0 has written the checkpoint of this step
+        sys.stdout.flush()
+        os._exit(17)
+    folder = os.environ.get(DEBUG_ENV)
+    if final and folder:
+        record = {
+            "rank": run.rt.rank,
+            "world_size": run.rt.world_size,
+            "step": run.step,
+            "shards": run.shards,
+            "keys": run.keys_read,
+            "hash": state_hash(unwrap(run.stage.G).state_dict(), unwrap(run.stage.D).state_dict()),
+            "ckpt_writes": run.ckpt_writes,
+        }
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / f"rank{run.rt.rank}.json").write_text(json.dumps(record))
+
+
+def _loop(run: _Run, g_run, d_run, *, say: Callable, progress: bool, cost_note: bool) -> None:
+    from tqdm import tqdm
+
+    cfg, rt, out = run.cfg, run.rt, Path(run.cfg.out)
+    fixed = _fixed_batch(cfg, run.stage.name) if rt.master else None
+    show = rt.master and progress
+    bar = tqdm(total=cfg.steps, initial=run.step, unit="step", desc=run.stage.name, disable=not show)
+    it, t0, n_img, first = None, time.perf_counter(), 0, True
+    run.stage.G.train(), run.stage.D.train()
+    while run.step < cfg.steps:
+        if it is None:
+            it = iter(run.loader())
+        batch = next(it, None)
+        if batch is None:  # exact mode: the epoch is over
+            run.epoch, run.batch_in_epoch, it = run.epoch + 1, 0, None
+            continue
+        if run.keys_read is not None:
+            run.keys_read.extend(batch["__key__"])
+        t_step = time.perf_counter()
+        losses, n = _one_step(run, g_run, d_run, _to(batch, rt.device))
+        run.step, run.batch_in_epoch, n_img = run.step + 1, run.batch_in_epoch + 1, n_img + n
+        if first and cost_note and rt.device.type == "cpu" and rt.master:
+            say(_cost_note(run, cfg, time.perf_counter() - t_step))
+        first = False
+        bar.update(1)
+        if run.step % cfg.log_every == 0 or run.step == cfg.steps:
+            rec = _log_step(run, losses, time.perf_counter() - t0, n_img, out, say)
+            bar.set_postfix(loss_g=f"{rec['loss_g']:.4g}", refresh=False)
+            t0, n_img = time.perf_counter(), 0
+        if rt.master and (run.step % cfg.sample_every == 0 or run.step == cfg.steps):
+            _sample(run, fixed, out)
+        periodic = run.step % cfg.ckpt_every == 0
+        if periodic and cfg.mode == "resampled":
+            run.epoch, run.batch_in_epoch, it = run.step, 0, None  # re-seed the stream: a resume here is exact
+        if periodic or run.step == cfg.steps:
+            run.save(out / "ckpt.pt")
+            _debug_hooks(run, final=False)
+    bar.close()
+
+
+def train(
+    cfg,
+    build_stage: Callable,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    log: Callable | None = None,
+    progress: bool = True,
+    cost_note: bool = False,
+) -> dict:
+    """Run ``cfg.steps`` optimisation steps of ``build_stage(cfg)``.
+
+    Parameters
+    ----------
+    cfg : TrainConfig
+        A validated stage config (``DraftConfig`` / ``RefineConfig``).
+    build_stage : callable
+        ``cfg -> Stage``; called after seeding, so the initial weights depend on ``cfg.seed`` only.
+    resume : bool
+        Continue ``cfg.out/ckpt.pt`` (models, optimisers, data position, RNG states).
+    overwrite : bool
+        Without ``resume``, a run folder holding a checkpoint is refused (``FileExistsError``)
+        unless this is set; then its checkpoint, log and sample grids are removed first.
+    log : callable, optional
+        Receives each log line (default: printed above the progress bar, rank 0 only).
+    progress : bool
+        Show a tqdm progress bar (rate, ETA) on rank 0.
+    cost_note : bool
+        On CPU, say after the first step what it cost and where the CPU recipes are.
+
+    Returns
+    -------
+    dict
+        ``{"step", "history", "out"}``; loss values are read (``.item()``) only at log steps.
+    """
+    from tqdm import tqdm
+
+    if not resume:
+        claim_run_folder(Path(cfg.out), overwrite)
+    rt = setup_runtime(cfg)
+    say = log if log is not None else tqdm.write
+    try:
+        run = _prepare(cfg, build_stage, rt, resume, say)
+        g_run, d_run = _wrap(run, cfg)
+        if rt.master:
+            say(_banner(run, cfg, resume))
+        _loop(run, g_run, d_run, say=say, progress=progress, cost_note=cost_note)
+        _debug_hooks(run, final=True)
+    finally:
+        if rt.world_size > 1:
+            torch.distributed.destroy_process_group()
+    return {"step": run.step, "history": run.history, "out": str(cfg.out)}
+
+
+def main_for(cls, build_stage: Callable, argv: list[str] | None = None) -> int:
+    """CLI entry of one stage: parse, train, print a summary line."""
+    cfg, args = parse_args(cls, sys.argv[2:] if argv is None else argv)
+    t0 = time.perf_counter()
+    try:
+        result = train(cfg, build_stage, resume=args.resume, overwrite=args.overwrite, cost_note=not args.dry_run)
+    except FileExistsError as exc:
+        raise SystemExit(f"python -m s2pdata.train {cls.stage}: {exc}") from None
+    if int(os.environ.get("RANK", "0")) == 0:
+        last = result["history"][-1] if result["history"] else {}
+        print(
+            f"{cls.stage}: {result['step']} steps in {time.perf_counter() - t0:.1f} s; "
+            f"last loss_g {last.get('loss_g', math.nan):.4g}; checkpoint {Path(cfg.out) / 'ckpt.pt'}"
+        )
+    return 0
