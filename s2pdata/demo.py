@@ -271,22 +271,41 @@ def _prop(canvas: np.ndarray, rng, style: _Style) -> None:
     _paint(canvas, pts, color, style, depth=0.25 * size, width=max(1, style.width - 1))
 
 
-def _figure(canvas: np.ndarray, rng, style: _Style, *, slot: float, n_fig: int) -> None:
-    """A bust: back hair, torso with collar, neck, head with a pointed chin, eyes, mouth, bangs."""
-    h, w = canvas.shape[:2]
-    pal = style.pal
-    R = min(h, w) * rng.uniform(0.13, 0.22) / (1.25 if n_fig == 2 else 1.0)  # head radius
-    cx = w * slot
-    cy = h * rng.uniform(0.3, 0.5)
-    hair, skin, cloth = pal["hair"], pal["skin"], pal["cloth"]
-    if n_fig == 2 and rng.random() < 0.5:  # give the second figure its own colours
-        hair = _rgb(rng.random(), rng.uniform(0.3, 0.8), rng.uniform(0.45, 0.95))
-        cloth = _rgb(rng.random(), rng.uniform(0.25, 0.8), rng.uniform(0.4, 0.95))
-    lw = style.width
-    long_hair = rng.random() < 0.6
+class _Bust:
+    """Where one figure stands and its colours: head radius ``R``, head centre (``cy``, ``cx``)."""
 
-    # back hair: a mass behind the head, long hair reaching below the shoulders
-    if long_hair:
+    def __init__(self, canvas: np.ndarray, rng, style: _Style, slot: float, n_fig: int):
+        h, w = canvas.shape[:2]
+        pal = style.pal
+        self.R = min(h, w) * rng.uniform(0.13, 0.22) / (1.25 if n_fig == 2 else 1.0)
+        self.cx = w * slot
+        self.cy = h * rng.uniform(0.3, 0.5)
+        self.hair, self.skin, self.cloth = pal["hair"], pal["skin"], pal["cloth"]
+        if n_fig == 2 and rng.random() < 0.5:  # give the second figure its own colours
+            self.hair = _rgb(rng.random(), rng.uniform(0.3, 0.8), rng.uniform(0.45, 0.95))
+            self.cloth = _rgb(rng.random(), rng.uniform(0.25, 0.8), rng.uniform(0.4, 0.95))
+        self.long_hair = rng.random() < 0.6
+
+
+def _figure(canvas: np.ndarray, rng, style: _Style, *, slot: float, n_fig: int) -> None:
+    """A bust: back hair, torso with collar, neck, head with a pointed chin, eyes, mouth, bangs.
+
+    Each part draws its random numbers in turn, so the order of the calls is the picture's.
+    """
+    b = _Bust(canvas, rng, style, slot, n_fig)
+    _back_hair(canvas, rng, style, b)
+    _torso(canvas, rng, style, b)
+    _head(canvas, style, b)
+    _face(canvas, rng, style, b)
+    _bangs(canvas, rng, style, b)
+    if rng.random() < 0.4:
+        _ribbon(canvas, rng, style, b)
+
+
+def _back_hair(canvas: np.ndarray, rng, style: _Style, b: _Bust) -> None:
+    """A mass behind the head; long hair reaches below the shoulders."""
+    R, cx, cy = b.R, b.cx, b.cy
+    if b.long_hair:
         drop = R * rng.uniform(1.8, 3.2)
         arc = _ellipse((cy, cx), (1.15 * R, 1.2 * R), n=48)
         arc = arc[arc[:, 0] <= cy]  # upper half
@@ -294,12 +313,15 @@ def _figure(canvas: np.ndarray, rng, style: _Style, *, slot: float, n_fig: int) 
         back = _ellipse_hull_order(np.concatenate([arc, ends]), (cy + 0.3 * R, cx))
     else:
         back = _ellipse((cy + 0.05 * R, cx), (1.12 * R, 1.18 * R))
-    _paint(canvas, back, hair, style, depth=0.25 * R)
+    _paint(canvas, back, b.hair, style, depth=0.25 * R)
 
-    # torso: shoulders, arms implied, running off the bottom of the picture
-    sy = cy + 1.45 * R
+
+def _torso(canvas: np.ndarray, rng, style: _Style, b: _Bust) -> None:
+    """Neck, shoulders running off the bottom of the picture, a collar and cloth folds."""
+    R, cx, cy = b.R, b.cx, b.cy
+    sy = cy + 1.45 * R  # shoulder line
     half = R * rng.uniform(1.3, 1.9)
-    bottom = h + 10.0
+    bottom = canvas.shape[0] + 10.0
     torso = np.array(
         [
             [sy + 0.35 * R, cx - half],
@@ -319,8 +341,8 @@ def _figure(canvas: np.ndarray, rng, style: _Style, *, slot: float, n_fig: int) 
             [sy + 0.15 * R, cx - 0.26 * R],
         ]
     )
-    _paint(canvas, neck, skin, style, depth=0.3 * R)
-    _paint(canvas, torso, cloth, style, depth=0.35 * R)
+    _paint(canvas, neck, b.skin, style, depth=0.3 * R)
+    _paint(canvas, torso, b.cloth, style, depth=0.35 * R)
     collar = np.array(
         [
             [sy - 0.02 * R, cx - 0.45 * R],
@@ -330,14 +352,8 @@ def _figure(canvas: np.ndarray, rng, style: _Style, *, slot: float, n_fig: int) 
             [sy + 0.1 * R, cx - 0.1 * R],
         ]
     )
-    _paint(
-        canvas,
-        collar,
-        pal["white"] if rng.random() < 0.5 else pal["accent"],
-        style,
-        depth=0.1 * R,
-        width=max(1, lw - 1),
-    )
+    colour = style.pal["white"] if rng.random() < 0.5 else style.pal["accent"]
+    _paint(canvas, collar, colour, style, depth=0.1 * R, width=max(1, style.width - 1))
     for _ in range(int(rng.integers(1, 4))):  # cloth folds: thin open strokes
         x0 = cx + rng.uniform(-0.9, 0.9) * half
         fold = _bezier(
@@ -346,70 +362,69 @@ def _figure(canvas: np.ndarray, rng, style: _Style, *, slot: float, n_fig: int) 
             (sy + rng.uniform(1.6, 2.4) * R, x0 + rng.uniform(-0.4, 0.4) * R),
             10,
         )
-        cv2.polylines(canvas, [_xy(fold)], False, pal["line"], max(1, lw - 1), cv2.LINE_AA, _SHIFT)
+        _stroke(canvas, fold, style, max(1, style.width - 1))
 
-    # head: round cranium, jaw pulled in to a pointed chin
+
+def _stroke(canvas: np.ndarray, pts: np.ndarray, style: _Style, width: int) -> None:
+    """An open anti-aliased line through ``pts`` in the outline colour."""
+    cv2.polylines(canvas, [_xy(pts)], False, style.pal["line"], width, cv2.LINE_AA, _SHIFT)
+
+
+def _head(canvas: np.ndarray, style: _Style, b: _Bust) -> None:
+    """Round cranium, jaw pulled in to a pointed chin."""
+    R, cx, cy = b.R, b.cx, b.cy
     head = _ellipse((cy, cx), (R, 0.95 * R), n=64)
     below = np.clip((head[:, 0] - cy) / R, 0, 1)
     head[:, 1] = cx + (head[:, 1] - cx) * (1 - 0.45 * below**1.6)
     head[:, 0] = cy + (head[:, 0] - cy) * (1 + 0.18 * below)
-    face = _paint(canvas, head, skin, style, depth=0.18 * R)
+    _paint(canvas, head, b.skin, style, depth=0.18 * R)
 
-    # eyes: white, iris clipped to the white, pupil, highlight, heavy upper lash line
+
+def _face(canvas: np.ndarray, rng, style: _Style, b: _Bust) -> None:
+    """Two eyes looking the same way, brows and a small mouth."""
+    R, cx, cy = b.R, b.cx, b.cy
     look = rng.uniform(-0.12, 0.12) * R
     ey = cy + 0.22 * R
     ew, eh = 0.2 * R * rng.uniform(0.9, 1.2), 0.26 * R * rng.uniform(0.9, 1.25)
     for side in (-1, 1):
-        ex = cx + side * 0.42 * R + look * 0.5
-        white = _paint(canvas, _ellipse((ey, ex), (eh, ew)), pal["white"], style, width=max(1, lw - 1))
-        if white is None:
-            continue
-        ix = ex + look * 0.6
-        _paint(
-            canvas,
-            _ellipse((ey + 0.12 * eh, ix), (0.9 * eh, 0.85 * ew)),
-            pal["eye"],
-            style,
-            depth=0.5 * eh,
-            clip=white,
-            outline=False,
-        )
-        _paint(
-            canvas,
-            _ellipse((ey + 0.2 * eh, ix), (0.4 * eh, 0.38 * ew)),
-            _shade(_shade(pal["eye"])),
-            style,
-            clip=white,
-            outline=False,
-        )
-        _paint(
-            canvas,
-            _ellipse((ey - 0.3 * eh, ix - 0.35 * ew), (0.22 * eh, 0.22 * eh)),
-            (255, 255, 255, 255),
-            style,
-            clip=white,
-            outline=False,
-        )
-        lash = _bezier(
-            (ey - 0.25 * eh, ex - side * 1.25 * ew), (ey - 1.45 * eh, ex), (ey - 0.6 * eh, ex + side * 1.3 * ew), 12
-        )
-        cv2.polylines(canvas, [_xy(lash)], False, pal["line"], lw + 2, cv2.LINE_AA, _SHIFT)
-        brow = _bezier((ey - 1.9 * eh, ex - 0.9 * ew), (ey - 2.3 * eh, ex), (ey - 2.0 * eh, ex + 0.9 * ew), 8)
-        cv2.polylines(canvas, [_xy(brow)], False, pal["line"], max(1, lw - 1), cv2.LINE_AA, _SHIFT)
+        _eye(canvas, style, (ey, cx + side * 0.42 * R + look * 0.5), (eh, ew), look, side)
     mouth = _bezier(
         (cy + 0.66 * R, cx - 0.1 * R + look * 0.4),
         (cy + 0.72 * R, cx + look * 0.4),
         (cy + 0.66 * R, cx + 0.1 * R + look * 0.4),
         8,
     )
-    cv2.polylines(canvas, [_xy(mouth)], False, pal["line"], max(1, lw - 1), cv2.LINE_AA, _SHIFT)
-    del face
+    _stroke(canvas, mouth, style, max(1, style.width - 1))
 
-    # hair cap and bangs: tapered locks hanging from the crown over the forehead
+
+def _eye(canvas: np.ndarray, style: _Style, centre, size, look: float, side: int) -> None:
+    """White, iris clipped to the white, pupil, highlight, heavy upper lash line and brow."""
+    (ey, ex), (eh, ew) = centre, size
+    pal, lw = style.pal, style.width
+    white = _paint(canvas, _ellipse((ey, ex), (eh, ew)), pal["white"], style, width=max(1, lw - 1))
+    if white is None:
+        return
+    ix = ex + look * 0.6
+    inside = dict(clip=white, outline=False)
+    _paint(canvas, _ellipse((ey + 0.12 * eh, ix), (0.9 * eh, 0.85 * ew)), pal["eye"], style, depth=0.5 * eh, **inside)
+    _paint(canvas, _ellipse((ey + 0.2 * eh, ix), (0.4 * eh, 0.38 * ew)), _shade(_shade(pal["eye"])), style, **inside)
+    glint = _ellipse((ey - 0.3 * eh, ix - 0.35 * ew), (0.22 * eh, 0.22 * eh))
+    _paint(canvas, glint, (255, 255, 255, 255), style, **inside)
+    lash = _bezier(
+        (ey - 0.25 * eh, ex - side * 1.25 * ew), (ey - 1.45 * eh, ex), (ey - 0.6 * eh, ex + side * 1.3 * ew), 12
+    )
+    _stroke(canvas, lash, style, lw + 2)
+    brow = _bezier((ey - 1.9 * eh, ex - 0.9 * ew), (ey - 2.3 * eh, ex), (ey - 2.0 * eh, ex + 0.9 * ew), 8)
+    _stroke(canvas, brow, style, max(1, lw - 1))
+
+
+def _bangs(canvas: np.ndarray, rng, style: _Style, b: _Bust) -> None:
+    """Hair cap and tapered locks hanging from the crown over the forehead; side locks for long hair."""
+    R, cx, cy = b.R, b.cx, b.cy
     cap = _ellipse((cy - 0.08 * R, cx), (1.08 * R, 1.05 * R), n=40)
     cap = cap[cap[:, 0] <= cy - 0.25 * R]
     cap = _ellipse_hull_order(cap, (cy, cx))
-    _paint(canvas, cap, hair, style, depth=0.12 * R)
+    _paint(canvas, cap, b.hair, style, depth=0.12 * R)
     n_locks = int(rng.integers(4, 8))
     for k in range(n_locks):
         a = np.pi + np.pi * (k + 0.5 + rng.uniform(-0.3, 0.3)) / n_locks  # along the crown
@@ -419,20 +434,24 @@ def _figure(canvas: np.ndarray, rng, style: _Style, *, slot: float, n_fig: int) 
             root[1] + R * rng.uniform(-0.25, 0.25) + 0.15 * R * np.cos(a),
         )
         bend = ((root[0] + tip[0]) / 2, (root[1] + tip[1]) / 2 + R * rng.uniform(-0.3, 0.3))
-        _paint(canvas, _strand(root, bend, tip, R * rng.uniform(0.3, 0.5)), hair, style, depth=0.08 * R)
-    if long_hair:  # side locks framing the face
+        _paint(canvas, _strand(root, bend, tip, R * rng.uniform(0.3, 0.5)), b.hair, style, depth=0.08 * R)
+    if b.long_hair:  # side locks framing the face
         for side in (-1, 1):
             root = (cy - 0.3 * R, cx + side * 0.85 * R)
             tip = (cy + R * rng.uniform(1.3, 2.4), cx + side * R * rng.uniform(0.9, 1.3))
             bend = (cy + 0.6 * R, cx + side * 1.15 * R)
-            _paint(canvas, _strand(root, bend, tip, 0.38 * R, taper=0.6), hair, style, depth=0.1 * R)
-    if rng.random() < 0.4:  # a ribbon on one side of the head
-        side = 1 if rng.random() < 0.5 else -1
-        knot = np.array([cy - 0.85 * R, cx + side * 0.7 * R])
-        for lobe in (-1, 1):
-            tri = np.array([knot, knot + (-0.35 * R, lobe * 0.45 * R), knot + (0.3 * R, lobe * 0.5 * R)])
-            _paint(canvas, tri, pal["accent"], style, depth=0.12 * R)
-        _paint(canvas, _ellipse(tuple(knot), (0.11 * R, 0.11 * R), n=16), pal["accent"], style)
+            _paint(canvas, _strand(root, bend, tip, 0.38 * R, taper=0.6), b.hair, style, depth=0.1 * R)
+
+
+def _ribbon(canvas: np.ndarray, rng, style: _Style, b: _Bust) -> None:
+    """A bow of two triangles and a knot on one side of the head."""
+    R = b.R
+    side = 1 if rng.random() < 0.5 else -1
+    knot = np.array([b.cy - 0.85 * R, b.cx + side * 0.7 * R])
+    for lobe in (-1, 1):
+        tri = np.array([knot, knot + (-0.35 * R, lobe * 0.45 * R), knot + (0.3 * R, lobe * 0.5 * R)])
+        _paint(canvas, tri, style.pal["accent"], style, depth=0.12 * R)
+    _paint(canvas, _ellipse(tuple(knot), (0.11 * R, 0.11 * R), n=16), style.pal["accent"], style)
 
 
 def _ellipse_hull_order(pts: np.ndarray, center) -> np.ndarray:
