@@ -145,23 +145,7 @@ def test_resume_skips_committed_and_refuses_changed_config(demo_build, tmp_path,
     assert manifest["totals"]["built_this_run"] == 0
     with pytest.raises(BuildRefused, match="size"):
         run_build(src="demo:10", out=demo_build, cfg=SynthConfig(size=64), seed=3, shard_size=4, progress=False)
-    rc = main(
-        [
-            "--src",
-            "demo:10",
-            "--out",
-            str(demo_build),
-            "--seed",
-            "9",
-            "--shard-size",
-            "4",
-            "--size",
-            "96",
-            "--no-progress",
-            "--workers",
-            "1",
-        ]
-    )
+    rc = main(f"--src demo:10 --out {demo_build} --seed 9 --shard-size 4 --size 96 --no-progress --workers 1".split())
     assert rc == 2 and "--overwrite" in capsys.readouterr().err
     out = tmp_path / "copy"
     run_build(src="demo:10", out=out, cfg=CFG, seed=3, shard_size=4, progress=False)
@@ -189,24 +173,8 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_bytes(tmp_path):
     ref = tmp_path / "ref"
     run_build(src="demo:24", out=ref, cfg=CFG, seed=3, shard_size=2, workers=1, progress=False)
     out = tmp_path / "killed"
-    cmd = [
-        sys.executable,
-        "-m",
-        "s2pdata.build",
-        "--src",
-        "demo:24",
-        "--out",
-        str(out),
-        "--seed",
-        "3",
-        "--shard-size",
-        "2",
-        "--size",
-        "96",
-        "--workers",
-        "1",
-        "--no-progress",
-    ]
+    flags = f"--src demo:24 --out {out} --seed 3 --shard-size 2 --size 96 --workers 1 --no-progress"
+    cmd = [sys.executable, "-m", "s2pdata.build", *flags.split()]
     proc = subprocess.Popen(cmd)
     deadline = time.monotonic() + 120
     while not (out / "shard-000000.stats.json").exists():

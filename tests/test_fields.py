@@ -54,30 +54,8 @@ def test_every_optional_field_replays_from_its_json(sample):
 @pytest.mark.slow
 def test_cli_fields_and_style(tmp_path):
     out = tmp_path / "o"
-    assert (
-        main(
-            [
-                "--src",
-                "demo:4",
-                "--out",
-                str(out),
-                "--size",
-                "64",
-                "--workers",
-                "1",
-                "--no-progress",
-                "--fields",
-                "reference,flat",
-                "--fields",
-                "colordomain",
-                "--sketch-style",
-                "mix",
-                "--rough-weight",
-                "1",
-            ]
-        )
-        == 0
-    )
+    flags = "--src demo:4 --size 64 --workers 1 --no-progress --fields reference,flat --fields colordomain"
+    assert main([*flags.split(), "--sketch-style", "mix", "--rough-weight", "1", "--out", str(out)]) == 0
     samples = list(open_shards(out))
     assert all({"flat", "colordomain", "reference"} <= set(s) for s in samples)
     assert all(s["json"]["sketch"]["style"] == "rough" for s in samples)

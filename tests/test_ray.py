@@ -103,26 +103,8 @@ def test_a_file_that_kills_ray_workers_stops_the_build_with_advice(tmp_path, loc
 def test_killed_ray_driver_resumes_without_partial_shards(tmp_path):
     ref, out = tmp_path / "ref", tmp_path / "out"
     run_build(src="demo:16", out=ref, cfg=CFG, seed=5, shard_size=2, workers=1, progress=False)
-    cmd = [
-        sys.executable,
-        "-m",
-        "s2pdata.build",
-        "--src",
-        "demo:16",
-        "--out",
-        str(out),
-        "--seed",
-        "5",
-        "--shard-size",
-        "2",
-        "--size",
-        "96",
-        "--workers",
-        "2",
-        "--distributor",
-        "ray",
-        "--no-progress",
-    ]
+    flags = f"--src demo:16 --out {out} --seed 5 --shard-size 2 --size 96 --workers 2 --distributor ray --no-progress"
+    cmd = [sys.executable, "-m", "s2pdata.build", *flags.split()]
     proc = subprocess.Popen(cmd, start_new_session=True)
     deadline = time.monotonic() + 180
     while not list(out.glob("shard-*.stats.json")):

@@ -28,25 +28,8 @@ def test_danbooru_recipe_on_a_fake_gwern_tree(tmp_path):
         post_new(105, rating="s", width=700, height=600),
     ]
     write_jsonl(src / "metadata" / "posts.json", posts)
-    rc = main(
-        [
-            "--recipe",
-            str(RECIPES / "danbooru-512.toml"),
-            "--src",
-            str(src),
-            "--out",
-            str(out),
-            "--size",
-            "64",
-            "--pool-size",
-            "40",
-            "--workers",
-            "1",
-            "--no-progress",
-            "--limit",
-            "3",
-        ]
-    )
+    flags = f"--src {src} --out {out} --size 64 --pool-size 40 --workers 1 --no-progress --limit 3"
+    rc = main(["--recipe", str(RECIPES / "danbooru-512.toml"), *flags.split()])
     assert rc == 0
     samples = list(open_shards(out))
     # explicit rating excluded, monochrome tag (preset), too small by metadata: 101 and 105 remain
@@ -61,23 +44,8 @@ def test_danbooru_recipe_on_a_fake_gwern_tree(tmp_path):
 @pytest.mark.slow
 def test_studio_recipe_on_the_demo_source(tmp_path):
     out = tmp_path / "out"
-    rc = main(
-        [
-            "--recipe",
-            str(RECIPES / "studio-folder.toml"),
-            "--src",
-            "demo:6",
-            "--out",
-            str(out),
-            "--size",
-            "64",
-            "--workers",
-            "1",
-            "--no-progress",
-            "--limit",
-            "4",
-        ]
-    )
+    flags = f"--src demo:6 --out {out} --size 64 --workers 1 --no-progress --limit 4"
+    rc = main(["--recipe", str(RECIPES / "studio-folder.toml"), *flags.split()])
     assert rc == 0
     samples = list(open_shards(out))
     assert len(samples) == 4 and "color" in samples[0]
