@@ -40,55 +40,69 @@ def main() -> None:
     ap.add_argument("--out", default="-", help="also write the markdown table to this file ('-': print only)")
     args = ap.parse_args()
     single_thread()
-
     rows = []
     for name in ("astronaut", "coffee", "chelsea"):
         img = getattr(skimage.data, name)()
         for side in (512, 1024):
             color = cv2.resize(img, (side, side), interpolation=cv2.INTER_AREA)  # dsize is (w, h)
-            edges = edge_map(color)
-            free = np.logical_not(edges).astype(np.uint8)
-            edge_u8 = edges.astype(np.uint8)
-            labels = trapped_ball(edges)  # warm-up (compile / cache load)
-            t_tb = best_of(lambda: trapped_ball(edges), args.repeat)
-            t_cc4 = best_of(lambda: cv2.connectedComponents(free, connectivity=4, ltype=cv2.CV_32S), args.repeat)
-            t_cc8 = best_of(lambda: cv2.connectedComponents(edge_u8), args.repeat)
-            # stages: fills (cv2 morphology + components, Numba growth, leftovers) and the
-            # finishing step (edge assignment, sliver dissolve, renumbering; includes one
-            # 4 MB copy of the provisional labels at 1024^2, which trapped_ball avoids)
-            t_fill = best_of(lambda: regions._fill_regions(edges, regions.RADII, regions.KEEP), args.repeat)
-            prov, n = regions._fill_regions(edges, regions.RADII, regions.KEEP)
-            t_fin = best_of(lambda: regions._finish_regions(prov, n, edges, True), args.repeat)
-            t_ref = ari = None
-            if not (args.quick and side == 1024):
-                t0 = time.perf_counter()
-                ref = ref_trapped_ball(edges)
-                t_ref = time.perf_counter() - t0
-                ari = adjusted_rand_index(labels, ref)
-            row = dict(
-                image=name,
-                side=side,
-                edge_pct=100 * edges.mean(),
-                regions=int(labels.max()),
-                tb=t_tb,
-                cc4=t_cc4,
-                cc8=t_cc8,
-                ref=t_ref,
-                ari=ari,
-                fill=t_fill,
-                fin=t_fin,
-            )
-            rows.append(row)
-            ref_txt = "skipped" if t_ref is None else f"{t_ref:.2f} s ({t_ref / t_tb:.0f}x)  ARI {ari:.3f}"
-            print(
-                f"{name:9s} {side:4d}^2 edges {row['edge_pct']:.1f}% K={row['regions']:5d}  "
-                f"trapped_ball {t_tb * 1e3:7.2f} ms (fill {t_fill * 1e3:.1f} + finish "
-                f"{t_fin * 1e3:.1f})  cc4(free) {t_cc4 * 1e3:5.2f} ms "
-                f"-> {t_tb / t_cc4:5.1f}x  cc8(edges) {t_cc8 * 1e3:5.2f} ms -> "
-                f"{t_tb / t_cc8:5.1f}x  reference {ref_txt}",
-                flush=True,
-            )
+            row = _measure(edge_map(color), args.repeat, with_ref=not (args.quick and side == 1024))
+            rows.append(dict(image=name, side=side, **row))
+            _print_row(rows[-1])
+    lines = _table(rows, args)
+    print("\n".join(lines))
+    if args.out != "-":
+        Path(args.out).write_text("\n".join(lines) + "\n")
 
+
+def _measure(edges: np.ndarray, repeat: int, *, with_ref: bool) -> dict:
+    """Times (s) of trapped_ball, its two stages, cv2 labelling and (optionally) the reference."""
+    free = np.logical_not(edges).astype(np.uint8)
+    edge_u8 = edges.astype(np.uint8)
+    labels = trapped_ball(edges)  # warm-up (compile / cache load)
+    t_tb = best_of(lambda: trapped_ball(edges), repeat)
+    t_cc4 = best_of(lambda: cv2.connectedComponents(free, connectivity=4, ltype=cv2.CV_32S), repeat)
+    t_cc8 = best_of(lambda: cv2.connectedComponents(edge_u8), repeat)
+    # stages: fills (cv2 morphology + components, Numba growth, leftovers) and the
+    # finishing step (edge assignment, sliver dissolve, renumbering; includes one
+    # 4 MB copy of the provisional labels at 1024^2, which trapped_ball avoids)
+    t_fill = best_of(lambda: regions._fill_regions(edges, regions.RADII, regions.KEEP), repeat)
+    prov, n = regions._fill_regions(edges, regions.RADII, regions.KEEP)
+    t_fin = best_of(lambda: regions._finish_regions(prov, n, edges, True), repeat)
+    t_ref = ari = None
+    if with_ref:
+        t0 = time.perf_counter()
+        ref = ref_trapped_ball(edges)
+        t_ref = time.perf_counter() - t0
+        ari = adjusted_rand_index(labels, ref)
+    return dict(
+        edge_pct=100 * edges.mean(),
+        regions=int(labels.max()),
+        tb=t_tb,
+        cc4=t_cc4,
+        cc8=t_cc8,
+        ref=t_ref,
+        ari=ari,
+        fill=t_fill,
+        fin=t_fin,
+    )
+
+
+def _print_row(row: dict) -> None:
+    """One progress line per image and size."""
+    t_tb, t_ref = row["tb"], row["ref"]
+    ref_txt = "skipped" if t_ref is None else f"{t_ref:.2f} s ({t_ref / t_tb:.0f}x)  ARI {row['ari']:.3f}"
+    print(
+        f"{row['image']:9s} {row['side']:4d}^2 edges {row['edge_pct']:.1f}% K={row['regions']:5d}  "
+        f"trapped_ball {t_tb * 1e3:7.2f} ms (fill {row['fill'] * 1e3:.1f} + finish "
+        f"{row['fin'] * 1e3:.1f})  cc4(free) {row['cc4'] * 1e3:5.2f} ms "
+        f"-> {t_tb / row['cc4']:5.1f}x  cc8(edges) {row['cc8'] * 1e3:5.2f} ms -> "
+        f"{t_tb / row['cc8']:5.1f}x  reference {ref_txt}",
+        flush=True,
+    )
+
+
+def _table(rows: list[dict], args) -> list[str]:
+    """The markdown section kept in benchmarks/RESULTS.md."""
     cpu = cpu_model()
     cmd = "python benchmarks/bench_regions.py" + (" --quick" if args.quick else "")
     lines = [
@@ -128,9 +142,7 @@ def main() -> None:
         f"{min(speed):.0f}-{max(speed):.0f}x faster than the per-fill reference (goal >= 100x: "
         f"{'met' if min(speed) >= 100 else 'NOT met'}).",
     ]
-    print("\n".join(lines))
-    if args.out != "-":
-        Path(args.out).write_text("\n".join(lines) + "\n")
+    return lines
 
 
 if __name__ == "__main__":

@@ -289,27 +289,9 @@ def make_draft(
     check_rng(rng)
     lo_p, hi_p = check_pair("n_pastes", n_pastes, low=0, integer=True)
     lo_s, hi_s = check_pair("n_sprays", n_sprays, low=0, integer=True)
-    H, W = color.shape[:2]
     pastes = []
     if len(pool):
-        for _ in range(int(rng.integers(lo_p, hi_p + 1))):
-            idx = int(rng.integers(len(pool)))
-            ang = float(rng.uniform(angle[0], angle[1]))
-            sc = float(rng.uniform(scale[0], scale[1]))
-            rgb_shape = _rotated_shape(pool[idx].mask.shape, ang, sc)
-            row = int(rng.integers(0, H)) - rgb_shape[0] // 2  # canvas centre uniform over the image
-            col = int(rng.integers(0, W)) - rgb_shape[1] // 2
-            pastes.append(
-                {
-                    "patch": idx,
-                    "source_key": pool[idx].source_key,
-                    "kind": pool[idx].kind,
-                    "angle": ang,
-                    "scale": sc,
-                    "row": row,
-                    "col": col,
-                }
-            )
+        pastes = [_draw_paste(color.shape, pool, rng, angle, scale) for _ in range(int(rng.integers(lo_p, hi_p + 1)))]
     theta = make_affine_params(color.shape, rng=rng, sigma=warp_sigma, one_sided=one_sided)
     sprays = [
         make_spray_params(color, rng=rng, n_paths=spray_paths, width=spray_width, ref_size=ref_size)
@@ -324,6 +306,26 @@ def make_draft(
         "sprays": [s.to_json() for s in sprays],
     }
     return _render(color, pool, params), params
+
+
+def _draw_paste(shape, pool: PatchPool, rng: np.random.Generator, angle, scale) -> dict:
+    """One paste record: uniform patch index, angle and scale, canvas centre uniform over the image."""
+    idx = int(rng.integers(len(pool)))
+    ang = float(rng.uniform(angle[0], angle[1]))
+    sc = float(rng.uniform(scale[0], scale[1]))
+    rgb_shape = _rotated_shape(pool[idx].mask.shape, ang, sc)
+    row = int(rng.integers(0, shape[0])) - rgb_shape[0] // 2
+    col = int(rng.integers(0, shape[1])) - rgb_shape[1] // 2
+    patch = pool[idx]
+    return {
+        "patch": idx,
+        "source_key": patch.source_key,
+        "kind": patch.kind,
+        "angle": ang,
+        "scale": sc,
+        "row": row,
+        "col": col,
+    }
 
 
 def _render(color: np.ndarray, pool: PatchPool, params: dict) -> np.ndarray:

@@ -86,6 +86,12 @@ def file_sha256(path) -> str:
 
 
 def _nets():
+    """(Anime2Sketch, Informative) module classes; torch is imported here, on first use."""
+    return _anime2sketch_net(), _informative_net()
+
+
+def _anime2sketch_net():
+    """The Anime2Sketch generator: a pix2pix U-Net (attribute names match the published weights)."""
     import torch.nn as nn
 
     class UNetLevel(nn.Module):
@@ -139,6 +145,13 @@ def _nets():
         def forward(self, x):
             return self.model(x)
 
+    return Anime2Sketch
+
+
+def _informative_net():
+    """The informative-drawings generator: a residual encoder-decoder (attribute names match its weights)."""
+    import torch.nn as nn
+
     class Residual(nn.Module):
         def __init__(self, ch: int):
             super().__init__()
@@ -183,7 +196,7 @@ def _nets():
         def forward(self, x):
             return self.model4(self.model3(self.model2(self.model1(self.model0(x)))))
 
-    return Anime2Sketch, Informative
+    return Informative
 
 
 def build_net(arch: str, **shape):

@@ -12,6 +12,16 @@ regions numbered 1..K (Trapped-ball segmentation). The drafts stage cuts irregul
   in whole-image passes instead of one flood fill per region.
 * ``propose_regions`` ``trapped_ball(edge_map(color))`` with the defaults: the build's call.
 * ``region_count``    number of regions in a label map.
+
+Every breadth-first growth of ``trapped_ball`` (re-growth of the seeds, edge assignment, sliver
+dissolving) runs as synchronous whole-image rounds -- a pixel claimed in round t takes the
+smallest label among its neighbours labelled by round t - 1, which is the breadth-first rule
+exactly -- while a round claims many pixels, then as a list-based search from the last round's
+claims; the result does not depend on that switch (kernels in ``_kernels.py``). Cost at 1024^2
+on photo edge maps, one thread: about 6-7x ``cv2.connectedComponents`` on the same map
+(``benchmarks/RESULTS.md``). LineFiller's cap of 1,000 fills per radius (kept as an option of
+the per-fill reference in the tests) is not kept: on noisy edge maps it left whole parts of the
+image to the leftover step depending on raster position, and the whole-image passes need none.
 """
 
 from __future__ import annotations
@@ -176,31 +186,27 @@ def trapped_ball(edges: np.ndarray, *, radii=RADII, keep=KEEP, assign_edges: boo
     next seed is found: here all seeds of a radius grow at once, so (a) a pixel within r of
     two seed components goes to the geodesically nearer one rather than to the earlier seed,
     and (b) a seed component is never shrunk or split by an earlier fill's re-growth. Both
-    only touch pixels near necks where two balls overlap; agreement with the reference is
-    measured in the tests (adjusted Rand index). The reference's cap of 1,000 fills per
-    radius is not kept: on noisy edge maps it left whole parts of the image to the leftover
-    step depending on raster position, and the whole-image passes do not need it.
-
-    Every breadth-first growth above (re-growth of the seeds, edge assignment, sliver
-    dissolving) runs as synchronous whole-image rounds -- a pixel claimed in round t takes the
-    smallest label among its neighbours labelled by round t - 1, which is the breadth-first
-    rule exactly -- while a round claims many pixels, then as a list-based search from the
-    last round's claims; the result does not depend on that switch. Cost at 1024^2 on
-    photo edge maps, one thread: about 6-7x ``cv2.connectedComponents`` on the same map
-    (``benchmarks/RESULTS.md``).
+    move only pixels near necks where two balls overlap, but on a small image that can carry
+    a fill across a sliver threshold and change the region count; agreement with the reference
+    is measured in the tests (adjusted Rand index). Passes and cost: the module docstring.
     """
     edges = check_array("edges", edges, dtype=bool, ndim=2)
     radii, keep = _check_schedule(radii, keep)
     if not isinstance(assign_edges, (bool, np.bool_)):
         raise TypeError(f"assign_edges must be a bool, got {assign_edges!r}")
+    _check_pixel_limit(edges)
+    buf = np.zeros((edges.shape[0] + 2) * (edges.shape[1] + 2), np.int32)  # scratch, ring 0
+    prov, n = _fill_regions(edges, radii, keep, buf)
+    return _finish_regions(prov, n, edges, bool(assign_edges), in_place=True, buf=buf)
+
+
+def _check_pixel_limit(edges: np.ndarray) -> None:
+    """ValueError for ``MAX_PIXELS`` pixels or more (labels and growth codes share an int32)."""
     if edges.size >= MAX_PIXELS:
         raise ValueError(
             f"edges must have fewer than {MAX_PIXELS} pixels (labels are coded "
             f"in int32), got shape {edges.shape}; split the image into tiles"
         )
-    buf = np.zeros((edges.shape[0] + 2) * (edges.shape[1] + 2), np.int32)  # scratch, ring 0
-    prov, n = _fill_regions(edges, radii, keep, buf)
-    return _finish_regions(prov, n, edges, bool(assign_edges), in_place=True, buf=buf)
 
 
 def _fill_regions(edges: np.ndarray, radii, keep, buf=None) -> tuple[np.ndarray, int]:
