@@ -149,23 +149,14 @@ def reference_map(params: dict) -> np.ndarray:
     return np.stack([rr + dr, cc + dc], axis=-1).astype(np.float32)
 
 
-def make_reference(
-    color: np.ndarray,
-    *,
-    rng: np.random.Generator,
-    grid: int = 4,
-    max_disp: float = 0.04,
-    crop=(0.7, 1.0),
-    hue: float = 18.0,
-    sat=(0.7, 1.3),
-    val=(0.8, 1.2),
-) -> tuple[np.ndarray, dict]:
+def make_reference(color: np.ndarray, *, rng: np.random.Generator, **options) -> tuple[np.ndarray, dict]:
     """Make a reference image from the target: smooth deformation, random crop, colour jitter.
 
     Parameters
     ----------
     color : (H, W, 3) uint8 RGB target.
     rng : numpy Generator (the sample's).
+    **options : the keywords of ``make_reference_params``, with its defaults:
     grid : coarse displacement grid has (grid + 1)^2 control points.
     max_disp : largest control displacement, as a fraction of max(H, W) (0 = no deformation).
     crop : (low, high) crop side fraction; (1, 1) keeps the whole image.
@@ -181,7 +172,5 @@ def make_reference(
     Shape: ``(H, W, 3) -> (H, W, 3)``.
     """
     color = check_rgb("color", color)
-    params = make_reference_params(
-        color.shape, rng=rng, grid=grid, max_disp=max_disp, crop=crop, hue=hue, sat=sat, val=val
-    )
+    params = make_reference_params(color.shape, rng=rng, **options)
     return reference_from_params(color, params), params
