@@ -191,12 +191,12 @@ def ddp_row(shards: Path, work: Path, pf: Profile) -> Row:
     out, log = work / "ddp", work / "ddp.log"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={pf.ranks}"]
     cmd += ["-m", "s2pdata.train", "draft", "--shards", str(shards), "--out", str(out), "--device", pf.device]
-    steps = pf.steps + pf.warmup
+    steps = 2 * pf.steps  # two log records: the second covers the last pf.steps steps, start-up excluded
+    cmd += ["--steps", str(steps), "--log-every", str(pf.steps)]
     if pf.device == "cpu":
-        cmd += ["--dry-run", "--steps", str(steps), "--log-every", str(pf.steps)]
+        cmd += ["--dry-run"]
     else:
-        cmd += ["--steps", str(steps), "--log-every", str(pf.steps), "--sample-every", str(steps)]
-        cmd += ["--ckpt-every", str(steps), "--num-workers", "4"]
+        cmd += ["--sample-every", str(steps), "--ckpt-every", str(steps), "--num-workers", "4"]
     code, secs, rss = run_child(cmd, log, 900, env={"OMP_NUM_THREADS": "1"})
     row = Row("DDP", setting, img_s=_last_rate(out), peak_mib=rss, mem="RSS/rank", seconds=secs)
     row.note = "img/s of all ranks over the last steps, data loading included"
@@ -240,10 +240,16 @@ def step_fn(st, opts, device: torch.device, *, compile_backend: str | None):
             fake = d(torch.cat([cond, pred], 1))
         loss_g, _ = st.g_loss(pred, batch, fake)
         opt_g.zero_grad(set_to_none=True), loss_g.backward(), opt_g.step()
-        if not (math.isfinite(loss_g.item()) and math.isfinite(loss_d.item())):
-            raise FloatingPointError(f"non-finite loss: G {loss_g.item()}, D {loss_d.item()}")
+        return loss_g.detach(), loss_d.detach()  # read once per row (.item() syncs), see check_finite
 
     return step
+
+
+def check_finite(losses) -> None:
+    """Raise when the last step's G or D loss is not finite (a row must not time a diverged run)."""
+    g, d = (float(x) for x in losses)
+    if not (math.isfinite(g) and math.isfinite(d)):
+        raise FloatingPointError(f"non-finite loss: G {g}, D {d}")
 
 
 def _sync(device: torch.device) -> None:
@@ -282,8 +288,9 @@ def step_row(stage: str, pf: Profile, compile_backend: str | None) -> Row:
     _sync(device)
     t1 = time.perf_counter()
     for _ in range(pf.steps):
-        step(batch)
+        losses = step(batch)
     _sync(device)
+    check_finite(losses)
     row.img_s = pf.steps * pf.batch / (time.perf_counter() - t1)
     row.peak_mib, row.mem = _peak(device)
     row.seconds = t1 - t0
@@ -307,11 +314,12 @@ def wait_row(shards: Path, pf: Profile, workers: int) -> Row:
         t0 = time.perf_counter()
         batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in next(it).items()}
         t1 = time.perf_counter()
-        step(batch)
+        losses = step(batch)
         _sync(device)
         if i >= pf.warmup:  # the first batches include the workers' start-up
             waited, total = waited + t1 - t0, total + time.perf_counter() - t0
     del it
+    check_finite(losses)
     row.wait, row.seconds, row.img_s = waited / total, total, pf.steps * pf.batch / total
     row.peak_mib, row.mem = _peak(device)
     row.note = f"over {pf.steps} steps after {pf.warmup} warm-up; img/s includes the waits"
@@ -354,15 +362,18 @@ def format_table(rows: list[Row], header: str) -> str:
 
 
 def run_rows(pf: Profile, shards: Path, work: Path, backend: str) -> list[Row]:
-    """Every row of the check, in table order."""
-    rows = [dry_run_row(stage, shards, work, pf) for stage in ("draft", "refine")]
+    """Every row of the check, in table order; a line on stderr as each one ends."""
+    jobs = [(dry_run_row, (stage, shards, work, pf), "dry run", stage) for stage in ("draft", "refine")]
     for stage in ("draft", "refine"):
         for cb in (None, backend):
-            how = f"compile ({cb})" if cb else "eager"
-            rows.append(guarded(step_row, stage, pf, cb, check="step", setting=f"{stage}, bf16, {how}"))
-    rows.append(ddp_row(shards, work, pf))
-    for w in pf.workers:
-        rows.append(guarded(wait_row, shards, pf, w, check="data wait", setting=f"num_workers {w}"))
+            jobs.append((step_row, (stage, pf, cb), "step", f"{stage}, bf16, {f'compile ({cb})' if cb else 'eager'}"))
+    jobs.append((ddp_row, (shards, work, pf), "DDP", "draft"))
+    jobs += [(wait_row, (shards, pf, w), "data wait", f"num_workers {w}") for w in pf.workers]
+    rows = []
+    for i, (fn, args, check, setting) in enumerate(jobs, 1):
+        t0 = time.perf_counter()
+        rows.append(guarded(fn, *args, check=check, setting=setting))
+        print(f"gpu_check: {i}/{len(jobs)} {check}, {setting}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     return rows
 
 
