@@ -13,7 +13,9 @@ names in an output folder:
 
 A shard is committed when its stats file exists: the tar is written to ``.tmp``, fsynced and
 renamed first, the stats file last. Tar headers carry a fixed mtime, owner and mode so the
-same samples give the same bytes.
+same samples give the same bytes. The stats file records the tar's size and sha256 (hashed while
+it is written); a resume, ``open_shards(verify=True)`` and ``python -m s2pdata.inspect --verify``
+check a tar against them, and every read or decode error is a ``ShardError`` naming the shard.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import os
 import tarfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +48,25 @@ _SHARD_GLOB = "shard-*.tar"
 _STATS_GLOB = "shard-*.stats.json"
 _POOL_GLOB = "patch_pool*"  # POOL_JSON, POOL_NPY and every pool_part_name
 _TMP_GLOB = "*.tmp"  # what _tmp_path names: a write a killed process left unfinished
+_REBUILD = "re-run the build into its folder to rebuild it (a resume rebuilds every damaged shard)"
+
+
+class ShardError(ValueError):
+    """A shard that cannot be read, or that does not match its stats; the message names the shard
+    (and the sample key, for a member that does not decode) and says how to fix it."""
+
+    def __init__(self, message: str, *, shard: str | None = None, key: str | None = None):
+        super().__init__(message)
+        self.shard, self.key = shard, key
+
+
+def _shard_error(shard, problem: str, *, key: str | None = None, fix: str = _REBUILD) -> ShardError:
+    """``ShardError("shard PATH[, key K]: problem; fix")``."""
+    where = f"shard {str(shard)!r}" + (f", key {key!r}" if key is not None else "")
+    return ShardError(f"{where}: {problem}; {fix}", shard=str(shard), key=key)
+
+
+LOCK_FILE = ".s2pdata.lock"  # flock-ed by the build writing the folder; holds its pid, host and start time
 
 
 def pool_part_name(index: int) -> str:
@@ -155,16 +177,28 @@ def encode_sample(sample: dict, schema: Schema) -> dict[str, bytes]:
 
 def decode_sample(raw: dict[str, bytes]) -> dict:
     """Tar members of one sample -> numpy dict: ``color``/``draftK`` (H, W, 3) uint8, ``sketch``
-    (H, W) uint8, ``hint`` (H, W, 4) uint8, ``regions`` (H, W) int32, ``json`` dict."""
-    out: dict = {"__key__": raw["__key__"]}
+    (H, W) uint8, ``hint`` (H, W, 4) uint8, ``regions`` (H, W) int32, ``json`` dict.
+
+    Raises
+    ------
+    ShardError
+        A member that does not decode (damaged image or json), naming the shard (``raw["__url__"]``,
+        which ``iter_tar`` sets) and the key.
+    """
+    key = raw["__key__"]
+    out: dict = {"__key__": key}
     for name, data in raw.items():
         if name.startswith("__"):
             continue
         base, _, ext = name.partition(".")
-        if name == "json":
-            out["json"] = json.loads(data)
-        elif ext in ("jpg", "png", "webp"):
-            out[base] = decode_image_field(name, data)
+        try:
+            if name == "json":
+                out["json"] = json.loads(data)
+            elif ext in ("jpg", "png", "webp"):
+                out[base] = decode_image_field(name, data)
+        except (ValueError, cv2.error) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            problem = f"member {key}.{name} does not decode ({type(exc).__name__}: {exc})"
+            raise _shard_error(raw.get("__url__", "<unknown>"), problem, key=key) from exc
         # unknown members are left out: never unpickle or eval shard contents
     return out
 
@@ -221,12 +255,31 @@ def _tar_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
+class _HashingWriter:
+    """A binary file that feeds every byte written to md5 and sha256 (``tarfile`` calls ``write``
+    and ``tell`` only), so the digests cost no second read of the tar."""
+
+    def __init__(self, f):
+        self._f = f
+        self.md5, self.sha256 = hashlib.md5(), hashlib.sha256()
+
+    def write(self, data) -> int:
+        self.md5.update(data)
+        self.sha256.update(data)
+        return self._f.write(data)
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+
 def write_tar(path: Path, samples: Iterable[dict[str, bytes]]) -> dict:
-    """Write encoded samples to ``path`` atomically; returns nsamples, filesize, md5, sha256."""
+    """Write encoded samples to ``path`` atomically; returns nsamples, filesize, md5sum, sha256
+    (hashed as the bytes are written)."""
     path = Path(path)
     tmp = _tmp_path(path)
     n = 0
-    with open(tmp, "wb") as f:
+    with open(tmp, "wb") as raw:
+        f = _HashingWriter(raw)
         with tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar:
             for sample in samples:
                 key = sample["__key__"]
@@ -234,17 +287,12 @@ def write_tar(path: Path, samples: Iterable[dict[str, bytes]]) -> dict:
                     if not field.startswith("__"):
                         _tar_member(tar, f"{key}.{field}", data)
                 n += 1
-        f.flush()
-        os.fsync(f.fileno())
-    md5, sha = hashlib.md5(), hashlib.sha256()
-    with open(tmp, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            md5.update(block)
-            sha.update(block)
-    size = tmp.stat().st_size
+        raw.flush()
+        os.fsync(raw.fileno())
+        size = raw.tell()
     os.replace(tmp, path)
     _fsync_dir(path.parent)
-    return {"nsamples": n, "filesize": size, "md5sum": md5.hexdigest(), "sha256": sha.hexdigest()}
+    return {"nsamples": n, "filesize": size, "md5sum": f.md5.hexdigest(), "sha256": f.sha256.hexdigest()}
 
 
 def commit_stats(out: Path, index: int, stats: dict) -> None:
@@ -256,21 +304,164 @@ def commit_stats(out: Path, index: int, stats: dict) -> None:
 # scanning an output folder
 
 
-def committed_shards(out: Path, n_shards: int) -> dict[int, dict]:
-    """Stats of every shard whose stats file exists and whose tar has the recorded size."""
-    done = {}
+VERIFY = ("sha256", "size")  # what a resume checks of each committed shard (see scan_committed)
+
+
+def file_sha256(path) -> str:
+    """Hex sha256 of the file at ``path``, read in 1 MiB blocks (hashlib releases the GIL)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _mismatch(path: Path, record: dict, verify: str = "sha256") -> str | None:
+    """Why the tar at ``path`` does not match its stats ``record`` (None when it does)."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return "tar missing"
+    if record.get("filesize") != size:
+        return f"size {size} != recorded {record.get('filesize')}"
+    if verify == "size":
+        return None
+    if not isinstance(record.get("sha256"), str):
+        return "no sha256 recorded"
+    return None if file_sha256(path) == record["sha256"] else "sha256 mismatch"
+
+
+def _threads(threads: int | None, n: int) -> int:
+    """Hashing threads: ``threads``, else one per CPU (at most 8), never more than ``n`` files."""
+    return max(1, min(n, threads or min(8, os.cpu_count() or 1)))
+
+
+def scan_committed(
+    out: Path, n_shards: int, *, verify: str = "sha256", threads: int | None = None
+) -> tuple[dict[int, dict], dict[int, str]]:
+    """The committed shards of a build folder, checked against their stats.
+
+    Parameters
+    ----------
+    out : Path
+        The build folder.
+    n_shards : int
+        Shards in the plan: indices ``0 .. n_shards - 1`` are looked at.
+    verify : {"sha256", "size"}
+        ``sha256`` hashes every committed tar (in ``threads`` threads) and compares the digest its
+        stats file records; ``size`` compares the size only.
+    threads : int or None
+        Hashing threads; None: one per CPU, at most 8.
+
+    Returns
+    -------
+    done : dict of int to dict
+        Index -> stats of every shard whose stats file exists and whose tar matches it.
+    damaged : dict of int to str
+        Index -> why, for every shard with a stats file whose tar is missing, of another size,
+        of another sha256, or whose stats file does not parse. A shard without a stats file is
+        neither (it was never committed).
+    """
+    if verify not in VERIFY:
+        raise ValueError(f"verify must be one of {VERIFY}, got {verify!r}")
+    out = Path(out)
+    records, damaged = {}, {}
     for i in range(n_shards):
-        stats_path = Path(out) / stats_name(i)
-        tar_path = Path(out) / shard_name(i)
-        if not stats_path.exists() or not tar_path.exists():
+        stats_path = out / stats_name(i)
+        if not stats_path.exists():
             continue
         try:
-            stats = json.loads(stats_path.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        if stats.get("filesize") == tar_path.stat().st_size:
-            done[i] = stats
-    return done
+            records[i] = json.loads(stats_path.read_text())
+        except (OSError, ValueError):
+            damaged[i] = "stats file unreadable"
+    indices = list(records)
+    with ThreadPoolExecutor(_threads(threads, len(indices))) as pool:
+        reasons = list(pool.map(lambda i: _mismatch(out / shard_name(i), records[i], verify), indices))
+    for i, reason in zip(indices, reasons):
+        if reason is not None:
+            damaged[i] = reason
+            del records[i]
+    return records, dict(sorted(damaged.items()))
+
+
+def committed_shards(out: Path, n_shards: int, *, verify: str = "sha256") -> dict[int, dict]:
+    """Stats of every shard whose stats file exists and whose tar matches it (``scan_committed``)."""
+    return scan_committed(out, n_shards, verify=verify)[0]
+
+
+def uncommit(out: Path, indices: Iterable[int]) -> None:
+    """Delete the stats files of shards ``indices``: they count as not built (a damaged shard)."""
+    for i in indices:
+        (Path(out) / stats_name(i)).unlink(missing_ok=True)
+
+
+def damaged_summary(damaged: dict[int, str]) -> list[str]:
+    """``["shard-000003.tar (sha256 mismatch)", ...]``: what a resume rebuilt, for its summary."""
+    return [f"{shard_name(i)} ({why})" for i, why in sorted(damaged.items())]
+
+
+def shard_record(path) -> dict | None:
+    """What the build recorded about the tar at ``path``: its stats file, else its entry in the
+    folder's ``shardindex.json``, else None.
+
+    Raises
+    ------
+    ShardError
+        The stats file or index exists but does not parse.
+    """
+    path = Path(path)
+    stats = path.with_name(path.name[: -len(".tar")] + ".stats.json") if path.name.endswith(".tar") else None
+    index = path.with_name(INDEX_JSON)
+    try:
+        if stats is not None and stats.exists():
+            return json.loads(stats.read_text())
+        if index.exists():
+            entries = json.loads(index.read_text()).get("shardlist", [])
+            return next((e for e in entries if e.get("url") == path.name), None)
+    except (OSError, ValueError, AttributeError) as exc:
+        raise _shard_error(path, f"its stats file or {INDEX_JSON} does not parse ({exc})") from exc
+    return None
+
+
+def verify_shard(path, record: dict | None = None) -> dict:
+    """Check the tar at ``path`` against its recorded size and sha256; returns the record.
+
+    Parameters
+    ----------
+    path : str or Path
+        A shard tar.
+    record : dict or None
+        Its stats (``filesize``, ``sha256``); None reads ``shard_record(path)``.
+
+    Raises
+    ------
+    ShardError
+        Naming the shard: no record, tar missing, size or sha256 mismatch.
+    """
+    record = shard_record(path) if record is None else record
+    if record is None:
+        name = Path(path).name.removesuffix(".tar")
+        fix = f"verify needs the build folder's {name}.stats.json or {INDEX_JSON}, or pass verify=False"
+        raise _shard_error(path, "no stats file or index entry records its sha256", fix=fix)
+    why = _mismatch(Path(path), record)
+    if why is not None:
+        raise _shard_error(path, f"does not match its stats: {why}")
+    return record
+
+
+def verify_shards(paths: list, *, threads: int | None = None) -> dict[str, str]:
+    """Check many tars (``verify_shard``) in ``threads`` threads; returns path -> why, for every
+    damaged one (empty when all match)."""
+
+    def check(p):
+        try:
+            verify_shard(p)
+        except ShardError as exc:
+            return str(p), str(exc)
+        return None
+
+    with ThreadPoolExecutor(_threads(threads, len(paths))) as pool:
+        return dict(r for r in pool.map(check, paths) if r is not None)
 
 
 def shard_files(out: Path) -> list[Path]:
@@ -323,7 +514,7 @@ def sum_stats(stats: list[dict]) -> dict:
 def write_index(out: Path, stats: list[dict]) -> None:
     """The wids shard index (``shardindex.json``) over committed shards in plan order."""
     shardlist = [
-        {"url": s["shard"], "nsamples": s["nsamples"], "filesize": s["filesize"], "md5sum": s["md5sum"]}
+        {k: s[k] for k in ("nsamples", "filesize", "md5sum", "sha256") if k in s} | {"url": s["shard"]}
         for s in stats
         if s["nsamples"] > 0
     ]
@@ -353,21 +544,57 @@ def shard_paths(path: str | os.PathLike | Iterable) -> list[str]:
     return [q for item in path for q in shard_paths(item)]
 
 
+def _check_end(path: str, f, offset: int) -> None:
+    """Everything from ``offset`` (where ``tarfile`` stopped) to the end of ``f`` must be NUL:
+    ``tarfile`` ends at a damaged header as if the archive ended there."""
+    f.seek(offset)
+    at = offset
+    while chunk := f.read(1 << 20):
+        stripped = chunk.lstrip(b"\0")
+        if stripped:
+            size = os.fstat(f.fileno()).st_size
+            raise _shard_error(
+                path,
+                f"damaged tar header at byte offset {offset} (bad checksum, or data where a header belongs; "
+                f"first non-zero byte at {at + len(chunk) - len(stripped)}): the {size - offset} bytes after it "
+                "would be lost",
+            )
+        at += len(chunk)
+
+
 def iter_tar(path: str) -> Iterator[dict[str, bytes]]:
-    """Group a tar's members by key (the basename up to its first dot), in file order."""
+    """Group a tar's members by key (the basename up to its first dot), in file order.
+
+    Each sample is ``{"__key__": key, "__url__": path, field: bytes, ...}``.
+
+    Raises
+    ------
+    ShardError
+        Naming the shard and the byte offset: a damaged header (which ``tarfile`` alone takes for
+        the end of the archive), a truncated member, or a tar that does not open.
+    """
     current: dict[str, bytes] | None = None
-    with tarfile.open(path, mode="r|") as tar:
-        for member in tar:
-            if not member.isfile():
-                continue
-            base = member.name.rsplit("/", 1)[-1]
-            key, dot, field = base.partition(".")
-            if not dot:
-                continue
-            if current is None or current["__key__"] != key:
-                if current is not None:
-                    yield current
-                current = {"__key__": key}
-            current[field] = tar.extractfile(member).read()
+    url = str(path)
+    with open(path, "rb") as f:
+        offset = 0
+        try:
+            with tarfile.open(fileobj=f, mode="r|") as tar:
+                for member in tar:
+                    offset = member.offset
+                    if not member.isfile():
+                        continue
+                    base = member.name.rsplit("/", 1)[-1]
+                    key, dot, field = base.partition(".")
+                    if not dot:
+                        continue
+                    if current is None or current["__key__"] != key:
+                        if current is not None:
+                            yield current
+                        current = {"__key__": key, "__url__": url}
+                    current[field] = tar.extractfile(member).read()
+                offset = tar.offset
+        except tarfile.TarError as exc:
+            raise _shard_error(path, f"unreadable tar at or after byte offset {offset} ({exc})") from exc
+        _check_end(url, f, offset)
     if current is not None:
         yield current
