@@ -6,17 +6,19 @@
 The plan is made before anything is decoded: the source's items sorted by key, cut into shards
 of ``--shard-size``. Each shard is built by one worker from (seed, key)-derived generators, so
 the bytes do not depend on the worker count. A killed build resumes: committed shards (stats
-file present, tar of the recorded size) are skipped and the rest rebuilt; a changed config or
+file present, tar of the recorded size and sha256) are skipped and the rest rebuilt; a changed config or
 plan is refused instead of mixing two builds in one folder.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 import sys
 import time
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 
 from .._jit import kernel_cache_is_cold
@@ -26,20 +28,24 @@ from ..shards import (
     POOL_DIR,
     POOL_PARTS,
     atomic_write,
-    committed_shards,
+    damaged_summary,
     pool_chunk_name,
     remove_partials,
+    scan_committed,
+    stats_files,
     sum_stats,
+    uncommit,
     write_index,
     write_rejects,
 )
-from ..sources import Item, Source, source_from_args
+from ..sources import Item, Source, describe_empty, source_from_args
 from ..synth import SynthConfig
 from .plan import (
     BuildRefused,
     PoolTask,
     ShardTask,
     auto_shard_size,
+    lock_out,
     make_plan,
     manifest_header,
     package_versions,
@@ -49,7 +55,16 @@ from .plan import (
 from .runners import BuildStopped, make_runner
 from .worker import build_pool_part, build_shard
 
-__all__ = ["BuildRefused", "BuildStopped", "run_build"]
+__all__ = ["BuildRefused", "BuildStopped", "DiskFull", "NothingToBuild", "run_build"]
+
+
+class DiskFull(BuildStopped):
+    """The disk filled up mid-build; committed shards are kept and the same command resumes."""
+
+
+class NothingToBuild(BuildRefused):
+    """The source lists no items; the message says what ``--src`` holds instead."""
+
 
 POOL_CHUNK = 8  # items per patch-pool task: small, so the pre-pass spreads over every worker
 KERNELS_NOTICE = "compiling kernels, once per machine (about 40 s)"
@@ -99,6 +114,12 @@ def run_build(
     """
     _check_counts(shard_size=shard_size, workers=workers, limit=limit)
     out = Path(out)
+    with lock_out(out):  # one build per folder: a second one, or an --overwrite, is refused
+        return _build(src, out, cfg, seed, shard_size, workers, limit, overwrite, progress, distributor, ray_address)
+
+
+def _build(src, out: Path, cfg, seed, shard_size, workers, limit, overwrite, progress, distributor, ray_address):
+    """``run_build``'s body, run while ``out`` is locked."""
     bars = _bar_factory(progress)
     # workers start now (importing their libraries) while this process lists the source and plans
     with make_runner(distributor, workers, ray_address) as run:
@@ -110,23 +131,51 @@ def run_build(
                 f"{header['config']['shard_size']} -> {out}",
                 file=sys.stderr,
             )
-        manifest = _start_manifest(out, header, cfg, overwrite)
-        done = committed_shards(out, len(plan))
+        with _writing(out, "the manifest"):
+            manifest = _start_manifest(out, header, cfg, overwrite)
+        done, damaged = scan_committed(out, len(plan))  # size and sha256 of every committed tar
+        uncommit(out, damaged)  # a damaged shard is rebuilt, and the summary names it
+        manifest["rebuilt_damaged"] = damaged_summary(damaged)
+        if progress and damaged:
+            print(f"rebuilding damaged shards: {', '.join(manifest['rebuilt_damaged'])}", file=sys.stderr)
         if progress and len(done) < len(plan) and kernel_cache_is_cold():
             print(KERNELS_NOTICE, file=sys.stderr)
         t0 = time.perf_counter()
         if cfg.drafts and len(done) < len(plan):
-            manifest["pool"] = ensure_pool(out, manifest, items, source, cfg, seed, run, bars)
-            _write_manifest(out, manifest)
+            with _writing(out, f"the patch pool ({out / POOL_DIR})"):
+                manifest["pool"] = ensure_pool(out, manifest, items, source, cfg, seed, run, bars)
+                _write_manifest(out, manifest)
         t_pool = time.perf_counter() - t0
         tasks = _shard_tasks(plan, done, source, cfg, seed, out, manifest)
-        with bars(len(items), f"build {out.name}", sum(len(plan[i]) for i in done)) as bar:
+        with _writing(out, "shards"), bars(len(items), f"build {out.name}", sum(len(plan[i]) for i in done)) as bar:
             for stats in run(build_shard, tasks, bar):
                 done[stats["index"]] = stats
         remove_partials(out)  # what a worker that died while writing left (every shard is committed)
     seconds = {"this_run": time.perf_counter() - t0, "pool": t_pool}
     stats = [done[i] for i in range(len(plan))]
-    return _finish(out, manifest, source, stats, n_items=len(items), built=len(tasks), seconds=seconds)
+    with _writing(out, "the index, rejects log and manifest"):
+        return _finish(out, manifest, source, stats, n_items=len(items), built=len(tasks), seconds=seconds)
+
+
+@contextmanager
+def _writing(out: Path, what: str):
+    """Turn a full disk (``ENOSPC``, ``EDQUOT``) inside the block into ``DiskFull`` saying what was written."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        try:  # the unfinished files a full disk left: removing them frees some space
+            removed = remove_partials(out) + (remove_partials(out / POOL_DIR) if (out / POOL_DIR).is_dir() else [])
+        except OSError:
+            removed = []
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise DiskFull(
+            f"no space left on the device while writing {what}{where} in {out}: the {len(stats_files(out))} "
+            "committed shard(s) there are safe and will be kept"
+            + (f"; {len(removed)} unfinished file(s) removed" if removed else "")
+            + ". Free space and run the same command again: it resumes where it stopped."
+        ) from exc
 
 
 def _check_counts(*, shard_size, workers, limit) -> None:
@@ -163,6 +212,8 @@ def _default_args():
 def _plan(source: Source, cfg: SynthConfig, seed: int, shard_size: int | None, limit: int | None):
     """The source's items in key order (the first ``limit``), cut into shards, and the manifest header."""
     items = sorted(source.items(), key=lambda it: it.key)
+    if not items:
+        raise NothingToBuild(f"nothing to build: {describe_empty(source)}")
     if limit is not None:
         items = items[:limit]
     shard_size = shard_size or auto_shard_size(len(items))

@@ -21,6 +21,7 @@ from ..sources import add_source_arguments, source_from_args
 from ..stages.sketch import SKETCH_METHODS
 from ..synth import OPTIONAL_FIELDS, SKETCH_STYLES, SynthConfig
 from . import BuildRefused, BuildStopped, run_build
+from .plan import lock_out
 from .runners import DISTRIBUTORS
 
 PROG = "python -m s2pdata.build"
@@ -243,16 +244,22 @@ _RUN_FLAGS = ("out", "seed", "shard_size", "workers", "limit", "overwrite", "dis
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the build CLI; returns the exit code (0 built, 1 stopped, 2 refused, 130 interrupted)."""
+    """Run the build CLI; returns the exit code.
+
+    0 built; 1 stopped (workers kept dying, or the disk is full: committed shards are kept and the
+    same command resumes); 2 refused (bad flags, a different build or another running build in
+    ``--out``, nothing to build); 130 interrupted.
+    """
     try:
         args = parse_args(argv)
-        source = source_from_args(args.src, args, seed=args.seed, out=Path(args.out))
-        manifest = run_build(
-            src=source,
-            cfg=synth_config(args),
-            progress=not args.no_progress,
-            **{name: getattr(args, name) for name in _RUN_FLAGS},
-        )
+        with lock_out(args.out):  # held from the listing on: Danbooru sources cache metadata in --out
+            source = source_from_args(args.src, args, seed=args.seed, out=Path(args.out))
+            manifest = run_build(
+                src=source,
+                cfg=synth_config(args),
+                progress=not args.no_progress,
+                **{name: getattr(args, name) for name in _RUN_FLAGS},
+            )
     except (BuildRefused, ValueError) as exc:
         print(f"s2pdata.build: {exc}", file=sys.stderr)
         return 2
@@ -268,5 +275,6 @@ def main(argv: list[str] | None = None) -> int:
         f"{t['rejected']} rejected"
         + (f" {t['reasons']} (see {Path(args.out) / REJECTS})" if t["rejected"] else "")
         + f"; {t['built_this_run']} shards built in {t['seconds_this_run']} s"
+        + (f"; rebuilt {len(d)} damaged shard(s): {', '.join(d)}" if (d := manifest.get("rebuilt_damaged")) else "")
     )
     return 0

@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
+import socket
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from .. import SCHEMA_VERSION, __version__
 from .._rng import stable_seed
-from ..shards import DATASET_JSON, build_files, shard_files
+from ..shards import DATASET_JSON, LOCK_FILE, build_files, shard_files
 from ..sources import Item, Source
 from ..stages.learned import weights_digest
 from ..synth import SynthConfig
@@ -150,6 +154,64 @@ def prepare_out(out: Path, header: dict, *, overwrite: bool) -> None:
             )
     elif shard_files(out):
         raise BuildRefused(f"{out} holds shards but no {DATASET_JSON}; pass --overwrite or choose another --out")
+
+
+_held: dict[str, int] = {}  # resolved --out -> how many nested lock_out calls hold it in this process
+
+
+@contextmanager
+def lock_out(out: str | Path):
+    """Hold ``out``'s lock file (``fcntl.flock``) for the ``with`` block: one build per folder.
+
+    The file records the holder's pid, host and start time; the kernel drops the lock when the
+    holder exits, even by SIGKILL, so a stale file never blocks a later build. Nested calls in
+    one process share the lock.
+
+    Raises
+    ------
+    BuildRefused
+        Another process holds the lock; the message names it (pid, host, since when).
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    key = str(out.resolve())
+    if key in _held:
+        _held[key] += 1
+        try:
+            yield
+        finally:
+            _held[key] -= 1
+        return
+    fd = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        _take(fd, out)
+        _held[key] = 1
+        try:
+            yield
+        finally:
+            del _held[key]
+    finally:
+        os.close(fd)  # releases the flock
+
+
+def _take(fd: int, out: Path) -> None:
+    """Lock ``fd`` without waiting and write this process into it, or refuse naming the holder."""
+    try:
+        import fcntl
+    except ImportError:  # no flock on this platform: run unlocked, as before
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 512, 0).decode(errors="replace").strip() or "a process that has not written its name yet"
+        raise BuildRefused(
+            f"{out} is in use by another build ({holder}); nothing was touched. Wait for that build to "
+            f"finish (or stop it), then run this command again, or choose another --out. The lock is "
+            f"{out / LOCK_FILE}, released by the kernel when its holder exits."
+        ) from None
+    since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"pid {os.getpid()} on host {socket.gethostname()} since {since}\n".encode(), 0)
 
 
 def auto_shard_size(n_items: int) -> int:

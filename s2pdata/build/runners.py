@@ -24,6 +24,7 @@ class BuildStopped(RuntimeError):
 
 
 DISTRIBUTORS = ("local", "ray")
+INFLIGHT_PREFIX = "s2pdata-inflight-"  # + the parent's pid + "-": a local pool's in-flight key slots, in the temp dir
 MAX_UNEXPLAINED_DEATHS = 3  # worker deaths per run that no in-flight key explains, before giving up
 
 
@@ -42,6 +43,32 @@ def make_runner(distributor: str, workers: int, ray_address: str | None = None):
     if distributor not in DISTRIBUTORS:
         raise ValueError(f"distributor must be one of {DISTRIBUTORS}, got {distributor!r}")
     return RayRunner(workers, ray_address) if distributor == "ray" else LocalRunner(workers)
+
+
+def remove_dead_inflight(tmp: str) -> list[str]:
+    """Remove the in-flight folders in ``tmp`` whose build process is gone (a SIGKILL-ed parent's leftovers).
+
+    A folder is removed only when the pid in its name no longer exists; one without a pid, or of a
+    live process (or of another user's), is kept. Returns the folders removed.
+    """
+    removed = []
+    for name in sorted(os.listdir(tmp)):
+        pid = name[len(INFLIGHT_PREFIX) :].split("-", 1)[0] if name.startswith(INFLIGHT_PREFIX) else ""
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(os.path.join(tmp, name), ignore_errors=True)
+            removed.append(name)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (another user's counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 @dataclass(frozen=True)
@@ -93,7 +120,8 @@ class LocalRunner:
 
         self._ctx = mp.get_context("spawn")
         self._queue = self._ctx.Queue()
-        self._inflight_dir = tempfile.mkdtemp(prefix="s2pdata-inflight-")
+        remove_dead_inflight(tempfile.gettempdir())
+        self._inflight_dir = tempfile.mkdtemp(prefix=f"{INFLIGHT_PREFIX}{os.getpid()}-")
         self.pool = self._new_pool(self.workers)
         return self
 
@@ -163,7 +191,10 @@ class LocalRunner:
         from concurrent.futures import ProcessPoolExecutor
 
         pool = ProcessPoolExecutor(
-            n, mp_context=self._ctx, initializer=_init_worker, initargs=(self._queue, self._inflight_dir)
+            n,
+            mp_context=self._ctx,
+            initializer=_init_worker,
+            initargs=(self._queue, self._inflight_dir, os.getpid()),
         )
         for _ in range(n):
             pool.submit(_started)

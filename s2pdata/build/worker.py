@@ -9,6 +9,7 @@ from __future__ import annotations
 import atexit
 import os
 import sys
+import threading
 import time
 from collections import Counter
 from functools import lru_cache
@@ -25,15 +26,48 @@ _inflight = None  # worker-side file descriptor: the key being processed now (se
 CRASHED = "worker-crashed"  # the reject reason of an item whose processing kills its worker
 
 
-def _init_worker(queue, inflight_dir: str) -> None:
-    """A pool worker's first act: the progress queue, its in-flight key slot, one thread per library."""
+def _init_worker(queue, inflight_dir: str, parent: int | None = None) -> None:
+    """A pool worker's first act: exit with ``parent``, the progress queue, its in-flight key slot, one
+    thread per library."""
     from .._jit import worker_setup
 
     global _progress, _inflight
+    if parent is not None:
+        exit_with_parent(parent)
     _progress = queue
     _inflight = os.open(os.path.join(inflight_dir, str(os.getpid())), os.O_WRONLY | os.O_CREAT, 0o644)
     worker_setup()  # kernels load from Numba's disk cache on first use: only the ones this build needs
     atexit.register(_exit_now)
+
+
+PDEATHSIG_POLL = 1.0  # seconds between the watchdog's checks that the parent still lives
+
+
+def exit_with_parent(parent: int) -> None:
+    """End this process when ``parent`` dies, even by SIGKILL: no orphaned workers.
+
+    On Linux the kernel sends SIGKILL (``prctl(PR_SET_PDEATHSIG)``); everywhere a daemon thread
+    also checks ``os.getppid()`` every ``PDEATHSIG_POLL`` seconds (a re-parented worker sees
+    another pid). A parent already gone by now ends the worker at once.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            import signal
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass  # no prctl: the watchdog alone
+    if os.getppid() != parent:
+        os._exit(1)
+
+    def watch():
+        """Runs in a daemon thread: exit as soon as the parent is gone."""
+        while os.getppid() == parent:
+            time.sleep(PDEATHSIG_POLL)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="s2pdata-parent-watchdog", daemon=True).start()
 
 
 def _mark(key: str) -> None:

@@ -17,6 +17,8 @@ Keys contain no dots (WebDataset splits a member name at the first dot of its ba
 from __future__ import annotations
 
 import argparse
+import os
+from collections import Counter
 from pathlib import Path
 
 from .base import Item, Source, sanitize_key
@@ -48,6 +50,7 @@ __all__ = [
     "add_source_arguments",
     "source_from_args",
     "filters_from_args",
+    "describe_empty",
 ]
 
 
@@ -179,3 +182,63 @@ def source_from_args(src: str, args: argparse.Namespace, *, seed: int, out: Path
             "names), so nothing can be joined to it"
         )
     return FilteredSource(FolderSource(src, exts=tuple("." + e for e in cfg.exts)), cfg)
+
+
+_WALK_CAP = 100_000  # files counted at most when describing a folder that lists nothing
+
+
+def describe_empty(source: Source) -> str:
+    """Why ``source`` lists no items, in words: filters removed them all, or what its folder holds.
+
+    Parameters
+    ----------
+    source : Source
+        A source whose ``items()`` is empty.
+
+    Returns
+    -------
+    str
+        One or a few lines for the build's error message, e.g. ``"... holds 1 file (tar 1): 1 .tar file
+        that is not a Danbooru archive ..."``.
+    """
+    inner = getattr(source, "inner", source)
+    state = getattr(inner, "_get", None)
+    listed = state()["listed"] if inner is source and callable(state) else len(inner.items())
+    if listed:
+        return f"all {listed} listed items were removed by the filters or the metadata join:\n{source.summary()}"
+    root = getattr(inner, "root", None)
+    if root is None:
+        return f"the source lists no items:\n{source.summary()}"
+    skipped = Counter(s["reason"] for s in getattr(inner, "skipped", []))
+    reads = ", ".join(getattr(inner, "exts", ())) or "Danbooru ID.ext files"
+    return f"--src {root} holds no file this source reads ({reads}); it holds {describe_folder(root)}" + (
+        f"; never listed: {', '.join(f'{k} {v}' for k, v in sorted(skipped.items()))}" if skipped else ""
+    )
+
+
+def describe_folder(root: str | Path) -> str:
+    """What ``root`` holds: files counted by extension, and each tar that is not a Danbooru archive.
+
+    Hidden files are left out; at most ``_WALK_CAP`` files are counted.
+    """
+    from .archive import is_image_tar
+    from .danbooru import _tars
+
+    exts: Counter = Counter()
+    for _dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        exts.update(os.path.splitext(n)[1].lower().lstrip(".") or "(none)" for n in filenames if not n.startswith("."))
+        if sum(exts.values()) >= _WALK_CAP:
+            break
+    n = sum(exts.values())
+    if not n:
+        return "no files"
+    text = f"{n} file{'s' * (n != 1)} ({', '.join(f'{k} {v}' for k, v in sorted(exts.items()))})"
+    bad = [t for t in _tars(Path(root)) if not is_image_tar(t)]
+    if bad:
+        names = ", ".join(os.path.relpath(t, root) for t in bad[:3]) + (", ..." if len(bad) > 3 else "")
+        text += (
+            f"; {len(bad)} .tar file{'s' * (len(bad) != 1)} that {'is' if len(bad) == 1 else 'are'} not a Danbooru "
+            f"archive ({names}): it needs at least half of its first 16 members named ID.ext"
+        )
+    return text
