@@ -2,10 +2,13 @@
 
     python -m s2pdata.inspect shards/
     python -m s2pdata.inspect shards/ --grid sheet.png -n 8
+    python -m s2pdata.inspect shards/ --verify
 
 Consumes a build folder (``dataset.json``, ``shard-*.stats.json``, the tars); produces a text
 summary (samples, bytes per field, reject reasons, seconds per stage) and a PNG with one row per
 sample: colour | sketch | hints over the sketch | regions | each draft | optional fields.
+``--verify`` hashes every shard and compares the size and sha256 its stats file records; each
+damaged shard is named on stderr and the exit code is 1.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import cv2
 import numpy as np
 
 from .data import open_shards
-from .shards import DATASET_JSON, stats_files, sum_stats
+from .shards import DATASET_JSON, shard_files, stats_files, sum_stats, verify_shards
 
 
 def summarize(out: str | Path) -> dict:
@@ -33,6 +36,29 @@ def summarize(out: str | Path) -> dict:
         "status": manifest.get("status"),
         **sum_stats(stats),
     }
+
+
+def verify_build(out: str | Path, *, threads: int | None = None) -> dict[str, str]:
+    """Check every shard tar of the build folder ``out`` (and every stats file's tar) against the
+    size and sha256 its stats file records.
+
+    Parameters
+    ----------
+    out : str or Path
+        A build folder.
+    threads : int or None
+        Hashing threads; None: one per CPU, at most 8.
+
+    Returns
+    -------
+    dict of str to str
+        Tar path -> the ``ShardError`` message naming it, for every damaged or unverifiable shard
+        (a tar without stats, a stats file whose tar is missing); empty when all match.
+    """
+    out = Path(out)
+    tars = {str(p) for p in shard_files(out)}
+    tars |= {str(p.with_name(p.name.removesuffix(".stats.json") + ".tar")) for p in stats_files(out)}
+    return verify_shards(sorted(tars), threads=threads)
 
 
 def format_summary(total: dict) -> str:
@@ -125,11 +151,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--grid", default=None, help="write a contact sheet PNG here")
     p.add_argument("-n", type=int, default=6, help="samples on the contact sheet")
     p.add_argument("--cell", type=int, default=192, help="panel size in pixels")
+    p.add_argument("--verify", action="store_true", help="hash every shard against its stats; exit 1 if any differs")
     args = p.parse_args(argv)
     if not (Path(args.out) / DATASET_JSON).exists():
         print(f"s2pdata.inspect: {args.out} has no {DATASET_JSON}; give a build folder", file=sys.stderr)
         return 2
     print(format_summary(summarize(args.out)))
+    if args.verify and not _report_verify(args.out):
+        return 1
     if args.grid:
         samples = []
         for s in open_shards(args.out):
@@ -140,6 +169,18 @@ def main(argv: list[str] | None = None) -> int:
         cv2.imwrite(args.grid, cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))  # cv2 writes BGR
         print(f"contact sheet of {len(samples)} samples -> {args.grid}")
     return 0
+
+
+def _report_verify(out: str) -> bool:
+    """Print ``verify_build``'s findings (each damaged shard on stderr); True when every shard matches."""
+    damaged = verify_build(out)  # a stats file that does not parse is a damaged shard too
+    for message in damaged.values():
+        print(f"s2pdata.inspect: {message}", file=sys.stderr)
+    if damaged:
+        print(f"s2pdata.inspect: {len(damaged)} damaged shard(s) in {out}", file=sys.stderr)
+        return False
+    print(f"verified {len(stats_files(out))} shards: size and sha256 match their stats files")
+    return True
 
 
 if __name__ == "__main__":

@@ -4,7 +4,10 @@
 dict per sample: ``color`` (H, W, 3) uint8 RGB, ``sketch`` (H, W) uint8, ``hint`` (H, W, 4)
 uint8 RGBA (alpha = hint mask), ``regions`` (H, W) int32 when built, ``draft0``.. (H, W, 3)
 uint8 when built, ``json`` (dict) and ``__key__``. Members are decoded by extension with OpenCV
-only; nothing is ever unpickled.
+only; nothing is ever unpickled. ``verify=True`` checks each tar against the size and sha256
+its stats file (or ``shardindex.json``) records before yielding any of its samples. A damaged
+shard or a member that does not decode raises ``s2pdata.shards.ShardError`` naming the shard
+(and the key).
 
 ``make_loader(urls, ...)`` is the training entry: a torch DataLoader of full batches of float
 tensors (``s2pdata.data.loader``; torch is imported on the first call, not by this package).
@@ -14,10 +17,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..shards import decode_sample, iter_tar, shard_paths
+from ..shards import ShardError, decode_sample, iter_tar, shard_paths, verify_shard
+
+__all__ = ["ShardError", "make_loader", "open_shards"]
 
 
-def open_shards(path, *, decode: bool = True) -> Iterator[dict]:
+def open_shards(path, *, decode: bool = True, verify: bool = False) -> Iterator[dict]:
     """Yield every sample of the shards at ``path`` in shard and file order.
 
     Parameters
@@ -25,12 +30,23 @@ def open_shards(path, *, decode: bool = True) -> Iterator[dict]:
     path : str, PathLike or list
         A build folder (its ``shard-*.tar``), one tar, a glob pattern, or a list of those.
     decode : bool
-        False yields the raw member bytes (``{"__key__", "color.jpg": bytes, ...}``).
+        False yields the raw member bytes (``{"__key__", "__url__", "color.jpg": bytes, ...}``).
+    verify : bool
+        Hash each tar before reading it and compare the size and sha256 its stats file (or the
+        folder's ``shardindex.json``) records; costs one extra read of every shard.
+
+    Raises
+    ------
+    ShardError
+        Naming the shard: it does not match its record (``verify``), a tar header is damaged, or
+        (naming the key too) a member does not decode.
     """
     paths = shard_paths(path)
     if not paths:
         raise FileNotFoundError(f"path {path!r} holds no shard-*.tar; give a build folder, a tar or a glob")
     for p in paths:
+        if verify:
+            verify_shard(p)
         for raw in iter_tar(p):
             yield decode_sample(raw) if decode else raw
 
@@ -43,7 +59,7 @@ def make_loader(urls, **kwargs):
     urls : str, PathLike or list
         A build folder, one tar, a glob pattern, or a list of those.
     **kwargs
-        ``stage``, ``batch_size``, ``mode``, ``drop_last``, ...: the keyword arguments of
+        ``stage``, ``batch_size``, ``mode``, ``drop_last``, ``verify``, ...: the keyword arguments of
         ``s2pdata.data.loader.make_loader``, which documents them and the full-batch rule.
 
     Returns

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from .._check import check_choice
 from .._rng import sample_rng
-from ..shards import POOL_DIR, POOL_JSON, decode_sample, iter_tar, shard_paths
+from ..shards import POOL_DIR, POOL_JSON, ShardError, decode_sample, iter_tar, shard_paths, verify_shards
 
 MODES = ("resampled", "exact")
 STAGES = ("draft", "refine")
@@ -104,6 +104,15 @@ def _existing_paths(urls) -> list[str]:
     return paths
 
 
+def _verify(paths: list[str]) -> None:
+    """Every shard against its recorded size and sha256 (threads); ShardError naming the first damaged one."""
+    damaged = verify_shards(paths)
+    if damaged:
+        first = next(iter(damaged.values()))
+        more = f" ({len(damaged) - 1} more damaged: {', '.join(list(damaged)[1:4])})" if len(damaged) > 1 else ""
+        raise ShardError(first + more, shard=next(iter(damaged)))
+
+
 def _join(parts: list[dict]) -> dict:
     """Concatenate collated batches along the batch dimension."""
     out = {"__key__": [k for p in parts for k in p["__key__"]]}
@@ -152,9 +161,12 @@ class ShardStream(IterableDataset):
         num_workers: int | None = None,
         draft_pool=None,
         online_drafts: bool = False,
+        verify: bool = False,
     ):
         check_choice("mode", mode, MODES)
         self.paths = _existing_paths(urls)
+        if verify:
+            _verify(self.paths)
         _check_ints(
             batch_size=(batch_size, 1),
             world_size=(world_size, 1),
@@ -423,6 +435,7 @@ def make_loader(
     skip_batches: int = 0,
     draft_pool=None,
     online_drafts: bool = False,
+    verify: bool = False,
     drop_last: bool = True,
     pin_memory: bool | None = None,
     prefetch_factor: int | None = None,
@@ -443,6 +456,9 @@ def make_loader(
     online_drafts : refine stage: a fresh draft per (seed, key, epoch) (``synth.online_sample``), not a
         stored ``draftK``; pastes from ``draft_pool`` (default: the build's ``pool/``), else own regions.
     skip_batches : skip this many of the loader's batches at the start (resuming mid-epoch).
+    verify : hash every shard here first (one extra read of each) and raise ``ShardError`` naming any
+        whose size or sha256 differs from its stats file or ``shardindex.json``. Without it a damaged
+        tar header or a member that does not decode still raises ``ShardError`` naming the shard (and key).
     drop_last : full batches rule. Every batch holds ``batch_size`` samples whatever the shard sizes
         and worker count: a resampled stream never runs short; in exact mode each worker carries its
         remainder across its shards, the workers' short last batches are joined in arrival order
@@ -463,24 +479,11 @@ def make_loader(
     check_choice("stage", stage, STAGES)
     _check_ints(num_workers=(num_workers, 0))
     cls = DraftDataset if stage == "draft" else RefineDataset
-    ds = cls(
-        urls,
-        batch_size=batch_size,
-        mode=mode,
-        world_size=world_size,
-        rank=rank,
-        epoch=epoch,
-        seed=seed,
-        crop=crop,
-        flip=flip,
-        online_hints=online_hints,
-        hint_radius=hint_radius,
-        shuffle_buffer=shuffle_buffer,
-        skip_batches=skip_batches,
-        num_workers=num_workers,
-        draft_pool=draft_pool,
-        online_drafts=online_drafts,
-    )
+    split = dict(batch_size=batch_size, mode=mode, world_size=world_size, rank=rank, epoch=epoch, seed=seed)
+    augment = dict(crop=crop, flip=flip, online_hints=online_hints, hint_radius=hint_radius)
+    drafts = dict(draft_pool=draft_pool, online_drafts=online_drafts)
+    stream = dict(shuffle_buffer=shuffle_buffer, skip_batches=skip_batches, num_workers=num_workers, verify=verify)
+    ds = cls(urls, **split, **augment, **drafts, **stream)
     return ShardLoader(
         ds, drop_last=drop_last, num_workers=num_workers, pin_memory=pin_memory, prefetch_factor=prefetch_factor
     )
