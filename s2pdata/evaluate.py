@@ -298,8 +298,8 @@ def evaluate(
 
     device = resolve_device(device)
     model_fn, info = load_model(checkpoint, device)
-    total = count_samples(shards)
-    total = limit if total is None else (total if limit is None else min(total, limit))
+    in_build = count_samples(shards)
+    total = limit if in_build is None else (in_build if limit is None else min(in_build, limit))
     features = googlenet_features(fid_weights, device) if fid and fid_weights else None
     loader = make_loader(
         shards,
@@ -316,8 +316,9 @@ def evaluate(
     if progress:
         print(
             f"evaluate: {info['stage']} checkpoint {checkpoint} (step {info['step']}, generator "
-            f"{info['params'] / 1e6:.2f} M parameters) on {device}; data {shards} "
-            f"({'?' if total is None else total} images, whole images, both hint settings)",
+            f"{info['params'] / 1e6:.3g} M parameters) on {device}; data {shards}: scoring "
+            f"{'all' if total is None else total} of {'?' if in_build is None else in_build} images (whole images), "
+            "each with and without its hints",
             file=sys.stderr,
         )
     from tqdm import tqdm

@@ -153,7 +153,7 @@ def test_evaluate_cli_writes_json(run, shards, stage, tmp_path, capsys):
     scores = json.loads(out.read_text())
     captured = capsys.readouterr()
     assert scores == json.loads(captured.out)  # stdout is the JSON alone
-    assert f"evaluate: {stage} checkpoint {ckpt}" in captured.err and "4 images" in captured.err
+    assert f"evaluate: {stage} checkpoint {ckpt}" in captured.err and f"scoring 4 of {N} images" in captured.err
     assert "img/s" in captured.err or "s/img" in captured.err  # tqdm's rate
     assert scores["stage"] == stage and scores["images"] == 4 and scores["step"] == 1
     for setting in ("no_hints", "hints"):
