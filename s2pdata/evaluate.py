@@ -210,20 +210,23 @@ def score(
                 progress(take)
     if n == 0:
         raise ValueError("the shards gave no samples to score")
-    out = {"images": n}
-    for setting, r in rows.items():
-        errs = [x["hint_err"] for x in r if x["hint_err"] is not None]
-        out[setting] = {
-            **{k: float(np.mean([x[k] for x in r])) for k in ("l1", "psnr", "ssim")},
-            "hint_error": float(np.mean(errs)) if errs else None,
-            "images_with_hints": len(errs),
-        }
-        if fid_features is None:
-            out[setting].update(fid=None, fid_note=FID_NOTE)
-        elif n < 2:
-            out[setting].update(fid=None, fid_note="not computed: FID needs at least 2 images")
-        else:
-            out[setting]["fid"] = frechet_distance(np.concatenate(feats["real"]), np.concatenate(feats[setting]))
+    return {"images": n, **{s: _summary(rows[s], feats["real"], feats[s], fid_features is not None) for s in SETTINGS}}
+
+
+def _summary(rows: list[dict], real: list, fake: list, fid: bool) -> dict:
+    """Per-image scores of one setting -> their means, the hint count and the FID entry."""
+    errs = [x["hint_err"] for x in rows if x["hint_err"] is not None]
+    out = {
+        **{k: float(np.mean([x[k] for x in rows])) for k in ("l1", "psnr", "ssim")},
+        "hint_error": float(np.mean(errs)) if errs else None,
+        "images_with_hints": len(errs),
+    }
+    if not fid:
+        out.update(fid=None, fid_note=FID_NOTE)
+    elif len(rows) < 2:
+        out.update(fid=None, fid_note="not computed: FID needs at least 2 images")
+    else:
+        out["fid"] = frechet_distance(np.concatenate(real), np.concatenate(fake))
     return out
 
 
