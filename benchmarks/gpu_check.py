@@ -1,7 +1,7 @@
 """The trainers' GPU check: one command, one table.
 
     python benchmarks/gpu_check.py [--cpu] [--shards DIR] [--steps N] [--compile-backend inductor|aot_eager]
-        [--json FILE]
+        [--rows dry,step,ddp,wait] [--json FILE]
 
 On CUDA it measures, on a demo build it makes itself (``python -m s2pdata.build --src demo:N``) or
 on ``--shards``:
@@ -228,7 +228,7 @@ def step_fn(st, opts, device: torch.device, *, compile_backend: str | None):
         g, d = torch.compile(g, backend=compile_backend), torch.compile(d, backend=compile_backend)
     opt_g, opt_d = opts
 
-    def step(batch: dict) -> None:
+    def step(batch: dict) -> tuple:
         cond, real = st.condition(batch), batch["color"]
         with torch.autocast(device.type, dtype=torch.bfloat16):
             pred = st.forward(g, batch)
@@ -361,14 +361,21 @@ def format_table(rows: list[Row], header: str) -> str:
     return "\n".join(lines)
 
 
-def run_rows(pf: Profile, shards: Path, work: Path, backend: str) -> list[Row]:
-    """Every row of the check, in table order; a line on stderr as each one ends."""
-    jobs = [(dry_run_row, (stage, shards, work, pf), "dry run", stage) for stage in ("draft", "refine")]
-    for stage in ("draft", "refine"):
+GROUPS = ("dry", "step", "ddp", "wait")
+
+
+def run_rows(pf: Profile, shards: Path, work: Path, backend: str, groups=GROUPS) -> list[Row]:
+    """The rows of ``groups`` (all by default), in table order; a line on stderr as each one ends."""
+    jobs = []
+    if "dry" in groups:
+        jobs += [(dry_run_row, (stage, shards, work, pf), "dry run", stage) for stage in ("draft", "refine")]
+    for stage in ("draft", "refine") if "step" in groups else ():
         for cb in (None, backend):
             jobs.append((step_row, (stage, pf, cb), "step", f"{stage}, bf16, {f'compile ({cb})' if cb else 'eager'}"))
-    jobs.append((ddp_row, (shards, work, pf), "DDP", "draft"))
-    jobs += [(wait_row, (shards, pf, w), "data wait", f"num_workers {w}") for w in pf.workers]
+    if "ddp" in groups:
+        jobs.append((ddp_row, (shards, work, pf), "DDP", "draft"))
+    if "wait" in groups:
+        jobs += [(wait_row, (shards, pf, w), "data wait", f"num_workers {w}") for w in pf.workers]
     rows = []
     for i, (fn, args, check, setting) in enumerate(jobs, 1):
         t0 = time.perf_counter()
@@ -385,7 +392,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=None, help="timed steps per row (default: 20 on CUDA, 4 on CPU)")
     p.add_argument("--compile-backend", default="inductor", help="torch.compile backend of the compile rows")
     p.add_argument("--json", default=None, help="also write the rows as JSON here")
+    p.add_argument("--rows", default=",".join(GROUPS), help="comma list of row groups to run: " + ", ".join(GROUPS))
     args = p.parse_args(argv)
+    groups = tuple(args.rows.split(","))
+    if not groups or set(groups) - set(GROUPS):
+        p.error(f"--rows takes a comma list of {', '.join(GROUPS)}, got {args.rows!r}")
     if not args.cpu and not torch.cuda.is_available():
         print("gpu_check: CUDA is not available; run with --cpu for the reduced table", file=sys.stderr)
         return 2
@@ -395,9 +406,11 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        shards = Path(args.shards) if args.shards else make_demo(work, pf)
-        rows = run_rows(pf, shards, work, args.compile_backend)
-    header += f"; data {args.shards or f'demo:{pf.demo_n} at {pf.demo_size} px'}; {time.perf_counter() - t0:.0f} s"
+        needs_data = bool({"dry", "ddp", "wait"} & set(groups))
+        shards = Path(args.shards) if args.shards else (make_demo(work, pf) if needs_data else None)
+        rows = run_rows(pf, shards, work, args.compile_backend, groups)
+    data = args.shards or (f"demo:{pf.demo_n} at {pf.demo_size} px" if needs_data else "none (random batches)")
+    header += f"; data {data}; {time.perf_counter() - t0:.0f} s"
     print(format_table(rows, header))
     if args.json:
         Path(args.json).write_text(json.dumps([asdict(r) for r in rows], indent=1))
