@@ -185,6 +185,9 @@ def test_refine_cli_loads_encoder_weights(shards, tmp_path):
     for name, t in enc.state_dict().items():  # frozen: the checkpoint holds the file's tensors exactly
         torch.testing.assert_close(saved[f"encoder.{name}"], t, rtol=0, atol=0, msg=name)
     assert not torch.equal(init["conv1.conv.weight"], enc.state_dict()["conv1.conv.weight"])
+    (tmp_path / "enc.pth").unlink()  # a resume takes the encoder from the checkpoint, not the file
+    assert train_main(["refine", "--out", str(tmp_path / "run"), "--resume", "--steps", "2"]) == 0
+    assert load_checkpoint(tmp_path / "run" / "ckpt.pt")["step"] == 2
     with pytest.raises(SystemExit, match="does not exist; make it with .*googlenet"):
         train_main([*argv, "--overwrite", "--encoder-weights", str(tmp_path / "missing.pth")])
 
@@ -311,7 +314,7 @@ def test_bf16_on_cpu_finite_losses_and_resume(shards, tmp_path):
 
 
 def test_compiled_run_checkpoint_loads_into_plain_model(tmp_path):
-    # inductor on 2 CPU cores: about 2 min cold, 15 s with a warm cache (~/.cache / /tmp/torchinductor_*)
+    # inductor on 2 busy CPU cores: 75 s with a cold cache, 13 s warm (/tmp/torchinductor_$USER); kept tiny
     shards = write_shards(tmp_path / "s", 4, 2, h=16, w=16)
     cfg = _tiny(shards, tmp_path / "run", compile=True, steps=1, batch_size=2, crop=16, depth=1, disc_layers=1)
     train(cfg, draft_stage, log=lambda s: None, progress=False)

@@ -192,7 +192,8 @@ def parse_args(cls, argv: list[str]) -> tuple[object, argparse.Namespace]:
             values.update({**DRY_RUN, **getattr(cls, "DRY_RUN", {})})
         values.update(flags)
         cfg = cls(**values)
-        cfg.check_files()
+        if not args.resume:  # a resumed run takes its weights from the checkpoint
+            cfg.check_files()
     except (ValueError, FileNotFoundError) as exc:
         raise SystemExit(f"{p.prog}: {exc}") from None
     if not cfg.shards:

@@ -36,6 +36,7 @@ from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_sta
 from .common import Stage, gan_loss, save_grid
 from .config import describe_changes, parse_args
 
+NOTE_AFTER = 3  # a CPU run times this many steps before saying what the run will cost
 DEBUG_ENV = "S2PDATA_TRAIN_DEBUG"
 CRASH_ENV = "S2PDATA_TRAIN_CRASH_AFTER"
 
@@ -144,12 +145,12 @@ class _Run:
     ckpt_writes: int = 0
     history: list[dict] = field(default_factory=list)
 
-    def loader(self):
+    def loader(self, urls=None, **override):
+        """This rank's stream at the current data position; ``override`` replaces any make_loader argument."""
         from ..data import make_loader
 
         cfg = self.cfg
-        return make_loader(
-            self.shards,
+        kw = dict(
             stage=self.stage.name,
             batch_size=cfg.batch_size,
             num_workers=cfg.num_workers,
@@ -162,6 +163,7 @@ class _Run:
             shuffle_buffer=cfg.shuffle_buffer,
             skip_batches=self.batch_in_epoch,
         )
+        return make_loader(self.shards if urls is None else urls, **{**kw, **override})
 
     def restore(self, ck: dict, path: Path, log: Callable) -> None:
         if ck["stage"] != self.stage.name:
@@ -222,22 +224,10 @@ def _one_step(run: _Run, g_run, d_run, batch: dict):
     return {"loss_g": loss_g, "loss_d": loss_d, **parts}, n
 
 
-def _fixed_batch(cfg, stage_name: str):
-    """The first 4 samples of the build, uncropped-at-random: the sample grids' rows."""
-    from ..data import make_loader
-
-    dl = make_loader(
-        cfg.shards,
-        stage=stage_name,
-        batch_size=4,
-        num_workers=0,
-        mode="exact",
-        seed=cfg.seed,
-        crop=cfg.crop,
-        flip=False,
-        shuffle_buffer=0,
-    )
-    return next(iter(dl), None)
+def _fixed_batch(run: _Run):
+    """The build's first 4 samples with their stored hints, unflipped: the sample grids' rows."""
+    fixed = dict(batch_size=4, num_workers=0, mode="exact", epoch=0, flip=False, online_hints=False)
+    return next(iter(run.loader(run.cfg.shards, **fixed, shuffle_buffer=0, skip_batches=0)), None)
 
 
 def _sample(run: _Run, fixed: dict | None, out: Path) -> None:
@@ -280,8 +270,8 @@ def _duration(seconds: float) -> str:
 def _cost_note(run: _Run, cfg, seconds: float) -> str:
     left = cfg.steps - run.step
     return (
-        f"CPU run: G has {_millions(run.stage.G):.3g} M parameters and one step (batch {cfg.batch_size}, crop "
-        f"{cfg.crop}) took {seconds:.2f} s, so the {left} steps left take about {_duration(left * seconds)}. "
+        f"CPU run: G has {_millions(run.stage.G):.3g} M parameters and a step (batch {cfg.batch_size}, crop "
+        f"{cfg.crop}) computes in {seconds:.2f} s, so the {left} steps left take at least {_duration(left * seconds)}. "
         f"--dry-run checks a set-up in seconds; recipes/{run.stage.name}-cpu.toml (width 16, 128 crops) trains a "
         "small model on a laptop in minutes."
     )
@@ -289,7 +279,10 @@ def _cost_note(run: _Run, cfg, seconds: float) -> str:
 
 def _prepare(cfg, build_stage: Callable, rt: Runtime, resume: bool, log: Callable) -> _Run:
     torch.manual_seed(cfg.seed)  # same initial weights on every rank
-    stage = build_stage(cfg)
+    if resume and getattr(cfg, "encoder_weights", ""):  # the checkpoint holds the encoder's weights
+        stage = build_stage(dataclasses.replace(cfg, encoder_weights=""))
+    else:
+        stage = build_stage(cfg)
     torch.manual_seed(cfg.seed + rt.rank)
     G, D = stage.G.to(rt.device), stage.D.to(rt.device)
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
@@ -359,10 +352,10 @@ def _loop(run: _Run, g_run, d_run, *, say: Callable, progress: bool, cost_note: 
     from tqdm import tqdm
 
     cfg, rt, out = run.cfg, run.rt, Path(run.cfg.out)
-    fixed = _fixed_batch(cfg, run.stage.name) if rt.master else None
+    fixed = _fixed_batch(run) if rt.master else None
     show = rt.master and progress
     bar = tqdm(total=cfg.steps, initial=run.step, unit="step", desc=run.stage.name, disable=not show)
-    it, t0, n_img, first = None, time.perf_counter(), 0, True
+    it, t0, n_img, timed = None, time.perf_counter(), 0, []
     run.stage.G.train(), run.stage.D.train()
     while run.step < cfg.steps:
         if it is None:
@@ -376,9 +369,10 @@ def _loop(run: _Run, g_run, d_run, *, say: Callable, progress: bool, cost_note: 
         t_step = time.perf_counter()
         losses, n = _one_step(run, g_run, d_run, _to(batch, rt.device))
         run.step, run.batch_in_epoch, n_img = run.step + 1, run.batch_in_epoch + 1, n_img + n
-        if first and cost_note and rt.device.type == "cpu" and rt.master:
-            say(_cost_note(run, cfg, time.perf_counter() - t_step))
-        first = False
+        if cost_note and rt.device.type == "cpu" and rt.master and len(timed) < NOTE_AFTER:
+            timed.append(time.perf_counter() - t_step)
+            if len(timed) == min(NOTE_AFTER, cfg.steps - run.step + len(timed)):
+                say(_cost_note(run, cfg, min(timed)))  # the fastest: the first step pays warm-ups
         bar.update(1)
         if run.step % cfg.log_every == 0 or run.step == cfg.steps:
             rec = _log_step(run, losses, time.perf_counter() - t0, n_img, out, say)
