@@ -52,7 +52,7 @@ from .plan import (
     pool_plan,
     prepare_out,
 )
-from .runners import BuildStopped, make_runner
+from .runners import BuildStopped, check_distributor, make_runner
 from .worker import build_pool_part, build_shard
 
 __all__ = ["BuildRefused", "BuildStopped", "DiskFull", "NothingToBuild", "run_build"]
@@ -113,6 +113,7 @@ def run_build(
         A Ray cluster to join; None starts a local Ray.
     """
     _check_counts(shard_size=shard_size, workers=workers, limit=limit)
+    check_distributor(distributor)
     out = Path(out)
     with lock_out(out):  # one build per folder: a second one, or an --overwrite, is refused
         return _build(src, out, cfg, seed, shard_size, workers, limit, overwrite, progress, distributor, ray_address)

@@ -252,11 +252,12 @@ def main(argv: list[str] | None = None) -> int:
     """
     try:
         args = parse_args(argv)
+        cfg = synth_config(args)
         with lock_out(args.out):  # held from the listing on: Danbooru sources cache metadata in --out
             source = source_from_args(args.src, args, seed=args.seed, out=Path(args.out))
             manifest = run_build(
                 src=source,
-                cfg=synth_config(args),
+                cfg=cfg,
                 progress=not args.no_progress,
                 **{name: getattr(args, name) for name in _RUN_FLAGS},
             )

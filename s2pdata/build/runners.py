@@ -40,8 +40,7 @@ def make_runner(distributor: str, workers: int, ray_address: str | None = None):
     ray_address : str or None
         An existing Ray cluster to join; None starts a local Ray.
     """
-    if distributor not in DISTRIBUTORS:
-        raise ValueError(f"distributor must be one of {DISTRIBUTORS}, got {distributor!r}")
+    check_distributor(distributor)
     return RayRunner(workers, ray_address) if distributor == "ray" else LocalRunner(workers)
 
 
@@ -69,6 +68,12 @@ def _alive(pid: int) -> bool:
     except OSError:
         return True
     return True
+
+
+def check_distributor(distributor: str) -> None:
+    """Raise ``ValueError`` unless ``distributor`` is one of ``DISTRIBUTORS``."""
+    if distributor not in DISTRIBUTORS:
+        raise ValueError(f"distributor must be one of {DISTRIBUTORS}, got {distributor!r}")
 
 
 @dataclass(frozen=True)
