@@ -197,3 +197,24 @@ def test_a_full_disk_in_the_shard_phase_prints_one_message_and_the_same_command_
     assert cli.main(argv) == 0
     assert "; 2 shards built" in capsys.readouterr().out  # the two committed before the disk filled are kept
     assert _tar_digests(out) == lone
+
+
+@pytest.mark.slow
+def test_a_full_disk_in_the_pool_phase_prints_one_message_and_the_same_command_resumes(tmp_path, monkeypatch, capsys):
+    from s2pdata.pool import PatchPool
+
+    out = tmp_path / "out"
+    argv = f"--src demo:8 --drafts 1 --pool-size 32 --workers 1 --no-progress --out {out}".split()
+
+    def full(self, directory):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(directory))
+
+    with monkeypatch.context() as m:
+        m.setattr(PatchPool, "save", full)
+        assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("\n") == 1, err
+    assert f"no space left on the device while writing the patch pool ({out / 'pool'})" in err
+    assert "the 0 committed shard(s) there are safe" in err and "run the same command again" in err
+    assert cli.main(argv) == 0
+    assert "8 samples in 1 shards" in capsys.readouterr().out
