@@ -7,7 +7,10 @@ The plan is made before anything is decoded: the source's items sorted by key, c
 of ``--shard-size``. Each shard is built by one worker from (seed, key)-derived generators, so
 the bytes do not depend on the worker count. A killed build resumes: committed shards (stats
 file present, tar of the recorded size and sha256) are skipped and the rest rebuilt; a changed config or
-plan is refused instead of mixing two builds in one folder.
+plan is refused instead of mixing two builds in one folder. One build at a time holds ``--out``
+(``plan.lock_out``): a second build or an ``--overwrite`` there is refused, naming the holder.
+Workers die with their parent; a full disk stops the build with ``DiskFull``, and the same
+command resumes once space is freed.
 """
 
 from __future__ import annotations
