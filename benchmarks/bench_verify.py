@@ -66,13 +66,19 @@ def reread_write_tar(path: Path, samples: list[dict]) -> None:
                     _tar_member(tar, f"{s['__key__']}.{field}", s[field])
         f.flush()
         os.fsync(f.fileno())
+    _hash_back(tmp)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _hash_back(path: Path) -> tuple[str, str]:
+    """md5 and sha256 of the file at ``path``, read in 1 MiB blocks."""
     md5, sha = hashlib.md5(), hashlib.sha256()
-    with open(tmp, "rb") as f:
+    with open(path, "rb") as f:
         while block := f.read(1 << 20):
             md5.update(block)
             sha.update(block)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    return md5.hexdigest(), sha.hexdigest()
 
 
 def scan_table(root: Path, n_shards: int, shard_kb: int, repeat: int) -> float:
