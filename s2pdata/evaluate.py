@@ -63,21 +63,25 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     Returns
     -------
     float
-        ``|mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a S_b)^(1/2))``, with the trace of the matrix square
-        root taken as the sum of the square roots of the eigenvalues of ``S_a^(1/2) S_b S_a^(1/2)``
-        (symmetric, so ``eigh`` applies; numpy only).
+        ``|mu_a - mu_b|^2 + tr(S_a) + tr(S_b) - 2 tr((S_a S_b)^(1/2))`` (numpy only). With centred
+        rows ``A``, ``B``, ``S_a S_b`` has the eigenvalues of ``(A B^T)(A B^T)^T / ((N-1)(M-1))``, so
+        the last trace is the sum of the singular values of ``A B^T`` over ``sqrt((N-1)(M-1))``
+        when there are no more images than features (the usual case; no D x D eigenproblem), and
+        the sum of the square roots of the eigenvalues of ``S_a^(1/2) S_b S_a^(1/2)`` otherwise.
     """
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if len(a) < 2 or len(b) < 2:
         raise ValueError("the Frechet distance needs at least 2 feature vectors per set")
-    sa, sb = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
-    w, v = np.linalg.eigh(sa)
-    root_a = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
-    cross = np.linalg.eigvalsh(root_a @ sb @ root_a)
-    d2 = float(
-        np.sum((a.mean(0) - b.mean(0)) ** 2) + np.trace(sa) + np.trace(sb) - 2 * np.sqrt(np.clip(cross, 0, None)).sum()
-    )
-    return max(d2, 0.0)
+    ca, cb = a - a.mean(0), b - b.mean(0)
+    scale = (len(a) - 1) * (len(b) - 1)
+    if max(len(a), len(b)) <= a.shape[1]:
+        cross = np.linalg.svd(ca @ cb.T, compute_uv=False).sum() / np.sqrt(scale)
+    else:
+        w, v = np.linalg.eigh(ca.T @ ca / (len(a) - 1))
+        root_a = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+        cross = np.sqrt(np.clip(np.linalg.eigvalsh(root_a @ (cb.T @ cb / (len(b) - 1)) @ root_a), 0, None)).sum()
+    traces = (ca**2).sum() / (len(a) - 1) + (cb**2).sum() / (len(b) - 1)
+    return max(float(np.sum((a.mean(0) - b.mean(0)) ** 2) + traces - 2 * cross), 0.0)
 
 
 def googlenet_features(weights: str, device: str = "cpu") -> Callable:

@@ -8,7 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from s2pdata.data import make_loader  # noqa: E402
-from s2pdata.evaluate import PSNR_CAP, evaluate, frechet_distance, main, resolve_device, score  # noqa: E402
+from s2pdata.evaluate import PSNR_CAP, evaluate, frechet_distance, load_model, main, resolve_device, score  # noqa: E402
 from s2pdata.train.__main__ import main as train_main  # noqa: E402
 from tests.fakes import shard_sample, write_shards  # noqa: E402
 
@@ -118,6 +118,17 @@ def test_frechet_distance_known_answers():
         frechet_distance(x[:1], x)
 
 
+@pytest.mark.parametrize("n, m, d", [(200, 150, 3), (12, 9, 30)])  # the D x D path; the sample-space path
+def test_frechet_distance_matches_scipy_sqrtm(n, m, d):
+    from scipy.linalg import sqrtm
+
+    rng = np.random.default_rng(d)
+    a, b = rng.normal(size=(n, d)) @ rng.normal(size=(d, d)), rng.normal(0.3, 2.0, size=(m, d))
+    sa, sb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    want = ((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(sa + sb - 2 * sqrtm(sa @ sb).real)
+    assert frechet_distance(a, b) == pytest.approx(want, rel=1e-6)
+
+
 def test_fid_branch_with_a_tiny_encoder(shards, pictures):
     """The FID branch, fed by a tiny random Inception-V1 built here (real GoogLeNet weights are a
     user's local file, never downloaded): targets vs targets is 0; a constant prediction has
@@ -182,3 +193,38 @@ def test_evaluate_reports_missing_inputs_in_one_line(run, tmp_path, capsys):
     assert main(["--checkpoint", str(tmp_path / "missing.pt"), "--shards", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"s2pdata.evaluate: no checkpoint at {tmp_path / 'missing.pt'} (") and err.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_cli_fid_from_a_googlenet_state_dict(run, shards, tmp_path, capsys):
+    """--fid-weights end to end, with a random full-width Inception-V1 saved as a state dict in
+    torchvision's key layout: the JSON's FID equals the Frechet distance of the features computed
+    here from the same file."""
+    import torch.nn.functional as F
+
+    from s2pdata.train.nets import InceptionEncoder, load_googlenet_weights
+
+    torch.manual_seed(1)
+    weights = tmp_path / "googlenet.pth"
+    torch.save(InceptionEncoder(1.0).state_dict(), weights)
+    ckpt = str(run / "draft" / "ckpt.pt")
+    argv = ["--checkpoint", ckpt, "--shards", str(shards), "--limit", "2", "--no-progress", "--device", "cpu"]
+    assert main(argv + ["--fid-weights", str(weights)]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    enc = InceptionEncoder(1.0)
+    load_googlenet_weights(enc, str(weights))
+    enc.eval()
+    model_fn, _ = load_model(ckpt)
+
+    def feats(x):
+        with torch.no_grad():
+            return enc(F.interpolate(x, size=(224, 224), mode="bilinear", antialias=True)).double().numpy()
+
+    batches = list(loader(shards))[:2]
+    real = np.concatenate([feats(b["color"]) for b in batches])
+    with torch.no_grad():
+        fake = np.concatenate([feats(model_fn(b)) for b in batches])
+    assert scores["hints"]["fid"] == pytest.approx(frechet_distance(real, fake), rel=1e-6)
+    assert main(argv + ["--fid-weights", str(tmp_path / "none.pth")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"s2pdata.evaluate: no GoogLeNet weights at {tmp_path / 'none.pth'}") and err.count("\n") == 1
