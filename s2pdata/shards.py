@@ -545,8 +545,9 @@ def shard_paths(path: str | os.PathLike | Iterable) -> list[str]:
 
 
 def _check_end(path: str, f, offset: int) -> None:
-    """Everything from ``offset`` (where ``tarfile`` stopped) to the end of ``f`` must be NUL:
-    ``tarfile`` ends at a damaged header as if the archive ended there."""
+    """From ``offset`` (where ``tarfile`` stopped) to the end of ``f`` there must be the end-of-archive
+    blocks and nothing but NUL: ``tarfile`` ends at a damaged header, or at the end of a tar cut at a
+    member boundary, as if the archive ended there."""
     f.seek(offset)
     at = offset
     while chunk := f.read(1 << 20):
@@ -560,6 +561,8 @@ def _check_end(path: str, f, offset: int) -> None:
                 "would be lost",
             )
         at += len(chunk)
+    if at - offset < tarfile.BLOCKSIZE:
+        raise _shard_error(path, f"truncated: it ends at byte {at} without the end-of-archive blocks")
 
 
 def iter_tar(path: str) -> Iterator[dict[str, bytes]]:

@@ -152,6 +152,9 @@ def test_truncated_shard_raises_naming_it(built, tmp_path):
     path.write_bytes(data[: member.offset_data + 10])
     with pytest.raises(ShardError, match=r"shard-000000\.tar.*unreadable tar"):
         list(iter_tar(str(path)))
+    path.write_bytes(data[: member.offset])  # cut at a header: tarfile alone reads 5 members and stops
+    with pytest.raises(ShardError, match=rf"shard-000000\.tar.*truncated: it ends at byte {member.offset} "):
+        list(iter_tar(str(path)))
 
 
 def test_decode_errors_name_shard_and_key(built, tmp_path):
