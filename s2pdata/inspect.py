@@ -22,13 +22,13 @@ import cv2
 import numpy as np
 
 from .data import open_shards
-from .shards import DATASET_JSON, shard_files, stats_files, sum_stats, verify_shards
+from .shards import DATASET_JSON, ShardError, shard_files, shard_record, stats_files, sum_stats, verify_shards
 
 
 def summarize(out: str | Path) -> dict:
     """Totals over every committed shard's stats file."""
     out = Path(out)
-    stats = [json.loads(p.read_text()) for p in stats_files(out)]
+    stats = [shard_record(_tar_of(p)) for p in stats_files(out)]  # ShardError names a stats file that does not parse
     manifest = json.loads((out / DATASET_JSON).read_text()) if (out / DATASET_JSON).exists() else {}
     return {
         "shards": len(stats),
@@ -36,6 +36,11 @@ def summarize(out: str | Path) -> dict:
         "status": manifest.get("status"),
         **sum_stats(stats),
     }
+
+
+def _tar_of(stats_path: Path) -> Path:
+    """The shard tar a stats file commits."""
+    return stats_path.with_name(stats_path.name.removesuffix(".stats.json") + ".tar")
 
 
 def verify_build(out: str | Path, *, threads: int | None = None) -> dict[str, str]:
@@ -57,7 +62,7 @@ def verify_build(out: str | Path, *, threads: int | None = None) -> dict[str, st
     """
     out = Path(out)
     tars = {str(p) for p in shard_files(out)}
-    tars |= {str(p.with_name(p.name.removesuffix(".stats.json") + ".tar")) for p in stats_files(out)}
+    tars |= {str(_tar_of(p)) for p in stats_files(out)}
     return verify_shards(sorted(tars), threads=threads)
 
 
@@ -145,7 +150,8 @@ def contact_sheet(samples: list[dict], *, cell: int = 192) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``python -m s2pdata.inspect``; returns the exit code (2 when ``out`` is not a build folder)."""
+    """Run ``python -m s2pdata.inspect``; returns the exit code (2 when ``out`` is not a build folder,
+    1 when a shard is damaged: each is named on stderr)."""
     p = argparse.ArgumentParser(prog="python -m s2pdata.inspect", description="summarise a build, draw a sheet")
     p.add_argument("out", help="build folder")
     p.add_argument("--grid", default=None, help="write a contact sheet PNG here")
@@ -156,19 +162,28 @@ def main(argv: list[str] | None = None) -> int:
     if not (Path(args.out) / DATASET_JSON).exists():
         print(f"s2pdata.inspect: {args.out} has no {DATASET_JSON}; give a build folder", file=sys.stderr)
         return 2
-    print(format_summary(summarize(args.out)))
-    if args.verify and not _report_verify(args.out):
+    try:
+        print(format_summary(summarize(args.out)))
+        if args.verify and not _report_verify(args.out):
+            return 1
+        if args.grid:
+            _write_grid(args.out, args.grid, args.n, args.cell)
+    except ShardError as exc:  # a stats file that does not parse, a damaged tar, a member that does not decode
+        print(f"s2pdata.inspect: {exc}", file=sys.stderr)
         return 1
-    if args.grid:
-        samples = []
-        for s in open_shards(args.out):
-            samples.append(s)
-            if len(samples) >= args.n:
-                break
-        sheet = contact_sheet(samples, cell=args.cell)
-        cv2.imwrite(args.grid, cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))  # cv2 writes BGR
-        print(f"contact sheet of {len(samples)} samples -> {args.grid}")
     return 0
+
+
+def _write_grid(out: str, grid: str, n: int, cell: int) -> None:
+    """The contact sheet of the first ``n`` samples of ``out``, written to the PNG ``grid``."""
+    samples = []
+    for s in open_shards(out):
+        samples.append(s)
+        if len(samples) >= n:
+            break
+    sheet = contact_sheet(samples, cell=cell)
+    cv2.imwrite(grid, cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))  # cv2 writes BGR
+    print(f"contact sheet of {len(samples)} samples -> {grid}")
 
 
 def _report_verify(out: str) -> bool:

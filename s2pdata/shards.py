@@ -514,7 +514,7 @@ def sum_stats(stats: list[dict]) -> dict:
 def write_index(out: Path, stats: list[dict]) -> None:
     """The wids shard index (``shardindex.json``) over committed shards in plan order."""
     shardlist = [
-        {k: s[k] for k in ("nsamples", "filesize", "md5sum", "sha256") if k in s} | {"url": s["shard"]}
+        {"url": s["shard"], **{k: s[k] for k in ("nsamples", "filesize", "md5sum", "sha256") if k in s}}
         for s in stats
         if s["nsamples"] > 0
     ]

@@ -168,13 +168,18 @@ def test_decode_errors_name_shard_and_key(built, tmp_path):
             list(open_shards(path))
 
 
-def test_inspect_verify_names_each_damaged_shard(damaged, built, capsys):
+def test_inspect_verify_names_each_damaged_shard(damaged, built, capsys, tmp_path):
     out, _, _ = damaged
     assert inspect_main([str(built), "--verify"]) == 0
     assert "verified 4 shards" in capsys.readouterr().out
     assert inspect_main([str(out), "--verify"]) == 1
     err = capsys.readouterr().err
     assert "shard-000001.tar" in err and "shard-000003.tar" in err and "2 damaged shard(s)" in err
+    assert inspect_main([str(out), "--grid", str(tmp_path / "g.png"), "-n", "16"]) == 1  # reads into shard 3
+    assert "shard-000003.tar" in capsys.readouterr().err
+    (out / stats_name(2)).write_text("{not json")
+    assert inspect_main([str(out)]) == 1
+    assert "shard-000002.tar" in capsys.readouterr().err
 
 
 def test_make_loader_verify_names_the_damaged_shard(tmp_path):
