@@ -264,11 +264,13 @@ class _HashingWriter:
         self.md5, self.sha256 = hashlib.md5(), hashlib.sha256()
 
     def write(self, data) -> int:
+        """Hash ``data``, then write it."""
         self.md5.update(data)
         self.sha256.update(data)
         return self._f.write(data)
 
     def tell(self) -> int:
+        """The file's position."""
         return self._f.tell()
 
 
@@ -454,6 +456,7 @@ def verify_shards(paths: list, *, threads: int | None = None) -> dict[str, str]:
     damaged one (empty when all match)."""
 
     def check(p):
+        """(path, message) when ``p`` is damaged, else None."""
         try:
             verify_shard(p)
         except ShardError as exc:
