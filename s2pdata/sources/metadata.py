@@ -10,7 +10,15 @@ numbers as strings and ratings s/q/e where ``s`` meant *safe* (-> ``general``); 
 
 Memory stays bounded by the number of listed ids: JSON lines are streamed one at a time (a line
 whose leading ``"id"`` is not wanted is skipped without parsing), parquet is read in column-
-projected batches and only matching rows become Python objects.
+projected batches and only matching rows become Python objects. A line longer than
+``MAX_LINE_BYTES`` (no post is near it; a gzip bomb of zero bytes is one such "line") is read on in
+chunks, thrown away and counted, so no line is ever held whole.
+
+Every field a record is built from is type-checked (``BadRecord``), and such a record is a counted
+bad line, never a crash and never a guess: text fields take strings (or null), numbers take ints,
+decimal-integer strings (the older dumps) or integral floats (``1000.0``, as writers that keep
+numbers as floats give them; exact up to 2**53), all within int64. ``"id": 1000.9``, ``"1e3"``,
+``true`` or a list is a bad line, so it cannot overwrite post 1000's real record.
 """
 
 from __future__ import annotations
@@ -63,23 +71,95 @@ COLUMNS = (
 )
 
 _LEADING_ID = re.compile(rb'^\s*\{\s*"id"\s*:\s*"?(\d+)"?\s*[,}]')
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: ids and fields type-checked, over-long lines counted (``long_lines``)
+
+#: Longest JSON line read, in bytes before its newline; a longer one is skipped and counted.
+MAX_LINE_BYTES = 1 << 20
+_DISCARD_CHUNK = 1 << 20
 
 
-def _flag(v) -> bool:
+class BadRecord(ValueError):
+    """A post whose field has the wrong type or an impossible value: counted as a bad line."""
+
+
+def _bad(key: str, v) -> BadRecord:
+    return BadRecord(f"field {key!r}: {type(v).__name__} {str(v)[:40]!r}")
+
+
+_DECIMAL = re.compile(r"\s*[-+]?[0-9]+\s*")
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+
+
+def _int(raw: dict, key: str, default: int | None = 0) -> int | None:
+    """Field ``key`` as an int64: an int, an integral float or a decimal string; null, missing, NaN
+    or "" -> ``default``; anything else (bool, 1000.9, "1e3", a list) raises ``BadRecord``."""
+    v = raw.get(key)
+    if v is None or v == "" or v != v:  # null, "" and NaN (a float column's missing value)
+        return default
+    if isinstance(v, int) and not isinstance(v, bool):
+        n = v
+    elif isinstance(v, float) and v.is_integer() and abs(v) <= 2.0**53:
+        n = int(v)
+    elif isinstance(v, str) and _DECIMAL.fullmatch(v):
+        n = int(v)
+    else:
+        raise _bad(key, v)
+    if not _INT64[0] <= n <= _INT64[1]:
+        raise _bad(key, v)
+    return n
+
+
+def _str(raw: dict, key: str) -> str:
+    """Field ``key`` as a string ("" when null or missing); any other type raises ``BadRecord``."""
+    v = raw.get(key)
+    if v is None:
+        return ""
+    if not isinstance(v, str):
+        raise _bad(key, v)
+    return v
+
+
+def _flag(raw: dict, key: str) -> bool:
+    """Field ``key`` as a bool: a bool, an int, or a string such as "true"/"t"/"1"/"yes"."""
+    v = raw.get(key)
+    if v is None:
+        return False
     if isinstance(v, str):
         return v.strip().lower() in ("true", "t", "1", "yes")
-    return bool(v)
+    if isinstance(v, int):
+        return bool(v)
+    raise _bad(key, v)
 
 
-def _int(v, default: int = 0) -> int:
-    try:
-        return int(v)
-    except (TypeError, ValueError):
-        try:
-            return int(float(v))
-        except (TypeError, ValueError):
-            return default
+def post_id(raw: dict) -> int:
+    """A raw post's id as an int; a missing, null or non-integral id raises ``BadRecord``."""
+    pid = _int(raw, "id", None)
+    if pid is None:
+        raise _bad("id", raw.get("id"))
+    return pid
+
+
+def _tags(raw: dict) -> tuple[dict[str, list[str]], bool]:
+    """The tags of either dialect by category, and whether the record is of the older dialect."""
+    tags: dict[str, list[str]] = {c: [] for c in CATEGORIES.values()}
+    if isinstance(raw.get("tags"), list):
+        for t in raw["tags"]:
+            if not isinstance(t, dict):
+                raise _bad("tags", t)
+            name = _str(t, "name")
+            if name:
+                tags[CATEGORIES.get(_int(t, "category"), "general")].append(normalize_tag(name))
+        return tags, True
+    split = False
+    for cat in CATEGORIES.values():
+        s = _str(raw, f"tag_string_{cat}")
+        if s:
+            tags[cat] = s.split()
+            split = True
+    whole = _str(raw, "tag_string")
+    if not split and whole:
+        tags["general"] = whole.split()
+    return tags, False
 
 
 def normalize_post(raw: dict) -> dict:
@@ -92,36 +172,26 @@ def normalize_post(raw: dict) -> dict:
         ``tags`` {category: [tag, ...]} for general/artist/character/copyright/meta,
         ``width``/``height``/``score`` int, ``ext`` str (lower, no dot), ``is_deleted``,
         ``is_banned`` bool.
+
+    Raises
+    ------
+    BadRecord
+        A field of the wrong type or value (module docstring): the caller counts a bad line.
     """
-    tags: dict[str, list[str]] = {c: [] for c in CATEGORIES.values()}
-    old = isinstance(raw.get("tags"), list)
-    if old:
-        for t in raw["tags"]:
-            if isinstance(t, dict) and t.get("name"):
-                cat = CATEGORIES.get(_int(t.get("category"), 0), "general")
-                tags[cat].append(normalize_tag(t["name"]))
-    else:
-        split = False
-        for cat in CATEGORIES.values():
-            s = raw.get(f"tag_string_{cat}")
-            if s:
-                tags[cat] = s.split()
-                split = True
-        if not split and raw.get("tag_string"):
-            tags["general"] = raw["tag_string"].split()
-    r = str(raw.get("rating") or "").strip().lower()
+    tags, old = _tags(raw)
+    r = _str(raw, "rating").strip().lower()
     rating = _FULL_RATING.get(r) or (_OLD_RATING if old else _NEW_RATING).get(r)
     return {
-        "id": _int(raw.get("id"), -1),
-        "md5": str(raw.get("md5") or "").lower(),
+        "id": post_id(raw),
+        "md5": _str(raw, "md5").lower(),
         "rating": rating,
         "tags": tags,
-        "width": _int(raw.get("image_width")),
-        "height": _int(raw.get("image_height")),
-        "ext": str(raw.get("file_ext") or "").lower().lstrip("."),
-        "score": _int(raw.get("score")),
-        "is_deleted": _flag(raw.get("is_deleted")),
-        "is_banned": _flag(raw.get("is_banned")),
+        "width": _int(raw, "image_width"),
+        "height": _int(raw, "image_height"),
+        "ext": _str(raw, "file_ext").lower().lstrip("."),
+        "score": _int(raw, "score"),
+        "is_deleted": _flag(raw, "is_deleted"),
+        "is_banned": _flag(raw, "is_banned"),
     }
 
 
@@ -184,9 +254,30 @@ def probe_metadata(root: Path) -> list[Path]:
     return found
 
 
+def _read_lines(fileobj, limit: int = MAX_LINE_BYTES):
+    """Lines of a binary file (each at most ``limit`` bytes before its newline); a longer line is
+    read on in chunks and thrown away, and yields None in its place."""
+    while True:
+        line = fileobj.readline(limit + 1)
+        if not line:
+            return
+        if len(line) > limit and not line.endswith(b"\n"):
+            while True:
+                rest = fileobj.readline(_DISCARD_CHUNK)
+                if not rest or rest.endswith(b"\n"):
+                    break
+            yield None
+            continue
+        yield line
+
+
 def _iter_lines(fileobj, wanted):
-    """Raw JSON lines -> parsed dicts; lines whose leading id is not wanted are skipped unparsed."""
-    for line in fileobj:
+    """Raw JSON lines -> parsed dicts; lines whose leading id is not wanted are skipped unparsed
+    (yields 1), an unparsable line yields ``"bad"``, an over-long one ``"long"``."""
+    for line in _read_lines(fileobj):
+        if line is None:
+            yield "long"
+            continue
         if wanted is not None:
             m = _LEADING_ID.match(line)
             if m is not None and int(m.group(1)) not in wanted:
@@ -197,7 +288,7 @@ def _iter_lines(fileobj, wanted):
             continue
         try:
             raw = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             yield "bad"
             continue
         yield raw if isinstance(raw, dict) else "bad"
@@ -245,7 +336,8 @@ def _iter_parquet(path: Path, wanted, batch_size: int = 65536):
 
 def iter_posts(paths, wanted=None):
     """Stream raw posts from metadata files: a dict per post, an int counting records skipped
-    unparsed (unwanted ids), ``"bad"`` for an unparsable line."""
+    unparsed (unwanted ids), ``"bad"`` for an unparsable line, ``"long"`` for one over
+    ``MAX_LINE_BYTES`` (skipped unread)."""
     for p in paths:
         kind = _kind(Path(p))
         if kind == "parquet":
@@ -409,23 +501,26 @@ def _row_values(rec: dict, tracked) -> dict:
 
 def _join(paths, wanted: set, tracked) -> tuple[MetaTable, dict]:
     """Read every record of ``paths`` and keep those of ``wanted`` ids (a later record of the
-    same post wins) -> the table and the counts ``records``, ``matched``, ``bad_lines``,
-    ``duplicates``, ``files``."""
+    same post wins) -> the table and the counts ``records``, ``matched``, ``bad_lines`` (of which
+    ``long_lines`` were over ``MAX_LINE_BYTES``), ``duplicates``, ``files``."""
     rows = {f.name: [] for f in dataclasses.fields(MetaTable)}
     where: dict[int, int] = {}
-    records = bad = dups = 0
+    records = bad = long = dups = 0
     for raw in iter_posts(paths, wanted):
         if isinstance(raw, int):
             records += raw
             continue
-        if raw == "bad":
+        if isinstance(raw, str):  # "bad" or "long"
+            bad += 1
+            long += raw == "long"
+            continue
+        try:  # a malformed id is bad whatever it is; other fields are checked for wanted ids only
+            rec = normalize_post(raw) if post_id(raw) in wanted else None
+        except BadRecord:
             bad += 1
             continue
         records += 1
-        if "id" not in raw:
-            continue
-        rec = normalize_post(raw)
-        if rec["id"] not in wanted:
+        if rec is None:
             continue
         values = _row_values(rec, tracked)
         if rec["id"] in where:  # a later dump's record of the same post wins
@@ -438,7 +533,7 @@ def _join(paths, wanted: set, tracked) -> tuple[MetaTable, dict]:
         for k, v in values.items():
             rows[k].append(v)
     table = _table_from_rows(rows)
-    info = {"records": records, "matched": len(table), "bad_lines": bad, "duplicates": dups}
+    info = {"records": records, "matched": len(table), "bad_lines": bad, "long_lines": long, "duplicates": dups}
     return table, {**info, "files": [str(p) for p in paths]}
 
 
@@ -459,7 +554,8 @@ def load_metadata(paths, wanted, *, tracked=frozenset(), cache_dir: str | Path |
     Returns
     -------
     (MetaTable, dict)
-        The table and counts: ``records`` read, ``matched``, ``bad_lines``, ``duplicates``,
+        The table and counts: ``records`` read, ``matched``, ``bad_lines`` (unparsable, of a
+        wrong type, or, ``long_lines`` of them, over ``MAX_LINE_BYTES``), ``duplicates``,
         ``cache`` ("hit", "written" or "off").
     """
     wanted = set(int(i) for i in wanted)
