@@ -84,8 +84,9 @@ class Profile:
 
 def profile(cpu: bool, steps: int | None) -> Profile:
     """The reduced CPU profile or the paper-scale CUDA one."""
+    # warm-up steps >= 2: compiled D builds a second graph (its input requires grad in the G step)
     if cpu:
-        return Profile("cpu", 2, 32, steps or 4, 1, (0, 2), 2, 8, 64, 2, TINY, TINY_REFINE)
+        return Profile("cpu", 2, 32, steps or 4, 2, (0, 2), 2, 8, 64, 2, TINY, TINY_REFINE)
     cores = os.cpu_count() or 1
     workers = tuple(w for w in (2, 4, 8, 16, 32, 64) if w <= 8 or w <= cores)
     return Profile("cuda", 16, 224, steps or 20, 3, workers, torch.cuda.device_count(), 256, 256, 16, {}, {})
