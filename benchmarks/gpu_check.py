@@ -19,8 +19,15 @@ on ``--shards``:
 steps, ``num_workers`` 0 and 2, DDP over 2 gloo ranks) so the test suite runs it. Peak memory is
 ``torch.cuda.max_memory_allocated`` for in-process rows on CUDA; otherwise the peak resident set
 size (``VmHWM``): of this process during the row (reset per row, its baseline included), or of the
-largest child process (dry run, DDP: per rank). A row that cannot run
-prints why instead of numbers.
+largest child process (dry run, DDP: per rank). A row that cannot run prints why instead of
+numbers, and the exit code is then 1.
+
+Cost. The compile rows pay inductor's cold compile once per machine (cached afterwards): on a busy
+2-core CPU about 1 min for the draft model and 7 min for the refine model (its Inception-V1
+encoder), so the whole ``--cpu`` table took 9.7 min cold; ``--compile-backend eager`` (graph capture
+only) gives the table in about 2 min and is what the test suite runs. ``--rows`` splits a GPU
+session's check into calls that fit its per-call limit (e.g. ``--rows step``, then
+``--rows dry,ddp,wait``).
 """
 
 from __future__ import annotations
