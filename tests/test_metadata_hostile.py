@@ -22,6 +22,7 @@ from . import fakes
 from .test_sources import items_of
 
 CAP = 3 << 29  # 1.5 GiB of address space for the process that reads the bomb
+ZEROS = 1 << 30  # one line of 1 GiB of zeros: reading it whole took 2 GiB (chunks, then joined)
 UNIT = 16 << 20  # zeros are compressed once per 16 MiB unit and the unit's bytes repeated
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -54,23 +55,25 @@ def _write_gzip_with_zeros(f, head: bytes, zeros: int, tail: bytes) -> None:
 def _bomb(path: Path, fmt: str, first: bytes, last: bytes) -> None:
     """``first`` line, a line of zeros far above the memory cap, then ``last`` line."""
     with open(path, "wb") as f:
-        if fmt == "json":  # sparse: 3 GiB of zeros read from a hole, no disk used
+        if fmt == "json":  # sparse: the zeros are read from a hole, no disk used
             f.write(first)
-            f.seek(len(first) + (3 << 30))
+            f.seek(len(first) + ZEROS)
             f.write(b"\n" + last)
         elif fmt == "json.gz":
-            _write_gzip_with_zeros(f, first, 1 << 30, b"\n" + last)
+            _write_gzip_with_zeros(f, first, ZEROS, b"\n" + last)
         else:  # posts.json inside a .tar.gz, read as a stream
-            zeros = 1 << 30
             info = tarfile.TarInfo("posts.json")
-            info.size = len(first) + zeros + 1 + len(last)
+            info.size = len(first) + ZEROS + 1 + len(last)
             pad = -info.size % 512
             head = info.tobuf(tarfile.GNU_FORMAT) + first
-            _write_gzip_with_zeros(f, head, zeros, b"\n" + last + bytes(pad + 1024))
+            _write_gzip_with_zeros(f, head, ZEROS, b"\n" + last + bytes(pad + 1024))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["json.gz", "json", "tar.gz"])
 def test_overlong_line_is_skipped_under_a_memory_cap(tmp_path, fmt):
+    """The issue's 5 GB bomb, scaled to 1 GiB: the reader before the fix hit MemoryError on each
+    format under this cap (and at 5.4 GB uncapped)."""
     path = tmp_path / f"posts.{fmt}"
     _bomb(path, fmt, _line(fakes.post_new(1, artist=("alice",))), _line(fakes.post_new(2, artist=("bob",))))
     code = textwrap.dedent(f"""
@@ -103,6 +106,11 @@ def test_line_at_the_cap_is_read_and_one_byte_more_is_skipped(tmp_path):
     path.write_bytes(fits + b"\n" + fits + b" \n" + _line(fakes.post_new(2)))
     table, info = load_metadata([path], [1, 2], cache_dir=None)
     assert table.id.tolist() == [1, 2] and info["bad_lines"] == info["long_lines"] == 1
+    root = tmp_path / "gwern"
+    fakes.write_gwern(root, {1: "png", 2: "png"})
+    (root / "metadata").mkdir()
+    path.rename(root / "metadata" / "posts.jsonl")
+    assert "2 records, 2 matched listed ids, 1 bad lines (1 over 1 MiB, skipped unread)" in items_of(root).summary()
 
 
 NEW_BAD = [

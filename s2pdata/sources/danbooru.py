@@ -28,7 +28,7 @@ import numpy as np
 from .archive import MAX_BYTES, index_tars, is_image_tar, read_member
 from .base import Item
 from .filters import FilterConfig, apply_filters, check_pixels, format_removed
-from .metadata import find_metadata, load_metadata, probe_metadata
+from .metadata import MAX_LINE_BYTES, find_metadata, load_metadata, probe_metadata
 
 LAYOUTS = ("gwern", "archive", "flat")
 VARIANTS = ("auto", "original", "512px")
@@ -338,10 +338,12 @@ class DanbooruSource:
             lines.append(f"skipped  {len(st['skipped'])} entries never listed ({format_removed(reasons)})")
         if st["metadata"]:
             m = st["metadata"]
+            n_long = m.get("long_lines", 0)
+            long = f" ({n_long} over {MAX_LINE_BYTES >> 20} MiB, skipped unread)" if n_long else ""
             lines.append(
                 f"metadata {len(self.metadata)} file(s) ({Path(self.metadata[0]).name}...), "
                 f"{m['records']} records, {st['matched']} matched listed ids, "
-                f"{m['bad_lines']} bad lines, cache {m['cache']}"
+                f"{m['bad_lines']} bad lines{long}, cache {m['cache']}"
             )
         else:
             lines.append("metadata none (rating/tag/score/deleted filters unavailable; provenance has no artist)")

@@ -23,6 +23,7 @@ numbers as floats give them; exact up to 2**53), all within int64. ``"id": 1000.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gzip
 import hashlib
@@ -76,6 +77,7 @@ CACHE_VERSION = 2  # 2: ids and fields type-checked, over-long lines counted (``
 #: Longest JSON line read, in bytes before its newline; a longer one is skipped and counted.
 MAX_LINE_BYTES = 1 << 20
 _DISCARD_CHUNK = 1 << 20
+_BUFFER = 1 << 20
 
 
 class BadRecord(ValueError):
@@ -295,13 +297,22 @@ def _iter_lines(fileobj, wanted):
 
 
 def _iter_json(path: Path, wanted):
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rb") as f:
-        yield from _iter_lines(io.BufferedReader(f, 1 << 20) if opener is gzip.open else f, wanted)
+    if path.name.lower().endswith(".gz"):
+        with gzip.open(path, "rb") as f:
+            yield from _iter_lines(io.BufferedReader(f, _BUFFER), wanted)
+    else:
+        with open(path, "rb", buffering=_BUFFER) as f:  # the default 8 KiB buffer: 17x slower over long lines
+            yield from _iter_lines(f, wanted)
 
 
 def _iter_tar(path: Path, wanted):
-    with tarfile.open(path, "r|*") as tf:  # streamed: never extracted, never seeks
+    with contextlib.ExitStack() as stack:
+        with open(path, "rb") as f:
+            gz = f.read(2) == b"\x1f\x8b"
+        if gz:  # tarfile's own stream decompression copies its whole buffer on each read: 10x slower
+            tf = stack.enter_context(tarfile.open(fileobj=stack.enter_context(gzip.open(path, "rb")), mode="r|"))
+        else:
+            tf = stack.enter_context(tarfile.open(path, "r|*"))  # streamed: never extracted, never seeks
         for m in tf:
             name = m.name.lower()
             if not m.isfile() or not name.endswith(_JSON_SUFFIXES) or _NOT_POSTS.search(name):
