@@ -313,6 +313,7 @@ def test_bf16_on_cpu_finite_losses_and_resume(shards, tmp_path):
     assert load_checkpoint(tmp_path / "ckpt.pt")["config"]["bf16"] is True
 
 
+@pytest.mark.slow
 def test_compiled_run_checkpoint_loads_into_plain_model(tmp_path):
     # inductor on 2 busy CPU cores: 75 s with a cold cache, 13 s warm (/tmp/torchinductor_$USER); kept tiny
     shards = write_shards(tmp_path / "s", 4, 2, h=16, w=16)

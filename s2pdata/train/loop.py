@@ -225,8 +225,8 @@ def _one_step(run: _Run, g_run, d_run, batch: dict):
 
 
 def _fixed_batch(run: _Run):
-    """The build's first 4 samples with their stored hints, unflipped: the sample grids' rows."""
-    fixed = dict(batch_size=4, num_workers=0, mode="exact", epoch=0, flip=False, online_hints=False)
+    """The build's first 4 samples, unflipped, hinted as in training (epoch 0): the sample grids' rows."""
+    fixed = dict(batch_size=4, num_workers=0, mode="exact", epoch=0, flip=False)
     return next(iter(run.loader(run.cfg.shards, **fixed, shuffle_buffer=0, skip_batches=0)), None)
 
 
