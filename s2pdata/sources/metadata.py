@@ -96,10 +96,10 @@ def _int(raw: dict, key: str, default: int | None = 0) -> int | None:
     """Field ``key`` as an int64: an int, an integral float or a decimal string; null, missing, NaN
     or "" -> ``default``; anything else (bool, 1000.9, "1e3", a list) raises ``BadRecord``."""
     v = raw.get(key)
-    if v is None or v == "" or v != v:  # null, "" and NaN (a float column's missing value)
-        return default
-    if isinstance(v, int) and not isinstance(v, bool):
+    if type(v) is int:  # not a bool
         n = v
+    elif v is None or v == "" or v != v:  # null, "" and NaN (a float column's missing value)
+        return default
     elif isinstance(v, float) and v.is_integer() and abs(v) <= 2.0**53:
         n = int(v)
     elif isinstance(v, str) and _DECIMAL.fullmatch(v):
