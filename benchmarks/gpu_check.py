@@ -207,7 +207,7 @@ def ddp_row(shards: Path, work: Path, pf: Profile) -> Row:
         cmd += ["--sample-every", str(steps), "--ckpt-every", str(steps), "--num-workers", "4"]
     code, secs, rss = run_child(cmd, log, 900, env={"OMP_NUM_THREADS": "1"})
     row = Row("DDP", setting, img_s=_last_rate(out), peak_mib=rss, mem="RSS/rank", seconds=secs)
-    row.note = "img/s of all ranks over the last steps, data loading included"
+    row.note = "img/s of all ranks over the last steps, data loading included; bf16 auto (on for CUDA, off on CPU)"
     if code != 0 or not (out / "ckpt.pt").exists() or row.img_s is None:
         row.ok, row.note = False, f"exit {code}: {_tail(log)}"
     return row
