@@ -362,6 +362,8 @@ def _loop(run: _Run, g_run, d_run, *, say: Callable, progress: bool, cost_note: 
             it = iter(run.loader())
         batch = next(it, None)
         if batch is None:  # exact mode: the epoch is over
+            if run.batch_in_epoch == 0:  # a whole fresh epoch gave nothing: looping on would hang
+                raise SystemExit(f"{cfg.shards} gave rank {rt.rank} no batch of {cfg.batch_size}; lower batch_size")
             run.epoch, run.batch_in_epoch, it = run.epoch + 1, 0, None
             continue
         if run.keys_read is not None:
