@@ -265,7 +265,9 @@ def load_model(args, stage: str, seed: int, ablation: bool = False) -> tuple[tor
 def l1_of(pred: np.ndarray, target: np.ndarray, where: np.ndarray | None = None) -> float:
     """Mean absolute error of uint8 images in [0, 1] units, over ``where`` pixels (all when None)."""
     d = np.abs(pred.astype(np.float64) - target.astype(np.float64)) / 255
-    return float(d.mean() if where is None else d[where].mean()) if where is None or where.any() else math.nan
+    if where is None:
+        return float(d.mean())
+    return float(d[where].mean()) if where.any() else math.nan
 
 
 def psnr_of(pred: np.ndarray, target: np.ndarray) -> float:
