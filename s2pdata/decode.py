@@ -91,9 +91,11 @@ def decode_image(
     formats : sequence of str
         Pillow format names to try; anything else is ``not-an-image``.
     draft : int or None
-        JPEG only: let libjpeg decode at a reduced scale (1/2, 1/4, 1/8) whose short side stays
-        at least ``draft`` pixels. Much faster when the build downsizes anyway; the pixels then
-        differ slightly from a full decode + area resize. ``None`` decodes at full size.
+        Where the short side is at least ``2 * draft``, let the decoder (JPEG's and MPO's; other
+        formats ignore it) decode at the largest DCT scale (1/2, 1/4, 1/8) that keeps at least
+        ``draft`` pixels on the short side and at least the proportional length on the long side.
+        Much faster when the build downsizes anyway; the pixels then differ slightly from a full
+        decode + area resize (``decode_fitted``). ``None`` decodes at full size.
 
     Returns
     -------
@@ -111,20 +113,27 @@ def decode_image(
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"data must be bytes, got {type(data).__name__}; read the file in 'rb' mode")
+    return _decode(data, max_pixels, min_side, formats, draft)[0]
+
+
+def _decode(data, max_pixels, min_side, formats, draft) -> tuple[np.ndarray, tuple[int, int]]:
+    """``decode_image``'s body: the RGB image and the full-scale (H, W) after EXIF orientation."""
     if int(max_pixels) < 1 or int(min_side) < 1:
         raise ValueError(f"max_pixels and min_side must be >= 1, got {max_pixels!r}, {min_side!r}")
+    if draft is not None and (isinstance(draft, bool) or not isinstance(draft, (int, np.integer)) or draft < 1):
+        raise ValueError(f"draft must be a positive int or None, got {draft!r}")
     if len(data) == 0:
         raise DecodeError("empty-file", "0 bytes")
     with warnings.catch_warnings():
         # DecompressionBombWarning (between Pillow's limit and twice it) and palette notes:
         # our own max_pixels check below is the policy.
         warnings.simplefilter("ignore")
-        im = _open_checked(bytes(data), int(max_pixels), int(min_side), formats, draft)
+        im, full_hw = _open_checked(bytes(data), int(max_pixels), int(min_side), formats, draft)
         try:
             rgb = _to_rgb(im)
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise _classify_oserror(exc, "normalising") from exc
-    return rgb
+    return rgb, full_hw
 
 
 _MAGIC = (
@@ -160,8 +169,9 @@ def sniff(data: bytes) -> str:
     return "text" if all(c.isprintable() or c in "\r\n\t" for c in text) else "unrecognised binary data"
 
 
-def _open_checked(data: bytes, max_pixels: int, min_side: int, formats, draft) -> Image.Image:
-    """Open lazily, check the header's size, then decode pixels and apply EXIF orientation."""
+def _open_checked(data: bytes, max_pixels: int, min_side: int, formats, draft) -> tuple[Image.Image, tuple[int, int]]:
+    """Open lazily, check the header's size, then decode pixels (at a reduced scale where ``draft``
+    allows) and apply EXIF orientation; returns the image and its full-scale oriented (H, W)."""
     try:
         im = Image.open(io.BytesIO(data), formats=_available_formats(formats))
     except UnidentifiedImageError as exc:
@@ -177,9 +187,8 @@ def _open_checked(data: bytes, max_pixels: int, min_side: int, formats, draft) -
         raise DecodeError("too-many-pixels", f"header says {w}x{h} = {w * h} > max_pixels={max_pixels}")
     if min(w, h) < min_side:
         raise DecodeError("too-small", f"{w}x{h}: short side {min(w, h)} < min_side={min_side}")
-    if draft is not None and im.format in ("JPEG", "MPO") and min(w, h) > 2 * draft:
-        scale = draft / min(w, h)
-        im.draft("RGB", (max(1, int(np.ceil(w * scale))), max(1, int(np.ceil(h * scale)))))
+    if draft is not None and min(w, h) >= 2 * draft:
+        _request_draft(im, w, h, int(draft))
     try:
         im.load()  # first frame of an animated file
     except Image.DecompressionBombError as exc:
@@ -187,10 +196,22 @@ def _open_checked(data: bytes, max_pixels: int, min_side: int, formats, draft) -
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
         raise _classify_oserror(exc, "decoding") from exc
     try:
+        turned = im.getexif().get(_ORIENTATION, 1) in (5, 6, 7, 8)  # the ones exif_transpose turns by 90 degrees
         ImageOps.exif_transpose(im, in_place=True)
     except Exception as exc:  # noqa: BLE001 - malformed EXIF takes many exception types
         raise DecodeError("corrupt", f"EXIF orientation: {type(exc).__name__}: {exc}") from exc
-    return im
+    return im, ((w, h) if turned else (h, w))
+
+
+_ORIENTATION = 0x0112  # the EXIF orientation tag
+
+
+def _request_draft(im: Image.Image, w: int, h: int, short: int) -> None:
+    """Ask the decoder for its largest reduced scale that still leaves ``short`` pixels on the short side
+    and the proportional (rounded up) length on the long one. Integer arithmetic, so every machine asks
+    the same; decoders without reduced scales (all but JPEG / MPO in Pillow) ignore the request."""
+    low = min(w, h)
+    im.draft(None, (-(-w * short // low), -(-h * short // low)))
 
 
 def _to_rgb(im: Image.Image) -> np.ndarray:
@@ -382,3 +403,61 @@ def fit_size(
     """
     color = check_array("color", color, ndim=(2, 3))
     return apply_fit(color, plan_fit(color.shape, size=size, crop=crop, rng=rng))
+
+
+def decode_fitted(
+    data: bytes,
+    *,
+    size: int | None = 512,
+    crop: str = "none",
+    rng: np.random.Generator | None = None,
+    exact: bool = False,
+    max_pixels: int = 64_000_000,
+    min_side: int = 32,
+    formats=FORMATS,
+) -> tuple[np.ndarray, tuple[int, int], FitParams]:
+    """Decode ``data`` and bring it to the training size, decoding at a reduced scale where that is exact enough.
+
+    Where ``size`` is at most half the source's short side, the decoder (JPEG, MPO) is asked for
+    its largest DCT scale (1/2, 1/4, 1/8) that still leaves at least the fitted size; the area
+    resize then finishes the job. The fit is planned from the full-scale size, so the plan (and
+    the random crop it draws) is the same as with ``exact=True``; only pixels differ, by
+    about what a resampling filter does (tests/test_decode.py states the PSNR).
+
+    Parameters
+    ----------
+    data : bytes
+        The whole encoded file.
+    size, crop, rng
+        As for ``plan_fit``.
+    exact : bool
+        Always decode at full size (the ``--exact-decode`` build flag).
+    max_pixels, min_side, formats
+        As for ``decode_image``; the pixel limit is read from the header before any decoding.
+
+    Returns
+    -------
+    color : np.ndarray
+        ``params.out_shape + (3,)`` uint8 RGB.
+    full_hw : tuple of int
+        (H, W) of the image at full scale after EXIF orientation.
+    params : FitParams
+        The plan, made for ``full_hw``.
+
+    Raises
+    ------
+    DecodeError
+        As ``decode_image``.
+
+    Shape
+    -----
+    bytes -> (H', W', 3) uint8 with (H', W') = params.out_shape.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"data must be bytes, got {type(data).__name__}; read the file in 'rb' mode")
+    draft = None if exact or not size else size
+    image, full_hw = _decode(data, max_pixels, min_side, formats, draft)
+    params = plan_fit(full_hw, size=size, crop=crop, rng=rng)
+    if tuple(image.shape[:2]) != full_hw:  # decoded at a reduced scale: always at least the fitted size
+        return apply_fit(image, dataclasses.replace(params, in_shape=tuple(image.shape[:2]))), full_hw, params
+    return apply_fit(image, params), full_hw, params

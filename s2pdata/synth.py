@@ -22,7 +22,7 @@ import numpy as np
 from . import SCHEMA_VERSION
 from ._check import check_choice
 from ._rng import sample_rng
-from .decode import CROPS, DecodeError, apply_fit, decode_image, plan_fit
+from .decode import CROPS, DecodeError, decode_fitted
 from .pool import Patch, PatchPool
 from .shards import COLOR_FORMATS, Schema
 from .stages.domain import color_domain
@@ -57,6 +57,7 @@ class SynthConfig:
     rough_weight: float = 0.5
     fields: tuple[str, ...] = ()
     sketch_weights: str = ""  # "ARCH:PATH" for sketch="learned" (s2pdata.stages.learned)
+    exact_decode: bool = False  # True: never decode at a reduced DCT scale (decode.decode_fitted)
 
     def __post_init__(self):
         check_choice("crop", self.crop, CROPS)
@@ -81,6 +82,8 @@ class SynthConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+        if not isinstance(self.exact_decode, bool):
+            raise ValueError(f"exact_decode must be a bool, got {self.exact_decode!r}")
         if not isinstance(self.hint_radius, int) or not 0 <= self.hint_radius <= 8:
             raise ValueError(f"hint_radius must be an int in 0..8, got {self.hint_radius!r}")
 
@@ -142,13 +145,19 @@ def fitted_color(
     """
     timer = timer or Timer()
     with timer("decode"):
-        full = decode_image(data, max_pixels=cfg.max_pixels, min_side=cfg.min_side)
-        fit = plan_fit(full.shape, size=cfg.size, crop=cfg.crop, rng=sample_rng(seed, key, "fit"))
-        color = apply_fit(full, fit)
+        color, full_hw, fit = decode_fitted(
+            data,
+            size=cfg.size,
+            crop=cfg.crop,
+            rng=sample_rng(seed, key, "fit"),
+            exact=cfg.exact_decode,
+            max_pixels=cfg.max_pixels,
+            min_side=cfg.min_side,
+        )
         reason = check(color) if check is not None else None
         if reason:
             raise DecodeError(reason, f"rejected by the pixel filter ({reason})")
-    return color, {"orig_size": [int(full.shape[0]), int(full.shape[1])], "fit": fit.to_json()}
+    return color, {"orig_size": [int(full_hw[0]), int(full_hw[1])], "fit": fit.to_json()}
 
 
 def make_sample(

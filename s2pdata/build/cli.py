@@ -101,7 +101,7 @@ def _flag(flag: str, help: str, *, exclusive: bool = False, **spec) -> Option:
 def _synth(flag: str, help: str, **spec) -> Option:
     """A flag for the ``SynthConfig`` field of the same name, with that field's default and type."""
     default = getattr(SynthConfig(), flag[2:].replace("-", "_"))
-    typed = {"type": type(default)} if isinstance(default, (int, float)) else {}
+    typed = {"type": type(default)} if isinstance(default, (int, float)) and not isinstance(default, bool) else {}
     return _flag(flag, help, default=default, **typed, **spec)
 
 
@@ -130,6 +130,11 @@ def _declare() -> tuple[Option, ...]:
         _synth("--color-quality", "JPEG/WebP quality"),
         _synth("--max-pixels", "reject images with more pixels"),
         _synth("--min-side", "reject images with a shorter side"),
+        _synth(
+            "--exact-decode",
+            "decode every image at full size (default: JPEGs at least twice --size decode at a reduced DCT scale)",
+            action="store_true",
+        ),
         _synth("--drafts", "synthetic flawed drafts per sample (draft0..)"),
         _synth(
             "--sketch-style",
@@ -276,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{t['rejected']} rejected"
         + (f" {t['reasons']} (see {Path(args.out) / REJECTS})" if t["rejected"] else "")
         + f"; {t['built_this_run']} shards built in {t['seconds_this_run']} s"
+        + f"; decode: {'exact' if cfg.exact_decode else 'reduced-scale'}"
         + (f"; rebuilt {len(d)} damaged shard(s): {', '.join(d)}" if (d := manifest.get("rebuilt_damaged")) else "")
     )
     return 0
