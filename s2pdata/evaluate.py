@@ -116,11 +116,13 @@ def load_model(checkpoint: str, device: str = "cpu") -> tuple[Callable, dict]:
     """
     import torch
 
-    from .train.common import load_checkpoint
+    from .train.checkpoint import check_layout, check_shapes, load_checkpoint
+    from .train.config import checkpoint_config
 
     if not Path(checkpoint).is_file():
         raise FileNotFoundError(f"no checkpoint at {checkpoint} (give RUN_DIR/ckpt.pt of python -m s2pdata.train)")
-    ck = load_checkpoint(checkpoint)
+    ck = load_checkpoint(checkpoint)  # a pickle or damaged file: one-line CheckpointError (a ValueError)
+    check_layout(ck, checkpoint, parts=("G", "D"))  # build_stage makes both networks
     stage = ck["stage"]
     if stage == "draft":
         from .train.draft import DraftConfig as Cfg
@@ -128,8 +130,9 @@ def load_model(checkpoint: str, device: str = "cpu") -> tuple[Callable, dict]:
     else:
         from .train.refine import RefineConfig as Cfg
         from .train.refine import build_stage
-    known = set(Cfg.__dataclass_fields__)
-    cfg = Cfg(**{k: v for k, v in ck["config"].items() if k in known and k != "encoder_weights"})
+    values = checkpoint_config(Cfg, ck["config"], checkpoint)
+    cfg = Cfg(**{k: v for k, v in values.items() if k != "encoder_weights"})
+    check_shapes(cfg, build_stage, ck["models"], checkpoint)  # before anything is allocated
     st = build_stage(cfg)
     st.G.load_state_dict(ck["models"]["G"])
     G = st.G.to(device).eval()

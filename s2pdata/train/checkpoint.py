@@ -2,16 +2,36 @@
 
 Consumes the models, optimisers and loop position of ``s2pdata.train.loop``; produces
 ``RUN_DIR/ckpt.pt``, one dict of tensors and plain types that loads with ``weights_only=True``.
+
+Reading one back (``--resume``, ``s2pdata.evaluate``) never unpickles: a pickle checkpoint, a
+damaged file or a config that does not match the tensors is a one-line ``CheckpointError``, and
+the config is checked against the tensor shapes before any model is allocated.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
+import pickle
+import re
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
+
+# how to make a checkpoint s2pdata reads: the tail of every "cannot read" message
+HOW_TO = (
+    "give the RUN_DIR/ckpt.pt that python -m s2pdata.train writes, or re-save the weights as plain state dicts: "
+    "torch.save({'stage': 'draft', 'step': 0, 'config': {...}, 'models': {'G': G.state_dict(), 'D': D.state_dict()}}, "
+    "'ckpt.pt')"
+)
+
+
+class CheckpointError(ValueError):
+    """A file that is not a checkpoint s2pdata can use; ``str()`` is one line naming the file."""
 
 
 def rng_state() -> dict:
@@ -47,8 +67,110 @@ def save_checkpoint(path: Path, state: dict) -> None:
 
 
 def load_checkpoint(path) -> dict:
-    """A checkpoint on the CPU, read with ``weights_only=True`` (nothing is unpickled)."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """A checkpoint on the CPU, read with ``weights_only=True`` (nothing is unpickled).
+
+    Raises ``CheckpointError`` (one line) for a missing, unreadable, damaged or pickle file.
+    """
+    try:
+        with warnings.catch_warnings():  # torch warns about foreign pickle protocols: the error says enough
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"no checkpoint at {path}") from None
+    except pickle.UnpicklingError as exc:  # torch's safe reader refused: never retried with weights_only=False
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        if not found:  # not a pickle of objects: bytes the reader cannot parse
+            raise CheckpointError(f"{path} is damaged or not a torch checkpoint ({_unsupported(exc)})") from None
+        raise CheckpointError(
+            f"{path} is a pickle checkpoint holding the Python object {found.group(1)}; s2pdata never unpickles "
+            f"checkpoints (unpickling runs code from the file), so {HOW_TO}"
+        ) from None
+    except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
+    except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError, EOFError, KeyError ... on damaged files
+        detail = (str(exc).splitlines() or [""])[0][:160]
+        raise CheckpointError(
+            f"{path} is damaged or not a torch checkpoint ({type(exc).__name__}{': ' if detail else ''}{detail})"
+        ) from None
+
+
+def _unsupported(exc: Exception) -> str:
+    """The reader's own reason (``Unsupported operand 0``), without PyTorch's advice around it."""
+    found = re.search(r"Unsupported [^.\n]*", str(exc))
+    return found.group(0).strip() if found else "unreadable pickle data"
+
+
+RESUME_KEYS = ("step", "epoch", "batch_in_epoch", "optims", "rng")
+
+
+def check_layout(ck, path, stage: str | None = None, parts: tuple[str, ...] = ("G",), resume: bool = False) -> None:
+    """Refuse a loaded checkpoint that lacks what a trainer checkpoint holds (one line naming the file).
+
+    ``stage`` (when given) must match; ``parts`` are the models needed; ``resume`` also asks for the
+    optimisers, the data position and the RNG states.
+    """
+    if not isinstance(ck, dict) or not isinstance(ck.get("config"), dict) or not isinstance(ck.get("models"), dict):
+        raise CheckpointError(f"{path} is not an s2pdata trainer checkpoint (no 'config' and 'models' dicts); {HOW_TO}")
+    if ck.get("stage") not in ("draft", "refine"):
+        raise CheckpointError(f"{path} names stage {ck.get('stage')!r}; a trainer checkpoint is 'draft' or 'refine'")
+    if stage is not None and ck["stage"] != stage:
+        raise CheckpointError(f"{path} is a {ck['stage']} checkpoint, not {stage}")
+    for name in parts:
+        sd = ck["models"].get(name)
+        if not isinstance(sd, dict) or not all(torch.is_tensor(v) for v in sd.values()):
+            raise CheckpointError(f"{path} holds no state dict of tensors for model {name}; {HOW_TO}")
+    missing = [k for k in ("step", *(RESUME_KEYS[1:] if resume else ())) if k not in ck]
+    if missing:
+        raise CheckpointError(f"{path} lacks {', '.join(missing)}, which {'a resume' if resume else 'it'} needs")
+
+
+def _unet_prefix(sd: dict) -> str:
+    return "unet." if "unet.down.0.0.weight" in sd else ""
+
+
+def implied_keys(models: dict) -> dict:
+    """Config values the tensors fix: ``width``, ``depth`` (G's U-Net), ``disc_width``, ``disc_layers`` (D)."""
+    out = {}
+    G, D = models.get("G") or {}, models.get("D") or {}
+    pre = _unet_prefix(G)
+    if f"{pre}down.0.0.weight" in G:
+        out["width"] = int(G[f"{pre}down.0.0.weight"].shape[0])
+        levels = {k[len(pre) + len("down.") :].split(".")[0] for k in G if k.startswith(pre + "down.")}
+        out["depth"] = len(levels) - 1  # down.0 is the full-resolution block, then one per sub-sampling
+    convs = sorted(int(k.split(".")[1]) for k in D if re.fullmatch(r"net\.\d+\.weight", k))
+    if convs:
+        out["disc_width"] = int(D[f"net.{convs[0]}.weight"].shape[0])
+        out["disc_layers"] = len(convs) - 2  # n strided convs, then two 3x3 convs
+    return out
+
+
+def check_shapes(cfg, build_stage: Callable, models: dict, path, parts: tuple[str, ...] = ("G", "D")) -> None:
+    """Refuse ``cfg`` when the networks it builds do not match the tensors of ``models``.
+
+    First the keys the tensors fix (``implied_keys``: "config says width 2048, the tensors are width
+    4"), then every tensor's shape against a model built on the meta device, which allocates no
+    memory. Nothing real is built before this passes.
+    """
+    implied = implied_keys({k: models[k] for k in parts if k in models})
+    wrong = {k: v for k, v in implied.items() if getattr(cfg, k, v) != v}
+    if wrong:
+        says = ", ".join(f"{k} {getattr(cfg, k)}" for k in wrong)
+        are = ", ".join(f"{k} {v}" for k, v in wrong.items())
+        raise CheckpointError(f"{path}: the config says {says} but the tensors are {are}; refusing to build the model")
+    if getattr(cfg, "encoder_weights", ""):  # shapes only: never read a weights file here
+        cfg = dataclasses.replace(cfg, encoder_weights="")
+    with torch.device("meta"):
+        stage = build_stage(cfg)
+    for name in parts:
+        want = {k: tuple(v.shape) for k, v in getattr(stage, name).state_dict().items()}
+        have = {k: tuple(v.shape) for k, v in models[name].items()}
+        bad = sorted(set(want) ^ set(have)) or sorted(k for k in want if want[k] != have[k])
+        if bad:
+            k = bad[0]
+            raise CheckpointError(
+                f"{path}: model {name} does not match its config: {k} is {have.get(k, 'absent')} in the file, "
+                f"{want.get(k, 'absent')} for the config ({len(bad)} tensor(s) differ); refusing to build the model"
+            )
 
 
 def unwrap(model):

@@ -108,7 +108,10 @@ def fields_by_name(cls) -> dict[str, dataclasses.Field]:
 
 def load_recipe(path: str, cls) -> dict:
     """A TOML recipe (flat ``key = value`` of config fields, optional ``stage``) -> overrides."""
-    data = load_toml(path)
+    try:
+        data = load_toml(path)
+    except UnicodeDecodeError:
+        raise ValueError(f"recipe {path} is not UTF-8 text (TOML); give a recipe like recipes/draft-cpu.toml") from None
     stage = data.pop("stage", None)
     if stage is not None and stage != cls.stage:
         raise ValueError(f"recipe {path} is for stage {stage!r}, not {cls.stage!r}")
@@ -203,7 +206,7 @@ def parse_args(cls, argv: list[str]) -> tuple[object, argparse.Namespace]:
 
 def base_config(cls, flags: dict) -> dict:
     """With ``--resume``: the config stored in the checkpoint of ``--out`` (keys this version lacks dropped)."""
-    from .checkpoint import load_checkpoint
+    from .checkpoint import check_layout, load_checkpoint
 
     if "out" not in flags:
         raise ValueError("--resume needs --out RUN_DIR (the folder holding ckpt.pt)")
@@ -211,10 +214,14 @@ def base_config(cls, flags: dict) -> dict:
     if not path.exists():
         raise ValueError(f"--resume: no checkpoint at {path}")
     stored = load_checkpoint(path)
-    if stored.get("stage") != cls.stage:
-        raise ValueError(f"{path} is a {stored.get('stage')} checkpoint, not {cls.stage}")
+    check_layout(stored, path, cls.stage, parts=("G", "D"), resume=True)
+    return checkpoint_config(cls, stored["config"], path)
+
+
+def checkpoint_config(cls, stored: dict, path) -> dict:
+    """The config keys of a checkpoint that this version knows, type-checked like a recipe's."""
     known = config_fields(cls)
-    return {k: v for k, v in stored["config"].items() if k in known}
+    return {k: _convert(cls, k, v, f"checkpoint {path}") for k, v in stored.items() if k in known}
 
 
 def describe_changes(old: dict, new: dict) -> str:

@@ -32,7 +32,17 @@ from pathlib import Path
 import torch
 
 from ..shards import shard_paths
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, state_hash, unwrap
+from .checkpoint import (
+    CheckpointError,
+    check_layout,
+    check_shapes,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    state_hash,
+    unwrap,
+)
 from .common import Stage, gan_loss, save_grid
 from .config import describe_changes, parse_args
 
@@ -166,8 +176,7 @@ class _Run:
         return make_loader(self.shards if urls is None else urls, **{**kw, **override})
 
     def restore(self, ck: dict, path: Path, log: Callable) -> None:
-        if ck["stage"] != self.stage.name:
-            raise SystemExit(f"{path} is a {ck['stage']} checkpoint, not {self.stage.name}")
+        """Load a checkpoint that ``_resume_checkpoint`` has checked against this run's config."""
         changed = describe_changes(ck["config"], dataclasses.asdict(self.cfg))
         self.stage.G.load_state_dict(ck["models"]["G"])
         self.stage.D.load_state_dict(ck["models"]["D"])
@@ -277,7 +286,23 @@ def _cost_note(run: _Run, cfg, seconds: float) -> str:
     )
 
 
+def _resume_checkpoint(cfg, build_stage: Callable) -> tuple[dict, Path]:
+    """``cfg.out/ckpt.pt``, refused (one line) unless its layout and tensor shapes fit ``cfg``.
+
+    Checked before any model is built, so a config that does not match its tensors (width 2048
+    over width-4 weights) allocates nothing.
+    """
+    path = Path(cfg.out) / "ckpt.pt"
+    if not path.exists():
+        raise SystemExit(f"--resume: no checkpoint at {path}")
+    ck = load_checkpoint(path)
+    check_layout(ck, path, cfg.stage, parts=("G", "D"), resume=True)
+    check_shapes(cfg, build_stage, ck["models"], path)
+    return ck, path
+
+
 def _prepare(cfg, build_stage: Callable, rt: Runtime, resume: bool, log: Callable) -> _Run:
+    ck = _resume_checkpoint(cfg, build_stage) if resume else None
     torch.manual_seed(cfg.seed)  # same initial weights on every rank
     if resume and getattr(cfg, "encoder_weights", ""):  # the checkpoint holds the encoder's weights
         stage = build_stage(dataclasses.replace(cfg, encoder_weights=""))
@@ -288,11 +313,8 @@ def _prepare(cfg, build_stage: Callable, rt: Runtime, resume: bool, log: Callabl
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
     run = _Run(cfg, stage, rt, opt_g, opt_d, rank_shards(cfg, rt), keys_read=[] if os.environ.get(DEBUG_ENV) else None)
-    ckpt = Path(cfg.out) / "ckpt.pt"
-    if resume:
-        if not ckpt.exists():
-            raise SystemExit(f"--resume: no checkpoint at {ckpt}")
-        run.restore(load_checkpoint(ckpt), ckpt, log)
+    if ck is not None:
+        run.restore(*ck, log)
     if rt.master:
         Path(cfg.out).mkdir(parents=True, exist_ok=True)
     return run
@@ -445,14 +467,38 @@ def train(
     return {"step": run.step, "history": run.history, "out": str(cfg.out)}
 
 
+class CliError(SystemExit):
+    """A train mistake already printed on stderr as one line: exit status 2, ``str()`` is that line."""
+
+    def __init__(self, line: str):
+        super().__init__(line)
+        self.code = 2
+
+
 def main_for(cls, build_stage: Callable, argv: list[str] | None = None) -> int:
-    """CLI entry of one stage: parse, train, print a summary line."""
+    """CLI entry of one stage: parse, train, print a summary line.
+
+    Every mistake the user can fix (recipe, key, value, run folder, checkpoint) ends as one line on
+    stderr and exit status 2, never a traceback; ``--help`` and argparse's own usage errors keep theirs.
+    """
+    prog = f"python -m s2pdata.train {cls.stage}"
+    try:
+        return _main(cls, build_stage, argv)
+    except SystemExit as exc:
+        if not isinstance(exc.code, str) or isinstance(exc, CliError):
+            raise
+        line = exc.code if exc.code.startswith(prog) else f"{prog}: {exc.code}"
+    except (FileExistsError, CheckpointError) as exc:
+        line = f"{prog}: {exc}"
+    line = " ".join(line.split())  # one line, whatever the message held
+    print(line, file=sys.stderr, flush=True)
+    raise CliError(line)
+
+
+def _main(cls, build_stage: Callable, argv: list[str] | None) -> int:
     cfg, args = parse_args(cls, sys.argv[2:] if argv is None else argv)
     t0 = time.perf_counter()
-    try:
-        result = train(cfg, build_stage, resume=args.resume, overwrite=args.overwrite, cost_note=not args.dry_run)
-    except FileExistsError as exc:
-        raise SystemExit(f"python -m s2pdata.train {cls.stage}: {exc}") from None
+    result = train(cfg, build_stage, resume=args.resume, overwrite=args.overwrite, cost_note=not args.dry_run)
     if int(os.environ.get("RANK", "0")) == 0:
         last = result["history"][-1] if result["history"] else {}
         print(
