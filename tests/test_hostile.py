@@ -69,7 +69,7 @@ def test_hostile_folder_builds_with_bounded_memory_and_reports_every_trap(hostil
     proc = _build_in_child(hostile, out)
     assert proc.returncode == 0, proc.stderr[-2000:]
     peak = int(proc.stdout.split("PEAK_RSS_MB")[-1].split()[0])
-    assert peak < 500, f"peak RSS {peak} MB"
+    assert peak < 500, f"peak RSS {peak} MB; the build said:\n{proc.stderr[-3000:]}"
     rejects = {r["path"]: r for r in map(json.loads, (out / "rejects.jsonl").read_text().splitlines())}
     assert rejects["p.jpg"]["reason"] == "unsafe-path"
     assert rejects["z.jpg"]["reason"] == "unsafe-path"  # /dev/zero lies outside the source
