@@ -12,7 +12,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from s2pdata.decode import CROPS, REASONS, DecodeError, FitParams, apply_fit, decode_image, fit_size, plan_fit
+from s2pdata.decode import (
+    CROPS,
+    REASONS,
+    DecodeError,
+    FitParams,
+    apply_fit,
+    decode_fitted,
+    decode_image,
+    fit_size,
+    plan_fit,
+)
 from tests.badfiles import picture, png_header_only, write_bad_folder
 
 
@@ -291,3 +301,167 @@ def test_fit_output_shape_property(h, w, size, crop, seed, channels):
         assert out.shape[:2] == (size, size)
         assert 0 <= top <= p.resized[0] - size and 0 <= left <= p.resized[1] - size
     assert p.interpolation == ("none" if p.resized == (h, w) else "area" if size < min(h, w) else "cubic")
+
+
+# --- reduced-scale decoding (decode_fitted, --exact-decode) -------------------------------------
+
+
+def _big_jpeg(index: int, hw: tuple[int, int], *, quality: int = 92, exif: Image.Exif | None = None) -> bytes:
+    """A natural-looking large JPEG: demo picture ``index`` enlarged (cubic) to ``hw``, plus sensor-like noise."""
+    from s2pdata.demo import draw_demo
+
+    small = draw_demo(index, seed=3)[..., :3]
+    big = cv2.resize(small, (hw[1], hw[0]), interpolation=cv2.INTER_CUBIC)
+    noise = np.random.default_rng(index).normal(0, 6, big.shape).round()
+    big = np.clip(big + noise, 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(big).save(buf, format="JPEG", quality=quality, **({"exif": exif} if exif else {}))
+    return buf.getvalue()
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255**2 / max(mse, 1e-12)))
+
+
+@pytest.mark.parametrize(
+    ("hw", "scaled"),
+    [((1100, 1400), (550, 700)), ((1300, 1950), (650, 975)), ((2100, 2800), (525, 700)), ((1023, 1400), (1023, 1400))],
+)
+def test_draft_takes_the_largest_scale_leaving_the_target(hw, scaled):
+    data = _big_jpeg(0, hw)
+    assert decode_image(data, draft=512).shape == (*scaled, 3)
+    assert decode_image(data).shape == (*hw, 3)
+
+
+def test_formats_without_reduced_scales_decode_in_full():
+    big = cv2.resize(picture(64, 80), (1400, 1100), interpolation=cv2.INTER_NEAREST)
+    data = _png(big)
+    assert decode_image(data, draft=256).shape == (1100, 1400, 3)
+    color, full_hw, _ = decode_fitted(data, size=256)
+    assert np.array_equal(color, decode_fitted(data, size=256, exact=True)[0]) and full_hw == (1100, 1400)
+
+
+# Measured with these pictures (demo pictures 0-3 enlarged, noise sigma 6, quality 92), reduced vs
+# full decode + INTER_AREA at 512 on the short side: 39.8-45.6 dB at 1/2 scale (1100x1400),
+# 43.3-48.0 dB at 1/2 (1300x1950, ~2.5 MP), 38.9-45.6 dB at 1/4 (2100x2800). The bound has margin.
+@pytest.mark.parametrize("hw", [(1100, 1400), (1300, 1950), (2100, 2800)])
+def test_reduced_decode_is_within_psnr_of_exact(hw):
+    for index in range(3):
+        data = _big_jpeg(index, hw)
+        exact, exact_hw, exact_fit = decode_fitted(data, size=512, exact=True)
+        reduced, full_hw, fit = decode_fitted(data, size=512)
+        assert full_hw == exact_hw == hw and fit == exact_fit  # the plan (and json) do not change
+        assert reduced.shape == exact.shape == (*fit.out_shape, 3)
+        assert _psnr(reduced, exact) >= 35.0, (hw, index)
+
+
+def test_reduced_decode_keeps_the_random_crop_and_exif_orientation():
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate: stored 1100x1400 (H, W), shown 1400x1100
+    data = _big_jpeg(1, (1100, 1400), exif=exif)
+    exact, exact_hw, exact_fit = decode_fitted(data, size=256, crop="random", rng=np.random.default_rng(4), exact=True)
+    reduced, full_hw, fit = decode_fitted(data, size=256, crop="random", rng=np.random.default_rng(4))
+    assert full_hw == exact_hw == (1400, 1100) and fit == exact_fit and fit.crop is not None
+    assert reduced.shape == exact.shape == (256, 256, 3)
+    assert _psnr(reduced, exact) >= 30.0  # 1/4 scale of a 256 crop: edges of the crop resample differently
+
+
+def _huge_header_jpeg(width: int, height: int) -> bytes:
+    """A small JPEG whose frame header claims ``width`` x ``height``."""
+    data = bytearray(_big_jpeg(0, (64, 64)))
+    sof = data.find(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(data)
+
+
+def test_pixel_limit_is_read_from_the_header_before_reduced_decoding():
+    data = _huge_header_jpeg(10_000, 9_000)  # 90 MP: above max_pixels, below Pillow's own bomb limit
+    for call in (lambda: decode_fitted(data, size=512, max_pixels=64_000_000), lambda: decode_image(data, draft=64)):
+        with pytest.raises(DecodeError) as info:
+            call()
+        assert info.value.reason == "too-many-pixels" and "10000x9000" in info.value.detail
+
+
+def test_draft_argument_is_checked():
+    data = _big_jpeg(0, (64, 64))
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="draft"):
+            decode_image(data, draft=bad)
+
+
+def _folder_of_large_jpegs(root):
+    """Two large JPEGs (reduced at size 128), a small JPEG and a large PNG (both decoded in full)."""
+    root.mkdir()
+    (root / "big0.jpg").write_bytes(_big_jpeg(0, (1100, 1400)))
+    (root / "big1.jpg").write_bytes(_big_jpeg(2, (1400, 1100)))
+    (root / "small.jpg").write_bytes(_big_jpeg(1, (240, 300)))
+    (root / "bigpng.png").write_bytes(_png(cv2.resize(picture(64, 80), (1400, 1100))))
+    return root
+
+
+def _members(out) -> dict[str, bytes]:
+    import tarfile
+
+    found = {}
+    for path in sorted(out.glob("shard-*.tar")):
+        with tarfile.open(path) as tar:
+            found.update({m.name: tar.extractfile(m).read() for m in tar.getmembers()})
+    return found
+
+
+@pytest.mark.slow
+def test_reduced_builds_are_reproducible_and_differ_from_exact_only_where_reduced(tmp_path):
+    import json
+
+    from s2pdata.build import BuildRefused, run_build
+    from s2pdata.synth import SynthConfig
+
+    src = str(_folder_of_large_jpegs(tmp_path / "src"))
+    cfg = SynthConfig(size=128, drafts=0)
+    runs = {}
+    for name, workers, c in (
+        ("w1", 1, cfg),
+        ("w2", 2, cfg),
+        ("exact", 1, SynthConfig(size=128, drafts=0, exact_decode=True)),
+    ):
+        run_build(src=src, out=tmp_path / name, cfg=c, seed=2, shard_size=2, workers=workers, progress=False)
+        runs[name] = _members(tmp_path / name)
+    assert runs["w1"] == runs["w2"] and len(runs["w1"]) > 8
+    differ = {n.split(".")[0] for n in runs["w1"] if runs["w1"][n] != runs["exact"][n]}
+    assert runs["w1"].keys() == runs["exact"].keys()
+    assert len(differ) == 2 and all("big0" in k or "big1" in k for k in differ), differ
+    jsons = [n for n in runs["w1"] if n.endswith(".json") and "big" in n and "png" not in n]
+    for n in jsons:  # the same recorded size and fit; values taken from pixels (hint colours, ...) may differ
+        reduced, exact = json.loads(runs["w1"][n]), json.loads(runs["exact"][n])
+        assert reduced["orig_size"] == exact["orig_size"] and reduced["fit"] == exact["fit"]
+    assert len(jsons) == 2
+    manifest = json.loads((tmp_path / "w1" / "dataset.json").read_text())
+    assert manifest["config"]["exact_decode"] is False
+    with pytest.raises(BuildRefused, match="exact_decode"):
+        run_build(src=src, out=tmp_path / "exact", cfg=cfg, seed=2, shard_size=2, workers=1, progress=False)
+
+
+def test_exact_decode_flag_and_recipe_reach_the_config(tmp_path):
+    from s2pdata.build.cli import parse_args, synth_config
+
+    assert synth_config(parse_args(["--src", "demo", "--out", "x"])).exact_decode is False
+    assert synth_config(parse_args(["--src", "demo", "--out", "x", "--exact-decode"])).exact_decode is True
+    recipe = tmp_path / "r.toml"
+    recipe.write_text("exact-decode = true\n")
+    assert synth_config(parse_args(["--src", "demo", "--out", "x", "--recipe", str(recipe)])).exact_decode is True
+
+
+@pytest.mark.slow
+def test_reduced_build_under_ray_matches_the_local_one(tmp_path):
+    pytest.importorskip("ray")
+    from s2pdata.build import run_build
+    from s2pdata.synth import SynthConfig
+
+    src = str(_folder_of_large_jpegs(tmp_path / "src"))
+    cfg = SynthConfig(size=128, drafts=0)
+    run_build(src=src, out=tmp_path / "local", cfg=cfg, seed=2, shard_size=2, workers=1, progress=False)
+    run_build(
+        src=src, out=tmp_path / "ray", cfg=cfg, seed=2, shard_size=2, workers=2, progress=False, distributor="ray"
+    )
+    assert _members(tmp_path / "ray") == _members(tmp_path / "local")
