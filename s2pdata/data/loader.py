@@ -138,6 +138,30 @@ class ShardStream(IterableDataset):
     buffer of ``shuffle_buffer`` (0: file order). Batches are made in the worker, one run over
     all its shards, so only the last batch of an exact epoch can be short: use ``ShardLoader``
     (``make_loader`` does), which joins the short ones into full batches.
+
+    Parameters
+    ----------
+    urls : build folder, tar, glob, or a list of them.
+    batch_size : samples per batch.
+    mode : {"resampled", "exact"}
+        ``resampled``: infinite, shards drawn with replacement (count steps). ``exact``: every
+        sample at most once per epoch over all ranks and workers (exactly once with
+        ``drop_last=False`` in the loader); needs at least ``world_size * max(1, num_workers)`` shards.
+    world_size, rank : this process's place in a distributed run.
+    epoch, seed : with the sample key they decide every draw (``set_epoch`` reseeds).
+    crop, flip : random square crop (reflect-padded when smaller; None keeps whole images) and
+        horizontal flip, identical for every field, drawn from ``sample_rng(seed, key, "crop", epoch)``.
+    online_hints : re-sample hints per epoch (``s2pdata.stages.hints``) on the crop instead of the stored
+        map, as ``(2 * hint_radius + 1)^2`` squares (default radius 1 for draft, 2 for refine).
+    shuffle_buffer : samples held for shuffling (0: file order).
+    skip_batches : skip this many of the loader's batches at the start (resuming mid-epoch).
+    num_workers : the loader's worker count, to check exact mode has a shard per slot (None: unchecked).
+    draft_pool, online_drafts : refine stage: a fresh draft per (seed, key, epoch)
+        (``synth.online_sample``), not a stored ``draftK``; pastes from ``draft_pool`` (default: the
+        build's ``pool/``), else the sample's own regions.
+    verify : hash every shard first (one extra read of each) and raise ``ShardError`` naming any
+        whose size or sha256 differs from its stats file or ``shardindex.json``. Without it a damaged
+        tar header or a member that does not decode still raises ``ShardError`` naming the shard (and key).
     """
 
     stage = "draft"
@@ -420,25 +444,11 @@ def make_loader(
     urls,
     *,
     stage: str = "draft",
-    batch_size: int = 16,
     num_workers: int = 4,
-    world_size: int = 1,
-    rank: int = 0,
-    mode: str = "resampled",
-    epoch: int = 0,
-    seed: int = 0,
-    crop: int | None = 224,
-    flip: bool = True,
-    online_hints: bool = False,
-    hint_radius: int | None = None,
-    shuffle_buffer: int = 256,
-    skip_batches: int = 0,
-    draft_pool=None,
-    online_drafts: bool = False,
-    verify: bool = False,
     drop_last: bool = True,
     pin_memory: bool | None = None,
     prefetch_factor: int | None = None,
+    **stream,
 ) -> ShardLoader:
     """A DataLoader streaming full batches from shards, with ``set_epoch``.
 
@@ -446,24 +456,18 @@ def make_loader(
     ----------
     urls : build folder, tar, glob, or a list of them.
     stage : {"draft", "refine"}; ``refine`` adds the ``draft`` field.
-    mode : {"resampled", "exact"}
-        ``resampled``: infinite, shards drawn with replacement (count steps). ``exact``: every
-        sample at most once per epoch over all ranks and workers (exactly once with
-        ``drop_last=False``); needs at least ``world_size * max(1, num_workers)`` shards.
-    crop, flip : random square crop (reflect-padded when smaller; None keeps whole images) and
-        horizontal flip, identical for every field, drawn from ``sample_rng(seed, key, "crop", epoch)``.
-    online_hints : re-sample hints per epoch (``s2pdata.stages.hints``) on the crop instead of the stored map.
-    online_drafts : refine stage: a fresh draft per (seed, key, epoch) (``synth.online_sample``), not a
-        stored ``draftK``; pastes from ``draft_pool`` (default: the build's ``pool/``), else own regions.
-    skip_batches : skip this many of the loader's batches at the start (resuming mid-epoch).
-    verify : hash every shard here first (one extra read of each) and raise ``ShardError`` naming any
-        whose size or sha256 differs from its stats file or ``shardindex.json``. Without it a damaged
-        tar header or a member that does not decode still raises ``ShardError`` naming the shard (and key).
+    num_workers : DataLoader worker processes (0: in this process); each is a stream slot.
     drop_last : full batches rule. Every batch holds ``batch_size`` samples whatever the shard sizes
         and worker count: a resampled stream never runs short; in exact mode each worker carries its
         remainder across its shards, the workers' short last batches are joined in arrival order
         into full batches, and the rank's final remainder (< ``batch_size``) is dropped; False
         yields it as one last short batch. True refuses an exact epoch shorter than one batch.
+    pin_memory, prefetch_factor : DataLoader settings (pinned by default on CUDA; prefetch 2).
+    **stream : the stream's settings, each documented on ``ShardStream``: ``batch_size`` (16),
+        ``mode`` ("resampled"), ``world_size`` (1), ``rank`` (0), ``epoch`` (0), ``seed`` (0),
+        ``crop`` (224), ``flip`` (True), ``online_hints`` (False), ``hint_radius`` (None),
+        ``shuffle_buffer`` (256), ``skip_batches`` (0), ``draft_pool`` (None),
+        ``online_drafts`` (False), ``verify`` (False).
 
     Returns
     -------
@@ -479,11 +483,7 @@ def make_loader(
     check_choice("stage", stage, STAGES)
     _check_ints(num_workers=(num_workers, 0))
     cls = DraftDataset if stage == "draft" else RefineDataset
-    split = dict(batch_size=batch_size, mode=mode, world_size=world_size, rank=rank, epoch=epoch, seed=seed)
-    augment = dict(crop=crop, flip=flip, online_hints=online_hints, hint_radius=hint_radius)
-    drafts = dict(draft_pool=draft_pool, online_drafts=online_drafts)
-    stream = dict(shuffle_buffer=shuffle_buffer, skip_batches=skip_batches, num_workers=num_workers, verify=verify)
-    ds = cls(urls, **split, **augment, **drafts, **stream)
+    ds = cls(urls, num_workers=num_workers, **stream)
     return ShardLoader(
         ds, drop_last=drop_last, num_workers=num_workers, pin_memory=pin_memory, prefetch_factor=prefetch_factor
     )

@@ -22,11 +22,15 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] not in ("draft", "refine"):
         print(USAGE, file=sys.stderr)
         return 2
+    from .loop import main_for
+
     if argv[0] == "draft":
-        from .draft import main as stage_main
+        from .draft import DraftConfig as config
+        from .draft import build_stage
     else:
-        from .refine import main as stage_main
-    return stage_main(argv[1:])
+        from .refine import RefineConfig as config
+        from .refine import build_stage
+    return main_for(config, build_stage, argv[1:])
 
 
 if __name__ == "__main__":

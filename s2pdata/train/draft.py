@@ -12,7 +12,6 @@ L_var(x) = -sum_c mean_i (x_ci - mean_i x_ci)^2 computed in fp32. alpha is not p
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
 import torch
@@ -20,7 +19,6 @@ import torch.nn.functional as F
 
 from .common import Stage, gan_loss, hints_image, to_uint8, variance_loss
 from .config import TrainConfig, opt
-from .loop import main_for
 from .nets import PatchDiscriminator, UNet
 
 
@@ -61,12 +59,3 @@ def build_stage(cfg: DraftConfig) -> Stage:
         ]
 
     return Stage("draft", G, D, forward, inputs, g_loss, grid)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m s2pdata.train draft ...``; see ``--help``."""
-    return main_for(DraftConfig, build_stage, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -17,7 +17,6 @@ Loss (paper): L1 + 0.01 * GAN.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +26,6 @@ import torch.nn.functional as F
 
 from .common import Stage, gan_loss, hints_image, to_uint8
 from .config import TrainConfig, opt
-from .loop import main_for
 from .nets import InceptionEncoder, PatchDiscriminator, UNet, load_googlenet_weights
 
 
@@ -120,12 +118,3 @@ def build_stage(cfg: RefineConfig) -> Stage:
         ]
 
     return Stage("refine", G, D, forward, condition, g_loss, grid)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m s2pdata.train refine ...``; see ``--help``."""
-    return main_for(RefineConfig, build_stage, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
