@@ -81,6 +81,7 @@ def test_stats_record_the_sha256_of_the_file(built):
         assert stats["md5sum"] == hashlib.md5(data).hexdigest() and stats["filesize"] == len(data)
 
 
+@pytest.mark.slow
 def test_resume_rebuilds_damaged_shards_and_says_so(damaged, capsys):
     out, before, _ = damaged
     done, bad = scan_committed(out, 4)
