@@ -51,13 +51,16 @@ def hostile(tmp_path):
 
 
 def _build_in_child(src, out, timeout=240):
-    """Run the CLI in a capped child that prints its own peak RSS (MB) last."""
+    """Run the CLI in a capped child that prints its own peak RSS (MB, Linux's VmHWM) last."""
     code = textwrap.dedent(f"""
         import resource, sys
         resource.setrlimit(resource.RLIMIT_AS, ({AS_LIMIT}, {AS_LIMIT}))
         from s2pdata.build.cli import main
         rc = main(["--src", {str(src)!r}, "--out", {str(out)!r}, "--workers", "1", "--drafts", "0"])
-        print("PEAK_RSS_MB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+        # VmHWM: this process's own high-water mark (ru_maxrss would also count the pytest parent's
+        # pages that the fork copied, which grow with every test run before this one)
+        hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+        print("PEAK_RSS_MB", int(hwm.split()[1]) // 1024)
         sys.exit(rc)
     """)
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
