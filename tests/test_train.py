@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch")
 from s2pdata.train.__main__ import main as train_main  # noqa: E402
 from s2pdata.train.checkpoint import load_checkpoint  # noqa: E402
 from s2pdata.train.common import GRID_HEADER, variance_loss  # noqa: E402
-from s2pdata.train.config import config_fields, parse_args  # noqa: E402
+from s2pdata.train.config import DRY_RUN, config_fields, parse_args  # noqa: E402
 from s2pdata.train.draft import DraftConfig  # noqa: E402
 from s2pdata.train.draft import build_stage as draft_stage  # noqa: E402
 from s2pdata.train.loop import setup_runtime, train  # noqa: E402
@@ -89,24 +89,9 @@ def test_flags_override_recipe_and_unknown_keys_are_named(tmp_path):
 
 
 def _tiny(shards, out, **kw):
-    base = dict(
-        shards=str(shards),
-        out=str(out),
-        batch_size=4,
-        crop=32,
-        width=4,
-        depth=2,
-        disc_width=4,
-        disc_layers=2,
-        num_workers=0,
-        mode="exact",
-        device="cpu",
-        log_every=1,
-        sample_every=1000,
-        ckpt_every=1000,
-        shuffle_buffer=4,
-        lr=1e-3,
-    )
+    """The dry-run model on exact epochs of the small test shards, saving only when asked."""
+    base = {**DRY_RUN, "batch_size": 4, "mode": "exact", "sample_every": 1000, "ckpt_every": 1000}
+    base.update(shards=str(shards), out=str(out), shuffle_buffer=4, lr=1e-3)
     return DraftConfig(**{**base, **kw})
 
 
