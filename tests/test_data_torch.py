@@ -187,3 +187,16 @@ def test_exact_epoch_shorter_than_a_batch_is_refused(tmp_path):
     with pytest.raises(ValueError, match="fewer than batch_size 4"):
         iter(make_loader(shards, batch_size=4, num_workers=0, mode="exact", crop=16))
     assert len(keys_of(make_loader(shards, batch_size=4, num_workers=0, mode="exact", crop=16, drop_last=False))) == 3
+
+
+def test_hint_p_sets_the_online_hint_density(shards):
+    """A smaller stop probability draws more hints (mean 1/p - 1), from the same per-sample draws."""
+
+    def hinted_pixels(**kw):
+        dl = make_loader(shards, batch_size=8, num_workers=0, mode="exact", crop=32, online_hints=True, **kw)
+        return int((next(iter(dl))["hint"][:, 3] > 0).sum())
+
+    assert hinted_pixels(hint_p=0.125) == hinted_pixels()  # None is the sampler's 1/8
+    assert hinted_pixels(hint_p=0.02) > 2 * hinted_pixels()
+    with pytest.raises(ValueError, match="hint_p"):
+        make_loader(shards, num_workers=0, online_hints=True, hint_p=1.5)

@@ -152,7 +152,8 @@ class ShardStream(IterableDataset):
     crop, flip : random square crop (reflect-padded when smaller; None keeps whole images) and
         horizontal flip, identical for every field, drawn from ``sample_rng(seed, key, "crop", epoch)``.
     online_hints : re-sample hints per epoch (``s2pdata.stages.hints``) on the crop instead of the stored
-        map, as ``(2 * hint_radius + 1)^2`` squares (default radius 1 for draft, 2 for refine).
+        map, as ``(2 * hint_radius + 1)^2`` squares (default radius 1 for draft, 2 for refine), with
+        stop probability ``hint_p`` (None: the sampler's 1/8, mean 7 hints; smaller gives more hints).
     shuffle_buffer : samples held for shuffling (0: file order).
     skip_batches : skip this many of the loader's batches at the start (resuming mid-epoch).
     num_workers : the loader's worker count, to check exact mode has a shard per slot (None: unchecked).
@@ -180,6 +181,7 @@ class ShardStream(IterableDataset):
         flip: bool = True,
         online_hints: bool = False,
         hint_radius: int | None = None,
+        hint_p: float | None = None,
         shuffle_buffer: int = 256,
         skip_batches: int = 0,
         num_workers: int | None = None,
@@ -207,6 +209,9 @@ class ShardStream(IterableDataset):
         self.epoch, self.seed, self.crop, self.flip = epoch, seed, crop, flip
         self.online_hints, self.shuffle_buffer, self.skip_batches = online_hints, shuffle_buffer, skip_batches
         self.hint_radius = (1 if self.stage == "draft" else 2) if hint_radius is None else hint_radius
+        if hint_p is not None and not (isinstance(hint_p, float) and 0.0 < hint_p <= 1.0):
+            raise ValueError(f"hint_p must be a float in (0, 1] or None (the sampler's 1/8), got {hint_p!r}")
+        self.hint_p = hint_p
         own_pool = Path(self.paths[0]).parent / POOL_DIR
         if draft_pool is None and (own_pool / POOL_JSON).exists():
             draft_pool = str(own_pool)  # the build's own pool
@@ -318,7 +323,8 @@ class ShardStream(IterableDataset):
         if self.online_hints:
             from ..stages.hints import render_hints, sample_hints
 
-            hints = sample_hints(out["color"], rng=sample_rng(self.seed, key, "hints", self.epoch))
+            p = {} if self.hint_p is None else {"p": self.hint_p}
+            hints = sample_hints(out["color"], rng=sample_rng(self.seed, key, "hints", self.epoch), **p)
             out["hint"] = render_hints(hints, out["color"].shape[:2], radius=self.hint_radius)
         out["__key__"] = key
         return out
@@ -465,7 +471,7 @@ def make_loader(
     pin_memory, prefetch_factor : DataLoader settings (pinned by default on CUDA; prefetch 2).
     **stream : the stream's settings, each documented on ``ShardStream``: ``batch_size`` (16),
         ``mode`` ("resampled"), ``world_size`` (1), ``rank`` (0), ``epoch`` (0), ``seed`` (0),
-        ``crop`` (224), ``flip`` (True), ``online_hints`` (False), ``hint_radius`` (None),
+        ``crop`` (224), ``flip`` (True), ``online_hints`` (False), ``hint_radius`` (None), ``hint_p`` (None),
         ``shuffle_buffer`` (256), ``skip_batches`` (0), ``draft_pool`` (None),
         ``online_drafts`` (False), ``verify`` (False).
 

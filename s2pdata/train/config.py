@@ -24,7 +24,7 @@ DEVICES = ("auto", "cpu", "cuda")
 
 
 def opt(default, help: str, **bounds):
-    """A config field: its default, a one-line meaning and optional bounds (ge, gt, lt, choices)."""
+    """A config field: its default, a one-line meaning and optional bounds (ge, gt, lt, le, choices)."""
     return field(default=default, metadata={"help": help, **bounds})
 
 
@@ -49,6 +49,9 @@ class TrainConfig:
     num_workers: int = opt(4, "DataLoader worker processes per rank", ge=0)
     shuffle_buffer: int = opt(256, "samples held by each worker's shuffle buffer (0: file order)", ge=0)
     online_hints: bool = opt(False, "draw fresh hints per sample and epoch instead of the stored ones")
+    hint_p: float = opt(
+        0.125, "online hints: stop probability of the hint count (mean 1/p - 1; paper 1/8)", gt=0.0, le=1.0
+    )
     flip: bool = opt(True, "random horizontal flips")
     seed: int = opt(0, "seed of the initial weights and of every data draw")
     device: str = opt("auto", "auto (CUDA when available) | cpu | cuda", choices=DEVICES)
@@ -78,8 +81,13 @@ def check_value(f: dataclasses.Field, value) -> None:
             raise ValueError(f"{f.name} must be {word} {m[bound]}, got {value!r} ({m['help']})")
 
 
-_BOUNDS = {"ge": ">=", "gt": ">", "lt": "<"}
-_OPS = {"ge": lambda v, b: v >= b, "gt": lambda v, b: v > b, "lt": lambda v, b: v < b}
+_BOUNDS = {"ge": ">=", "gt": ">", "lt": "<", "le": "<="}
+_OPS = {
+    "ge": lambda v, b: v >= b,
+    "gt": lambda v, b: v > b,
+    "lt": lambda v, b: v < b,
+    "le": lambda v, b: v <= b,
+}
 
 
 def config_fields(cls) -> dict[str, type]:

@@ -170,6 +170,7 @@ class _Run:
             crop=cfg.crop,
             flip=cfg.flip,
             online_hints=cfg.online_hints,
+            hint_p=cfg.hint_p,
             shuffle_buffer=cfg.shuffle_buffer,
             skip_batches=self.batch_in_epoch,
         )
