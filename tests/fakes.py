@@ -184,33 +184,24 @@ def post_new(
     }
 
 
-def post_old(
-    pid: int,
-    *,
-    rating: str = "s",
-    artist=("artist_a",),
-    general=("1girl",),
-    ext: str = "png",
-    width: int = 48,
-    height: int = 40,
-    score: int = 5,
-    deleted: bool = False,
-    banned: bool = False,
-    md5: str | None = None,
-) -> dict:
-    """An older-dump post: numbers as strings, tags as [{id, name, category}], s/q/e ratings."""
+def post_old(pid: int, *, rating: str = "s", artist=("artist_a",), general=("1girl",), **fields) -> dict:
+    """An older-dump post: numbers as strings, tags as [{id, name, category}], s/q/e ratings.
+
+    ``fields`` are ``post_new``'s other keywords (ext, width, height, score, deleted, banned, md5).
+    """
+    new = post_new(pid, rating=rating, artist=artist, general=general, **fields)
     tags = [{"id": str(1000 + i), "name": t, "category": "0"} for i, t in enumerate(general)]
     tags += [{"id": str(2000 + i), "name": t, "category": "1"} for i, t in enumerate(artist)]
     return {
         "id": str(pid),
-        "md5": md5 or f"{pid:032x}",
+        "md5": new["md5"],
         "rating": rating,
-        "image_width": str(width),
-        "image_height": str(height),
-        "file_ext": ext,
-        "score": str(score),
-        "is_deleted": deleted,
-        "is_banned": banned,
+        "image_width": str(new["image_width"]),
+        "image_height": str(new["image_height"]),
+        "file_ext": new["file_ext"],
+        "score": str(new["score"]),
+        "is_deleted": new["is_deleted"],
+        "is_banned": new["is_banned"],
         "tags": tags,
         "pools": [],
     }

@@ -77,7 +77,7 @@ def load_checkpoint(path) -> dict:
             return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"no checkpoint at {path}") from None
-    except pickle.UnpicklingError as exc:  # torch's safe reader refused: never retried with weights_only=False
+    except pickle.UnpicklingError as exc:  # torch's safe reader refused it: never retried unsafely
         found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
         if not found:  # not a pickle of objects: bytes the reader cannot parse
             raise CheckpointError(f"{path} is damaged or not a torch checkpoint ({_unsupported(exc)})") from None
