@@ -293,15 +293,8 @@ def test_paste_patches_matches_reference_and_touches_only_masks(img, pool, data)
     border=st.sampled_from(["reflect", "constant", "replicate"]),
 )
 def test_make_then_replay_is_byte_identical(img, pool, seed, one_sided, border):
-    draft, params = make_draft(
-        img,
-        pool=pool,
-        rng=np.random.default_rng(seed),
-        one_sided=one_sided,
-        border=border,
-        angle=(0.0, 360.0),
-        scale=(0.8, 1.2),
-    )
+    options = dict(pool=pool, one_sided=one_sided, border=border, angle=(0.0, 360.0), scale=(0.8, 1.2))
+    draft, params = make_draft(img, rng=np.random.default_rng(seed), **options)
     assert draft.dtype == np.uint8 and draft.shape == img.shape
     text = json.dumps(params)
     loaded = json.loads(text)
@@ -312,15 +305,7 @@ def test_make_then_replay_is_byte_identical(img, pool, seed, one_sided, border):
         assert set(p) == PASTE_KEYS and pool[p["patch"]].source_key == p["source_key"]
     assert 1 <= len(params["sprays"]) <= 3
     assert replay_draft(img, pool, loaded).tobytes() == draft.tobytes()
-    again, params2 = make_draft(
-        img,
-        pool=pool,
-        rng=np.random.default_rng(seed),
-        one_sided=one_sided,
-        border=border,
-        angle=(0.0, 360.0),
-        scale=(0.8, 1.2),
-    )
+    again, params2 = make_draft(img, rng=np.random.default_rng(seed), **options)
     assert again.tobytes() == draft.tobytes() and params2 == params
 
 
