@@ -490,11 +490,12 @@ def build_files(out: Path) -> list[Path]:
 
 
 def remove_partials(out: Path) -> list[str]:
-    """Delete ``*.tmp`` files a killed build left behind; returns their names."""
+    """Delete ``*.tmp`` files a killed build left in ``out`` and its pool folder; returns their names."""
     removed = []
-    for p in sorted(Path(out).glob(_TMP_GLOB)):
-        p.unlink()
-        removed.append(p.name)
+    for folder in (Path(out), Path(out) / POOL_DIR):
+        for p in sorted(folder.glob(_TMP_GLOB)):  # an absent folder globs nothing
+            p.unlink()
+            removed.append(p.name)
     return removed
 
 

@@ -170,7 +170,7 @@ def _writing(out: Path, what: str):
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
         try:  # the unfinished files a full disk left: removing them frees some space
-            removed = remove_partials(out) + (remove_partials(out / POOL_DIR) if (out / POOL_DIR).is_dir() else [])
+            removed = remove_partials(out)
         except OSError:
             removed = []
         where = f" ({exc.filename})" if exc.filename else ""
@@ -236,8 +236,6 @@ def _start_manifest(out: Path, header: dict, cfg: SynthConfig, overwrite: bool) 
         manifest["pool"] = previous["pool"]
     _write_manifest(out, manifest)
     remove_partials(out)
-    if (out / POOL_DIR).exists():
-        remove_partials(out / POOL_DIR)
     return manifest
 
 
