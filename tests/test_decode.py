@@ -17,6 +17,7 @@ from s2pdata.decode import (
     REASONS,
     DecodeError,
     FitParams,
+    _finish_plan,
     apply_fit,
     decode_fitted,
     decode_image,
@@ -342,11 +343,12 @@ def test_formats_without_reduced_scales_decode_in_full():
     assert np.array_equal(color, decode_fitted(data, size=256, exact=True)[0]) and full_hw == (1100, 1400)
 
 
-# Measured with these pictures (demo pictures 0-2 enlarged, noise sigma 6, quality 92), reduced vs
-# full decode + INTER_AREA at 512 on the short side: 39.8-45.3 dB at 1/2 scale (1100x1400),
-# 43.3-47.1 dB at 1/2 (1300x1950, ~2.5 MP), 38.9-45.6 dB at 1/4 (2100x2800); at 1/8 (4100x4200, not
-# tested) 34.7-37.8 dB, see benchmarks/RESULTS.md. The bound has margin.
-@pytest.mark.parametrize("hw", [(1100, 1400), (1300, 1950), (2100, 2800)])
+# Measured with these pictures (demo pictures 0-2 enlarged, noise sigma 6, quality 92), reduced
+# (DCT scale + bilinear finish) vs full decode + INTER_AREA at 512 on the short side: 39.8-45.4 dB
+# at 1/2 scale (1100x1400), 43.4-47.2 dB at 1/2 (1300x1950, ~2.5 MP), 39.0-45.7 dB at 1/4
+# (2100x2800), 44.3-46.9 dB at 1/2 (2040x3000, the finish's largest ratio: 1.99); at 1/8 (4100x4200,
+# not tested) 34.7-37.8 dB, see benchmarks/RESULTS.md. The bound has margin.
+@pytest.mark.parametrize("hw", [(1100, 1400), (1300, 1950), (2100, 2800), (2040, 3000)])
 def test_reduced_decode_is_within_psnr_of_exact(hw):
     for index in range(3):
         data = _big_jpeg(index, hw)
@@ -355,6 +357,28 @@ def test_reduced_decode_is_within_psnr_of_exact(hw):
         assert full_hw == exact_hw == hw and fit == exact_fit  # the plan (and json) do not change
         assert reduced.shape == exact.shape == (*fit.out_shape, 3)
         assert _psnr(reduced, exact) >= 35.0, (hw, index)
+
+
+def test_exact_decode_is_full_decode_plus_planned_resize():
+    # --exact-decode's pixels are the full decode + the plan's area resize, byte for byte
+    data = _big_jpeg(1, (1300, 1950))
+    exact, full_hw, fit = decode_fitted(data, size=512, exact=True)
+    assert fit.interpolation == "area" and full_hw == (1300, 1950)
+    assert np.array_equal(exact, cv2.resize(decode_image(data), fit.resized[::-1], interpolation=cv2.INTER_AREA))
+
+
+def test_reduced_decode_finishes_bilinear_below_twice_the_target_else_area():
+    data = _big_jpeg(0, (1300, 1950))
+    reduced, full_hw, fit = decode_fitted(data, size=512, crop="center")
+    small = decode_image(data, draft=512)  # (650, 975): less than twice (512, 768) on both axes
+    finished = cv2.resize(small, fit.resized[::-1], interpolation=cv2.INTER_LINEAR_EXACT)
+    top, left, ch, cw = fit.crop
+    assert fit.interpolation == "area"  # the recorded plan is the full-scale one
+    assert np.array_equal(reduced, finished[top : top + ch, left : left + cw])
+    # beyond the decoder's smallest scale the rest can be 2x or more: area, as planned
+    assert _finish_plan(plan_fit((9000, 9000), size=512), (1125, 1125)).interpolation == "area"
+    assert _finish_plan(plan_fit((9000, 9000), size=512), (1023, 1023)).interpolation == "linear"
+    assert _finish_plan(plan_fit((9000, 9000), size=512), (1023, 1023)).in_shape == (1023, 1023)
 
 
 def test_reduced_decode_keeps_the_random_crop_and_exif_orientation():
