@@ -6,7 +6,12 @@
 pool of about 200 patches cut from other demo pictures at 512 (``synth.pool_patches``: half
 rectangles, half trapped-ball regions), one thread, per-stage split, as a ratio to the codec
 floor measured in the same run: cv2 JPEG q95 encode + decode of the same 512^2 image.
-(2) ``warp_batch_torch`` throughput, B = 16 images of 3x224x224 (GPU when
+(2) online drafts, as the refinement loader draws them (``synth.online_sample(hints=False)``): on
+samples made and stored the way the build does (``make_sample`` at 512, short side; ``encode_sample``,
+then ``decode_sample`` as the loader reads them), with (1)'s pool saved and loaded memory-mapped, or
+with the sample's own regions; against decoding the stored ``draft0.jpg`` (``cv2.imdecode``), which is
+what a loader without online drafts pays instead.
+(3) ``warp_batch_torch`` throughput, B = 16 images of 3x224x224 (GPU when
 ``torch.cuda.is_available()``, else CPU with one thread), against ``warp_image`` (cv2) one image
 at a time. figures go to benchmarks/RESULTS.md.
 """
@@ -17,6 +22,7 @@ import argparse
 import json
 import platform
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,10 +39,11 @@ from s2pdata._rng import sample_rng  # noqa: E402
 from s2pdata.decode import decode_image, fit_size  # noqa: E402
 from s2pdata.demo import demo_bytes, demo_key  # noqa: E402
 from s2pdata.pool import PatchPool  # noqa: E402
+from s2pdata.shards import decode_sample, encode_sample  # noqa: E402
 from s2pdata.stages.drafts import make_draft, paste_patches  # noqa: E402
 from s2pdata.stages.spray import SprayParams, apply_spray  # noqa: E402
 from s2pdata.stages.warp import AffineParams, make_affine_params, warp_batch_torch, warp_image  # noqa: E402
-from s2pdata.synth import SynthConfig, pool_patches  # noqa: E402
+from s2pdata.synth import SynthConfig, make_sample, online_sample, pool_patches  # noqa: E402
 
 
 def demo_512(index: int, seed: int) -> np.ndarray:
@@ -98,7 +105,42 @@ def draft_costs(args) -> tuple[list[str], dict]:
         f"|   warp (cv2.warpAffine, reflect) | {ms['warp']:.2f} | {ms['warp'] / floor:.2f} |",
         f"|   spray (mask kernel + blend, all sprays) | {ms['spray']:.2f} | {ms['spray'] / floor:.2f} |",
     ]
-    return lines, {"ms": ms, "pool": len(pool)}
+    return lines, {"ms": ms, "pool": len(pool)}, pool
+
+
+def online_costs(args, pool: PatchPool) -> tuple[list[str], dict]:
+    """Online draft ms/sample (memory-mapped pool; own regions) against decoding the stored draft0.jpg."""
+    cfg = SynthConfig(size=512, drafts=1)
+    stored = []
+    for i in range(args.n):
+        raw = encode_sample(
+            make_sample(demo_bytes(i, seed=args.seed)[0], key=demo_key(i), seed=args.seed, cfg=cfg, pool=pool),
+            cfg.schema(),
+        )
+        stored.append((decode_sample(raw), np.frombuffer(raw["draft0.jpg"], np.uint8)))
+    sums = {"decode": 0.0, "pool": 0.0, "own": 0.0}
+    with tempfile.TemporaryDirectory() as tmp:
+        pool.save(tmp)
+        mapped = PatchPool.load(tmp)  # as loaders open the build's pool
+        for sample, jpg in stored:
+            sums["decode"] += best_of(lambda: cv2.imdecode(jpg, cv2.IMREAD_COLOR), args.repeat)
+            for name, p in (("pool", mapped), ("own", None)):
+                sums[name] += best_of(
+                    lambda: online_sample(sample, seed=args.seed, epoch=1, pool=p, hints=False), args.repeat
+                )
+        del mapped
+    ms = {k: 1e3 * v / len(stored) for k, v in sums.items()}
+    dec = ms["decode"]
+    shapes = sorted({s["color"].shape[:2] for s, _ in stored})
+    lines = [
+        f"| online draft per sample (best of {args.repeat}, mean over {len(stored)} samples, "
+        f"{shapes[0][0]}x{shapes[0][1]} to {shapes[-1][0]}x{shapes[-1][1]}) | ms | x stored-draft decode |",
+        "| --- | ---: | ---: |",
+        f"| decode the stored draft0.jpg (cv2.imdecode) | {dec:.2f} | 1.00 |",
+        f"| online_sample(hints=False), build pool memory-mapped | {ms['pool']:.2f} | {ms['pool'] / dec:.2f} |",
+        f"| online_sample(hints=False), the sample's own regions | {ms['own']:.2f} | {ms['own'] / dec:.2f} |",
+    ]
+    return lines, {"ms": ms}
 
 
 def torch_warp(args) -> tuple[list[str], dict]:
@@ -157,12 +199,14 @@ def main() -> None:
     ap.add_argument("--pool-images", type=int, default=25, help="8 patches per image")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-torch", action="store_true", help="skip the torch warp table")
     ap.add_argument("--out", default="-", help="also write the markdown table to this file ('-': print only)")
     args = ap.parse_args()
     single_thread()
     warmup()
-    draft_lines, draft_res = draft_costs(args)
-    warp_lines, warp_res = torch_warp(args)
+    draft_lines, draft_res, pool = draft_costs(args)
+    online_lines, online_res = online_costs(args, pool)
+    warp_lines, warp_res = torch_warp(args) if not args.no_torch else ([], {})
     machine = (
         f"{platform.machine()}, {platform.processor() or 'cpu'}, Python {platform.python_version()}, "
         f"OpenCV {cv2.__version__}"
@@ -172,16 +216,19 @@ def main() -> None:
             "# Draft synthesis cost (benchmarks/bench_drafts.py)",
             "",
             f"Machine: {machine}; one thread (cv2, numba). Command: "
-            f"`python benchmarks/bench_drafts.py --n {args.n} --pool-images {args.pool_images} --repeat {args.repeat}`",
+            f"`python benchmarks/bench_drafts.py --n {args.n} --pool-images {args.pool_images} --repeat {args.repeat}"
+            f"{' --no-torch' if args.no_torch else ''}`",
             "",
             *draft_lines,
+            "",
+            *online_lines,
             "",
             *warp_lines,
             "",
         ]
     )
     print(text)
-    print(json.dumps({"drafts": draft_res, "warp": warp_res}, default=float))
+    print(json.dumps({"drafts": draft_res, "online": online_res, "warp": warp_res}, default=float))
     if args.out != "-":
         Path(args.out).write_text(text)
 

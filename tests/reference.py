@@ -379,6 +379,8 @@ def adjusted_rand_index(x: np.ndarray, y: np.ndarray) -> float:
 # - ``ref_warp_labels``: the same sampling positions, nearest pixel centre, 0 outside.
 # - ``ref_spray_mask`` / ``ref_apply_spray``: the soft-stroke profile as a clipped ramp over whole-image
 #   numpy arrays, the distance to a segment by cases (perpendicular foot or nearer end point).
+# - ``ref_spray_mask_bits``: the same profile at every pixel with the kernel's float64 operation order,
+#   for bit-exact comparison (the stroke kernels visit only rows' spans inside bounding boxes).
 # - ``ref_paste_patches``: pixel-by-pixel paste of already-rotated patches.
 # - ``ref_eligible_regions``: which labels ``cut_region_patch`` may choose, label by label.
 # ===============================================================================================
@@ -487,6 +489,30 @@ def ref_spray_mask(shape, paths, widths, softness: float, opacity: float, slack:
         d = _segment_distance((h, w), r0, c0, r1, c1) + slack
         out = np.maximum(out, opacity * _coverage_of(d, width / 2.0, softness))
     return out
+
+
+def ref_spray_mask_bits(shape, paths, widths, softness: float, opacity: float) -> np.ndarray:
+    """``spray_mask``'s exact bits: the docstring's profile evaluated at every pixel of the image (no
+    bounding box, no row spans), in whole-image numpy float64 with the kernel's operation order: t =
+    clip(((i - r0) dr + (j - c0) dc) / |d|^2, 0, 1), distance to (r0 + t dr, c0 + t dc), 1 inside the
+    core, smoothstep between, 0 from the half-width on, times opacity; max over paths, then float32.
+    Each numpy operation rounds like the scalar one, so the fast kernel must match bit for bit."""
+    h, w = int(shape[0]), int(shape[1])
+    ii, jj = np.mgrid[0:h, 0:w].astype(np.float64)
+    out = np.zeros((h, w), np.float64)
+    for ((r0, c0), (r1, c1)), width in zip(paths, widths):
+        half = width / 2.0
+        core = half * (1.0 - softness)
+        dr, dc = r1 - r0, c1 - c0
+        len2 = dr * dr + dc * dc
+        t = np.clip(((ii - r0) * dr + (jj - c0) * dc) / len2, 0.0, 1.0) if len2 > 0.0 else np.zeros_like(ii)
+        pr, pc = ii - (r0 + t * dr), jj - (c0 + t * dc)
+        d = np.sqrt(pr * pr + pc * pc)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            u = (half - d) / (half - core)
+            cov = np.where(d >= half, 0.0, np.where(d <= core, 1.0, u * u * (3.0 - 2.0 * u)))
+        out = np.maximum(out, cov * opacity)
+    return out.astype(np.float32)
 
 
 def ref_apply_spray(image: np.ndarray, alpha: np.ndarray, color) -> np.ndarray:

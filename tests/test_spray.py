@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from s2pdata.stages.spray import SATURATION_MIN, SprayParams, apply_spray, make_spray_params, pick_color, spray_mask
-from tests.reference import ref_apply_spray, ref_spray_mask
+from tests.reference import ref_apply_spray, ref_spray_mask, ref_spray_mask_bits
 from tests.strategies import cel_images, draw_cel_image, spray_params
 
 
@@ -47,6 +47,32 @@ def test_apply_spray_moves_only_stroke_pixels_towards_the_colour(case):
     assert np.all(np.abs(out.astype(np.int32) - c) <= np.abs(img.astype(np.int32) - c))
     ref = ref_apply_spray(img, alpha, p.color)
     assert np.abs(out.astype(np.int32) - ref).max() <= 1  # float32 rounding order only
+
+
+@st.composite
+def long_strokes(draw):
+    """A picture up to 96 px with the draft's own sprays: wide strokes across the whole image."""
+    img = draw(cel_images(min_side=8, max_side=96))
+    p = make_spray_params(img, rng=np.random.default_rng(draw(st.integers(0, 2**32 - 1))), width=(4.0, 40.0))
+    return img, p
+
+
+@settings(max_examples=40)
+@given(case=st.one_of(image_and_spray(), long_strokes()))
+def test_spray_kernels_give_the_bits_of_the_whole_image_formula(case):
+    # the kernels visit only each row's span inside each stroke's box, and blend only the window
+    # holding the strokes (issue 15); bit for bit the whole-image evaluation, in place or not
+    img, p = case
+    alpha = ref_spray_mask_bits(img.shape, p.paths, p.widths, p.softness, p.opacity)
+    assert spray_mask(img.shape, p).tobytes() == alpha.tobytes()
+    ref = ref_apply_spray(img, alpha, p.color)
+    assert apply_spray(img, p).tobytes() == ref.tobytes()
+    work = img.copy()
+    assert apply_spray(work, p, inplace=True) is work and work.tobytes() == ref.tobytes()
+    view = np.zeros((img.shape[0], img.shape[1] + 3, 3), np.uint8)[:, 1:-2]  # a strided window
+    view[...] = img
+    apply_spray(view, p, inplace=True)
+    assert np.array_equal(view, ref)
 
 
 def test_full_opacity_hard_stroke_paints_the_colour():

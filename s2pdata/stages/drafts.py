@@ -128,7 +128,7 @@ def cut_region_patches(
 
 @numba.njit(**JIT)
 def _label_boxes(labels, n):
-    """Pixel count and bounding box [row0, row1, col0, col1) of every label 0..n, one pass."""
+    """Pixel count and bounding box [row0, row1, col0, col1) of every label 0..n, one pass by row runs."""
     h, w = labels.shape
     areas = np.zeros(n + 1, np.int64)
     boxes = np.empty((n + 1, 4), np.int64)
@@ -137,13 +137,16 @@ def _label_boxes(labels, n):
     boxes[:, 2] = w
     boxes[:, 3] = 0
     for y in range(h):
-        for x in range(w):
-            lab = labels[y, x]
-            areas[lab] += 1
+        x = 0
+        while x < w:  # one run of equal labels at a time: a box grows only at a run's two ends
+            lab, x0 = labels[y, x], x
+            while x < w and labels[y, x] == lab:
+                x += 1
+            areas[lab] += x - x0
             boxes[lab, 0] = min(boxes[lab, 0], y)
             boxes[lab, 1] = max(boxes[lab, 1], y + 1)
-            boxes[lab, 2] = min(boxes[lab, 2], x)
-            boxes[lab, 3] = max(boxes[lab, 3], x + 1)
+            boxes[lab, 2] = min(boxes[lab, 2], x0)
+            boxes[lab, 3] = max(boxes[lab, 3], x)
     return areas, boxes
 
 
@@ -194,7 +197,7 @@ def rotate_patch(patch: Patch, angle: float, scale: float = 1.0) -> tuple[np.nda
         borderMode=cv2.BORDER_CONSTANT,
         borderValue=0,
     )
-    return rgb, mask.astype(np.bool_)
+    return rgb, mask.view(np.bool_)  # nearest sampling of 0/1 with a 0 border: only 0/1 bytes
 
 
 def _check_pool(pool) -> PatchPool:
@@ -237,8 +240,7 @@ def paste_patches(image: np.ndarray, pool: PatchPool, pastes) -> np.ndarray:
         if r0 >= r1 or c0 >= c1:
             continue
         m = mask[r0 - row : r1 - row, c0 - col : c1 - col]
-        dst = out[r0:r1, c0:c1]
-        dst[m] = rgb[r0 - row : r1 - row, c0 - col : c1 - col][m]
+        np.copyto(out[r0:r1, c0:c1], rgb[r0 - row : r1 - row, c0 - col : c1 - col], where=m[:, :, None])
     return out
 
 
@@ -329,12 +331,12 @@ def _draw_paste(shape, pool: PatchPool, rng: np.random.Generator, angle, scale) 
 
 
 def _render(color: np.ndarray, pool: PatchPool, params: dict) -> np.ndarray:
-    """Apply a draft record: paste, warp, spray."""
+    """Apply a draft record: paste, warp, spray (the sprays in place on the warp's fresh output)."""
     pastes = [(p["patch"], p["angle"], p["scale"], p["row"], p["col"]) for p in params["pastes"]]
-    out = paste_patches(color, pool, pastes) if pastes else color.copy()
-    out = warp_image(out, AffineParams.from_json(params["warp"]), border=params["warp"]["border"])
+    out = paste_patches(color, pool, pastes) if pastes else color
+    out = warp_image(out, AffineParams.from_json(params["warp"]), border=params["warp"]["border"])  # a new array
     for s in params["sprays"]:
-        out = apply_spray(out, SprayParams.from_json(s))
+        apply_spray(out, SprayParams.from_json(s), inplace=True)
     return out
 
 

@@ -189,23 +189,77 @@ def _coverage(d, half, core):
 
 
 @numba.njit(**JIT)
-def _spray_mask_kernel(h, w, segs, halfs, softness, opacity):
-    """Max over segments of the soft coverage; segs (P, 4) float64 as r0, c0, r1, c1."""
-    out = np.zeros((h, w), np.float32)
+def _segment_box(r0, c0, r1, c1, half, h, w):
+    """Inclusive rows top..bot and columns lef..rig of an (h, w) image within ``half`` of the segment's
+    bounding box (empty when top > bot or lef > rig). Clamped in float before int(): far-off end points
+    must not overflow the conversion."""
+    top = int(np.floor(min(max(min(r0, r1) - half, 0.0), float(h))))
+    bot = int(np.ceil(min(max(max(r0, r1) + half, -1.0), float(h - 1))))
+    lef = int(np.floor(min(max(min(c0, c1) - half, 0.0), float(w))))
+    rig = int(np.ceil(min(max(max(c0, c1) + half, -1.0), float(w - 1))))
+    return top, bot, lef, rig
+
+
+@numba.njit(**JIT)
+def _cut(lo, hi, a, b, c):
+    """Narrow [lo, hi] to the x with |a + b x| <= c; a near-zero ``b`` leaves it alone (a superset)."""
+    if abs(b) > 1e-3:
+        x0, x1 = (-c - a) / b, (c - a) / b
+        lo, hi = max(lo, min(x0, x1)), min(hi, max(x0, x1))
+    return lo, hi
+
+
+@numba.njit(**JIT)
+def _row_span(i, r0, c0, r1, c1, half, lef, rig):
+    """Columns jlo..jhi (within lef..rig) of row ``i`` that may lie closer than ``half`` to the segment.
+
+    A superset: the row's cut through the rectangle of length |segment| + 2 half and width 2 half
+    centred on the segment (it holds every such point), widened by 2 px against rounding; lef..rig
+    for a point segment or coordinates beyond 1e6 px. Pixels left out have coverage exactly 0.
+    """
+    dr, dc = r1 - r0, c1 - c0
+    length = np.sqrt(dr * dr + dc * dc)
+    if not (0.0 < length < 1e6 and half < 1e6 and max(abs(r0), abs(c0), abs(r1), abs(c1)) < 1e6):
+        return lef, rig
+    ur, uc = dr / length, dc / length
+    y, xm = i - 0.5 * (r0 + r1), 0.5 * (c0 + c1)
+    lo, hi = _cut(-np.inf, np.inf, y * ur, uc, 0.5 * length + half)  # along the segment
+    lo, hi = _cut(lo, hi, -y * uc, ur, half)  # across it
+    flo, fhi = xm + lo - 2.0, xm + hi + 2.0
+    if flo > fhi:
+        return lef, lef - 1
+    jlo = lef if flo <= lef else int(np.floor(min(flo, rig + 1.0)))
+    jhi = rig if fhi >= rig else int(np.ceil(max(fhi, lef - 1.0)))
+    return jlo, jhi
+
+
+@numba.njit(**JIT)
+def _spray_window(h, w, segs, halfs):
+    """Union (top, bot, lef, rig), inclusive, of the segments' boxes (``_segment_box``); top > bot if none."""
+    top, bot, lef, rig = h, -1, w, -1
+    for k in range(segs.shape[0]):
+        t, b, le, ri = _segment_box(segs[k, 0], segs[k, 1], segs[k, 2], segs[k, 3], halfs[k], h, w)
+        if t <= b and le <= ri:
+            top, bot, lef, rig = min(top, t), max(bot, b), min(lef, le), max(rig, ri)
+    return top, bot, lef, rig
+
+
+@numba.njit(**JIT)
+def _spray_mask_kernel(out, top0, lef0, h, w, segs, halfs, softness, opacity):
+    """Max over segments of the soft coverage into ``out``, the window of an (h, w) image whose
+    top-left pixel is (top0, lef0) and which holds every segment's box; segs (P, 4) float64 as
+    r0, c0, r1, c1. Only pixels of each row's span are visited; the arithmetic per pixel is in
+    image coordinates, so a window gives the same bits as the whole image."""
     for k in range(segs.shape[0]):
         r0, c0, r1, c1 = segs[k, 0], segs[k, 1], segs[k, 2], segs[k, 3]
         half = halfs[k]
         core = half * (1.0 - softness)
         dr, dc = r1 - r0, c1 - c0
         len2 = dr * dr + dc * dc
-        # Only pixels within ``half`` of the segment's bounding box can be covered. Clamp in
-        # float before int(): far-off end points must not overflow the conversion.
-        top = int(np.floor(min(max(min(r0, r1) - half, 0.0), float(h))))
-        bot = int(np.ceil(min(max(max(r0, r1) + half, -1.0), float(h - 1))))
-        lef = int(np.floor(min(max(min(c0, c1) - half, 0.0), float(w))))
-        rig = int(np.ceil(min(max(max(c0, c1) + half, -1.0), float(w - 1))))
+        top, bot, lef, rig = _segment_box(r0, c0, r1, c1, half, h, w)
         for i in range(top, bot + 1):
-            for j in range(lef, rig + 1):
+            jlo, jhi = _row_span(i, r0, c0, r1, c1, half, lef, rig)
+            for j in range(jlo, jhi + 1):
                 t = 0.0
                 if len2 > 0.0:
                     t = ((i - r0) * dr + (j - c0) * dc) / len2
@@ -213,9 +267,19 @@ def _spray_mask_kernel(h, w, segs, halfs, softness, opacity):
                 pr = i - (r0 + t * dr)
                 pc = j - (c0 + t * dc)
                 a = _coverage(np.sqrt(pr * pr + pc * pc), half, core) * opacity
-                if a > out[i, j]:
-                    out[i, j] = a
+                if a > out[i - top0, j - lef0]:
+                    out[i - top0, j - lef0] = a
     return out
+
+
+def _spray_arrays(shape, params: SprayParams) -> tuple[int, int, np.ndarray, np.ndarray]:
+    """(h, w, segs (P, 4) float64, half widths (P,) float64) of a spray on an image of ``shape``."""
+    if not isinstance(params, SprayParams):
+        raise TypeError(f"params must be SprayParams, got {type(params).__name__}; use make_spray_params")
+    h, w = check_hw("shape", shape)
+    segs = np.array([[s[0][0], s[0][1], s[1][0], s[1][1]] for s in params.paths], dtype=np.float64).reshape(-1, 4)
+    halfs = np.array(params.widths, dtype=np.float64) / 2.0
+    return h, w, segs, halfs
 
 
 def spray_mask(shape, params: SprayParams) -> np.ndarray:
@@ -240,53 +304,61 @@ def spray_mask(shape, params: SprayParams) -> np.ndarray:
     -----
     (H, W) float32
     """
-    if not isinstance(params, SprayParams):
-        raise TypeError(f"params must be SprayParams, got {type(params).__name__}; use make_spray_params")
-    h, w = check_hw("shape", shape)
-    segs = np.array([[s[0][0], s[0][1], s[1][0], s[1][1]] for s in params.paths], dtype=np.float64).reshape(-1, 4)
-    halfs = np.array(params.widths, dtype=np.float64) / 2.0
-    return _spray_mask_kernel(h, w, segs, halfs, params.softness, params.opacity)
+    h, w, segs, halfs = _spray_arrays(shape, params)
+    out = np.zeros((h, w), np.float32)
+    return _spray_mask_kernel(out, 0, 0, h, w, segs, halfs, params.softness, params.opacity)
 
 
 @numba.njit(**JIT)
-def _blend_kernel(image, alpha, c0, c1, c2):
-    """out = rint(in + a (colour - in)) per channel; pixels with a == 0 are copied."""
+def _blend_kernel(out, alpha, top0, lef0, c0, c1, c2):
+    """In place on the window of ``out`` at (top0, lef0): v = rint(v + a (colour - v)) per channel
+    where a > 0."""
     h, w = alpha.shape
-    out = image.copy()
     col = (np.float32(c0), np.float32(c1), np.float32(c2))
     for i in range(h):
         for j in range(w):
             a = alpha[i, j]
             if a > 0.0:
                 for ch in range(3):
-                    v = np.float32(image[i, j, ch])
-                    out[i, j, ch] = np.uint8(np.rint(v + a * (col[ch] - v)))
-    return out
+                    v = np.float32(out[top0 + i, lef0 + j, ch])
+                    out[top0 + i, lef0 + j, ch] = np.uint8(np.rint(v + a * (col[ch] - v)))
 
 
-def apply_spray(image: np.ndarray, params: SprayParams) -> np.ndarray:
+def apply_spray(image: np.ndarray, params: SprayParams, *, inplace: bool = False) -> np.ndarray:
     """Bleed the spray colour into ``image``: ``image (1 - a) + colour a`` with ``a = spray_mask``.
 
     Rounded to nearest, so every channel moves towards the colour and never past it; pixels with
-    ``a == 0`` are returned unchanged.
+    ``a == 0`` are left unchanged. The coverage is computed only on the window that holds the
+    strokes.
 
     Parameters
     ----------
     image : ndarray, (H, W, 3) uint8
     params : SprayParams
+    inplace : bool
+        Write into ``image`` (which must be writeable) instead of a copy.
 
     Returns
     -------
-    ndarray, (H, W, 3) uint8 (a new array)
+    ndarray, (H, W, 3) uint8: a new array, or ``image`` itself when ``inplace``.
 
     Shape
     -----
     (H, W, 3) -> (H, W, 3)
     """
     image = check_rgb("image", image)
-    alpha = spray_mask(image.shape, params)
+    h, w, segs, halfs = _spray_arrays(image.shape, params)
+    if inplace and not image.flags.writeable:
+        raise ValueError("image must be writeable for inplace=True; pass a copy or use inplace=False")
+    out = image if inplace else image.copy()
+    top, bot, lef, rig = _spray_window(h, w, segs, halfs)
+    if top > bot:
+        return out
+    alpha = np.zeros((bot - top + 1, rig - lef + 1), np.float32)
+    _spray_mask_kernel(alpha, top, lef, h, w, segs, halfs, params.softness, params.opacity)
     c = params.color
-    return _blend_kernel(np.ascontiguousarray(image), alpha, c[0], c[1], c[2])
+    _blend_kernel(out, alpha, top, lef, c[0], c[1], c[2])
+    return out
 
 
 @register_warmup
