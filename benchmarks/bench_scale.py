@@ -10,11 +10,17 @@ samples/s, the speed-up end to end and in the shard phase (after the patch-pool 
 median and range of the speed-ups, then one Ray run on a local Ray with ``--workers`` CPUs (its
 start-up reported apart), the per-stage cost per sample, and hours for 1M / 3M / 5M images on a
 16-core node and on 4 and 16 such nodes from the steady (shard-phase) per-core rate.
+
+With ``--src-scale`` >= 2 (sources as large as originals) it also prints the pair of rows issue 15
+asks for: 1-worker builds with the default reduced-scale decoding and with ``--exact-decode``,
+``--repeat`` rounds alternating, samples/s end to end and in the shard phase, and the ratio. The demo
+mix is mostly PNG (no reduced scale), so this ratio is lower than ``bench_decode.py --curve``'s JPEG rows.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import tempfile
@@ -44,9 +50,27 @@ def timed_build(src, cfg, workers, distributor="local"):
     return seconds, manifest["totals"]["seconds_shards_this_run"], stages, manifest["totals"]["bytes"]
 
 
-def _pixels(data: bytes) -> int:
-    h, w = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED).shape[:2]
-    return h * w
+def _shape(data: bytes) -> tuple[int, int]:
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED).shape[:2]
+
+
+def exact_decode_rows(src: str, cfg: SynthConfig, n: int, repeat: int, reducible: int) -> None:
+    """1-worker builds of ``src`` with reduced-scale decoding (``cfg``) and with ``--exact-decode``,
+    ``repeat`` rounds alternating; prints samples/s (median) end to end and in the shard phase, and
+    the ratios. ``reducible`` counts the sources a reduced scale applies to (JPEGs, short side >= 2 size)."""
+    runs: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
+    for _ in range(repeat):
+        for exact in (True, False):
+            seconds, shards, *_ = timed_build(src, dataclasses.replace(cfg, exact_decode=exact), 1)
+            runs[exact].append((seconds, shards))
+    print(f"\nreduced-scale decoding vs --exact-decode, 1 worker ({reducible} of {n} sources reducible), samples/s:")
+    for exact, name in ((False, "default (reduced-scale)"), (True, "--exact-decode")):
+        end = statistics.median(n / e for e, _ in runs[exact])
+        steady = statistics.median(n / p for _, p in runs[exact])
+        print(f"  {name:24s} {end:6.2f} end to end, {steady:6.2f} in the shard phase")
+    ends = [e / r for (e, _), (r, _) in zip(runs[True], runs[False])]
+    steadies = [e / r for (_, e), (_, r) in zip(runs[True], runs[False])]
+    print(f"  reduced vs exact: end to end {spread(ends)}, shard phase {spread(steadies)}")
 
 
 def spread(values) -> str:
@@ -65,14 +89,16 @@ def main():
     cfg = SynthConfig(size=args.size)
     n, w = args.n, args.workers
     with tempfile.TemporaryDirectory() as src:
-        pixels, read = 0, 0
+        pixels, read, reducible = 0, 0, 0
         for i in range(n):
             data, ext = demo_bytes(i, seed=0)
             if args.src_scale != 1.0:
                 img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
                 img = cv2.resize(img, None, fx=args.src_scale, fy=args.src_scale, interpolation=cv2.INTER_CUBIC)
                 data = cv2.imencode(f".{ext}", img)[1].tobytes()
-            pixels += _pixels(data)
+            hw = _shape(data)
+            pixels += hw[0] * hw[1]
+            reducible += ext == "jpg" and min(hw) >= 2 * args.size
             read += len(data)
             Path(src, f"{i:06d}.{ext}").write_bytes(data)
         print(
@@ -96,6 +122,8 @@ def main():
             f"{w} workers vs 1: end to end {spread(ends)}, shard phase {spread(steadies)}; parallel efficiency "
             f"{statistics.median(ends) / w:.0%} end to end, {statistics.median(steadies) / w:.0%} steady"
         )
+        if args.src_scale >= 2:
+            exact_decode_rows(src, cfg, n, args.repeat, reducible)
         if not args.no_ray:
             import ray
 

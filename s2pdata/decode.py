@@ -230,10 +230,15 @@ def _to_rgb(im: Image.Image) -> np.ndarray:
 
 
 def _composite_white(rgba: np.ndarray) -> np.ndarray:
-    """(H, W, 4) uint8 straight alpha -> (H, W, 3) uint8 over white, rounded."""
-    a = rgba[..., 3:4].astype(np.uint16)
-    out = (rgba[..., :3].astype(np.uint16) * a + 255 * (255 - a) + 127) // 255
-    return out.astype(np.uint8)
+    """(H, W, 4) uint8 straight alpha -> (H, W, 3) uint8 over white, rounded.
+
+    ``(c a + 255 (255 - a) + 127) // 255`` equals ``255 - round(a (255 - c) / 255)`` (an integer over
+    255 is never half-way), which OpenCV's scaled multiply rounds exactly in a few SIMD passes (~10x
+    numpy's uint16 arithmetic; tests/test_decode.py checks all 65,536 (a, c) pairs).
+    """
+    rgb = cv2.cvtColor(rgba, cv2.COLOR_RGBA2RGB)
+    alpha = cv2.cvtColor(np.ascontiguousarray(rgba[..., 3]), cv2.COLOR_GRAY2RGB)
+    return cv2.bitwise_not(cv2.multiply(cv2.bitwise_not(rgb), alpha, scale=1 / 255))
 
 
 def _high_depth_gray(im: Image.Image) -> np.ndarray:

@@ -100,6 +100,15 @@ def test_alpha_composited_onto_white():
     np.testing.assert_allclose(rgb[:, 30:].reshape(-1, 3), np.broadcast_to(want, (400, 3)), atol=1)
 
 
+def test_composite_white_matches_the_integer_formula_for_every_pair():
+    # every (alpha, channel) pair against the rounded integer blend the module has always used
+    a, c = np.meshgrid(np.arange(256), np.arange(256), indexing="ij")
+    rgba = np.stack([c, 255 - c, c[::-1], a], axis=-1).astype(np.uint8)
+    a16, c16 = rgba[..., 3:4].astype(np.uint16), rgba[..., :3].astype(np.uint16)
+    expected = ((c16 * a16 + 255 * (255 - a16) + 127) // 255).astype(np.uint8)
+    assert np.array_equal(decode_image(_png(rgba, "RGBA"), min_side=1), expected)
+
+
 def test_la_and_palette_transparency_become_white():
     la = np.zeros((40, 40, 2), np.uint8)
     la[..., 0] = 90
