@@ -239,9 +239,25 @@ def paste_patches(image: np.ndarray, pool: PatchPool, pastes) -> np.ndarray:
         c0, c1 = max(col, 0), min(col + ww, W)
         if r0 >= r1 or c0 >= c1:
             continue
-        m = mask[r0 - row : r1 - row, c0 - col : c1 - col]
-        np.copyto(out[r0:r1, c0:c1], rgb[r0 - row : r1 - row, c0 - col : c1 - col], where=m[:, :, None])
+        _paste_kernel(out, rgb, mask, r0, r1, c0, c1, row, col)
     return out
+
+
+@numba.njit(**JIT)
+def _paste_kernel(out, rgb, mask, r0, r1, c0, c1, row, col):
+    """out[r, c] = rgb[r - row, c - col] where mask[r - row, c - col], for r0 <= r < r1, c0 <= c < c1."""
+    for r in range(r0, r1):
+        for c in range(c0, c1):
+            if mask[r - row, c - col]:
+                for ch in range(3):
+                    out[r, c, ch] = rgb[r - row, c - col, ch]
+
+
+register_warmup(
+    lambda: _paste_kernel(
+        np.zeros((2, 2, 3), np.uint8), np.ones((1, 1, 3), np.uint8), np.ones((1, 1), np.bool_), 0, 1, 0, 1, 0, 0
+    )
+)
 
 
 def make_draft(

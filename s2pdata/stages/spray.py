@@ -245,11 +245,12 @@ def _spray_window(h, w, segs, halfs):
 
 
 @numba.njit(**JIT)
-def _spray_mask_kernel(out, top0, lef0, h, w, segs, halfs, softness, opacity):
+def _spray_mask_kernel(out, spans, top0, lef0, h, w, segs, halfs, softness, opacity):
     """Max over segments of the soft coverage into ``out``, the window of an (h, w) image whose
     top-left pixel is (top0, lef0) and which holds every segment's box; segs (P, 4) float64 as
-    r0, c0, r1, c1. Only pixels of each row's span are visited; the arithmetic per pixel is in
-    image coordinates, so a window gives the same bits as the whole image."""
+    r0, c0, r1, c1. Only pixels of each row's span are visited, and ``spans`` (rows of ``out``, 2)
+    grows to the union of the visited columns (window coordinates; start it at (width, -1)). The
+    arithmetic per pixel is in image coordinates, so a window gives the same bits as the image."""
     for k in range(segs.shape[0]):
         r0, c0, r1, c1 = segs[k, 0], segs[k, 1], segs[k, 2], segs[k, 3]
         half = halfs[k]
@@ -257,19 +258,35 @@ def _spray_mask_kernel(out, top0, lef0, h, w, segs, halfs, softness, opacity):
         dr, dc = r1 - r0, c1 - c0
         len2 = dr * dr + dc * dc
         top, bot, lef, rig = _segment_box(r0, c0, r1, c1, half, h, w)
+        dist = np.empty(max(rig - lef + 1, 0), np.float64)
         for i in range(top, bot + 1):
             jlo, jhi = _row_span(i, r0, c0, r1, c1, half, lef, rig)
+            _row_distances(dist, i, jlo, jhi, r0, c0, dr, dc, len2)
+            if jlo <= jhi:
+                spans[i - top0, 0] = min(spans[i - top0, 0], jlo - lef0)
+                spans[i - top0, 1] = max(spans[i - top0, 1], jhi - lef0)
             for j in range(jlo, jhi + 1):
-                t = 0.0
-                if len2 > 0.0:
-                    t = ((i - r0) * dr + (j - c0) * dc) / len2
-                    t = min(1.0, max(0.0, t))
-                pr = i - (r0 + t * dr)
-                pc = j - (c0 + t * dc)
-                a = _coverage(np.sqrt(pr * pr + pc * pc), half, core) * opacity
+                a = _coverage(dist[j - jlo], half, core) * opacity
                 if a > out[i - top0, j - lef0]:
                     out[i - top0, j - lef0] = a
     return out
+
+
+@numba.njit(**JIT)
+def _row_distances(dist, i, jlo, jhi, r0, c0, dr, dc, len2):
+    """dist[j - jlo] = distance of pixel (i, j) to the segment, jlo <= j <= jhi (a loop LLVM vectorises)."""
+    if len2 > 0.0:
+        di = (i - r0) * dr
+        for j in range(jlo, jhi + 1):
+            t = min(1.0, max(0.0, (di + (j - c0) * dc) / len2))
+            pr = i - (r0 + t * dr)
+            pc = j - (c0 + t * dc)
+            dist[j - jlo] = np.sqrt(pr * pr + pc * pc)
+    else:
+        pr = i - r0
+        for j in range(jlo, jhi + 1):
+            pc = j - c0
+            dist[j - jlo] = np.sqrt(pr * pr + pc * pc)
 
 
 def _spray_arrays(shape, params: SprayParams) -> tuple[int, int, np.ndarray, np.ndarray]:
@@ -305,18 +322,24 @@ def spray_mask(shape, params: SprayParams) -> np.ndarray:
     (H, W) float32
     """
     h, w, segs, halfs = _spray_arrays(shape, params)
-    out = np.zeros((h, w), np.float32)
-    return _spray_mask_kernel(out, 0, 0, h, w, segs, halfs, params.softness, params.opacity)
+    out, spans = np.zeros((h, w), np.float32), _empty_spans(h, w)
+    return _spray_mask_kernel(out, spans, 0, 0, h, w, segs, halfs, params.softness, params.opacity)
+
+
+def _empty_spans(rows: int, width: int) -> np.ndarray:
+    """(rows, 2) int64 column spans, each empty: (width, -1)."""
+    spans = np.empty((rows, 2), np.int64)
+    spans[:, 0], spans[:, 1] = width, -1
+    return spans
 
 
 @numba.njit(**JIT)
-def _blend_kernel(out, alpha, top0, lef0, c0, c1, c2):
+def _blend_kernel(out, alpha, spans, top0, lef0, c0, c1, c2):
     """In place on the window of ``out`` at (top0, lef0): v = rint(v + a (colour - v)) per channel
-    where a > 0."""
-    h, w = alpha.shape
+    where a > 0, looking only at each window row's span (a > 0 nowhere else)."""
     col = (np.float32(c0), np.float32(c1), np.float32(c2))
-    for i in range(h):
-        for j in range(w):
+    for i in range(alpha.shape[0]):
+        for j in range(spans[i, 0], spans[i, 1] + 1):
             a = alpha[i, j]
             if a > 0.0:
                 for ch in range(3):
@@ -354,10 +377,10 @@ def apply_spray(image: np.ndarray, params: SprayParams, *, inplace: bool = False
     top, bot, lef, rig = _spray_window(h, w, segs, halfs)
     if top > bot:
         return out
-    alpha = np.zeros((bot - top + 1, rig - lef + 1), np.float32)
-    _spray_mask_kernel(alpha, top, lef, h, w, segs, halfs, params.softness, params.opacity)
+    alpha, spans = np.zeros((bot - top + 1, rig - lef + 1), np.float32), _empty_spans(bot - top + 1, rig - lef + 1)
+    _spray_mask_kernel(alpha, spans, top, lef, h, w, segs, halfs, params.softness, params.opacity)
     c = params.color
-    _blend_kernel(out, alpha, top, lef, c[0], c[1], c[2])
+    _blend_kernel(out, alpha, spans, top, lef, c[0], c[1], c[2])
     return out
 
 
