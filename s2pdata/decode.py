@@ -116,8 +116,9 @@ def decode_image(
     return _decode(data, max_pixels, min_side, formats, draft)[0]
 
 
-def _decode(data, max_pixels, min_side, formats, draft) -> tuple[np.ndarray, tuple[int, int]]:
-    """``decode_image``'s body: the RGB image and the full-scale (H, W) after EXIF orientation."""
+def _decode(data, max_pixels, min_side, formats, draft) -> tuple[np.ndarray, tuple[int, int], int]:
+    """``decode_image``'s body: the RGB image, the full-scale (H, W) after EXIF orientation and the
+    EXIF orientation (1-8) applied."""
     if int(max_pixels) < 1 or int(min_side) < 1:
         raise ValueError(f"max_pixels and min_side must be >= 1, got {max_pixels!r}, {min_side!r}")
     if draft is not None and (isinstance(draft, bool) or not isinstance(draft, (int, np.integer)) or draft < 1):
@@ -128,12 +129,12 @@ def _decode(data, max_pixels, min_side, formats, draft) -> tuple[np.ndarray, tup
         # DecompressionBombWarning (between Pillow's limit and twice it) and palette notes:
         # our own max_pixels check below is the policy.
         warnings.simplefilter("ignore")
-        im, full_hw = _open_checked(bytes(data), int(max_pixels), int(min_side), formats, draft)
+        im, full_hw, orientation = _open_checked(bytes(data), int(max_pixels), int(min_side), formats, draft)
         try:
             rgb = _to_rgb(im)
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise _classify_oserror(exc, "normalising") from exc
-    return rgb, full_hw
+    return rgb, full_hw, orientation
 
 
 _MAGIC = (
@@ -169,9 +170,12 @@ def sniff(data: bytes) -> str:
     return "text" if all(c.isprintable() or c in "\r\n\t" for c in text) else "unrecognised binary data"
 
 
-def _open_checked(data: bytes, max_pixels: int, min_side: int, formats, draft) -> tuple[Image.Image, tuple[int, int]]:
+def _open_checked(
+    data: bytes, max_pixels: int, min_side: int, formats, draft
+) -> tuple[Image.Image, tuple[int, int], int]:
     """Open lazily, check the header's size, then decode pixels (at a reduced scale where ``draft``
-    allows) and apply EXIF orientation; returns the image and its full-scale oriented (H, W)."""
+    allows) and apply EXIF orientation; returns the image, its full-scale oriented (H, W) and the
+    orientation (1-8) applied."""
     try:
         im = Image.open(io.BytesIO(data), formats=_available_formats(formats))
     except UnidentifiedImageError as exc:
@@ -196,14 +200,17 @@ def _open_checked(data: bytes, max_pixels: int, min_side: int, formats, draft) -
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
         raise _classify_oserror(exc, "decoding") from exc
     try:
-        turned = im.getexif().get(_ORIENTATION, 1) in (5, 6, 7, 8)  # the ones exif_transpose turns by 90 degrees
+        orientation = im.getexif().get(_ORIENTATION, 1)
+        turned = orientation in (5, 6, 7, 8)  # the ones exif_transpose turns by 90 degrees
         ImageOps.exif_transpose(im, in_place=True)
     except Exception as exc:  # noqa: BLE001 - malformed EXIF takes many exception types
         raise DecodeError("corrupt", f"EXIF orientation: {type(exc).__name__}: {exc}") from exc
-    return im, ((w, h) if turned else (h, w))
+    return im, ((w, h) if turned else (h, w)), orientation if orientation in _ORIGIN_AT else 1
 
 
 _ORIENTATION = 0x0112  # the EXIF orientation tag
+# Where exif_transpose puts the stored image's top-left corner, per orientation: (at the bottom, at the right).
+_ORIGIN_AT = {1: (0, 0), 2: (0, 1), 3: (1, 1), 4: (1, 0), 5: (0, 0), 6: (0, 1), 7: (1, 1), 8: (1, 0)}
 
 
 def _request_draft(im: Image.Image, w: int, h: int, short: int) -> None:
@@ -265,8 +272,7 @@ class FitParams:
 
     ``in_shape`` (H, W) of the decoded image, ``resized`` (H, W) after scaling so the short side
     equals the target, ``scale`` = resized / in (same on both axes up to rounding),
-    ``interpolation`` one of "none", "area" (shrinking), "cubic" (enlarging), "linear" (only
-    ``decode_fitted``'s finish after a reduced-scale decode, never in a plan), and ``crop``
+    ``interpolation`` one of "none", "area" (shrinking), "cubic" (enlarging), and ``crop``
     (top, left, height, width) in resized coordinates or ``None``.
     """
 
@@ -355,8 +361,7 @@ def plan_fit(shape, *, size: int | None = 512, crop: str = "none", rng: np.rando
     return FitParams((h, w), (rh, rw), float(scale), interp, box)
 
 
-# INTER_LINEAR_EXACT is OpenCV's bit-exact fixed-point bilinear: the same bytes on every machine.
-_CV2_INTERP = {"area": cv2.INTER_AREA, "cubic": cv2.INTER_CUBIC, "linear": cv2.INTER_LINEAR_EXACT}
+_CV2_INTERP = {"area": cv2.INTER_AREA, "cubic": cv2.INTER_CUBIC}
 
 
 def apply_fit(image: np.ndarray, params: FitParams) -> np.ndarray:
@@ -392,10 +397,15 @@ def apply_fit(image: np.ndarray, params: FitParams) -> np.ndarray:
         out = cv2.resize(image, (rw, rh), interpolation=_CV2_INTERP[params.interpolation])  # (x, y) size
         if out.ndim < image.ndim:  # cv2 drops a trailing channel axis of length 1
             out = out[..., None]
-    if params.crop is not None:
-        top, left, ch, cw = params.crop
-        return out[top : top + ch, left : left + cw].copy()  # own, contiguous memory
-    return image.copy() if out is image else out
+    return _crop(image.copy() if out is image else out, params)
+
+
+def _crop(resized: np.ndarray, params: FitParams) -> np.ndarray:
+    """``params.crop`` of an image of ``params.resized``, in its own contiguous memory (as is without a crop)."""
+    if params.crop is None:
+        return resized
+    top, left, ch, cw = params.crop
+    return resized[top : top + ch, left : left + cw].copy()
 
 
 def fit_size(
@@ -427,9 +437,9 @@ def decode_fitted(
 
     Where ``size`` is at most half the source's short side, the decoder (JPEG, MPO) is asked for
     its largest DCT scale (1/2, 1/4, 1/8) that still leaves at least the fitted size; a bilinear
-    resize (area where the decoder left 2x or more) then finishes the job. The fit is planned from
-    the full-scale size, so the plan (and the random crop it draws) is the same as with
-    ``exact=True``; only pixels differ, by about what a resampling filter does
+    resample of the picture's exact extent (area where the decoder left 2x or more) then finishes.
+    The fit is planned from the full-scale size, so the plan (and the random crop it draws) is the
+    same as with ``exact=True``; only pixels differ, by about what a resampling filter does
     (tests/test_decode.py states the PSNR).
 
     Parameters
@@ -464,23 +474,31 @@ def decode_fitted(
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"data must be bytes, got {type(data).__name__}; read the file in 'rb' mode")
     draft = None if exact or not size else size
-    image, full_hw = _decode(data, max_pixels, min_side, formats, draft)
+    image, full_hw, orientation = _decode(data, max_pixels, min_side, formats, draft)
     params = plan_fit(full_hw, size=size, crop=crop, rng=rng)
     if tuple(image.shape[:2]) != full_hw:  # decoded at a reduced scale: always at least the fitted size
-        return apply_fit(image, _finish_plan(params, image.shape[:2])), full_hw, params
+        return _finish_reduced(image, params, full_hw, orientation), full_hw, params
     return apply_fit(image, params), full_hw, params
 
 
-def _finish_plan(params: FitParams, reduced_hw) -> FitParams:
-    """The plan that takes a reduced-scale decode of ``reduced_hw`` (H, W) to ``params.resized``.
+def _finish_reduced(image: np.ndarray, params: FitParams, full_hw, orientation: int) -> np.ndarray:
+    """A reduced-scale decode ``image`` (h, w, 3) -> ``params.out_shape + (3,)``, sampling the picture's exact extent.
 
-    The decoder's DCT scaling already averaged the picture down to less than twice the fitted
-    size on each axis (the largest scale leaving the target; beyond 1/8 it may leave more): there
-    bilinear (``"linear"``) is as close to the full decode + area resize as area itself (PSNR,
-    benchmarks/RESULTS.md) and ~7x faster than OpenCV's area path at such non-integer ratios.
-    Where the rest is 2x or more, area as planned.
+    The decoder's scale ``s`` (2, 4, 8) leaves ``ceil(H / s)`` pixels: a partial last DCT block
+    makes the image up to one pixel longer than the picture's ``H / s``, at the end the stored
+    image had (EXIF orientation may move it to the start). Where less than 2x is left on both axes
+    (always, up to the decoder's 1/8) a bilinear ``warpAffine`` samples exactly the picture's box:
+    as close to the full decode + area resize as area itself and several times faster than
+    OpenCV's area path at such non-integer ratios (benchmarks/RESULTS.md). Otherwise area, as planned.
     """
-    rh, rw = params.resized
-    h, w = int(reduced_hw[0]), int(reduced_hw[1])
-    interp = "linear" if h < 2 * rh and w < 2 * rw else params.interpolation
-    return dataclasses.replace(params, in_shape=(h, w), interpolation=interp)
+    h, w = image.shape[:2]
+    (full_h, full_w), (rh, rw) = full_hw, params.resized
+    scale = next((s for s in (2, 4, 8) if -(-full_h // s) == h and -(-full_w // s) == w), None)
+    if scale is None or h >= 2 * rh or w >= 2 * rw:
+        return apply_fit(image, dataclasses.replace(params, in_shape=(h, w)))
+    ky, kx = full_h / scale / rh, full_w / scale / rw  # reduced pixels per output pixel
+    at_bottom, at_right = _ORIGIN_AT[orientation]  # the picture ends flush with the image's far side there
+    oy, ox = (h - full_h / scale) * at_bottom, (w - full_w / scale) * at_right
+    m = np.array([[kx, 0.0, ox + 0.5 * kx - 0.5], [0.0, ky, oy + 0.5 * ky - 0.5]])  # output -> reduced (x, y)
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    return _crop(cv2.warpAffine(image, m, (rw, rh), flags=flags, borderMode=cv2.BORDER_REPLICATE), params)
