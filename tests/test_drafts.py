@@ -281,6 +281,16 @@ def test_paste_patches_matches_reference_and_touches_only_masks(img, pool, data)
     assert not np.any(np.any(out != img, axis=2) & ~under)
 
 
+def test_paste_from_a_memory_mapped_pool_matches_reference(tmp_path):
+    # patches straight from the read-only memory map (angle 0, scale 1) and rotated ones
+    make_pool(4).save(tmp_path)
+    pool = PatchPool.load(tmp_path)
+    img = draw_cel_image(40, 52, seed=2)
+    pastes = [(i % len(pool), (0.0, 37.0)[i % 2], 1.0, 9 * i - 12, 11 * i - 20) for i in range(8)]
+    placed = [(*rotate_patch(pool[i], angle, scale), row, col) for i, angle, scale, row, col in pastes]
+    assert np.array_equal(paste_patches(img, pool, pastes), ref_paste_patches(img, placed))
+
+
 # ---- drafts --------------------------------------------------------------------------------------
 
 

@@ -75,6 +75,26 @@ def test_spray_kernels_give_the_bits_of_the_whole_image_formula(case):
     assert np.array_equal(view, ref)
 
 
+@pytest.mark.parametrize(
+    "seg",
+    [
+        ((20.0, -5.0), (20.0, 60.0)),  # horizontal
+        ((-5.0, 25.0), (45.0, 25.0)),  # vertical
+        ((0.0, 10.0), (39.0, 10.0004)),  # almost vertical: the row cut along the segment is skipped
+        ((3.0, 3.0), (3.0, 3.0)),  # a point
+        ((-3e6, -2e6), (5e6, 4e6)),  # beyond 1e6 px: the whole box
+        ((38.5, -40.0), (-60.0, 70.5)),  # ends far outside
+    ],
+)
+@pytest.mark.parametrize("width,softness", [(0.3, 0.0), (9.0, 0.5), (30.0, 1.0)])
+def test_spray_row_spans_keep_every_covered_pixel(seg, width, softness):
+    img = draw_cel_image(40, 50, seed=3)
+    p = SprayParams(color=(250, 20, 120), paths=(seg,), widths=(width,), softness=softness, opacity=0.7)
+    alpha = ref_spray_mask_bits(img.shape, p.paths, p.widths, p.softness, p.opacity)
+    assert spray_mask(img.shape, p).tobytes() == alpha.tobytes()
+    assert apply_spray(img, p).tobytes() == ref_apply_spray(img, alpha, p.color).tobytes()
+
+
 def test_full_opacity_hard_stroke_paints_the_colour():
     img = np.zeros((40, 50, 3), np.uint8)
     p = SprayParams(
