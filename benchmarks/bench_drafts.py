@@ -131,10 +131,10 @@ def online_costs(args, pool: PatchPool) -> tuple[list[str], dict]:
         del mapped
     ms = {k: 1e3 * v / len(stored) for k, v in sums.items()}
     dec = ms["decode"]
-    shapes = sorted({s["color"].shape[:2] for s, _ in stored})
+    longs = [max(s["color"].shape[:2]) for s, _ in stored]
     lines = [
-        f"| online draft per sample (best of {args.repeat}, mean over {len(stored)} samples, "
-        f"{shapes[0][0]}x{shapes[0][1]} to {shapes[-1][0]}x{shapes[-1][1]}) | ms | x stored-draft decode |",
+        f"| online draft per sample (best of {args.repeat}, mean over {len(stored)} samples, short side "
+        f"{cfg.size}, long {min(longs)}-{max(longs)}) | ms | x stored-draft decode |",
         "| --- | ---: | ---: |",
         f"| decode the stored draft0.jpg (cv2.imdecode) | {dec:.2f} | 1.00 |",
         f"| online_sample(hints=False), build pool memory-mapped | {ms['pool']:.2f} | {ms['pool'] / dec:.2f} |",
