@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from s2pdata._rng import sample_rng
-from s2pdata.data import make_loader, open_shards
+from s2pdata.data import make_loader, open_shards, to_model_input
 from s2pdata.stages.hints import render_hints, sample_hints
 from s2pdata.train.common import variance_loss
 from s2pdata.train.nets import UNet
@@ -104,19 +104,16 @@ def batches(shards: Path, stage: str, args, seed: int):
         if args.hint_p > 0:
             batch["hint"] = dense_hints(batch["color"], batch["__key__"], args, seed, n)
         n += 1
-        yield batch
+        yield to_model_input(batch)
 
 
 def dense_hints(color: torch.Tensor, keys: list[str], args, seed: int, n: int) -> torch.Tensor:
-    """Hints re-drawn from each crop with the paper's sampler at stop probability ``--hint-p``."""
-    rgb = ((color.permute(0, 2, 3, 1) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
+    """uint8 hint maps (B, 4, H, W) re-drawn from each uint8 crop with the paper's sampler at ``--hint-p``."""
     maps = []
-    for img, key in zip(rgb, keys):
+    for img, key in zip(color.permute(0, 2, 3, 1).numpy(), keys):
         h = sample_hints(img, rng=sample_rng(seed, key, "bench-hints", n), p=args.hint_p)
         maps.append(render_hints(h, img.shape[:2], radius=args.hint_radius))
-    a = torch.from_numpy(np.stack(maps)).permute(0, 3, 1, 2).float()
-    alpha = a[:, 3:] / 255.0
-    return torch.cat([(a[:, :3] / 127.5 - 1.0) * alpha, alpha], 1)
+    return torch.from_numpy(np.stack(maps)).permute(0, 3, 1, 2).contiguous()
 
 
 def load_heldout(shards: Path, limit: int) -> list[dict]:

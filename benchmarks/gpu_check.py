@@ -308,7 +308,7 @@ def step_row(stage: str, pf: Profile, compile_backend: str | None) -> Row:
 
 def wait_row(shards: Path, pf: Profile, workers: int) -> Row:
     """The draft step fed by make_loader: share of step time spent waiting for the next batch."""
-    from s2pdata.data import make_loader
+    from s2pdata.data import make_loader, to_model_input
 
     device = torch.device(pf.device)
     row = Row("data wait", f"draft, bf16, eager, num_workers {workers}, batch {pf.batch}, crop {pf.crop}")
@@ -320,7 +320,7 @@ def wait_row(shards: Path, pf: Profile, workers: int) -> Row:
     waited = total = 0.0
     for i in range(pf.warmup + pf.steps):
         t0 = time.perf_counter()
-        batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in next(it).items()}
+        batch = to_model_input(next(it), device)
         t1 = time.perf_counter()
         losses = step(batch)
         _sync(device)

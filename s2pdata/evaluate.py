@@ -172,7 +172,8 @@ def score(
         ``batch -> (B, 3, H, W)`` tensor in [-1, 1]; called once with the shards' hints and once
         with an all-zero hint map per batch.
     loader : iterable of dict
-        Batches of ``make_loader`` (``color``, ``sketch``, ``hint`` [, ``draft``]); any batch size.
+        uint8 batches of ``make_loader`` (``color``, ``sketch``, ``hint`` [, ``draft``]); any batch
+        size. Each is moved to ``device`` and normalised there (``s2pdata.data.to_model_input``).
     limit : int, optional
         Score at most this many images.
     fid_features : callable, optional
@@ -189,6 +190,7 @@ def score(
     """
     import torch
 
+    from .data import to_model_input
     from .train.common import to_uint8
 
     rows = {s: [] for s in SETTINGS}
@@ -198,7 +200,7 @@ def score(
         for batch in loader:
             if limit is not None and n >= limit:
                 break
-            batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+            batch = to_model_input(batch, device)
             take = len(batch["color"]) if limit is None else min(len(batch["color"]), limit - n)
             target = to_uint8(batch["color"])[:take]
             mask = batch["hint"][:take, 3].cpu().numpy() > 0

@@ -142,14 +142,18 @@ def encode_image(name: str, array: np.ndarray, schema: Schema) -> bytes:
     return buf.tobytes()
 
 
-def decode_image_field(name: str, data: bytes) -> np.ndarray:
-    """Decode one stored image field to the project's array convention (RGB / RGBA / gray / int32)."""
+def decode_image_field(name: str, data: bytes, *, rgb: bool = True) -> np.ndarray:
+    """Decode one stored image field to the project's array convention (RGB / RGBA / gray / int32);
+    ``rgb=False`` leaves colour in OpenCV's BGR / BGRA order (for callers that crop first and
+    reorder the channels in the same copy)."""
     buf = np.frombuffer(data, np.uint8)
     a = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     if a is None:
         raise ValueError(f"field {name!r} is not a decodable image ({len(data)} bytes)")
     if name.startswith("regions"):
         return a.astype(np.int32)  # 16-bit PNG label map
+    if not rgb:
+        return a
     if a.ndim == 3 and a.shape[2] == 3:
         return cv2.cvtColor(a, cv2.COLOR_BGR2RGB)  # cv2 decodes to BGR
     if a.ndim == 3 and a.shape[2] == 4:
@@ -175,9 +179,13 @@ def encode_sample(sample: dict, schema: Schema) -> dict[str, bytes]:
     return {"__key__": sample["__key__"], **out}
 
 
-def decode_sample(raw: dict[str, bytes]) -> dict:
+def decode_sample(raw: dict[str, bytes], *, only=None, rgb: bool = True) -> dict:
     """Tar members of one sample -> numpy dict: ``color``/``draftK`` (H, W, 3) uint8, ``sketch``
     (H, W) uint8, ``hint`` (H, W, 4) uint8, ``regions`` (H, W) int32, ``json`` dict.
+
+    ``only`` (a set of field names such as ``{"color", "sketch"}``; None: all) decodes just those
+    members and never touches the others' bytes; ``rgb=False`` keeps OpenCV's channel order
+    (``decode_image_field``).
 
     Raises
     ------
@@ -191,11 +199,13 @@ def decode_sample(raw: dict[str, bytes]) -> dict:
         if name.startswith("__"):
             continue
         base, _, ext = name.partition(".")
+        if only is not None and base not in only:
+            continue
         try:
             if name == "json":
                 out["json"] = json.loads(data)
             elif ext in ("jpg", "png", "webp"):
-                out[base] = decode_image_field(name, data)
+                out[base] = decode_image_field(name, data, rgb=rgb)
         except (ValueError, cv2.error) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             problem = f"member {key}.{name} does not decode ({type(exc).__name__}: {exc})"
             raise _shard_error(raw.get("__url__", "<unknown>"), problem, key=key) from exc

@@ -342,7 +342,7 @@ def shard_sample(k: int, h: int, w: int, drafts: int = 0) -> dict:
         hint[y : y + 3, x : x + 3, 3] = 255
     s = {"__key__": f"t-{k:05d}", "color": color, "sketch": sketch, "hint": hint, "json": {"k": k}}
     for i in range(drafts):
-        s[f"draft{i}"] = (255 - color).copy()
+        s[f"draft{i}"] = np.roll(255 - color, 3 * i, axis=1)  # draft0 = 255 - colour; the others differ
     return s
 
 

@@ -8,7 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from s2pdata.data import make_loader, open_shards  # noqa: E402
+from s2pdata.data import make_loader, open_shards, to_model_input  # noqa: E402
 from tests.fakes import write_shards  # noqa: E402
 
 
@@ -86,17 +86,17 @@ def test_batch_encoding_and_identical_crop(shards):
     dl = make_loader(shards, batch_size=3, num_workers=0, mode="exact", crop=24, shuffle_buffer=0)
     b = next(iter(dl))
     assert b["color"].shape == (3, 3, 24, 24) and b["sketch"].shape == (3, 1, 24, 24)
-    assert b["hint"].shape == (3, 4, 24, 24) and b["color"].dtype == torch.float32
+    assert b["hint"].shape == (3, 4, 24, 24) and {b[k].dtype for k in ("color", "sketch", "hint")} == {torch.uint8}
+    m = to_model_input(b)
     for name in ("color", "sketch", "hint"):
-        assert b[name].min() >= -1 and b[name].max() <= 1
-    a = b["hint"][:, 3:]
+        assert m[name].dtype == torch.float32 and m[name].min() >= -1 and m[name].max() <= 1
+    a = m["hint"][:, 3:]
     assert set(a.unique().tolist()) <= {0.0, 1.0}
-    assert torch.all(b["hint"][:, :3][a.expand(-1, 3, -1, -1) == 0] == 0)  # premultiplied: no hint = 0
-    # the same crop/flip for every field: recover the crop of the raw colour and compare the sketch
+    assert torch.all(m["hint"][:, :3][a.expand(-1, 3, -1, -1) == 0] == 0)  # premultiplied: no hint = 0
+    # the same crop/flip for every field: find the crop in the raw colour and compare the sketch
     raw = {s["__key__"]: s for s in open_shards(shards)}
     for i, key in enumerate(b["__key__"]):
-        col = ((b["color"][i].permute(1, 2, 0) + 1) * 127.5).round().byte().numpy()
-        sk = ((b["sketch"][i, 0] + 1) * 127.5).round().byte().numpy()
+        col, sk = b["color"][i].permute(1, 2, 0).numpy(), b["sketch"][i, 0].numpy()
         c, s = raw[key]["color"], raw[key]["sketch"]
         found = False
         for flip in (False, True):
@@ -115,8 +115,7 @@ def test_crop_larger_than_image_reflect_pads(shards):
     raw = {s["__key__"]: s for s in open_shards(shards)}
     for i, key in enumerate(b["__key__"]):
         c, s = raw[key]["color"], raw[key]["sketch"]  # 40 x 48: 24 rows and 16 columns to pad, split evenly
-        col = ((b["color"][i].permute(1, 2, 0) + 1) * 127.5).round().byte().numpy()
-        sk = ((b["sketch"][i, 0] + 1) * 127.5).round().byte().numpy()
+        col, sk = b["color"][i].permute(1, 2, 0).numpy(), b["sketch"][i, 0].numpy()
         np.testing.assert_array_equal(col, np.pad(c, ((12, 12), (8, 8), (0, 0)), mode="reflect"), err_msg=key)
         np.testing.assert_array_equal(sk, np.pad(s, ((12, 12), (8, 8)), mode="reflect"), err_msg=key)
 
@@ -124,9 +123,94 @@ def test_crop_larger_than_image_reflect_pads(shards):
 def test_refine_uses_stored_draft_else_synthesises(tmp_path, shards):
     with_drafts = write_shards(tmp_path / "d", 4, 2, drafts=1)
     b = next(iter(make_loader(with_drafts, stage="refine", batch_size=2, num_workers=0, mode="exact", crop=16)))
-    assert torch.allclose(b["draft"], -b["color"], atol=1e-5)  # stored draft0 = 255 - colour
+    assert torch.equal(b["draft"], 255 - b["color"])  # stored draft0 = 255 - colour
     b = next(iter(make_loader(shards, stage="refine", batch_size=2, num_workers=0, mode="exact", crop=16)))
     assert b["draft"].shape == b["color"].shape and not torch.equal(b["draft"], b["color"])
+
+
+def _float_batch_before(shards, stage: str, **kw) -> dict:
+    """The loader's float batches as they were made before uint8 batches: every member decoded to RGB,
+    the same crop/flip, online hints and draft draws, then ``x / 127.5 - 1`` and the premultiplied
+    hint on the CPU, in the worker."""
+    from s2pdata._rng import sample_rng
+    from s2pdata.data.loader import _crop_flip
+    from s2pdata.shards import decode_sample
+    from s2pdata.stages.hints import render_hints, sample_hints
+    from s2pdata.synth import online_sample
+
+    items = []
+    for raw in open_shards(shards, decode=False):
+        s, key = decode_sample(raw), raw["__key__"]
+        fields = {"color": s["color"], "sketch": s["sketch"], "hint": s["hint"]}
+        if stage == "refine":
+            stored = sorted(k for k in s if k.startswith("draft") and k[5:].isdigit())
+            if stored:
+                fields["draft"] = s[stored[int(sample_rng(0, key, "draft", 0).integers(len(stored)))]]
+            else:
+                fields["draft"] = online_sample(s, seed=0, epoch=0, hints=False)["draft"]
+        out = _crop_flip(fields, kw["crop"], True, sample_rng(0, key, "crop", 0))
+        if kw.get("online_hints"):
+            h = sample_hints(out["color"], rng=sample_rng(0, key, "hints", 0), p=kw["hint_p"])
+            out["hint"] = render_hints(h, out["color"].shape[:2], radius=1 if stage == "draft" else 2)
+        items.append(out)
+    batch = {}
+    for name in items[0]:
+        a = torch.from_numpy(np.stack([it[name] for it in items]))
+        a = (a[..., None] if a.ndim == 3 else a).permute(0, 3, 1, 2).float()
+        if name == "hint":
+            alpha = a[:, 3:] / 255.0
+            a = torch.cat([(a[:, :3] / 127.5 - 1.0) * alpha, alpha], 1)
+        else:
+            a = a / 127.5 - 1.0
+        batch[name] = a
+    return batch
+
+
+@pytest.mark.parametrize(
+    "stage, drafts, extra",
+    [("draft", 0, {}), ("draft", 0, {"online_hints": True, "hint_p": 0.05}), ("refine", 2, {}), ("refine", 0, {})],
+)
+def test_to_model_input_equals_the_old_float_batches(tmp_path, stage, drafts, extra):
+    """uint8 batches + to_model_input give the old float layout value for value (RGB colour, RGBA hints,
+    stored drafts chosen per sample, online drafts and hints), and only what the stage uses is decoded."""
+    shards = write_shards(tmp_path, 6, 3, drafts=drafts, h=40, w=52)
+    kw = dict(crop=32, **extra)
+    old = _float_batch_before(shards, stage, **kw)
+    dl = make_loader(shards, stage=stage, batch_size=6, num_workers=0, mode="exact", shuffle_buffer=0, **kw)
+    order = sorted(s["__key__"] for s in open_shards(shards, decode=False))
+    new = to_model_input(next(iter(dl)))
+    idx = [order.index(k) for k in new["__key__"]]
+    assert sorted(new) == sorted([*old, "__key__"])
+    for name in old:
+        assert new[name].dtype == torch.float32
+        assert torch.equal(new[name], old[name][idx]), name
+
+
+def test_loader_decodes_only_what_the_stage_uses(monkeypatch, tmp_path):
+    import s2pdata.shards as shards_mod
+
+    shards = write_shards(tmp_path, 4, 2, drafts=3)
+    seen = []
+    real = shards_mod.decode_image_field
+    monkeypatch.setattr(
+        shards_mod, "decode_image_field", lambda name, data, **kw: seen.append(name) or real(name, data, **kw)
+    )
+
+    def decoded(stage, **kw):
+        seen.clear()
+        next(iter(make_loader(shards, stage=stage, batch_size=4, num_workers=0, mode="exact", crop=16, **kw)))
+        return sorted({n.split(".")[0] for n in seen}), len(seen)
+
+    assert decoded("draft") == (["color", "hint", "sketch"], 12)
+    assert decoded("draft", online_hints=True) == (["color", "sketch"], 8)
+    names, n = decoded("refine")
+    assert n == 16 and [x for x in names if not x.startswith("draft")] == ["color", "hint", "sketch"]
+
+
+def test_to_model_input_refuses_a_float_batch(shards):
+    b = to_model_input(next(iter(make_loader(shards, batch_size=2, num_workers=0, crop=16))))
+    with pytest.raises(TypeError, match=r"batch\['color'\] has dtype torch.float32.*use it as it is"):
+        to_model_input(b)
 
 
 def test_online_hints_change_per_epoch(shards):

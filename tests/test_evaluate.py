@@ -7,7 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from s2pdata.data import make_loader  # noqa: E402
+from s2pdata.data import make_loader, to_model_input  # noqa: E402
 from s2pdata.evaluate import PSNR_CAP, evaluate, frechet_distance, load_model, main, resolve_device, score  # noqa: E402
 from s2pdata.train.__main__ import main as train_main  # noqa: E402
 from tests.fakes import shard_sample, write_shards  # noqa: E402
@@ -220,7 +220,7 @@ def test_cli_fid_from_a_googlenet_state_dict(run, shards, tmp_path, capsys):
         with torch.no_grad():
             return enc(F.interpolate(x, size=(224, 224), mode="bilinear", antialias=True)).double().numpy()
 
-    batches = list(loader(shards))[:2]
+    batches = [to_model_input(b) for b in list(loader(shards))[:2]]
     real = np.concatenate([feats(b["color"]) for b in batches])
     with torch.no_grad():
         fake = np.concatenate([feats(model_fn(b)) for b in batches])

@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch")
 from s2pdata.train.__main__ import main as train_main  # noqa: E402
 from s2pdata.train.checkpoint import load_checkpoint  # noqa: E402
 from s2pdata.train.common import GRID_HEADER, variance_loss  # noqa: E402
-from s2pdata.train.config import DRY_RUN, config_fields, parse_args  # noqa: E402
+from s2pdata.train.config import DRY_RUN, config_fields, lr_at, parse_args  # noqa: E402
 from s2pdata.train.draft import DraftConfig  # noqa: E402
 from s2pdata.train.draft import build_stage as draft_stage  # noqa: E402
 from s2pdata.train.loop import setup_runtime, train  # noqa: E402
@@ -311,3 +311,26 @@ def test_compiled_run_checkpoint_loads_into_plain_model(tmp_path):
     x = torch.rand(2, 5, 16, 16) * 2 - 1
     compiled = torch.compile(plain)
     torch.testing.assert_close(compiled(x), plain(x), rtol=1e-4, atol=1e-5)
+
+
+def test_lr_schedule_warms_up_decays_and_is_applied(shards, tmp_path):
+    cfg = _tiny(shards, tmp_path, lr=1e-3, steps=10, warmup=2, lr_schedule="cosine", ckpt_every=10)
+    assert [lr_at(cfg, s) for s in (0, 1)] == pytest.approx([1e-4, 5.5e-4])  # linear from lr/10
+    assert lr_at(cfg, 2) == pytest.approx(1e-3) and lr_at(cfg, 6) == pytest.approx(5.5e-4)  # cosine midpoint
+    assert lr_at(cfg, 10) == pytest.approx(1e-4) and lr_at(cfg, 50) == pytest.approx(1e-4)  # floor lr/10
+    assert lr_at(dataclasses.replace(cfg, lr_schedule="constant"), 7) == 1e-3
+    train(cfg, draft_stage, log=lambda s: None, progress=False)
+    ck = load_checkpoint(tmp_path / "ckpt.pt")
+    for opt in ("G", "D"):  # both optimisers stepped their last step at the schedule's rate
+        assert ck["optims"][opt]["param_groups"][0]["lr"] == pytest.approx(lr_at(cfg, 9))
+
+
+def test_hint_radius_key_reaches_the_loader(shards, tmp_path):
+    from s2pdata.train.loop import _fixed_batch, _prepare
+
+    def hinted(**kw):
+        cfg = _tiny(shards, tmp_path, online_hints=True, hint_p=0.05, **kw)
+        run = _prepare(cfg, draft_stage, setup_runtime(cfg), False, lambda s: None)
+        return int((_fixed_batch(run)["hint"][:, 3] > 0).sum())
+
+    assert hinted() == hinted(hint_radius=1) < hinted(hint_radius=3)  # auto is 3x3 squares for draft

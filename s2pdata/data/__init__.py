@@ -9,8 +9,9 @@ its stats file (or ``shardindex.json``) records before yielding any of its sampl
 shard or a member that does not decode raises ``s2pdata.shards.ShardError`` naming the shard
 (and the key).
 
-``make_loader(urls, ...)`` is the training entry: a torch DataLoader of full batches of float
-tensors (``s2pdata.data.loader``; torch is imported on the first call, not by this package).
+``make_loader(urls, ...)`` is the training entry: a torch DataLoader of full batches of uint8
+tensors, and ``to_model_input(batch, device)`` turns a batch into the models' float input on the
+device (``s2pdata.data.loader``; torch is imported on the first call, not by this package).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Iterator
 
 from ..shards import ShardError, decode_sample, iter_tar, shard_paths, verify_shard
 
-__all__ = ["ShardError", "make_loader", "open_shards"]
+__all__ = ["ShardError", "make_loader", "open_shards", "to_model_input"]
 
 
 def open_shards(path, *, decode: bool = True, verify: bool = False) -> Iterator[dict]:
@@ -65,17 +66,28 @@ def make_loader(urls, **kwargs):
     Returns
     -------
     s2pdata.data.loader.ShardLoader
-        Yields dicts of float32 tensors in [-1, 1] and ``__key__``.
+        Yields dicts of uint8 tensors and ``__key__``; ``to_model_input`` makes the float input.
 
     Shape
     -----
     shards -> ``color`` (B, 3, H, W), ``sketch`` (B, 1, H, W), ``hint`` (B, 4, H, W), ``draft`` (B, 3, H, W).
     """
+    return _torch_loader().make_loader(urls, **kwargs)
+
+
+def to_model_input(batch: dict, device=None, **kwargs) -> dict:
+    """A ``make_loader`` batch (uint8) moved to ``device`` and normalised there into the models' float32
+    input: colour, sketch, draft ``x / 127.5 - 1``; hint ``[(RGB / 127.5 - 1) * a, a]``, ``a = alpha / 255``.
+    Documented in full at ``s2pdata.data.loader.to_model_input``."""
+    return _torch_loader().to_model_input(batch, device, **kwargs)
+
+
+def _torch_loader():
+    """``s2pdata.data.loader``, imported on first use: it needs torch."""
     try:
-        from .loader import make_loader as _make_loader
+        from . import loader
     except ModuleNotFoundError as exc:
         if exc.name != "torch":
             raise
         raise ModuleNotFoundError("make_loader needs torch: pip install 's2pdata[torch]'", name="torch") from exc
-
-    return _make_loader(urls, **kwargs)
+    return loader

@@ -1,14 +1,23 @@
 """Torch streaming datasets over shards and ``make_loader`` (imports torch; ``s2pdata.data`` does not).
 
 Shards -> per-(rank, worker) shard list -> raw samples -> shuffle buffer -> batches of raw
-samples -> decode + crop/flip (+ online hints, + draft) -> batch dict of float tensors in [-1, 1]:
+samples -> decode only the fields the stage uses -> crop/flip (+ online hints, + draft) ->
+batch dict of uint8 tensors, channels first:
 
-  color  (B, 3, H, W)  RGB / 127.5 - 1
-  sketch (B, 1, H, W)  gray / 127.5 - 1 (paper white = +1, ink = -1)
-  hint   (B, 4, H, W)  channels 0-2: (RGB / 127.5 - 1) * a, channel 3: a = alpha / 255 in [0, 1]
-                       (Style2Paints' premultiplied encoding: no hint reads as 0, 0, 0, 0)
-  draft  (B, 3, H, W)  refine stage only, RGB / 127.5 - 1
+  color  (B, 3, H, W)  RGB
+  sketch (B, 1, H, W)  gray (paper white = 255)
+  hint   (B, 4, H, W)  RGBA, alpha = hint mask
+  draft  (B, 3, H, W)  refine stage only, RGB
   __key__              list of B sample keys
+
+``to_model_input(batch, device)`` moves a batch to the device and makes there the float32 layout
+the models take: colour, sketch and draft ``x / 127.5 - 1`` in [-1, 1]; hint
+``[(RGB / 127.5 - 1) * a, a]`` with ``a = alpha / 255`` (Style2Paints' premultiplied encoding: no
+hint reads as 0, 0, 0, 0). Workers thus ship a quarter of the bytes, and the GPU normalises.
+
+Only what the stage consumes is decoded: ``regions.png``, the json and unused drafts never are
+(``regions`` only for online drafts without a pool); stored hints not with ``online_hints``. Colour
+stays in OpenCV's BGR order until the crop, whose copy also reorders the channels.
 
 Every random draw of a sample comes from sample_rng(seed, key, <what>, epoch): the crop/flip,
 the online hints and the draft do not depend on worker count or order.
@@ -49,8 +58,12 @@ def shard_counts(paths: list[str]) -> list[int]:
     return counts
 
 
-def _crop_flip(fields: dict, crop: int | None, flip: bool, rng: np.random.Generator) -> dict:
-    """Same random crop (reflect-padded when the image is smaller) and h-flip for every field."""
+_RGB = {3: slice(None, None, -1), 4: [2, 1, 0, 3]}  # OpenCV's BGR / BGRA -> RGB / RGBA
+
+
+def _crop_flip(fields: dict, crop: int | None, flip: bool, rng: np.random.Generator, bgr: bool = False) -> dict:
+    """Same random crop (reflect-padded when the image is smaller) and h-flip for every field; with
+    ``bgr`` the same copy turns OpenCV's channel order into RGB(A)."""
     H, W = next(iter(fields.values())).shape[:2]
     out = {}
     if crop is not None:
@@ -66,6 +79,8 @@ def _crop_flip(fields: dict, crop: int | None, flip: bool, rng: np.random.Genera
             a = a[y : y + crop, x : x + crop]
         if do_flip:
             a = a[:, ::-1]
+        if bgr and a.ndim == 3:
+            a = a[..., _RGB[a.shape[2]]]
         out[name] = np.ascontiguousarray(a)
     return out
 
@@ -307,19 +322,31 @@ class ShardStream(IterableDataset):
                 if skip:
                     skip -= 1
                 else:
-                    yield self.collate([self.make_item(decode_sample(r)) for r in batch])
+                    yield self.collate([self.make_item(r) for r in batch])
                 batch = []
         if batch:  # the short last batch of an exact epoch; skip_plan never skips it here
-            yield self.collate([self.make_item(decode_sample(r)) for r in batch])
+            yield self.collate([self.make_item(r) for r in batch])
 
-    # -- one decoded sample -> uint8 fields, augmented
-    def make_item(self, sample: dict) -> dict:
-        """Decoded sample -> cropped/flipped uint8 fields (+ online hints, + draft) and ``__key__``."""
-        key = sample["__key__"]
-        fields = {"color": sample["color"], "sketch": sample["sketch"], "hint": sample["hint"]}
+    # -- one raw sample -> uint8 fields, augmented
+    def make_item(self, raw: dict) -> dict:
+        """Raw sample -> the stage's cropped/flipped uint8 fields (+ online hints, + draft) and ``__key__``.
+
+        Decodes only what the stage uses (see the module notes), in OpenCV's channel order when
+        the crop can reorder it; an online draft needs RGB colour first.
+        """
+        key = raw["__key__"]
+        need = {"color", "sketch"} | (set() if self.online_hints else {"hint"})
+        stored = online = None
         if self.stage == "refine":
-            fields["draft"] = self._draft(sample, key)
-        out = _crop_flip(fields, self.crop, self.flip, sample_rng(self.seed, key, "crop", self.epoch))
+            stored = self._stored_draft(raw, key)
+            online = stored is None
+            need |= {stored} if stored else ({"regions"} if self.draft_pool is None else set())
+        sample = decode_sample(raw, only=need, rgb=bool(online))
+        fields = {name: sample[name] for name in ("color", "sketch", "hint") if name in sample}
+        if self.stage == "refine":
+            fields["draft"] = self._online_draft(sample, key) if online else sample[stored]
+        rng = sample_rng(self.seed, key, "crop", self.epoch)
+        out = _crop_flip(fields, self.crop, self.flip, rng, bgr=not online)
         if self.online_hints:
             from ..stages.hints import render_hints, sample_hints
 
@@ -329,12 +356,16 @@ class ShardStream(IterableDataset):
         out["__key__"] = key
         return out
 
-    def _draft(self, sample: dict, key: str) -> np.ndarray:
-        """A stored ``draftK`` drawn per (seed, key, epoch), else a fresh synthetic draft."""
-        stored = sorted(k for k in sample if k.startswith("draft") and k[5:].isdigit())
-        if stored and not self.online_drafts:
-            rng = sample_rng(self.seed, key, "draft", self.epoch)
-            return sample[stored[int(rng.integers(len(stored)))]]
+    def _stored_draft(self, raw: dict, key: str) -> str | None:
+        """The stored ``draftK`` drawn for (seed, key, epoch); None without one or with ``online_drafts``."""
+        stored = sorted({n.partition(".")[0] for n in raw if n.startswith("draft")})
+        stored = [n for n in stored if n[5:].isdigit()]
+        if not stored or self.online_drafts:
+            return None
+        return stored[int(sample_rng(self.seed, key, "draft", self.epoch).integers(len(stored)))]
+
+    def _online_draft(self, sample: dict, key: str) -> np.ndarray:
+        """A fresh synthetic draft of the whole RGB picture for (seed, key, epoch)."""
         from ..pool import PatchPool
         from ..synth import online_sample
 
@@ -343,7 +374,7 @@ class ShardStream(IterableDataset):
         return online_sample(sample, seed=self.seed, epoch=self.epoch, pool=self._pool, hints=False)["draft"]
 
     def collate(self, items: list[dict]) -> dict:
-        """uint8 fields of one batch -> float tensors in [-1, 1] (hint: see module notes)."""
+        """uint8 (H, W[, C]) fields of one batch -> uint8 tensors (B, C, H, W) and ``__key__``."""
         sizes = {it["color"].shape for it in items}
         if len(sizes) > 1:
             raise ValueError(f"samples of one batch differ in size {sorted(sizes)}; set crop or batch_size=1")
@@ -351,15 +382,54 @@ class ShardStream(IterableDataset):
         for name in ("color", "sketch", "hint", "draft"):
             if name not in items[0]:
                 continue
-            a = torch.from_numpy(np.stack([it[name] for it in items]))
-            a = (a[..., None] if a.ndim == 3 else a).permute(0, 3, 1, 2).float()
-            if name == "hint":
-                alpha = a[:, 3:] / 255.0
-                a = torch.cat([(a[:, :3] / 127.5 - 1.0) * alpha, alpha], 1)
-            else:
-                a = a / 127.5 - 1.0
-            out[name] = a.contiguous(memory_format=torch.contiguous_format)
+            first = items[0][name]
+            buf = np.empty((len(items), 1 if first.ndim == 2 else first.shape[2], *first.shape[:2]), np.uint8)
+            for i, it in enumerate(items):
+                a = it[name]
+                buf[i] = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+            out[name] = torch.from_numpy(buf)
         return out
+
+
+def to_model_input(batch: dict, device=None, *, non_blocking: bool = True) -> dict:
+    """A ``make_loader`` batch on ``device`` in the float32 layout the models take, made there.
+
+    Parameters
+    ----------
+    batch : dict
+        uint8 tensors (B, C, H, W) ``color``, ``sketch``, ``hint`` [, ``draft``] and ``__key__``.
+    device : torch.device, str or None
+        Where to move and normalise (None: where the tensors are). Pinned batches copy asynchronously.
+
+    Returns
+    -------
+    dict
+        ``color``/``sketch``/``draft``: ``x / 127.5 - 1`` in [-1, 1]; ``hint``:
+        ``[(RGB / 127.5 - 1) * a, a]`` with ``a = alpha / 255`` (no hint: 0, 0, 0, 0); other entries as given.
+
+    Raises
+    ------
+    TypeError
+        A tensor that is not uint8 (an already converted batch): use it as it is.
+    """
+    out = {}
+    for name, v in batch.items():
+        if not torch.is_tensor(v):
+            out[name] = v
+            continue
+        if v.dtype != torch.uint8:
+            raise TypeError(
+                f"batch[{name!r}] has dtype {v.dtype}; to_model_input takes the uint8 batches of make_loader "
+                "(a float batch is already model input: use it as it is)"
+            )
+        x = v.to(device, non_blocking=non_blocking).float()
+        if name == "hint":
+            a = x[:, 3:] / 255.0
+            x = torch.cat([(x[:, :3] / 127.5 - 1.0) * a, a], 1)
+        else:
+            x = x / 127.5 - 1.0
+        out[name] = x
+    return out
 
 
 class DraftDataset(ShardStream):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -21,6 +22,7 @@ from .._config import convert, load_toml
 
 MODES = ("resampled", "exact")
 DEVICES = ("auto", "cpu", "cuda")
+SCHEDULES = ("constant", "cosine")
 
 
 def opt(default, help: str, **bounds):
@@ -38,6 +40,12 @@ class TrainConfig:
     batch_size: int = opt(16, "samples per step on each rank (paper: 16)", ge=1)
     crop: int = opt(224, "side of the random square training crop in pixels (paper: 224)", ge=1)
     lr: float = opt(1e-5, "Adam learning rate of G and D (paper: 1e-5)", gt=0.0)
+    lr_schedule: str = opt(
+        "constant",
+        "constant, or cosine: decays to lr/10 at `steps` (a resume to more steps stretches it)",
+        choices=SCHEDULES,
+    )
+    warmup: int = opt(0, "steps of linear learning-rate warm-up from lr/10 (before the schedule)", ge=0)
     beta1: float = opt(0.9, "Adam beta1 (paper: 0.9)", ge=0.0, lt=1.0)
     beta2: float = opt(0.99, "Adam beta2 (paper: 0.99)", ge=0.0, lt=1.0)
     width: int = opt(64, "U-Net channels at full resolution (paper scale: 64; CPU recipes: 16)", ge=1)
@@ -51,6 +59,12 @@ class TrainConfig:
     online_hints: bool = opt(False, "draw fresh hints per sample and epoch instead of the stored ones")
     hint_p: float = opt(
         0.125, "online hints: stop probability of the hint count (mean 1/p - 1; paper 1/8)", gt=0.0, le=1.0
+    )
+    hint_radius: int | None = opt(
+        None,
+        "online hints: half-side of each hint square; auto: 1 (3x3) for draft, 2 (5x5) for refine",
+        ge=0,
+        metavar="INT|auto",
     )
     flip: bool = opt(True, "random horizontal flips")
     seed: int = opt(0, "seed of the initial weights and of every data draw")
@@ -71,13 +85,25 @@ class TrainConfig:
         """Files the config names must exist (checked by the CLI, not when a checkpoint is read back)."""
 
 
+def lr_at(cfg: TrainConfig, step: int) -> float:
+    """Learning rate of the step after ``step`` steps: a linear warm-up from lr/10 over ``warmup``
+    steps, then ``lr`` (constant) or a cosine from lr down to lr/10 at ``steps``. A pure function of
+    the step, so a resumed run continues the same curve."""
+    if step < cfg.warmup:
+        return cfg.lr * (0.1 + 0.9 * step / cfg.warmup)
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    t = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.lr * (0.1 + 0.45 * (1.0 + math.cos(math.pi * t)))
+
+
 def check_value(f: dataclasses.Field, value) -> None:
     """Raise ``ValueError`` naming the key when ``value`` breaks the field's bounds."""
     m = f.metadata
     if "choices" in m and value not in m["choices"]:
         raise ValueError(f"{f.name} must be one of {', '.join(m['choices'])}, got {value!r}")
     for bound, word in _BOUNDS.items():
-        if bound in m and not _OPS[bound](value, m[bound]):
+        if bound in m and value is not None and not _OPS[bound](value, m[bound]):
             raise ValueError(f"{f.name} must be {word} {m[bound]}, got {value!r} ({m['help']})")
 
 

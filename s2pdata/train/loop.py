@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from ..data.loader import to_model_input
 from ..shards import shard_paths
 from .checkpoint import (
     CheckpointError,
@@ -44,7 +45,7 @@ from .checkpoint import (
     unwrap,
 )
 from .common import Stage, gan_loss, save_grid
-from .config import describe_changes, parse_args
+from .config import describe_changes, lr_at, parse_args
 
 NOTE_AFTER = 3  # a CPU run times this many steps before saying what the run will cost
 DEBUG_ENV = "S2PDATA_TRAIN_DEBUG"
@@ -130,10 +131,6 @@ def claim_run_folder(out: Path, overwrite: bool) -> None:
 # the loop
 
 
-def _to(batch: dict, device) -> dict:
-    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
-
-
 def _millions(module: torch.nn.Module) -> float:
     return sum(p.numel() for p in module.parameters()) / 1e6
 
@@ -171,6 +168,7 @@ class _Run:
             flip=cfg.flip,
             online_hints=cfg.online_hints,
             hint_p=cfg.hint_p,
+            hint_radius=cfg.hint_radius,
             shuffle_buffer=cfg.shuffle_buffer,
             skip_batches=self.batch_in_epoch,
         )
@@ -237,7 +235,8 @@ def _one_step(run: _Run, g_run, d_run, batch: dict):
 def _fixed_batch(run: _Run):
     """The build's first 4 samples, unflipped, hinted as in training (epoch 0): the sample grids' rows."""
     fixed = dict(batch_size=4, num_workers=0, mode="exact", epoch=0, flip=False)
-    return next(iter(run.loader(run.cfg.shards, **fixed, shuffle_buffer=0, skip_batches=0)), None)
+    batch = next(iter(run.loader(run.cfg.shards, **fixed, shuffle_buffer=0, skip_batches=0)), None)
+    return None if batch is None else to_model_input(batch, run.rt.device)
 
 
 def _sample(run: _Run, fixed: dict | None, out: Path) -> None:
@@ -246,7 +245,7 @@ def _sample(run: _Run, fixed: dict | None, out: Path) -> None:
     G = run.stage.G
     G.eval()
     with torch.no_grad(), run.rt.autocast():
-        pred = run.stage.forward(G, _to(fixed, run.rt.device))
+        pred = run.stage.forward(G, fixed)
     G.train()
     save_grid(out / "samples" / f"step-{run.step:07d}.png", run.stage.grid(fixed, pred))
 
@@ -392,7 +391,10 @@ def _loop(run: _Run, g_run, d_run, *, say: Callable, progress: bool, cost_note: 
         if run.keys_read is not None:
             run.keys_read.extend(batch["__key__"])
         t_step = time.perf_counter()
-        losses, n = _one_step(run, g_run, d_run, _to(batch, rt.device))
+        for opt in (run.opt_g, run.opt_d):
+            for group in opt.param_groups:
+                group["lr"] = lr_at(cfg, run.step)
+        losses, n = _one_step(run, g_run, d_run, to_model_input(batch, rt.device))
         run.step, run.batch_in_epoch, n_img = run.step + 1, run.batch_in_epoch + 1, n_img + n
         if cost_note and rt.device.type == "cpu" and rt.master and len(timed) < NOTE_AFTER:
             timed.append(time.perf_counter() - t_step)
