@@ -1,14 +1,17 @@
-"""Loader throughput against the raw decode floor, and trainer step time.
+"""Loader throughput against the decode floor of the fields each stage uses, and trainer step time.
 
-    python benchmarks/bench_train.py [--shards DIR] [--n 96] [--size 256]
+    python benchmarks/bench_train.py [--shards DIR] [--n 96] [--size 512] [--repeat 3]
 
-1. Decode floor: ``open_shards`` (tar read + decode of every field, one process) in samples/s.
-2. ``make_loader`` (crop 224, batch 16, resampled stream, steady state after 2 warm-up batches)
-   with 0 and 2 workers on the same shards, as a ratio to the floor.
+1. Decode floor of a stage: one process reads the tars and ``cv2.imdecode``s exactly the members the
+   stage consumes (draft: colour, sketch, hint; refine: and one stored draft), nothing else.
+2. ``make_loader`` (batch 16, crop 224, resampled stream, steady state after 2 warm-up batches),
+   with ``to_model_input`` on the CPU counted in, at 0 and 2 workers, as a ratio to that floor:
+   draft, refine with stored drafts, refine with online drafts. Goals: draft >= 0.9x, refine with
+   stored drafts >= 0.85x. Best of ``--repeat``, floor and loader alternating.
 3. Trainer step (D step + G step) time on CPU for a small and the paper-width model, and GPU
    images/s (bf16 autocast) at the paper's settings when CUDA is present.
-Without ``--shards`` it writes shards of demo pictures with ``s2pdata.shards`` (JPEG colour,
-dilate/absdiff sketch, a few hint squares) so it does not depend on the build's stages.
+Without ``--shards`` it builds ``--n`` demo pictures at ``--size`` with ``run_build`` (colour JPEG,
+sketch, hint, regions, one stored draft, json, and the patch pool for online drafts).
 """
 
 from __future__ import annotations
@@ -23,60 +26,70 @@ import cv2
 import numpy as np
 import torch
 
-from s2pdata.data import make_loader, open_shards
-from s2pdata.demo import draw_demo
-from s2pdata.shards import Schema, commit_stats, encode_sample, shard_name, write_tar
+from s2pdata.build import run_build
+from s2pdata.data import make_loader, open_shards, to_model_input
+from s2pdata.synth import SynthConfig
 
 
-def write_demo_shards(out: Path, n: int, size: int, per_shard: int = 16) -> Path:
-    schema = Schema()
-    out.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    samples = []
-    for i in range(n):
-        img = draw_demo(i)
-        if img.shape[2] == 4:  # RGBA demo picture: composite onto white
-            a = img[..., 3:].astype(np.float32) / 255
-            img = (img[..., :3] * a + 255 * (1 - a)).round().astype(np.uint8)
-        s = size / min(img.shape[:2])
-        img = cv2.resize(img, (round(img.shape[1] * s), round(img.shape[0] * s)), interpolation=cv2.INTER_AREA)
-        gray = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)  # RGB order
-        sketch = 255 - (cv2.dilate(gray, np.ones((3, 3), np.uint8)) - gray)
-        hint = np.zeros(img.shape[:2] + (4,), np.uint8)
-        for _ in range(7):
-            y, x = int(rng.integers(img.shape[0] - 3)), int(rng.integers(img.shape[1] - 3))
-            hint[y : y + 3, x : x + 3, :3], hint[y : y + 3, x : x + 3, 3] = img[y + 1, x + 1], 255
-        samples.append(
-            encode_sample(
-                {"__key__": f"demo-{i:06d}", "color": img, "sketch": sketch, "hint": hint, "json": {}}, schema
-            )
-        )
-    for j in range(0, n, per_shard):
-        info = write_tar(out / shard_name(j // per_shard), samples[j : j + per_shard])
-        commit_stats(out, j // per_shard, {"shard": shard_name(j // per_shard), **info})
+def demo_build(out: Path, n: int, size: int) -> Path:
+    run_build(src=f"demo:{n}", out=str(out), cfg=SynthConfig(size=size, drafts=1), workers=2, progress=False)
     return out
 
 
-def rate(fn, repeat: int = 2) -> tuple[float, int]:
-    """Best of ``repeat`` runs (the machine is shared), in items/s."""
-    best = 0.0
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        n = fn()
-        best = max(best, n / (time.perf_counter() - t0))
-    return best, n
+def rate(fn) -> float:
+    """Items per second of one call of ``fn`` (which returns its item count)."""
+    t0 = time.perf_counter()
+    n = fn()
+    return n / (time.perf_counter() - t0)
 
 
-def bench_loader(shards: Path, stage: str) -> None:
-    floor, n = rate(lambda: sum(1 for _ in open_shards(shards)))
-    print(f"decode floor (open_shards, 1 process): {floor:8.1f} samples/s over {n} samples")
-    for nw in (0, 2):
-        # steady state: one resampled stream (workers start once), 2 warm-up batches, then 24 timed
-        it = iter(make_loader(shards, stage=stage, batch_size=16, num_workers=nw, mode="resampled", crop=224))
-        for _ in range(2):
-            next(it)
-        r, m = rate(lambda: sum(len(next(it)["__key__"]) for _ in range(12)))
-        print(f"make_loader stage={stage} workers={nw}: {r:8.1f} samples/s = {r / floor:.2f} x floor")
+def floor_fn(shards: Path, members: tuple[str, ...]):
+    """One pass over the shards decoding only ``members`` (field names, e.g. ``color``): samples done."""
+
+    def run() -> int:
+        n = 0
+        for raw in open_shards(shards, decode=False):
+            for name, data in raw.items():
+                if name.partition(".")[0] in members:
+                    cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+            n += 1
+        return n
+
+    return run
+
+
+def loader_fn(shards: Path, stage: str, workers: int, **kw):
+    """Steady state of one resampled stream: 2 warm-up batches, then 12 timed ones, each through
+    ``to_model_input`` on the CPU."""
+    it = iter(make_loader(shards, stage=stage, batch_size=16, num_workers=workers, mode="resampled", crop=224, **kw))
+    for _ in range(2):
+        next(it)
+
+    def run() -> int:
+        return sum(len(to_model_input(next(it))["__key__"]) for _ in range(12))
+
+    return run
+
+
+LOADER_ROWS = [  # (label, stage, decoded members of the floor, make_loader options, goal)
+    ("draft", "draft", ("color", "sketch", "hint"), {}, 0.9),
+    ("refine, stored drafts", "refine", ("color", "sketch", "hint", "draft0"), {}, 0.85),
+    ("refine, online drafts", "refine", ("color", "sketch", "hint"), {"online_drafts": True}, None),
+]
+
+
+def bench_loader(shards: Path, repeat: int) -> None:
+    print("| loader | workers | floor samples/s | loader samples/s | x floor | goal |")
+    print("| --- | ---: | ---: | ---: | ---: | --- |")
+    for label, stage, members, kw, goal in LOADER_ROWS:
+        floor = floor_fn(shards, members)
+        for nw in (0, 2):
+            load = loader_fn(shards, stage, nw, **kw)
+            f = r = 0.0
+            for _ in range(repeat):  # alternating, so both see the same machine; best of each
+                f, r = max(f, rate(floor)), max(r, rate(load))
+            verdict = "-" if goal is None else f">= {goal} {'met' if r / f >= goal else 'NOT met'}"
+            print(f"| {label} | {nw} | {f:.0f} | {r:.0f} | {r / f:.2f} | {verdict} |")
 
 
 def bench_step(
@@ -138,16 +151,16 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--shards", default=None)
     p.add_argument("--n", type=int, default=96)
-    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--size", type=int, default=512)
+    p.add_argument("--repeat", type=int, default=3)
     args = p.parse_args()
     print(
         f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
         f"torch {torch.__version__}, cuda {torch.cuda.is_available()}"
     )
     with tempfile.TemporaryDirectory() as tmp:
-        shards = Path(args.shards) if args.shards else write_demo_shards(Path(tmp) / "s", args.n, args.size)
-        bench_loader(shards, "draft")
-        bench_loader(shards, "refine")
+        shards = Path(args.shards) if args.shards else demo_build(Path(tmp) / "s", args.n, args.size)
+        bench_loader(shards, args.repeat)
     for stage, width, depth, batch, crop, enc in (
         ("draft", 16, 3, 4, 128, 1.0),
         ("draft", 64, 4, 2, 224, 1.0),
