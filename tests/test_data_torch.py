@@ -128,12 +128,22 @@ def test_refine_uses_stored_draft_else_synthesises(tmp_path, shards):
     assert b["draft"].shape == b["color"].shape and not torch.equal(b["draft"], b["color"])
 
 
+def _crop_flip(fields: dict, crop: int, rng) -> dict:
+    """The loader's crop and flip as numpy copies (the same draws from ``rng``)."""
+    H, W = next(iter(fields.values())).shape[:2]
+    y, x = int(rng.integers(0, max(H, crop) - crop + 1)), int(rng.integers(0, max(W, crop) - crop + 1))
+    flip = bool(rng.random() < 0.5)
+    return {
+        k: np.ascontiguousarray(a[y : y + crop, x : x + crop][:, ::-1] if flip else a[y : y + crop, x : x + crop])
+        for k, a in fields.items()
+    }
+
+
 def _float_batch_before(shards, stage: str, **kw) -> dict:
     """The loader's float batches as they were made before uint8 batches: every member decoded to RGB,
     the same crop/flip, online hints and draft draws, then ``x / 127.5 - 1`` and the premultiplied
     hint on the CPU, in the worker."""
     from s2pdata._rng import sample_rng
-    from s2pdata.data.loader import _crop_flip
     from s2pdata.shards import decode_sample
     from s2pdata.stages.hints import render_hints, sample_hints
     from s2pdata.synth import online_sample
@@ -148,7 +158,7 @@ def _float_batch_before(shards, stage: str, **kw) -> dict:
                 fields["draft"] = s[stored[int(sample_rng(0, key, "draft", 0).integers(len(stored)))]]
             else:
                 fields["draft"] = online_sample(s, seed=0, epoch=0, hints=False)["draft"]
-        out = _crop_flip(fields, kw["crop"], True, sample_rng(0, key, "crop", 0))
+        out = _crop_flip(fields, kw["crop"], sample_rng(0, key, "crop", 0))
         if kw.get("online_hints"):
             h = sample_hints(out["color"], rng=sample_rng(0, key, "hints", 0), p=kw["hint_p"])
             out["hint"] = render_hints(h, out["color"].shape[:2], radius=1 if stage == "draft" else 2)

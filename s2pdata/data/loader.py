@@ -33,6 +33,7 @@ import json
 import math
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
@@ -58,31 +59,41 @@ def shard_counts(paths: list[str]) -> list[int]:
     return counts
 
 
-_RGB = {3: slice(None, None, -1), 4: [2, 1, 0, 3]}  # OpenCV's BGR / BGRA -> RGB / RGBA
-
-
-def _crop_flip(fields: dict, crop: int | None, flip: bool, rng: np.random.Generator, bgr: bool = False) -> dict:
-    """Same random crop (reflect-padded when the image is smaller) and h-flip for every field; with
-    ``bgr`` the same copy turns OpenCV's channel order into RGB(A)."""
+def _crop(fields: dict, crop: int | None, flip: bool, rng: np.random.Generator) -> tuple[dict, bool]:
+    """The same random crop of every field, as views (reflect-padded copies when the image is
+    smaller), and whether to flip them horizontally; ``collate`` makes the one copy of each."""
     H, W = next(iter(fields.values())).shape[:2]
-    out = {}
+    out = dict(fields)
     if crop is not None:
         ph, pw = max(0, crop - H), max(0, crop - W)
         y = int(rng.integers(0, max(H, crop) - crop + 1))
         x = int(rng.integers(0, max(W, crop) - crop + 1))
-    do_flip = flip and bool(rng.random() < 0.5)
-    for name, a in fields.items():
-        if crop is not None:
+        for name, a in fields.items():
             if ph or pw:
                 pad = ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2)) + ((0, 0),) * (a.ndim - 2)
                 a = np.pad(a, pad, mode="symmetric" if min(H, W) < 2 else "reflect")
-            a = a[y : y + crop, x : x + crop]
-        if do_flip:
-            a = a[:, ::-1]
-        if bgr and a.ndim == 3:
-            a = a[..., _RGB[a.shape[2]]]
-        out[name] = np.ascontiguousarray(a)
-    return out
+            out[name] = a[y : y + crop, x : x + crop]
+    return out, flip and bool(rng.random() < 0.5)
+
+
+def _finish_into(dst: np.ndarray, a: np.ndarray, flip: bool, bgr: bool) -> None:
+    """Copy the crop ``a`` (H, W[, C]) into the planes ``dst`` (C, H, W), flipped and turned from
+    OpenCV's channel order into RGB(A) as asked, with OpenCV's vectorised flip and split rather
+    than a strided numpy gather."""
+    if flip:
+        a = cv2.flip(a, 1)
+    if a.ndim == 2:
+        dst[0] = a
+        return
+    planes = cv2.split(a)
+    for c, k in enumerate((2, 1, 0, 3)[: a.shape[2]] if bgr else range(a.shape[2])):
+        dst[c] = planes[k]
+
+
+def _rgb_crop(a: np.ndarray, flip: bool, bgr: bool) -> np.ndarray:
+    """The crop ``a`` (H, W, 3) as a contiguous RGB image, flipped as asked."""
+    a = cv2.flip(a, 1) if flip else a
+    return cv2.cvtColor(a, cv2.COLOR_BGR2RGB) if bgr else np.ascontiguousarray(a)
 
 
 def _skip_rounds(k: int, counts: list[float], limit: float = math.inf) -> tuple[int, int]:
@@ -345,14 +356,15 @@ class ShardStream(IterableDataset):
         fields = {name: sample[name] for name in ("color", "sketch", "hint") if name in sample}
         if self.stage == "refine":
             fields["draft"] = self._online_draft(sample, key) if online else sample[stored]
-        rng = sample_rng(self.seed, key, "crop", self.epoch)
-        out = _crop_flip(fields, self.crop, self.flip, rng, bgr=not online)
+        out, flip = _crop(fields, self.crop, self.flip, sample_rng(self.seed, key, "crop", self.epoch))
+        out["__how__"] = (flip, not online)  # how collate finishes every field but an online hint map
         if self.online_hints:
             from ..stages.hints import render_hints, sample_hints
 
+            color = _rgb_crop(out["color"], flip, not online)  # the hints are drawn from the final crop
             p = {} if self.hint_p is None else {"p": self.hint_p}
-            hints = sample_hints(out["color"], rng=sample_rng(self.seed, key, "hints", self.epoch), **p)
-            out["hint"] = render_hints(hints, out["color"].shape[:2], radius=self.hint_radius)
+            hints = sample_hints(color, rng=sample_rng(self.seed, key, "hints", self.epoch), **p)
+            out["hint"] = render_hints(hints, color.shape[:2], radius=self.hint_radius)  # final: RGBA, flipped
         out["__key__"] = key
         return out
 
@@ -374,7 +386,9 @@ class ShardStream(IterableDataset):
         return online_sample(sample, seed=self.seed, epoch=self.epoch, pool=self._pool, hints=False)["draft"]
 
     def collate(self, items: list[dict]) -> dict:
-        """uint8 (H, W[, C]) fields of one batch -> uint8 tensors (B, C, H, W) and ``__key__``."""
+        """Cropped uint8 (H, W[, C]) fields of one batch -> uint8 tensors (B, C, H, W) and ``__key__``.
+
+        Each field is copied into its planes once, flipped and in RGB(A)."""
         sizes = {it["color"].shape for it in items}
         if len(sizes) > 1:
             raise ValueError(f"samples of one batch differ in size {sorted(sizes)}; set crop or batch_size=1")
@@ -385,8 +399,10 @@ class ShardStream(IterableDataset):
             first = items[0][name]
             buf = np.empty((len(items), 1 if first.ndim == 2 else first.shape[2], *first.shape[:2]), np.uint8)
             for i, it in enumerate(items):
-                a = it[name]
-                buf[i] = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+                flip, bgr = it["__how__"]
+                if name == "hint" and self.online_hints:
+                    flip = bgr = False  # drawn on the finished colour crop
+                _finish_into(buf[i], it[name], flip, bgr)
             out[name] = torch.from_numpy(buf)
         return out
 
@@ -422,12 +438,14 @@ def to_model_input(batch: dict, device=None, *, non_blocking: bool = True) -> di
                 f"batch[{name!r}] has dtype {v.dtype}; to_model_input takes the uint8 batches of make_loader "
                 "(a float batch is already model input: use it as it is)"
             )
-        x = v.to(device, non_blocking=non_blocking).float()
+        v = v.to(device, non_blocking=non_blocking)
+        # float32(v) / 127.5 - 1 and (rgb / 127.5 - 1) * a with a = alpha / 255, in place (fewest passes)
+        x = torch.empty(v.shape, dtype=torch.float32, device=v.device).copy_(v)
         if name == "hint":
-            a = x[:, 3:] / 255.0
-            x = torch.cat([(x[:, :3] / 127.5 - 1.0) * a, a], 1)
+            a = x[:, 3:].div_(255.0)
+            x[:, :3].div_(127.5).sub_(1.0).mul_(a)
         else:
-            x = x / 127.5 - 1.0
+            x.div_(127.5).sub_(1.0)
         out[name] = x
     return out
 
