@@ -60,6 +60,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--refine-steps", type=int, default=800)
     ap.add_argument("--width", type=int, default=8, help="U-Net width of both stages")
     ap.add_argument("--depth", type=int, default=3, help="U-Net depth of both stages")
+    ap.add_argument("--input-skip", action="store_true", help="draft U-Net: feed the input to its last block too")
     ap.add_argument("--encoder-width", type=float, default=0.25, help="refiner's Inception encoder width")
     ap.add_argument("--crop", type=int, default=128)
     ap.add_argument("--batch", type=int, default=4)
@@ -156,7 +157,7 @@ def to_img(x: torch.Tensor) -> np.ndarray:
 
 
 def draft_model(args) -> torch.nn.Module:
-    return UNet(5, 3, width=args.width, depth=args.depth)
+    return UNet(5, 3, width=args.width, depth=args.depth, input_skip=args.input_skip)
 
 
 def refine_model(args) -> torch.nn.Module:
@@ -206,7 +207,11 @@ def fit(G, loss_fn, stream, steps: int, lr: float, name: str, log_every: int = 2
 def model_path(args, stage: str, seed: int, ablation: bool = False) -> Path:
     """Where one trained model is kept: its name holds every setting it depends on."""
     keys = ["width", "depth", "crop", "batch", "lr", "train_n", "size", "hint_p", "hint_radius"]
-    keys += ["alpha"] if stage == "draft" else ["encoder_width", "online_drafts"]
+    keys += (
+        ["alpha"] + (["input_skip"] if args.input_skip else [])
+        if stage == "draft"
+        else ["encoder_width", "online_drafts"]
+    )
     steps = args.draft_steps if stage == "draft" else args.refine_steps
     name = f"{stage}-{'-'.join(str(getattr(args, k)) for k in keys)}-{steps}-s{seed}{'-clean' if ablation else ''}"
     return Path(args.work) / "models" / f"{name}.pt"
@@ -458,7 +463,8 @@ def sample_figure(path: Path, held: list[dict], G_draft, drafts, refined: dict, 
 def settings_line(args) -> str:
     hints = f"re-drawn, stop prob. {args.hint_p}, radius {args.hint_radius}" if args.hint_p else "stored (build's)"
     return (
-        f"U-Net width {args.width} depth {args.depth}, refiner encoder width {args.encoder_width}; crop {args.crop}, "
+        f"U-Net width {args.width} depth {args.depth}{', draft input skip' if args.input_skip else ''}, "
+        f"refiner encoder width {args.encoder_width}; crop {args.crop}, "
         f"batch {args.batch}, Adam lr {args.lr} (cosine to lr/10), alpha {args.alpha}, no GAN; training hints "
         f"{hints}; draft {args.draft_steps} steps x {args.seeds} seeds, refine {args.refine_steps} steps x 2; "
         f"train demo:{args.train_n} seed 1, held-out demo:{args.held_n} seed 2, {args.size} px; "

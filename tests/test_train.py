@@ -177,11 +177,29 @@ def test_refine_cli_loads_encoder_weights(shards, tmp_path):
         train_main([*argv, "--overwrite", "--encoder-weights", str(tmp_path / "missing.pth")])
 
 
+@pytest.mark.parametrize("input_skip", [False, True])
 @pytest.mark.parametrize("hw", [(17, 30), (32, 32), (9, 64)])
-def test_unet_is_fully_convolutional(hw):
-    net = UNet(5, width=4, depth=3)
+def test_unet_is_fully_convolutional(hw, input_skip):
+    net = UNet(5, width=4, depth=3, input_skip=input_skip)
     y = net(torch.zeros(2, 5, *hw))
     assert y.shape == (2, 3, *hw) and y.abs().max() <= 1
+
+
+def test_input_skip_feeds_the_input_to_the_last_block():
+    """With the skip, a change of one input pixel reaches the output through the last block's 3x3
+    convolutions alone: zeroing every other level's weights leaves it visible only with the skip."""
+    torch.manual_seed(0)
+    for skip, reaches in ((False, False), (True, True)):
+        net = UNet(5, width=4, depth=2, input_skip=skip)
+        with torch.no_grad():
+            for m in [net.down, net.up, *net.merge[1:]]:
+                for prm in m.parameters():
+                    prm.zero_()
+        x = torch.zeros(1, 5, 16, 16)
+        x2 = x.clone()
+        x2[0, 1:4, 8, 8] = 0.5  # a hint pixel
+        assert (net(x2) - net(x)).abs().max().item() > 0 if reaches else torch.equal(net(x2), net(x))
+    assert net.merge[0][0].in_channels == 2 * 4 + 5
 
 
 def _cli_tiny(shards, out, *extra):

@@ -48,7 +48,7 @@ class TrainConfig:
     warmup: int = opt(0, "steps of linear learning-rate warm-up from lr/10 (before the schedule)", ge=0)
     beta1: float = opt(0.9, "Adam beta1 (paper: 0.9)", ge=0.0, lt=1.0)
     beta2: float = opt(0.99, "Adam beta2 (paper: 0.99)", ge=0.0, lt=1.0)
-    width: int = opt(64, "U-Net channels at full resolution (paper scale: 64; CPU recipes: 16)", ge=1)
+    width: int = opt(64, "U-Net channels at full resolution (paper scale: 64; CPU recipes: 8-16)", ge=1)
     depth: int = opt(4, "U-Net sub-sampling steps", ge=1)
     disc_width: int = opt(64, "discriminator channels of its first layer", ge=1)
     disc_layers: int = opt(3, "discriminator strided layers", ge=1)

@@ -28,6 +28,7 @@ class DraftConfig(TrainConfig):
 
     stage = "draft"  # class attribute, not a field
     alpha: float = opt(0.01, "weight of the variance loss L_var that pushes away from a flat mean colour", ge=0.0)
+    input_skip: bool = opt(False, "also feed sketch + hints to the U-Net's last block (not in the paper; CPU recipe)")
 
 
 def inputs(batch: dict) -> torch.Tensor:
@@ -37,7 +38,7 @@ def inputs(batch: dict) -> torch.Tensor:
 
 def build_stage(cfg: DraftConfig) -> Stage:
     """Networks and loss of the drafting stage."""
-    G = UNet(5, 3, width=cfg.width, depth=cfg.depth)
+    G = UNet(5, 3, width=cfg.width, depth=cfg.depth, input_skip=cfg.input_skip)
     D = PatchDiscriminator(5 + 3, width=cfg.disc_width, n_layers=cfg.disc_layers)
 
     def forward(g, batch):

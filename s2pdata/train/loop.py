@@ -281,7 +281,7 @@ def _cost_note(run: _Run, cfg, seconds: float) -> str:
     return (
         f"CPU run: G has {_millions(run.stage.G):.3g} M parameters and a step (batch {cfg.batch_size}, crop "
         f"{cfg.crop}) computes in {seconds:.2f} s, so the {left} steps left take at least {_duration(left * seconds)}. "
-        f"--dry-run checks a set-up in seconds; recipes/{run.stage.name}-cpu.toml (small width, 128 crops) trains a "
+        f"--dry-run checks a set-up in seconds; recipes/{run.stage.name}-cpu.toml (small width, small crops) trains a "
         "small model on a laptop in minutes."
     )
 
