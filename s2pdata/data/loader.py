@@ -16,8 +16,8 @@ the models take: colour, sketch and draft ``x / 127.5 - 1`` in [-1, 1]; hint
 hint reads as 0, 0, 0, 0). Workers thus ship a quarter of the bytes, and the GPU normalises.
 
 Only what the stage consumes is decoded: ``regions.png``, the json and unused drafts never are
-(``regions`` only for online drafts without a pool); stored hints not with ``online_hints``. Colour
-stays in OpenCV's BGR order until the crop, whose copy also reorders the channels.
+(``regions`` only for online drafts without a pool); stored hints not with ``online_hints``. Crops
+are views and colour stays in OpenCV's BGR order until the batch's one copy of each field.
 
 Every random draw of a sample comes from sample_rng(seed, key, <what>, epoch): the crop/flip,
 the online hints and the draft do not depend on worker count or order.
@@ -342,17 +342,17 @@ class ShardStream(IterableDataset):
     def make_item(self, raw: dict) -> dict:
         """Raw sample -> the stage's cropped/flipped uint8 fields (+ online hints, + draft) and ``__key__``.
 
-        Decodes only what the stage uses (see the module notes), in OpenCV's channel order when
-        the crop can reorder it; an online draft needs RGB colour first.
+        Decodes only what the stage uses (see the module notes) and leaves the fields as crop views
+        in OpenCV's channel order, which ``collate`` copies once into RGB(A) planes; an online draft
+        needs the whole RGB picture, so then everything is decoded to RGB.
         """
         key = raw["__key__"]
         need = {"color", "sketch"} | (set() if self.online_hints else {"hint"})
-        stored = online = None
+        stored = self._stored_draft(raw, key) if self.stage == "refine" else None
+        online = self.stage == "refine" and stored is None
         if self.stage == "refine":
-            stored = self._stored_draft(raw, key)
-            online = stored is None
             need |= {stored} if stored else ({"regions"} if self.draft_pool is None else set())
-        sample = decode_sample(raw, only=need, rgb=bool(online))
+        sample = decode_sample(raw, only=need, rgb=online)
         fields = {name: sample[name] for name in ("color", "sketch", "hint") if name in sample}
         if self.stage == "refine":
             fields["draft"] = self._online_draft(sample, key) if online else sample[stored]

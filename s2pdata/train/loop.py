@@ -135,6 +135,10 @@ def _millions(module: torch.nn.Module) -> float:
     return sum(p.numel() for p in module.parameters()) / 1e6
 
 
+# config keys that are make_loader arguments of the same name
+STREAM_KEYS = "batch_size num_workers mode seed crop flip online_hints hint_p hint_radius shuffle_buffer".split()
+
+
 @dataclass
 class _Run:
     """The state one process trains: models, optimisers, data position, what it read."""
@@ -156,22 +160,8 @@ class _Run:
         """This rank's stream at the current data position; ``override`` replaces any make_loader argument."""
         from ..data import make_loader
 
-        cfg = self.cfg
-        kw = dict(
-            stage=self.stage.name,
-            batch_size=cfg.batch_size,
-            num_workers=cfg.num_workers,
-            mode=cfg.mode,
-            epoch=self.epoch,
-            seed=cfg.seed,
-            crop=cfg.crop,
-            flip=cfg.flip,
-            online_hints=cfg.online_hints,
-            hint_p=cfg.hint_p,
-            hint_radius=cfg.hint_radius,
-            shuffle_buffer=cfg.shuffle_buffer,
-            skip_batches=self.batch_in_epoch,
-        )
+        kw = {key: getattr(self.cfg, key) for key in STREAM_KEYS}
+        kw.update(stage=self.stage.name, epoch=self.epoch, skip_batches=self.batch_in_epoch)
         return make_loader(self.shards if urls is None else urls, **{**kw, **override})
 
     def restore(self, ck: dict, path: Path, log: Callable) -> None:
