@@ -294,3 +294,15 @@ def test_hint_p_sets_the_online_hint_density(shards):
     assert hinted_pixels(hint_p=0.02) > 2 * hinted_pixels()
     with pytest.raises(ValueError, match="hint_p"):
         make_loader(shards, num_workers=0, online_hints=True, hint_p=1.5)
+
+
+def test_normalise_lookup_tables_equal_the_computed_floats():
+    from s2pdata.data.loader import normalise
+
+    v = torch.arange(256, dtype=torch.uint8).repeat(2, 4, 3, 1)  # every value in every channel, alpha too
+    v[1, 3] = v[1, 3].flip(-1)
+    for hint in (False, True):
+        assert torch.equal(normalise(v, hint=hint, lut=True), normalise(v, hint=hint, lut=False)), hint
+    want = v.float() / 127.5 - 1.0
+    assert torch.equal(normalise(v, hint=False), want)
+    assert torch.equal(normalise(v, hint=True)[:, 3:], v[:, 3:].float() / 255.0)
