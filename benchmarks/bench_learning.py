@@ -123,27 +123,16 @@ def load_heldout(shards: Path, limit: int) -> list[dict]:
     for s in open_shards(str(shards)):
         if limit and len(out) >= limit:
             break
-        hint = s["hint"].astype(np.float32)
-        a = hint[..., 3:] / 255.0
-        hint_t = np.concatenate([(hint[..., :3] / 127.5 - 1) * a, a], 2)
         mask = s["hint"][..., 3] > 0
         region = np.isin(s["regions"], np.unique(s["regions"][mask])) if mask.any() else mask
-        out.append(
-            {
-                "key": s["__key__"],
-                "color": _t(s["color"].astype(np.float32) / 127.5 - 1),
-                "sketch": _t(s["sketch"][..., None].astype(np.float32) / 127.5 - 1),
-                "hint": _t(hint_t),
-                "mask": mask,
-                "region": region,
-                "hint_rgb": s["hint"][..., :3],
-            }
-        )
+        x = to_model_input({name: _batch_of_one(s[name]) for name in ("color", "sketch", "hint")})
+        out.append({"key": s["__key__"], **x, "mask": mask, "region": region, "hint_rgb": s["hint"][..., :3]})
     return out
 
 
-def _t(a: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float()
+def _batch_of_one(a: np.ndarray) -> torch.Tensor:
+    """(H, W[, C]) uint8 -> (1, C, H, W), the layout of a make_loader batch."""
+    return torch.from_numpy(np.ascontiguousarray((a[..., None] if a.ndim == 2 else a).transpose(2, 0, 1)))[None]
 
 
 def to_img(x: torch.Tensor) -> np.ndarray:

@@ -357,15 +357,16 @@ class ShardStream(IterableDataset):
         if self.stage == "refine":
             fields["draft"] = self._online_draft(sample, key) if online else sample[stored]
         out, flip = _crop(fields, self.crop, self.flip, sample_rng(self.seed, key, "crop", self.epoch))
-        out["__how__"] = (flip, not online)  # how collate finishes every field but an online hint map
+        how = {name: (flip, not online) for name in out}  # (flip, bgr): how collate finishes each field
         if self.online_hints:
             from ..stages.hints import render_hints, sample_hints
 
             color = _rgb_crop(out["color"], flip, not online)  # the hints are drawn from the final crop
             p = {} if self.hint_p is None else {"p": self.hint_p}
             hints = sample_hints(color, rng=sample_rng(self.seed, key, "hints", self.epoch), **p)
-            out["hint"] = render_hints(hints, color.shape[:2], radius=self.hint_radius)  # final: RGBA, flipped
-        out["__key__"] = key
+            out["hint"] = render_hints(hints, color.shape[:2], radius=self.hint_radius)
+            how["hint"] = (False, False)  # drawn on the finished colour crop: already flipped and RGBA
+        out["__how__"], out["__key__"] = how, key
         return out
 
     def _stored_draft(self, raw: dict, key: str) -> str | None:
@@ -399,10 +400,7 @@ class ShardStream(IterableDataset):
             first = items[0][name]
             buf = np.empty((len(items), 1 if first.ndim == 2 else first.shape[2], *first.shape[:2]), np.uint8)
             for i, it in enumerate(items):
-                flip, bgr = it["__how__"]
-                if name == "hint" and self.online_hints:
-                    flip = bgr = False  # drawn on the finished colour crop
-                _finish_into(buf[i], it[name], flip, bgr)
+                _finish_into(buf[i], it[name], *it["__how__"][name])
             out[name] = torch.from_numpy(buf)
         return out
 
