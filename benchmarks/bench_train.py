@@ -2,12 +2,15 @@
 
     python benchmarks/bench_train.py [--shards DIR] [--n 96] [--size 512] [--repeat 3]
 
-1. Decode floor of a stage: one process reads the tars and ``cv2.imdecode``s exactly the members the
-   stage consumes (draft: colour, sketch, hint; refine: and one stored draft), nothing else.
+1. Decode floors of a stage: one process reads the tars and decodes exactly the members the stage
+   consumes (draft: colour, sketch, hint; refine: and one stored draft), nothing else, whole: with
+   ``cv2.imdecode`` (the floor the loader goals were set against) and with s2pdata's own field
+   decoder (``shards.decode_field``: the PNG maps through ``s2pdata.pngread``, 4-15x faster).
 2. ``make_loader`` (batch 16, crop 224, resampled stream, steady state after 2 warm-up batches),
-   with ``to_model_input`` on the CPU counted in, at 0 and 2 workers, as a ratio to that floor:
-   draft, refine with stored drafts, refine with online drafts. Goals: draft >= 0.9x, refine with
-   stored drafts >= 0.85x. Best of ``--repeat``, floor and loader alternating.
+   with ``to_model_input`` on the CPU counted in, at 0 and 2 workers, as a ratio to both floors,
+   and its page faults per sample at 0 workers: draft, refine with stored drafts, refine with
+   online drafts. Goals (against the ``cv2.imdecode`` floor): draft >= 0.9x, refine with stored
+   drafts >= 0.85x. Best of ``--repeat``, floors and loader alternating.
 3. Trainer step (D step + G step) time on CPU for a small and the paper-width model, and GPU
    images/s (bf16 autocast) at the paper's settings when CUDA is present.
 Without ``--shards`` it builds ``--n`` demo pictures at ``--size`` with ``run_build`` (colour JPEG,
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -28,6 +32,7 @@ import torch
 
 from s2pdata.build import run_build
 from s2pdata.data import make_loader, open_shards, to_model_input
+from s2pdata.shards import decode_field
 from s2pdata.synth import SynthConfig
 
 
@@ -43,19 +48,31 @@ def rate(fn) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def floor_fn(shards: Path, members: tuple[str, ...]):
-    """One pass over the shards decoding only ``members`` (field names, e.g. ``color``): samples done."""
+def _cv2_decode(name: str, data: bytes) -> None:
+    cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+
+
+FLOOR_DECODERS = {"cv2": _cv2_decode, "s2pdata": decode_field}
+
+
+def floor_fn(shards: Path, members: tuple[str, ...], decoder: str = "cv2"):
+    """One pass over the shards decoding only ``members`` (field names, e.g. ``color``) whole with
+    ``FLOOR_DECODERS[decoder]``: samples done."""
+    decode = FLOOR_DECODERS[decoder]
 
     def run() -> int:
         n = 0
         for raw in open_shards(shards, decode=False):
             for name, data in raw.items():
                 if name.partition(".")[0] in members:
-                    cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+                    decode(name, data)
             n += 1
         return n
 
     return run
+
+
+LOADER_SAMPLES = 192  # per timed loader pass: 12 batches of 16
 
 
 def loader_fn(shards: Path, stage: str, workers: int, **kw):
@@ -66,7 +83,7 @@ def loader_fn(shards: Path, stage: str, workers: int, **kw):
         next(it)
 
     def run() -> int:
-        return sum(len(to_model_input(next(it))["__key__"]) for _ in range(12))
+        return sum(len(to_model_input(next(it))["__key__"]) for _ in range(LOADER_SAMPLES // 16))
 
     return run
 
@@ -78,18 +95,32 @@ LOADER_ROWS = [  # (label, stage, decoded members of the floor, make_loader opti
 ]
 
 
+def _faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def bench_loader(shards: Path, repeat: int) -> None:
-    print("| loader | workers | floor samples/s | loader samples/s | x floor | goal |")
-    print("| --- | ---: | ---: | ---: | ---: | --- |")
+    print(
+        "| loader | workers | cv2 floor s/s | s2pdata floor s/s | loader s/s | x cv2 floor | x s2pdata floor "
+        "| page faults / sample | goal (x cv2 floor) |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for label, stage, members, kw, goal in LOADER_ROWS:
-        floor = floor_fn(shards, members)
+        floors = {d: floor_fn(shards, members, d) for d in FLOOR_DECODERS}
         for nw in (0, 2):
             load = loader_fn(shards, stage, nw, **kw)
-            f = r = 0.0
-            for _ in range(repeat):  # alternating, so both see the same machine; best of each
-                f, r = max(f, rate(floor)), max(r, rate(load))
+            best = dict.fromkeys([*floors, "loader"], 0.0)
+            faults = []
+            for _ in range(repeat):  # alternating, so all see the same machine; best of each
+                for d, fn in floors.items():
+                    best[d] = max(best[d], rate(fn))
+                f0 = _faults()
+                best["loader"] = max(best["loader"], rate(load))
+                faults.append((_faults() - f0) / LOADER_SAMPLES)
+            f, g, r = best["cv2"], best["s2pdata"], best["loader"]
             verdict = "-" if goal is None else f">= {goal} {'met' if r / f >= goal else 'NOT met'}"
-            print(f"| {label} | {nw} | {f:.0f} | {r:.0f} | {r / f:.2f} | {verdict} |")
+            fault = f"{min(faults):.0f}" if nw == 0 else "-"
+            print(f"| {label} | {nw} | {f:.0f} | {g:.0f} | {r:.0f} | {r / f:.2f} | {r / g:.2f} | {fault} | {verdict} |")
 
 
 def bench_step(

@@ -34,6 +34,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .pngread import read_png
+
 COLOR_FORMATS = ("jpg", "png", "webp")
 _FLAT_FIELDS = ("sketch", "hint", "regions", "flat", "colordomain")  # long constant runs
 TAR_MTIME = 946684800  # 2000-01-01: fixed so shard bytes do not depend on the clock
@@ -142,22 +144,40 @@ def encode_image(name: str, array: np.ndarray, schema: Schema) -> bytes:
     return buf.tobytes()
 
 
-def decode_image_field(name: str, data: bytes, *, rgb: bool = True) -> np.ndarray:
-    """Decode one stored image field to the project's array convention (RGB / RGBA / gray / int32);
-    ``rgb=False`` leaves colour in OpenCV's BGR / BGRA order (for callers that crop first and
-    reorder the channels in the same copy)."""
-    buf = np.frombuffer(data, np.uint8)
-    a = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+def decode_field(name: str, data: bytes, *, window=None) -> tuple[np.ndarray, bool]:
+    """Decode one stored image field, or only ``window`` = (y, x, h, w) of it: (array, whether its
+    colour channels are in OpenCV's BGR(A) order rather than RGB(A)). ``regions`` come back int32.
+
+    PNG maps go through ``s2pdata.pngread`` (in file order, RGB(A); only the window's rows and
+    columns are unfiltered); other codecs through ``cv2.imdecode`` (BGR(A)), the window as a view.
+
+    Raises
+    ------
+    ValueError
+        Bytes that do not decode, or a window that is not inside the image.
+    """
+    a = read_png(data, window) if name.endswith(".png") else None
+    bgr = False
     if a is None:
-        raise ValueError(f"field {name!r} is not a decodable image ({len(data)} bytes)")
+        a = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        if a is None:
+            raise ValueError(f"field {name!r} is not a decodable image ({len(data)} bytes)")
+        if window is not None:
+            y, x, h, w = window
+            if y < 0 or x < 0 or y + h > a.shape[0] or x + w > a.shape[1]:
+                raise ValueError(f"window {window} of field {name!r} is not inside its {a.shape[:2]} image")
+            a = a[y : y + h, x : x + w]
+        bgr = a.ndim == 3 and a.shape[2] in (3, 4)
     if name.startswith("regions"):
-        return a.astype(np.int32)  # 16-bit PNG label map
-    if not rgb:
-        return a
-    if a.ndim == 3 and a.shape[2] == 3:
-        return cv2.cvtColor(a, cv2.COLOR_BGR2RGB)  # cv2 decodes to BGR
-    if a.ndim == 3 and a.shape[2] == 4:
-        return cv2.cvtColor(a, cv2.COLOR_BGRA2RGBA)  # cv2 decodes to BGRA
+        return a.astype(np.int32), False  # 16-bit PNG label map
+    return a, bgr
+
+
+def decode_image_field(name: str, data: bytes) -> np.ndarray:
+    """Decode one stored image field to the project's array convention (RGB / RGBA / gray / int32)."""
+    a, bgr = decode_field(name, data)
+    if bgr:
+        return cv2.cvtColor(a, cv2.COLOR_BGR2RGB if a.shape[2] == 3 else cv2.COLOR_BGRA2RGBA)
     return a
 
 
@@ -179,13 +199,15 @@ def encode_sample(sample: dict, schema: Schema) -> dict[str, bytes]:
     return {"__key__": sample["__key__"], **out}
 
 
-def decode_sample(raw: dict[str, bytes], *, only=None, rgb: bool = True) -> dict:
+def decode_sample(raw: dict[str, bytes], *, only=None, window=None) -> dict:
     """Tar members of one sample -> numpy dict: ``color``/``draftK`` (H, W, 3) uint8, ``sketch``
     (H, W) uint8, ``hint`` (H, W, 4) uint8, ``regions`` (H, W) int32, ``json`` dict.
 
     ``only`` (a set of field names such as ``{"color", "sketch"}``; None: all) decodes just those
-    members and never touches the others' bytes; ``rgb=False`` keeps OpenCV's channel order
-    (``decode_image_field``).
+    members and never touches the others' bytes. ``window`` = (y, x, h, w) crops every image field
+    and leaves each in the order its decoder gives (``decode_field``): the names of those in
+    OpenCV's BGR(A) order are then listed in ``out["__bgr__"]``, for callers that reorder the
+    channels in the copy they make anyway.
 
     Raises
     ------
@@ -195,6 +217,8 @@ def decode_sample(raw: dict[str, bytes], *, only=None, rgb: bool = True) -> dict
     """
     key = raw["__key__"]
     out: dict = {"__key__": key}
+    if window is not None:
+        out["__bgr__"] = set()
     for name, data in raw.items():
         if name.startswith("__"):
             continue
@@ -204,8 +228,12 @@ def decode_sample(raw: dict[str, bytes], *, only=None, rgb: bool = True) -> dict
         try:
             if name == "json":
                 out["json"] = json.loads(data)
+            elif ext in ("jpg", "png", "webp") and window is None:
+                out[base] = decode_image_field(name, data)
             elif ext in ("jpg", "png", "webp"):
-                out[base] = decode_image_field(name, data, rgb=rgb)
+                out[base], bgr = decode_field(name, data, window=window)
+                if bgr:
+                    out["__bgr__"].add(base)
         except (ValueError, cv2.error) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             problem = f"member {key}.{name} does not decode ({type(exc).__name__}: {exc})"
             raise _shard_error(raw.get("__url__", "<unknown>"), problem, key=key) from exc

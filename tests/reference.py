@@ -721,3 +721,35 @@ def draw_smooth(h: int, w: int, seed: int) -> np.ndarray:
     """A smooth ``(h, w, 3) uint8`` picture: upsampled coarse random colours (good for warps)."""
     coarse = np.random.default_rng(seed).integers(0, 256, (4, 4, 3)).astype(np.float32)
     return np.clip(np.rint(cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)), 0, 255).astype(np.uint8)
+
+
+# ===============================================================================================
+# PNG row filters (s2pdata.pngread)
+# ===============================================================================================
+
+
+def ref_png_unfilter(rows: np.ndarray, bpp: int) -> np.ndarray:
+    """Undo PNG's five row filters, byte by byte as the PNG specification defines them: ``rows`` is
+    (H, 1 + stride) uint8, each row's filter type in column 0; returns the (H, stride) image bytes."""
+    h, stride = rows.shape[0], rows.shape[1] - 1
+    out = np.zeros((h, stride), np.int64)
+    for r in range(h):
+        f = int(rows[r, 0])
+        for c in range(stride):
+            a = int(out[r, c - bpp]) if c >= bpp else 0  # left
+            b = int(out[r - 1, c]) if r > 0 else 0  # above
+            d = int(out[r - 1, c - bpp]) if r > 0 and c >= bpp else 0  # above left
+            if f == 0:
+                pred = 0
+            elif f == 1:
+                pred = a
+            elif f == 2:
+                pred = b
+            elif f == 3:
+                pred = (a + b) // 2
+            else:
+                p = a + b - d
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - d)
+                pred = a if pa <= pb and pa <= pc else (b if pb <= pc else d)
+            out[r, c] = (int(rows[r, 1 + c]) + pred) % 256
+    return out.astype(np.uint8)

@@ -201,10 +201,13 @@ def test_loader_decodes_only_what_the_stage_uses(monkeypatch, tmp_path):
 
     shards = write_shards(tmp_path, 4, 2, drafts=3)
     seen = []
-    real = shards_mod.decode_image_field
-    monkeypatch.setattr(
-        shards_mod, "decode_image_field", lambda name, data, **kw: seen.append(name) or real(name, data, **kw)
-    )
+    real = shards_mod.decode_field
+
+    def counting(name, data, **kw):
+        seen.append(name)
+        return real(name, data, **kw)
+
+    monkeypatch.setattr(shards_mod, "decode_field", counting)
 
     def decoded(stage, **kw):
         seen.clear()
@@ -306,3 +309,16 @@ def test_normalise_lookup_tables_equal_the_computed_floats():
     want = v.float() / 127.5 - 1.0
     assert torch.equal(normalise(v, hint=False), want)
     assert torch.equal(normalise(v, hint=True)[:, 3:], v[:, 3:].float() / 255.0)
+
+
+def test_keep_heap_is_set_where_batches_are_made(monkeypatch, shards):
+    import s2pdata.data.loader as loader_mod
+
+    assert loader_mod.keep_heap() is True  # glibc here
+    calls = []
+    monkeypatch.setattr(loader_mod, "keep_heap", lambda: calls.append(1) or True)
+    a = next(iter(make_loader(shards, batch_size=2, num_workers=0, crop=16)))
+    b = next(iter(make_loader(shards, batch_size=2, num_workers=0, crop=16, keep_heap=False)))
+    assert len(calls) == 1 and all(torch.equal(a[k], b[k]) for k in ("color", "sketch", "hint"))
+    assert make_loader(shards, num_workers=2).worker_init_fn is loader_mod._worker_init
+    assert make_loader(shards, num_workers=2, keep_heap=False).worker_init_fn is None

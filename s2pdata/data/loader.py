@@ -29,6 +29,7 @@ process into full ones and drops (or, with ``drop_last=False``, yields) the one 
 
 from __future__ import annotations
 
+import ctypes
 import json
 import math
 from pathlib import Path
@@ -40,6 +41,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from .._check import check_choice
 from .._rng import sample_rng
+from ..pngread import png_size
 from ..shards import POOL_DIR, POOL_JSON, ShardError, decode_sample, iter_tar, shard_paths, verify_shards
 
 MODES = ("resampled", "exact")
@@ -59,21 +61,55 @@ def shard_counts(paths: list[str]) -> list[int]:
     return counts
 
 
-def _crop(fields: dict, crop: int | None, flip: bool, rng: np.random.Generator) -> tuple[dict, bool]:
-    """The same random crop of every field, as views (reflect-padded copies when the image is
-    smaller), and whether to flip them horizontally; ``collate`` makes the one copy of each."""
-    H, W = next(iter(fields.values())).shape[:2]
-    out = dict(fields)
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
+
+
+def keep_heap(mmap_threshold: int = 32 << 20, trim_threshold: int = 128 << 20) -> bool:
+    """Let glibc serve allocations up to ``mmap_threshold`` bytes from its heap and keep up to
+    ``trim_threshold`` bytes of freed heap, in this process.
+
+    A loader makes arrays of a batch's size in a loop (the uint8 planes, the float model input on
+    the CPU). With glibc's defaults each is mapped afresh or its heap trimmed and regrown, and
+    faulting in the new pages (~160 page faults per sample at batch 16, crop 224) costs more than
+    the copies that fill them. ``make_loader(keep_heap=True)`` (the default) calls this in its
+    workers, or in this process with ``num_workers=0``. Returns False, changing nothing, where the
+    C library has no ``mallopt`` (not glibc) or refuses the values.
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt  # the process's own C library
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, int(mmap_threshold))) and bool(mallopt(M_TRIM_THRESHOLD, int(trim_threshold)))
+
+
+def _worker_init(_: int) -> None:
+    keep_heap()
+
+
+def _draw_crop(hw: tuple[int, int], crop: int | None, flip: bool, rng: np.random.Generator) -> tuple[int, int, bool]:
+    """(top, left, flip?) of the random crop of an ``hw`` picture (0, 0 without a crop or where it
+    is padded to ``crop``), in the order the draws are made."""
+    y = x = 0
     if crop is not None:
-        ph, pw = max(0, crop - H), max(0, crop - W)
-        y = int(rng.integers(0, max(H, crop) - crop + 1))
-        x = int(rng.integers(0, max(W, crop) - crop + 1))
-        for name, a in fields.items():
-            if ph or pw:
-                pad = ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2)) + ((0, 0),) * (a.ndim - 2)
-                a = np.pad(a, pad, mode="symmetric" if min(H, W) < 2 else "reflect")
-            out[name] = a[y : y + crop, x : x + crop]
-    return out, flip and bool(rng.random() < 0.5)
+        y = int(rng.integers(0, max(hw[0], crop) - crop + 1))
+        x = int(rng.integers(0, max(hw[1], crop) - crop + 1))
+    return y, x, flip and bool(rng.random() < 0.5)
+
+
+def _crop(fields: dict, crop: int | None, y: int, x: int) -> dict:
+    """The crop at (``y``, ``x``) of every field, as views (of reflect-padded copies when the image
+    is smaller); ``make_batch`` makes the one copy of each."""
+    if crop is None:
+        return dict(fields)
+    H, W = next(iter(fields.values())).shape[:2]
+    ph, pw = max(0, crop - H), max(0, crop - W)
+    out = {}
+    for name, a in fields.items():
+        if ph or pw:
+            pad = ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2)) + ((0, 0),) * (a.ndim - 2)
+            a = np.pad(a, pad, mode="symmetric" if min(H, W) < 2 else "reflect")
+        out[name] = a[y : y + crop, x : x + crop]
+    return out
 
 
 def _finish_into(dst: np.ndarray, a: np.ndarray, flip: bool, bgr: bool) -> None:
@@ -333,18 +369,20 @@ class ShardStream(IterableDataset):
                 if skip:
                     skip -= 1
                 else:
-                    yield self.collate([self.make_item(r) for r in batch])
+                    yield self.make_batch(batch)
                 batch = []
         if batch:  # the short last batch of an exact epoch; skip_plan never skips it here
-            yield self.collate([self.make_item(r) for r in batch])
+            yield self.make_batch(batch)
 
     # -- one raw sample -> uint8 fields, augmented
     def make_item(self, raw: dict) -> dict:
         """Raw sample -> the stage's cropped/flipped uint8 fields (+ online hints, + draft) and ``__key__``.
 
-        Decodes only what the stage uses (see the module notes) and leaves the fields as crop views
-        in OpenCV's channel order, which ``collate`` copies once into RGB(A) planes; an online draft
-        needs the whole RGB picture, so then everything is decoded to RGB.
+        Decodes only what the stage uses (see the module notes). With a crop that fits, the crop is
+        placed from the sketch PNG's header before decoding, and the PNG maps are decoded for that
+        window only; the fields stay in their decoders' channel order, and ``make_batch`` copies
+        them once into RGB(A) planes. An online draft needs the whole RGB picture, so then
+        everything is decoded whole, in RGB.
         """
         key = raw["__key__"]
         need = {"color", "sketch"} | (set() if self.online_hints else {"hint"})
@@ -352,16 +390,27 @@ class ShardStream(IterableDataset):
         online = self.stage == "refine" and stored is None
         if self.stage == "refine":
             need |= {stored} if stored else ({"regions"} if self.draft_pool is None else set())
-        sample = decode_sample(raw, only=need, rgb=online)
-        fields = {name: sample[name] for name in ("color", "sketch", "hint") if name in sample}
-        if self.stage == "refine":
-            fields["draft"] = self._online_draft(sample, key) if online else sample[stored]
-        out, flip = _crop(fields, self.crop, self.flip, sample_rng(self.seed, key, "crop", self.epoch))
-        how = {name: (flip, not online) for name in out}  # (flip, bgr): how collate finishes each field
+        rng = sample_rng(self.seed, key, "crop", self.epoch)
+        hw = None if online or self.crop is None else png_size(raw.get("sketch.png", b""))
+        if hw is not None and min(hw) >= self.crop:  # crop first, then decode only the window
+            y, x, flip = _draw_crop(hw, self.crop, self.flip, rng)
+            out = decode_sample(raw, only=need, window=(y, x, self.crop, self.crop))
+            bgr = {"draft" if name == stored else name for name in out.pop("__bgr__")}
+            if self.stage == "refine":
+                out["draft"] = out.pop(stored)
+        else:
+            sample = decode_sample(raw, only=need)
+            fields = {name: sample[name] for name in ("color", "sketch", "hint") if name in sample}
+            if self.stage == "refine":
+                fields["draft"] = self._online_draft(sample, key) if online else sample[stored]
+            y, x, flip = _draw_crop(fields["color"].shape[:2], self.crop, self.flip, rng)
+            out, bgr = _crop(fields, self.crop, y, x), set()
+        out.pop("json", None)
+        how = {name: (flip, name in bgr) for name in out if name != "__key__"}  # how make_batch finishes each
         if self.online_hints:
             from ..stages.hints import render_hints, sample_hints
 
-            color = _rgb_crop(out["color"], flip, not online)  # the hints are drawn from the final crop
+            color = _rgb_crop(out["color"], flip, "color" in bgr)  # the hints are drawn from the final crop
             p = {} if self.hint_p is None else {"p": self.hint_p}
             hints = sample_hints(color, rng=sample_rng(self.seed, key, "hints", self.epoch), **p)
             out["hint"] = render_hints(hints, color.shape[:2], radius=self.hint_radius)
@@ -386,23 +435,30 @@ class ShardStream(IterableDataset):
             self._pool = PatchPool.load(self.draft_pool)  # memory-mapped, once per worker
         return online_sample(sample, seed=self.seed, epoch=self.epoch, pool=self._pool, hints=False)["draft"]
 
-    def collate(self, items: list[dict]) -> dict:
-        """Cropped uint8 (H, W[, C]) fields of one batch -> uint8 tensors (B, C, H, W) and ``__key__``.
+    def make_batch(self, raws: list[dict]) -> dict:
+        """Raw samples -> uint8 tensors (B, C, H, W) ``color``, ``sketch``, ``hint`` [, ``draft``] and ``__key__``.
 
-        Each field is copied into its planes once, flipped and in RGB(A)."""
-        sizes = {it["color"].shape for it in items}
-        if len(sizes) > 1:
-            raise ValueError(f"samples of one batch differ in size {sorted(sizes)}; set crop or batch_size=1")
-        out = {"__key__": [it["__key__"] for it in items]}
-        for name in ("color", "sketch", "hint", "draft"):
-            if name not in items[0]:
-                continue
-            first = items[0][name]
-            buf = np.empty((len(items), 1 if first.ndim == 2 else first.shape[2], *first.shape[:2]), np.uint8)
-            for i, it in enumerate(items):
-                _finish_into(buf[i], it[name], *it["__how__"][name])
-            out[name] = torch.from_numpy(buf)
-        return out
+        Each sample's crop is copied into its planes (flipped, in RGB(A)) as soon as it is made, so
+        only one sample's decoded pictures are alive at a time: the allocator reuses their memory
+        instead of faulting in fresh pages for a whole batch of full-size pictures."""
+        out: dict = {"__key__": []}
+        for i, raw in enumerate(raws):
+            item = self.make_item(raw)
+            for name in ("color", "sketch", "hint", "draft"):
+                if name not in item:
+                    continue
+                a = item[name]
+                shape = (1 if a.ndim == 2 else a.shape[2], *a.shape[:2])
+                if name not in out:
+                    out[name] = np.empty((len(raws), *shape), np.uint8)
+                elif out[name].shape[1:] != shape:
+                    raise ValueError(
+                        f"samples of one batch differ in size ({out['__key__'][0]}: {out[name].shape[2:]}, "
+                        f"{item['__key__']}: {shape[1:]}); set crop or batch_size=1"
+                    )
+                _finish_into(out[name][i], a, *item["__how__"][name])
+            out["__key__"].append(item["__key__"])
+        return {name: v if name == "__key__" else torch.from_numpy(v) for name, v in out.items()}
 
 
 def to_model_input(batch: dict, device=None, *, non_blocking: bool = True) -> dict:
@@ -500,17 +556,19 @@ class ShardLoader(DataLoader):
         num_workers: int = 0,
         pin_memory: bool | None = None,
         prefetch_factor: int | None = None,
+        keep_heap: bool = True,
     ):
         super().__init__(
             dataset,
             batch_size=None,
             num_workers=num_workers,
+            worker_init_fn=_worker_init if keep_heap else None,
             persistent_workers=False,  # set_epoch must reach the workers: fresh ones every epoch
             pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
             prefetch_factor=(prefetch_factor or 2) if num_workers else None,
         )
         # DataLoader's own drop_last belongs to its batch sampler, which batch_size=None turns off
-        self.drop_short = drop_last
+        self.drop_short, self.keep_heap = drop_last, keep_heap
 
     def __iter__(self):
         ds, nw = self.dataset, max(1, self.num_workers)
@@ -521,6 +579,8 @@ class ShardLoader(DataLoader):
                 f"{ds.batch_size}, so no full batch; use a smaller batch_size, drop_last=False or mode='resampled'"
             )
         drop = ds.skip_plan(nw)[1]  # before the workers start: they get the cached shard counts
+        if self.keep_heap and not self.num_workers:
+            keep_heap()  # the batches are made here
         return self._full(super().__iter__(), drop)
 
     def _full(self, it, drop: int):
@@ -561,6 +621,7 @@ def make_loader(
     drop_last: bool = True,
     pin_memory: bool | None = None,
     prefetch_factor: int | None = None,
+    keep_heap: bool = True,
     **stream,
 ) -> ShardLoader:
     """A DataLoader streaming full batches from shards, with ``set_epoch``.
@@ -576,6 +637,9 @@ def make_loader(
         into full batches, and the rank's final remainder (< ``batch_size``) is dropped; False
         yields it as one last short batch. True refuses an exact epoch shorter than one batch.
     pin_memory, prefetch_factor : DataLoader settings (pinned by default on CUDA; prefetch 2).
+    keep_heap : raise glibc's mmap and trim thresholds (``keep_heap()``: 32 MiB, 128 MiB) in the
+        processes that make batches (the workers; this process when ``num_workers=0``), so batch-sized
+        arrays reuse heap memory instead of faulting in fresh pages; False leaves the allocator alone.
     **stream : the stream's settings, each documented on ``ShardStream``: ``batch_size`` (16),
         ``mode`` ("resampled"), ``world_size`` (1), ``rank`` (0), ``epoch`` (0), ``seed`` (0),
         ``crop`` (224), ``flip`` (True), ``online_hints`` (False), ``hint_radius`` (None), ``hint_p`` (None),
@@ -585,8 +649,9 @@ def make_loader(
     Returns
     -------
     ShardLoader
-        A DataLoader of dicts of float32 tensors in [-1, 1] (hint: [(RGB/127.5 - 1) * a, a]) and
-        ``__key__`` (B keys); ``loader.set_epoch(e)`` reseeds before the next ``iter``.
+        A DataLoader of dicts of uint8 tensors, channels first (``to_model_input`` makes the
+        models' float32 layout on the device), and ``__key__`` (B keys); ``loader.set_epoch(e)``
+        reseeds before the next ``iter``.
 
     Shape
     -----
@@ -598,5 +663,10 @@ def make_loader(
     cls = DraftDataset if stage == "draft" else RefineDataset
     ds = cls(urls, num_workers=num_workers, **stream)
     return ShardLoader(
-        ds, drop_last=drop_last, num_workers=num_workers, pin_memory=pin_memory, prefetch_factor=prefetch_factor
+        ds,
+        drop_last=drop_last,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        prefetch_factor=prefetch_factor,
+        keep_heap=keep_heap,
     )
