@@ -90,12 +90,19 @@ def read_png(data: bytes, window: tuple[int, int, int, int] | None = None) -> np
         raise ValueError(f"window {window} is not inside the {h}x{w} image")
     channels = _CHANNELS[ctype]
     bpp = channels * depth // 8  # bytes per pixel
-    try:
-        raw = _inflater.decompress(b"".join(idat))
+    size = h * (1 + w * bpp)
+    stream = _inflater.decompressobj()
+    try:  # never more than the header's size (+1 to notice more): a deflate bomb costs nothing
+        raw = stream.decompress(b"".join(idat), size + 1)
     except _inflater.error as exc:
         raise ValueError(f"PNG image data does not inflate ({exc})") from exc
-    if len(raw) != h * (1 + w * bpp):
-        raise ValueError(f"PNG image data inflates to {len(raw)} bytes, not {h} rows of {1 + w * bpp}")
+    if len(raw) != size or not stream.eof:
+        got = (
+            f"more than {size}"
+            if len(raw) > size
+            else f"{len(raw)}{'' if stream.eof else ' (the stream does not end)'}"
+        )
+        raise ValueError(f"PNG image data inflates to {got} bytes, not {h} rows of {1 + w * bpp}")
     rows = np.frombuffer(raw, np.uint8).reshape(h, 1 + w * bpp)
     out = np.empty((y + wh, ww * bpp), np.uint8)
     if not _unfilter(rows, bpp, y + wh, x * bpp, out):

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import struct
+import subprocess
+import sys
+import textwrap
 import zlib
 
 import cv2
@@ -170,3 +173,27 @@ def test_decode_field_windows_and_channel_order():
     a, bgr = decode_field("regions.png", encode_image("regions.png", labels, schema))
     assert a.dtype == np.int32 and not bgr
     np.testing.assert_array_equal(a, labels)
+
+
+@pytest.mark.slow
+def test_a_deflate_bomb_is_an_error_not_an_allocation(tmp_path):
+    """An 8 x 8 gray PNG whose image data inflates to 2 GiB: refused, in 1.5 GiB of address space."""
+    from zlib_ng import zlib_ng
+
+    c, zeros = zlib_ng.compressobj(6), bytes(64 << 20)
+    bomb = b"".join([c.compress(zeros) for _ in range(32)] + [c.flush()])
+    path = tmp_path / "bomb.png"
+    path.write_bytes(_png([(b"IHDR", struct.pack(">IIBBBBB", 8, 8, 8, 0, 0, 0, 0)), (b"IDAT", bomb), (b"IEND", b"")]))
+    code = textwrap.dedent(f"""
+        import resource
+        resource.setrlimit(resource.RLIMIT_AS, ({3 << 29}, {3 << 29}))
+        from pathlib import Path
+        from s2pdata.pngread import read_png
+        try:
+            read_png(Path({str(path)!r}).read_bytes())
+        except ValueError as exc:
+            print("ValueError:", exc)
+    """)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "ValueError: PNG image data inflates to more than 72 bytes" in run.stdout
