@@ -26,7 +26,7 @@ def register_warmup(fn: Callable[[], object]) -> Callable[[], object]:
 
 
 def _import_stages() -> None:
-    """Import every stage module (each registers its kernels and warm-ups on import)."""
+    """Import every module with kernels (each registers its kernels and warm-ups on import)."""
     import importlib
 
     for mod in (
@@ -40,6 +40,7 @@ def _import_stages() -> None:
         "s2pdata.stages.flat",
         "s2pdata.stages.domain",
         "s2pdata.stages.refimage",
+        "s2pdata.pngread",
     ):
         try:
             importlib.import_module(mod)
