@@ -2,6 +2,7 @@
 
     python benchmarks/bench_train.py [--shards DIR] [--n 96] [--size 512] [--repeat 3]
 
+0. Each member's decode, whole: ``cv2.imdecode`` against s2pdata's ``shards.decode_field``.
 1. Decode floors of a stage: one process reads the tars and decodes exactly the members the stage
    consumes (draft: colour, sketch, hint; refine: and one stored draft), nothing else, whole: with
    ``cv2.imdecode`` (the floor the loader goals were set against) and with s2pdata's own field
@@ -123,6 +124,25 @@ def bench_loader(shards: Path, repeat: int) -> None:
             print(f"| {label} | {nw} | {f:.0f} | {g:.0f} | {r:.0f} | {r / f:.2f} | {r / g:.2f} | {fault} | {verdict} |")
 
 
+def bench_members(shards: Path, repeat: int) -> None:
+    """ms per member, whole, best of ``repeat`` passes: ``cv2.imdecode`` against ``decode_field``."""
+    raws = list(open_shards(shards, decode=False))
+    print("| member | cv2.imdecode ms | s2pdata decode_field ms | ratio |")
+    print("| --- | ---: | ---: | ---: |")
+    for member in ("color.jpg", "sketch.png", "hint.png", "regions.png", "draft0.jpg"):
+        blobs = [r[member] for r in raws if member in r]
+        ms = {}
+        for name, decode in FLOOR_DECODERS.items():
+
+            def run() -> int:
+                for b in blobs:
+                    decode(member, b)  # each result dropped at once, as the loader does
+                return len(blobs)
+
+            ms[name] = 1e3 / max(rate(run) for _ in range(repeat))
+        print(f"| {member} | {ms['cv2']:.2f} | {ms['s2pdata']:.2f} | {ms['cv2'] / ms['s2pdata']:.1f}x |")
+
+
 def bench_step(
     stage_name: str,
     *,
@@ -191,6 +211,7 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory() as tmp:
         shards = Path(args.shards) if args.shards else demo_build(Path(tmp) / "s", args.n, args.size)
+        bench_members(shards, args.repeat)
         bench_loader(shards, args.repeat)
     for stage, width, depth, batch, crop, enc in (
         ("draft", 16, 3, 4, 128, 1.0),
