@@ -31,6 +31,7 @@ except ImportError:  # pragma: no cover - the dependency is declared; stay corre
 
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _CHANNELS = {0: 1, 2: 3, 6: 4}  # colour type -> channels (gray, RGB, RGBA)
+_MAX_PIXELS = 1 << 30  # OpenCV's own default limit (CV_IO_MAX_IMAGE_PIXELS)
 
 
 def png_size(data: bytes) -> tuple[int, int] | None:
@@ -85,6 +86,8 @@ def read_png(data: bytes, window: tuple[int, int, int, int] | None = None) -> np
     w, h, depth, ctype, _, _, interlace = header
     if interlace or ctype not in _CHANNELS or (depth, ctype) not in ((8, 0), (8, 2), (8, 6), (16, 0)):
         return None
+    if h * w > _MAX_PIXELS:
+        return None  # past any map s2pdata writes: OpenCV applies its own limit
     y, x, wh, ww = (0, 0, h, w) if window is None else window
     if y < 0 or x < 0 or wh < 1 or ww < 1 or y + wh > h or x + ww > w:
         raise ValueError(f"window {window} is not inside the {h}x{w} image")

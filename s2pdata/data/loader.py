@@ -405,7 +405,6 @@ class ShardStream(IterableDataset):
                 fields["draft"] = self._online_draft(sample, key) if online else sample[stored]
             y, x, flip = _draw_crop(fields["color"].shape[:2], self.crop, self.flip, rng)
             out, bgr = _crop(fields, self.crop, y, x), set()
-        out.pop("json", None)
         how = {name: (flip, name in bgr) for name in out if name != "__key__"}  # how make_batch finishes each
         if self.online_hints:
             from ..stages.hints import render_hints, sample_hints
