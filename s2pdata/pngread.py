@@ -60,11 +60,15 @@ def _chunks(data: bytes):
     raise ValueError(f"PNG truncated at byte {at} of {n}: no IEND chunk")
 
 
-def read_png(data: bytes, window: tuple[int, int, int, int] | None = None) -> np.ndarray | None:
+def read_png(
+    data: bytes, window: tuple[int, int, int, int] | None = None, *, ignore: frozenset = frozenset()
+) -> np.ndarray | None:
     """Decode a PNG, or only ``window`` = (y, x, h, w) of it, to uint8 (H, W[, C]) or uint16 (H, W).
 
     Returns None when the file is not a layout this reader takes (see the module notes); the
-    caller then decodes it with OpenCV. Channels are in the file's order (RGB / RGBA).
+    caller then decodes it with OpenCV. Channels are in the file's order (RGB / RGBA). Chunks
+    named in ``ignore`` (e.g. ``b"pHYs"``, text) are skipped rather than refused, for callers to
+    whom they do not change the pixels.
 
     Raises
     ------
@@ -79,7 +83,7 @@ def read_png(data: bytes, window: tuple[int, int, int, int] | None = None) -> np
             header = struct.unpack(">IIBBBBB", body)
         elif kind == b"IDAT":
             idat.append(body)
-        elif kind != b"IEND":
+        elif kind != b"IEND" and kind not in ignore:
             return None  # palette, transparency, gamma, text...: OpenCV's business
     if header is None:
         raise ValueError("PNG without an IHDR chunk")

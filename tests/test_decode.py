@@ -507,3 +507,79 @@ def test_reduced_build_under_ray_matches_the_local_one(tmp_path):
         src=src, out=tmp_path / "ray", cfg=cfg, seed=2, shard_size=2, workers=2, progress=False, distributor="ray"
     )
     assert _members(tmp_path / "ray") == _members(tmp_path / "local")
+
+
+# --- plain PNG sources through s2pdata.pngread ---------------------------------------------------
+
+
+def _pillow_only(monkeypatch, data: bytes, fn=decode_image, **kw):
+    """``fn`` (``decode_image``) with the PNG fast path off: Pillow decodes everything (the reference)."""
+    import s2pdata.decode as decode_mod
+
+    with monkeypatch.context() as m:
+        m.setattr(decode_mod, "read_png", lambda *a, **k: None)
+        return fn(data, **kw)
+
+
+def _pnginfo_chunks() -> dict:
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "drawn by hand")
+    info.add_text("Title", "x" * 300, zip=True)
+    info.add_itxt("Author", "\u6f2b\u753b")
+    return {"pnginfo": info, "dpi": (300, 300), "icc_profile": b"\x00" * 128}
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA"])
+def test_plain_png_sources_decode_as_pillow_does(monkeypatch, mode):
+    """8-bit gray / RGB / RGBA PNGs with text, resolution and ICC chunks take the fast path and give
+    Pillow's pixels (gray to RGB, alpha onto white)."""
+    import s2pdata.decode as decode_mod
+
+    rng = np.random.default_rng(7)
+    arr = picture(70, 90, seed=3)
+    arr = {"L": arr[..., 0], "RGB": arr, "RGBA": np.dstack([arr, rng.integers(0, 256, (70, 90), np.uint8)])}[mode]
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG", **_pnginfo_chunks())
+    data = buf.getvalue()
+    assert decode_mod._plain_png(data, 10**8, 1, decode_mod.FORMATS) is not None  # really the fast path
+    np.testing.assert_array_equal(decode_image(data), _pillow_only(monkeypatch, data))
+    fitted, ref = decode_fitted(data, size=48), _pillow_only(monkeypatch, data, decode_fitted, size=48)
+    np.testing.assert_array_equal(fitted[0], ref[0])  # and the fit on top
+    assert fitted[1:] == ref[1:]
+
+
+def test_pngs_with_transparency_palette_or_exif_stay_with_pillow(monkeypatch):
+    import s2pdata.decode as decode_mod
+
+    rgb = picture(40, 64, seed=12)
+    rgb[:8, :8] = (255, 0, 0)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    files = {}
+    for name, img, kw in (
+        ("exif", Image.fromarray(rgb), {"exif": exif.tobytes()}),
+        ("palette", Image.fromarray(rgb).convert("P"), {}),
+        ("trns", Image.fromarray(rgb), {"transparency": (255, 0, 0)}),
+        ("16-bit", Image.fromarray(rgb[..., 0].astype(np.uint16) * 257), {}),
+    ):
+        buf = io.BytesIO()
+        img.save(buf, format="PNG", **kw)
+        files[name] = buf.getvalue()
+        assert decode_mod._plain_png(files[name], 10**8, 1, decode_mod.FORMATS) is None, name
+        np.testing.assert_array_equal(decode_image(files[name]), _pillow_only(monkeypatch, files[name]))
+    out = decode_image(files["exif"])
+    assert out.shape == (64, 40, 3) and out[2:6, -6:-2, 0].mean() > 200  # turned, as for a JPEG
+    assert decode_image(files["trns"])[:8, :8].min() == 255  # the transparent red is white
+
+
+def test_damaged_or_oversized_pngs_keep_their_reasons():
+    """The fast path gives every doubtful file to Pillow, so reasons are unchanged."""
+    good = _png(picture(40, 50, seed=1))
+    at = good.index(b"IDAT") + 20
+    assert _reason(good[:at] + bytes([good[at] ^ 0xFF]) + good[at + 1 :]) in ("corrupt", "truncated")
+    assert _reason(good[: len(good) // 2]) == "truncated"
+    assert _reason(good, max_pixels=40 * 50 - 1) == "too-many-pixels"
+    assert _reason(good, min_side=41) == "too-small"
+    assert _reason(good, formats=("JPEG",)) == "not-an-image"
