@@ -10,7 +10,9 @@ picture, for: OpenCV full decode + INTER_AREA, Pillow full decode + INTER_AREA (
 before the bilinear finish) and Pillow ``draft`` + the build's finish (the build's default,
 ``s2pdata.decode.decode_fitted``). All rows run in this
 process, one after another, so ratios are against a baseline measured in the same run. Prints the
-PSNR of each reduced row against Pillow's full decode, then (``--build N`` > 0) one-worker builds
+PSNR of each reduced row against Pillow's full decode; then PNG sources (``--n`` of the same
+pictures as PNG, with and without the noise) through ``decode_image`` with s2pdata's PNG reader
+and with it off (Pillow); then (``--build N`` > 0) one-worker builds
 of ``N`` such pictures with and without ``--exact-decode``, alternating, in samples/s.
 
 ``--curve`` instead measures one-worker builds against the source size: ``--curve-n`` pictures of
@@ -36,16 +38,17 @@ from _common import best_of, cpu_model
 from s2pdata.build import run_build
 from s2pdata.decode import decode_fitted, decode_image, plan_fit
 from s2pdata.demo import draw_demo
+from s2pdata.pngread import read_png as _read_png
 from s2pdata.synth import SynthConfig
 
 
-def make_jpegs(n: int, hw: tuple[int, int], ext: str = ".jpg") -> list[bytes]:
-    """``n`` pictures of ``hw`` (H, W): demo pictures enlarged (cubic) plus noise, as JPEG quality 92
-    (``ext`` ".jpg") or PNG (".png", OpenCV's default compression)."""
+def make_jpegs(n: int, hw: tuple[int, int], ext: str = ".jpg", noise: float = 6.0) -> list[bytes]:
+    """``n`` pictures of ``hw`` (H, W): demo pictures enlarged (cubic) plus Gaussian noise of sigma
+    ``noise``, as JPEG quality 92 (``ext`` ".jpg") or PNG (".png", OpenCV's default compression)."""
     out = []
     for i in range(n):
         big = cv2.resize(draw_demo(i, seed=3)[..., :3], (hw[1], hw[0]), interpolation=cv2.INTER_CUBIC)
-        big = np.clip(big + np.random.default_rng(i).normal(0, 6, big.shape).round(), 0, 255).astype(np.uint8)
+        big = np.clip(big + np.random.default_rng(i).normal(0, noise, big.shape).round(), 0, 255).astype(np.uint8)
         opts = [cv2.IMWRITE_JPEG_QUALITY, 92] if ext == ".jpg" else []
         ok, buf = cv2.imencode(ext, cv2.cvtColor(big, cv2.COLOR_RGB2BGR), opts)
         out.append(buf.tobytes())
@@ -92,6 +95,24 @@ def bench_decode(jpegs: list[bytes], size: int, repeat: int) -> None:
         shown = f"{min(psnr):.1f}-{max(psnr):.1f}" if min(psnr) < 99 else "identical"
         shown = "-" if "Pillow full" in name else shown
         print(f"| {name} | {ms[name]:.1f} | {cv_full / ms[name]:.2f}x | {pil_full / ms[name]:.2f}x | {shown} |")
+
+
+def bench_png(n: int, hw: tuple[int, int], repeat: int) -> None:
+    """PNG sources: ``decode_image`` through s2pdata's PNG reader against the same call with it off
+    (Pillow decodes), ms per picture, for noisy and for clean (noise-free) pictures."""
+    import s2pdata.decode as decode_mod
+
+    print("\n| PNG source | KB | Pillow ms | s2pdata.pngread ms | speed-up |")
+    print("| --- | --- | --- | --- | --- |")
+    for label, noise in (("noise sigma 6", 6.0), ("clean (no noise)", 0.0)):
+        pngs = make_jpegs(n, hw, ".png", noise)
+        ms = {}
+        for reader in ("Pillow", "pngread"):
+            decode_mod.read_png = _read_png if reader == "pngread" else (lambda *a, **k: None)
+            ms[reader] = 1e3 * sum(best_of(lambda d=d: decode_image(d), repeat) for d in pngs) / n
+        decode_mod.read_png = _read_png
+        kb, old, new = sum(map(len, pngs)) / n / 1e3, ms["Pillow"], ms["pngread"]
+        print(f"| {label} | {kb:.0f} | {old:.1f} | {new:.1f} | {old / new:.2f}x |")
 
 
 def write_sources(folder: str, pictures: list[bytes], ext: str = ".jpg") -> str:
@@ -206,6 +227,7 @@ def main() -> None:
     hw = tuple(int(v) for v in a.hw.lower().split("x"))
     print(f"{cpu_model()}; {a.n} JPEGs of {hw[0]}x{hw[1]} ({hw[0] * hw[1] / 1e6:.2f} MP) -> {a.size} short side\n")
     bench_decode(make_jpegs(a.n, hw), a.size, a.repeat)
+    bench_png(a.n, hw, a.repeat)
     if a.build:
         bench_build(make_jpegs(a.build, hw), a.size, max(1, min(a.repeat, 3)))
 
