@@ -1,4 +1,5 @@
-"""A fast reader for the PNG maps s2pdata stores (sketch, hint, regions), whole or one window.
+"""A fast reader for the PNG maps s2pdata stores (sketch, hint, regions), whole or one window,
+and for plain PNG sources (``s2pdata.decode``).
 
 The shards' flat maps are PNGs with the 'up' filter and run-length deflate. OpenCV reads them
 through a zlib whose inflate copies run-length matches a byte at a time: a 512 x 751 hint map,
