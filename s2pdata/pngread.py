@@ -10,9 +10,10 @@ its last row. The result equals ``cv2.imdecode`` pixel for pixel (tests check ev
 type against it), in the file's own channel order: RGB(A), not OpenCV's BGR(A).
 
 Only the layouts s2pdata writes are read here: 8-bit gray, RGB or RGBA and 16-bit gray, not
-interlaced, with no chunks besides IHDR, IDAT and IEND. For anything else ``read_png`` returns
-None and the caller decodes with OpenCV. Chunk CRCs and the deflate stream's checksum are
-verified, so damaged bytes raise ``ValueError`` as OpenCV's failure would.
+interlaced, with no chunks besides IHDR, IDAT, IEND and those the caller names to ignore. For
+anything else ``read_png`` returns None and the caller decodes with OpenCV (or Pillow). Chunk
+CRCs and the deflate stream's checksum are verified, and no more than the header's size is
+inflated, so damaged bytes raise ``ValueError`` as OpenCV's failure would.
 """
 
 from __future__ import annotations
