@@ -6,7 +6,7 @@
 1. Decode floors of a stage: one process reads the tars and decodes exactly the members the stage
    consumes (draft: colour, sketch, hint; refine: and one stored draft), nothing else, whole: with
    ``cv2.imdecode`` (the floor the loader goals were set against) and with s2pdata's own field
-   decoder (``shards.decode_field``: the PNG maps through ``s2pdata.pngread``, 4-15x faster).
+   decoder (``shards.decode_field``: the PNG maps through ``s2pdata.pngread``, 4-19x faster).
 2. ``make_loader`` (batch 16, crop 224, resampled stream, steady state after 2 warm-up batches),
    with ``to_model_input`` on the CPU counted in, at 0 and 2 workers, as a ratio to both floors,
    and its page faults per sample at 0 workers: draft, refine with stored drafts, refine with
