@@ -44,18 +44,26 @@ def png_size(data: bytes) -> tuple[int, int] | None:
     return h, w
 
 
+def check_window(window: tuple[int, int, int, int] | None, hw: tuple[int, int]) -> None:
+    """Raise ValueError unless ``window`` = (y, x, h, w) is None or a non-empty part of an ``hw`` image."""
+    if window is not None:
+        y, x, h, w = window
+        if y < 0 or x < 0 or h < 1 or w < 1 or y + h > hw[0] or x + w > hw[1]:
+            raise ValueError(f"window {window} is not inside the {hw[0]}x{hw[1]} image")
+
+
 def _chunks(data: bytes):
-    """(type, payload) of each chunk, CRC checked; raises ValueError on a damaged or truncated file."""
-    at, n = 8, len(data)
+    """(type, payload as a view of ``data``) of each chunk, CRC checked; raises ValueError on a
+    damaged or truncated file."""
+    view, at, n = memoryview(data), 8, len(data)
     while at + 12 <= n:
-        size, kind = struct.unpack(">I4s", data[at : at + 8])
+        size, kind = struct.unpack_from(">I4s", view, at)
         end = at + 12 + size
         if end > n:
             break
-        body = data[at + 4 : at + 8 + size]
-        if zlib.crc32(body) != struct.unpack(">I", data[end - 4 : end])[0]:
+        if zlib.crc32(view[at + 4 : end - 4]) != struct.unpack_from(">I", view, end - 4)[0]:
             raise ValueError(f"PNG chunk {kind!r} at byte {at} fails its CRC (damaged bytes)")
-        yield kind, body[4:]
+        yield kind, view[at + 8 : end - 4]
         if kind == b"IEND":
             return
         at = end
@@ -94,15 +102,14 @@ def read_png(
         return None
     if h * w > _MAX_PIXELS:
         return None  # past any map s2pdata writes: OpenCV applies its own limit
+    check_window(window, (h, w))
     y, x, wh, ww = (0, 0, h, w) if window is None else window
-    if y < 0 or x < 0 or wh < 1 or ww < 1 or y + wh > h or x + ww > w:
-        raise ValueError(f"window {window} is not inside the {h}x{w} image")
     channels = _CHANNELS[ctype]
     bpp = channels * depth // 8  # bytes per pixel
     size = h * (1 + w * bpp)
     stream = _inflater.decompressobj()
     try:  # never more than the header's size (+1 to notice more): a deflate bomb costs nothing
-        raw = stream.decompress(b"".join(idat), size + 1)
+        raw = stream.decompress(idat[0] if len(idat) == 1 else b"".join(idat), size + 1)
     except _inflater.error as exc:
         raise ValueError(f"PNG image data does not inflate ({exc})") from exc
     if len(raw) != size or not stream.eof:

@@ -34,7 +34,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .pngread import read_png
+from .pngread import check_window, read_png
 
 COLOR_FORMATS = ("jpg", "png", "webp")
 _FLAT_FIELDS = ("sketch", "hint", "regions", "flat", "colordomain")  # long constant runs
@@ -163,9 +163,8 @@ def decode_field(name: str, data: bytes, *, window=None) -> tuple[np.ndarray, bo
         if a is None:
             raise ValueError(f"field {name!r} is not a decodable image ({len(data)} bytes)")
         if window is not None:
+            check_window(window, a.shape[:2])
             y, x, h, w = window
-            if y < 0 or x < 0 or y + h > a.shape[0] or x + w > a.shape[1]:
-                raise ValueError(f"window {window} of field {name!r} is not inside its {a.shape[:2]} image")
             a = a[y : y + h, x : x + w]
         bgr = a.ndim == 3 and a.shape[2] in (3, 4)
     if name.startswith("regions"):

@@ -16,8 +16,10 @@ the models take: colour, sketch and draft ``x / 127.5 - 1`` in [-1, 1]; hint
 hint reads as 0, 0, 0, 0). Workers thus ship a quarter of the bytes, and the GPU normalises.
 
 Only what the stage consumes is decoded: ``regions.png``, the json and unused drafts never are
-(``regions`` only for online drafts without a pool); stored hints not with ``online_hints``. Crops
-are views and colour stays in OpenCV's BGR order until the batch's one copy of each field.
+(``regions`` only for online drafts without a pool); stored hints not with ``online_hints``. The
+crop is placed from the sketch PNG's header first: the PNG maps are decoded only inside it
+(``s2pdata.pngread``), the colour JPEG is cropped as a view, still in OpenCV's BGR order, and each
+field is copied once, into the batch's channel planes.
 
 Every random draw of a sample comes from sample_rng(seed, key, <what>, epoch): the crop/flip,
 the online hints and the draft do not depend on worker count or order.
