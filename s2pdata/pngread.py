@@ -89,6 +89,8 @@ def read_png(
         return None
     header, idat = None, []
     for kind, body in _chunks(data):
+        if kind == b"IHDR" and len(body) != 13:
+            raise ValueError(f"PNG header of {len(body)} bytes, not 13")
         if kind == b"IHDR":
             header = struct.unpack(">IIBBBBB", body)
         elif kind == b"IDAT":

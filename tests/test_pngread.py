@@ -148,6 +148,8 @@ def test_damaged_pngs_raise_value_errors():
         read_png(_png([(b"IHDR", ihdr), (b"IDAT", body[:-6] + b"\x00" * 6), (b"IEND", b"")]))
     with pytest.raises(ValueError, match="not inside"):
         read_png(good, (2, 0, 3, 5))
+    with pytest.raises(ValueError, match="header of 12 bytes"):  # a CRC-correct but short IHDR
+        read_png(_png([(b"IHDR", struct.pack(">IIBBBB", 5, 4, 8, 0, 0, 0)), *list(_chunks(good))[1:]]))
     giant = _png([(b"IHDR", struct.pack(">IIBBBBB", 2**31 - 1, 2**31 - 1, 8, 6, 0, 0, 0)), *list(_chunks(good))[1:]])
     assert read_png(giant) is None  # past OpenCV's pixel limit: its decoder refuses it
     with pytest.raises(ValueError, match="not a decodable image"):
