@@ -130,12 +130,13 @@ def _ppid(pid: int) -> int:
 def test_sigkill_of_the_parent_ends_its_workers_and_the_next_run_removes_its_inflight_folder(tmp_path):
     marker = uuid.uuid4().hex
     parent = _start(tmp_path / "out", workers=2, env={MARK: marker})
+
+    def both_workers():  # the pool starts its workers one after the other: wait for the second too
+        found = [p for p in _processes_marked(marker) if _ppid(p) == parent.pid and "spawn_main" in _cmd(p)]
+        return found if len(found) == 2 else None
+
     try:
-        workers = _wait_for(
-            lambda: [p for p in _processes_marked(marker) if _ppid(p) == parent.pid and "spawn_main" in _cmd(p)],
-            120,
-            "the build's workers to start",
-        )
+        workers = _wait_for(both_workers, 120, "the build's two workers to start")
         assert len(workers) == 2
         parent.send_signal(signal.SIGKILL)
         parent.wait(timeout=30)
