@@ -244,18 +244,13 @@ def count_samples(shards) -> int | None:
 
     Raises ``FileNotFoundError`` when ``shards`` names no shard.
     """
-    from .shards import shard_paths
+    from .shards import recorded_counts, shard_paths
 
     paths = shard_paths(shards)
     if not paths:
         raise FileNotFoundError(f"shards {shards!r} hold no shard-*.tar; give a build folder, a tar or a glob")
-    total = 0
-    for p in paths:
-        stats = Path(p[: -len(".tar")] + ".stats.json")
-        if not p.endswith(".tar") or not stats.is_file():
-            return None
-        total += int(json.loads(stats.read_text()).get("nsamples", 0))
-    return total
+    counts = recorded_counts(paths)
+    return None if None in counts else sum(counts)
 
 
 def resolve_device(device: str) -> str:

@@ -22,13 +22,24 @@ import cv2
 import numpy as np
 
 from .data import open_shards
-from .shards import DATASET_JSON, ShardError, shard_files, shard_record, stats_files, sum_stats, verify_shards
+from .shards import (
+    DATASET_JSON,
+    ShardError,
+    shard_files,
+    shard_record,
+    stats_files,
+    sum_stats,
+    tar_path_of,
+    verify_shards,
+)
 
 
 def summarize(out: str | Path) -> dict:
     """Totals over every committed shard's stats file."""
     out = Path(out)
-    stats = [shard_record(_tar_of(p)) for p in stats_files(out)]  # ShardError names a stats file that does not parse
+    stats = [
+        shard_record(tar_path_of(p)) for p in stats_files(out)
+    ]  # ShardError names a stats file that does not parse
     manifest = json.loads((out / DATASET_JSON).read_text()) if (out / DATASET_JSON).exists() else {}
     return {
         "shards": len(stats),
@@ -36,11 +47,6 @@ def summarize(out: str | Path) -> dict:
         "status": manifest.get("status"),
         **sum_stats(stats),
     }
-
-
-def _tar_of(stats_path: Path) -> Path:
-    """The shard tar a stats file commits."""
-    return stats_path.with_name(stats_path.name.removesuffix(".stats.json") + ".tar")
 
 
 def verify_build(out: str | Path, *, threads: int | None = None) -> dict[str, str]:
@@ -62,7 +68,7 @@ def verify_build(out: str | Path, *, threads: int | None = None) -> dict[str, st
     """
     out = Path(out)
     tars = {str(p) for p in shard_files(out)}
-    tars |= {str(_tar_of(p)) for p in stats_files(out)}
+    tars |= {str(tar_path_of(p)) for p in stats_files(out)}
     return verify_shards(sorted(tars), threads=threads)
 
 

@@ -254,6 +254,24 @@ def stats_name(index: int) -> str:
     return f"shard-{index:06d}.stats.json"
 
 
+def stats_path_of(tar) -> Path | None:
+    """The stats file that commits the shard tar ``tar`` (None for a path that is not a ``.tar``)."""
+    tar = Path(tar)
+    return tar.with_name(tar.name[: -len(".tar")] + ".stats.json") if tar.name.endswith(".tar") else None
+
+
+def tar_path_of(stats) -> Path:
+    """The shard tar the stats file ``stats`` commits."""
+    stats = Path(stats)
+    return stats.with_name(stats.name.removesuffix(".stats.json") + ".tar")
+
+
+def recorded_counts(paths) -> list[int | None]:
+    """Each shard's ``nsamples`` as its stats file records it (None where it has no stats file)."""
+    committed = [p for p in paths if (stats_path_of(p) or Path()).is_file()]
+    return [int(shard_record(p).get("nsamples", 0)) if p in committed else None for p in paths]
+
+
 def _tmp_path(path: Path) -> Path:
     """Where ``path`` is written before its rename."""
     # one temporary name per writing process: a retried or orphaned writer never shares a file
@@ -449,7 +467,7 @@ def shard_record(path) -> dict | None:
         The stats file or index exists but does not parse.
     """
     path = Path(path)
-    stats = path.with_name(path.name[: -len(".tar")] + ".stats.json") if path.name.endswith(".tar") else None
+    stats = stats_path_of(path)
     index = path.with_name(INDEX_JSON)
     try:
         if stats is not None and stats.exists():

@@ -32,7 +32,6 @@ process into full ones and drops (or, with ``drop_last=False``, yields) the one 
 from __future__ import annotations
 
 import ctypes
-import json
 import math
 from pathlib import Path
 
@@ -44,7 +43,16 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from .._check import check_choice
 from .._rng import sample_rng
 from ..pngread import png_size
-from ..shards import POOL_DIR, POOL_JSON, ShardError, decode_sample, iter_tar, shard_paths, verify_shards
+from ..shards import (
+    POOL_DIR,
+    POOL_JSON,
+    ShardError,
+    decode_sample,
+    iter_tar,
+    recorded_counts,
+    shard_paths,
+    verify_shards,
+)
 
 MODES = ("resampled", "exact")
 STAGES = ("draft", "refine")
@@ -52,15 +60,8 @@ STAGES = ("draft", "refine")
 
 def shard_counts(paths: list[str]) -> list[int]:
     """Exact sample count of each shard: ``nsamples`` of its stats file, else a raw scan of the tar."""
-    counts = []
-    for p in paths:
-        name = Path(p).name
-        stats = Path(p).with_name(name[:-4] + ".stats.json") if name.endswith(".tar") else None
-        if stats is not None and stats.exists():
-            counts.append(int(json.loads(stats.read_text())["nsamples"]))
-        else:
-            counts.append(sum(1 for _ in iter_tar(p)))
-    return counts
+    recorded = recorded_counts(paths)
+    return [sum(1 for _ in iter_tar(p)) if n is None else n for p, n in zip(paths, recorded)]
 
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters

@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 from ..data.loader import to_model_input
-from ..shards import shard_paths
+from ..shards import recorded_counts, shard_paths
 from .checkpoint import (
     CheckpointError,
     check_layout,
@@ -247,9 +247,8 @@ def _on(flag: bool) -> str:
 def _banner(run: _Run, cfg, resume: bool) -> str:
     rt, stage = run.rt, run.stage
     paths = shard_paths(cfg.shards)
-    counts = [Path(p[:-4] + ".stats.json") for p in paths if p.endswith(".tar")]
-    n = sum(json.loads(c.read_text()).get("nsamples", 0) for c in counts if c.exists())
-    known = len(counts) == len(paths) and all(c.exists() for c in counts)
+    counts = recorded_counts(paths)
+    n, known = sum(c or 0 for c in counts), None not in counts
     return (
         f"{stage.name}: device {rt.device}, bf16 {_on(rt.bf16)}, compile {_on(cfg.compile)}, {rt.world_size} rank(s)\n"
         f"  model: G {_millions(stage.G):.3g} M parameters, D {_millions(stage.D):.3g} M\n"
