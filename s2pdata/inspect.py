@@ -2,13 +2,18 @@
 
     python -m s2pdata.inspect shards/
     python -m s2pdata.inspect shards/ --grid sheet.png -n 8
+    python -m s2pdata.inspect shards/ --grid sheet.png --random 8 --seed 1
+    python -m s2pdata.inspect shards/ --grid sheet.png --keys demo-000003,demo-000010
     python -m s2pdata.inspect shards/ --verify
 
 Consumes a build folder (``dataset.json``, ``shard-*.stats.json``, the tars); produces a text
-summary (samples, bytes per field, reject reasons, seconds per stage) and a PNG with one row per
-sample: colour | sketch | hints over the sketch | regions | each draft | optional fields.
-``--verify`` hashes every shard and compares the size and sha256 its stats file records; each
-damaged shard is named on stderr and the exit code is 1.
+summary (sample and shard counts, bytes per field, reject reasons, seconds per stage) and a PNG
+with one row per sample, labelled with its key: colour | sketch | hints over the sketch | regions |
+each draft | optional fields. The sheet shows the first ``-n`` samples, ``--random N`` samples drawn
+from ``--seed`` (the same build and seed draw the same samples), or the samples ``--keys`` names;
+its folder is created, and a sheet that cannot be written is an error. ``--verify`` hashes every
+shard and compares the size and sha256 its stats file records; each damaged shard is named on
+stderr and the exit code is 1.
 """
 
 from __future__ import annotations
@@ -25,7 +30,11 @@ from .data import open_shards
 from .shards import (
     DATASET_JSON,
     ShardError,
+    decode_sample,
+    iter_tar,
+    recorded_counts,
     shard_files,
+    shard_paths,
     shard_record,
     stats_files,
     sum_stats,
@@ -132,8 +141,21 @@ def sample_panels(s: dict, *, cell: int = 192) -> list[tuple[str, np.ndarray]]:
     return panels
 
 
+KEY_BAND = 18  # pixels above each row of the contact sheet, for the sample's key
+
+
+def _key_band(key: str, width: int) -> np.ndarray:
+    """A white band ``width`` pixels wide with ``key`` written in it, the font shrunk until it fits."""
+    band = np.full((KEY_BAND, width, 3), 255, np.uint8)
+    scale = 0.45
+    while scale > 0.2 and cv2.getTextSize(key, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] > width - 6:
+        scale -= 0.03
+    cv2.putText(band, key, (3, 13), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 150), 1, cv2.LINE_AA)
+    return band
+
+
 def contact_sheet(samples: list[dict], *, cell: int = 192) -> np.ndarray:
-    """Samples -> one RGB image, a row per sample, a titled column per field."""
+    """Samples -> one RGB image, a row per sample headed by its key (``__key__``), a titled column per field."""
     rows = []
     for s in samples:
         cells = []
@@ -149,47 +171,177 @@ def contact_sheet(samples: list[dict], *, cell: int = 192) -> np.ndarray:
             tile[18 : 18 + small.shape[0], : small.shape[1]] = small
             cv2.putText(tile, title, (3, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
             cells.append(tile)
-        rows.append(np.concatenate(cells, 1))
+        row = np.concatenate(cells, 1)
+        rows.append(np.concatenate([_key_band(str(s.get("__key__", "")), row.shape[1]), row], 0))
     width = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
     return np.concatenate(rows, 0)
 
 
+class UnknownKeys(LookupError):
+    """``choose_samples(keys=...)`` named samples the build does not hold; the message names them."""
+
+
+def choose_samples(
+    out, *, n: int | None = None, random: int | None = None, seed: int = 0, keys: list[str] | None = None
+) -> list[dict]:
+    """The decoded samples (``open_shards``' dicts) of a contact sheet: give exactly one of ``n``, ``random``, ``keys``.
+
+    Parameters
+    ----------
+    out : str or Path
+        A build folder (or a tar, a glob: whatever ``open_shards`` takes).
+    n : int or None
+        The first ``n`` samples in build order (all of them when there are fewer).
+    random : int or None
+        ``random`` distinct samples drawn uniformly with ``np.random.default_rng(seed)``, in build
+        order; the same build and seed draw the same samples. Shard sizes come from the stats files,
+        so only the shards holding a drawn sample are read.
+    seed : int
+        The seed of ``random``.
+    keys : list of str or None
+        Exactly these samples, in this order.
+
+    Raises
+    ------
+    UnknownKeys
+        A key in ``keys`` that no shard holds (all of them are named).
+    ShardError
+        A damaged shard, or a member that does not decode.
+    """
+    if sum(x is not None for x in (n, random, keys)) != 1:
+        raise ValueError("choose_samples takes exactly one of n, random and keys")
+    if n is not None:
+        return [s for s, _ in zip(open_shards(out), range(n))]
+    if keys is not None:
+        return _samples_named(out, keys)
+    paths = shard_paths(out)
+    counts = [c if c is not None else sum(1 for _ in iter_tar(p)) for p, c in zip(paths, recorded_counts(paths))]
+    starts = np.cumsum([0, *counts])
+    drawn = np.random.default_rng(seed).choice(int(starts[-1]), size=min(random, int(starts[-1])), replace=False)
+    wanted: dict[int, set[int]] = {}  # shard -> positions in it
+    for g in sorted(drawn.tolist()):
+        i = int(np.searchsorted(starts, g, side="right")) - 1
+        wanted.setdefault(i, set()).add(g - int(starts[i]))
+    samples = []
+    for i, positions in sorted(wanted.items()):
+        for j, raw in enumerate(iter_tar(paths[i])):
+            if j in positions:
+                samples.append(decode_sample(raw))
+            if j >= max(positions):
+                break
+    return samples
+
+
+def _samples_named(out, keys: list[str]) -> list[dict]:
+    """The samples whose keys are ``keys``, in that order; reads the shards only until all are found."""
+    found: dict[str, dict] = {}
+    example = None
+    for raw in open_shards(out, decode=False):
+        example = example or raw["__key__"]
+        if raw["__key__"] in keys and raw["__key__"] not in found:
+            found[raw["__key__"]] = decode_sample(raw)
+            if len(found) == len(set(keys)):
+                break
+    missing = [k for k in dict.fromkeys(keys) if k not in found]
+    if missing:
+        hint = f"its keys look like {example!r}" if example else "it holds no samples"
+        raise UnknownKeys(f"no sample {', '.join(map(repr, missing))} in {out}; {hint}")
+    return [found[k] for k in keys]
+
+
+def _count(text: str) -> int:
+    """argparse type: a whole number of samples, 1 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of samples; give 1 or more")
+    return value
+
+
+def _key_list(text: str) -> list[str]:
+    """argparse type: comma-separated sample keys."""
+    keys = [k.strip() for k in text.split(",") if k.strip()]
+    if not keys:
+        raise argparse.ArgumentTypeError(f"{text!r} names no key; give keys such as demo-000003,demo-000010")
+    return keys
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run ``python -m s2pdata.inspect``; returns the exit code (2 when ``out`` is not a build folder,
-    1 when a shard is damaged: each is named on stderr)."""
+    """Run ``python -m s2pdata.inspect``; returns the exit code: 2 for a bad argument (``out`` is not a
+    build folder, a key ``--keys`` names is not in it, a ``--grid`` path that cannot be written), 1 when
+    a shard is damaged; each is one line on stderr."""
     p = argparse.ArgumentParser(prog="python -m s2pdata.inspect", description="summarise a build, draw a sheet")
     p.add_argument("out", help="build folder")
-    p.add_argument("--grid", default=None, help="write a contact sheet PNG here")
-    p.add_argument("-n", type=int, default=6, help="samples on the contact sheet")
+    p.add_argument("--grid", default=None, help="write a contact sheet PNG here (its folder is created)")
+    pick = p.add_mutually_exclusive_group()
+    pick.add_argument("-n", type=_count, default=None, help="the first N samples on the contact sheet (default 6)")
+    pick.add_argument("--random", type=_count, default=None, metavar="N", help="N random samples (see --seed)")
+    pick.add_argument("--keys", type=_key_list, default=None, metavar="K1,K2", help="exactly these samples")
+    p.add_argument("--seed", type=int, default=None, help="seed of --random (default 0): same seed, same samples")
     p.add_argument("--cell", type=int, default=192, help="panel size in pixels")
     p.add_argument("--verify", action="store_true", help="hash every shard against its stats; exit 1 if any differs")
     args = p.parse_args(argv)
+    if args.seed is not None and args.random is None:
+        p.error(f"--seed {args.seed} is given without --random; add --random N, or leave --seed out")
     if not (Path(args.out) / DATASET_JSON).exists():
         print(f"s2pdata.inspect: {args.out} has no {DATASET_JSON}; give a build folder", file=sys.stderr)
         return 2
     try:
+        if args.grid:
+            _check_grid_path(args.grid)  # before any work: a path that cannot be written is a bad argument
         print(format_summary(summarize(args.out)))
         if args.verify and not _report_verify(args.out):
             return 1
         if args.grid:
-            _write_grid(args.out, args.grid, args.n, args.cell)
+            if args.random is None and args.keys is None:
+                args.n = 6 if args.n is None else args.n
+            samples = choose_samples(args.out, n=args.n, random=args.random, seed=args.seed or 0, keys=args.keys)
+            if not samples:
+                print(f"s2pdata.inspect: {args.out} holds no samples: no contact sheet to draw", file=sys.stderr)
+                return 1
+            _write_png(args.grid, contact_sheet(samples, cell=args.cell))
+            print(f"contact sheet of {len(samples)} samples ({', '.join(_keys_of(samples))}) -> {args.grid}")
     except ShardError as exc:  # a stats file that does not parse, a damaged tar, a member that does not decode
         print(f"s2pdata.inspect: {exc}", file=sys.stderr)
         return 1
+    except UnknownKeys as exc:
+        print(f"s2pdata.inspect: --keys: {exc.args[0]}", file=sys.stderr)
+        return 2
+    except _GridError as exc:
+        print(f"s2pdata.inspect: --grid {args.grid}: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
-def _write_grid(out: str, grid: str, n: int, cell: int) -> None:
-    """The contact sheet of the first ``n`` samples of ``out``, written to the PNG ``grid``."""
-    samples = []
-    for s in open_shards(out):
-        samples.append(s)
-        if len(samples) >= n:
-            break
-    sheet = contact_sheet(samples, cell=cell)
-    cv2.imwrite(grid, cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))  # cv2 writes BGR
-    print(f"contact sheet of {len(samples)} samples -> {grid}")
+def _keys_of(samples: list[dict]) -> list[str]:
+    return [str(s.get("__key__")) for s in samples]
+
+
+class _GridError(OSError):
+    """The contact sheet cannot be written where ``--grid`` says; the message says why and what to do."""
+
+
+def _check_grid_path(grid: str) -> None:
+    """Make ``grid``'s folder and check that OpenCV has a writer for its extension."""
+    if not cv2.haveImageWriter(grid):
+        raise _GridError("OpenCV has no image writer for this file name; give a path ending in .png")
+    try:
+        Path(grid).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _GridError(f"cannot create its folder ({exc.strerror or exc}); give a path in a writable folder") from exc
+
+
+def _write_png(grid: str, sheet: np.ndarray) -> None:
+    """Write the RGB ``sheet`` to ``grid``; ``_GridError`` when OpenCV does not write it."""
+    try:
+        ok = cv2.imwrite(grid, cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))  # cv2 writes BGR
+    except cv2.error as exc:
+        raise _GridError(f"OpenCV could not write it ({str(exc).strip().splitlines()[-1]})") from exc
+    if not ok:
+        raise _GridError("OpenCV could not write it (is the folder writable, is the disk full?); give a writable path")
 
 
 def _report_verify(out: str) -> bool:
