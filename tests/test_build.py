@@ -139,6 +139,19 @@ def test_same_seed_same_bytes_for_any_worker_count(demo_build, tmp_path):
     assert tar_digests(other) != tar_digests(demo_build)
 
 
+def list_digest(out: Path) -> str:
+    """sha256 of what ``sha256sum shard-*.tar`` prints in ``out``: one digest for a whole build."""
+    return hashlib.sha256("".join(f"{d}  {n}\n" for n, d in tar_digests(out).items()).encode()).hexdigest()
+
+
+@pytest.mark.slow
+@pytest.mark.pinned_bytes
+def test_demo_build_keeps_its_recorded_bytes(demo_build):
+    # recorded under constraints.txt (OpenCV 5.0.0.93, Pillow 13.0.0, numpy 2.4.6, Numba 0.68.1, zlib-ng 1.1.0);
+    # the README's demo:64 --seed 1 build hashes to dcb8b528... there
+    assert list_digest(demo_build) == "0656fea9e5bcfe806d65a2c6f5f0bed9c03bd297daf9da0bf347083ecde3c552"
+
+
 @pytest.mark.slow
 def test_resume_skips_committed_and_refuses_changed_config(demo_build, tmp_path, capsys):
     manifest = run_build(src="demo:10", out=demo_build, cfg=CFG, seed=3, shard_size=4, workers=1, progress=False)
@@ -246,6 +259,28 @@ def test_a_source_folder_that_changed_is_refused_on_resume(tmp_path):
     cv2.imwrite(str(src / "p1.png"), picture(48, 64, seed=99))  # same names, new content
     with pytest.raises(BuildRefused, match="source"):
         run_build(src=str(src), out=out, cfg=CFG, progress=False)
+
+
+@pytest.mark.slow
+def test_a_resume_under_other_library_versions_is_refused(demo_build, tmp_path, capsys):
+    out = tmp_path / "upgraded"
+    run_build(src="demo:10", out=out, cfg=CFG, seed=3, shard_size=4, workers=1, progress=False)
+    manifest = json.loads((out / "dataset.json").read_text())
+    assert {"s2pdata", "numpy", "opencv", "numba", "pillow", "zlib-ng"} <= set(manifest["versions"])
+    (out / "shard-000001.stats.json").unlink()  # a killed build: one shard left to do
+    recorded = manifest["versions"]["opencv"]
+    manifest["versions"]["opencv"] = "4.0.0"  # as if OpenCV was upgraded since the folder was made
+    (out / "dataset.json").write_text(json.dumps(manifest))
+    rc = main(f"--src demo:10 --out {out} --seed 3 --shard-size 4 --size 96 --no-progress --workers 1".split())
+    err = capsys.readouterr().err
+    assert rc == 2 and f"opencv: folder has 4.0.0, this run has {recorded}" in err
+    assert "--overwrite" in err and "constraints.txt" in err and len(err.strip().splitlines()) == 3
+    assert not (out / "shard-000001.stats.json").exists()  # nothing was built or touched
+    manifest["versions"]["python"] = "2.7.18"  # Python is recorded, not compared
+    manifest["versions"]["opencv"] = recorded
+    (out / "dataset.json").write_text(json.dumps(manifest))
+    assert main(f"--src demo:10 --out {out} --seed 3 --shard-size 4 --size 96 --no-progress --workers 1".split()) == 0
+    assert tar_digests(out) == tar_digests(demo_build)
 
 
 @pytest.mark.slow

@@ -80,7 +80,8 @@ def test_online_draft_without_a_pool_uses_the_samples_own_regions(sample):
 # sha256 (first 16 hex digits) of online_sample(..., hints=False)["draft"] for demo pictures 0-2 at the
 # default 512 size, recorded before the draft stages were sped up (issue 15): (demo index, seed, epoch,
 # "pool" = a pool cut from demo pictures 20-22 | "own" = the sample's own regions). They pin the bytes of
-# paste, warp and spray together; cv2 and the JPEG decoder of this environment are part of what they pin.
+# paste, warp and spray together; cv2 and the JPEG decoder of this environment are part of what they pin:
+# recorded under constraints.txt (OpenCV 5.0.0.93, Pillow 13.0.0, numpy 2.4.6, Numba 0.68.1).
 ONLINE_DRAFT_SHA = {
     (0, 0, 0, "pool"): "1be0d8dedb5139b1",  # 512 x 751
     (0, 0, 0, "own"): "8f50682154afd25b",  # 512 x 751
@@ -103,6 +104,7 @@ ONLINE_DRAFT_SHA = {
 }
 
 
+@pytest.mark.pinned_bytes
 def test_online_drafts_keep_their_recorded_bytes():
     cfg = SynthConfig()
     pool = PatchPool(

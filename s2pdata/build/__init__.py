@@ -230,8 +230,9 @@ def _start_manifest(out: Path, header: dict, cfg: SynthConfig, overwrite: bool) 
     previous = {}
     if (out / DATASET_JSON).exists() and not overwrite:
         previous = json.loads((out / DATASET_JSON).read_text())
-    prepare_out(out, header, overwrite=overwrite)
-    manifest = {**header, "versions": package_versions(cfg), "status": "building"}
+    versions = package_versions(cfg)
+    prepare_out(out, header, versions, overwrite=overwrite)
+    manifest = {**header, "versions": versions, "status": "building"}
     if previous.get("pool"):
         manifest["pool"] = previous["pool"]
     _write_manifest(out, manifest)

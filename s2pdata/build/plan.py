@@ -82,8 +82,16 @@ def pool_plan(items: list[Item], seed: int, pool_size: int) -> tuple[list[Item],
     return ranked, max(lo, min(hi, -(-pool_size // max(1, len(ranked)))))
 
 
+LOCK_HINT = "pip install -c constraints.txt -e ."  # the environment the repository locks (README, "Set up")
+
+
 def package_versions(cfg: SynthConfig) -> dict:
-    """The versions of everything that shapes a sample's bytes, for the manifest (torch with a learned extractor)."""
+    """The versions of everything that shapes a sample's bytes, for the manifest (torch with a learned extractor).
+
+    Python is recorded for the record only; every other entry must match for a resume (``version_changes``).
+    """
+    from importlib.metadata import version
+
     import cv2
     import numba
     import numpy
@@ -96,12 +104,25 @@ def package_versions(cfg: SynthConfig) -> dict:
         "opencv": cv2.__version__,
         "numba": numba.__version__,
         "pillow": PIL.__version__,
+        "zlib-ng": version("zlib-ng"),  # inflates PNG sources (pngread); no __version__ attribute
     }
     if cfg.sketch == "learned":  # a network's output depends on the torch build as well
         import torch
 
         versions["torch"] = torch.__version__
     return versions
+
+
+def version_changes(recorded: dict, current: dict) -> list[str]:
+    """``["opencv: folder has 5.0.0, this run has 5.1.0", ...]``: byte-deciding versions that differ.
+
+    A package the folder did not record (a build made before s2pdata recorded it) is not compared.
+    """
+    return [
+        f"{name}: folder has {recorded[name]}, this run has {current.get(name)}"
+        for name in sorted(recorded)
+        if name != "python" and recorded[name] != current.get(name)
+    ]
 
 
 def manifest_header(source: Source, cfg: SynthConfig, seed: int, shard_size: int, plan) -> dict:
@@ -135,8 +156,9 @@ class BuildRefused(RuntimeError):
     """The output folder holds a different build; nothing was touched."""
 
 
-def prepare_out(out: Path, header: dict, *, overwrite: bool) -> None:
-    """Create ``out``, or check it holds the same build (resume), or clear it (overwrite)."""
+def prepare_out(out: Path, header: dict, versions: dict, *, overwrite: bool) -> None:
+    """Create ``out``, or check it holds the same build made with the same versions (resume), or
+    clear it (overwrite)."""
     out.mkdir(parents=True, exist_ok=True)
     manifest = out / DATASET_JSON
     if overwrite:
@@ -151,6 +173,15 @@ def prepare_out(out: Path, header: dict, *, overwrite: bool) -> None:
                 + "\n  ".join(diffs)
                 + "\nRe-run with the folder's settings to resume it, pass --overwrite to delete it and "
                 "build anew, or choose another --out."
+            )
+        changed = version_changes(old.get("versions") or {}, versions)
+        if changed:
+            raise BuildRefused(
+                f"{out} was built with other library versions, and its shards would not match the ones "
+                "this run writes (the same seed gives the same bytes only under the same versions):\n  "
+                + "\n  ".join(changed)
+                + f"\nInstall the folder's versions to resume it (the repository's lock: {LOCK_HINT}), "
+                "pass --overwrite to delete it and build anew, or choose another --out."
             )
     elif shard_files(out):
         raise BuildRefused(f"{out} holds shards but no {DATASET_JSON}; pass --overwrite or choose another --out")
