@@ -212,7 +212,7 @@ def choose_samples(
     if sum(x is not None for x in (n, random, keys)) != 1:
         raise ValueError("choose_samples takes exactly one of n, random and keys")
     if n is not None:
-        return [s for s, _ in zip(open_shards(out), range(n))]
+        return [s for _, s in zip(range(n), open_shards(out))]  # range first: no sample past the n-th is read
     if keys is not None:
         return _samples_named(out, keys)
     paths = shard_paths(out)
