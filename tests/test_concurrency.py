@@ -4,7 +4,10 @@ Two builds into one ``--out``: the second is refused naming the first, which fin
 to a lone build. A SIGKILL-ed parent takes its workers with it, and its in-flight folder is removed by
 the next run. A full disk ends in one message, and the same command then resumes.
 
-Every build here runs in a child process with a capped address space, and every wait is bounded.
+Every build here runs in a child process with a capped address space. No test waits a fixed time:
+each polls for the state it asserts (or sets it up: the first build is paused while the second
+runs), with a generous deadline that only bounds a failure. The SIGKILL test runs with the machine
+loaded by busy loops, twice as many as there are cores.
 """
 
 import errno
@@ -28,6 +31,7 @@ from s2pdata.shards import LOCK_FILE
 
 AS_LIMIT = 8 << 30  # address space per child: Numba and OpenCV reserve far more than they touch
 BUILD = "--src demo:32 --drafts 0 --shard-size 8 --seed 3 --no-progress"  # 4 shards, a few seconds
+LONG_BUILD = "--src demo:2000 --drafts 0 --shard-size 8 --seed 3 --no-progress"  # minutes: killed long before its end
 MARK = "S2PDATA_TEST_BUILD"  # environment marker: finds a build's processes (workers inherit it)
 
 
@@ -36,9 +40,9 @@ def _cap_memory():
     resource.setrlimit(resource.RLIMIT_AS, (AS_LIMIT, AS_LIMIT))
 
 
-def _start(out, *extra, workers=1, env=None):
+def _start(out, *extra, workers=1, env=None, build=BUILD):
     """The build CLI on ``out`` in a capped child process."""
-    argv = [sys.executable, "-m", "s2pdata.build", *BUILD.split(), "--out", str(out), "--workers", str(workers)]
+    argv = [sys.executable, "-m", "s2pdata.build", *build.split(), "--out", str(out), "--workers", str(workers)]
     return subprocess.Popen(
         [*argv, *extra],
         stdout=subprocess.PIPE,
@@ -63,15 +67,32 @@ def _tar_digests(out) -> dict:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(Path(out).glob("shard-*.tar"))}
 
 
-def _wait_for(condition, timeout: float, what: str):
-    """Poll ``condition()`` until it is truthy; fail naming ``what`` after ``timeout`` seconds."""
+def _wait_for(condition, timeout: float, what, detail=lambda: ""):
+    """Poll ``condition()`` until it is truthy and return its value; fail naming ``what`` (and
+    ``detail()``, the state at that moment) after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
         if value:
             return value
         time.sleep(0.1)
-    pytest.fail(f"timed out after {timeout} s waiting for {what}")
+    pytest.fail(f"timed out after {timeout} s waiting for {what} {detail()}".rstrip())
+
+
+@pytest.fixture
+def busy_machine():
+    """Twice as many busy-loop processes as the machine has cores, spinning for the whole test, then killed."""
+    spinners = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"], stdin=subprocess.DEVNULL)
+        for _ in range(2 * (os.cpu_count() or 1))
+    ]
+    try:
+        yield len(spinners)
+    finally:
+        for p in spinners:
+            p.kill()
+        for p in spinners:
+            p.wait(timeout=60)
 
 
 @pytest.fixture(scope="module")
@@ -89,14 +110,18 @@ def test_a_second_build_into_the_same_out_is_refused_and_the_first_finishes_as_i
     first = _start(out)
     try:
         lock = out / LOCK_FILE
-        _wait_for(lambda: lock.exists() and f"pid {first.pid} " in lock.read_text(), 60, "the first build's lock")
+        _wait_for(lambda: lock.exists() and f"pid {first.pid} " in lock.read_text(), 300, "the first build's lock")
+        # the first build is paused, holding its lock, while the second runs: it cannot end first however
+        # slowly the second starts (it runs alone in its process: --workers 1)
+        first.send_signal(signal.SIGSTOP)
         for extra in ((), ("--overwrite",)):
-            rc, _, err = _finish(_start(out, *extra), timeout=120)
+            rc, _, err = _finish(_start(out, *extra), timeout=300)
             assert first.poll() is None, "the first build ended before the second started: the test proves nothing"
             assert rc == 2, err[-2000:]
             assert "in use by another build" in err and f"pid {first.pid} on host" in err and "since" in err, err
             assert "Traceback" not in err
-        rc, _, err = _finish(first)
+        first.send_signal(signal.SIGCONT)
+        rc, _, err = _finish(first, timeout=300)
     finally:
         first.kill()
     assert rc == 0, err[-2000:]
@@ -125,30 +150,50 @@ def _ppid(pid: int) -> int:
         return -1
 
 
+def _inflight_folder(parent: int) -> Path | None:
+    """The in-flight folder the build ``parent`` made in the temp dir (None before it has made one)."""
+    found = sorted(Path(tempfile.gettempdir()).glob(f"{INFLIGHT_PREFIX}{parent}-*"))
+    return found[0] if found else None
+
+
+def _kill_all(pids) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the build's processes through /proc")
-def test_sigkill_of_the_parent_ends_its_workers_and_the_next_run_removes_its_inflight_folder(tmp_path):
+def test_sigkill_of_the_parent_ends_its_workers_and_the_next_run_removes_its_inflight_folder(tmp_path, busy_machine):
     marker = uuid.uuid4().hex
-    parent = _start(tmp_path / "out", workers=2, env={MARK: marker})
+    parent = _start(tmp_path / "out", workers=2, env={MARK: marker}, build=LONG_BUILD)
 
-    def both_workers():  # the pool starts its workers one after the other: wait for the second too
+    def both_workers_armed():
+        """The build's two pool workers, once each has opened its in-flight key slot: by then each has
+        asked to die with its parent (``worker.exit_with_parent`` runs first in the worker's initializer).
+        The pool starts them one after the other, and a worker's imports take seconds on a loaded machine."""
         found = [p for p in _processes_marked(marker) if _ppid(p) == parent.pid and "spawn_main" in _cmd(p)]
-        return found if len(found) == 2 else None
+        folder = _inflight_folder(parent.pid)
+        if len(found) == 2 and folder is not None and all((folder / str(p)).exists() for p in found):
+            return found
+        return None
 
     try:
-        workers = _wait_for(both_workers, 120, "the build's two workers to start")
-        assert len(workers) == 2
+        workers = _wait_for(both_workers_armed, 300, "the build's two workers to start")
+        assert len(workers) == 2 and parent.poll() is None
         parent.send_signal(signal.SIGKILL)
-        parent.wait(timeout=30)
-        deadline = time.monotonic() + 10
-        while _processes_marked(marker) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        alive = {p: _cmd(p)[:120] for p in _processes_marked(marker)}
-        assert not alive, f"processes of the killed build still alive: {alive}"
+        parent.wait(timeout=60)
+        _wait_for(
+            lambda: not _processes_marked(marker),
+            120,
+            "the killed build's processes to end:",
+            lambda: str({p: _cmd(p)[:120] for p in _processes_marked(marker)}),
+        )
     finally:
         parent.kill()
-        for pid in _processes_marked(marker):  # a failed run must not leave orphans behind
-            os.kill(pid, signal.SIGKILL)
+        _kill_all(_processes_marked(marker))  # a failed run must not leave orphans behind
     leftovers = [n for n in os.listdir(tempfile.gettempdir()) if n.startswith(f"{INFLIGHT_PREFIX}{parent.pid}-")]
     assert leftovers, "the killed build left no in-flight folder: the clean-up below proves nothing"
     assert set(leftovers) <= set(remove_dead_inflight(tempfile.gettempdir()))
