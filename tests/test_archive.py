@@ -14,7 +14,7 @@ def _add(tf, name: str, data: bytes, pax=None) -> None:
     tf.addfile(info, io.BytesIO(data))
 
 
-def test_malformed_gnu_sparse_pax_header_is_a_named_bad_archive(tmp_path):
+def test_malformed_gnu_sparse_pax_header_costs_only_its_member(tmp_path):
     path = tmp_path / "data-0007.tar"
     bad = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.name": "2.jpg", "GNU.sparse.realsize": "zz"}
     with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tf:
@@ -22,11 +22,13 @@ def test_malformed_gnu_sparse_pax_header_is_a_named_bad_archive(tmp_path):
         _add(tf, "2.jpg", b"y" * 100, bad)
         _add(tf, "3.jpg", b"z" * 10)
     members, skipped = index_tar(path, label="data-0007.tar")
-    assert [m.name for m in members] == ["1.jpg"]
+    # issue 21, defect 7: the listing used to end at the bad header, losing 3.jpg and all after it
+    assert [m.name for m in members] == ["1.jpg", "3.jpg"]
     assert read_member(path, members[0].offset, members[0].size) == b"x" * 600
-    assert [(s["path"], s["reason"]) for s in skipped] == [("data-0007.tar:", "bad-archive")]
-    assert "ValueError" in skipped[0]["detail"]
-    assert is_image_tar(path) is False  # a probe never raises either
+    assert read_member(path, members[1].offset, members[1].size) == b"z" * 10
+    assert [(s["path"], s["reason"]) for s in skipped] == [("data-0007.tar:2.jpg", "bad-archive")]
+    assert "ValueError" in skipped[0]["detail"] and "member skipped" in skipped[0]["detail"]
+    assert is_image_tar(path) is True  # a probe never raises, and one bad header hides nothing
 
 
 def test_a_damaged_header_mid_tar_is_stepped_over_and_reported(tmp_path):

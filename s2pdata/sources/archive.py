@@ -5,7 +5,11 @@ Consumes uncompressed ``.tar`` files (danbooru2023-style ``data-0000.tar`` ..., 
 bytes of one member by ``seek`` + ``read``. Nothing is ever extracted to disk.
 
 Hostile members are never listed: absolute names, names with ``..``, links, devices, FIFOs and
-sparse files become ``skipped`` entries ``{"path", "reason", "detail"}`` for the rejects log.
+sparse files become ``skipped`` entries ``{"path", "reason", "detail"}`` for the rejects log. A
+member whose header ``tarfile`` cannot parse (a malformed PAX record, a bad GNU sparse map) is
+stepped over, reported, and the listing goes on with the next member. Tars are opened and members
+read through the one guarded read (``s2pdata._safeio``): a tar swapped for a link out of the
+source or for a FIFO after the listing is refused, never followed.
 
 Indexing walks every member header (one seek each), which for millions of members takes many
 minutes, and hours on a network filesystem, so ``index_tars`` keeps each tar's index as a small
@@ -22,6 +26,7 @@ import tarfile
 from pathlib import Path, PurePosixPath
 from typing import NamedTuple
 
+from .._safeio import ReadRefused, open_file_beneath, read_beneath
 from .base import MAX_BYTES
 
 #: Everything ``tarfile`` raises on a damaged archive: malformed PAX/GNU.sparse numbers surface as
@@ -57,7 +62,91 @@ def _kind(m: tarfile.TarInfo) -> str:
     return "not a regular file"
 
 
-def index_tar(path: str | Path, *, max_bytes: int = MAX_BYTES, label: str | None = None):
+#: Headers that only describe the member after them (its long name, PAX records).
+_EXTENSION_TYPES = (
+    tarfile.XHDTYPE,
+    tarfile.XGLTYPE,
+    tarfile.SOLARIS_XHDTYPE,
+    tarfile.GNUTYPE_LONGNAME,
+    tarfile.GNUTYPE_LONGLINK,
+)
+_MAX_CHAIN = 8  # extension headers before one member; more is damage, not a member
+
+
+def _blocks(size: int) -> int:
+    return -(-size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+
+
+class LenientTar(tarfile.TarFile):
+    """A ``TarFile`` whose listing steps over a member with a malformed header instead of ending.
+
+    ``tarfile`` raises (``ValueError`` from a PAX number, a bad GNU sparse map, ``ReadError`` for
+    an extension header followed by garbage) and every later member is lost. Here the raw headers
+    at the failing offset are read again without their extensions: the extension headers and the
+    member they describe (header and data) are skipped, the member is recorded in ``bad`` as
+    ``(offset, resume offset, name, exception)``, and listing resumes after it. Needs a seekable
+    file; at the end of the file (a truncated tar) the error is raised as before.
+    """
+
+    def __init__(self, *args, **kwargs):
+        self.bad = []  # set before TarFile.__init__, which reads the first member
+        super().__init__(*args, **kwargs)
+
+    def next(self):
+        while True:
+            start = self.offset
+            try:
+                return super().next()
+            except (ValueError, tarfile.HeaderError, tarfile.ReadError) as exc:
+                resume, name = self._after_member(start)
+                if resume is None or resume <= start:
+                    raise
+                self.bad.append((start, resume, name, exc))
+                self.offset = resume
+
+    def _after_member(self, start: int) -> tuple[int | None, str]:
+        """Where the member whose headers start at ``start`` ends, and its plain name."""
+        f = self.fileobj
+        try:
+            end = os.fstat(f.fileno()).st_size
+        except (AttributeError, OSError, ValueError):
+            return None, ""  # a stream (compressed tar): nothing to step back to
+        pos = start
+        for _ in range(_MAX_CHAIN):
+            if pos + tarfile.BLOCKSIZE > end:
+                return None, ""
+            f.seek(pos)
+            try:
+                info = tarfile.TarInfo.frombuf(f.read(tarfile.BLOCKSIZE), self.encoding, self.errors)
+            except (tarfile.HeaderError, ValueError):
+                # not a header at all: resume at this block (ignore_zeros scans on block by block)
+                return max(pos, start + tarfile.BLOCKSIZE), ""
+            pos += tarfile.BLOCKSIZE + _blocks(info.size)
+            if info.type not in _EXTENSION_TYPES:
+                return pos, info.name
+        return pos, ""
+
+
+def open_tar(path: str | Path, root: str | Path | None = None, **kwargs) -> LenientTar:
+    """An uncompressed tar opened through the guarded read (``root``: the folder it must lie in,
+    by default its own), for ``LenientTar``'s listing. Raises ``ReadRefused`` or a tar error."""
+    path = Path(path)
+    root = Path(root) if root is not None else path.parent
+    f = open_file_beneath(root, os.path.relpath(path, root))
+    try:
+        return LenientTar.open(fileobj=f, mode="r:", **kwargs)
+    except BaseException:
+        f.close()
+        raise
+
+
+def _close_tar(tf: tarfile.TarFile) -> None:
+    f = tf.fileobj
+    tf.close()  # a TarFile given a file object leaves it open
+    f.close()
+
+
+def index_tar(path: str | Path, *, max_bytes: int = MAX_BYTES, label: str | None = None, root=None):
     """List the safe regular members of one tar without reading their data.
 
     Parameters
@@ -68,6 +157,8 @@ def index_tar(path: str | Path, *, max_bytes: int = MAX_BYTES, label: str | None
         Members larger than this are skipped as ``too-large``.
     label : str or None
         How the tar is named in ``skipped`` entries (default: ``path``).
+    root : path or None
+        The folder the tar must lie in (the source's root); default: the tar's own folder.
 
     Returns
     -------
@@ -80,27 +171,47 @@ def index_tar(path: str | Path, *, max_bytes: int = MAX_BYTES, label: str | None
     def skip(name, reason, detail):
         skipped.append({"path": f"{label}:{name}", "reason": reason, "detail": detail})
 
+    tf = None
     try:
         # ignore_zeros: a damaged header no longer ends the listing silently; tarfile steps over it
-        # block by block, and the gap it leaves is reported below
-        with tarfile.open(path, "r:", ignore_zeros=True) as tf:
-            expected = 0  # where the next header should start
-            for m in tf:
-                if m.offset != expected:
-                    skip(
-                        f"@{expected}",
-                        "bad-archive",
-                        f"{m.offset - expected} bytes at offset {expected} are not "
-                        f"a readable member (damaged header); indexing resumed at offset {m.offset}",
-                    )
-                expected = tf.offset
-                why = _member_problem(m, max_bytes)
-                if why is None:
-                    members.append(Member(m.name, m.offset_data, m.size))
-                elif why[0]:
-                    skip(m.name, *why)
+        # block by block, and the gap it leaves is reported below. A header tarfile cannot parse
+        # costs its member only (LenientTar).
+        tf = open_tar(path, root, ignore_zeros=True)
+        expected = 0  # where the next header should start
+        while True:
+            m = tf.next()
+            for start, resume, name, exc in tf.bad:
+                skip(
+                    name or f"@{start}",
+                    "bad-archive",
+                    f"malformed header at offset {start} ({type(exc).__name__}: {exc}); "
+                    f"member skipped, listing goes on at offset {resume}",
+                )
+                expected = resume
+            tf.bad.clear()
+            if m is None:
+                break
+            tf.members.clear()  # the index keeps Members; TarInfos of millions of members would pile up
+            if m.offset != expected:
+                skip(
+                    f"@{expected}",
+                    "bad-archive",
+                    f"{m.offset - expected} bytes at offset {expected} are not "
+                    f"a readable member (damaged header); indexing resumed at offset {m.offset}",
+                )
+            expected = tf.offset
+            why = _member_problem(m, max_bytes)
+            if why is None:
+                members.append(Member(m.name, m.offset_data, m.size))
+            elif why[0]:
+                skip(m.name, *why)
+    except ReadRefused as exc:
+        skip("", exc.reason, exc.detail)
     except TAR_ERRORS as exc:
         skip("", "bad-archive", f"{type(exc).__name__}: {exc} (members before it are kept)")
+    finally:
+        if tf is not None:
+            _close_tar(tf)
     return members, skipped
 
 
@@ -129,8 +240,9 @@ def _cache_file(cache_dir: Path, path: Path, max_bytes: int) -> Path:
     return cache_dir / f"tar-{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
 
 
-def index_tars(paths, *, labels=None, cache_dir: str | Path | None = None, max_bytes: int = MAX_BYTES):
-    """``index_tar`` for many tars, through a cache of indexes in ``cache_dir`` (None: no cache).
+def index_tars(paths, *, labels=None, cache_dir: str | Path | None = None, max_bytes: int = MAX_BYTES, root=None):
+    """``index_tar`` for many tars (all within ``root`` when given), through a cache of indexes in
+    ``cache_dir`` (None: no cache).
 
     Returns ``(results, n_cached)``: one ``(members, skipped)`` per path, in order, and how many
     came from the cache. A tar that changed (size or modification time) is indexed again; a
@@ -151,9 +263,9 @@ def index_tars(paths, *, labels=None, cache_dir: str | Path | None = None, max_b
                 continue
             except (OSError, ValueError, KeyError, TypeError):
                 pass  # not cached yet, or an unreadable entry: index the tar
-        members, skipped = index_tar(path, max_bytes=max_bytes, label=label)
+        members, skipped = index_tar(path, max_bytes=max_bytes, label=label, root=root)
         results.append((members, skipped))
-        if target is not None and not any(s["reason"] == "bad-archive" for s in skipped):
+        if target is not None and not any(s["path"] == f"{label}:" or s["reason"] == "bad-archive" for s in skipped):
             try:
                 cache.mkdir(parents=True, exist_ok=True)
                 tmp = target.with_suffix(f".{os.getpid()}.tmp")
@@ -164,27 +276,39 @@ def index_tars(paths, *, labels=None, cache_dir: str | Path | None = None, max_b
     return results, n_cached
 
 
-def read_member(path: str | Path, offset: int, size: int) -> bytes:
-    """The ``size`` bytes at ``offset`` of ``path`` (a member's data); ``OSError`` if cut short."""
-    with open(path, "rb") as f:
-        f.seek(offset)
-        data = f.read(size)
-    if len(data) != size:
-        raise OSError(f"{path}: member at offset {offset} is cut short ({len(data)} of {size} bytes)")
-    return data
+def read_member(path: str | Path, offset: int, size: int, *, root=None, max_bytes: int = MAX_BYTES) -> bytes:
+    """The ``size`` bytes at ``offset`` of ``path`` (a member's data), through the guarded read.
+
+    ``root``: the folder the tar must lie in (default: its own). Raises ``ReadRefused`` (an
+    ``OSError``): ``read-error`` when the member is cut short, ``too-large`` over ``max_bytes``.
+    """
+    path = Path(path)
+    root = Path(root) if root is not None else path.parent
+    return read_beneath(root, os.path.relpath(path, root), max_bytes=max_bytes, offset=offset, length=size)
 
 
-def is_image_tar(path: str | Path, *, probe: int = 16) -> bool:
-    """Probe: do the first ``probe`` regular members of ``path`` look like ``{id}.{ext}`` files?"""
+def is_image_tar(path: str | Path, *, probe: int = 16, root=None) -> bool:
+    """Probe: do the first ``probe`` regular members of ``path`` look like ``{id}.{ext}`` files?
+
+    A member with a malformed header is stepped over (``LenientTar``), so one bad header among
+    the first ``probe`` does not hide the whole tar.
+    """
+    names = []
     try:
-        with tarfile.open(path, "r:") as tf:
-            names = []
-            for m in tf:
-                if m.isreg():
-                    names.append(PurePosixPath(m.name).name)
-                if len(names) >= probe:
-                    break
-    except TAR_ERRORS:
+        tf = open_tar(path, root)
+    except TAR_ERRORS:  # ReadRefused is an OSError
         return False
+    try:
+        while len(names) < probe:
+            m = tf.next()
+            if m is None:
+                break
+            tf.members.clear()
+            if m.isreg():
+                names.append(PurePosixPath(m.name).name)
+    except TAR_ERRORS:
+        pass  # a damaged tail: judge by the members read so far
+    finally:
+        _close_tar(tf)
     good = sum(1 for n in names if n.partition(".")[0].isdigit() and "." in n)
     return bool(names) and good * 2 >= len(names)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import stat
 from typing import NamedTuple, Protocol
+
+from .._safeio import refusal
 
 
 class Item(NamedTuple):
@@ -41,26 +42,16 @@ def sanitize_key(text: str, *, max_len: int = 96) -> str:
 #: Largest file or tar member a source will read; bigger ones are skipped as ``too-large``.
 MAX_BYTES = 256 * 1024 * 1024
 
-_KINDS = {
-    stat.S_ISFIFO: "a FIFO",
-    stat.S_ISCHR: "a character device",
-    stat.S_ISBLK: "a block device",
-    stat.S_ISSOCK: "a socket",
-    stat.S_ISDIR: "a folder",
-}
-
-
-def _kind(mode: int) -> str:
-    return next((name for test, name in _KINDS.items() if test(mode)), "not a regular file")
-
 
 def check_file(path: str, root: str, max_bytes: int = MAX_BYTES) -> tuple[str, str] | None:
-    """Why the file at ``path`` must not be read, as ``(reason, detail)``, or None when it is safe.
+    """Why the file at ``path`` must not be listed, as ``(reason, detail)``, or None when it looks safe.
 
-    Reasons: ``unsafe-path`` (a link whose target lies outside ``root``, or a broken one),
-    ``unsafe-member`` (a FIFO, device, socket: reading one hangs or never ends), ``too-large``
-    (more than ``max_bytes``, known from the inode before any byte is read). ``root`` must be
-    a resolved path. Links that stay inside ``root`` are followed.
+    The listing's early, cheap look (``realpath`` and ``stat``); the read decides again, on the
+    open descriptor (``s2pdata._safeio.read_beneath``). Reasons: ``unsafe-path`` (a link whose
+    target lies outside ``root``, or a broken or looping one), ``unsafe-member`` (a FIFO, device,
+    socket: reading one hangs or never ends), ``too-large`` (more than ``max_bytes``, known from
+    the inode before any byte is read). ``root`` must be a resolved path. Links that stay inside
+    ``root`` are followed.
     """
     real = os.path.realpath(path)
     if real != root and not real.startswith(root.rstrip(os.sep) + os.sep):
@@ -69,25 +60,4 @@ def check_file(path: str, root: str, max_bytes: int = MAX_BYTES) -> tuple[str, s
         st = os.stat(real)
     except OSError as exc:
         return "unsafe-path", f"cannot be followed: {exc.strerror}"
-    if not stat.S_ISREG(st.st_mode):
-        return "unsafe-member", _kind(st.st_mode)
-    if st.st_size > max_bytes:
-        return "too-large", f"{st.st_size} bytes > {max_bytes}"
-    return None
-
-
-def read_file(path: str, max_bytes: int = MAX_BYTES) -> bytes:
-    """The bytes of a regular file of at most ``max_bytes``; anything else is an ``OSError``.
-
-    Checks the open descriptor itself (non-blocking, so a FIFO swapped in after the listing
-    cannot hang the worker) and never reads more than ``max_bytes + 1`` bytes.
-    """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise OSError(f"{path} is {_kind(st.st_mode)}, not a regular file")
-        data = f.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise OSError(f"{path} holds more than {max_bytes} bytes")
-    return data
+    return refusal(st, max_bytes)

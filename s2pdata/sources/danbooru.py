@@ -21,11 +21,13 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 from pathlib import Path
 
 import numpy as np
 
-from .archive import MAX_BYTES, index_tars, is_image_tar, read_member
+from .._safeio import read_beneath, refusal
+from .archive import MAX_BYTES, index_tars, is_image_tar
 from .base import Item
 from .filters import FilterConfig, apply_filters, check_pixels, format_removed
 from .metadata import MAX_LINE_BYTES, find_metadata, load_metadata, probe_metadata
@@ -177,7 +179,7 @@ class DanbooruSource:
         if self.layout["layout"] == "archive":
             tars = self.layout["tars"]
             cache = Path(self.cache_dir) / ".s2pdata-cache" / "tars" if self.cache_dir else None
-            indexes, cached = index_tars([root / rel for rel in tars], labels=tars, cache_dir=cache)
+            indexes, cached = index_tars([root / rel for rel in tars], labels=tars, cache_dir=cache, root=root)
             for rel, (members, bad) in zip(tars, indexes):
                 skipped += bad
                 for m in members:
@@ -208,14 +210,16 @@ class DanbooruSource:
                         if not name.startswith("."):
                             skipped.append({"path": rel, "reason": "not-an-id", "detail": "name is not ID.ext"})
                         continue
-                    if os.path.islink(full):
-                        skipped.append({"path": rel, "reason": "unsafe-member", "detail": "link"})
+                    try:
+                        st = os.lstat(full)  # one look: a link, a FIFO or a device is never listed
+                    except OSError as exc:
+                        skipped.append({"path": rel, "reason": "read-error", "detail": exc.strerror or str(exc)})
                         continue
-                    size = os.stat(full).st_size
-                    if size > MAX_BYTES:
-                        skipped.append({"path": rel, "reason": "too-large", "detail": f"{size} bytes > {MAX_BYTES}"})
+                    why = ("unsafe-member", "link") if stat.S_ISLNK(st.st_mode) else refusal(st, MAX_BYTES)
+                    if why is not None:
+                        skipped.append({"path": rel, "reason": why[0], "detail": why[1]})
                         continue
-                    entries.append((int(match.group(1)), match.group(2).lower(), rel, {"path": rel}, size))
+                    entries.append((int(match.group(1)), match.group(2).lower(), rel, {"path": rel}, st.st_size))
         entries.sort(key=lambda e: (e[0], str(e[2])))
         return entries, skipped, cached
 
@@ -304,14 +308,13 @@ class DanbooruSource:
         }
 
     def read(self, item: Item) -> bytes:
+        # the one guarded read: a bucket folder or tar swapped for a link out of the tree, a FIFO,
+        # a device or a file grown since the listing are refused with their reason, never read
         loc = item.locator
         if isinstance(loc, (tuple, list)):
             rel, offset, size = loc
-            return read_member(Path(self.root) / rel, int(offset), int(size))
-        path = Path(self.root) / str(loc)
-        if os.path.islink(path):
-            raise OSError(f"{loc} became a link after listing")
-        return path.read_bytes()
+            return read_beneath(self.root, rel, max_bytes=MAX_BYTES, offset=int(offset), length=int(size))
+        return read_beneath(self.root, str(loc), max_bytes=MAX_BYTES)
 
     def check_pixels(self, color: np.ndarray) -> str | None:
         return check_pixels(color, self.filters)

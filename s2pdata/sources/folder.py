@@ -2,7 +2,8 @@
 
 Consumes a folder path; produces sorted ``Item``s (key from the relative path) and, in a worker,
 each file's bytes. Nothing outside the folder is read: links that leave it, FIFOs, devices and
-files over ``MAX_BYTES`` are listed in ``skipped`` (the build's rejects log) instead.
+files over ``MAX_BYTES`` are listed in ``skipped`` (the build's rejects log) instead, and ``read``
+goes through the one guarded read (``s2pdata._safeio``), which decides again on the open file.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from .base import Item, check_file, read_file, sanitize_key
+from .._safeio import read_beneath
+from .base import MAX_BYTES, Item, check_file, sanitize_key
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
@@ -74,11 +76,8 @@ class FolderSource:
         return list(self._list()[1])
 
     def read(self, item: Item) -> bytes:
-        path = os.path.join(self.root, str(item.locator))
-        why = check_file(path, os.path.realpath(self.root))  # the folder may have changed since the listing
-        if why is not None:
-            raise OSError(f"{item.locator}: {why[0]}: {why[1]}")
-        return read_file(path)
+        # the folder may have changed since the listing: the guarded read decides on what it opens
+        return read_beneath(self.root, str(item.locator), max_bytes=MAX_BYTES)
 
     def check_pixels(self, color) -> str | None:
         return None  # no pixel filters; see sources.filters.FilteredSource
