@@ -176,14 +176,32 @@ def _float_batch_before(shards, stage: str, **kw) -> dict:
     return batch
 
 
+def _write_shards(out, n: int, per_shard: int, *, color_format: str, h: int, w: int, drafts: int):
+    """``tests.fakes.write_shards`` with the colour (and stored drafts) in ``color_format``."""
+    from s2pdata.shards import Schema, commit_stats, encode_sample, shard_name, write_tar
+    from tests.fakes import shard_sample
+
+    out.mkdir(parents=True, exist_ok=True)
+    schema = Schema(color_format=color_format, drafts=drafts)
+    for i, start in enumerate(range(0, n, per_shard)):
+        keys = range(start, min(n, start + per_shard))
+        samples = [encode_sample(shard_sample(k, h, w, drafts), schema) for k in keys]
+        commit_stats(out, i, {"shard": shard_name(i), "index": i, **write_tar(out / shard_name(i), samples)})
+    return out
+
+
+@pytest.mark.parametrize("color_format", ["jpg", "png", "webp"])  # jpg: the build's default
 @pytest.mark.parametrize(
     "stage, drafts, extra",
     [("draft", 0, {}), ("draft", 0, {"online_hints": True, "hint_p": 0.05}), ("refine", 2, {}), ("refine", 0, {})],
 )
-def test_to_model_input_equals_the_old_float_batches(tmp_path, stage, drafts, extra):
+def test_to_model_input_equals_the_old_float_batches(tmp_path, stage, drafts, extra, color_format):
     """uint8 batches + to_model_input give the old float layout value for value (RGB colour, RGBA hints,
-    stored drafts chosen per sample, online drafts and hints), and only what the stage uses is decoded."""
-    shards = write_shards(tmp_path, 6, 3, drafts=drafts, h=40, w=52)
+    stored drafts chosen per sample, online drafts and hints), and only what the stage uses is decoded,
+    for each colour codec: JPEG and WebP colour and drafts reach the loader in OpenCV's BGR order and
+    PNG colour in RGB, so each takes its own path to the batch."""
+    shards = _write_shards(tmp_path, 6, 3, color_format=color_format, drafts=drafts, h=40, w=52)
+    assert {f"color.{color_format}"} <= set(next(open_shards(shards, decode=False)))
     kw = dict(crop=32, **extra)
     old = _float_batch_before(shards, stage, **kw)
     dl = make_loader(shards, stage=stage, batch_size=6, num_workers=0, mode="exact", shuffle_buffer=0, **kw)
