@@ -13,7 +13,9 @@ Only the layouts s2pdata writes are read here: 8-bit gray, RGB or RGBA and 16-bi
 interlaced, with no chunks besides IHDR, IDAT, IEND and those the caller names to ignore. For
 anything else ``read_png`` returns None and the caller decodes with OpenCV (or Pillow). Chunk
 CRCs and the deflate stream's checksum are verified, and no more than the header's size is
-inflated, so damaged bytes raise ``ValueError`` as OpenCV's failure would.
+inflated, so damaged bytes raise ``ValueError`` as OpenCV's failure would. So does any file that
+breaks the chunk order libpng enforces: IHDR first and only once (the size every check reads is
+the first header's, so the pixels are never decoded at another), IDAT chunks in one run.
 """
 
 from __future__ import annotations
@@ -87,19 +89,34 @@ def read_png(
     """
     if data[:8] != _SIGNATURE:
         return None
-    header, idat = None, []
+    header, idat, idat_ended = None, [], False
     for kind, body in _chunks(data):
-        if kind == b"IHDR" and len(body) != 13:
-            raise ValueError(f"PNG header of {len(body)} bytes, not 13")
+        if header is None and kind != b"IHDR":
+            raise ValueError(f"PNG whose first chunk is {bytes(kind)!r}, not IHDR (damaged or hostile bytes)")
         if kind == b"IHDR":
+            # One header only, and it comes first: the size checks (png_size, Pillow, OpenCV) read the
+            # first, so decoding by another would let a 64 x 64 header stand for 1 x 60000 image data.
+            if header is not None:
+                raise ValueError(
+                    "PNG with a second IHDR chunk (damaged or hostile bytes): its size is not the one checked"
+                )
+            if len(body) != 13:
+                raise ValueError(f"PNG header of {len(body)} bytes, not 13")
             header = struct.unpack(">IIBBBBB", body)
         elif kind == b"IDAT":
+            if idat_ended:
+                raise ValueError("PNG whose IDAT chunks are not consecutive (damaged bytes)")
             idat.append(body)
         elif kind != b"IEND" and kind not in ignore:
             return None  # palette, transparency, gamma, text...: OpenCV's business
-    if header is None:
-        raise ValueError("PNG without an IHDR chunk")
-    w, h, depth, ctype, _, _, interlace = header
+        else:
+            idat_ended = bool(idat)
+    w, h, depth, ctype, method, filter_method, interlace = header
+    if not (0 < w < 2**31 and 0 < h < 2**31) or method or filter_method:
+        raise ValueError(
+            f"PNG header says {w}x{h}, compression method {method}, filter method {filter_method}: "
+            "sides must be 1 to 2^31 - 1 and both methods 0 (damaged bytes)"
+        )
     if interlace or ctype not in _CHANNELS or (depth, ctype) not in ((8, 0), (8, 2), (8, 6), (16, 0)):
         return None
     if h * w > _MAX_PIXELS:

@@ -10,13 +10,16 @@ Every file has a distinct stem. Bytes are deterministic.
 from __future__ import annotations
 
 import io
+import resource
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image
+from PIL import Image, features
 
 
 def picture(h: int = 48, w: int = 64, seed: int = 0) -> np.ndarray:
@@ -125,3 +128,103 @@ def write_bad_folder(root: Path) -> dict[str, str | None]:
         path.write_bytes(data)
         out[rel] = reason
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# hostile files of issue 21 (each one made a build fail, allocate gigabytes or return wrong pixels)
+
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    """One PNG chunk with a correct CRC."""
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def png_of(chunks) -> bytes:
+    """The PNG signature followed by ``chunks`` = [(kind, body), ...], CRCs made correct."""
+    return b"\x89PNG\r\n\x1a\n" + b"".join(png_chunk(k, b) for k, b in chunks)
+
+
+def ihdr(width: int, height: int, depth: int = 8, ctype: int = 0, interlace: int = 0) -> bytes:
+    """An IHDR body (compression and filter method 0)."""
+    return struct.pack(">IIBBBBB", width, height, depth, ctype, 0, 0, interlace)
+
+
+def late_ihdr_png(first: tuple[int, int, int], second: tuple[int, int, int], level: int = 9) -> bytes:
+    """A PNG whose first IHDR says ``first`` = (width, height, colour type) and whose image data is
+    sized for ``second``, which a second IHDR after the IDAT declares (8-bit, rows of zeros)."""
+    w, h, ctype = second
+    bpp = {0: 1, 2: 3, 6: 4}[ctype]
+    rows = bytes(h * (1 + w * bpp))
+    return png_of(
+        [
+            (b"IHDR", ihdr(first[0], first[1], 8, first[2])),
+            (b"IDAT", zlib.compress(rows, level)),
+            (b"IHDR", ihdr(w, h, 8, ctype)),
+            (b"IEND", b""),
+        ]
+    )
+
+
+def rgb_as_gray_png() -> bytes:
+    """64x64 RGB for Pillow (the first IHDR); its image data read under a second IHDR is 192x64 gray."""
+    rgb = picture(64, 64, seed=11)
+    rows = b"".join(b"\x00" + rgb[r].tobytes() for r in range(64))
+    return png_of(
+        [
+            (b"IHDR", ihdr(64, 64, 8, 2)),
+            (b"IDAT", zlib.compress(rows)),
+            (b"IHDR", ihdr(192, 64, 8, 0)),
+            (b"IEND", b""),
+        ]
+    )
+
+
+def palette_png_with_late_iccp() -> bytes:
+    """A palette PNG with an ``iCCP`` chunk reading ``icc\\0`` (no compression byte) after its IDAT:
+    Pillow raises IndexError while reading the chunks after the image data."""
+    good = _pil_bytes(Image.fromarray(picture(40, 40, seed=12)).quantize(colors=8), "PNG")
+    iend = good.rindex(b"IEND") - 4
+    return good[:iend] + png_chunk(b"iCCP", b"icc\x00") + good[iend:]
+
+
+def strip_png(width: int, height: int) -> bytes:
+    """An 8-bit gray PNG of zeros, ``width`` x ``height``: a strip of few pixels that fitting to a short side
+    of 512 would make enormous (1,000,000 x 32 -> 16,000,000 x 512)."""
+    rows = zlib.compressobj(9)
+    body = b"".join(rows.compress(bytes(1 + width)) for _ in range(height)) + rows.flush()
+    return png_of([(b"IHDR", ihdr(width, height)), (b"IDAT", body), (b"IEND", b"")])
+
+
+def damaged_avif() -> bytes:
+    """An AVIF with byte 81 set to 0 (the issue saved it as ``photo.jpg``): Pillow raises RuntimeError."""
+    data = bytearray(_pil_bytes(Image.fromarray(picture(48, 64, seed=13)), "AVIF", quality=80))
+    data[81] = 0
+    return bytes(data)
+
+
+AS_LIMIT = 8 << 30  # a capped child's address space: Numba and OpenCV reserve far more than they touch
+
+
+def run_capped(code: str, *, limit: int = AS_LIMIT, timeout: float = 240) -> subprocess.CompletedProcess:
+    """Run Python ``code`` in a child whose address space is capped at ``limit`` bytes, with a timeout,
+    so a regression that allocates gigabytes fails its test instead of taking the machine down."""
+
+    def cap():
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, preexec_fn=cap)
+
+
+def hostile_files() -> dict[str, tuple[bytes, str | None]]:
+    """Issue 21's files that stopped a build, allocated gigabytes or came out wrong:
+    ``{name: (bytes, expected reject reason, or None where it must decode at its first header's size)}``."""
+    files = {
+        "late-ihdr.png": (late_ihdr_png((64, 64, 0), (1, 60000, 0)), None),  # 222 bytes: 47 GB once fitted
+        "late-ihdr-64mp.png": (late_ihdr_png((64, 64, 0), (8000, 8000, 0)), None),  # 62 KB: 64 MP decoded
+        "rgb-as-gray.png": (rgb_as_gray_png(), None),  # 64x64 RGB came out 64x192 gray
+        "late-iccp.png": (palette_png_with_late_iccp(), "corrupt"),  # IndexError
+        "strip.png": (strip_png(1_000_000, 32), "too-many-pixels"),  # 32 MP, 16,000,000 x 512 once fitted
+    }
+    if features.check("avif"):
+        files["photo.jpg"] = (damaged_avif(), "corrupt")  # RuntimeError
+    return files

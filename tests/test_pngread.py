@@ -18,6 +18,7 @@ from PIL import Image
 
 from s2pdata.pngread import _chunks, _unfilter, png_size, read_png
 from s2pdata.shards import Schema, decode_field, decode_image_field, decode_sample, encode_image
+from tests.badfiles import ihdr, late_ihdr_png, png_of, rgb_as_gray_png
 from tests.reference import ref_png_unfilter
 
 CV2_FILTERS = {
@@ -68,7 +69,7 @@ def test_unfilter_kernel_equals_the_specification(h, stride, bpp, seed, window):
 @pytest.mark.parametrize("kind", ["gray", "bgr", "bgra", "labels"])
 @pytest.mark.parametrize("filt", sorted(CV2_FILTERS))
 def test_read_png_equals_opencv_whole_and_by_window(kind, filt):
-    rng = np.random.default_rng(hash((kind, filt)) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(f"{kind}/{filt}".encode()))  # hash() is salted per process
     for _ in range(6):
         h, w = (int(v) for v in rng.integers(1, 48, 2))
         level = int(rng.integers(0, 10))
@@ -203,3 +204,35 @@ def test_a_deflate_bomb_is_an_error_not_an_allocation(tmp_path):
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "ValueError: PNG image data inflates to more than 72 bytes" in run.stdout
+
+
+def test_one_ihdr_first_and_idat_in_one_run_or_a_value_error():
+    """Issue 21: read_png decoded by the last IHDR while every size check reads the first; a file that
+    breaks libpng's chunk order is refused, so decode_image hands it to Pillow (which reads the first)."""
+    rows = zlib.compress(bytes(4 * 6))
+    hostile = {
+        "IHDR after IDAT, 1x60000": late_ihdr_png((64, 64, 0), (1, 60000, 0)),
+        "IHDR after IDAT, 192x64 gray for 64x64 RGB": rgb_as_gray_png(),
+        "two IHDRs before IDAT": png_of(
+            [(b"IHDR", ihdr(5, 4)), (b"IHDR", ihdr(5, 4)), (b"IDAT", rows), (b"IEND", b"")]
+        ),
+        "IHDR not first": png_of([(b"gAMA", bytes(4)), (b"IHDR", ihdr(5, 4)), (b"IDAT", rows), (b"IEND", b"")]),
+    }
+    for data in hostile.values():
+        with pytest.raises(ValueError, match="second IHDR|not IHDR"):
+            read_png(data, ignore=frozenset({b"gAMA"}))
+    split = png_of(
+        [(b"IHDR", ihdr(5, 4)), (b"IDAT", rows[:5]), (b"tEXt", b"a\0b"), (b"IDAT", rows[5:]), (b"IEND", b"")]
+    )
+    with pytest.raises(ValueError, match="not consecutive"):
+        read_png(split, ignore=frozenset({b"tEXt"}))
+    two_idats = png_of([(b"IHDR", ihdr(5, 4)), (b"IDAT", rows[:5]), (b"IDAT", rows[5:]), (b"IEND", b"")])
+    assert read_png(two_idats).shape == (4, 5)  # one run of IDATs, split anywhere, is fine
+    for body in (
+        ihdr(0, 4),
+        ihdr(5, 2**31),
+        struct.pack(">IIBBBBB", 5, 4, 8, 0, 1, 0, 0),
+        struct.pack(">IIBBBBB", 5, 4, 8, 0, 0, 1, 0),
+    ):
+        with pytest.raises(ValueError, match="sides must be"):
+            read_png(png_of([(b"IHDR", body), (b"IDAT", rows), (b"IEND", b"")]))
