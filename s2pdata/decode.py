@@ -121,28 +121,79 @@ def decode_image(
     return _decode(data, max_pixels, min_side, formats, draft)[0]
 
 
-def _decode(data, max_pixels, min_side, formats, draft) -> tuple[np.ndarray, tuple[int, int], int]:
+def _decode(data, max_pixels, min_side, formats, draft, fit=None) -> tuple[np.ndarray, tuple[int, int], int]:
     """``decode_image``'s body: the RGB image, the full-scale (H, W) after EXIF orientation and the
-    EXIF orientation (1-8) applied."""
+    EXIF orientation (1-8) applied. With ``fit`` (the short side ``decode_fitted`` will resize to), the
+    resized image's pixels are held to ``max_pixels`` too, from the header: a 32 x 2,000,000 strip
+    passes a 64 MP limit but would be 512 x 32,000,000 (49 GB) once fitted.
+
+    The firewall of one item: whatever a decoder raises on the file's bytes (Pillow's plugins raise
+    ``IndexError``, ``RuntimeError``, ``struct.error``, ``KeyError``... on hostile files) becomes
+    ``DecodeError("corrupt")`` with the exception's type and message; see ``_out_of_memory`` for
+    ``MemoryError``. ``KeyboardInterrupt`` and ``SystemExit`` pass.
+    """
     if int(max_pixels) < 1 or int(min_side) < 1:
         raise ValueError(f"max_pixels and min_side must be >= 1, got {max_pixels!r}, {min_side!r}")
     if draft is not None and (isinstance(draft, bool) or not isinstance(draft, (int, np.integer)) or draft < 1):
         raise ValueError(f"draft must be a positive int or None, got {draft!r}")
     if len(data) == 0:
         raise DecodeError("empty-file", "0 bytes")
-    with warnings.catch_warnings():
-        # DecompressionBombWarning (between Pillow's limit and twice it) and palette notes:
-        # our own max_pixels check below is the policy.
-        warnings.simplefilter("ignore")
-        rgb = _plain_png(bytes(data), int(max_pixels), int(min_side), formats)
-        if rgb is not None:
-            return rgb, rgb.shape[:2], 1
-        im, full_hw, orientation = _open_checked(bytes(data), int(max_pixels), int(min_side), formats, draft)
-        try:
-            rgb = _to_rgb(im)
-        except (OSError, SyntaxError, ValueError, EOFError) as exc:
-            raise _classify_oserror(exc, "normalising") from exc
+    header = [0]  # the pixel count of the header once checked: what decoding this file may legitimately take
+    try:
+        with warnings.catch_warnings():
+            # DecompressionBombWarning (between Pillow's limit and twice it) and palette notes:
+            # our own max_pixels check below is the policy.
+            warnings.simplefilter("ignore")
+            rgb = _plain_png(bytes(data), int(max_pixels), int(min_side), formats, header, fit)
+            if rgb is not None:
+                return rgb, rgb.shape[:2], 1
+            im, full_hw, orientation = _open_checked(
+                bytes(data), int(max_pixels), int(min_side), formats, draft, header, fit
+            )
+            try:
+                rgb = _to_rgb(im)
+            except (OSError, SyntaxError, ValueError, EOFError) as exc:
+                raise _classify_oserror(exc, "normalising") from exc
+    except DecodeError:
+        raise
+    except MemoryError as exc:
+        raise _out_of_memory(exc, header[0]) from exc
+    except Exception as exc:  # noqa: BLE001 - the firewall: any fault of one file is that file's reject
+        raise DecodeError("corrupt", f"decoder failed: {exception_text(exc)}") from exc
     return rgb, full_hw, orientation
+
+
+def exception_text(exc: BaseException, limit: int = 300) -> str:
+    """``Type: message`` of an exception for a reject's detail, on one line, at most ``limit`` characters."""
+    text = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+#: Bytes per pixel the probe of ``_out_of_memory`` reserves: an RGBA copy of the header's image.
+_PROBE_BYTES_PER_PIXEL = 4
+
+
+def _out_of_memory(exc: MemoryError, header_pixels: int) -> BaseException:
+    """What a ``MemoryError`` while decoding one file becomes: the file's reject, or the process's failure.
+
+    Decoding allocates in proportion to the header's size, which was checked against ``max_pixels``
+    before any pixel was decoded. A ``MemoryError`` is then either the file's doing (a decoder asked
+    for far more than its header justifies) or the process's (it cannot afford even a legitimate
+    decode). The failed allocation is released by now, so probe: reserve an RGBA image of the
+    header's size (address space only, no pages touched). If that succeeds the file was at fault,
+    and it is rejected as ``corrupt``; if it fails the process is out of memory, and the
+    ``MemoryError`` goes on up to stop the build rather than turn every later item into a reject
+    that another machine would have kept (builds must not depend on the machine's memory).
+    """
+    try:
+        probe = np.empty(max(int(header_pixels), 1) * _PROBE_BYTES_PER_PIXEL, np.uint8)
+    except MemoryError:
+        return exc
+    del probe
+    return DecodeError(
+        "corrupt",
+        f"decoder failed: {exception_text(exc)} (more memory than the header's {header_pixels} pixels need)",
+    )
 
 
 _MAGIC = (
@@ -179,11 +230,11 @@ def sniff(data: bytes) -> str:
 
 
 def _open_checked(
-    data: bytes, max_pixels: int, min_side: int, formats, draft
+    data: bytes, max_pixels: int, min_side: int, formats, draft, header: list, fit: int | None = None
 ) -> tuple[Image.Image, tuple[int, int], int]:
     """Open lazily, check the header's size, then decode pixels (at a reduced scale where ``draft``
     allows) and apply EXIF orientation; returns the image, its full-scale oriented (H, W) and the
-    orientation (1-8) applied."""
+    orientation (1-8) applied. ``header[0]`` gets the header's pixel count once it passed the check."""
     try:
         im = Image.open(io.BytesIO(data), formats=_available_formats(formats))
     except UnidentifiedImageError as exc:
@@ -199,13 +250,21 @@ def _open_checked(
         raise DecodeError("too-many-pixels", f"header says {w}x{h} = {w * h} > max_pixels={max_pixels}")
     if min(w, h) < min_side:
         raise DecodeError("too-small", f"{w}x{h}: short side {min(w, h)} < min_side={min_side}")
+    if fit and _fitted_pixels(h, w, fit) > max_pixels:
+        rh, rw = plan_fit((h, w), size=fit).resized
+        raise DecodeError(
+            "too-many-pixels",
+            f"header says {w}x{h}; fitted to a short side of {fit} it would be {rw}x{rh} = {rw * rh} > "
+            f"max_pixels={max_pixels}",
+        )
+    header[0] = w * h
     if draft is not None and min(w, h) >= 2 * draft:
         _request_draft(im, w, h, int(draft))
     try:
         im.load()  # first frame of an animated file
     except Image.DecompressionBombError as exc:
         raise DecodeError("too-many-pixels", f"Pillow's bomb limit: {exc}") from exc
-    except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:  # MemoryError: see _out_of_memory
         raise _classify_oserror(exc, "decoding") from exc
     try:
         orientation = im.getexif().get(_ORIENTATION, 1)
@@ -219,6 +278,12 @@ def _open_checked(
 _ORIENTATION = 0x0112  # the EXIF orientation tag
 # Where exif_transpose puts the stored image's top-left corner, per orientation: (at the bottom, at the right).
 _ORIGIN_AT = {1: (0, 0), 2: (0, 1), 3: (1, 1), 4: (1, 0), 5: (0, 0), 6: (0, 1), 7: (1, 1), 8: (1, 0)}
+
+
+def _fitted_pixels(h: int, w: int, size: int) -> int:
+    """Pixels of an (h, w) image once ``plan_fit`` brought its short side to ``size``."""
+    rh, rw = plan_fit((h, w), size=size).resized
+    return rh * rw
 
 
 def _request_draft(im: Image.Image, w: int, h: int, short: int) -> None:
@@ -236,13 +301,22 @@ _PNG_IGNORED = frozenset(
 )
 
 
-def _plain_png(data: bytes, max_pixels: int, min_side: int, formats) -> np.ndarray | None:
+def _plain_png(
+    data: bytes, max_pixels: int, min_side: int, formats, header: list | None = None, fit: int | None = None
+) -> np.ndarray | None:
     """RGB of a plain PNG (8-bit gray, RGB or RGBA, no transparency chunk, no EXIF, not animated)
     through ``s2pdata.pngread`` (zlib-ng + Numba: 2-4x Pillow on 2.5 MP art), or None: then
-    Pillow decodes it, and names any fault or limit exactly as for every other file."""
+    Pillow decodes it, and names any fault or limit exactly as for every other file.
+
+    The size checked here is the first IHDR's, and ``read_png`` refuses (ValueError) any file
+    with another IHDR, so it never decodes at a size other than the one checked."""
     hw = png_size(data) if "PNG" in formats else None
     if hw is None or hw[0] * hw[1] > max_pixels or min(hw) < min_side:
         return None
+    if fit and _fitted_pixels(hw[0], hw[1], fit) > max_pixels:
+        return None  # Pillow's path names the reason
+    if header is not None:
+        header[0] = hw[0] * hw[1]
     try:
         a = read_png(data, ignore=_PNG_IGNORED)
     except ValueError:
@@ -507,7 +581,7 @@ def decode_fitted(
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"data must be bytes, got {type(data).__name__}; read the file in 'rb' mode")
     draft = None if exact or not size else size
-    image, full_hw, orientation = _decode(data, max_pixels, min_side, formats, draft)
+    image, full_hw, orientation = _decode(data, max_pixels, min_side, formats, draft, fit=size or None)
     params = plan_fit(full_hw, size=size, crop=crop, rng=rng)
     if tuple(image.shape[:2]) != full_hw:  # decoded at a reduced scale: always at least the fitted size
         return _finish_reduced(image, params, full_hw, orientation), full_hw, params

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import json
 import pickle
+import struct
 
 import cv2
 import numpy as np
@@ -23,12 +25,18 @@ from s2pdata.decode import (
     fit_size,
     plan_fit,
 )
-from tests.badfiles import picture, png_header_only, write_bad_folder
+from tests.badfiles import hostile_files, picture, png_header_only, run_capped, write_bad_folder
 
 
 def _png(arr: np.ndarray, mode: str | None = None) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(arr, mode=mode).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _jpeg(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="JPEG", quality=90)
     return buf.getvalue()
 
 
@@ -583,3 +591,201 @@ def test_damaged_or_oversized_pngs_keep_their_reasons():
     assert _reason(good, max_pixels=40 * 50 - 1) == "too-many-pixels"
     assert _reason(good, min_side=41) == "too-small"
     assert _reason(good, formats=("JPEG",)) == "not-an-image"
+
+
+# --- hostile files of issue 21: nothing one file does escapes as anything but its reject ----------
+
+_HOSTILE_DECODES = """
+import json
+from tests.badfiles import hostile_files, picture
+from s2pdata.decode import DecodeError, decode_fitted, decode_image
+
+for name, (data, _) in hostile_files().items():
+    for kw in ({"size": 512}, {"size": 512, "max_pixels": 1_000_000}):
+        try:
+            color, hw, _ = decode_fitted(data, **kw)
+            print(json.dumps([name, kw, "ok", color.shape, hw]))
+        except DecodeError as exc:
+            print(json.dumps([name, kw, exc.reason, exc.detail]))
+rgb = decode_image(hostile_files()["rgb-as-gray.png"][0])
+print(json.dumps(["rgb-as-gray pixels", rgb.shape, bool((rgb == picture(64, 64, seed=11)).all())]))
+"""
+
+
+@pytest.mark.slow
+def test_hostile_files_decode_at_the_checked_size_or_reject_under_a_memory_cap():
+    """Issue 21, defects 1 and 2, in a child capped at 8 GiB: a 222-byte PNG whose late IHDR says 1x60000
+    once asked for 47 GB; a 62 KB one decoded 64 MP despite max_pixels=1e6; 64x64 RGB came out 64x192 gray;
+    a late iCCP raised IndexError and a damaged AVIF RuntimeError out of decode_image."""
+    run = run_capped(_HOSTILE_DECODES)
+    assert run.returncode == 0, run.stderr[-3000:]
+    lines = [json.loads(line) for line in run.stdout.splitlines()]
+    got = {(name, kw.get("max_pixels")): rest for name, kw, *rest in lines[:-1]}
+    for name, (_, reason) in hostile_files().items():
+        for limit in (None, 1_000_000):
+            if reason is None:
+                assert got[name, limit] == ["ok", [512, 512, 3], [64, 64]], name
+            else:
+                assert got[name, limit][0] == reason, (name, got[name, limit])
+    assert "IndexError" in got["late-iccp.png", None][1]
+    if ("photo.jpg", None) in got:
+        assert "RuntimeError" in got["photo.jpg", None][1]
+    assert lines[-1] == ["rgb-as-gray pixels", [64, 64, 3], True]
+
+
+def test_any_exception_a_decoder_raises_is_a_corrupt_reject(monkeypatch):
+    """Whatever Pillow's plugins raise on a file is ``corrupt`` naming the exception; interrupts pass."""
+    from PIL import ImageFile
+
+    data = hostile_files()["late-iccp.png"][0]
+    with pytest.raises(DecodeError, match=r"corrupt: decoder failed: IndexError") as info:
+        decode_image(data)
+    assert info.value.reason == "corrupt"
+    jpeg = _jpeg(picture(40, 50, seed=2))
+    for exc in (KeyError("x"), struct.error("unpack requires a buffer of 4 bytes"), RuntimeError("Failed to decode")):
+
+        def load(self, exc=exc):
+            raise exc
+
+        with monkeypatch.context() as m:
+            m.setattr(ImageFile.ImageFile, "load", load)
+            with pytest.raises(DecodeError, match=f"corrupt: decoder failed: {type(exc).__name__}"):
+                decode_image(jpeg)
+    with monkeypatch.context() as m:
+        m.setattr(ImageFile.ImageFile, "load", lambda self: (_ for _ in ()).throw(KeyboardInterrupt()))
+        with pytest.raises(KeyboardInterrupt):
+            decode_image(jpeg)
+    with pytest.raises(ValueError, match="max_pixels"):  # the caller's own errors stay what they are
+        decode_image(jpeg, max_pixels=0)
+
+
+def test_memory_error_is_the_files_reject_unless_the_process_cannot_afford_the_header(monkeypatch):
+    """A decoder's ``MemoryError`` is the file's ``corrupt`` reject when an image of the header's size can
+    still be reserved; when not, the process is out of memory and the error goes on to stop the build."""
+    from PIL import ImageFile
+
+    import s2pdata.decode as decode_mod
+
+    jpeg = _jpeg(picture(40, 50, seed=2))
+
+    def load(self):
+        raise MemoryError()
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+    with pytest.raises(DecodeError, match=r"MemoryError.*header's 2000 pixels") as info:
+        decode_image(jpeg)
+    assert info.value.reason == "corrupt"
+    monkeypatch.setattr(decode_mod, "_PROBE_BYTES_PER_PIXEL", 1 << 40)  # 2 PB for 2000 pixels: cannot
+    with pytest.raises(MemoryError):
+        decode_image(jpeg)
+
+
+def test_fitting_a_strip_is_held_to_max_pixels_from_the_header():
+    """32 x 4000 fitted to a short side of 512 is 512 x 64,000: 32.8 MP, checked from the header (the
+    1,000,000 x 32 strip of ``hostile_files``, 8.2 GP once fitted, runs in the capped child above)."""
+    small = _png(np.zeros((32, 4000), np.uint8))
+    assert decode_fitted(small, size=512)[0].shape == (512, 64000, 3)  # within the default 64 MP
+    with pytest.raises(DecodeError, match="too-many-pixels: header says 4000x32; fitted to a short side of 512"):
+        decode_fitted(small, size=512, max_pixels=32_000_000)
+    assert decode_image(small, max_pixels=200_000).shape == (32, 4000, 3)  # decode_image does not fit
+
+
+# --- the build worker's item firewall ------------------------------------------------------------
+
+_FIREWALLED_BUILD = """
+import json, sys
+from s2pdata.build import run_build, worker
+from s2pdata.synth import SynthConfig
+
+real = worker.make_sample
+
+
+def make_sample(data, *, key, timer, **kw):
+    if key == "good-two_png":  # a stage after decoding fails on one good item
+        with timer("regions"):
+            raise IndexError("index 7 is out of bounds for axis 0 with size 7")
+    return real(data, key=key, timer=timer, **kw)
+
+
+real_patches = worker.pool_patches
+
+
+def pool_patches(data, *, key, **kw):
+    if key == "good-two_png":  # and the drafts' pool pre-pass on the same item
+        raise ZeroDivisionError("division by zero")
+    return real_patches(data, key=key, **kw)
+
+
+worker.make_sample, worker.pool_patches = make_sample, pool_patches
+cfg = SynthConfig(size=64, drafts={drafts})
+manifest = run_build(src={src!r}, out={out!r}, cfg=cfg, workers={workers}, progress=False)
+print(json.dumps(manifest["totals"]))
+"""
+
+
+def _hostile_build_folder(root) -> dict:
+    expected = write_bad_folder(root)
+    for name, (data, reason) in hostile_files().items():
+        (root / name).write_bytes(data)
+        expected[name] = reason
+    return expected
+
+
+def _built_and_rejected(out) -> tuple[set, dict]:
+    rejects = {r["path"]: r for r in map(json.loads, (out / "rejects.jsonl").read_text().splitlines())}
+    return set(_members(out)), rejects
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_build_over_hostile_files_keeps_every_good_one_and_counts_the_rest(tmp_path, workers):
+    """Issue 21: with 1 or 2 workers, under an 8 GiB cap, the build finishes; every good file is a sample,
+    every bad one a counted reject with its reason, and a stage failing on one item is a ``stage-error``
+    naming the stage and the exception, also in the drafts' pool pre-pass (the patched stages run
+    in-process, so with 1 worker only, which also makes drafts)."""
+    src, out = tmp_path / "src", tmp_path / "out"
+    expected = _hostile_build_folder(src)
+    listed = {rel: reason for rel, reason in expected.items() if not rel.endswith(".gif")}  # not a source extension
+    code = _FIREWALLED_BUILD.format(src=str(src), out=str(out), workers=workers, drafts=2 - workers)  # pool pass: 1
+    run = run_capped(code, timeout=400)
+    assert run.returncode == 0, run.stderr[-3000:]
+    members, rejects = _built_and_rejected(out)
+    failed = {"good-two.png"} if workers == 1 else set()
+    good = {rel for rel, reason in listed.items() if reason is None} - failed
+    keys = {m.split(".")[0] for m in members}
+    assert len(keys) == len(good)
+    assert {rel: r["reason"] for rel, r in rejects.items()} == {
+        **{rel: reason for rel, reason in listed.items() if reason is not None},
+        **{rel: "stage-error" for rel in failed},
+    }
+    assert "IndexError" in rejects["late-iccp.png"]["detail"]
+    if "photo.jpg" in rejects:
+        assert "RuntimeError" in rejects["photo.jpg"]["detail"]
+    if workers == 1:
+        assert (
+            rejects["good-two.png"]["detail"] == "regions: IndexError: index 7 is out of bounds for axis 0 with size 7"
+        )
+    totals = json.loads(run.stdout.splitlines()[-1])
+    assert totals["rejected"] == len(rejects) and totals["samples"] == len(good), totals
+
+
+def test_only_exhaustion_and_interrupts_stop_a_build(tmp_path, monkeypatch):
+    """The item firewall lets through what says the machine cannot go on; a full disk while one item is
+    being made stops the build instead of rejecting that item and every one after it."""
+    import errno
+
+    from s2pdata.build import DiskFull, run_build, worker
+    from s2pdata.synth import SynthConfig
+
+    for exc in (IndexError(), RuntimeError(), RecursionError(), OSError(errno.EIO, "I/O error"), ValueError()):
+        assert not worker.stops_the_build(exc), exc
+    for exc in (MemoryError(), OSError(errno.ENOSPC, "No space left"), OSError(errno.EMFILE, "Too many open files")):
+        assert worker.stops_the_build(exc), exc
+    assert worker.stops_the_build(KeyboardInterrupt()) and worker.stops_the_build(SystemExit(1))
+
+    def encode_sample(sample, schema):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(worker, "encode_sample", encode_sample)
+    with pytest.raises(DiskFull, match="no space left"):
+        run_build(src="demo:2", out=tmp_path / "out", cfg=SynthConfig(size=64, drafts=0), workers=1, progress=False)

@@ -7,6 +7,7 @@ folder. Workers record the key they are on so a file that kills its worker can b
 from __future__ import annotations
 
 import atexit
+import errno
 import os
 import sys
 import threading
@@ -15,7 +16,7 @@ from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 
-from ..decode import DecodeError
+from ..decode import DecodeError, exception_text
 from ..pool import PatchPool
 from ..shards import commit_stats, encode_sample, shard_name, write_tar
 from ..synth import Timer, make_sample, pool_patches
@@ -24,6 +25,7 @@ from .plan import PoolTask, ShardTask
 _progress = None  # worker-side queue: count of items finished, sent to the parent's progress bar
 _inflight = None  # worker-side file descriptor: the key being processed now (see LocalRunner)
 CRASHED = "worker-crashed"  # the reject reason of an item whose processing kills its worker
+STAGE_ERROR = "stage-error"  # the reject reason of an item a stage after decoding raised on
 
 
 def _init_worker(queue, inflight_dir: str, parent: int | None = None) -> None:
@@ -123,8 +125,9 @@ def build_pool_part(task: PoolTask, tick=_tick) -> str:
                 per_image=task.per_image,
                 check=task.source.check_pixels,
             )
-        except (DecodeError, OSError):
-            pass
+        except Exception as exc:  # noqa: BLE001 - the item firewall (below); the shard phase reports the item
+            if stops_the_build(exc):
+                raise
         _mark("")
         tick(1)
     PatchPool(patches).save(task.part_dir)
@@ -133,10 +136,48 @@ def build_pool_part(task: PoolTask, tick=_tick) -> str:
 
 _CRASHED_DETAIL = "a worker process died while this file was being decoded or synthesised, also when it ran alone"
 
+# OSError numbers that say the machine or the process ran out of something, not that one item is bad.
+_EXHAUSTED = frozenset(
+    getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EMFILE", "ENFILE", "ENOMEM") if hasattr(errno, name)
+)
+
+
+def stops_the_build(exc: BaseException) -> bool:
+    """Whether an exception raised while one item was processed must stop the build rather than reject the item.
+
+    The item firewall: a bad file must never stop a build (at millions of files a one-in-a-million
+    file is certain, and it would stop every rerun too), so whatever one item raises is its reject,
+    except what says the process itself cannot go on: ``MemoryError`` (``decode`` already turned a
+    file's own excess into a reject, see ``decode._out_of_memory``; one left is the process's),
+    an ``OSError`` for a full disk, a quota, or no file descriptors or kernel memory left, and
+    anything that is not an ``Exception`` (``KeyboardInterrupt``, ``SystemExit``). Rejecting those
+    would drop good items depending on the machine, and a build must not depend on it.
+    """
+    if not isinstance(exc, Exception) or isinstance(exc, MemoryError):
+        return True
+    return isinstance(exc, OSError) and exc.errno in _EXHAUSTED
+
+
+class _StageTimer(Timer):
+    """A ``Timer`` that also remembers the last stage entered, to name where an item failed."""
+
+    stage = "synthesis"
+
+    def __call__(self, stage: str):
+        self.stage = stage
+        return super().__call__(stage)
+
 
 def _reject(item, reason: str, detail: str) -> dict:
     """One line of ``rejects.jsonl``."""
     return {"key": item.key, "path": str(item.locator), "reason": reason, "detail": detail}
+
+
+def _item_failure(item, stage: str, exc: Exception) -> dict:
+    """The reject of an item that raised something other than ``DecodeError`` in ``stage``: ``read-error``
+    where the source failed to read it, else ``stage-error``; the detail names the stage and the exception."""
+    reason = "read-error" if stage == "read" else STAGE_ERROR
+    return _reject(item, reason, f"{stage}: {exception_text(exc)}")
 
 
 def build_shard(task: ShardTask, tick=_tick) -> dict:
@@ -144,7 +185,7 @@ def build_shard(task: ShardTask, tick=_tick) -> dict:
 
     ``tick(n)`` reports finished items at most five times a second, and once at the end.
     """
-    timer = Timer()
+    timer = _StageTimer()
     pool = _open_pool(task.pool_dir, task.pool_sha256)
     schema = task.cfg.schema()
     samples, rejects = [], []
@@ -157,6 +198,7 @@ def build_shard(task: ShardTask, tick=_tick) -> dict:
             pending += 1
             continue
         _mark(item.key)
+        timer.stage = "read"
         try:
             with timer("read"):
                 data = task.source.read(item)
@@ -178,8 +220,10 @@ def build_shard(task: ShardTask, tick=_tick) -> dict:
             samples.append(encoded)
         except DecodeError as exc:
             rejects.append(_reject(item, exc.reason, str(exc)))
-        except OSError as exc:
-            rejects.append(_reject(item, "read-error", f"{type(exc).__name__}: {exc}"))
+        except Exception as exc:  # noqa: BLE001 - the item firewall: see stops_the_build
+            if stops_the_build(exc):
+                raise
+            rejects.append(_item_failure(item, timer.stage, exc))
         _mark("")
         pending += 1
         if time.monotonic() - last > 0.2:
