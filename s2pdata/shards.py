@@ -1,8 +1,10 @@
 """The shard format: sample schema, field codecs, atomic tar writer, stats, manifest, resume scan.
 
 Consumes a sample dict of numpy arrays (from ``synth``) and produces WebDataset tar members;
-reading goes the other way. This is the only module that knows field names, codecs and file
-names in an output folder:
+reading goes the other way. It decides which fields a sample stores (``Schema``), each field's
+codec and member name, and the file names in an output folder, listed below (only ``sources/``
+names its caches, in ``DIR/.s2pdata-cache/``). The field names are not private to it: ``synth``
+makes the fields, and ``data``, ``inspect`` and ``train`` take them by name.
 
     DIR/dataset.json            config, seed, versions, schema, plan fingerprint, totals
     DIR/shard-000000.tar        samples; member ``{key}.{field}``, key without dots
