@@ -193,7 +193,8 @@ def _split(batch: dict, n: int) -> tuple[dict, dict]:
 
 
 class ShardStream(IterableDataset):
-    """Shards -> batches of float tensors; the base of ``DraftDataset`` and ``RefineDataset``.
+    """Shards -> batches of uint8 tensors (``to_model_input`` makes the float input); the base of
+    ``DraftDataset`` and ``RefineDataset``.
 
     Splitting: the (rank, worker) slot ``rank * num_workers + worker`` of ``world_size *
     num_workers`` slots. ``exact`` mode shuffles the shard order with (seed, epoch) and gives
