@@ -4,7 +4,7 @@
 dict per sample: ``color`` (H, W, 3) uint8 RGB, ``sketch`` (H, W) uint8, ``hint`` (H, W, 4)
 uint8 RGBA (alpha = hint mask), ``regions`` (H, W) int32 when built, ``draft0``.. (H, W, 3)
 uint8 when built, ``json`` (dict) and ``__key__``. Members are decoded by extension
-(``s2pdata.shards.decode_sample``): the PNG maps with s2pdata's own reader (``s2pdata.pngread``,
+(``s2pdata.shards.decode_sample``): PNG members with s2pdata's own reader (``s2pdata.pngread``,
 which leaves PNG layouts it does not take to OpenCV), JPEG and WebP with OpenCV, the json with
 ``json``; nothing is ever unpickled. ``verify=True`` checks each tar against the size and sha256
 its stats file (or ``shardindex.json``) records before yielding any of its samples. A damaged
