@@ -26,7 +26,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .data import open_shards
 from .shards import (
     DATASET_JSON,
     ShardError,
@@ -211,11 +210,11 @@ def choose_samples(
     """
     if sum(x is not None for x in (n, random, keys)) != 1:
         raise ValueError("choose_samples takes exactly one of n, random and keys")
-    if n is not None:
-        return [s for _, s in zip(range(n), open_shards(out))]  # range first: no sample past the n-th is read
-    if keys is not None:
-        return _samples_named(out, keys)
     paths = shard_paths(out)
+    if n is not None:
+        return [decode_sample(raw) for _, raw in zip(range(n), _raw_samples(paths))]  # range first: reads n, no more
+    if keys is not None:
+        return _samples_named(out, paths, keys)
     counts = [c if c is not None else sum(1 for _ in iter_tar(p)) for p, c in zip(paths, recorded_counts(paths))]
     starts = np.cumsum([0, *counts])
     drawn = np.random.default_rng(seed).choice(int(starts[-1]), size=min(random, int(starts[-1])), replace=False)
@@ -233,11 +232,17 @@ def choose_samples(
     return samples
 
 
-def _samples_named(out, keys: list[str]) -> list[dict]:
+def _raw_samples(paths: list[str]):
+    """Every sample's raw members, shard after shard: ``open_shards(decode=False)`` minus its error for no shards."""
+    for p in paths:
+        yield from iter_tar(p)
+
+
+def _samples_named(out, paths: list[str], keys: list[str]) -> list[dict]:
     """The samples whose keys are ``keys``, in that order; reads the shards only until all are found."""
     found: dict[str, dict] = {}
     example = None
-    for raw in open_shards(out, decode=False):
+    for raw in _raw_samples(paths):
         example = example or raw["__key__"]
         if raw["__key__"] in keys and raw["__key__"] not in found:
             found[raw["__key__"]] = decode_sample(raw)

@@ -152,6 +152,16 @@ def test_grid_that_cannot_be_written_is_an_error(build, tmp_path, capsys, monkey
     assert not png.exists()
 
 
+@pytest.mark.parametrize("pick, code", [(["-n", "2"], 1), (["--random", "2"], 1), (["--keys", "demo-000001"], 2)])
+def test_a_build_without_samples_has_no_sheet_and_says_so(tmp_path, capsys, pick, code):
+    (tmp_path / "dataset.json").write_text("{}")  # planned, nothing committed
+    png = tmp_path / "sheet.png"
+    assert main([str(tmp_path), "--grid", str(png), *pick]) == code
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and "no sample" in err, err
+    assert not png.exists()
+
+
 def test_label_colors_are_stable_and_black_for_zero():
     labels = np.array([[0, 1, 2], [2, 1, 0]], np.int32)
     rgb = label_colors(labels)
