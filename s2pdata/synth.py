@@ -39,9 +39,23 @@ SKETCH_STYLES = ("clean", "rough", "mix")  # mix: rough with probability rough_w
 OPTIONAL_FIELDS = ("flat", "colordomain", "reference")  # --fields: beyond the paper
 
 
+# The int settings' bounds, inclusive (the CLI's --help shows them). The upper ones keep one sample's
+# arrays within a few GB: a 4096-px short side is 50 MP of RGB at 3:1, and every draft is another copy.
+INT_BOUNDS = {
+    "size": (0, 4096),  # 0 keeps the source's size
+    "hint_radius": (0, 8),
+    "color_quality": (1, 100),
+    "max_pixels": (1, 1 << 28),  # 268 MP: past it a decode alone needs over 800 MB
+    "min_side": (1, 4096),
+    "drafts": (0, 16),
+    "pool_size": (1, 1_000_000),
+}
+
+
 @dataclass(frozen=True)
 class SynthConfig:
-    """Everything that decides a sample's content (part of the build's fingerprint)."""
+    """Everything that decides a sample's content (part of the build's fingerprint); the int fields
+    stay within ``INT_BOUNDS``."""
 
     size: int = 512
     crop: str = "none"
@@ -78,14 +92,12 @@ class SynthConfig:
         # canonical order, so "reference,flat" and "flat,reference" are the same build
         object.__setattr__(self, "fields", tuple(f for f in OPTIONAL_FIELDS if f in fields))
         check_choice("color_format", self.color_format, COLOR_FORMATS)
-        for name in ("size", "max_pixels", "min_side", "color_quality", "drafts", "pool_size"):
+        for name, (low, high) in INT_BOUNDS.items():
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ValueError(f"{name} must be an int in {low}..{high}, got {value!r}")
         if not isinstance(self.exact_decode, bool):
             raise ValueError(f"exact_decode must be a bool, got {self.exact_decode!r}")
-        if not isinstance(self.hint_radius, int) or not 0 <= self.hint_radius <= 8:
-            raise ValueError(f"hint_radius must be an int in 0..8, got {self.hint_radius!r}")
 
     def schema(self) -> Schema:
         return Schema(

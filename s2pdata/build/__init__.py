@@ -69,6 +69,7 @@ class NothingToBuild(BuildRefused):
     """The source lists no items; the message says what ``--src`` holds instead."""
 
 
+MAX_WORKERS = 1024  # worker processes on one machine: more is a typo, and would fork that many
 POOL_CHUNK = 8  # items per patch-pool task: small, so the pre-pass spreads over every worker
 KERNELS_NOTICE = "compiling kernels, once per machine (about 40 s)"
 
@@ -115,7 +116,7 @@ def run_build(
     ray_address : str or None
         A Ray cluster to join; None starts a local Ray.
     """
-    _check_counts(shard_size=shard_size, workers=workers, limit=limit)
+    _check_counts(seed=seed, shard_size=shard_size, workers=workers, limit=limit)
     check_distributor(distributor)
     out = Path(out)
     with lock_out(out):  # one build per folder: a second one, or an --overwrite, is refused
@@ -182,16 +183,17 @@ def _writing(out: Path, what: str):
         ) from exc
 
 
-def _check_counts(*, shard_size, workers, limit) -> None:
+def _check_counts(*, seed, shard_size, workers, limit) -> None:
     """Refuse a count that is not an int of the right size, naming the argument."""
-    for name, value, low, fix in (
-        ("shard_size", shard_size, 1, "a positive int, or None for ceil(items / 64)"),
-        ("workers", workers, 1, "a positive int"),
-        ("limit", limit, 0, "a non-negative int, or None for every item"),
+    for name, value, low, high, fix in (
+        ("seed", seed, 0, 2**64 - 1, "an int in 0..2**64-1"),
+        ("shard_size", shard_size, 1, None, "a positive int, or None for ceil(items / 64)"),
+        ("workers", workers, 1, MAX_WORKERS, f"an int in 1..{MAX_WORKERS}"),
+        ("limit", limit, 0, None, "a non-negative int, or None for every item"),
     ):
-        if value is None and name != "workers":
+        if value is None and name in ("shard_size", "limit"):
             continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        if isinstance(value, bool) or not isinstance(value, int) or value < low or (high and value > high):
             raise ValueError(f"{name} must be {fix}, got {value!r}")
 
 

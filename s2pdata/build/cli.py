@@ -19,8 +19,8 @@ from ..decode import CROPS
 from ..shards import COLOR_FORMATS, REJECTS
 from ..sources import add_source_arguments, source_from_args
 from ..stages.sketch import SKETCH_METHODS
-from ..synth import OPTIONAL_FIELDS, SKETCH_STYLES, SynthConfig
-from . import BuildRefused, BuildStopped, run_build
+from ..synth import INT_BOUNDS, OPTIONAL_FIELDS, SKETCH_STYLES, SynthConfig
+from . import MAX_WORKERS, BuildRefused, BuildStopped, run_build
 from .plan import lock_out
 from .runners import DISTRIBUTORS
 
@@ -62,9 +62,13 @@ class Option:
     def from_recipe(self, key: str, value, origin: str):
         """A recipe's TOML value as this flag's type, refusing anything inexact."""
         action = self.spec.get("action")
+        typ = bool if action == "store_true" else self.spec.get("type", str)
+        if isinstance(value, str) and typ is not str:  # TOML has numbers: a quoted one is a slip
+            kind = {int: "an integer", float: "a number", bool: "true or false"}[typ]
+            raise ValueError(f"{key} in {origin} must be {kind}, got the string {value!r}; drop the quotes")
         if action == "append":  # a comma list, or a TOML array of them
             return [convert(key, v, str, origin) for v in (value if isinstance(value, list) else [value])]
-        value = convert(key, value, bool if action == "store_true" else self.spec.get("type", str), origin)
+        value = convert(key, value, typ, origin)
         choices = self.spec.get("choices")
         if choices is not None and value not in choices:
             raise ValueError(f"{key} in {origin} must be one of {list(choices)}, got {value!r}")
@@ -100,8 +104,11 @@ def _flag(flag: str, help: str, *, exclusive: bool = False, **spec) -> Option:
 
 def _synth(flag: str, help: str, **spec) -> Option:
     """A flag for the ``SynthConfig`` field of the same name, with that field's default and type."""
-    default = getattr(SynthConfig(), flag[2:].replace("-", "_"))
+    name = flag[2:].replace("-", "_")
+    default = getattr(SynthConfig(), name)
     typed = {"type": type(default)} if isinstance(default, (int, float)) and not isinstance(default, bool) else {}
+    if name in INT_BOUNDS:
+        help = f"{help}; {INT_BOUNDS[name][0]}..{INT_BOUNDS[name][1]}"
     return _flag(flag, help, default=default, **typed, **spec)
 
 
@@ -110,8 +117,13 @@ def _declare() -> tuple[Option, ...]:
     build = (
         _flag("--src", "'demo', 'demo:N', 'hf:PATH' or a folder of images (recursive); required"),
         _flag("--out", "output folder for shards and manifests; required"),
-        _flag("--workers", "worker processes (default: the CPUs this process may use)", type=int, default=_cpus()),
-        _flag("--seed", "run seed; with the sample key it decides every draw", type=int, default=0),
+        _flag(
+            "--workers",
+            f"worker processes, 1..{MAX_WORKERS} (default: the CPUs this process may use)",
+            type=int,
+            default=_cpus(),
+        ),
+        _flag("--seed", "run seed, 0..2**64-1; with the sample key it decides every draw", type=int, default=0),
         _flag("--shard-size", "planned items per shard (default: ceil(items / 64), between 8 and 1000)", type=int),
         _flag("--limit", "build only the first N items (sorted by key)", type=int),
         _flag("--resume", "skip committed shards of the same build (default)", action="store_true", exclusive=True),
@@ -121,8 +133,9 @@ def _declare() -> tuple[Option, ...]:
         _synth("--sketch", "line-art extractor (learned: a network from --sketch-weights)", choices=SKETCH_METHODS),
         _synth(
             "--sketch-weights",
-            "weights for --sketch learned: anime2sketch:netG.pth, informative:netG_A_latest.pth "
-            "or torchscript:model.pt (never downloaded; see s2pdata.stages.learned)",
+            "weights for --sketch learned: anime2sketch:netG.pth, informative:netG_A_latest.pth, "
+            "export:model.pt2 (torch.export.save) or torchscript:model.pt "
+            "(never downloaded; see s2pdata.stages.learned)",
             metavar="ARCH:PATH",
         ),
         _synth("--hint-radius", "hints drawn as (2l+1)^2 squares"),
@@ -253,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
 
     0 built; 1 stopped (workers kept dying, or the disk is full: committed shards are kept and the
     same command resumes); 2 refused (bad flags, a different build or another running build in
-    ``--out``, nothing to build); 130 interrupted.
+    ``--out``, an ``--out`` that cannot be written, nothing to build); 3 finished with no sample
+    (every item rejected: the reasons are printed and in ``rejects.jsonl``); 130 interrupted.
     """
     try:
         args = parse_args(argv)
@@ -276,6 +290,13 @@ def main(argv: list[str] | None = None) -> int:
         print("\ninterrupted: committed shards are kept; re-run the same command to resume", file=sys.stderr)
         return 130
     t = manifest["totals"]
+    if not t["samples"]:
+        print(
+            f"s2pdata.build: no sample was built: all {t['items']} items were rejected {t['reasons']} "
+            f"(see {Path(args.out) / REJECTS}); nothing to train on",
+            file=sys.stderr,
+        )
+        return 3
     print(
         f"{t['samples']} samples in {t['shards']} shards ({t['bytes'] / 1e6:.1f} MB) -> {args.out}; "
         f"{t['rejected']} rejected"

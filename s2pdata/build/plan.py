@@ -4,11 +4,13 @@ must match, and the tasks workers run (picklable).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import platform
 import socket
+import stat
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -204,7 +206,6 @@ def lock_out(out: str | Path):
         Another process holds the lock; the message names it (pid, host, since when).
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     key = str(out.resolve())
     if key in _held:
         _held[key] += 1
@@ -213,7 +214,8 @@ def lock_out(out: str | Path):
         finally:
             _held[key] -= 1
         return
-    fd = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    created = not os.path.lexists(out)
+    fd = _open_lock(out)
     try:
         _take(fd, out)
         _held[key] = 1
@@ -223,6 +225,31 @@ def lock_out(out: str | Path):
             del _held[key]
     finally:
         os.close(fd)  # releases the flock
+        if created and os.listdir(out) == [LOCK_FILE]:  # a build that failed before writing anything
+            os.unlink(out / LOCK_FILE)
+            os.rmdir(out)
+
+
+def _open_lock(out: Path) -> int:
+    """Create ``out`` and open its lock file, never through a link; a folder that cannot be used is
+    ``BuildRefused`` in one line."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        # O_NOFOLLOW: a link planted as the lock file would have its target overwritten with our pid
+        fd = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except FileExistsError:
+        raise BuildRefused(f"--out {out} is a file, not a folder; choose another --out") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise BuildRefused(
+                f"cannot use --out {out}: {out / LOCK_FILE} is a symbolic link; remove it (s2pdata never writes "
+                "through a link)"
+            ) from None
+        raise _unusable(out, exc) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise BuildRefused(f"cannot use --out {out}: {out / LOCK_FILE} is not a regular file; remove it")
+    return fd
 
 
 def _take(fd: int, out: Path) -> None:
@@ -241,8 +268,18 @@ def _take(fd: int, out: Path) -> None:
             f"{out / LOCK_FILE}, released by the kernel when its holder exits."
         ) from None
     since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"pid {os.getpid()} on host {socket.gethostname()} since {since}\n".encode(), 0)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on host {socket.gethostname()} since {since}\n".encode(), 0)
+    except OSError as exc:  # a full disk or quota before anything was built
+        raise _unusable(out, exc) from None
+
+
+def _unusable(out: Path, exc: OSError) -> BuildRefused:
+    """One line for an ``--out`` that cannot be written (read-only, full, not a folder)."""
+    return BuildRefused(
+        f"cannot use --out {out}: {exc.strerror} ({exc.filename or out}); free it or choose another --out"
+    )
 
 
 def auto_shard_size(n_items: int) -> int:
