@@ -62,14 +62,18 @@ class ReadRefused(OSError):
         The path as the source named it (relative to its root where it has one).
     detail : str
         What was found, in words; never file content.
+    errno : int or None
+        The errno of the failure behind a ``read-error``. Kept so that a caller can still tell
+        that the process itself ran out of something (``EMFILE``, ``ENOMEM``), which must stop a
+        build rather than reject one file.
     """
 
-    def __init__(self, reason: str, path: str, detail: str):
+    def __init__(self, reason: str, path: str, detail: str, errno: int | None = None):
         super().__init__(f"{path}: {reason}: {detail}")
-        self.reason, self.path, self.detail = reason, str(path), detail
+        self.reason, self.path, self.detail, self.errno = reason, str(path), detail, errno
 
     def __reduce__(self):  # OSError's own pickling would call __init__ with one argument
-        return type(self), (self.reason, self.path, self.detail)
+        return type(self), (self.reason, self.path, self.detail, self.errno)
 
     def reject(self) -> dict:
         """The ``{"path", "reason", "detail"}`` record of a source's ``skipped`` list."""
@@ -179,7 +183,7 @@ def open_beneath(root, relpath, *, max_bytes: int | None = None) -> int:
     try:
         stack = [os.open(real, _DIR)]  # the folders walked so far, the root first
     except OSError as exc:
-        raise ReadRefused(READ_ERROR, rel, f"cannot open the folder {given}: {exc.strerror}") from None
+        raise ReadRefused(READ_ERROR, rel, f"cannot open the folder {given}: {exc.strerror}", exc.errno) from None
     links = 0
     try:
         while todo:
@@ -204,7 +208,7 @@ def open_beneath(root, relpath, *, max_bytes: int | None = None) -> int:
                 raise
             except OSError as exc:
                 if exc.errno not in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
-                    raise ReadRefused(READ_ERROR, rel, exc.strerror or str(exc)) from None
+                    raise ReadRefused(READ_ERROR, rel, exc.strerror or str(exc), exc.errno) from None
                 fd = None  # a link (O_NOFOLLOW refused it), or a file where a folder was expected
             if fd is None:
                 links += 1
@@ -216,7 +220,8 @@ def open_beneath(root, relpath, *, max_bytes: int | None = None) -> int:
                 try:
                     why = refusal(os.fstat(fd), max_bytes)
                 except OSError as exc:
-                    why = READ_ERROR, exc.strerror or str(exc)
+                    os.close(fd)
+                    raise ReadRefused(READ_ERROR, rel, exc.strerror or str(exc), exc.errno) from None
                 if why is not None:
                     os.close(fd)
                     raise ReadRefused(why[0], rel, why[1])
@@ -272,7 +277,7 @@ def read_beneath(root, relpath, *, max_bytes: int, offset: int = 0, length: int 
     except OSError as exc:
         if isinstance(exc, ReadRefused):
             raise
-        raise ReadRefused(READ_ERROR, rel, exc.strerror or str(exc)) from None
+        raise ReadRefused(READ_ERROR, rel, exc.strerror or str(exc), exc.errno) from None
     finally:
         os.close(fd)
 

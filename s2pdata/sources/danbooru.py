@@ -22,6 +22,7 @@ import hashlib
 import os
 import re
 import stat
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -152,11 +153,16 @@ class DanbooruSource:
             raise ValueError(
                 f"--src {str(root)!r} holds no Danbooru layout (original/NNNN/ID.ext, tars of ID.ext, or ID.ext files)"
             )
+        # the folder metadata files are read beneath (links out of it refused): the source folder
+        # for what was found there; what --metadata names is read where it really lies
+        self.metadata_root = self.root
         if metadata in (None, "none"):
             self.metadata = []
         elif metadata == "auto":
             self.metadata = [str(p) for p in probe_metadata(Path(self.root))]
         else:
+            named = os.path.realpath(metadata)
+            self.metadata_root = named if os.path.isdir(named) else os.path.dirname(named)
             self.metadata = [str(p) for p in find_metadata(metadata)]
             if not self.metadata:
                 raise ValueError(
@@ -245,6 +251,7 @@ class DanbooruSource:
                 [e[0] for e in unique],
                 tracked=self.filters.tracked_tags(),
                 cache_dir=Path(self.cache_dir) / ".s2pdata-cache" if self.cache_dir else None,
+                root=self.metadata_root,
             )
         pre = [Item(danbooru_key(e[0]), e[2], {"id": e[0], "ext": e[1]}) for e in unique]
         facts = []
@@ -290,14 +297,19 @@ class DanbooruSource:
 
     @property
     def skipped(self) -> list[dict]:
-        """Files and tar members never listed (unsafe names, links, too large, not ``ID.ext``)."""
-        return list(self._get()["skipped"])
+        """Files and tar members never listed (unsafe names, links, too large, not ``ID.ext``),
+        then metadata files or members not read, whole or to their end (``refused``)."""
+        st = self._get()
+        return list(st["skipped"]) + list((st["metadata"] or {}).get("refused", []))
 
     def spec(self) -> dict:
         st = self._get()
         meta = []
         for p in self.metadata:
-            meta.append([p, os.stat(p).st_size])
+            try:
+                meta.append([p, os.stat(p).st_size])
+            except OSError:  # a broken link: the join reports it
+                meta.append([p, -1])
         return {
             "kind": "danbooru",
             "root": self.root,
@@ -343,10 +355,13 @@ class DanbooruSource:
             m = st["metadata"]
             n_long = m.get("long_lines", 0)
             long = f" ({n_long} over {MAX_LINE_BYTES >> 20} MiB, skipped unread)" if n_long else ""
+            refused = m.get("refused", [])
+            why = format_removed(dict(sorted(Counter(x["reason"] for x in refused).items())))
             lines.append(
                 f"metadata {len(self.metadata)} file(s) ({Path(self.metadata[0]).name}...), "
                 f"{m['records']} records, {st['matched']} matched listed ids, "
                 f"{m['bad_lines']} bad lines{long}, cache {m['cache']}"
+                + (f"; refused {len(refused)} ({why}; see rejects.jsonl)" if refused else "")
             )
         else:
             lines.append("metadata none (rating/tag/score/deleted filters unavailable; provenance has no artist)")

@@ -2,8 +2,12 @@
 
 Consumes ``hf:PATH`` where PATH is a local imagefolder, a folder or file of parquet (an image
 column of ``{bytes, path}`` structs or ``Image`` feature), a folder of webdataset tars, or a
-``save_to_disk`` folder. The image column is read with ``Image(decode=False)`` so rows give the
-encoded bytes (or a local path) and the decode stage sees the same bytes as for any source.
+``save_to_disk`` folder of a ``Dataset`` or a ``DatasetDict`` (``--hf-split`` picks the split).
+The image column is read with ``Image(decode=False)`` so rows give the encoded bytes (or a path)
+and the decode stage sees the same bytes as for any source. A row that gives a path is read
+through the one guarded read (``s2pdata._safeio``) beneath the dataset's folder: a relative path is
+relative to that folder, never to the working directory, and a path or link leaving it, a FIFO, a
+device or a file over ``MAX_BYTES`` is refused with its reason.
 ``HF_DATASETS_OFFLINE`` / ``HF_HUB_OFFLINE`` are set before ``datasets`` is imported: nothing
 touches the network. Produces items whose meta is ``{"source": "hf", "row", "path"}``.
 
@@ -16,7 +20,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .base import Item
+from .._safeio import TOO_LARGE, ReadRefused, read_beneath
+from .base import MAX_BYTES, Item
 
 BUILDERS = ("imagefolder", "parquet", "webdataset", "disk")
 _IMAGE_NAMES = ("image", "img", "jpg", "jpeg", "png", "webp")
@@ -52,6 +57,8 @@ def probe_builder(path: str | Path) -> str:
         raise ValueError(f"--src hf:{path} does not exist; give a local dataset folder (no downloads)")
     if (p / "state.json").is_file() and (p / "dataset_info.json").is_file():
         return "disk"
+    if (p / "dataset_dict.json").is_file():  # DatasetDict.save_to_disk: one such folder per split
+        return "disk"
     if any(p.rglob("*.parquet")):
         return "parquet"
     if any(p.rglob("*.tar")):
@@ -86,6 +93,11 @@ def open_dataset(path: str, split: str, cache_dir: str | None):
         if builder == "disk":
             ds = datasets.load_from_disk(path)
             if isinstance(ds, datasets.DatasetDict):
+                if split not in ds:
+                    raise ValueError(
+                        f"--hf-split {split!r}: hf:{path} is a DatasetDict whose splits are "
+                        f"{', '.join(sorted(ds))}; give one of them"
+                    )
                 ds = ds[split]
         else:
             p = Path(path)
@@ -158,16 +170,23 @@ class HFSource:
             "listing": {"count": st["rows"], "fingerprint": st["fingerprint"]},
         }
 
+    @property
+    def root(self) -> str:
+        """The folder a row's path must lie in: the dataset folder (a single file's own folder)."""
+        return self.path if Path(self.path).is_dir() else str(Path(self.path).parent)
+
     def read(self, item: Item) -> bytes:
         ds, col = open_dataset(self.path, self.split, self.cache_dir)
         value = ds[int(item.locator)][col]
-        if isinstance(value, (bytes, bytearray)):
-            return bytes(value)
+        if isinstance(value, dict) and value.get("bytes") is None and value.get("path"):
+            # a path from the data itself: read beneath the dataset folder only, whatever it says
+            return read_beneath(self.root, str(value["path"]), max_bytes=MAX_BYTES)
         if isinstance(value, dict):
-            if value.get("bytes") is not None:
-                return bytes(value["bytes"])
-            if value.get("path"):
-                return Path(value["path"]).read_bytes()
+            value = value.get("bytes")
+        if isinstance(value, (bytes, bytearray)):
+            if len(value) > MAX_BYTES:  # the same cap as a file's, though Arrow already holds these
+                raise ReadRefused(TOO_LARGE, f"row {item.locator}", f"{len(value)} bytes > {MAX_BYTES}")
+            return bytes(value)
         raise OSError(f"row {item.locator} of {self.path} has no image bytes or path in column {col!r}")
 
     def check_pixels(self, color) -> str | None:

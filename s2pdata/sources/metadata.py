@@ -14,11 +14,20 @@ projected batches and only matching rows become Python objects. A line longer th
 ``MAX_LINE_BYTES`` (no post is near it; a gzip bomb of zero bytes is one such "line") is read on in
 chunks, thrown away and counted, so no line is ever held whole.
 
+Every file is opened through the one guarded read (``s2pdata._safeio``) beneath its root (the
+source folder, or the folder or file named by ``--metadata``), and what it may expand to is capped
+by ``MAX_METADATA_BYTES``, by real and by declared size: a plain file larger than that, a tar
+member (a sparse one above all) declaring more, or a gzip stream inflating past it is refused, not
+read for days. A file refused, or damaged part-way (a bad gzip stream, a malformed tar header), is
+reported in ``refused`` (``{"path", "reason", "detail"}``, for the rejects log) and the records
+read before the damage are kept.
+
 Every field a record is built from is type-checked (``BadRecord``), and such a record is a counted
 bad line, never a crash and never a guess: text fields take strings (or null), numbers take ints,
 decimal-integer strings (the older dumps) or integral floats (``1000.0``, as writers that keep
 numbers as floats give them; exact up to 2**53), all within int64. ``"id": 1000.9``, ``"1e3"``,
-``true`` or a list is a bad line, so it cannot overwrite post 1000's real record.
+``true`` or a list is a bad line, so it cannot overwrite post 1000's real record. The same holds
+for a parquet ``id`` column of any type (strings, floats, lists, structs).
 """
 
 from __future__ import annotations
@@ -32,10 +41,12 @@ import json
 import os
 import re
 import tarfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
+from .._safeio import TOO_LARGE, UNSAFE_PATH, ReadRefused, open_file_beneath
 from .filters import RATINGS, normalize_tag
 
 #: Danbooru tag categories (numbers as in the API and the older dumps).
@@ -72,12 +83,49 @@ COLUMNS = (
 )
 
 _LEADING_ID = re.compile(rb'^\s*\{\s*"id"\s*:\s*"?(\d+)"?\s*[,}]')
-CACHE_VERSION = 2  # 2: ids and fields type-checked, over-long lines counted (``long_lines``)
+CACHE_VERSION = 3  # 2: ids and fields type-checked, over-long lines counted; 3: ``refused`` files
 
 #: Longest JSON line read, in bytes before its newline; a longer one is skipped and counted.
 MAX_LINE_BYTES = 1 << 20
 _DISCARD_CHUNK = 1 << 20
 _BUFFER = 1 << 20
+
+#: Most bytes one metadata file, tar member or gzip stream may expand to (and a plain file hold).
+#: Danbooru's full posts dump is about 10 GB as JSON Lines; a bomb (a sparse tar member declaring
+#: 10**15 bytes, a sparse file) is refused by its declared size, or stopped here once it got there.
+MAX_METADATA_BYTES = 64 << 30
+
+#: What a damaged metadata file raises part-way (gzip, zlib, tarfile, a truncated stream).
+_DAMAGE = (OSError, EOFError, zlib.error, tarfile.TarError, UnicodeDecodeError)
+
+
+class _TooMuch(Exception):
+    """A metadata stream expanded past ``MAX_METADATA_BYTES``."""
+
+
+class _Capped(io.RawIOBase):
+    """A read-only stream that raises ``_TooMuch`` once more than ``cap`` bytes came out of ``inner``."""
+
+    def __init__(self, inner, cap: int, what: str):
+        self.inner, self.cap, self.what, self.seen = inner, cap, what, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:
+        room = self.cap - self.seen
+        if room <= 0:  # the cap is reached: one byte more means the stream goes on past it
+            if self.inner.read(1):
+                raise _TooMuch(f"{self.what} expands past {self.cap} bytes (MAX_METADATA_BYTES); the rest is unread")
+            return 0
+        data = self.inner.read(min(len(buf), room))
+        self.seen += len(data)
+        buf[: len(data)] = data
+        return len(data)
+
+
+def _capped(inner, what: str) -> io.BufferedReader:
+    return io.BufferedReader(_Capped(inner, MAX_METADATA_BYTES, what), _BUFFER)
 
 
 class BadRecord(ValueError):
@@ -296,67 +344,132 @@ def _iter_lines(fileobj, wanted):
         yield raw if isinstance(raw, dict) else "bad"
 
 
-def _iter_json(path: Path, wanted):
-    if path.name.lower().endswith(".gz"):
-        with gzip.open(path, "rb") as f:
-            yield from _iter_lines(io.BufferedReader(f, _BUFFER), wanted)
-    else:
-        with open(path, "rb", buffering=_BUFFER) as f:  # the default 8 KiB buffer: 17x slower over long lines
-            yield from _iter_lines(f, wanted)
+def _open(path: Path, root, cap: int | None = None):
+    """``path`` opened through the guarded read beneath ``root`` (default: the folder it really
+    lies in, so that a file named on the command line through a link is still read)."""
+    if root is None:
+        real = os.path.realpath(path)
+        return open_file_beneath(os.path.dirname(real), os.path.basename(real), max_bytes=cap)
+    return open_file_beneath(root, os.path.abspath(path), max_bytes=cap)
 
 
-def _iter_tar(path: Path, wanted):
+def _iter_json(path: Path, wanted, root):
+    with _open(path, root, MAX_METADATA_BYTES) as raw:
+        if path.name.lower().endswith(".gz"):
+            with gzip.GzipFile(fileobj=raw, mode="rb") as f:
+                yield from _iter_lines(_capped(f, f"{path.name} (gzip)"), wanted)
+        else:  # the default 8 KiB buffer: 17x slower over long lines
+            yield from _iter_lines(_capped(raw, path.name), wanted)
+
+
+def _iter_tar(path: Path, wanted, root, refused: list):
     with contextlib.ExitStack() as stack:
-        with open(path, "rb") as f:
-            gz = f.read(2) == b"\x1f\x8b"
+        raw = stack.enter_context(_open(path, root))
+        gz = raw.peek(2)[:2] == b"\x1f\x8b"
         if gz:  # tarfile's own stream decompression copies its whole buffer on each read: 10x slower
-            tf = stack.enter_context(tarfile.open(fileobj=stack.enter_context(gzip.open(path, "rb")), mode="r|"))
+            inner = _capped(stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb")), f"{path.name} (gzip)")
+            tf = stack.enter_context(tarfile.open(fileobj=inner, mode="r|"))
         else:
-            tf = stack.enter_context(tarfile.open(path, "r|*"))  # streamed: never extracted, never seeks
+            tf = stack.enter_context(tarfile.open(fileobj=raw, mode="r|*"))  # streamed: never extracted, never seeks
         for m in tf:
             name = m.name.lower()
             if not m.isfile() or not name.endswith(_JSON_SUFFIXES) or _NOT_POSTS.search(name):
                 continue
+            if m.size > MAX_METADATA_BYTES:  # declared: a sparse member of 10**15 bytes spins for days
+                sparse = " (sparse)" if m.issparse() else ""
+                refused.append(
+                    {
+                        "path": f"{path}:{m.name}",
+                        "reason": TOO_LARGE,
+                        "detail": f"member declares {m.size} bytes{sparse} > {MAX_METADATA_BYTES}; skipped unread",
+                    }
+                )
+                continue
             f = tf.extractfile(m)
             if name.endswith(".gz"):
                 f = gzip.GzipFile(fileobj=f)
-            yield from _iter_lines(f, wanted)
+            yield from _iter_lines(_capped(f, f"{path.name}:{m.name}"), wanted)
 
 
-def _iter_parquet(path: Path, wanted, batch_size: int = 65536):
+def _parquet_mask(column, wanted_arr):
+    """Which rows of an ``id`` column to keep: wanted ids, and every id that is no id at all (a
+    string such as "abc", a float with a fraction, NaN, null, a list, a struct), which the join
+    then counts as a bad line. Integer columns take Arrow's fast path."""
+    import pyarrow as pa
     import pyarrow.compute as pc
+
+    if pa.types.is_integer(column.type):
+        return pc.fill_null(pc.is_in(column, value_set=wanted_arr), True)  # a null id: a bad line
+    wanted = set(wanted_arr.to_pylist())
+    keep = []
+    for v in column.to_pylist():
+        try:
+            keep.append(post_id({"id": v}) in wanted)
+        except BadRecord:
+            keep.append(True)
+    return pa.array(keep, pa.bool_())
+
+
+def _iter_parquet(path: Path, wanted, root, batch_size: int = 65536):
     import pyarrow.parquet as pq
 
-    pf = pq.ParquetFile(path)
-    cols = [c for c in COLUMNS if c in pf.schema_arrow.names]
-    if "id" not in cols:
-        raise ValueError(f"metadata parquet {path} has no 'id' column (columns: {pf.schema_arrow.names[:20]})")
-    wanted_arr = None
-    if wanted is not None:
-        import pyarrow as pa
+    with _open(path, root) as raw:
+        pf = pq.ParquetFile(raw)
+        cols = [c for c in COLUMNS if c in pf.schema_arrow.names]
+        if "id" not in cols:
+            raise ValueError(f"metadata parquet {path} has no 'id' column (columns: {pf.schema_arrow.names[:20]})")
+        wanted_arr = None
+        if wanted is not None:
+            import pyarrow as pa
 
-        wanted_arr = pa.array(sorted(wanted), pa.int64())
-    for batch in pf.iter_batches(batch_size=batch_size, columns=cols):
-        if wanted_arr is not None:
-            ids = pc.cast(batch.column("id"), "int64", safe=False)
-            mask = pc.is_in(ids, value_set=wanted_arr)
-            batch = batch.filter(mask)
-            yield len(mask) - len(batch)
-        yield from batch.to_pylist()
+            wanted_arr = pa.array(sorted(wanted), pa.int64())
+        for batch in pf.iter_batches(batch_size=batch_size, columns=cols):
+            if wanted_arr is not None:
+                mask = _parquet_mask(batch.column("id"), wanted_arr)
+                batch = batch.filter(mask)
+                yield len(mask) - len(batch)
+            yield from batch.to_pylist()
 
 
-def iter_posts(paths, wanted=None):
+def _refusal(path: Path, exc: BaseException, root) -> dict:
+    """The ``refused`` entry of a metadata file that could not be read (whole or to its end)."""
+    if isinstance(exc, ReadRefused):
+        detail = exc.detail
+        if exc.reason == UNSAFE_PATH:
+            detail += "; name the file with --metadata PATH to read it where it lies"
+        return {"path": str(path), "reason": exc.reason, "detail": detail}
+    if isinstance(exc, _TooMuch):
+        return {"path": str(path), "reason": TOO_LARGE, "detail": str(exc)}
+    return {
+        "path": str(path),
+        "reason": "bad-archive",
+        "detail": f"{type(exc).__name__}: {exc} (records before the damage are kept)",
+    }
+
+
+def iter_posts(paths, wanted=None, *, root=None, refused: list | None = None):
     """Stream raw posts from metadata files: a dict per post, an int counting records skipped
     unparsed (unwanted ids), ``"bad"`` for an unparsable line, ``"long"`` for one over
-    ``MAX_LINE_BYTES`` (skipped unread)."""
+    ``MAX_LINE_BYTES`` (skipped unread).
+
+    Each file is read beneath ``root`` (default: the file's own folder). A file refused or damaged
+    part-way adds an entry to ``refused`` (when given; else the error is raised) and the next
+    file is read.
+    """
     for p in paths:
-        kind = _kind(Path(p))
-        if kind == "parquet":
-            yield from _iter_parquet(Path(p), wanted)
-        elif kind == "tar":
-            yield from _iter_tar(Path(p), wanted)
-        else:
-            yield from _iter_json(Path(p), wanted)
+        p = Path(p)
+        kind = _kind(p)
+        try:
+            if kind == "parquet":
+                yield from _iter_parquet(p, wanted, root)
+            elif kind == "tar":
+                yield from _iter_tar(p, wanted, root, refused if refused is not None else [])
+            else:
+                yield from _iter_json(p, wanted, root)
+        except (_TooMuch, *_DAMAGE) as exc:
+            if refused is None:
+                raise
+            refused.append(_refusal(p, exc, root))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -445,11 +558,15 @@ def _unpack(blob: np.ndarray, ends: np.ndarray) -> np.ndarray:
 
 
 def files_fingerprint(paths) -> list:
-    """(path, size, mtime_ns) of each metadata file: changes invalidate the cache."""
+    """(path, size, mtime_ns) of each metadata file: changes invalidate the cache. A file that
+    cannot be looked at (a broken link) gives -1s: the read reports it."""
     out = []
     for p in paths:
-        st = os.stat(p)
-        out.append([str(Path(p).resolve()), st.st_size, st.st_mtime_ns])
+        try:
+            st = os.stat(p)
+            out.append([str(Path(p).resolve()), st.st_size, st.st_mtime_ns])
+        except OSError:
+            out.append([str(p), -1, -1])
     return out
 
 
@@ -510,14 +627,15 @@ def _row_values(rec: dict, tracked) -> dict:
     }
 
 
-def _join(paths, wanted: set, tracked) -> tuple[MetaTable, dict]:
+def _join(paths, wanted: set, tracked, root=None) -> tuple[MetaTable, dict]:
     """Read every record of ``paths`` and keep those of ``wanted`` ids (a later record of the
     same post wins) -> the table and the counts ``records``, ``matched``, ``bad_lines`` (of which
-    ``long_lines`` were over ``MAX_LINE_BYTES``), ``duplicates``, ``files``."""
+    ``long_lines`` were over ``MAX_LINE_BYTES``), ``duplicates``, ``files``, ``refused``."""
     rows = {f.name: [] for f in dataclasses.fields(MetaTable)}
     where: dict[int, int] = {}
     records = bad = long = dups = 0
-    for raw in iter_posts(paths, wanted):
+    refused: list[dict] = []
+    for raw in iter_posts(paths, wanted, root=root, refused=refused):
         if isinstance(raw, int):
             records += raw
             continue
@@ -545,10 +663,10 @@ def _join(paths, wanted: set, tracked) -> tuple[MetaTable, dict]:
             rows[k].append(v)
     table = _table_from_rows(rows)
     info = {"records": records, "matched": len(table), "bad_lines": bad, "long_lines": long, "duplicates": dups}
-    return table, {**info, "files": [str(p) for p in paths]}
+    return table, {**info, "files": [str(p) for p in paths], "refused": refused}
 
 
-def load_metadata(paths, wanted, *, tracked=frozenset(), cache_dir: str | Path | None = None):
+def load_metadata(paths, wanted, *, tracked=frozenset(), cache_dir: str | Path | None = None, root=None):
     """Join metadata files to the listed ids.
 
     Parameters
@@ -561,20 +679,24 @@ def load_metadata(paths, wanted, *, tracked=frozenset(), cache_dir: str | Path |
         Tags the filters need (kept per record; everything else is dropped).
     cache_dir : path or None
         Where the joined table is cached (keyed by the files' size/mtime, the ids and ``tracked``).
+    root : path or None
+        The folder every file must lie in, links included (the source folder for metadata found
+        there); None: each file's own folder.
 
     Returns
     -------
     (MetaTable, dict)
         The table and counts: ``records`` read, ``matched``, ``bad_lines`` (unparsable, of a
         wrong type, or, ``long_lines`` of them, over ``MAX_LINE_BYTES``), ``duplicates``,
-        ``cache`` ("hit", "written" or "off").
+        ``refused`` (files or members not read, whole or to their end: ``{"path", "reason",
+        "detail"}``), ``cache`` ("hit", "written" or "off").
     """
     wanted = set(int(i) for i in wanted)
     cache = _cache_path(paths, wanted, tracked, cache_dir)
     if cache is not None and cache.is_file():
         table, info = _read_cache(cache)
         return table, {**info, "cache": "hit"}
-    table, info = _join(paths, wanted, tracked)
+    table, info = _join(paths, wanted, tracked, root)
     if cache is None:
         return table, {**info, "cache": "off"}
     _write_cache(cache, table, info)
