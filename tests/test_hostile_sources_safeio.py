@@ -155,3 +155,15 @@ def test_open_beneath_gives_a_descriptor_of_the_file(tree):
         assert os.read(fd, 100) == b"inside"
     finally:
         os.close(fd)
+
+
+def test_opt_out_file_goes_through_the_guarded_read(tmp_path):
+    from s2pdata.sources.filters import read_opt_out
+
+    (tmp_path / "list.txt").write_text("Alice Smith\n123 # a post\n")
+    (tmp_path / "link.txt").symlink_to(tmp_path / "list.txt")  # named by the user: followed
+    assert read_opt_out(tmp_path / "link.txt") == (frozenset({"alice_smith"}), frozenset({123}))
+    os.mkfifo(tmp_path / "fifo.txt")
+    for name, reason in (("fifo.txt", "unsafe-member"), ("missing.txt", "read-error"), (".", "unsafe-member")):
+        with pytest.raises(ValueError, match=f"--opt-out .*{reason}"):
+            read_opt_out(tmp_path / name)

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from s2pdata._check import check_array
+from s2pdata._safeio import ReadRefused, read_beneath
 
 from .folder import IMAGE_EXTS
 
@@ -169,17 +171,25 @@ def _set_digest(values) -> dict:
     return {"count": len(values), "sha256": hashlib.sha256(text.encode()).hexdigest()[:16]}
 
 
+OPT_OUT_BYTES = 64 << 20  # an opt-out list of millions of names is a few tens of MB
+
+
 def read_opt_out(path: str | Path) -> tuple[frozenset, frozenset]:
     """An opt-out file -> (artist tags, post ids).
 
     One entry a line; ``#`` starts a comment; a line of digits is a post id, anything else an
     artist tag (spaces become underscores, case is ignored).
     """
-    p = Path(path)
-    if not p.is_file():
-        raise ValueError(f"--opt-out {str(path)!r} is not a file; give a text file of artist tags or ids")
+    real = os.path.realpath(path)  # the user named it: read it where it really lies, but never a FIFO
+    try:
+        text = read_beneath(os.path.dirname(real), os.path.basename(real), max_bytes=OPT_OUT_BYTES)
+    except ReadRefused as exc:
+        raise ValueError(
+            f"--opt-out {str(path)!r} cannot be read ({exc.reason}: {exc.detail}); "
+            f"give a text file of artist tags or ids (at most {OPT_OUT_BYTES >> 20} MiB)"
+        ) from None
     tags, ids = set(), set()
-    for line in p.read_text(encoding="utf-8", errors="replace").splitlines():
+    for line in text.decode("utf-8", errors="replace").splitlines():
         entry = line.split("#", 1)[0].strip()
         if not entry:
             continue
