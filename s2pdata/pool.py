@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from s2pdata._check import check_array, check_rgb
-from s2pdata.shards import POOL_JSON, POOL_NPY, pool_part_name
+from s2pdata.shards import POOL_JSON, POOL_NPY, atomic_write, new_temp_file, pool_part_name
 
 POOL_FORMAT = "s2pdata-patch-pool"
 POOL_VERSION = 2
@@ -116,9 +116,9 @@ class PatchPool(Sequence):
         """
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        tmp = d / (POOL_NPY + ".tmp")
+        tmp, f = new_temp_file(d / POOL_NPY)
         digests, offset = [], 0
-        with open(tmp, "wb") as f:
+        with f:
             np.lib.format.write_array_header_1_0(f, {"descr": "|u1", "fortran_order": False, "shape": (self.nbytes,)})
             for p in self._patches:
                 rgb, mask = _patch_buffers(p)
@@ -237,7 +237,12 @@ def _pool_sha256(rows: list[list]) -> str:
 
 
 def _read_index(d: Path) -> dict:
-    meta = json.loads((d / POOL_JSON).read_text())
+    try:
+        meta = json.loads((d / POOL_JSON).read_text())
+    except (ValueError, RecursionError) as exc:  # RecursionError: brackets nested past the parser's depth
+        raise ValueError(f"{d / POOL_JSON} is not valid JSON ({type(exc).__name__}); rebuild the pool") from exc
+    if not isinstance(meta, dict):
+        raise ValueError(f"{d / POOL_JSON} holds a JSON {type(meta).__name__}, not an object; rebuild the pool")
     if meta.get("format") != POOL_FORMAT or meta.get("version") != POOL_VERSION:
         raise ValueError(
             f"{d / POOL_JSON} is not a {POOL_FORMAT} v{POOL_VERSION} index "
@@ -257,6 +262,4 @@ def _write_index(d: Path, files: list[str], entries: list[dict], sha256: str) ->
         "files": files,
         "patches": entries,
     }
-    tmp = d / (POOL_JSON + ".tmp")
-    tmp.write_text(json.dumps(meta, separators=(",", ":")))
-    os.replace(tmp, d / POOL_JSON)
+    atomic_write(d / POOL_JSON, json.dumps(meta, separators=(",", ":")).encode())

@@ -22,21 +22,26 @@ check a tar against them, and every read or decode error is a ``ShardError`` nam
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
 import os
+import secrets
+import stat
+import struct
 import tarfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import cv2
 import numpy as np
 
-from .pngread import check_window, read_png
+from .pngread import check_window, png_size, read_png
 
 COLOR_FORMATS = ("jpg", "png", "webp")
 _FLAT_FIELDS = ("sketch", "hint", "regions", "flat", "colordomain")  # long constant runs
@@ -51,7 +56,8 @@ POOL_PARTS = "parts"  # inside POOL_DIR: the pre-pass's chunks, merged into the 
 _SHARD_GLOB = "shard-*.tar"
 _STATS_GLOB = "shard-*.stats.json"
 _POOL_GLOB = "patch_pool*"  # POOL_JSON, POOL_NPY and every pool_part_name
-_TMP_GLOB = "*.tmp"  # what _tmp_path names: a write a killed process left unfinished
+_TMP_GLOB = "*.tmp"  # what new_temp_file names: a write a killed process left unfinished
+_MANIFEST_FIX = "restore it from a copy, or re-run the build into the folder with --overwrite"
 _REBUILD = "re-run the build into its folder to rebuild it (a resume rebuilds every damaged shard)"
 
 
@@ -200,7 +206,105 @@ def encode_sample(sample: dict, schema: Schema) -> dict[str, bytes]:
     return {"__key__": sample["__key__"], **out}
 
 
-def decode_sample(raw: dict[str, bytes], *, only=None, window=None) -> dict:
+SAMPLE_FIELDS = ("color", "sketch", "hint", "json")  # every sample carries them, whatever its schema
+MAX_SAMPLE_PIXELS = 1 << 26  # per image field; above the build's default --max-pixels (64 M)
+# (dtype, channels: 0 for a 2-D map) each field decodes to; draftK like colour; unknown fields unchecked
+_FIELD_TYPES = {
+    "color": (np.uint8, 3),
+    "sketch": (np.uint8, 0),
+    "hint": (np.uint8, 4),
+    "regions": (np.int32, 0),
+    "flat": (np.uint8, 3),
+    "colordomain": (np.uint8, 3),
+    "reference": (np.uint8, 3),
+}
+_PNG_LAYOUTS = {(np.uint8, 0): (8, 0), (np.uint8, 3): (8, 2), (np.uint8, 4): (8, 6), (np.int32, 0): (16, 0)}
+_JPEG_FRAMES = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # SOF0..SOF15 (not DHT, JPG, DAC)
+
+
+def _field_type(base: str) -> tuple[type, int] | None:
+    """What the field ``base`` decodes to (``_FIELD_TYPES``; ``draftK`` as colour), None for an unknown one."""
+    return _FIELD_TYPES["color"] if base[:5] == "draft" and base[5:].isdigit() else _FIELD_TYPES.get(base)
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(H, W) from a JPEG's first frame header, walking the marker segments before it."""
+    at, n = 2, len(data)
+    while at + 4 <= n and data[at] == 0xFF:
+        marker = data[at + 1]
+        if marker == 0xFF:  # a fill byte
+            at += 1
+        elif marker == 0x01 or 0xD0 <= marker <= 0xD8:  # segments without a length
+            at += 2
+        elif marker in _JPEG_FRAMES:
+            return (int.from_bytes(data[at + 5 : at + 7], "big"), int.from_bytes(data[at + 7 : at + 9], "big"))
+        elif marker in (0xD9, 0xDA):  # end of image, or scan data, before any frame header
+            return None
+        else:
+            at += 2 + int.from_bytes(data[at + 2 : at + 4], "big")
+    return None
+
+
+def _webp_size(data: bytes) -> tuple[int, int] | None:
+    """(H, W) from a WebP's first chunk: VP8 (lossy), VP8L (lossless) or VP8X (extended canvas)."""
+    chunk = data[12:16]
+    if chunk == b"VP8 " and data[23:26] == b"\x9d\x01\x2a":
+        w, h = struct.unpack_from("<HH", data, 26)
+        return h & 0x3FFF, w & 0x3FFF
+    if chunk == b"VP8L" and data[20] == 0x2F:
+        bits = int.from_bytes(data[21:25], "little")
+        return ((bits >> 14) & 0x3FFF) + 1, (bits & 0x3FFF) + 1
+    if chunk == b"VP8X":
+        return int.from_bytes(data[27:30], "little") + 1, int.from_bytes(data[24:27], "little") + 1
+    return None
+
+
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """(H, W) from the header of a PNG, JPEG or WebP, without decoding; None for anything else (or a
+    header too damaged to say)."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return png_size(data)
+    if data[:2] == b"\xff\xd8":
+        return _jpeg_size(data)
+    if len(data) >= 30 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return _webp_size(data)
+    return None
+
+
+def _check_header(name: str, data: bytes, hw: tuple[int, int] | None) -> tuple[int, int]:
+    """The (H, W) the header of member ``name`` declares; ValueError, before anything is decoded,
+    unless it is a PNG, JPEG or WebP of at most ``MAX_SAMPLE_PIXELS``, of the size ``hw`` (the
+    colour's) when given, and, for a PNG of a known field, of the bit depth and colour type s2pdata
+    writes that field in."""
+    size = image_size(data)
+    if size is None:
+        raise ValueError(f"not a PNG, JPEG or WebP with a readable header ({len(data)} bytes)")
+    if size[0] * size[1] > MAX_SAMPLE_PIXELS or min(size) < 1:
+        raise ValueError(f"its header declares {size[0]}x{size[1]} pixels (at most {MAX_SAMPLE_PIXELS} are read)")
+    if hw is not None and size != hw:
+        raise ValueError(f"its header declares {size[0]}x{size[1]}, but the sample's colour is {hw[0]}x{hw[1]}")
+    base = name.partition(".")[0]
+    kind = _field_type(base)
+    if kind is not None and data[:4] == b"\x89PNG" and (data[24], data[25]) != _PNG_LAYOUTS[kind]:
+        depth, ctype = _PNG_LAYOUTS[kind]
+        raise ValueError(f"PNG of bit depth {data[24]}, colour type {data[25]}; {base} is stored at {depth}, {ctype}")
+    return size
+
+
+def _check_decoded(name: str, a: np.ndarray, hw: tuple[int, int]) -> None:
+    """ValueError unless the decoded ``a`` is ``hw`` in size and has the dtype and channels of its field."""
+    kind = _field_type(name.partition(".")[0])
+    if a.shape[:2] != hw:
+        raise ValueError(f"decoded to {a.shape[0]}x{a.shape[1]}, not {hw[0]}x{hw[1]}")
+    channels = a.shape[2] if a.ndim == 3 else 0
+    if kind is not None and (a.dtype != kind[0] or a.ndim not in (2, 3) or channels != kind[1]):
+        raise ValueError(
+            f"decoded to {a.dtype} with {channels or 1} channel(s); this field is {np.dtype(kind[0])} "
+            f"with {kind[1] or 1}"
+        )
+
+
+def decode_sample(raw: dict[str, bytes], *, only=None, window=None, require=()) -> dict:
     """Tar members of one sample -> numpy dict: ``color``/``draftK`` (H, W, 3) uint8, ``sketch``
     (H, W) uint8, ``hint`` (H, W, 4) uint8, ``regions`` (H, W) int32, ``json`` dict.
 
@@ -210,35 +314,63 @@ def decode_sample(raw: dict[str, bytes], *, only=None, window=None) -> dict:
     OpenCV's BGR(A) order are then listed in ``out["__bgr__"]``, for callers that reorder the
     channels in the copy they make anyway.
 
+    Nothing is decoded blind. Every field named in ``require`` must be there: a sample missing one
+    is an error, never a hole in a batch (``open_shards`` requires ``SAMPLE_FIELDS``, the loader
+    what its stage uses). Before decoding, each image's header must declare the colour's
+    size (``image_size``; so a map claiming 16384^2 costs nothing) and at most ``MAX_SAMPLE_PIXELS``,
+    and a PNG map the bit depth and colour type its field is stored in; after decoding, each known
+    field must have its dtype and channels (``_FIELD_TYPES``). The json must be an object.
+
     Raises
     ------
     ShardError
-        A member that does not decode (damaged image or json), naming the shard (``raw["__url__"]``,
-        which ``iter_tar`` sets) and the key.
+        Naming the shard (``raw["__url__"]``, which ``iter_tar`` sets) and the key: a required
+        field missing, two members of one field, or a member that does not decode or is not what
+        its field holds (damaged or hostile bytes).
     """
     key = raw["__key__"]
+    url = raw.get("__url__", "<unknown>")
+    names: dict[str, str] = {}  # field -> member name
+    for name in raw:
+        if not name.startswith("__"):
+            base = name.partition(".")[0]
+            if base in names:
+                raise _shard_error(url, f"fields {names[base]!r} and {name!r} both hold {base}", key=key)
+            names[base] = name
+    missing = sorted(set(require) - set(names))
+    if missing:
+        have = ", ".join(sorted(names)) or "nothing"
+        raise _shard_error(url, f"sample has no member for {', '.join(missing)} (it holds {have})", key=key)
+    fields = [b for b in names if only is None or b in only]
     out: dict = {"__key__": key}
     if window is not None:
         out["__bgr__"] = set()
-    for name, data in raw.items():
-        if name.startswith("__"):
-            continue
-        base, _, ext = name.partition(".")
-        if only is not None and base not in only:
-            continue
-        try:
+    name = ""
+    try:
+        images = [names[b] for b in fields if names[b].partition(".")[2] in COLOR_FORMATS]
+        first = names.get("color") or (images[0] if images else None)
+        name = first or ""
+        hw = _check_header(first, raw[first], None) if first else None
+        for name in images:
+            _check_header(name, raw[name], hw)
+        for base in fields:
+            name = names[base]
             if name == "json":
-                out["json"] = json.loads(data)
-            elif ext in ("jpg", "png", "webp") and window is None:
-                out[base] = decode_image_field(name, data)
-            elif ext in ("jpg", "png", "webp"):
-                out[base], bgr = decode_field(name, data, window=window)
-                if bgr:
+                out["json"] = json.loads(raw[name])
+                if not isinstance(out["json"], dict):
+                    raise ValueError(f"a JSON {type(out['json']).__name__}, not an object")
+            elif name in images:
+                a, bgr = decode_field(name, raw[name], window=window)
+                _check_decoded(name, a, hw if window is None else tuple(window[2:]))
+                if window is None and bgr:
+                    a = cv2.cvtColor(a, cv2.COLOR_BGR2RGB if a.shape[2] == 3 else cv2.COLOR_BGRA2RGBA)
+                elif bgr:
                     out["__bgr__"].add(base)
-        except (ValueError, cv2.error) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-            problem = f"member {key}.{name} does not decode ({type(exc).__name__}: {exc})"
-            raise _shard_error(raw.get("__url__", "<unknown>"), problem, key=key) from exc
-        # unknown members are left out: never unpickle or eval shard contents
+                out[base] = a
+            # unknown members are left out: never unpickle or eval shard contents
+    except (ValueError, RecursionError, cv2.error) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        problem = f"member {key}.{name} does not decode ({type(exc).__name__}: {exc})"
+        raise _shard_error(url, problem, key=key) from exc
     return out
 
 
@@ -269,15 +401,63 @@ def tar_path_of(stats) -> Path:
 
 
 def recorded_counts(paths) -> list[int | None]:
-    """Each shard's ``nsamples`` as its stats file records it (None where it has no stats file)."""
-    committed = [p for p in paths if (stats_path_of(p) or Path()).is_file()]
-    return [int(shard_record(p).get("nsamples", 0)) if p in committed else None for p in paths]
+    """Each shard's ``nsamples`` as its stats file records it (None where it has no stats file, or one
+    without the count). Raises ``ShardError`` naming a stats file that is damaged (``shard_record``)."""
+    return [shard_record(p).get("nsamples") if (stats_path_of(p) or Path()).is_file() else None for p in paths]
+
+
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
+def create_new(path, *, exclusive: bool = True) -> BinaryIO:
+    """Open ``path`` for writing as a file this call creates: ``O_CREAT | O_EXCL | O_NOFOLLOW``, so a
+    file, link or FIFO planted at that name is never opened, let alone written through.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file to create.
+    exclusive : bool
+        False opens an existing regular file too (read-write, not truncated; for a lock file that
+        every run reuses), still without following a link, and refuses anything but a regular file.
+
+    Returns
+    -------
+    A binary file object, positioned at 0.
+
+    Raises
+    ------
+    FileExistsError
+        ``exclusive`` and something (a file, a link) is already at ``path``.
+    OSError
+        ``path`` is a link (``ELOOP``), or (not ``exclusive``) not a regular file.
+    """
+    if exclusive:
+        return os.fdopen(os.open(path, _NEW_FILE, 0o666), "wb")
+    fd = os.open(path, (_NEW_FILE & ~os.O_EXCL & ~os.O_WRONLY) | os.O_RDWR, 0o666)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, f"{path} is not a regular file; remove it", str(path))
+    return os.fdopen(fd, "r+b")
 
 
 def _tmp_path(path: Path) -> Path:
-    """Where ``path`` is written before its rename."""
-    # one temporary name per writing process: a retried or orphaned writer never shares a file
-    return path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    """A fresh name beside ``path`` to write it under before its rename: ``NAME.PID.RANDOM.tmp``."""
+    return path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
+def new_temp_file(path) -> tuple[Path, BinaryIO]:
+    """A new temporary file to write ``path`` under before ``os.replace(tmp, path)``, and its name
+    (``NAME.PID.RANDOM.tmp`` beside ``path``, created by ``create_new``): a file or link planted at a
+    guessed name is never written through. ``remove_partials`` deletes the ones a killed process left."""
+    path = Path(path)
+    for _ in range(100):
+        tmp = _tmp_path(path)
+        try:
+            return tmp, create_new(tmp)
+        except FileExistsError:  # a name planted in advance (or a 1-in-4-billion clash): draw another
+            continue
+    raise FileExistsError(errno.EEXIST, f"no free temporary name beside {path} in 100 tries", str(path))
 
 
 def _fsync_dir(path: Path) -> None:
@@ -290,10 +470,11 @@ def _fsync_dir(path: Path) -> None:
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a ``.tmp`` file, fsync, rename, fsync the folder."""
+    """Write ``data`` to ``path`` through a fresh ``.tmp`` file (``create_new``), fsync, rename, fsync
+    the folder. The rename replaces whatever is at ``path``, a link included, and never writes its target."""
     path = Path(path)
-    tmp = _tmp_path(path)
-    with open(tmp, "wb") as f:
+    tmp, f = new_temp_file(path)
+    with f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
@@ -332,12 +513,12 @@ class _HashingWriter:
 
 
 def write_tar(path: Path, samples: Iterable[dict[str, bytes]]) -> dict:
-    """Write encoded samples to ``path`` atomically; returns nsamples, filesize, md5sum, sha256
-    (hashed as the bytes are written)."""
+    """Write encoded samples to ``path`` atomically (a fresh ``.tmp`` file from ``create_new``, then a
+    rename); returns nsamples, filesize, md5sum, sha256 (hashed as the bytes are written)."""
     path = Path(path)
-    tmp = _tmp_path(path)
+    tmp, raw = new_temp_file(path)
     n = 0
-    with open(tmp, "wb") as raw:
+    with raw:
         f = _HashingWriter(raw)
         with tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar:
             for sample in samples:
@@ -364,6 +545,106 @@ def commit_stats(out: Path, index: int, stats: dict) -> None:
 
 
 VERIFY = ("sha256", "size")  # what a resume checks of each committed shard (see scan_committed)
+# every key a build's stats file holds, and its type; readers of one shard use those present
+STATS_TYPES = {
+    "shard": str,
+    "index": int,
+    "nsamples": int,
+    "filesize": int,
+    "md5sum": str,
+    "sha256": str,
+    "items": int,
+    "rejected": int,
+    "reasons": dict,
+    "rejects": list,
+    "bytes": dict,
+    "seconds": dict,
+}
+_STATS_USED = ("shard", "index", "nsamples", "filesize", "sha256", "rejected", "reasons", "rejects", "bytes", "seconds")
+_SUMMED = ("reasons", "bytes", "seconds")  # dicts of numbers that sum_stats adds up
+# the manifest's keys of a fixed type (others are free): what build, resume and inspect read
+MANIFEST_TYPES = {
+    "schema_version": int,
+    "fields": list,
+    "seed": int,
+    "source": dict,
+    "config": dict,
+    "plan": dict,
+    "versions": dict,
+    "status": str,
+    "rebuilt_damaged": list,
+    "pool": dict,
+    "totals": dict,
+}
+
+
+class ManifestError(ValueError):
+    """A build folder's ``dataset.json`` that does not parse or is not a manifest; the message names
+    the file, says what is wrong and how to fix it, on one line."""
+
+
+def _json_of(path: Path) -> object:
+    """The parsed JSON file at ``path``; ValueError (also for brackets nested past the parser's
+    depth, a RecursionError) when it does not parse."""
+    try:
+        return json.loads(Path(path).read_bytes())
+    except RecursionError as exc:
+        raise ValueError("JSON nested too deeply") from exc
+
+
+def _type_problem(obj: object, types: dict, required) -> str | None:
+    """Why the parsed JSON ``obj`` is not an object whose keys have ``types`` and include
+    ``required`` (None when it is). bool is not an int here, and no count is negative."""
+    if not isinstance(obj, dict):
+        return f"holds a JSON {type(obj).__name__}, not an object"
+    missing = [k for k in required if k not in obj]
+    if missing:
+        return f"lacks {', '.join(missing)}"
+    for k, kind in types.items():
+        v = obj.get(k, kind())
+        if not isinstance(v, kind) or isinstance(v, bool) or (kind is int and v < 0):
+            return f"has {k} = {json.dumps(v)[:40]}, not a{'n' if kind is int else ''} {kind.__name__}"
+    return None
+
+
+def stats_problem(record: object, *, complete: bool = True) -> str | None:
+    """Why ``record`` (a parsed stats file, or a ``shardindex.json`` entry with ``complete=False``)
+    cannot be used (None when it can): not an object, a key of ``STATS_TYPES`` of another type, a
+    ``reasons``/``bytes``/``seconds`` value that is not a number, a reject that is not an object, or,
+    with ``complete``, a key missing that a resume and ``sum_stats`` use."""
+    problem = _type_problem(record, STATS_TYPES, _STATS_USED if complete else ())
+    if problem is not None:
+        return problem
+    for k in _SUMMED:
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in record.get(k, {}).values()):
+            return f"has a {k} value that is not a number"
+    if not all(isinstance(r, dict) for r in record.get("rejects", [])):
+        return "has a reject that is not an object"
+    return None
+
+
+def read_manifest(out) -> dict:
+    """The build folder ``out``'s ``dataset.json``, checked: an object whose keys of ``MANIFEST_TYPES``
+    have their types.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``out`` has no ``dataset.json`` (not a build folder, or one never started).
+    ManifestError
+        It does not parse or is not a manifest (a one-line message naming it and the fix).
+    """
+    path = Path(out) / DATASET_JSON
+    try:
+        manifest = _json_of(path)
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise ManifestError(f"{path} is damaged ({exc}); {_MANIFEST_FIX}") from exc
+    problem = _type_problem(manifest, MANIFEST_TYPES, ())
+    if problem is not None:
+        raise ManifestError(f"{path} is damaged: it {problem}; {_MANIFEST_FIX}")
+    return manifest
 
 
 def file_sha256(path) -> str:
@@ -418,8 +699,8 @@ def scan_committed(
         Index -> stats of every shard whose stats file exists and whose tar matches it.
     damaged : dict of int to str
         Index -> why, for every shard with a stats file whose tar is missing, of another size,
-        of another sha256, or whose stats file does not parse. A shard without a stats file is
-        neither (it was never committed).
+        of another sha256, or whose stats file does not parse or is not a complete stats object of
+        this shard (``stats_problem``). A shard without a stats file is neither (it was never committed).
     """
     if verify not in VERIFY:
         raise ValueError(f"verify must be one of {VERIFY}, got {verify!r}")
@@ -430,9 +711,17 @@ def scan_committed(
         if not stats_path.exists():
             continue
         try:
-            records[i] = json.loads(stats_path.read_text())
+            record = _json_of(stats_path)
         except (OSError, ValueError):
             damaged[i] = "stats file unreadable"
+            continue
+        problem = stats_problem(record)
+        if problem is None and (record["index"], record["shard"]) != (i, shard_name(i)):
+            problem = f"records shard {record['index']} ({record['shard']!r})"
+        if problem is None:
+            records[i] = record
+        else:
+            damaged[i] = f"stats file {problem}"
     indices = list(records)
     with ThreadPoolExecutor(_threads(threads, len(indices))) as pool:
         reasons = list(pool.map(lambda i: _mismatch(out / shard_name(i), records[i], verify), indices))
@@ -466,20 +755,31 @@ def shard_record(path) -> dict | None:
     Raises
     ------
     ShardError
-        The stats file or index exists but does not parse.
+        The stats file or index exists but does not parse, or holds something other than a record
+        (``stats_problem``: e.g. ``[]``, or ``nsamples`` that is not a count).
     """
     path = Path(path)
     stats = stats_path_of(path)
     index = path.with_name(INDEX_JSON)
+    where = "its stats file"
     try:
         if stats is not None and stats.exists():
-            return json.loads(stats.read_text())
-        if index.exists():
-            entries = json.loads(index.read_text()).get("shardlist", [])
-            return next((e for e in entries if e.get("url") == path.name), None)
-    except (OSError, ValueError, AttributeError) as exc:
-        raise _shard_error(path, f"its stats file or {INDEX_JSON} does not parse ({exc})") from exc
-    return None
+            record = _json_of(stats)
+        elif index.exists():
+            where = f"its {INDEX_JSON} entry"
+            listing = _json_of(index)
+            entries = listing.get("shardlist") if isinstance(listing, dict) else None
+            if not isinstance(entries, list):
+                raise ValueError("no shardlist list")
+            record = next((e for e in entries if isinstance(e, dict) and e.get("url") == path.name), None)
+        else:
+            return None
+    except (OSError, ValueError) as exc:
+        raise _shard_error(path, f"{where.removesuffix(' entry')} does not parse ({exc})") from exc
+    problem = None if record is None else stats_problem(record, complete=False)
+    if problem is not None:
+        raise _shard_error(path, f"{where} {problem}")
+    return record
 
 
 def verify_shard(path, record: dict | None = None) -> dict:
@@ -558,7 +858,15 @@ def remove_partials(out: Path) -> list[str]:
 
 def sum_stats(stats: list[dict]) -> dict:
     """Totals over per-shard stats: samples, rejected, bytes, and per-key sums of ``reasons``,
-    ``bytes`` per field (as ``field_bytes``) and ``seconds`` per stage."""
+    ``bytes`` per field (as ``field_bytes``) and ``seconds`` per stage.
+
+    Raises ``ShardError`` naming the shard of a record that is not a complete stats object (``stats_problem``).
+    """
+    for s in stats:
+        problem = stats_problem(s)
+        if problem is not None:
+            shard = s.get("shard") if isinstance(s, dict) and isinstance(s.get("shard"), str) else "<unnamed>"
+            raise _shard_error(shard, f"its stats file {problem}")
     total = {
         "samples": sum(s["nsamples"] for s in stats),
         "rejected": sum(s["rejected"] for s in stats),
@@ -626,27 +934,54 @@ def _check_end(path: str, f, offset: int) -> None:
         raise _shard_error(path, f"truncated: it ends at byte {at} without the end-of-archive blocks")
 
 
+MAX_MEMBER_BYTES = 1 << 30  # far above any member s2pdata writes (a 64 MP 16-bit PNG is < 200 MB)
+_MEMBER_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE)  # what _tar_member writes ('0'; '\0' from old writers)
+
+
+def _member_problem(member: tarfile.TarInfo, file_size: int) -> str | None:
+    """Why ``member`` cannot be a member of an s2pdata shard of ``file_size`` bytes (None when it can):
+    anything but a plain regular file (sparse, link, device, folder...), or data that the file cannot
+    hold. Checked before the data is read, so a header cannot make the read allocate more than the file."""
+    if member.type not in _MEMBER_TYPES or member.sparse is not None:
+        kind = "sparse file" if member.sparse is not None or member.type == tarfile.GNUTYPE_SPARSE else "type"
+        return f"member {member.name!r} is a {kind} entry (type {member.type!r}); s2pdata writes regular files only"
+    left = file_size - member.offset_data
+    if not 0 <= member.size <= min(left, MAX_MEMBER_BYTES):
+        return (
+            f"member {member.name!r} at byte offset {member.offset} declares {member.size} bytes, but "
+            f"{max(left, 0)} bytes follow its header (and a member may hold at most {MAX_MEMBER_BYTES})"
+        )
+    return None
+
+
 def iter_tar(path: str) -> Iterator[dict[str, bytes]]:
     """Group a tar's members by key (the basename up to its first dot), in file order.
 
-    Each sample is ``{"__key__": key, "__url__": path, field: bytes, ...}``.
+    Each sample is ``{"__key__": key, "__url__": path, field: bytes, ...}``. A member's size is
+    checked against the bytes left in the file before it is read: no header makes a read larger
+    than the shard.
 
     Raises
     ------
     ShardError
-        Naming the shard and the byte offset: a damaged header (which ``tarfile`` alone takes for
-        the end of the archive), a truncated member, or a tar that does not open.
+        Naming the shard and the byte offset: a damaged or malformed header (which ``tarfile`` alone
+        takes for the end of the archive, or reports as a bare ``ValueError``), a truncated member,
+        a member that is not a plain regular file (a sparse one would expand to its declared size;
+        s2pdata never writes one), a member larger than the file or ``MAX_MEMBER_BYTES``, or a tar
+        that does not open.
     """
     current: dict[str, bytes] | None = None
     url = str(path)
     with open(path, "rb") as f:
+        file_size = os.fstat(f.fileno()).st_size
         offset = 0
         try:
             with tarfile.open(fileobj=f, mode="r|") as tar:
                 for member in tar:
                     offset = member.offset
-                    if not member.isfile():
-                        continue
+                    problem = _member_problem(member, file_size)
+                    if problem is not None:
+                        raise _shard_error(path, problem)
                     base = member.name.rsplit("/", 1)[-1]
                     key, dot, field = base.partition(".")
                     if not dot:
@@ -657,7 +992,9 @@ def iter_tar(path: str) -> Iterator[dict[str, bytes]]:
                         current = {"__key__": key, "__url__": url}
                     current[field] = tar.extractfile(member).read()
                 offset = tar.offset
-        except tarfile.TarError as exc:
+        except ShardError:
+            raise
+        except (tarfile.TarError, ValueError, EOFError, OverflowError) as exc:  # ValueError: a PAX number, a sparse map
             raise _shard_error(path, f"unreadable tar at or after byte offset {offset} ({exc})") from exc
         _check_end(url, f, offset)
     if current is not None:

@@ -169,6 +169,14 @@ def _existing_paths(urls) -> list[str]:
     return paths
 
 
+def _no_samples(urls, n: int) -> ValueError:
+    """The error for shards that hold no sample at all (a build that rejected every item)."""
+    return ValueError(
+        f"urls {urls!r}: the {n} shard(s) hold no samples (every item of the build was rejected; its "
+        "rejects.jsonl says why), so no batch can be made; build from a source with usable pictures"
+    )
+
+
 def _verify(paths: list[str]) -> None:
     """Every shard against its recorded size and sha256 (threads); ShardError naming the first damaged one."""
     damaged = verify_shards(paths)
@@ -257,6 +265,9 @@ class ShardStream(IterableDataset):
     ):
         check_choice("mode", mode, MODES)
         self.paths = _existing_paths(urls)
+        recorded = recorded_counts(self.paths)
+        if None not in recorded and not any(recorded):
+            raise _no_samples(urls, len(self.paths))
         if verify:
             _verify(self.paths)
         _check_ints(
@@ -327,8 +338,14 @@ class ShardStream(IterableDataset):
                 yield from iter_tar(self.paths[i])
         else:
             rng = sample_rng(self.seed, "resample", self.epoch, slot)
-            while True:
-                yield from iter_tar(self.paths[int(rng.integers(len(self.paths)))])
+            empty: set[int] = set()  # shards drawn that held no sample (without stats files to say so)
+            while len(empty) < len(self.paths):
+                i = int(rng.integers(len(self.paths)))
+                empty.add(i)
+                for raw in iter_tar(self.paths[i]):
+                    empty.discard(i)
+                    yield raw
+            raise _no_samples(self.paths, len(self.paths))
 
     def _shuffled(self, raw, slot: int):
         """``raw`` through a shuffle buffer of ``shuffle_buffer`` samples."""
@@ -387,23 +404,29 @@ class ShardStream(IterableDataset):
         window only; the fields stay in their decoders' channel order, and ``make_batch`` copies
         them once into RGB(A) planes. An online draft needs the whole RGB picture, so then
         everything is decoded whole, in RGB.
+
+        A sample missing a field the stage needs (colour, sketch, the stored hint map unless
+        ``online_hints``, the drawn stored draft) raises ``ShardError`` naming the shard and key, as
+        does a map whose size, dtype or channels are not its field's (``decode_sample``); it is never
+        skipped, and never leaves a hole in the batch.
         """
         key = raw["__key__"]
-        need = {"color", "sketch"} | (set() if self.online_hints else {"hint"})
+        need = {"color", "sketch"} | (set() if self.online_hints else {"hint"})  # required: ShardError without
         stored = self._stored_draft(raw, key) if self.stage == "refine" else None
         online = self.stage == "refine" and stored is None
-        if self.stage == "refine":
-            need |= {stored} if stored else ({"regions"} if self.draft_pool is None else set())
+        if stored:
+            need.add(stored)
+        use = need | ({"regions"} if online and self.draft_pool is None else set())  # an online draft's, if stored
         rng = sample_rng(self.seed, key, "crop", self.epoch)
         hw = None if online or self.crop is None else png_size(raw.get("sketch.png", b""))
         if hw is not None and min(hw) >= self.crop:  # crop first, then decode only the window
             y, x, flip = _draw_crop(hw, self.crop, self.flip, rng)
-            out = decode_sample(raw, only=need, window=(y, x, self.crop, self.crop))
+            out = decode_sample(raw, only=use, require=need, window=(y, x, self.crop, self.crop))
             bgr = {"draft" if name == stored else name for name in out.pop("__bgr__")}
             if self.stage == "refine":
                 out["draft"] = out.pop(stored)
         else:
-            sample = decode_sample(raw, only=need)
+            sample = decode_sample(raw, only=use, require=need)
             fields = {name: sample[name] for name in ("color", "sketch", "hint") if name in sample}
             if self.stage == "refine":
                 fields["draft"] = self._online_draft(sample, key) if online else sample[stored]
@@ -447,9 +470,14 @@ class ShardStream(IterableDataset):
         out: dict = {"__key__": []}
         for i, raw in enumerate(raws):
             item = self.make_item(raw)
-            for name in ("color", "sketch", "hint", "draft"):
-                if name not in item:
-                    continue
+            names = [name for name in ("color", "sketch", "hint", "draft") if name in item]
+            if i and names != list(out)[1:]:  # never a hole of uninitialised memory in a batch
+                raise ShardError(
+                    f"sample {item['__key__']!r} gives fields {names}, the batch's first sample {list(out)[1:]}",
+                    shard=raw.get("__url__"),
+                    key=item["__key__"],
+                )
+            for name in names:
                 a = item[name]
                 shape = (1 if a.ndim == 2 else a.shape[2], *a.shape[:2])
                 if name not in out:
