@@ -11,6 +11,11 @@ probed for a Danbooru layout (``danbooru.py``: gwern ``original|512px/NNNN/ID.ex
 ``ID.ext``, flat ``ID.ext``) and otherwise read as a plain image folder (``folder.py``).
 Metadata joins and filters: ``metadata.py``, ``filters.py``.
 
+Every source reads files through the one guarded read, ``s2pdata._safeio.read_beneath``: nothing
+outside the source's folder (links that leave it included), no FIFO, device or socket, nothing over
+``MAX_BYTES``, decided on the open descriptor. A refusal is a ``ReadRefused`` (an ``OSError``) whose
+``reason`` (``unsafe-path``, ``unsafe-member``, ``too-large``, ``read-error``) is the reject reason.
+
 Keys contain no dots (WebDataset splits a member name at the first dot of its basename).
 """
 
