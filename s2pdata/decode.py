@@ -13,7 +13,12 @@ posts are usually excluded by extension upstream.
 
 Pillow decodes, except plain PNGs (8-bit gray / RGB / RGBA without transparency, EXIF or
 animation), which ``s2pdata.pngread`` decodes to the same pixels 1.3-3x faster; a file it doubts
-goes to Pillow, so every rejection reason is Pillow's.
+goes to Pillow, so every rejection reason is Pillow's (a damaged ancillary chunk, which the fast path
+ignores as libpng does, is the one thing Pillow refuses that is decoded here).
+
+Nothing one file does escapes as another exception: whatever a decoder raises on it is its
+``DecodeError("corrupt")`` naming the exception (``_decode``), and a ``MemoryError`` is the file's
+reject unless the process cannot afford even the header's size (``_out_of_memory``).
 
 Pillow's own decompression-bomb ceiling (``Image.MAX_IMAGE_PIXELS``, error above twice it) is left
 as it is; it only matters when ``max_pixels`` is set above ~179 M, and then still rejects with
@@ -110,7 +115,10 @@ def decode_image(
     Raises
     ------
     DecodeError
-        With ``reason`` one of ``REASONS``.
+        With ``reason`` one of ``REASONS``; also for any other exception a decoder raises on the file
+        (``corrupt``, the detail naming it).
+    MemoryError
+        Only where the process cannot reserve an image of the header's size (see ``_out_of_memory``).
 
     Shape
     -----
@@ -558,7 +566,8 @@ def decode_fitted(
     exact : bool
         Always decode at full size (the ``--exact-decode`` build flag).
     max_pixels, min_side, formats
-        As for ``decode_image``; the pixel limit is read from the header before any decoding.
+        As for ``decode_image``; the pixel limit is read from the header before any decoding, and
+        holds for the image once fitted too (a 1,000,000 x 32 strip would be 16,000,000 x 512).
 
     Returns
     -------

@@ -1,7 +1,9 @@
 """What runs in a build worker: one shard, or one chunk of the patch-pool pre-pass.
 
 Consumes a ``ShardTask`` / ``PoolTask``; produces a committed shard (tar + stats) or a pool part
-folder. Workers record the key they are on so a file that kills its worker can be named.
+folder. Workers record the key they are on so a file that kills its worker can be named. Each item
+runs behind a firewall: whatever it raises is its reject (``stops_the_build`` names the exceptions
+that stop a build instead).
 """
 
 from __future__ import annotations
