@@ -337,9 +337,10 @@ def decode_sample(raw: dict[str, bytes], *, only=None, window=None, require=()) 
             if base in names:
                 raise _shard_error(url, f"fields {names[base]!r} and {name!r} both hold {base}", key=key)
             names[base] = name
-    missing = sorted(set(require) - set(names))
+    readable = {b for b, n in names.items() if n == "json" or n.partition(".")[2] in COLOR_FORMATS}
+    missing = sorted(set(require) - readable)
     if missing:
-        have = ", ".join(sorted(names)) or "nothing"
+        have = ", ".join(sorted(names.values())) or "nothing"
         raise _shard_error(url, f"sample has no member for {', '.join(missing)} (it holds {have})", key=key)
     fields = [b for b in names if only is None or b in only]
     out: dict = {"__key__": key}

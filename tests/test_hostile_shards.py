@@ -236,7 +236,7 @@ def test_missing_member_is_not_needed_with_online_hints(small, tmp_path):
 
 def test_decode_sample_requires_what_it_is_told(missing_sketch):
     raw = list(iter_tar(str(missing_sketch)))[1]
-    with pytest.raises(ShardError, match=r"key 't-00001': sample has no member for sketch \(it holds color, hint"):
+    with pytest.raises(ShardError, match=r"'t-00001': sample has no member for sketch \(it holds color.png, hint.png"):
         decode_sample(raw, require=SAMPLE_FIELDS)
     assert "sketch" not in decode_sample(raw)  # nothing required: what is there, decoded
 

@@ -110,6 +110,25 @@ def test_resume_rebuilds_a_shard_of_another_size_or_without_its_tar(built, tmp_p
     assert bad[0].startswith("size ") and bad[2] == "tar missing" and bad[3] == "stats file unreadable"
 
 
+@pytest.mark.slow
+def test_resume_rebuilds_shards_whose_stats_are_json_of_the_wrong_shape(built, tmp_path, capsys):
+    """Issue 21, defect 12: a stats file holding ``[]`` (or an object lacking what a resume sums up)
+    crashed the resume with AttributeError; now it is an uncommitted shard, rebuilt byte for byte."""
+    out = tmp_path / "out"
+    shutil.copytree(built, out)
+    (out / stats_name(1)).write_text("[]")
+    (out / stats_name(2)).write_text('{"nsamples": 4}')
+    capsys.readouterr()
+    assert build_main([*BUILD, "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert "shard-000001.tar (stats file holds a JSON list, not an object)" in said
+    assert "shard-000002.tar (stats file lacks shard, index, filesize" in said
+    assert _digests(out) == _digests(built)
+    for i in (1, 2):
+        again, before = (json.loads((d / stats_name(i)).read_text()) for d in (out, built))
+        assert (again["nsamples"], again["sha256"]) == (before["nsamples"], before["sha256"])
+
+
 def test_open_shards_verify_names_the_damaged_shard(damaged):
     out, _, _ = damaged
     with pytest.raises(ShardError, match=r"shard-000001\.tar.*sha256 mismatch") as info:
