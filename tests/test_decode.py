@@ -789,3 +789,16 @@ def test_only_exhaustion_and_interrupts_stop_a_build(tmp_path, monkeypatch):
     monkeypatch.setattr(worker, "encode_sample", encode_sample)
     with pytest.raises(DiskFull, match="no space left"):
         run_build(src="demo:2", out=tmp_path / "out", cfg=SynthConfig(size=64, drafts=0), workers=1, progress=False)
+
+
+def test_a_read_the_guard_refuses_after_listing_keeps_its_reason():
+    # a file listed as a picture and swapped for a FIFO (or a link out) before a worker reads it
+    from s2pdata._safeio import ReadRefused
+    from s2pdata.build.worker import _item_failure
+    from s2pdata.sources.base import Item
+
+    item = Item("k", "a.jpg", {})
+    refused = _item_failure(item, "read", ReadRefused("unsafe-member", "a.jpg", "a FIFO"))
+    assert refused["reason"] == "unsafe-member" and "a FIFO" in refused["detail"]
+    assert _item_failure(item, "read", OSError(5, "Input/output error"))["reason"] == "read-error"
+    assert _item_failure(item, "regions", IndexError("x"))["reason"] == "stage-error"

@@ -176,9 +176,11 @@ def _reject(item, reason: str, detail: str) -> dict:
 
 
 def _item_failure(item, stage: str, exc: Exception) -> dict:
-    """The reject of an item that raised something other than ``DecodeError`` in ``stage``: ``read-error``
-    where the source failed to read it, else ``stage-error``; the detail names the stage and the exception."""
-    reason = "read-error" if stage == "read" else STAGE_ERROR
+    """The reject of an item that raised something other than ``DecodeError`` in ``stage``: where the
+    source failed to read it, the reason the guarded read gave (``unsafe-path``, ``too-large``, ...; a
+    file that turned unsafe after listing) or ``read-error``, else ``stage-error``; the detail names the
+    stage and the exception."""
+    reason = (getattr(exc, "reason", None) or "read-error") if stage == "read" else STAGE_ERROR
     return _reject(item, reason, f"{stage}: {exception_text(exc)}")
 
 
