@@ -20,7 +20,8 @@ nothing is downloaded here). It is the Frechet distance between the Inception-V1
 not comparable with published Inception-V3 FIDs. Without the weights the JSON says so.
 Refine checkpoints get the shards' stored draft, or one synthesised from the ground truth with
 the evaluation seed (the same drafts on every run). A start banner and a progress bar go to
-stderr; stdout carries only the JSON.
+stderr; stdout carries only the JSON, whose ``units`` entry gives the unit of every score. A
+model output holding NaN or infinity is refused (``ValueError`` naming the sample), never scored.
 """
 
 from __future__ import annotations
@@ -36,6 +37,14 @@ import numpy as np
 PSNR_CAP = 100.0  # dB: the PSNR of identical images (MSE 0), and the ceiling of every image's PSNR
 SETTINGS = ("no_hints", "hints")
 FID_NOTE = "not computed: pass --fid-weights googlenet.pth (a torchvision GoogLeNet state dict)"
+UNITS = {  # the JSON's "units" entry: what each number of a setting measures
+    "l1": "mean absolute error of the RGB values scaled to [0, 1] (0: identical)",
+    "psnr": "dB, data range 255, capped at 100 (identical images score the cap)",
+    "ssim": "no unit, -1 to 1 (1: identical)",
+    "hint_error": "mean absolute RGB error in 8-bit levels (0-255) inside the hint masks, against the hint colours",
+    "images_with_hints": "images",
+    "fid": "no unit: Frechet distance of 1024-d GoogLeNet pool features (not comparable with Inception-V3 FIDs)",
+}
 
 
 def psnr(target: np.ndarray, pred: np.ndarray) -> float:
@@ -122,7 +131,7 @@ def load_model(checkpoint: str, device: str = "cpu") -> tuple[Callable, dict]:
     if not Path(checkpoint).is_file():
         raise FileNotFoundError(f"no checkpoint at {checkpoint} (give RUN_DIR/ckpt.pt of python -m s2pdata.train)")
     ck = load_checkpoint(checkpoint)  # a pickle or damaged file: one-line CheckpointError (a ValueError)
-    check_layout(ck, checkpoint, parts=("G", "D"))  # build_stage makes both networks
+    check_layout(ck, checkpoint)  # only G is scored
     stage = ck["stage"]
     if stage == "draft":
         from .train.draft import DraftConfig as Cfg
@@ -131,8 +140,9 @@ def load_model(checkpoint: str, device: str = "cpu") -> tuple[Callable, dict]:
         from .train.refine import RefineConfig as Cfg
         from .train.refine import build_stage
     values = checkpoint_config(Cfg, ck["config"], checkpoint)
-    cfg = Cfg(**{k: v for k, v in values.items() if k != "encoder_weights"})
-    check_shapes(cfg, build_stage, ck["models"], checkpoint)  # before anything is allocated
+    # lambda_gan 0: build_stage makes no discriminator, which scoring never uses
+    cfg = Cfg(**{**{k: v for k, v in values.items() if k != "encoder_weights"}, "lambda_gan": 0.0})
+    check_shapes(cfg, build_stage, ck["models"], checkpoint, parts=("G",))  # before anything is allocated
     st = build_stage(cfg)
     st.G.load_state_dict(ck["models"]["G"])
     G = st.G.to(device).eval()
@@ -210,6 +220,12 @@ def score(
             for setting in SETTINGS:
                 b = batch if setting == "hints" else {**batch, "hint": torch.zeros_like(batch["hint"])}
                 out = model_fn(b)[:take]
+                if not bool(torch.isfinite(out).all()):  # to_uint8 would clamp NaN into a plausible black image
+                    raise ValueError(
+                        f"the model's output for sample {batch['__key__'][0] if '__key__' in batch else n} "
+                        f"({setting}) holds NaN or infinity, so it cannot be scored; the weights are finite, so the "
+                        "network overflows on this input: evaluate an earlier checkpoint or retrain with a lower lr"
+                    )
                 pred = to_uint8(out)
                 rows[setting] += [_image_scores(target[i], pred[i], mask[i], hint_rgb[i]) for i in range(take)]
                 if fid_features is not None:
@@ -299,7 +315,8 @@ def evaluate(
     Returns
     -------
     dict
-        ``checkpoint``, ``stage``, ``step``, ``images`` and the per-setting scores of ``score``.
+        ``checkpoint``, ``stage``, ``step``, ``images``, the per-setting scores of ``score`` and
+        ``units`` (the unit of each score, ``UNITS``).
     """
     from .data import make_loader
 
@@ -332,10 +349,12 @@ def evaluate(
 
     with tqdm(total=total, desc="evaluate", unit="img", file=sys.stderr, disable=not progress) as bar:
         scores = score(model_fn, loader, device=device, limit=limit, fid_features=features, progress=bar.update)
+    units = UNITS
     if not fid:
         for setting in SETTINGS:
             scores[setting] = {k: v for k, v in scores[setting].items() if not k.startswith("fid")}
-    return {"checkpoint": str(checkpoint), "stage": info["stage"], "step": info["step"], **scores}
+        units = {k: v for k, v in UNITS.items() if k != "fid"}
+    return {"checkpoint": str(checkpoint), "stage": info["stage"], "step": info["step"], **scores, "units": units}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -171,12 +171,14 @@ def test_evaluate_cli_writes_json(run, shards, stage, tmp_path, capsys):
         s = scores[setting]
         assert 0 <= s["l1"] <= 1 and np.isfinite(s["psnr"]) and -1 <= s["ssim"] <= 1
         assert s["fid"] is None
+        assert set(s) - {"fid_note"} <= set(scores["units"])  # every score has its unit
+    assert "0-255" in scores["units"]["hint_error"] and "dB" in scores["units"]["psnr"]
 
 
 def test_evaluate_is_deterministic(run, shards):
     a = evaluate(str(run / "refine" / "ckpt.pt"), shards, fid=False)
     b = evaluate(str(run / "refine" / "ckpt.pt"), shards, fid=False)
-    assert a == b and a["images"] == N and "fid" not in a["hints"]
+    assert a == b and a["images"] == N and "fid" not in a["hints"] and "fid" not in a["units"]
 
 
 def test_default_device_is_auto():

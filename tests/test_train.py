@@ -17,7 +17,7 @@ from s2pdata.train.common import GRID_HEADER, variance_loss  # noqa: E402
 from s2pdata.train.config import DRY_RUN, config_fields, lr_at, parse_args  # noqa: E402
 from s2pdata.train.draft import DraftConfig  # noqa: E402
 from s2pdata.train.draft import build_stage as draft_stage  # noqa: E402
-from s2pdata.train.loop import setup_runtime, train  # noqa: E402
+from s2pdata.train.loop import GRID_CROP, setup_runtime, train  # noqa: E402
 from s2pdata.train.nets import InceptionEncoder, UNet, load_googlenet_weights  # noqa: E402
 from s2pdata.train.refine import RefineConfig  # noqa: E402
 from s2pdata.train.refine import build_model as refine_model  # noqa: E402
@@ -40,9 +40,10 @@ def test_dry_run(stage, shards, tmp_path):
     assert set(ck["rng"]) == {"torch", "cuda", "numpy"}
     grid = cv2.imread(str(tmp_path / "samples" / "step-0000003.png"))
     columns = 4 if stage == "draft" else 5  # sketch | hints | (draft |) output | target
-    assert grid.shape == (GRID_HEADER + 4 * 32, columns * 32, 3)  # a label band, then 4 rows of 32-pixel crops
+    side = GRID_CROP  # the dry run trains on 32-pixel crops; its grids show larger ones
+    assert grid.shape == (GRID_HEADER + 4 * (GRID_HEADER + side), columns * side, 3)  # names, then key + row each
     for c in range(columns):  # every column's label drew dark text on the white band
-        band = grid[:GRID_HEADER, c * 32 : (c + 1) * 32]
+        band = grid[:GRID_HEADER, c * side : (c + 1) * side]
         assert (band < 100).any() and (band == 255).mean() > 0.5, c
 
 
@@ -280,7 +281,7 @@ def test_help_lists_every_config_key_with_default(stage, cls, capsys):
         assert opt in text
     for name in config_fields(cls):
         assert f"--{name.replace('_', '-')} " in text, name
-    assert "(default: 224)" in text and "(default: runs/default)" in text
+    assert "(default: 224; >= 1 and <= 4096)" in text and "(default: runs/default)" in text  # bounds too
     if stage == "refine":  # how to make the encoder weights file
         assert "torch.save(torchvision.models.googlenet(" in text
     assert train_main(["--help"]) == 0
@@ -290,7 +291,7 @@ def test_help_lists_every_config_key_with_default(stage, cls, capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--width", "-4"], r"width must be >= 1, got -4"),
+        (["--width", "-4"], r"width must be >= 1 and <= 1024, got -4"),
         (["--mode", "epochs"], r"mode must be one of resampled, exact"),
         (["--lr", "0"], r"lr must be > 0"),
         (["--recipe", "no-such.toml"], r"recipe no-such.toml does not exist"),

@@ -25,8 +25,9 @@ from s2pdata.train.draft import build_stage as draft_stage  # noqa: E402
 from tests.fakes import write_shards  # noqa: E402
 
 ROOT = Path(__file__).parents[1]
-AS_CAP = 2 * 2**30  # a width-4 resume needs < 0.5 GB; the width-2048 model of the tampered config needs > 4 GB
+AS_CAP = 2 * 2**30  # a width-4 resume needs < 0.5 GB; the width-1024 model of the tampered config needs more
 PROG = "python -m s2pdata.train draft:"
+WIDTH_RANGE = "width must be >= 1 and <= 1024, got -4"
 
 
 @pytest.fixture(scope="module")
@@ -96,8 +97,8 @@ CONFIG_CASES = [
     ("malformed recipe", lambda t: ["--recipe", _recipe(t, "width = [\n")], ["r.toml", "cannot be read"]),
     ("recipe not text", lambda t: ["--recipe", _recipe(t, b"\xff\xfe\x00w")], ["r.toml", "not UTF-8"]),
     ("recipe is a folder", lambda t: ["--recipe", str(t)], ["recipe /", "cannot be read"]),
-    ("negative width in recipe", lambda t: ["--recipe", _recipe(t, "width = -4\n")], ["width must be >= 1, got -4"]),
-    ("negative width flag", lambda t: ["--width", "-4"], ["width must be >= 1, got -4"]),
+    ("negative width in recipe", lambda t: ["--recipe", _recipe(t, "width = -4\n")], [WIDTH_RANGE]),
+    ("negative width flag", lambda t: ["--width", "-4"], [WIDTH_RANGE]),
     ("unknown key in recipe", lambda t: ["--recipe", _recipe(t, "colour = 1\n")], ["'colour'", "r.toml"]),
     ("unknown flag", lambda t: ["--colour", "3"], ["'--colour'", "'colour'"]),
     ("float for int in recipe", lambda t: ["--recipe", _recipe(t, "batch_size = 1.5\n")], ["batch_size", "1.5"]),
@@ -148,7 +149,7 @@ def _assert_cli_line(proc: subprocess.CompletedProcess, *names: str) -> str:
     "extra, names",
     [
         (["--recipe", "no-such-recipe.toml"], ["no-such-recipe.toml", "does not exist"]),
-        (["--width", "-4"], ["width must be >= 1, got -4"]),
+        (["--width", "-4"], [WIDTH_RANGE]),
     ],
     ids=["missing recipe", "width -4"],
 )
@@ -214,11 +215,11 @@ def test_checkpoint_config_of_wrong_type_is_one_line(run_dir, tmp_path, capsys):
 
 
 def test_resume_of_lying_config_is_refused_before_allocating(run_dir, tmp_path):
-    """Config width 2048 over width-4 tensors: one line naming both, in a child that cannot hold the big model."""
-    out = _tampered(run_dir, tmp_path / "run", width=2048)
+    """Config width 1024 over width-4 tensors: one line naming both, in a child that cannot hold the big model."""
+    out = _tampered(run_dir, tmp_path / "run", width=1024)
     before = (out / "ckpt.pt").read_bytes()
     proc = _capped(["s2pdata.train", "draft", "--out", str(out), "--resume", "--steps", "5"])
-    _assert_cli_line(proc, "width 2048", "width 4", str(out / "ckpt.pt"))
+    _assert_cli_line(proc, "width 1024", "width 4", str(out / "ckpt.pt"))
     assert (out / "ckpt.pt").read_bytes() == before  # untouched
     # the control: the untampered checkpoint resumes in the same capped child
     good = _tampered(run_dir, tmp_path / "good")
@@ -228,16 +229,16 @@ def test_resume_of_lying_config_is_refused_before_allocating(run_dir, tmp_path):
 
 
 def test_evaluate_of_lying_config_is_refused_before_allocating(run_dir, shards, tmp_path):
-    out = _tampered(run_dir, tmp_path / "run", width=2048)
+    out = _tampered(run_dir, tmp_path / "run", width=1024)
     proc = _capped(["s2pdata.evaluate", "--checkpoint", str(out / "ckpt.pt"), "--shards", str(shards), "--no-progress"])
-    _assert_cli_line(proc, "s2pdata.evaluate", "width 2048", "width 4")
+    _assert_cli_line(proc, "s2pdata.evaluate", "width 1024", "width 4")
 
 
 @pytest.mark.parametrize(
     "config, names",
     [
         ({"depth": 5}, ["depth 5", "depth 2"]),
-        ({"disc_width": 4096}, ["disc_width 4096", "disc_width 4"]),
+        ({"disc_width": 1024}, ["disc_width 1024", "disc_width 4"]),
         ({"disc_layers": 3}, ["disc_layers 3", "disc_layers 2"]),
     ],
     ids=["depth", "disc_width", "disc_layers"],

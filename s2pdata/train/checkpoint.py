@@ -1,11 +1,18 @@
 """Checkpoints of a run: atomic writes, RNG states, plain state dicts, and a weight hash.
 
 Consumes the models, optimisers and loop position of ``s2pdata.train.loop``; produces
-``RUN_DIR/ckpt.pt``, one dict of tensors and plain types that loads with ``weights_only=True``.
+``RUN_DIR/ckpt.pt``, one dict of tensors and plain types that loads with ``weights_only=True``,
+holding ``sha256``: the ``state_hash`` of each model's state dict when it was saved.
 
 Reading one back (``--resume``, ``s2pdata.evaluate``) never unpickles: a pickle checkpoint, a
-damaged file or a config that does not match the tensors is a one-line ``CheckpointError``, and
-the config is checked against the tensor shapes before any model is allocated.
+damaged file, weights that differ from their recorded sha256 (a flipped bit) or are not finite,
+or a config that does not match the tensors is a one-line ``CheckpointError``, and the config is
+checked against the tensor shapes before any model is allocated. A checkpoint without ``sha256``
+(written by hand, or by an older s2pdata) loads with its weights unverified.
+
+Files are written to a fresh temporary name in their folder, created with ``O_CREAT | O_EXCL |
+O_NOFOLLOW`` (``tempfile.mkstemp``), then renamed: a link planted in the run folder is never
+written through, and a kill leaves the old file or the new one.
 """
 
 from __future__ import annotations
@@ -15,9 +22,11 @@ import hashlib
 import os
 import pickle
 import re
+import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -59,11 +68,31 @@ def set_rng_state(state: dict) -> None:
     np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
 
 
+def write_atomic(path: Path, data: bytes | Callable[[BinaryIO], None]) -> None:
+    """Write ``data`` (bytes, or a function of the open file) to ``path`` through a fresh temporary name.
+
+    The temporary file is made by ``tempfile.mkstemp`` in ``path``'s folder (``O_CREAT | O_EXCL |
+    O_NOFOLLOW``), so no name planted there beforehand, link or file, is ever opened; ``os.replace``
+    then swaps it in, replacing a link at ``path`` itself rather than writing through it.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if callable(data):
+                data(f)
+            else:
+                f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def save_checkpoint(path: Path, state: dict) -> None:
-    """Write ``state`` to ``path.tmp`` then rename: a kill never leaves a half checkpoint."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    """Write ``state`` atomically (``write_atomic``), with the ``state_hash`` of each model as ``sha256``."""
+    state = {**state, "sha256": {name: state_hash(sd) for name, sd in state["models"].items()}}
+    write_atomic(path, lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path) -> dict:
@@ -122,6 +151,32 @@ def check_layout(ck, path, stage: str | None = None, parts: tuple[str, ...] = ("
     missing = [k for k in ("step", *(RESUME_KEYS[1:] if resume else ())) if k not in ck]
     if missing:
         raise CheckpointError(f"{path} lacks {', '.join(missing)}, which {'a resume' if resume else 'it'} needs")
+    check_weights(ck, path)
+
+
+def check_weights(ck: dict, path) -> None:
+    """Refuse model weights that differ from the sha256 recorded at save, or that hold NaN or infinity.
+
+    Every model that is a state dict of tensors is checked. Without a ``sha256`` entry the hashes
+    are not checked (a hand-made or older checkpoint); finiteness always is.
+    """
+    recorded = ck.get("sha256", {})
+    if not isinstance(recorded, dict):
+        raise CheckpointError(f"{path}: its sha256 entry is {type(recorded).__name__}, not a dict; the file is damaged")
+    for name, sd in ck["models"].items():
+        if not isinstance(sd, dict) or not all(torch.is_tensor(v) for v in sd.values()):
+            continue  # a part no caller asked for (check_layout refuses the ones they need)
+        if name in recorded and state_hash(sd) != recorded[name]:
+            raise CheckpointError(
+                f"{path}: the weights of model {name} differ from the sha256 recorded when it was saved, so the file "
+                "is damaged (a changed bit on disk or in a copy); use an intact copy of the checkpoint"
+            )
+        bad = next((k for k, t in sd.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())), None)
+        if bad is not None:
+            raise CheckpointError(
+                f"{path}: tensor {bad} of model {name} holds NaN or infinity; the run diverged before it was saved "
+                "(lower lr) or the file was altered: use an earlier checkpoint"
+            )
 
 
 def _unet_prefix(sd: dict) -> str:

@@ -16,9 +16,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import load_checkpoint
+from .checkpoint import load_checkpoint, write_atomic
+from .nets import PatchDiscriminator
 
-__all__ = ["Stage", "gan_loss", "hints_image", "load_checkpoint", "save_grid", "to_uint8", "variance_loss"]
+__all__ = [
+    "Stage",
+    "build_discriminator",
+    "gan_loss",
+    "hints_image",
+    "load_checkpoint",
+    "save_grid",
+    "to_uint8",
+    "variance_loss",
+]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -42,6 +52,22 @@ def gan_loss(logits: torch.Tensor, real: bool) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, 1.0 if real else 0.0))
 
 
+def build_discriminator(cfg) -> PatchDiscriminator | None:
+    """The conditional PatchGAN of either stage (condition 5 + image 3 channels); None at ``lambda_gan = 0``,
+    where the GAN term weighs nothing and training D would only cost time."""
+    if cfg.lambda_gan == 0:
+        return None
+    return PatchDiscriminator(5 + 3, width=cfg.disc_width, n_layers=cfg.disc_layers)
+
+
+def with_gan(cfg, loss: torch.Tensor, parts: dict, d_fake: torch.Tensor | None) -> tuple[torch.Tensor, dict]:
+    """Add ``lambda_gan`` x G's GAN loss (and its ``gan`` log entry) when there is a discriminator."""
+    if d_fake is None:
+        return loss, parts
+    gan = gan_loss(d_fake, True)
+    return loss + cfg.lambda_gan * gan, {**parts, "gan": gan}
+
+
 def to_uint8(x: torch.Tensor) -> np.ndarray:
     """(B, C, H, W) in [-1, 1] -> (B, H, W, 3) uint8 RGB (1 channel repeated)."""
     x = ((x.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
@@ -57,35 +83,46 @@ def hints_image(hint: torch.Tensor) -> np.ndarray:
     return to_uint8(rgb)
 
 
-GRID_HEADER = 18  # pixels of the label band above the columns, as on s2pdata.inspect's sheet
+GRID_HEADER = 18  # pixels of each label band (column names, sample keys), as on s2pdata.inspect's sheet
 
 
-def save_grid(path: Path, columns: list[tuple[str, np.ndarray]]) -> None:
-    """Labelled columns -> one PNG: a label band on top, then a row per sample.
+def _label_band(text: str, width: int) -> np.ndarray:
+    """A white (GRID_HEADER, width, 3) band holding ``text`` in black, shrunk to fit where it can."""
+    import cv2
+
+    band = np.full((GRID_HEADER, width, 3), 255, np.uint8)
+    scale = 0.42
+    while scale > 0.2 and cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] > width - 4:
+        scale -= 0.04
+    cv2.putText(band, text, (2, 13), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    return band
+
+
+def save_grid(path: Path, columns: list[tuple[str, np.ndarray]], keys: list[str] | None = None) -> None:
+    """Labelled columns -> one PNG: a band of column names on top, then per sample a band with its key and its row.
 
     Parameters
     ----------
     path : Path
-        The PNG to write (folders are made).
+        The PNG to write (folders are made; written to a fresh temporary name, then renamed).
     columns : list of (label, images)
         ``images`` is (B, H, W, 3) uint8; every column has the same B and H.
+    keys : list of str, optional
+        The B sample keys, one band above each row; None leaves the rows unlabelled.
     """
     import cv2
 
-    header = []
-    for label, images in columns:
-        w = images.shape[2]
-        band = np.full((GRID_HEADER, w, 3), 255, np.uint8)
-        # shrink the font until the label fits its column (dry runs use 32-pixel crops)
-        scale = 0.42
-        while scale > 0.2 and cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] > w - 4:
-            scale -= 0.04
-        cv2.putText(band, label, (2, 13), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
-        header.append(band)
-    rows = [np.concatenate(header, 1)]
-    rows += [np.concatenate([c[i] for _, c in columns], 1) for i in range(len(columns[0][1]))]
+    rows = [np.concatenate([_label_band(label, images.shape[2]) for label, images in columns], 1)]
+    width = rows[0].shape[1]
+    for i in range(len(columns[0][1])):
+        if keys is not None:
+            rows.append(_label_band(str(keys[i]), width))
+        rows.append(np.concatenate([c[i] for _, c in columns], 1))
+    ok, png = cv2.imencode(".png", cv2.cvtColor(np.concatenate(rows, 0), cv2.COLOR_RGB2BGR))  # cv2 writes BGR
+    if not ok:
+        raise ValueError(f"OpenCV could not encode the sample grid {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), cv2.cvtColor(np.concatenate(rows, 0), cv2.COLOR_RGB2BGR))  # cv2 writes BGR
+    write_atomic(path, png.tobytes())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -98,9 +135,9 @@ class Stage:
 
     name: str
     G: torch.nn.Module
-    D: torch.nn.Module
+    D: torch.nn.Module | None  # None at lambda_gan = 0: no discriminator is built, stepped or saved
     forward: Callable  # (G, batch) -> prediction (B, 3, H, W)
     condition: Callable  # batch -> D's conditioning tensor (B, c, H, W)
-    g_loss: Callable  # (pred, batch, d_fake_logits) -> (loss, {name: tensor})
+    g_loss: Callable  # (pred, batch, d_fake_logits or None) -> (loss, {name: tensor})
     grid: Callable  # (batch, pred) -> [(label, (B, H, W, 3) uint8)], left to right
     extra_state: Callable = lambda: {}

@@ -21,6 +21,8 @@ from pathlib import Path
 from .._config import convert, load_toml
 
 MODES = ("resampled", "exact")
+BIG = 10**9  # ceiling of the step counts: far above any run, far below an overflow
+PIXELS_PER_STEP = 2**26  # ceiling of batch_size x crop^2 (paper: 16 x 224^2 = 0.8 M; this is 84x that)
 DEVICES = ("auto", "cpu", "cuda")
 SCHEDULES = ("constant", "cosine")
 
@@ -36,26 +38,30 @@ class TrainConfig:
 
     shards: str = opt("", "build folder, tar or glob of shard-*.tar to train on (required)", metavar="DIR")
     out: str = opt("runs/default", "run folder: ckpt.pt, log.jsonl, samples/step-*.png", metavar="RUN_DIR")
-    steps: int = opt(100_000, "total optimisation steps (a resumed run continues up to this count)", ge=0, metavar="N")
-    batch_size: int = opt(16, "samples per step on each rank (paper: 16)", ge=1)
-    crop: int = opt(224, "side of the random square training crop in pixels (paper: 224)", ge=1)
-    lr: float = opt(1e-5, "Adam learning rate of G and D (paper: 1e-5)", gt=0.0)
+    steps: int = opt(
+        100_000, "total optimisation steps (a resumed run continues up to this count)", ge=0, le=BIG, metavar="N"
+    )
+    batch_size: int = opt(16, "samples per step on each rank (paper: 16)", ge=1, le=4096)
+    crop: int = opt(224, "side of the random square training crop in pixels (paper: 224)", ge=1, le=4096)
+    lr: float = opt(1e-5, "Adam learning rate of G and D (paper: 1e-5)", gt=0.0, le=1.0)
     lr_schedule: str = opt(
         "constant",
         "constant, or cosine: decays to lr/10 at `steps` (a resume to more steps stretches it)",
         choices=SCHEDULES,
     )
-    warmup: int = opt(0, "steps of linear learning-rate warm-up from lr/10 (before the schedule)", ge=0)
+    warmup: int = opt(0, "steps of linear learning-rate warm-up from lr/10 (before the schedule)", ge=0, le=BIG)
     beta1: float = opt(0.9, "Adam beta1 (paper: 0.9)", ge=0.0, lt=1.0)
     beta2: float = opt(0.99, "Adam beta2 (paper: 0.99)", ge=0.0, lt=1.0)
-    width: int = opt(64, "U-Net channels at full resolution (paper scale: 64; CPU recipes: 8-16)", ge=1)
-    depth: int = opt(4, "U-Net sub-sampling steps", ge=1)
-    disc_width: int = opt(64, "discriminator channels of its first layer", ge=1)
-    disc_layers: int = opt(3, "discriminator strided layers", ge=1)
-    lambda_gan: float = opt(0.01, "weight of the GAN term in G's loss (paper: 0.01)", ge=0.0)
+    width: int = opt(64, "U-Net channels at full resolution (paper scale: 64; CPU recipes: 8-16)", ge=1, le=1024)
+    depth: int = opt(4, "U-Net sub-sampling steps", ge=1, le=10)
+    disc_width: int = opt(64, "discriminator channels of its first layer", ge=1, le=1024)
+    disc_layers: int = opt(3, "discriminator strided layers", ge=1, le=10)
+    lambda_gan: float = opt(
+        0.01, "weight of the GAN term in G's loss (paper: 0.01); 0 builds no discriminator", ge=0.0, le=1000.0
+    )
     mode: str = opt("resampled", "data stream: resampled (infinite, count steps) or exact (epochs)", choices=MODES)
-    num_workers: int = opt(4, "DataLoader worker processes per rank", ge=0)
-    shuffle_buffer: int = opt(256, "samples held by each worker's shuffle buffer (0: file order)", ge=0)
+    num_workers: int = opt(4, "DataLoader worker processes per rank", ge=0, le=256)
+    shuffle_buffer: int = opt(256, "samples held by each worker's shuffle buffer (0: file order)", ge=0, le=10_000)
     online_hints: bool = opt(False, "draw fresh hints per sample and epoch instead of the stored ones")
     hint_p: float = opt(
         0.125, "online hints: stop probability of the hint count (mean 1/p - 1; paper 1/8)", gt=0.0, le=1.0
@@ -64,22 +70,28 @@ class TrainConfig:
         None,
         "online hints: half-side of each hint square; auto: 1 (3x3) for draft, 2 (5x5) for refine",
         ge=0,
+        le=64,
         metavar="INT|auto",
     )
     flip: bool = opt(True, "random horizontal flips")
-    seed: int = opt(0, "seed of the initial weights and of every data draw")
+    seed: int = opt(0, "seed of the initial weights and of every data draw", ge=0, le=2**32 - 1)
     device: str = opt("auto", "auto (CUDA when available) | cpu | cuda", choices=DEVICES)
     bf16: bool | None = opt(
         None, "bfloat16 autocast; auto: on for CUDA that supports it, off on CPU", metavar="true|false|auto"
     )
     compile: bool = opt(False, "torch.compile G and D (inductor)")
-    log_every: int = opt(50, "steps between log lines (log.jsonl)", ge=1)
-    sample_every: int = opt(1000, "steps between sample grids (samples/step-*.png)", ge=1)
-    ckpt_every: int = opt(1000, "steps between checkpoints (ckpt.pt, replaced atomically)", ge=1)
+    log_every: int = opt(50, "steps between log lines (log.jsonl)", ge=1, le=BIG)
+    sample_every: int = opt(1000, "steps between sample grids (samples/step-*.png)", ge=1, le=BIG)
+    ckpt_every: int = opt(1000, "steps between checkpoints (ckpt.pt, replaced atomically)", ge=1, le=BIG)
 
     def __post_init__(self):
         for f in fields(self):
             check_value(f, getattr(self, f.name))
+        if self.batch_size * self.crop**2 > PIXELS_PER_STEP:  # each key within bounds, the product still huge
+            raise ValueError(
+                f"batch_size x crop^2 must be <= {PIXELS_PER_STEP} pixels a step, got {self.batch_size} x "
+                f"{self.crop}^2 = {self.batch_size * self.crop**2}; lower batch_size or crop"
+            )
 
     def check_files(self) -> None:
         """Files the config names must exist (checked by the CLI, not when a checkpoint is read back)."""
@@ -97,14 +109,26 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
     return cfg.lr * (0.1 + 0.45 * (1.0 + math.cos(math.pi * t)))
 
 
-def check_value(f: dataclasses.Field, value) -> None:
-    """Raise ``ValueError`` naming the key when ``value`` breaks the field's bounds."""
+def check_value(f: dataclasses.Field, value, origin: str | None = None) -> None:
+    """Raise ``ValueError`` naming the key, the value and the allowed range when ``value`` breaks the field's bounds.
+
+    Every float must be finite, whatever its bounds; ``origin`` (a recipe, the command line, a
+    checkpoint) is named after the value.
+    """
     m = f.metadata
+    got = f"got {value!r}" + (f" in {origin}" if origin else "")
     if "choices" in m and value not in m["choices"]:
-        raise ValueError(f"{f.name} must be one of {', '.join(m['choices'])}, got {value!r}")
-    for bound, word in _BOUNDS.items():
-        if bound in m and value is not None and not _OPS[bound](value, m[bound]):
-            raise ValueError(f"{f.name} must be {word} {m[bound]}, got {value!r} ({m['help']})")
+        raise ValueError(f"{f.name} must be one of {', '.join(m['choices'])}, {got}")
+    if isinstance(value, float) and not math.isfinite(value):
+        bounds = allowed(f)
+        raise ValueError(f"{f.name} must be a finite number{' ' + bounds if bounds else ''}, {got}")
+    if value is not None and any(b in m and not _OPS[b](value, m[b]) for b in _BOUNDS):
+        raise ValueError(f"{f.name} must be {allowed(f)}, {got} ({m['help']})")
+
+
+def allowed(f: dataclasses.Field) -> str:
+    """The field's bounds in words: ``>= 1 and <= 4096``; "" without bounds."""
+    return " and ".join(f"{word} {f.metadata[b]}" for b, word in _BOUNDS.items() if b in f.metadata)
 
 
 _BOUNDS = {"ge": ">=", "gt": ">", "lt": "<", "le": "<="}
@@ -128,15 +152,23 @@ def config_fields(cls) -> dict[str, type]:
 
 
 def _convert(cls, key: str, value, origin: str):
+    """One recipe, flag or checkpoint value -> the field's type, inside its bounds (one-line ``ValueError``)."""
     types = config_fields(cls)
     if key not in types:
         raise ValueError(f"unknown config key {key!r} in {origin}; known keys: {', '.join(sorted(types))}")
     if value in ("auto", None) and fields_by_name(cls)[key].default is None:
         return None  # a tri-state key (bf16): "auto" restores the device-dependent default
-    return convert(key, value, types[key], origin)
+    f = fields_by_name(cls)[key]
+    try:
+        value = convert(key, value, types[key], origin)
+    except ValueError as exc:  # a value of the wrong type: say the range too
+        raise ValueError(f"{exc}; allowed: {allowed(f)}" if allowed(f) else str(exc)) from None
+    check_value(f, value, origin)
+    return value
 
 
 def fields_by_name(cls) -> dict[str, dataclasses.Field]:
+    """Field name -> ``dataclasses.Field`` of a config dataclass."""
     return {f.name: f for f in fields(cls)}
 
 
@@ -196,7 +228,8 @@ def build_parser(cls) -> argparse.ArgumentParser:
     g = p.add_argument_group("config keys (flag --key-name, recipe key_name)")
     types = config_fields(cls)
     for f in fields(cls):
-        help_text = f"{f.metadata.get('help', '')} (default: {_default_text(f.default)})".replace("%", "%%")
+        bounds = f"; {allowed(f)}" if allowed(f) else ""
+        help_text = f"{f.metadata.get('help', '')} (default: {_default_text(f.default)}{bounds})".replace("%", "%%")
         kw: dict = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
         if types[f.name] is bool:  # a bare --flag means true
             kw.update(nargs="?", const="true", metavar=f.metadata.get("metavar", "true|false"))
@@ -248,8 +281,9 @@ def base_config(cls, flags: dict) -> dict:
     if not path.exists():
         raise ValueError(f"--resume: no checkpoint at {path}")
     stored = load_checkpoint(path)
-    check_layout(stored, path, cls.stage, parts=("G", "D"), resume=True)
-    return checkpoint_config(cls, stored["config"], path)
+    check_layout(stored, path, cls.stage, resume=True)
+    # a key the flags set is not read from the file: --crop 64 rescues a checkpoint whose crop is damaged
+    return checkpoint_config(cls, {k: v for k, v in stored["config"].items() if k not in flags}, path)
 
 
 def checkpoint_config(cls, stored: dict, path) -> dict:

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .common import Stage, gan_loss, hints_image, to_uint8, variance_loss
+from .common import Stage, build_discriminator, hints_image, to_uint8, variance_loss, with_gan
 from .config import TrainConfig, opt
-from .nets import PatchDiscriminator, UNet
+from .nets import UNet
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,9 @@ class DraftConfig(TrainConfig):
     """Drafting stage: G(sketch, hints) -> draft. ``alpha`` weighs L_var (unpublished; 0.01 here)."""
 
     stage = "draft"  # class attribute, not a field
-    alpha: float = opt(0.01, "weight of the variance loss L_var that pushes away from a flat mean colour", ge=0.0)
+    alpha: float = opt(
+        0.01, "weight of the variance loss L_var that pushes away from a flat mean colour", ge=0.0, le=1000.0
+    )
     input_skip: bool = opt(False, "also feed sketch + hints to the U-Net's last block (not in the paper; CPU recipe)")
 
 
@@ -39,7 +41,7 @@ def inputs(batch: dict) -> torch.Tensor:
 def build_stage(cfg: DraftConfig) -> Stage:
     """Networks and loss of the drafting stage."""
     G = UNet(5, 3, width=cfg.width, depth=cfg.depth, input_skip=cfg.input_skip)
-    D = PatchDiscriminator(5 + 3, width=cfg.disc_width, n_layers=cfg.disc_layers)
+    D = build_discriminator(cfg)
 
     def forward(g, batch):
         return g(inputs(batch))
@@ -48,8 +50,7 @@ def build_stage(cfg: DraftConfig) -> Stage:
         pred32 = pred.float()
         l1 = F.l1_loss(pred32, batch["color"])
         lvar = variance_loss(pred32)
-        gan = gan_loss(d_fake, True)
-        return l1 + cfg.alpha * lvar + cfg.lambda_gan * gan, {"l1": l1, "l_var": lvar, "gan": gan}
+        return with_gan(cfg, l1 + cfg.alpha * lvar, {"l1": l1, "l_var": lvar}, d_fake)
 
     def grid(batch, pred):
         return [

@@ -2,7 +2,11 @@
 
 Consumes a validated config (``config.py``) and a ``Stage`` (networks + loss of one stage);
 produces ``RUN_DIR/ckpt.pt`` (models, optimisers, step, data position, config, RNG states of
-every rank), ``RUN_DIR/log.jsonl`` and ``RUN_DIR/samples/step-XXXXXXX.png``.
+every rank), ``RUN_DIR/log.jsonl`` (per log step: ``samples`` seen over all ranks, ``data_epochs``
+= samples / the build's sample count, ``epoch`` in exact mode only, the losses, ``img_per_s``)
+and ``RUN_DIR/samples/step-XXXXXXX.png`` (crops of at least ``GRID_CROP`` pixels, each row
+labelled with its sample key). At ``lambda_gan = 0`` no discriminator exists: none is built,
+stepped, logged or saved.
 
 Data position. ``exact`` mode replays the epoch and skips the batches already used. The
 ``resampled`` stream is infinite, so the loop re-seeds it at every periodic checkpoint (stream
@@ -32,7 +36,7 @@ from pathlib import Path
 import torch
 
 from ..data.loader import to_model_input
-from ..shards import recorded_counts, shard_paths
+from ..shards import ShardError, recorded_counts, shard_paths
 from .checkpoint import (
     CheckpointError,
     check_layout,
@@ -100,11 +104,23 @@ def setup_runtime(cfg) -> Runtime:
     return Runtime(device, rank, world, local, bf16)
 
 
-def rank_shards(cfg, rt: Runtime) -> list[str]:
-    """This rank's shard files: all of them alone, every ``world_size``-th one under DDP (disjoint)."""
+def check_shards(cfg) -> list[str]:
+    """Every shard file of ``cfg.shards``; a ``SystemExit`` line when there is none or one is missing."""
     paths = shard_paths(cfg.shards)
     if not paths:
         raise SystemExit(f"shards = {cfg.shards!r} holds no shard-*.tar; give a build folder, a tar or a glob")
+    missing = [p for p in paths if not Path(p).is_file()]
+    if missing:
+        raise SystemExit(
+            f"shards = {cfg.shards!r}: {missing[0]} does not exist ({len(missing)} of {len(paths)} missing); "
+            "give a build folder, a tar or a glob of shard-*.tar"
+        )
+    return paths
+
+
+def rank_shards(cfg, rt: Runtime) -> list[str]:
+    """This rank's shard files: all of them alone, every ``world_size``-th one under DDP (disjoint)."""
+    paths = check_shards(cfg)
     if len(paths) < rt.world_size:
         raise SystemExit(
             f"DDP over {rt.world_size} ranks needs at least {rt.world_size} shards (one set per rank), "
@@ -147,8 +163,9 @@ class _Run:
     stage: Stage
     rt: Runtime
     opt_g: torch.optim.Optimizer
-    opt_d: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer | None  # None without a discriminator (lambda_gan = 0)
     shards: list[str]
+    n_samples: int | None = None  # the build's recorded sample count (all ranks); None when a stats file is missing
     step: int = 0
     epoch: int = 0
     batch_in_epoch: int = 0
@@ -165,16 +182,22 @@ class _Run:
         return make_loader(self.shards if urls is None else urls, **{**kw, **override})
 
     def restore(self, ck: dict, path: Path, log: Callable) -> None:
-        """Load a checkpoint that ``_resume_checkpoint`` has checked against this run's config."""
+        """Load a checkpoint that ``_resume_checkpoint`` has checked against this run's config.
+
+        A run saved without a discriminator (lambda_gan 0) and resumed with a GAN term starts D afresh.
+        """
         changed = describe_changes(ck["config"], dataclasses.asdict(self.cfg))
         self.stage.G.load_state_dict(ck["models"]["G"])
-        self.stage.D.load_state_dict(ck["models"]["D"])
         self.opt_g.load_state_dict(ck["optims"]["G"])
-        self.opt_d.load_state_dict(ck["optims"]["D"])
+        fresh_d = self.stage.D is not None and "D" not in ck["models"]
+        if self.stage.D is not None and not fresh_d:
+            self.stage.D.load_state_dict(ck["models"]["D"])
+            self.opt_d.load_state_dict(ck["optims"]["D"])
         self.step, self.epoch, self.batch_in_epoch = ck["step"], ck["epoch"], ck["batch_in_epoch"]
         set_rng_state(ck["rng"][self.rt.rank] if isinstance(ck["rng"], list) else ck["rng"])
         if self.rt.master:
-            log(f"resumed {path} at step {self.step}; config keys changed: {changed or 'none'}")
+            note = "; the checkpoint has no discriminator, so D starts fresh" if fresh_d else ""
+            log(f"resumed {path} at step {self.step}; config keys changed: {changed or 'none'}{note}")
 
     def save(self, path: Path) -> None:
         """All ranks gather their RNG states; rank 0 alone writes."""
@@ -185,15 +208,16 @@ class _Run:
             rngs = gathered
         if not self.rt.master:
             return
-        G, D = self.stage.G, self.stage.D
+        nets = {"G": (self.stage.G, self.opt_g), "D": (self.stage.D, self.opt_d)}
+        nets = {k: v for k, v in nets.items() if v[0] is not None}
         state = {
             "stage": self.stage.name,
             "step": self.step,
             "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch,
             "config": dataclasses.asdict(self.cfg),
-            "models": {"G": unwrap(G).state_dict(), "D": unwrap(D).state_dict()},
-            "optims": {"G": self.opt_g.state_dict(), "D": self.opt_d.state_dict()},
+            "models": {k: unwrap(m).state_dict() for k, (m, _) in nets.items()},
+            "optims": {k: o.state_dict() for k, (_, o) in nets.items()},
             "rng": rngs,
             **self.stage.extra_state(),
         }
@@ -202,29 +226,38 @@ class _Run:
 
 
 def _one_step(run: _Run, g_run, d_run, batch: dict):
-    """D on (condition, real) vs (condition, G(x).detach()), then G on its stage loss."""
+    """D on (condition, real) vs (condition, G(x).detach()), then G on its stage loss (G alone without D)."""
     stage, rt = run.stage, run.rt
-    real, cond = batch["color"], stage.condition(batch)
+    real, n = batch["color"], batch["color"].shape[0]
     with rt.autocast():
         pred = stage.forward(g_run, batch)
-        d_logits = d_run(torch.cat([torch.cat([cond, real], 1), torch.cat([cond, pred.detach()], 1)], 0))
-    n = real.shape[0]
-    loss_d = 0.5 * (gan_loss(d_logits[:n], True) + gan_loss(d_logits[n:], False))
-    run.opt_d.zero_grad(set_to_none=True)
-    loss_d.backward()
-    run.opt_d.step()
-    with rt.autocast():
-        d_fake = d_run(torch.cat([cond, pred], 1))
+    losses, d_fake = {}, None
+    if d_run is not None:
+        cond = stage.condition(batch)
+        with rt.autocast():
+            d_logits = d_run(torch.cat([torch.cat([cond, real], 1), torch.cat([cond, pred.detach()], 1)], 0))
+        loss_d = 0.5 * (gan_loss(d_logits[:n], True) + gan_loss(d_logits[n:], False))
+        run.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        run.opt_d.step()
+        with rt.autocast():
+            d_fake = d_run(torch.cat([cond, pred], 1))
+        losses["loss_d"] = loss_d
     loss_g, parts = stage.g_loss(pred, batch, d_fake)
     run.opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
     run.opt_g.step()
-    return {"loss_g": loss_g, "loss_d": loss_d, **parts}, n
+    return {"loss_g": loss_g, **losses, **parts}, n
+
+
+GRID_CROP = 256  # the sample grids show crops at least this large: a 64-pixel training crop is mostly background
 
 
 def _fixed_batch(run: _Run):
-    """The build's first 4 samples, unflipped, hinted as in training (epoch 0): the sample grids' rows."""
-    fixed = dict(batch_size=4, num_workers=0, mode="exact", epoch=0, flip=False)
+    """The build's first 4 samples, unflipped, hinted as in training (epoch 0), in crops of at least
+    ``GRID_CROP`` pixels (the networks are fully convolutional): the sample grids' rows."""
+    crop = max(run.cfg.crop, GRID_CROP)
+    fixed = dict(batch_size=4, num_workers=0, mode="exact", epoch=0, flip=False, crop=crop)
     batch = next(iter(run.loader(run.cfg.shards, **fixed, shuffle_buffer=0, skip_batches=0)), None)
     return None if batch is None else to_model_input(batch, run.rt.device)
 
@@ -237,22 +270,22 @@ def _sample(run: _Run, fixed: dict | None, out: Path) -> None:
     with torch.no_grad(), run.rt.autocast():
         pred = run.stage.forward(G, fixed)
     G.train()
-    save_grid(out / "samples" / f"step-{run.step:07d}.png", run.stage.grid(fixed, pred))
+    save_grid(out / "samples" / f"step-{run.step:07d}.png", run.stage.grid(fixed, pred), keys=fixed["__key__"])
 
 
 def _on(flag: bool) -> str:
     return "on" if flag else "off"
 
 
-def _banner(run: _Run, cfg, resume: bool) -> str:
+def _banner(run: _Run, cfg, resume: bool, recipe: str | None) -> str:
     rt, stage = run.rt, run.stage
-    paths = shard_paths(cfg.shards)
-    counts = recorded_counts(paths)
-    n, known = sum(c or 0 for c in counts), None not in counts
+    disc = "no D (lambda_gan 0)" if stage.D is None else f"D {_millions(stage.D):.3g} M"
+    n = "?" if run.n_samples is None else run.n_samples
     return (
-        f"{stage.name}: device {rt.device}, bf16 {_on(rt.bf16)}, compile {_on(cfg.compile)}, {rt.world_size} rank(s)\n"
-        f"  model: G {_millions(stage.G):.3g} M parameters, D {_millions(stage.D):.3g} M\n"
-        f"  data: {cfg.shards}: {len(paths)} shards, {n if known else '?'} samples; batch {cfg.batch_size} per rank, "
+        f"{stage.name}: device {rt.device}, bf16 {_on(rt.bf16)}, compile {_on(cfg.compile)}, {rt.world_size} "
+        f"rank(s){f', recipe {recipe}' if recipe else ''}\n"
+        f"  model: G {_millions(stage.G):.3g} M parameters, {disc}\n"
+        f"  data: {cfg.shards}: {len(shard_paths(cfg.shards))} shards, {n} samples; batch {cfg.batch_size} per rank, "
         f"crop {cfg.crop}, mode {cfg.mode}, {cfg.num_workers} workers\n"
         f"  steps: {run.step} -> {cfg.steps}{' (resumed)' if resume else ''}; log every {cfg.log_every}, samples "
         f"every {cfg.sample_every}, checkpoint every {cfg.ckpt_every} into {cfg.out}"
@@ -265,12 +298,17 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
-def _cost_note(run: _Run, cfg, seconds: float) -> str:
+def _cost_note(run: _Run, cfg, seconds: float, recipe: str | None) -> str:
     left = cfg.steps - run.step
-    return (
+    note = (
         f"CPU run: G has {_millions(run.stage.G):.3g} M parameters and a step (batch {cfg.batch_size}, crop "
-        f"{cfg.crop}) computes in {seconds:.2f} s, so the {left} steps left take at least {_duration(left * seconds)}. "
-        f"--dry-run checks a set-up in seconds; recipes/{run.stage.name}-cpu.toml (small width, small crops) trains a "
+        f"{cfg.crop}) computes in {seconds:.2f} s, so the {left} steps left take at least {_duration(left * seconds)}."
+    )
+    cpu_recipe = f"{run.stage.name}-cpu.toml"
+    if recipe and Path(recipe).name == cpu_recipe:  # already running it: advertising it would be noise
+        return note
+    return (
+        f"{note} --dry-run checks a set-up in seconds; recipes/{cpu_recipe} (small width, small crops) trains a "
         "small model on a laptop in minutes."
     )
 
@@ -285,8 +323,10 @@ def _resume_checkpoint(cfg, build_stage: Callable) -> tuple[dict, Path]:
     if not path.exists():
         raise SystemExit(f"--resume: no checkpoint at {path}")
     ck = load_checkpoint(path)
-    check_layout(ck, path, cfg.stage, parts=("G", "D"), resume=True)
-    check_shapes(cfg, build_stage, ck["models"], path)
+    check_layout(ck, path, cfg.stage, resume=True)
+    # D is checked when this run trains one and the file holds one (else it is dropped or starts fresh)
+    parts = ("G", "D") if cfg.lambda_gan > 0 and "D" in ck["models"] else ("G",)
+    check_shapes(cfg, build_stage, ck["models"], path, parts=parts)
     return ck, path
 
 
@@ -298,10 +338,12 @@ def _prepare(cfg, build_stage: Callable, rt: Runtime, resume: bool, log: Callabl
     else:
         stage = build_stage(cfg)
     torch.manual_seed(cfg.seed + rt.rank)
-    G, D = stage.G.to(rt.device), stage.D.to(rt.device)
+    G, D = stage.G.to(rt.device), None if stage.D is None else stage.D.to(rt.device)
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-    run = _Run(cfg, stage, rt, opt_g, opt_d, rank_shards(cfg, rt), keys_read=[] if os.environ.get(DEBUG_ENV) else None)
+    opt_d = None if D is None else torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    counts = recorded_counts(shard_paths(cfg.shards))
+    run = _Run(cfg, stage, rt, opt_g, opt_d, rank_shards(cfg, rt), None if None in counts else sum(counts))
+    run.keys_read = [] if os.environ.get(DEBUG_ENV) else None
     if ck is not None:
         run.restore(*ck, log)
     if rt.master:
@@ -311,26 +353,33 @@ def _prepare(cfg, build_stage: Callable, rt: Runtime, resume: bool, log: Callabl
 
 def _wrap(run: _Run, cfg) -> tuple:
     """DDP and torch.compile wrappers around G and D; checkpoints always save the plain modules."""
-    g_run, d_run = run.stage.G, run.stage.D
-    if run.rt.world_size > 1:
-        ids = [run.rt.device.index] if run.rt.device.type == "cuda" else None
-        g_run = torch.nn.parallel.DistributedDataParallel(g_run, device_ids=ids)
-        d_run = torch.nn.parallel.DistributedDataParallel(d_run, device_ids=ids)
-    if cfg.compile:
-        g_run, d_run = torch.compile(g_run), torch.compile(d_run)
-    return g_run, d_run
+    ids = [run.rt.device.index] if run.rt.device.type == "cuda" else None
+
+    def wrap(module):
+        if module is None:
+            return None
+        if run.rt.world_size > 1:
+            module = torch.nn.parallel.DistributedDataParallel(module, device_ids=ids)
+        return torch.compile(module) if cfg.compile else module
+
+    return wrap(run.stage.G), wrap(run.stage.D)
 
 
 def _log_step(run: _Run, losses: dict, seconds: float, n_img: int, out: Path, say: Callable) -> dict:
+    # the data position in samples and passes over the build; resampled mode's stream ``epoch`` is a
+    # re-seeding counter (the step of the last checkpoint), so only exact mode logs its epoch
+    seen = run.step * run.cfg.batch_size * run.rt.world_size
     rec = {
         "step": run.step,
-        "epoch": run.epoch,
+        **({"epoch": run.epoch} if run.cfg.mode == "exact" else {}),
+        "samples": seen,
+        "data_epochs": None if not run.n_samples else round(seen / run.n_samples, 3),
         **{k: v.item() for k, v in losses.items()},
         "img_per_s": n_img * run.rt.world_size / max(seconds, 1e-9),
     }
     run.history.append(rec)
     if run.rt.master:
-        say(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in rec.items()))
+        say(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in rec.items() if v is not None))
         with open(out / "log.jsonl", "a") as f:
             f.write(json.dumps(rec) + "\n")
     return rec
@@ -352,14 +401,14 @@ def _debug_hooks(run: _Run, *, final: bool) -> None:
             "step": run.step,
             "shards": run.shards,
             "keys": run.keys_read,
-            "hash": state_hash(unwrap(run.stage.G).state_dict(), unwrap(run.stage.D).state_dict()),
+            "hash": state_hash(*(unwrap(m).state_dict() for m in (run.stage.G, run.stage.D) if m is not None)),
             "ckpt_writes": run.ckpt_writes,
         }
         Path(folder).mkdir(parents=True, exist_ok=True)
         (Path(folder) / f"rank{run.rt.rank}.json").write_text(json.dumps(record))
 
 
-def _loop(run: _Run, g_run, d_run, *, say: Callable, progress: bool, cost_note: bool) -> None:
+def _loop(run: _Run, g_run, d_run, *, say: Callable, progress: bool, cost_note: bool, recipe: str | None) -> None:
     from tqdm import tqdm
 
     cfg, rt, out = run.cfg, run.rt, Path(run.cfg.out)
@@ -367,7 +416,9 @@ def _loop(run: _Run, g_run, d_run, *, say: Callable, progress: bool, cost_note: 
     show = rt.master and progress
     bar = tqdm(total=cfg.steps, initial=run.step, unit="step", desc=run.stage.name, disable=not show)
     it, t0, n_img, timed = None, time.perf_counter(), 0, []
-    run.stage.G.train(), run.stage.D.train()
+    for net in (run.stage.G, run.stage.D):
+        if net is not None:
+            net.train()
     while run.step < cfg.steps:
         if it is None:
             it = iter(run.loader())
@@ -380,7 +431,7 @@ def _loop(run: _Run, g_run, d_run, *, say: Callable, progress: bool, cost_note: 
         if run.keys_read is not None:
             run.keys_read.extend(batch["__key__"])
         t_step = time.perf_counter()
-        for opt in (run.opt_g, run.opt_d):
+        for opt in filter(None, (run.opt_g, run.opt_d)):
             for group in opt.param_groups:
                 group["lr"] = lr_at(cfg, run.step)
         losses, n = _one_step(run, g_run, d_run, to_model_input(batch, rt.device))
@@ -388,7 +439,7 @@ def _loop(run: _Run, g_run, d_run, *, say: Callable, progress: bool, cost_note: 
         if cost_note and rt.device.type == "cpu" and rt.master and len(timed) < NOTE_AFTER:
             timed.append(time.perf_counter() - t_step)
             if len(timed) == min(NOTE_AFTER, cfg.steps - run.step + len(timed)):
-                say(_cost_note(run, cfg, min(timed)))  # the fastest: the first step pays warm-ups
+                say(_cost_note(run, cfg, min(timed), recipe))  # the fastest: the first step pays warm-ups
         bar.update(1)
         if run.step % cfg.log_every == 0 or run.step == cfg.steps:
             rec = _log_step(run, losses, time.perf_counter() - t0, n_img, out, say)
@@ -414,6 +465,7 @@ def train(
     log: Callable | None = None,
     progress: bool = True,
     cost_note: bool = False,
+    recipe: str | None = None,
 ) -> dict:
     """Run ``cfg.steps`` optimisation steps of ``build_stage(cfg)``.
 
@@ -433,7 +485,9 @@ def train(
     progress : bool
         Show a tqdm progress bar (rate, ETA) on rank 0.
     cost_note : bool
-        On CPU, say after the first step what it cost and where the CPU recipes are.
+        On CPU, say after the first steps what a step costs and, unless it is running, where the CPU recipe is.
+    recipe : str, optional
+        The recipe file the config came from, named in the banner.
 
     Returns
     -------
@@ -442,17 +496,24 @@ def train(
     """
     from tqdm import tqdm
 
+    check_shards(cfg)  # before anything is printed or made
+    out = Path(cfg.out)
+    made = not out.exists()
     if not resume:
-        claim_run_folder(Path(cfg.out), overwrite)
+        claim_run_folder(out, overwrite)
     rt = setup_runtime(cfg)
     say = log if log is not None else tqdm.write
     try:
         run = _prepare(cfg, build_stage, rt, resume, say)
         g_run, d_run = _wrap(run, cfg)
         if rt.master:
-            say(_banner(run, cfg, resume))
-        _loop(run, g_run, d_run, say=say, progress=progress, cost_note=cost_note)
+            say(_banner(run, cfg, resume, recipe))
+        _loop(run, g_run, d_run, say=say, progress=progress, cost_note=cost_note, recipe=recipe)
         _debug_hooks(run, final=True)
+    except BaseException:
+        if made and rt.master and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # a run that failed before writing anything leaves no empty folder behind
+        raise
     finally:
         if rt.world_size > 1:
             torch.distributed.destroy_process_group()
@@ -480,7 +541,7 @@ def main_for(cls, build_stage: Callable, argv: list[str] | None = None) -> int:
         if not isinstance(exc.code, str) or isinstance(exc, CliError):
             raise
         line = exc.code if exc.code.startswith(prog) else f"{prog}: {exc.code}"
-    except (FileExistsError, CheckpointError) as exc:
+    except (FileExistsError, CheckpointError, ShardError) as exc:
         line = f"{prog}: {exc}"
     line = " ".join(line.split())  # one line, whatever the message held
     print(line, file=sys.stderr, flush=True)
@@ -490,7 +551,9 @@ def main_for(cls, build_stage: Callable, argv: list[str] | None = None) -> int:
 def _main(cls, build_stage: Callable, argv: list[str] | None) -> int:
     cfg, args = parse_args(cls, sys.argv[2:] if argv is None else argv)
     t0 = time.perf_counter()
-    result = train(cfg, build_stage, resume=args.resume, overwrite=args.overwrite, cost_note=not args.dry_run)
+    result = train(
+        cfg, build_stage, resume=args.resume, overwrite=args.overwrite, cost_note=not args.dry_run, recipe=args.recipe
+    )
     if int(os.environ.get("RANK", "0")) == 0:
         last = result["history"][-1] if result["history"] else {}
         print(

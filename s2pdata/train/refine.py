@@ -24,9 +24,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .common import Stage, gan_loss, hints_image, to_uint8
+from .common import Stage, build_discriminator, hints_image, to_uint8, with_gan
 from .config import TrainConfig, opt
-from .nets import InceptionEncoder, PatchDiscriminator, UNet, load_googlenet_weights
+from .nets import InceptionEncoder, UNet, load_googlenet_weights
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,9 @@ class RefineConfig(TrainConfig):
 
     stage = "refine"  # class attribute, not a field
     DRY_RUN = {"encoder_width": 0.0625}
-    encoder_width: float = opt(1.0, "channel scale of the Inception-V1 draft encoder (1.0: GoogLeNet proper)", gt=0.0)
+    encoder_width: float = opt(
+        1.0, "channel scale of the Inception-V1 draft encoder (1.0: GoogLeNet proper)", gt=0.0, le=4.0
+    )
     encoder_weights: str = opt(
         "",
         "torchvision GoogLeNet weights for the encoder, made with torch.save(torchvision.models.googlenet("
@@ -98,15 +100,14 @@ def build_model(cfg: RefineConfig) -> Refiner:
 def build_stage(cfg: RefineConfig) -> Stage:
     """Networks and loss of the refinement stage."""
     G = build_model(cfg)
-    D = PatchDiscriminator(5 + 3, width=cfg.disc_width, n_layers=cfg.disc_layers)
+    D = build_discriminator(cfg)
 
     def forward(g, batch):
         return g(batch["sketch"], batch["hint"], batch["draft"])
 
     def g_loss(pred, batch, d_fake):
         l1 = F.l1_loss(pred.float(), batch["color"])
-        gan = gan_loss(d_fake, True)
-        return l1 + cfg.lambda_gan * gan, {"l1": l1, "gan": gan}
+        return with_gan(cfg, l1, {"l1": l1}, d_fake)
 
     def grid(batch, pred):
         return [
