@@ -19,7 +19,6 @@ stderr and the exit code is 1.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -28,9 +27,11 @@ import numpy as np
 
 from .shards import (
     DATASET_JSON,
+    ManifestError,
     ShardError,
     decode_sample,
     iter_tar,
+    read_manifest,
     recorded_counts,
     shard_files,
     shard_paths,
@@ -48,7 +49,7 @@ def summarize(out: str | Path) -> dict:
     stats = [
         shard_record(tar_path_of(p)) for p in stats_files(out)
     ]  # ShardError names a stats file that does not parse
-    manifest = json.loads((out / DATASET_JSON).read_text()) if (out / DATASET_JSON).exists() else {}
+    manifest = read_manifest(out) if (out / DATASET_JSON).exists() else {}
     return {
         "shards": len(stats),
         "planned_shards": manifest.get("plan", {}).get("shards"),
@@ -309,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             _write_png(args.grid, contact_sheet(samples, cell=args.cell))
             print(f"contact sheet of {len(samples)} samples ({', '.join(_keys_of(samples))}) -> {args.grid}")
-    except ShardError as exc:  # a stats file that does not parse, a damaged tar, a member that does not decode
+    except (ShardError, ManifestError) as exc:  # a damaged stats file, manifest or tar; a member that does not decode
         print(f"s2pdata.inspect: {exc}", file=sys.stderr)
         return 1
     except UnknownKeys as exc:

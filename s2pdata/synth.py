@@ -24,7 +24,7 @@ from ._check import check_choice
 from ._rng import sample_rng
 from .decode import CROPS, DecodeError, decode_fitted
 from .pool import Patch, PatchPool
-from .shards import COLOR_FORMATS, Schema
+from .shards import COLOR_FORMATS, MAX_SAMPLE_PIXELS, Schema
 from .stages.domain import color_domain
 from .stages.drafts import cut_rect_patch, cut_region_patches, make_draft
 from .stages.flat import flat_fill
@@ -45,7 +45,7 @@ INT_BOUNDS = {
     "size": (0, 4096),  # 0 keeps the source's size
     "hint_radius": (0, 8),
     "color_quality": (1, 100),
-    "max_pixels": (1, 1 << 28),  # 268 MP: past it a decode alone needs over 800 MB
+    "max_pixels": (1, MAX_SAMPLE_PIXELS),  # 67 MP: what a reader of the shards decodes at most (--size 0)
     "min_side": (1, 4096),
     "drafts": (0, 16),
     "pool_size": (1, 1_000_000),

@@ -241,9 +241,6 @@ def test_decode_sample_requires_what_it_is_told(missing_sketch):
     assert "sketch" not in decode_sample(raw)  # nothing required: what is there, decoded
 
 
-@pytest.mark.xfail(
-    strict=True, reason="needs open_shards (s2pdata/data/__init__.py) to call decode_sample(raw, require=SAMPLE_FIELDS)"
-)
 def test_open_shards_and_inspect_refuse_a_sample_missing_a_member(missing_sketch):
     with pytest.raises(ShardError, match=r"key 't-00001'.*no member for sketch"):
         list(open_shards(missing_sketch))

@@ -33,6 +33,7 @@ from ..shards import (
     atomic_write,
     damaged_summary,
     pool_chunk_name,
+    read_manifest,
     remove_partials,
     scan_committed,
     stats_files,
@@ -229,11 +230,9 @@ def _plan(source: Source, cfg: SynthConfig, seed: int, shard_size: int | None, l
 
 def _start_manifest(out: Path, header: dict, cfg: SynthConfig, overwrite: bool) -> dict:
     """Prepare ``out`` and mark the build as in progress; a resumed build keeps its pool's record."""
-    previous = {}
-    if (out / DATASET_JSON).exists() and not overwrite:
-        previous = json.loads((out / DATASET_JSON).read_text())
     versions = package_versions(cfg)
-    prepare_out(out, header, versions, overwrite=overwrite)
+    prepare_out(out, header, versions, overwrite=overwrite)  # a damaged dataset.json is refused there
+    previous = read_manifest(out) if (out / DATASET_JSON).exists() and not overwrite else {}
     manifest = {**header, "versions": versions, "status": "building"}
     if previous.get("pool"):
         manifest["pool"] = previous["pool"]

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import json
 import os
 import platform
 import socket
-import stat
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,7 +16,7 @@ from pathlib import Path
 
 from .. import SCHEMA_VERSION, __version__
 from .._rng import stable_seed
-from ..shards import DATASET_JSON, LOCK_FILE, build_files, shard_files
+from ..shards import DATASET_JSON, LOCK_FILE, ManifestError, build_files, create_new, read_manifest, shard_files
 from ..sources import Item, Source
 from ..stages.learned import weights_digest
 from ..synth import SynthConfig
@@ -167,7 +165,10 @@ def prepare_out(out: Path, header: dict, versions: dict, *, overwrite: bool) -> 
         for p in build_files(out):
             p.unlink()
     elif manifest.exists():
-        old = json.loads(manifest.read_text())
+        try:
+            old = read_manifest(out)
+        except ManifestError as exc:
+            raise BuildRefused(str(exc)) from None
         diffs = _differences({k: old.get(k) for k in header}, header)
         if diffs:
             raise BuildRefused(
@@ -231,25 +232,22 @@ def lock_out(out: str | Path):
 
 
 def _open_lock(out: Path) -> int:
-    """Create ``out`` and open its lock file, never through a link; a folder that cannot be used is
-    ``BuildRefused`` in one line."""
+    """Create ``out`` and open its lock file, never through a link (``shards.create_new``); a folder
+    that cannot be used is ``BuildRefused`` in one line."""
     try:
         out.mkdir(parents=True, exist_ok=True)
-        # O_NOFOLLOW: a link planted as the lock file would have its target overwritten with our pid
-        fd = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        # never through a link: one planted as the lock file would have its target overwritten with our pid
+        with create_new(out / LOCK_FILE, exclusive=False) as f:
+            return os.dup(f.fileno())
     except FileExistsError:
         raise BuildRefused(f"--out {out} is a file, not a folder; choose another --out") from None
     except OSError as exc:
-        if exc.errno == errno.ELOOP:
+        if exc.errno in (errno.ELOOP, errno.EINVAL):
             raise BuildRefused(
-                f"cannot use --out {out}: {out / LOCK_FILE} is a symbolic link; remove it (s2pdata never writes "
-                "through a link)"
+                f"cannot use --out {out}: {out / LOCK_FILE} is a link or not a regular file; remove it (s2pdata "
+                "never writes through a link)"
             ) from None
         raise _unusable(out, exc) from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise BuildRefused(f"cannot use --out {out}: {out / LOCK_FILE} is not a regular file; remove it")
-    return fd
 
 
 def _take(fd: int, out: Path) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..shards import ShardError, decode_sample, iter_tar, shard_paths, verify_shard
+from ..shards import SAMPLE_FIELDS, ShardError, decode_sample, iter_tar, shard_paths, verify_shard
 
 __all__ = ["ShardError", "make_loader", "open_shards", "to_model_input"]
 
@@ -51,7 +51,7 @@ def open_shards(path, *, decode: bool = True, verify: bool = False) -> Iterator[
         if verify:
             verify_shard(p)
         for raw in iter_tar(p):
-            yield decode_sample(raw) if decode else raw
+            yield decode_sample(raw, require=SAMPLE_FIELDS) if decode else raw
 
 
 def make_loader(urls, **kwargs):
