@@ -1,7 +1,9 @@
 """Fuzz the decoders: mutated PNG, JPEG, WebP, GIF, TIFF, BMP and AVIF files through ``pngread.read_png``
-and ``decode.decode_image``, checked against Pillow; prints the totals per format (for RESULTS).
+and ``decode.decode_image``, checked against Pillow; prints the totals per format (for RESULTS). With
+``--shard-cases N``, also N mutated shard tars through ``iter_tar`` and N shards with one mutated member
+through ``decode_sample``, ``open_shards`` and the torch loader (``tests/test_hostile_shards_fuzz.py``).
 
-    python benchmarks/fuzz.py --cases 20000 --other-cases 1000
+    python benchmarks/fuzz.py --cases 20000 --other-cases 1000 --shard-cases 5000
     python benchmarks/fuzz.py --replay png:1234 --seed 0 --write case.png   # one case again
 
 The fuzzers themselves (seed files, mutations, the checks) live in ``tests/badfiles.py``, shared with
@@ -59,6 +61,29 @@ def _table(totals: dict, seconds: dict) -> str:
     return "\n".join(rows)
 
 
+def _fuzz_shards(cases: int, seed: int) -> list:
+    """Run ``cases`` tar-header and ``cases`` member mutations; print their outcomes; return the escapes."""
+    import tempfile
+
+    from tests.test_hostile_shards_fuzz import run_fuzz
+
+    escapes = []
+    for kind in ("tar", "member"):
+        t0 = time.perf_counter()
+        with tempfile.TemporaryDirectory() as tmp:
+            result = run_fuzz(kind, range(seed * cases, (seed + 1) * cases), Path(tmp))
+        outcomes = {}
+        for key, n in result["counts"].items():
+            outcome = key.rsplit(":", 1)[1]
+            outcomes[outcome] = outcomes.get(outcome, 0) + n
+        print(
+            f"\nshard {kind}: {cases} cases in {time.perf_counter() - t0:.0f} s; outcomes "
+            f"{dict(sorted(outcomes.items()))}; escapes {len(result['escapes'])}"
+        )
+        escapes += [(f"shard-{kind}", seed, s, f"{m}: {msg}") for s, m, msg in result["escapes"]]
+    return escapes
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--cases", type=int, default=20_000, help="PNG cases (default 20000)")
@@ -69,6 +94,7 @@ def main(argv=None) -> int:
     ap.add_argument("--replay", metavar="FORMAT:INDEX", help="check one case and print its outcome")
     ap.add_argument("--write", metavar="PATH", help="with --replay: also write the case's bytes here")
     ap.add_argument("--json", metavar="PATH", help="also write the totals, with every escape and mismatch, here")
+    ap.add_argument("--shard-cases", type=int, default=0, help="mutated shard tars, and shard members (default 0)")
     ap.add_argument("--show-stderr", action="store_true", help="keep the decoders' C-level warnings (libtiff...)")
     args = ap.parse_args(argv)
     formats = [f for f in args.formats.split(",") if f]
@@ -110,6 +136,8 @@ def main(argv=None) -> int:
     print(f"\nfuzz.py --cases {args.cases} --other-cases {other} --seed {args.seed}\n")
     print(_table(totals, seconds))
     bad = [(fmt, *e) for fmt, t in totals.items() for e in t["escapes"] + t["mismatches"]]
+    if args.shard_cases:
+        bad += _fuzz_shards(args.shard_cases, args.seed)
     for fmt, seed, index, what in bad[:20]:
         print(f"  {fmt}:{index} (seed {seed}): {what}  [replay: python benchmarks/fuzz.py --replay {fmt}:{index}]")
     if args.json:
