@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .storage import STORAGE_OPTIONS_HELP, options_arg
+
 PSNR_CAP = 100.0  # dB: the PSNR of identical images (MSE 0), and the ceiling of every image's PSNR
 SETTINGS = ("no_hints", "hints")
 FID_NOTE = "not computed: pass --fid-weights googlenet.pth (a torchvision GoogLeNet state dict)"
@@ -255,17 +257,21 @@ def _summary(rows: list[dict], real: list, fake: list, fid: bool) -> dict:
     return out
 
 
-def count_samples(shards) -> int | None:
-    """Samples in ``shards`` from the build's ``shard-*.stats.json`` files (None when one is missing).
+def count_samples(shards, storage_options: dict | None = None) -> int | None:
+    """Samples in ``shards`` (paths or URLs) from the build's ``shard-*.stats.json`` files (None when
+    one is missing).
 
     Raises ``FileNotFoundError`` when ``shards`` names no shard.
     """
     from .shards import recorded_counts, shard_paths
+    from .storage import redact
 
-    paths = shard_paths(shards)
+    paths = shard_paths(shards, storage_options=storage_options)
     if not paths:
-        raise FileNotFoundError(f"shards {shards!r} hold no shard-*.tar; give a build folder, a tar or a glob")
-    counts = recorded_counts(paths)
+        raise FileNotFoundError(
+            f"shards {redact(repr(shards))} hold no shard-*.tar; give a build folder, a tar or a glob"
+        )
+    counts = recorded_counts(paths, storage_options=storage_options)
     return None if None in counts else sum(counts)
 
 
@@ -290,6 +296,7 @@ def evaluate(
     fid: bool = True,
     fid_weights: str | None = None,
     progress: bool = False,
+    storage_options: dict | None = None,
 ) -> dict:
     """Scores of ``checkpoint`` on ``shards`` (see module docstring and ``score``).
 
@@ -298,7 +305,7 @@ def evaluate(
     checkpoint : str
         ``RUN_DIR/ckpt.pt`` of ``s2pdata.train``.
     shards : str, PathLike or list
-        Held-out build folder, tar, glob or a list of them.
+        Held-out build folder, tar, glob or a list of them: local paths or URLs (``s3://bucket/run``).
     limit : int, optional
         Score at most this many images.
     seed : int
@@ -311,6 +318,8 @@ def evaluate(
         A local torchvision GoogLeNet state dict; FID is computed only with it.
     progress : bool
         Print a start banner and a progress bar (rate, ETA) to stderr.
+    storage_options : dict, optional
+        Options of the filesystem of URLs in ``shards`` (``s2pdata.storage``).
 
     Returns
     -------
@@ -319,10 +328,11 @@ def evaluate(
         ``units`` (the unit of each score, ``UNITS``).
     """
     from .data import make_loader
+    from .storage import redact
 
     device = resolve_device(device)
     model_fn, info = load_model(checkpoint, device)
-    in_build = count_samples(shards)
+    in_build = count_samples(shards, storage_options)
     total = limit if in_build is None else (in_build if limit is None else min(in_build, limit))
     features = googlenet_features(fid_weights, device) if fid and fid_weights else None
     loader = make_loader(
@@ -336,11 +346,12 @@ def evaluate(
         flip=False,
         shuffle_buffer=0,
         pin_memory=False,
+        storage_options=storage_options,
     )
     if progress:
         print(
             f"evaluate: {info['stage']} checkpoint {checkpoint} (step {info['step']}, generator "
-            f"{info['params'] / 1e6:.3g} M parameters) on {device}; data {shards}: scoring "
+            f"{info['params'] / 1e6:.3g} M parameters) on {device}; data {redact(shards)}: scoring "
             f"{'all' if total is None else total} of {'?' if in_build is None else in_build} images (whole images), "
             "each with and without its hints",
             file=sys.stderr,
@@ -366,7 +377,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--checkpoint", required=True, help="RUN_DIR/ckpt.pt of s2pdata.train")
     p.add_argument(
-        "--shards", required=True, help="held-out build folder, tar or glob (e.g. a demo build with --seed 1)"
+        "--shards",
+        required=True,
+        help="held-out build folder, tar or glob (e.g. a demo build with --seed 1); a path or a URL (s3://bucket/run)",
     )
     p.add_argument("--limit", type=int, default=None, help="score at most N images")
     p.add_argument("--seed", type=int, default=0, help="seed of drafts synthesised for refine checkpoints")
@@ -374,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fid-weights", default=None, help="local torchvision GoogLeNet state dict; enables FID")
     p.add_argument("--no-progress", action="store_true", help="no banner or progress bar on stderr")
     p.add_argument("--out", default=None, help="also write the JSON here")
+    p.add_argument("--storage-options", type=options_arg, default=None, metavar="JSON", help=STORAGE_OPTIONS_HELP)
     args = p.parse_args(argv)
     try:
         scores = evaluate(
@@ -384,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
             device=args.device,
             fid_weights=args.fid_weights,
             progress=not args.no_progress,
+            storage_options=args.storage_options,
         )
     except (FileNotFoundError, ValueError) as exc:
         print(f"s2pdata.evaluate: {exc}", file=sys.stderr)

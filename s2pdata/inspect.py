@@ -5,6 +5,7 @@
     python -m s2pdata.inspect shards/ --grid sheet.png --random 8 --seed 1
     python -m s2pdata.inspect shards/ --grid sheet.png --keys demo-000003,demo-000010
     python -m s2pdata.inspect shards/ --verify
+    python -m s2pdata.inspect s3://bucket/run --grid sheet.png --storage-options '{"anon": true}'
 
 Consumes a build folder (``dataset.json``, ``shard-*.stats.json``, the tars); produces a text
 summary (sample and shard counts, bytes per field, reject reasons, seconds per stage) and a PNG
@@ -13,7 +14,8 @@ each draft | optional fields. The sheet shows the first ``-n`` samples, ``--rand
 from ``--seed`` (the same build and seed draw the same samples), or the samples ``--keys`` names;
 its folder is created, and a sheet that cannot be written is an error. ``--verify`` hashes every
 shard and compares the size and sha256 its stats file records; each damaged shard is named on
-stderr and the exit code is 1.
+stderr and the exit code is 1. The build folder may be a URL (``s3://``, ``gs://``, ``hf://``;
+``s2pdata.storage``): its stats files and ``dataset.json`` are read from there and its tars streamed.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from . import storage
 from .shards import (
     DATASET_JSON,
     ManifestError,
@@ -41,15 +44,19 @@ from .shards import (
     tar_path_of,
     verify_shards,
 )
+from .storage import STORAGE_OPTIONS_HELP, StorageError, options_arg, redact
 
 
-def summarize(out: str | Path) -> dict:
-    """Totals over every committed shard's stats file."""
-    out = Path(out)
+def summarize(out: str | Path, *, storage_options: dict | None = None) -> dict:
+    """Totals over every committed shard's stats file of the build folder ``out`` (a path or a URL,
+    read with ``storage_options``)."""
+    so = storage_options
+    out = out if storage.is_remote(out) else Path(storage.local(out))
     stats = [
-        shard_record(tar_path_of(p)) for p in stats_files(out)
+        shard_record(tar_path_of(p), storage_options=so) for p in stats_files(out, storage_options=so)
     ]  # ShardError names a stats file that does not parse
-    manifest = read_manifest(out) if (out / DATASET_JSON).exists() else {}
+    has_manifest = storage.exists(storage.join(out, DATASET_JSON), so)
+    manifest = read_manifest(out, storage_options=so) if has_manifest else {}
     return {
         "shards": len(stats),
         "planned_shards": manifest.get("plan", {}).get("shards"),
@@ -58,16 +65,18 @@ def summarize(out: str | Path) -> dict:
     }
 
 
-def verify_build(out: str | Path, *, threads: int | None = None) -> dict[str, str]:
+def verify_build(out: str | Path, *, threads: int | None = None, storage_options: dict | None = None) -> dict[str, str]:
     """Check every shard tar of the build folder ``out`` (and every stats file's tar) against the
     size and sha256 its stats file records.
 
     Parameters
     ----------
     out : str or Path
-        A build folder.
+        A build folder: a path or a URL.
     threads : int or None
         Hashing threads; None: one per CPU, at most 8.
+    storage_options : dict or None
+        Options of a URL's filesystem (``s2pdata.storage``).
 
     Returns
     -------
@@ -75,10 +84,11 @@ def verify_build(out: str | Path, *, threads: int | None = None) -> dict[str, st
         Tar path -> the ``ShardError`` message naming it, for every damaged or unverifiable shard
         (a tar without stats, a stats file whose tar is missing); empty when all match.
     """
-    out = Path(out)
-    tars = {str(p) for p in shard_files(out)}
-    tars |= {str(tar_path_of(p)) for p in stats_files(out)}
-    return verify_shards(sorted(tars), threads=threads)
+    so = storage_options
+    out = out if storage.is_remote(out) else Path(storage.local(out))
+    tars = {str(p) for p in shard_files(out, storage_options=so)}
+    tars |= {str(tar_path_of(p)) for p in stats_files(out, storage_options=so)}
+    return verify_shards(sorted(tars), threads=threads, storage_options=so)
 
 
 def format_summary(total: dict) -> str:
@@ -183,7 +193,13 @@ class UnknownKeys(LookupError):
 
 
 def choose_samples(
-    out, *, n: int | None = None, random: int | None = None, seed: int = 0, keys: list[str] | None = None
+    out,
+    *,
+    n: int | None = None,
+    random: int | None = None,
+    seed: int = 0,
+    keys: list[str] | None = None,
+    storage_options: dict | None = None,
 ) -> list[dict]:
     """The decoded samples (``open_shards``' dicts) of a contact sheet: give exactly one of ``n``, ``random``, ``keys``.
 
@@ -201,6 +217,8 @@ def choose_samples(
         The seed of ``random``.
     keys : list of str or None
         Exactly these samples, in this order.
+    storage_options : dict or None
+        Options of the filesystem when ``out`` is a URL (``s2pdata.storage``).
 
     Raises
     ------
@@ -211,12 +229,14 @@ def choose_samples(
     """
     if sum(x is not None for x in (n, random, keys)) != 1:
         raise ValueError("choose_samples takes exactly one of n, random and keys")
-    paths = shard_paths(out)
-    if n is not None:
-        return [decode_sample(raw) for _, raw in zip(range(n), _raw_samples(paths))]  # range first: reads n, no more
+    so = storage_options
+    paths = shard_paths(out, storage_options=so)
+    if n is not None:  # range first: reads n, no more
+        return [decode_sample(raw) for _, raw in zip(range(n), _raw_samples(paths, so))]
     if keys is not None:
-        return _samples_named(out, paths, keys)
-    counts = [c if c is not None else sum(1 for _ in iter_tar(p)) for p, c in zip(paths, recorded_counts(paths))]
+        return _samples_named(out, paths, keys, so)
+    recorded = recorded_counts(paths, storage_options=so)
+    counts = [c if c is not None else sum(1 for _ in iter_tar(p, storage_options=so)) for p, c in zip(paths, recorded)]
     starts = np.cumsum([0, *counts])
     drawn = np.random.default_rng(seed).choice(int(starts[-1]), size=min(random, int(starts[-1])), replace=False)
     wanted: dict[int, set[int]] = {}  # shard -> positions in it
@@ -225,7 +245,7 @@ def choose_samples(
         wanted.setdefault(i, set()).add(g - int(starts[i]))
     samples = []
     for i, positions in sorted(wanted.items()):
-        for j, raw in enumerate(iter_tar(paths[i])):
+        for j, raw in enumerate(iter_tar(paths[i], storage_options=so)):
             if j in positions:
                 samples.append(decode_sample(raw))
             if j >= max(positions):
@@ -233,17 +253,17 @@ def choose_samples(
     return samples
 
 
-def _raw_samples(paths: list[str]):
+def _raw_samples(paths: list[str], storage_options: dict | None = None):
     """Every sample's raw members, shard after shard: ``open_shards(decode=False)`` minus its error for no shards."""
     for p in paths:
-        yield from iter_tar(p)
+        yield from iter_tar(p, storage_options=storage_options)
 
 
-def _samples_named(out, paths: list[str], keys: list[str]) -> list[dict]:
+def _samples_named(out, paths: list[str], keys: list[str], storage_options: dict | None = None) -> list[dict]:
     """The samples whose keys are ``keys``, in that order; reads the shards only until all are found."""
     found: dict[str, dict] = {}
     example = None
-    for raw in _raw_samples(paths):
+    for raw in _raw_samples(paths, storage_options):
         example = example or raw["__key__"]
         if raw["__key__"] in keys and raw["__key__"] not in found:
             found[raw["__key__"]] = decode_sample(raw)
@@ -252,7 +272,7 @@ def _samples_named(out, paths: list[str], keys: list[str]) -> list[dict]:
     missing = [k for k in dict.fromkeys(keys) if k not in found]
     if missing:
         hint = f"its keys look like {example!r}" if example else "it holds no samples"
-        raise UnknownKeys(f"no sample {', '.join(map(repr, missing))} in {out}; {hint}")
+        raise UnknownKeys(f"no sample {', '.join(map(repr, missing))} in {redact(out)}; {hint}")
     return [found[k] for k in keys]
 
 
@@ -280,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     build folder, a key ``--keys`` names is not in it, a ``--grid`` path that cannot be written), 1 when
     a shard is damaged; each is one line on stderr."""
     p = argparse.ArgumentParser(prog="python -m s2pdata.inspect", description="summarise a build, draw a sheet")
-    p.add_argument("out", help="build folder")
+    p.add_argument("out", help="build folder: a path or a URL (s3://bucket/run, gs://, hf://)")
     p.add_argument("--grid", default=None, help="write a contact sheet PNG here (its folder is created)")
     pick = p.add_mutually_exclusive_group()
     pick.add_argument("-n", type=_count, default=None, help="the first N samples on the contact sheet (default 6)")
@@ -289,29 +309,37 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=None, help="seed of --random (default 0): same seed, same samples")
     p.add_argument("--cell", type=int, default=192, help="panel size in pixels")
     p.add_argument("--verify", action="store_true", help="hash every shard against its stats; exit 1 if any differs")
+    p.add_argument("--storage-options", type=options_arg, default=None, metavar="JSON", help=STORAGE_OPTIONS_HELP)
     args = p.parse_args(argv)
     if args.seed is not None and args.random is None:
         p.error(f"--seed {args.seed} is given without --random; add --random N, or leave --seed out")
-    if not (Path(args.out) / DATASET_JSON).exists():
-        print(f"s2pdata.inspect: {args.out} has no {DATASET_JSON}; give a build folder", file=sys.stderr)
+    so, shown = args.storage_options, redact(args.out)
+    try:
+        if not storage.exists(storage.join(args.out, DATASET_JSON), so):
+            print(f"s2pdata.inspect: {shown} has no {DATASET_JSON}; give a build folder", file=sys.stderr)
+            return 2
+    except StorageError as exc:  # an unknown scheme, a missing extra, an unreachable server
+        print(f"s2pdata.inspect: {exc}", file=sys.stderr)
         return 2
     try:
         if args.grid:
             _check_grid_path(args.grid)  # before any work: a path that cannot be written is a bad argument
-        print(format_summary(summarize(args.out)))
-        if args.verify and not _report_verify(args.out):
+        print(format_summary(summarize(args.out, storage_options=so)))
+        if args.verify and not _report_verify(args.out, so):
             return 1
         if args.grid:
             if args.random is None and args.keys is None:
                 args.n = 6 if args.n is None else args.n
-            samples = choose_samples(args.out, n=args.n, random=args.random, seed=args.seed or 0, keys=args.keys)
+            samples = choose_samples(
+                args.out, n=args.n, random=args.random, seed=args.seed or 0, keys=args.keys, storage_options=so
+            )
             if not samples:
-                print(f"s2pdata.inspect: {args.out} holds no samples: no contact sheet to draw", file=sys.stderr)
+                print(f"s2pdata.inspect: {shown} holds no samples: no contact sheet to draw", file=sys.stderr)
                 return 1
             _write_png(args.grid, contact_sheet(samples, cell=args.cell))
             print(f"contact sheet of {len(samples)} samples ({', '.join(_keys_of(samples))}) -> {args.grid}")
-    except (ShardError, ManifestError) as exc:  # a damaged stats file, manifest or tar; a member that does not decode
-        print(f"s2pdata.inspect: {exc}", file=sys.stderr)
+    except (ShardError, ManifestError, StorageError) as exc:  # a damaged stats file, manifest or tar; a
+        print(f"s2pdata.inspect: {exc}", file=sys.stderr)  # member that does not decode; a failed request
         return 1
     except UnknownKeys as exc:
         print(f"s2pdata.inspect: --keys: {exc.args[0]}", file=sys.stderr)
@@ -350,15 +378,16 @@ def _write_png(grid: str, sheet: np.ndarray) -> None:
         raise _GridError("OpenCV could not write it (is the folder writable, is the disk full?); give a writable path")
 
 
-def _report_verify(out: str) -> bool:
+def _report_verify(out: str, storage_options: dict | None = None) -> bool:
     """Print ``verify_build``'s findings (each damaged shard on stderr); True when every shard matches."""
-    damaged = verify_build(out)  # a stats file that does not parse is a damaged shard too
+    damaged = verify_build(out, storage_options=storage_options)  # a stats file that does not parse is damaged too
     for message in damaged.values():
         print(f"s2pdata.inspect: {message}", file=sys.stderr)
     if damaged:
-        print(f"s2pdata.inspect: {len(damaged)} damaged shard(s) in {out}", file=sys.stderr)
+        print(f"s2pdata.inspect: {len(damaged)} damaged shard(s) in {redact(out)}", file=sys.stderr)
         return False
-    print(f"verified {len(stats_files(out))} shards: size and sha256 match their stats files")
+    n = len(stats_files(out, storage_options=storage_options))
+    print(f"verified {n} shards: size and sha256 match their stats files")
     return True
 
 

@@ -41,6 +41,7 @@ from typing import BinaryIO
 import cv2
 import numpy as np
 
+from . import storage
 from .pngread import check_window, png_size, read_png
 
 COLOR_FORMATS = ("jpg", "png", "webp")
@@ -72,7 +73,8 @@ class ShardError(ValueError):
 
 def _shard_error(shard, problem: str, *, key: str | None = None, fix: str = _REBUILD) -> ShardError:
     """``ShardError("shard PATH[, key K]: problem; fix")``."""
-    where = f"shard {str(shard)!r}" + (f", key {key!r}" if key is not None else "")
+    shown = storage.redact(shard) if storage.is_remote(str(shard)) else str(shard)
+    where = f"shard {shown!r}" + (f", key {key!r}" if key is not None else "")
     return ShardError(f"{where}: {problem}; {fix}", shard=str(shard), key=key)
 
 
@@ -389,22 +391,29 @@ def stats_name(index: int) -> str:
     return f"shard-{index:06d}.stats.json"
 
 
-def stats_path_of(tar) -> Path | None:
-    """The stats file that commits the shard tar ``tar`` (None for a path that is not a ``.tar``)."""
-    tar = Path(tar)
-    return tar.with_name(tar.name[: -len(".tar")] + ".stats.json") if tar.name.endswith(".tar") else None
+def stats_path_of(tar) -> Path | str | None:
+    """The stats file that commits the shard tar ``tar`` (None for a path that is not a ``.tar``): a
+    ``Path`` for a local tar, a URL for a URL (``s2pdata.storage``)."""
+    name = storage.name_of(tar)
+    return storage.with_name(tar, name[: -len(".tar")] + ".stats.json") if name.endswith(".tar") else None
 
 
-def tar_path_of(stats) -> Path:
-    """The shard tar the stats file ``stats`` commits."""
-    stats = Path(stats)
-    return stats.with_name(stats.name.removesuffix(".stats.json") + ".tar")
+def tar_path_of(stats) -> Path | str:
+    """The shard tar the stats file ``stats`` commits (a ``Path`` locally, a URL for a URL)."""
+    return storage.with_name(stats, storage.name_of(stats).removesuffix(".stats.json") + ".tar")
 
 
-def recorded_counts(paths) -> list[int | None]:
+def recorded_counts(paths, *, storage_options: dict | None = None) -> list[int | None]:
     """Each shard's ``nsamples`` as its stats file records it (None where it has no stats file, or one
-    without the count). Raises ``ShardError`` naming a stats file that is damaged (``shard_record``)."""
-    return [shard_record(p).get("nsamples") if (stats_path_of(p) or Path()).is_file() else None for p in paths]
+    without the count). Raises ``ShardError`` naming a stats file that is damaged (``shard_record``).
+    ``storage_options`` go to the filesystem of URLs (``s2pdata.storage``)."""
+    so = storage_options
+    return [
+        shard_record(p, storage_options=so).get("nsamples")
+        if (stats := stats_path_of(p)) is not None and storage.isfile(stats, so)
+        else None
+        for p in paths
+    ]
 
 
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
@@ -584,11 +593,11 @@ class ManifestError(ValueError):
     the file, says what is wrong and how to fix it, on one line."""
 
 
-def _json_of(path: Path) -> object:
-    """The parsed JSON file at ``path``; ValueError (also for brackets nested past the parser's
-    depth, a RecursionError) when it does not parse."""
+def _json_of(path, storage_options: dict | None = None) -> object:
+    """The parsed JSON file at ``path`` (a local path or a URL); ValueError (also for brackets nested
+    past the parser's depth, a RecursionError) when it does not parse."""
     try:
-        return json.loads(Path(path).read_bytes())
+        return json.loads(storage.read_bytes(path, storage_options))
     except RecursionError as exc:
         raise ValueError("JSON nested too deeply") from exc
 
@@ -624,9 +633,9 @@ def stats_problem(record: object, *, complete: bool = True) -> str | None:
     return None
 
 
-def read_manifest(out) -> dict:
+def read_manifest(out, *, storage_options: dict | None = None) -> dict:
     """The build folder ``out``'s ``dataset.json``, checked: an object whose keys of ``MANIFEST_TYPES``
-    have their types.
+    have their types. ``out`` may be a URL, read with ``storage_options`` (``s2pdata.storage``).
 
     Raises
     ------
@@ -635,32 +644,33 @@ def read_manifest(out) -> dict:
     ManifestError
         It does not parse or is not a manifest (a one-line message naming it and the fix).
     """
-    path = Path(out) / DATASET_JSON
+    path = storage.join(out, DATASET_JSON)
     try:
-        manifest = _json_of(path)
+        manifest = _json_of(path, storage_options)
     except FileNotFoundError:
         raise
     except (OSError, ValueError) as exc:
-        raise ManifestError(f"{path} is damaged ({exc}); {_MANIFEST_FIX}") from exc
+        raise ManifestError(f"{storage.redact(path)} is damaged ({storage.redact(exc)}); {_MANIFEST_FIX}") from exc
     problem = _type_problem(manifest, MANIFEST_TYPES, ())
     if problem is not None:
-        raise ManifestError(f"{path} is damaged: it {problem}; {_MANIFEST_FIX}")
+        raise ManifestError(f"{storage.redact(path)} is damaged: it {problem}; {_MANIFEST_FIX}")
     return manifest
 
 
-def file_sha256(path) -> str:
-    """Hex sha256 of the file at ``path``, read in 1 MiB blocks (hashlib releases the GIL)."""
+def file_sha256(path, storage_options: dict | None = None) -> str:
+    """Hex sha256 of the file at ``path`` (a local path or a URL), read in 1 MiB blocks (hashlib
+    releases the GIL)."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with storage.open_read(path, storage_options) as (f, _):
         while block := f.read(1 << 20):
             h.update(block)
     return h.hexdigest()
 
 
-def _mismatch(path: Path, record: dict, verify: str = "sha256") -> str | None:
-    """Why the tar at ``path`` does not match its stats ``record`` (None when it does)."""
+def _mismatch(path, record: dict, verify: str = "sha256", storage_options: dict | None = None) -> str | None:
+    """Why the tar at ``path`` (a local path or a URL) does not match its stats ``record`` (None when it does)."""
     try:
-        size = path.stat().st_size
+        size = storage.size(path, storage_options)
     except FileNotFoundError:
         return "tar missing"
     if record.get("filesize") != size:
@@ -669,7 +679,7 @@ def _mismatch(path: Path, record: dict, verify: str = "sha256") -> str | None:
         return None
     if not isinstance(record.get("sha256"), str):
         return "no sha256 recorded"
-    return None if file_sha256(path) == record["sha256"] else "sha256 mismatch"
+    return None if file_sha256(path, storage_options) == record["sha256"] else "sha256 mismatch"
 
 
 def _threads(threads: int | None, n: int) -> int:
@@ -749,9 +759,9 @@ def damaged_summary(damaged: dict[int, str]) -> list[str]:
     return [f"{shard_name(i)} ({why})" for i, why in sorted(damaged.items())]
 
 
-def shard_record(path) -> dict | None:
+def shard_record(path, *, storage_options: dict | None = None) -> dict | None:
     """What the build recorded about the tar at ``path``: its stats file, else its entry in the
-    folder's ``shardindex.json``, else None.
+    folder's ``shardindex.json``, else None. ``path`` may be a URL, read with ``storage_options``.
 
     Raises
     ------
@@ -759,64 +769,68 @@ def shard_record(path) -> dict | None:
         The stats file or index exists but does not parse, or holds something other than a record
         (``stats_problem``: e.g. ``[]``, or ``nsamples`` that is not a count).
     """
-    path = Path(path)
+    so = storage_options
+    path = path if storage.is_remote(path) else Path(path)
     stats = stats_path_of(path)
-    index = path.with_name(INDEX_JSON)
+    index = storage.with_name(path, INDEX_JSON)
     where = "its stats file"
     try:
-        if stats is not None and stats.exists():
-            record = _json_of(stats)
-        elif index.exists():
+        if stats is not None and storage.exists(stats, so):
+            record = _json_of(stats, so)
+        elif storage.exists(index, so):
             where = f"its {INDEX_JSON} entry"
-            listing = _json_of(index)
+            listing = _json_of(index, so)
             entries = listing.get("shardlist") if isinstance(listing, dict) else None
             if not isinstance(entries, list):
                 raise ValueError("no shardlist list")
-            record = next((e for e in entries if isinstance(e, dict) and e.get("url") == path.name), None)
+            name = storage.name_of(path)
+            record = next((e for e in entries if isinstance(e, dict) and e.get("url") == name), None)
         else:
             return None
     except (OSError, ValueError) as exc:
-        raise _shard_error(path, f"{where.removesuffix(' entry')} does not parse ({exc})") from exc
+        raise _shard_error(path, f"{where.removesuffix(' entry')} does not parse ({storage.redact(exc)})") from exc
     problem = None if record is None else stats_problem(record, complete=False)
     if problem is not None:
         raise _shard_error(path, f"{where} {problem}")
     return record
 
 
-def verify_shard(path, record: dict | None = None) -> dict:
+def verify_shard(path, record: dict | None = None, *, storage_options: dict | None = None) -> dict:
     """Check the tar at ``path`` against its recorded size and sha256; returns the record.
 
     Parameters
     ----------
     path : str or Path
-        A shard tar.
+        A shard tar: a local path or a URL.
     record : dict or None
         Its stats (``filesize``, ``sha256``); None reads ``shard_record(path)``.
+    storage_options : dict or None
+        Options of a URL's filesystem (``s2pdata.storage``).
 
     Raises
     ------
     ShardError
         Naming the shard: no record, tar missing, size or sha256 mismatch.
     """
-    record = shard_record(path) if record is None else record
+    record = shard_record(path, storage_options=storage_options) if record is None else record
     if record is None:
-        name = Path(path).name.removesuffix(".tar")
+        name = storage.name_of(path).removesuffix(".tar")
         fix = f"verify needs the build folder's {name}.stats.json or {INDEX_JSON}, or pass verify=False"
         raise _shard_error(path, "no stats file or index entry records its sha256", fix=fix)
-    why = _mismatch(Path(path), record)
+    why = _mismatch(path if storage.is_remote(path) else Path(path), record, storage_options=storage_options)
     if why is not None:
         raise _shard_error(path, f"does not match its stats: {why}")
     return record
 
 
-def verify_shards(paths: list, *, threads: int | None = None) -> dict[str, str]:
-    """Check many tars (``verify_shard``) in ``threads`` threads; returns path -> why, for every
-    damaged one (empty when all match)."""
+def verify_shards(paths: list, *, threads: int | None = None, storage_options: dict | None = None) -> dict[str, str]:
+    """Check many tars (``verify_shard``, local paths or URLs) in ``threads`` threads; returns path ->
+    why, for every damaged one (empty when all match)."""
 
     def check(p):
         """(path, message) when ``p`` is damaged, else None."""
         try:
-            verify_shard(p)
+            verify_shard(p, storage_options=storage_options)
         except ShardError as exc:
             return str(p), str(exc)
         return None
@@ -825,13 +839,18 @@ def verify_shards(paths: list, *, threads: int | None = None) -> dict[str, str]:
         return dict(r for r in pool.map(check, paths) if r is not None)
 
 
-def shard_files(out: Path) -> list[Path]:
-    """Every shard tar in the folder ``out``, sorted (committed or not)."""
+def shard_files(out: Path, *, storage_options: dict | None = None) -> list:
+    """Every shard tar in the folder ``out``, sorted (committed or not): ``Path``s, or URLs for a URL."""
+    if storage.is_remote(out):
+        return storage.glob(storage.join(out, _SHARD_GLOB), storage_options)
     return sorted(Path(out).glob(_SHARD_GLOB))
 
 
-def stats_files(out: Path) -> list[Path]:
-    """Every shard's stats file in the folder ``out``, sorted: the committed shards."""
+def stats_files(out: Path, *, storage_options: dict | None = None) -> list:
+    """Every shard's stats file in the folder ``out``, sorted: the committed shards (``Path``s, or
+    URLs for a URL)."""
+    if storage.is_remote(out):
+        return storage.glob(storage.join(out, _STATS_GLOB), storage_options)
     return sorted(Path(out).glob(_STATS_GLOB))
 
 
@@ -900,21 +919,30 @@ def write_rejects(out: Path, stats: list[dict], skipped: list[dict] = ()) -> int
     return len(lines)
 
 
-def shard_paths(path: str | os.PathLike | Iterable) -> list[str]:
-    """A build folder, a tar, a glob or a list of those -> sorted list of tar paths."""
+def shard_paths(path: str | os.PathLike | Iterable, *, storage_options: dict | None = None) -> list[str]:
+    """A build folder, a tar, a glob or a list of those -> sorted list of tar paths.
+
+    Each may be a local path, a ``file://`` URL or a URL of object storage (``s3://bucket/run``),
+    listed with ``storage_options`` (``s2pdata.storage``); a URL gives URLs.
+    """
     if isinstance(path, (str, os.PathLike)):
+        if storage.is_remote(path):
+            if any(ch in path for ch in "*?["):
+                return storage.glob(path, storage_options)
+            if storage.isdir(path, storage_options):
+                return shard_files(path, storage_options=storage_options)
+            return [path]
+        path = storage.local(path)
         p = Path(path)
         if p.is_dir():
             return [str(x) for x in shard_files(p)]
         if any(ch in str(path) for ch in "*?["):
-            import glob
-
-            return sorted(glob.glob(str(path)))
+            return storage.glob(str(path))
         return [str(p)]
-    return [q for item in path for q in shard_paths(item)]
+    return [q for item in path for q in shard_paths(item, storage_options=storage_options)]
 
 
-def _check_end(path: str, f, offset: int) -> None:
+def _check_end(path: str, f, offset: int, size: int) -> None:
     """From ``offset`` (where ``tarfile`` stopped) to the end of ``f`` there must be the end-of-archive
     blocks and nothing but NUL: ``tarfile`` ends at a damaged header, or at the end of a tar cut at a
     member boundary, as if the archive ended there."""
@@ -923,7 +951,6 @@ def _check_end(path: str, f, offset: int) -> None:
     while chunk := f.read(1 << 20):
         stripped = chunk.lstrip(b"\0")
         if stripped:
-            size = os.fstat(f.fileno()).st_size
             raise _shard_error(
                 path,
                 f"damaged tar header at byte offset {offset} (bad checksum, or data where a header belongs; "
@@ -955,12 +982,14 @@ def _member_problem(member: tarfile.TarInfo, file_size: int) -> str | None:
     return None
 
 
-def iter_tar(path: str) -> Iterator[dict[str, bytes]]:
+def iter_tar(path: str, *, storage_options: dict | None = None) -> Iterator[dict[str, bytes]]:
     """Group a tar's members by key (the basename up to its first dot), in file order.
 
     Each sample is ``{"__key__": key, "__url__": path, field: bytes, ...}``. A member's size is
     checked against the bytes left in the file before it is read: no header makes a read larger
-    than the shard.
+    than the shard. ``path`` may be a URL (``s3://bucket/run/shard-000000.tar``): the tar is
+    streamed in order through fsspec with ``storage_options`` (``s2pdata.storage.open_read``), no
+    local copy, under the same checks.
 
     Raises
     ------
@@ -973,8 +1002,7 @@ def iter_tar(path: str) -> Iterator[dict[str, bytes]]:
     """
     current: dict[str, bytes] | None = None
     url = str(path)
-    with open(path, "rb") as f:
-        file_size = os.fstat(f.fileno()).st_size
+    with storage.open_read(path, storage_options) as (f, file_size):
         offset = 0
         try:
             with tarfile.open(fileobj=f, mode="r|") as tar:
@@ -997,6 +1025,6 @@ def iter_tar(path: str) -> Iterator[dict[str, bytes]]:
             raise
         except (tarfile.TarError, ValueError, EOFError, OverflowError) as exc:  # ValueError: a PAX number, a sparse map
             raise _shard_error(path, f"unreadable tar at or after byte offset {offset} ({exc})") from exc
-        _check_end(url, f, offset)
+        _check_end(url, f, offset, file_size)
     if current is not None:
         yield current

@@ -43,6 +43,7 @@ from ..shards import (
     write_rejects,
 )
 from ..sources import Item, Source, describe_empty, source_from_args
+from ..storage import refuse_url
 from ..synth import SynthConfig
 from .plan import (
     BuildRefused,
@@ -119,6 +120,10 @@ def run_build(
     """
     _check_counts(seed=seed, shard_size=shard_size, workers=workers, limit=limit)
     check_distributor(distributor)
+    for flag, value in (("out", out), ("src", src)):
+        refusal = refuse_url(flag, value)
+        if refusal:
+            raise ValueError(refusal)
     out = Path(out)
     with lock_out(out):  # one build per folder: a second one, or an --overwrite, is refused
         return _build(src, out, cfg, seed, shard_size, workers, limit, overwrite, progress, distributor, ray_address)

@@ -19,6 +19,7 @@ from ..decode import CROPS
 from ..shards import COLOR_FORMATS, REJECTS
 from ..sources import add_source_arguments, source_from_args
 from ..stages.sketch import SKETCH_METHODS
+from ..storage import refuse_url
 from ..synth import INT_BOUNDS, OPTIONAL_FIELDS, SKETCH_STYLES, SynthConfig
 from . import MAX_WORKERS, BuildRefused, BuildStopped, run_build
 from .plan import lock_out
@@ -239,6 +240,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("src", "out"):
         if not values[name]:
             raise ValueError(f"--{name} is required (on the command line or in the recipe)")
+    for name in ("out", "src", "metadata", "opt_out"):  # 'hf:PATH' and 'demo:N' have no '//': not URLs
+        refusal = refuse_url(f"--{name.replace('_', '-')}", values.get(name))
+        if refusal:
+            raise ValueError(refusal)
     return argparse.Namespace(**values)
 
 

