@@ -312,3 +312,28 @@ def test_run_build_refuses_urls(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="not supported yet"):
         run_build(src="demo:2", out="s3://b/x", cfg=SynthConfig(size=64), progress=False)
     assert not (tmp_path / "s3:").exists()
+
+
+def test_evaluate_over_s3_scores_as_locally(s3_build, local_build, tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    from s2pdata.evaluate import main
+    from s2pdata.train.__main__ import main as train_main
+
+    url, so = s3_build
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny convolutions: two threads spin-wait each other on a busy 2-core machine
+    try:
+        run = tmp_path / "draft"
+        argv = ["draft", "--shards", str(local_build), "--out", str(run), "--dry-run", "--steps", "1"]
+        assert train_main(argv) == 0
+        ckpt = str(run / "ckpt.pt")
+        common = ["--checkpoint", ckpt, "--limit", "4", "--device", "cpu", "--no-progress"]
+        capsys.readouterr()
+        assert main([*common, "--shards", str(local_build)]) == 0
+        here = json.loads(capsys.readouterr().out)
+        assert main([*common, "--shards", url, "--storage-options", json.dumps(so)]) == 0
+        out = capsys.readouterr()
+    finally:
+        torch.set_num_threads(n)
+    assert json.loads(out.out) == here and here["images"] == 4
+    assert SECRET not in out.out + out.err
