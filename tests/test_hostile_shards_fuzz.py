@@ -15,6 +15,7 @@ per kind, capped in address space (``run_capped``) and counted, not timed.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import json
@@ -330,6 +331,9 @@ def run_fuzz(kind: str, seeds, workdir: Path) -> dict:
     (mutation, outcome) and the escapes as ``[(seed, mutation, message)]``."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    if kind == "member":  # import torch before any case's alarm: a first import can take longer than a case may
+        with contextlib.suppress(ModuleNotFoundError):
+            import s2pdata.data.loader  # noqa: F401
     samples = base_samples()
     base_path = workdir / "base.tar"
     write_tar(base_path, samples)
