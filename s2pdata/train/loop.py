@@ -35,6 +35,7 @@ from pathlib import Path
 
 import torch
 
+from .. import storage
 from ..data.loader import to_model_input
 from ..shards import ShardError, recorded_counts, shard_paths
 from .checkpoint import (
@@ -109,7 +110,7 @@ def check_shards(cfg) -> list[str]:
     paths = shard_paths(cfg.shards)
     if not paths:
         raise SystemExit(f"shards = {cfg.shards!r} holds no shard-*.tar; give a build folder, a tar or a glob")
-    missing = [p for p in paths if not Path(p).is_file()]
+    missing = [p for p in paths if not storage.isfile(p)]  # as the loader checks: local paths or URLs
     if missing:
         raise SystemExit(
             f"shards = {cfg.shards!r}: {missing[0]} does not exist ({len(missing)} of {len(paths)} missing); "
