@@ -31,7 +31,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import best_of, cpu_model
-from s2pdata.shards import _fsync_dir, _tar_member, _tmp_path, commit_stats, scan_committed, shard_name, write_tar
+from s2pdata._safeio import _fsync_dir, _tmp_path
+from s2pdata.shards import _tar_member, commit_stats, scan_committed, shard_name, write_tar
 
 FIELDS = ("color.jpg", "sketch.png", "hint.png", "regions.png", "draft0.jpg", "json")
 SAMPLE_KB = 143  # a 512^2 demo sample's stored fields (python -m s2pdata.inspect of a demo build)

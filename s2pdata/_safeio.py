@@ -1,4 +1,5 @@
-"""The one guarded read: a file beneath a root folder, opened without following links out of it.
+"""The one guarded read (a file beneath a root folder, opened without following links out of it)
+and the one guarded write (a new file, never opened through a link or over something planted).
 
 Every source reads through here (plain folders, Danbooru trees and their tars, ``hf:`` paths,
 metadata files), so one set of rules holds for all of them:
@@ -19,15 +20,21 @@ metadata files), so one set of rules holds for all of them:
 
 Refusals raise ``ReadRefused`` (an ``OSError``) carrying the reject reason, which the build counts
 and logs in ``rejects.jsonl``; any other I/O failure on the way is ``ReadRefused("read-error")``.
-This module imports no other s2pdata module.
+Every file s2pdata writes is either made whole under a fresh temporary name and renamed over its
+target (``atomic_write``; ``new_temp_file`` for writers that stream), which replaces a link at the
+target instead of writing through it, or opened with ``O_NOFOLLOW`` (``create_new`` for a lock file,
+``append_line`` for a log). This module imports no other s2pdata module.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import secrets
 import stat
 from collections import deque
+from pathlib import Path
+from typing import BinaryIO
 
 #: Reject reasons this module gives (the vocabulary of the sources' listing checks too).
 UNSAFE_PATH = "unsafe-path"  # a link leaving the root, a broken or looping link, '..' above the root
@@ -299,3 +306,93 @@ def _read(fd: int, n: int, offset: int, expect: int) -> bytes:
 def open_file_beneath(root, relpath, *, max_bytes: int | None = None):
     """``open_beneath`` as a buffered binary file object (for streaming: metadata, tar listings)."""
     return os.fdopen(open_beneath(root, relpath, max_bytes=max_bytes), "rb", buffering=1 << 20)
+
+
+# ---------------------------------------------------------------------------------------------
+# the guarded write
+
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
+def create_new(path, *, exclusive: bool = True) -> BinaryIO:
+    """Open ``path`` for writing as a file this call creates: ``O_CREAT | O_EXCL | O_NOFOLLOW``, so a
+    file, link or FIFO planted at that name is never opened, let alone written through.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file to create.
+    exclusive : bool
+        False opens an existing regular file too (read-write, not truncated; for a lock file that
+        every run reuses), still without following a link, and refuses anything but a regular file.
+
+    Returns
+    -------
+    A binary file object, positioned at 0.
+
+    Raises
+    ------
+    FileExistsError
+        ``exclusive`` and something (a file, a link) is already at ``path``.
+    OSError
+        ``path`` is a link (``ELOOP``), or (not ``exclusive``) not a regular file.
+    """
+    if exclusive:
+        return os.fdopen(os.open(path, _NEW_FILE, 0o666), "wb")
+    fd = os.open(path, (_NEW_FILE & ~os.O_EXCL & ~os.O_WRONLY) | os.O_RDWR, 0o666)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, f"{path} is not a regular file; remove it", str(path))
+    return os.fdopen(fd, "r+b")
+
+
+def _tmp_path(path: Path) -> Path:
+    """A fresh name beside ``path`` to write it under before its rename: ``NAME.PID.RANDOM.tmp``."""
+    return path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
+def new_temp_file(path) -> tuple[Path, BinaryIO]:
+    """A new temporary file to write ``path`` under before ``os.replace(tmp, path)``, and its name
+    (``NAME.PID.RANDOM.tmp`` beside ``path``, created by ``create_new``): a file or link planted at a
+    guessed name is never written through. ``remove_partials`` deletes the ones a killed process left."""
+    path = Path(path)
+    for _ in range(100):
+        tmp = _tmp_path(path)
+        try:
+            return tmp, create_new(tmp)
+        except FileExistsError:  # a name planted in advance (or a 1-in-4-billion clash): draw another
+            continue
+    raise FileExistsError(errno.EEXIST, f"no free temporary name beside {path} in 100 tries", str(path))
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename inside the folder ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a fresh ``.tmp`` file (``create_new``), fsync, rename, fsync
+    the folder. The rename replaces whatever is at ``path``, a link included, and never writes its target."""
+    path = Path(path)
+    tmp, f = new_temp_file(path)
+    with f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def append_line(path, line: str) -> None:
+    """Append ``line`` and a newline to the log file ``path``, creating it; a link or anything but a
+    regular file at ``path`` is an ``OSError``, never written through."""
+    # O_NONBLOCK: a FIFO planted at the name fails at once (ENXIO) instead of blocking until a reader comes
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o666)
+    with os.fdopen(fd, "a") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, f"{path} is not a regular file; remove it", str(path))
+        f.write(line + "\n")

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._safeio import atomic_write
 from .storage import STORAGE_OPTIONS_HELP, options_arg
 
 PSNR_CAP = 100.0  # dB: the PSNR of identical images (MSE 0), and the ceiling of every image's PSNR
@@ -406,8 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     text = json.dumps(scores, indent=1)
     print(text)
     if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+        atomic_write(Path(args.out), (text + "\n").encode())
     return 0
 
 

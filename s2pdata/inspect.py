@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from . import storage
+from ._safeio import atomic_write
 from .shards import (
     DATASET_JSON,
     ManifestError,
@@ -371,11 +372,15 @@ def _check_grid_path(grid: str) -> None:
 def _write_png(grid: str, sheet: np.ndarray) -> None:
     """Write the RGB ``sheet`` to ``grid``; ``_GridError`` when OpenCV does not write it."""
     try:
-        ok = cv2.imwrite(grid, cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))  # cv2 writes BGR
+        ok, data = cv2.imencode(Path(grid).suffix or ".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))  # cv2 codes BGR
     except cv2.error as exc:
-        raise _GridError(f"OpenCV could not write it ({str(exc).strip().splitlines()[-1]})") from exc
+        raise _GridError(f"OpenCV could not encode it ({str(exc).strip().splitlines()[-1]})") from exc
     if not ok:
-        raise _GridError("OpenCV could not write it (is the folder writable, is the disk full?); give a writable path")
+        raise _GridError("OpenCV could not encode it; give a .png or .jpg path")
+    try:
+        atomic_write(Path(grid), data.tobytes())  # a new file renamed over the path: never through a link
+    except OSError as exc:
+        raise _GridError(f"cannot write it ({exc.strerror or exc}); give a path in a writable folder") from exc
 
 
 def _report_verify(out: str, storage_options: dict | None = None) -> bool:

@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from s2pdata._check import check_array, check_rgb
-from s2pdata.shards import POOL_JSON, POOL_NPY, atomic_write, new_temp_file, pool_part_name
+from s2pdata._safeio import atomic_write, new_temp_file
+from s2pdata.shards import POOL_JSON, POOL_NPY, pool_part_name
 
 POOL_FORMAT = "s2pdata-patch-pool"
 POOL_VERSION = 2

@@ -22,13 +22,10 @@ check a tar against them, and every read or decode error is a ``ShardError`` nam
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import io
 import json
 import os
-import secrets
-import stat
 import struct
 import tarfile
 from collections import Counter
@@ -36,12 +33,12 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 import cv2
 import numpy as np
 
 from . import storage
+from ._safeio import _fsync_dir, atomic_write, new_temp_file
 from .pngread import check_window, png_size, read_png
 
 COLOR_FORMATS = ("jpg", "png", "webp")
@@ -414,82 +411,6 @@ def recorded_counts(paths, *, storage_options: dict | None = None) -> list[int |
         else None
         for p in paths
     ]
-
-
-_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-
-
-def create_new(path, *, exclusive: bool = True) -> BinaryIO:
-    """Open ``path`` for writing as a file this call creates: ``O_CREAT | O_EXCL | O_NOFOLLOW``, so a
-    file, link or FIFO planted at that name is never opened, let alone written through.
-
-    Parameters
-    ----------
-    path : str or Path
-        The file to create.
-    exclusive : bool
-        False opens an existing regular file too (read-write, not truncated; for a lock file that
-        every run reuses), still without following a link, and refuses anything but a regular file.
-
-    Returns
-    -------
-    A binary file object, positioned at 0.
-
-    Raises
-    ------
-    FileExistsError
-        ``exclusive`` and something (a file, a link) is already at ``path``.
-    OSError
-        ``path`` is a link (``ELOOP``), or (not ``exclusive``) not a regular file.
-    """
-    if exclusive:
-        return os.fdopen(os.open(path, _NEW_FILE, 0o666), "wb")
-    fd = os.open(path, (_NEW_FILE & ~os.O_EXCL & ~os.O_WRONLY) | os.O_RDWR, 0o666)
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise OSError(errno.EINVAL, f"{path} is not a regular file; remove it", str(path))
-    return os.fdopen(fd, "r+b")
-
-
-def _tmp_path(path: Path) -> Path:
-    """A fresh name beside ``path`` to write it under before its rename: ``NAME.PID.RANDOM.tmp``."""
-    return path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-
-
-def new_temp_file(path) -> tuple[Path, BinaryIO]:
-    """A new temporary file to write ``path`` under before ``os.replace(tmp, path)``, and its name
-    (``NAME.PID.RANDOM.tmp`` beside ``path``, created by ``create_new``): a file or link planted at a
-    guessed name is never written through. ``remove_partials`` deletes the ones a killed process left."""
-    path = Path(path)
-    for _ in range(100):
-        tmp = _tmp_path(path)
-        try:
-            return tmp, create_new(tmp)
-        except FileExistsError:  # a name planted in advance (or a 1-in-4-billion clash): draw another
-            continue
-    raise FileExistsError(errno.EEXIST, f"no free temporary name beside {path} in 100 tries", str(path))
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a rename inside the folder ``path`` durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a fresh ``.tmp`` file (``create_new``), fsync, rename, fsync
-    the folder. The rename replaces whatever is at ``path``, a link included, and never writes its target."""
-    path = Path(path)
-    tmp, f = new_temp_file(path)
-    with f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
 
 
 def _tar_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:

@@ -23,16 +23,16 @@ import cv2
 import numpy as np
 import pytest
 
-from s2pdata import shards as shards_mod
+from s2pdata import _safeio
+from s2pdata._safeio import atomic_write, create_new
 from s2pdata.data import open_shards
 from s2pdata.shards import (
     SAMPLE_FIELDS,
     ManifestError,
     ShardError,
-    atomic_write,
     commit_stats,
-    create_new,
     decode_sample,
+    file_sha256,
     iter_tar,
     read_manifest,
     scan_committed,
@@ -137,7 +137,7 @@ def test_sparse_member_is_refused_before_it_expands(tmp_path, small):
     path = tmp_path / shard_name(0)
     data = body + gnu_sparse_member("zz-000000.color.png", 1 << 30) + end_of_archive()
     atomic_write(path, data)
-    info = {"nsamples": 4, "filesize": len(data), "sha256": shards_mod.file_sha256(path)}
+    info = {"nsamples": 4, "filesize": len(data), "sha256": file_sha256(path)}
     commit_stats(tmp_path, 0, {"shard": path.name, "index": 0, **info})
     assert verify_shard(path)["sha256"] == info["sha256"]  # the file is what its stats say
     proc = run_capped(f"""
@@ -493,8 +493,8 @@ def test_writers_never_write_through_planted_links(tmp_path, monkeypatch):
         plant(f"{name}.{os.getpid()}.tmp")  # what the writers used to open, following any link there
     guessed = iter([out / "guessed.tmp"])
     plant("guessed.tmp")
-    real = shards_mod._tmp_path
-    monkeypatch.setattr(shards_mod, "_tmp_path", lambda path: next(guessed, None) or real(path))
+    real = _safeio._tmp_path
+    monkeypatch.setattr(_safeio, "_tmp_path", lambda path: next(guessed, None) or real(path))
     info = write_tar(out / shard_name(0), [{"__key__": "k", "json": b"{}"}])  # draws the planted name first
     commit_stats(out, 0, {"shard": shard_name(0), "index": 0, **info})
     atomic_write(out / "shardindex.json", b"{}")
@@ -540,3 +540,19 @@ def test_member_helpers_make_what_tarfile_reads(tmp_path):
     with tarfile.open(fileobj=io.BytesIO(gnu_sparse_member("s.png", 1 << 20) + end_of_archive())) as tar:
         (m,) = tar.getmembers()
     assert m.issparse() and m.size == 1 << 20
+
+
+def test_append_line_never_writes_through_a_link_or_into_a_fifo(tmp_path):
+    from s2pdata._safeio import append_line
+
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    (tmp_path / "link.jsonl").symlink_to(victim)
+    os.mkfifo(tmp_path / "fifo.jsonl")
+    for name in ("link.jsonl", "fifo.jsonl"):
+        with pytest.raises(OSError):
+            append_line(tmp_path / name, "{}")  # the FIFO fails at once (no reader), never blocks
+    assert victim.read_text() == "keep"
+    append_line(tmp_path / "log.jsonl", '{"a": 1}')
+    append_line(tmp_path / "log.jsonl", '{"a": 2}')
+    assert (tmp_path / "log.jsonl").read_text() == '{"a": 1}\n{"a": 2}\n'

@@ -134,14 +134,20 @@ def test_grid_in_a_missing_folder_is_written_there(build, tmp_path, capsys):
     assert str(png) in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("how", ["parent-is-a-file", "imwrite-fails", "no-such-codec"])
+@pytest.mark.parametrize("how", ["parent-is-a-file", "encode-fails", "disk-full", "no-such-codec"])
 def test_grid_that_cannot_be_written_is_an_error(build, tmp_path, capsys, monkeypatch, how):
     png = tmp_path / "sheet.png"
     if how == "parent-is-a-file":
         (tmp_path / "a-file").write_text("")
         png = tmp_path / "a-file" / "sheet.png"
-    elif how == "imwrite-fails":
-        monkeypatch.setattr(inspect_mod.cv2, "imwrite", lambda *a, **k: False)  # OpenCV's answer to a failed write
+    elif how == "encode-fails":
+        monkeypatch.setattr(inspect_mod.cv2, "imencode", lambda *a, **k: (False, None))  # OpenCV's answer to a failure
+    elif how == "disk-full":
+
+        def full(*a, **k):
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(inspect_mod, "atomic_write", full)
     else:
         png = tmp_path / "sheet.txt"
     assert main([str(build), "--grid", str(png), "-n", "2", "--cell", "48"]) == 2
@@ -150,6 +156,14 @@ def test_grid_that_cannot_be_written_is_an_error(build, tmp_path, capsys, monkey
     assert "--grid" in captured.err and str(png) in captured.err, captured.err
     assert "contact sheet of" not in captured.out
     assert not png.exists()
+
+
+def test_grid_replaces_a_planted_link_and_never_writes_its_target(build, tmp_path):
+    victim, png = tmp_path / "victim.txt", tmp_path / "sheet.png"
+    victim.write_text("precious")
+    png.symlink_to(victim)
+    assert main([str(build), "--grid", str(png), "-n", "1", "--cell", "48"]) == 0
+    assert victim.read_text() == "precious" and not png.is_symlink() and cv2.imread(str(png)) is not None
 
 
 @pytest.mark.parametrize("pick, code", [(["-n", "2"], 1), (["--random", "2"], 1), (["--keys", "demo-000001"], 2)])

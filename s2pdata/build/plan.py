@@ -16,7 +16,8 @@ from pathlib import Path
 
 from .. import SCHEMA_VERSION, __version__
 from .._rng import stable_seed
-from ..shards import DATASET_JSON, LOCK_FILE, ManifestError, build_files, create_new, read_manifest, shard_files
+from .._safeio import create_new
+from ..shards import DATASET_JSON, LOCK_FILE, ManifestError, build_files, read_manifest, shard_files
 from ..sources import Item, Source
 from ..stages.learned import weights_digest
 from ..synth import SynthConfig
@@ -232,7 +233,7 @@ def lock_out(out: str | Path):
 
 
 def _open_lock(out: Path) -> int:
-    """Create ``out`` and open its lock file, never through a link (``shards.create_new``); a folder
+    """Create ``out`` and open its lock file, never through a link (``_safeio.create_new``); a folder
     that cannot be used is ``BuildRefused`` in one line."""
     try:
         out.mkdir(parents=True, exist_ok=True)

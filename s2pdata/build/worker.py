@@ -39,7 +39,7 @@ def _init_worker(queue, inflight_dir: str, parent: int | None = None) -> None:
     if parent is not None:
         exit_with_parent(parent)
     _progress = queue
-    _inflight = os.open(os.path.join(inflight_dir, str(os.getpid())), os.O_WRONLY | os.O_CREAT, 0o644)
+    _inflight = os.open(os.path.join(inflight_dir, str(os.getpid())), os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     worker_setup()  # kernels load from Numba's disk cache on first use: only the ones this build needs
     atexit.register(_exit_now)
 

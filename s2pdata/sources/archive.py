@@ -26,7 +26,7 @@ import tarfile
 from pathlib import Path, PurePosixPath
 from typing import NamedTuple
 
-from .._safeio import ReadRefused, open_file_beneath, read_beneath
+from .._safeio import ReadRefused, atomic_write, open_file_beneath, read_beneath
 from .base import MAX_BYTES
 
 #: Everything ``tarfile`` raises on a damaged archive: malformed PAX/GNU.sparse numbers surface as
@@ -268,9 +268,7 @@ def index_tars(paths, *, labels=None, cache_dir: str | Path | None = None, max_b
         if target is not None and not any(s["path"] == f"{label}:" or s["reason"] == "bad-archive" for s in skipped):
             try:
                 cache.mkdir(parents=True, exist_ok=True)
-                tmp = target.with_suffix(f".{os.getpid()}.tmp")
-                tmp.write_text(json.dumps({"members": [list(m) for m in members], "skipped": skipped}))
-                os.replace(tmp, target)
+                atomic_write(target, json.dumps({"members": [list(m) for m in members], "skipped": skipped}).encode())
             except OSError:
                 pass  # a read-only cache only costs time
     return results, n_cached

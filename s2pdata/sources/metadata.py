@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._safeio import TOO_LARGE, UNSAFE_PATH, ReadRefused, open_file_beneath
+from .._safeio import TOO_LARGE, UNSAFE_PATH, ReadRefused, atomic_write, open_file_beneath
 from .filters import RATINGS, normalize_tag
 
 #: Danbooru tag categories (numbers as in the API and the older dumps).
@@ -595,15 +595,15 @@ def _read_cache(cache: Path) -> tuple[MetaTable, dict]:
 def _write_cache(cache: Path, table: MetaTable, info: dict) -> None:
     """Write the table and its counts atomically (a temporary file, then a rename)."""
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp.npz")
     arrays = {}
     for f in dataclasses.fields(MetaTable):
         if f.name in _STR_COLS:
             arrays[f.name], arrays[f.name + "_offsets"] = _pack(getattr(table, f.name))
         else:
             arrays[f.name] = getattr(table, f.name)
-    np.savez(tmp, info=np.array(json.dumps(info)), **arrays)
-    os.replace(tmp, cache)
+    buf = io.BytesIO()
+    np.savez(buf, info=np.array(json.dumps(info)), **arrays)
+    atomic_write(cache, buf.getvalue())
 
 
 _RATING_CODE = {r: i for i, r in enumerate(RATINGS)}

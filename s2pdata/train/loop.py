@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 
 from .. import storage
+from .._safeio import append_line, atomic_write
 from ..data.loader import to_model_input
 from ..shards import ShardError, recorded_counts, shard_paths
 from .checkpoint import (
@@ -381,8 +382,7 @@ def _log_step(run: _Run, losses: dict, seconds: float, n_img: int, out: Path, sa
     run.history.append(rec)
     if run.rt.master:
         say(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in rec.items() if v is not None))
-        with open(out / "log.jsonl", "a") as f:
-            f.write(json.dumps(rec) + "\n")
+        append_line(out / "log.jsonl", json.dumps(rec))  # never through a link planted at that name
     return rec
 
 
@@ -406,7 +406,7 @@ def _debug_hooks(run: _Run, *, final: bool) -> None:
             "ckpt_writes": run.ckpt_writes,
         }
         Path(folder).mkdir(parents=True, exist_ok=True)
-        (Path(folder) / f"rank{run.rt.rank}.json").write_text(json.dumps(record))
+        atomic_write(Path(folder) / f"rank{run.rt.rank}.json", json.dumps(record).encode())
 
 
 def _loop(run: _Run, g_run, d_run, *, say: Callable, progress: bool, cost_note: bool, recipe: str | None) -> None:
