@@ -33,6 +33,7 @@ import os
 import secrets
 import stat
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -374,16 +375,21 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a fresh ``.tmp`` file (``create_new``), fsync, rename, fsync
-    the folder. The rename replaces whatever is at ``path``, a link included, and never writes its target."""
+def atomic_write(path: Path, data: bytes | Callable[[BinaryIO], None]) -> None:
+    """Write ``data`` (bytes, or a function that writes into the open file) to ``path`` through a fresh
+    ``.tmp`` file (``new_temp_file``), fsync, rename, fsync the folder. The rename replaces whatever is
+    at ``path``, a link included, and never writes its target; a failed write removes its ``.tmp``."""
     path = Path(path)
     tmp, f = new_temp_file(path)
-    with f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with f:
+            data(f) if callable(data) else f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     _fsync_dir(path.parent)
 
 

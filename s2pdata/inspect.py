@@ -152,16 +152,17 @@ def sample_panels(s: dict, *, cell: int = 192) -> list[tuple[str, np.ndarray]]:
     return panels
 
 
-KEY_BAND = 18  # pixels above each row of the contact sheet, for the sample's key
+KEY_BAND = 18  # pixels of a label band: above each row of the contact sheet (and the trainers' grids)
 
 
-def _key_band(key: str, width: int) -> np.ndarray:
-    """A white band ``width`` pixels wide with ``key`` written in it, the font shrunk until it fits."""
+def label_band(text: str, width: int) -> np.ndarray:
+    """A white (KEY_BAND, width, 3) uint8 band with ``text`` written in it, the font shrunk until it fits:
+    the sample key over a row of the contact sheet or of a training grid."""
     band = np.full((KEY_BAND, width, 3), 255, np.uint8)
     scale = 0.45
-    while scale > 0.2 and cv2.getTextSize(key, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] > width - 6:
+    while scale > 0.2 and cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] > width - 6:
         scale -= 0.03
-    cv2.putText(band, key, (3, 13), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 150), 1, cv2.LINE_AA)
+    cv2.putText(band, text, (3, 13), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 150), 1, cv2.LINE_AA)
     return band
 
 
@@ -183,7 +184,7 @@ def contact_sheet(samples: list[dict], *, cell: int = 192) -> np.ndarray:
             cv2.putText(tile, title, (3, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
             cells.append(tile)
         row = np.concatenate(cells, 1)
-        rows.append(np.concatenate([_key_band(str(s.get("__key__", "")), row.shape[1]), row], 0))
+        rows.append(np.concatenate([label_band(str(s.get("__key__", "")), row.shape[1]), row], 0))
     width = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
     return np.concatenate(rows, 0)

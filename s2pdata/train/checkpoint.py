@@ -19,17 +19,16 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 import pickle
 import re
-import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 import torch
+
+from .._safeio import atomic_write
 
 # how to make a checkpoint s2pdata reads: the tail of every "cannot read" message
 HOW_TO = (
@@ -68,31 +67,11 @@ def set_rng_state(state: dict) -> None:
     np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
 
 
-def write_atomic(path: Path, data: bytes | Callable[[BinaryIO], None]) -> None:
-    """Write ``data`` (bytes, or a function of the open file) to ``path`` through a fresh temporary name.
-
-    The temporary file is made by ``tempfile.mkstemp`` in ``path``'s folder (``O_CREAT | O_EXCL |
-    O_NOFOLLOW``), so no name planted there beforehand, link or file, is ever opened; ``os.replace``
-    then swaps it in, replacing a link at ``path`` itself rather than writing through it.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if callable(data):
-                data(f)
-            else:
-                f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_checkpoint(path: Path, state: dict) -> None:
-    """Write ``state`` atomically (``write_atomic``), with the ``state_hash`` of each model as ``sha256``."""
+    """Write ``state`` atomically (``_safeio.atomic_write``: a fresh temporary name, then a rename), with
+    the ``state_hash`` of each model as ``sha256``."""
     state = {**state, "sha256": {name: state_hash(sd) for name, sd in state["models"].items()}}
-    write_atomic(path, lambda f: torch.save(state, f))
+    atomic_write(path, lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path) -> dict:

@@ -16,7 +16,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import load_checkpoint, write_atomic
+from .._safeio import atomic_write
+from ..inspect import KEY_BAND, label_band
+from .checkpoint import load_checkpoint
 from .nets import PatchDiscriminator
 
 __all__ = [
@@ -83,19 +85,7 @@ def hints_image(hint: torch.Tensor) -> np.ndarray:
     return to_uint8(rgb)
 
 
-GRID_HEADER = 18  # pixels of each label band (column names, sample keys), as on s2pdata.inspect's sheet
-
-
-def _label_band(text: str, width: int) -> np.ndarray:
-    """A white (GRID_HEADER, width, 3) band holding ``text`` in black, shrunk to fit where it can."""
-    import cv2
-
-    band = np.full((GRID_HEADER, width, 3), 255, np.uint8)
-    scale = 0.42
-    while scale > 0.2 and cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] > width - 4:
-        scale -= 0.04
-    cv2.putText(band, text, (2, 13), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
-    return band
+GRID_HEADER = KEY_BAND  # pixels of each label band (column names, sample keys), as on s2pdata.inspect's sheet
 
 
 def save_grid(path: Path, columns: list[tuple[str, np.ndarray]], keys: list[str] | None = None) -> None:
@@ -112,17 +102,17 @@ def save_grid(path: Path, columns: list[tuple[str, np.ndarray]], keys: list[str]
     """
     import cv2
 
-    rows = [np.concatenate([_label_band(label, images.shape[2]) for label, images in columns], 1)]
+    rows = [np.concatenate([label_band(label, images.shape[2]) for label, images in columns], 1)]
     width = rows[0].shape[1]
     for i in range(len(columns[0][1])):
         if keys is not None:
-            rows.append(_label_band(str(keys[i]), width))
+            rows.append(label_band(str(keys[i]), width))
         rows.append(np.concatenate([c[i] for _, c in columns], 1))
     ok, png = cv2.imencode(".png", cv2.cvtColor(np.concatenate(rows, 0), cv2.COLOR_RGB2BGR))  # cv2 writes BGR
     if not ok:
         raise ValueError(f"OpenCV could not encode the sample grid {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, png.tobytes())
+    atomic_write(path, png.tobytes())
 
 
 # ---------------------------------------------------------------------------------------------
