@@ -337,3 +337,67 @@ def test_evaluate_over_s3_scores_as_locally(s3_build, local_build, tmp_path, cap
         torch.set_num_threads(n)
     assert json.loads(out.out) == here and here["images"] == 4
     assert SECRET not in out.out + out.err
+
+
+def _train(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """``python -m s2pdata.train draft ARGS --dry-run`` on one thread, with no AWS_* settings inherited."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")  # tiny convolutions on a busy 2-core machine
+    cmd = [sys.executable, "-m", "s2pdata.train", "draft", "--dry-run", *args]
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def s3_runs(s3_build, local_build, tmp_path_factory):
+    """The same --dry-run draft run on the local build and on its copy in the bucket: ``{where: (proc, run_dir)}``."""
+    pytest.importorskip("torch")
+    url, so = s3_build
+    root = tmp_path_factory.mktemp("train-s3")
+    runs = {}
+    for where, shards in (("local", [str(local_build)]), ("s3", [url, "--storage-options", json.dumps(so)])):
+        run = root / where
+        proc = _train(["--shards", *shards, "--out", str(run)], root)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs[where] = (proc, run)
+    return runs
+
+
+def _log(run: Path) -> list[dict]:
+    """log.jsonl without the timing: what depends on the samples and the weights only."""
+    lines = (run / "log.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k != "img_per_s"} for line in lines]
+
+
+def test_train_over_s3_trains_on_the_local_samples(s3_runs, s3_build):
+    """train --shards s3://... reads the build's 8 samples (the banner) and, with the same seed, logs the
+    local run's losses at every step: the same samples in the same order."""
+    url, _ = s3_build
+    (local, local_run), (remote, remote_run) = s3_runs["local"], s3_runs["s3"]
+    data = [line.strip() for line in remote.stdout.splitlines() if line.strip().startswith("data:")]
+    assert data == [f"data: {url}: 4 shards, 8 samples; batch 2 per rank, crop 32, mode resampled, 0 workers"]
+    assert data[0].split(f"{url}: ")[1] in local.stdout  # the local banner counts the same shards and samples
+    assert len(_log(remote_run)) == 3 and _log(remote_run) == _log(local_run)
+    assert "loss_g" in _log(remote_run)[0]
+
+
+def test_train_over_s3_never_shows_the_secret(s3_runs, s3_build, tmp_path):
+    """Neither the output, ckpt.pt nor log.jsonl holds the secret of --storage-options; the checkpoint keeps
+    the options redacted, and a resume, given them again, goes on without showing them either."""
+    from s2pdata.train.checkpoint import load_checkpoint
+
+    url, so = s3_build
+    proc, run = s3_runs["s3"]
+    resumed = _train(
+        ["--shards", url, "--storage-options", json.dumps(so), "--out", str(run), "--resume", "--steps", "4"], tmp_path
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed" in resumed.stdout and "steps: 3 -> 4 (resumed)" in resumed.stdout
+    for text in (proc.stdout, proc.stderr, resumed.stdout, resumed.stderr, (run / "log.jsonl").read_text()):
+        assert SECRET not in text
+    assert SECRET.encode() not in (run / "ckpt.pt").read_bytes()
+    stored = load_checkpoint(run / "ckpt.pt")["config"]["storage_options"]
+    assert stored == {**so, "key": "***", "secret": "***"}
+    # the redacted options are never read back: a resume without them cannot reach the bucket
+    again = _train(["--out", str(run), "--resume", "--steps", "5"], tmp_path)
+    assert again.returncode == 2 and again.stderr.count("\n") == 1 and SECRET not in again.stderr + again.stdout
+    assert "--storage-options JSON" in again.stderr and url in again.stderr

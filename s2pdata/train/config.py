@@ -18,6 +18,7 @@ import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from .. import storage
 from .._config import convert, load_toml
 
 MODES = ("resampled", "exact")
@@ -36,7 +37,16 @@ def opt(default, help: str, **bounds):
 class TrainConfig:
     """Knobs both stages share; paper defaults (Adam 0.9/0.99, lr 1e-5, batch 16, 224 crops)."""
 
-    shards: str = opt("", "build folder, tar or glob of shard-*.tar to train on (required)", metavar="DIR")
+    shards: str = opt(
+        "", "build folder, tar or glob of shard-*.tar to train on, a local path or URL (required)", metavar="DIR|URL"
+    )
+    storage_options: dict | None = opt(
+        None,
+        f"--shards URL: {storage.STORAGE_OPTIONS_HELP}; in a recipe a TOML table. Its secret values are never "
+        "stored in ckpt.pt, so --resume needs these options again",
+        metavar="JSON",
+        default_text="none",
+    )
     out: str = opt("runs/default", "run folder: ckpt.pt, log.jsonl, samples/step-*.png", metavar="RUN_DIR")
     steps: int = opt(
         100_000, "total optimisation steps (a resumed run continues up to this count)", ge=0, le=BIG, metavar="N"
@@ -159,6 +169,13 @@ def _convert(cls, key: str, value, origin: str):
     if value in ("auto", None) and fields_by_name(cls)[key].default is None:
         return None  # a tri-state key (bf16): "auto" restores the device-dependent default
     f = fields_by_name(cls)[key]
+    if types[key] is dict:  # storage_options: a TOML table, or --storage-options JSON parsed by argparse
+        if not isinstance(value, dict):
+            raise ValueError(
+                f"{key} in {origin} must be a table of options, got a {type(value).__name__}; write it as "
+                f'[{key}] in a recipe or --{key.replace("_", "-")} \'{{"endpoint_url": "..."}}\' on the command line'
+            )
+        return value
     try:
         value = convert(key, value, types[key], origin)
     except ValueError as exc:  # a value of the wrong type: say the range too
@@ -229,10 +246,13 @@ def build_parser(cls) -> argparse.ArgumentParser:
     types = config_fields(cls)
     for f in fields(cls):
         bounds = f"; {allowed(f)}" if allowed(f) else ""
-        help_text = f"{f.metadata.get('help', '')} (default: {_default_text(f.default)}{bounds})".replace("%", "%%")
+        default = f.metadata.get("default_text", _default_text(f.default))
+        help_text = f"{f.metadata.get('help', '')} (default: {default}{bounds})".replace("%", "%%")
         kw: dict = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
         if types[f.name] is bool:  # a bare --flag means true
             kw.update(nargs="?", const="true", metavar=f.metadata.get("metavar", "true|false"))
+        elif types[f.name] is dict:  # JSON, its errors never echoing the value (it may hold a secret)
+            kw.update(type=storage.options_arg, metavar=f.metadata["metavar"])
         else:
             kw["metavar"] = f.metadata.get("metavar", types[f.name].__name__.upper())
         g.add_argument("--" + f.name.replace("_", "-"), **kw)
@@ -267,7 +287,7 @@ def parse_args(cls, argv: list[str]) -> tuple[object, argparse.Namespace]:
     except (ValueError, FileNotFoundError) as exc:
         raise SystemExit(f"{p.prog}: {exc}") from None
     if not cfg.shards:
-        raise SystemExit(f"{p.prog}: --shards DIR is required (a build folder of shard-*.tar)")
+        raise SystemExit(f"{p.prog}: --shards DIR is required (a build folder of shard-*.tar, or its URL)")
     return cfg, args
 
 
@@ -286,10 +306,27 @@ def base_config(cls, flags: dict) -> dict:
     return checkpoint_config(cls, {k: v for k, v in stored["config"].items() if k not in flags}, path)
 
 
+NOT_RESUMED = ("storage_options",)  # keys a checkpoint holds redacted, so never read back
+
+
 def checkpoint_config(cls, stored: dict, path) -> dict:
-    """The config keys of a checkpoint that this version knows, type-checked like a recipe's."""
+    """The config keys of a checkpoint that this version knows, type-checked like a recipe's.
+
+    ``storage_options`` is never read back: the checkpoint holds them redacted (``stored_config``),
+    so a resume is given them again."""
     known = config_fields(cls)
-    return {k: _convert(cls, k, v, f"checkpoint {path}") for k, v in stored.items() if k in known}
+    return {
+        k: _convert(cls, k, v, f"checkpoint {path}") for k, v in stored.items() if k in known and k not in NOT_RESUMED
+    }
+
+
+def stored_config(cfg) -> dict:
+    """``cfg`` as the dict a checkpoint stores and logs show: ``storage_options`` with its credential
+    values masked (``storage.redact_options``), so no secret reaches ckpt.pt or a log line."""
+    values = dataclasses.asdict(cfg)
+    if values.get("storage_options") is not None:
+        values["storage_options"] = storage.redact_options(values["storage_options"])
+    return values
 
 
 def describe_changes(old: dict, new: dict) -> str:

@@ -51,7 +51,7 @@ from .checkpoint import (
     unwrap,
 )
 from .common import Stage, gan_loss, save_grid
-from .config import describe_changes, lr_at, parse_args
+from .config import describe_changes, lr_at, parse_args, stored_config
 
 NOTE_AFTER = 3  # a CPU run times this many steps before saying what the run will cost
 DEBUG_ENV = "S2PDATA_TRAIN_DEBUG"
@@ -107,15 +107,19 @@ def setup_runtime(cfg) -> Runtime:
 
 
 def check_shards(cfg) -> list[str]:
-    """Every shard file of ``cfg.shards``; a ``SystemExit`` line when there is none or one is missing."""
-    paths = shard_paths(cfg.shards)
+    """Every shard file of ``cfg.shards`` (a path or URL, listed with ``cfg.storage_options``); a
+    ``SystemExit`` line, with the URL redacted, when there is none or one is missing."""
+    so = cfg.storage_options
+    paths = shard_paths(cfg.shards, storage_options=so)
     if not paths:
-        raise SystemExit(f"shards = {cfg.shards!r} holds no shard-*.tar; give a build folder, a tar or a glob")
-    missing = [p for p in paths if not storage.isfile(p)]  # as the loader checks: local paths or URLs
+        raise SystemExit(
+            f"shards = {storage.redact(cfg.shards)!r} holds no shard-*.tar; give a build folder, a tar or a glob"
+        )
+    missing = [p for p in paths if not storage.isfile(p, so)]  # as the loader checks: local paths or URLs
     if missing:
         raise SystemExit(
-            f"shards = {cfg.shards!r}: {missing[0]} does not exist ({len(missing)} of {len(paths)} missing); "
-            "give a build folder, a tar or a glob of shard-*.tar"
+            f"shards = {storage.redact(cfg.shards)!r}: {storage.redact(missing[0])} does not exist ({len(missing)} "
+            f"of {len(paths)} missing); give a build folder, a tar or a glob of shard-*.tar"
         )
     return paths
 
@@ -126,7 +130,7 @@ def rank_shards(cfg, rt: Runtime) -> list[str]:
     if len(paths) < rt.world_size:
         raise SystemExit(
             f"DDP over {rt.world_size} ranks needs at least {rt.world_size} shards (one set per rank), "
-            f"{cfg.shards} has {len(paths)}; build with a smaller --shard-size"
+            f"{storage.redact(cfg.shards)} has {len(paths)}; build with a smaller --shard-size"
         )
     return paths[rt.rank :: rt.world_size]
 
@@ -154,7 +158,9 @@ def _millions(module: torch.nn.Module) -> float:
 
 
 # config keys that are make_loader arguments of the same name
-STREAM_KEYS = "batch_size num_workers mode seed crop flip online_hints hint_p hint_radius shuffle_buffer".split()
+STREAM_KEYS = (
+    "batch_size num_workers mode seed crop flip online_hints hint_p hint_radius shuffle_buffer storage_options".split()
+)
 
 
 @dataclass
@@ -168,6 +174,7 @@ class _Run:
     opt_d: torch.optim.Optimizer | None  # None without a discriminator (lambda_gan = 0)
     shards: list[str]
     n_samples: int | None = None  # the build's recorded sample count (all ranks); None when a stats file is missing
+    n_shards: int = 0  # the build's shard count (all ranks)
     step: int = 0
     epoch: int = 0
     batch_in_epoch: int = 0
@@ -188,7 +195,7 @@ class _Run:
 
         A run saved without a discriminator (lambda_gan 0) and resumed with a GAN term starts D afresh.
         """
-        changed = describe_changes(ck["config"], dataclasses.asdict(self.cfg))
+        changed = describe_changes(ck["config"], stored_config(self.cfg))  # credentials masked
         self.stage.G.load_state_dict(ck["models"]["G"])
         self.opt_g.load_state_dict(ck["optims"]["G"])
         fresh_d = self.stage.D is not None and "D" not in ck["models"]
@@ -217,7 +224,7 @@ class _Run:
             "step": self.step,
             "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch,
-            "config": dataclasses.asdict(self.cfg),
+            "config": stored_config(self.cfg),  # storage_options redacted: a resume is given them again
             "models": {k: unwrap(m).state_dict() for k, (m, _) in nets.items()},
             "optims": {k: o.state_dict() for k, (_, o) in nets.items()},
             "rng": rngs,
@@ -287,7 +294,7 @@ def _banner(run: _Run, cfg, resume: bool, recipe: str | None) -> str:
         f"{stage.name}: device {rt.device}, bf16 {_on(rt.bf16)}, compile {_on(cfg.compile)}, {rt.world_size} "
         f"rank(s){f', recipe {recipe}' if recipe else ''}\n"
         f"  model: G {_millions(stage.G):.3g} M parameters, {disc}\n"
-        f"  data: {cfg.shards}: {len(shard_paths(cfg.shards))} shards, {n} samples; batch {cfg.batch_size} per rank, "
+        f"  data: {storage.redact(cfg.shards)}: {run.n_shards} shards, {n} samples; batch {cfg.batch_size} per rank, "
         f"crop {cfg.crop}, mode {cfg.mode}, {cfg.num_workers} workers\n"
         f"  steps: {run.step} -> {cfg.steps}{' (resumed)' if resume else ''}; log every {cfg.log_every}, samples "
         f"every {cfg.sample_every}, checkpoint every {cfg.ckpt_every} into {cfg.out}"
@@ -343,8 +350,9 @@ def _prepare(cfg, build_stage: Callable, rt: Runtime, resume: bool, log: Callabl
     G, D = stage.G.to(rt.device), None if stage.D is None else stage.D.to(rt.device)
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
     opt_d = None if D is None else torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-    counts = recorded_counts(shard_paths(cfg.shards))
-    run = _Run(cfg, stage, rt, opt_g, opt_d, rank_shards(cfg, rt), None if None in counts else sum(counts))
+    every = shard_paths(cfg.shards, storage_options=cfg.storage_options)
+    counts = recorded_counts(every, storage_options=cfg.storage_options)
+    run = _Run(cfg, stage, rt, opt_g, opt_d, rank_shards(cfg, rt), None if None in counts else sum(counts), len(every))
     run.keys_read = [] if os.environ.get(DEBUG_ENV) else None
     if ck is not None:
         run.restore(*ck, log)
@@ -426,7 +434,9 @@ def _loop(run: _Run, g_run, d_run, *, say: Callable, progress: bool, cost_note: 
         batch = next(it, None)
         if batch is None:  # exact mode: the epoch is over
             if run.batch_in_epoch == 0:  # a whole fresh epoch gave nothing: looping on would hang
-                raise SystemExit(f"{cfg.shards} gave rank {rt.rank} no batch of {cfg.batch_size}; lower batch_size")
+                raise SystemExit(
+                    f"{storage.redact(cfg.shards)} gave rank {rt.rank} no batch of {cfg.batch_size}; lower batch_size"
+                )
             run.epoch, run.batch_in_epoch, it = run.epoch + 1, 0, None
             continue
         if run.keys_read is not None:
@@ -544,6 +554,11 @@ def main_for(cls, build_stage: Callable, argv: list[str] | None = None) -> int:
         line = exc.code if exc.code.startswith(prog) else f"{prog}: {exc.code}"
     except (FileExistsError, CheckpointError, ShardError) as exc:
         line = f"{prog}: {exc}"
+    except storage.StorageError as exc:  # already redacted; a resume is not given the options by its checkpoint
+        line = (
+            f"{prog}: --shards: {exc}; give the filesystem its settings with --storage-options JSON or the "
+            "environment (ckpt.pt keeps no credentials, so --resume needs them again)"
+        )
     line = " ".join(line.split())  # one line, whatever the message held
     print(line, file=sys.stderr, flush=True)
     raise CliError(line)
