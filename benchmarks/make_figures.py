@@ -12,7 +12,7 @@ built-in demo source:
   paper);
 * ``draft-cpu-steps.png``: ``python -m s2pdata.train draft --recipe recipes/draft-cpu.toml
   --shards DIR/demo --out DIR/draft-cpu --steps 200``, then the run's sample grids at steps 50,
-  100, 150 and 200 side by side (README, Training; RESULTS, The CPU recipe). Needs torch; the
+  100, 150 and 200 side by side, at half size (README, Training; RESULTS, The CPU recipe). Needs torch; the
   training takes about a minute on 2 idle cores (RESULTS), far longer on a busy machine.
 
 The other figures in that folder are not made here: ``learning-*.png`` come from
@@ -64,7 +64,9 @@ def steps_figure(run_dir: Path, path: Path) -> None:
     images = [cv2.imread(str(grids[s])) for s in STEPS]
     if len({im.shape[0] for im in images}) != 1:
         raise SystemExit(f"the grids in {run_dir / 'samples'} differ in height: {[im.shape for im in images]}")
-    if not cv2.imwrite(str(path), np.concatenate(images, 1)):
+    row = np.concatenate(images, 1)  # four grids of 256-px crops: halved so the page stays light
+    row = cv2.resize(row, (row.shape[1] // 2, row.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    if not cv2.imwrite(str(path), row):
         raise SystemExit(f"could not write {path}")
 
 
