@@ -31,6 +31,7 @@ from . import storage
 from ._safeio import atomic_write
 from .shards import (
     DATASET_JSON,
+    SAMPLE_FIELDS,
     ManifestError,
     ShardError,
     decode_sample,
@@ -234,7 +235,7 @@ def choose_samples(
     so = storage_options
     paths = shard_paths(out, storage_options=so)
     if n is not None:  # range first: reads n, no more
-        return [decode_sample(raw) for _, raw in zip(range(n), _raw_samples(paths, so))]
+        return [decode_sample(raw, require=SAMPLE_FIELDS) for _, raw in zip(range(n), _raw_samples(paths, so))]
     if keys is not None:
         return _samples_named(out, paths, keys, so)
     recorded = recorded_counts(paths, storage_options=so)
@@ -249,7 +250,7 @@ def choose_samples(
     for i, positions in sorted(wanted.items()):
         for j, raw in enumerate(iter_tar(paths[i], storage_options=so)):
             if j in positions:
-                samples.append(decode_sample(raw))
+                samples.append(decode_sample(raw, require=SAMPLE_FIELDS))
             if j >= max(positions):
                 break
     return samples
@@ -268,7 +269,7 @@ def _samples_named(out, paths: list[str], keys: list[str], storage_options: dict
     for raw in _raw_samples(paths, storage_options):
         example = example or raw["__key__"]
         if raw["__key__"] in keys and raw["__key__"] not in found:
-            found[raw["__key__"]] = decode_sample(raw)
+            found[raw["__key__"]] = decode_sample(raw, require=SAMPLE_FIELDS)
             if len(found) == len(set(keys)):
                 break
     missing = [k for k in dict.fromkeys(keys) if k not in found]

@@ -83,9 +83,9 @@ def test_a_link_planted_as_the_lock_is_never_written_through(tmp_path):
 def test_a_failed_build_leaves_no_empty_out(tmp_path):
     run = build("--src", tmp_path / "no-such-folder", "--out", tmp_path / "a" / "out")
     assert run.returncode == 2 and not (tmp_path / "a" / "out").exists()
-    (tmp_path / "kept").mkdir()  # a folder the user made is left where it was
+    (tmp_path / "kept").mkdir()  # a folder the user made is left where it was, as it was
     build("--src", tmp_path / "no-such-folder", "--out", tmp_path / "kept")
-    assert (tmp_path / "kept").is_dir()
+    assert (tmp_path / "kept").is_dir() and not any((tmp_path / "kept").iterdir())
 
 
 @pytest.mark.slow

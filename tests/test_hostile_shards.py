@@ -244,6 +244,11 @@ def test_decode_sample_requires_what_it_is_told(missing_sketch):
 def test_open_shards_and_inspect_refuse_a_sample_missing_a_member(missing_sketch):
     with pytest.raises(ShardError, match=r"key 't-00001'.*no member for sketch"):
         list(open_shards(missing_sketch))
+    from s2pdata.inspect import choose_samples  # what inspect --grid draws its rows from
+
+    for pick in ({"n": 3}, {"random": 3, "seed": 0}, {"keys": ["t-00001"]}):
+        with pytest.raises(ShardError, match=r"key 't-00001'.*no member for sketch"):
+            choose_samples(missing_sketch.parent, **pick)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -233,6 +233,19 @@ def test_planted_tmp_link_is_not_written_through(shards, tmp_path):
     assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp") and p.name != "ckpt.pt.tmp"]
 
 
+def test_a_link_planted_as_the_log_is_one_line_and_never_written_through(shards, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    (out / "log.jsonl").symlink_to(victim)
+    with pytest.raises(SystemExit) as info:
+        train_main(["draft", "--shards", str(shards), "--out", str(out), "--dry-run"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "Traceback" not in err and "log.jsonl" in err and "link" in err, err
+    assert victim.read_text() == "precious\n"
+
+
 def test_save_checkpoint_replaces_a_link_at_its_path_instead_of_following_it(tmp_path):
     victim = tmp_path / "victim.txt"
     victim.write_text("precious\n")

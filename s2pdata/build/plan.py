@@ -216,7 +216,7 @@ def lock_out(out: str | Path):
         finally:
             _held[key] -= 1
         return
-    created = not os.path.lexists(out)
+    created, lock_was_there = not os.path.lexists(out), os.path.lexists(out / LOCK_FILE)
     fd = _open_lock(out)
     try:
         _take(fd, out)
@@ -227,9 +227,10 @@ def lock_out(out: str | Path):
             del _held[key]
     finally:
         os.close(fd)  # releases the flock
-        if created and os.listdir(out) == [LOCK_FILE]:  # a build that failed before writing anything
+        if not lock_was_there and os.listdir(out) == [LOCK_FILE]:  # a build that failed before writing anything
             os.unlink(out / LOCK_FILE)
-            os.rmdir(out)
+            if created:
+                os.rmdir(out)
 
 
 def _open_lock(out: Path) -> int:

@@ -559,6 +559,11 @@ def main_for(cls, build_stage: Callable, argv: list[str] | None = None) -> int:
             f"{prog}: --shards: {exc}; give the filesystem its settings with --storage-options JSON or the "
             "environment (ckpt.pt keeps no credentials, so --resume needs them again)"
         )
+    except OSError as exc:  # writing the run folder: a full disk, no permission, a link planted at log.jsonl
+        line = (
+            f"{prog}: cannot write {exc.filename or 'the run folder'}: {exc.strerror or exc} (s2pdata never writes "
+            "through a link or into a FIFO); remove what is there, or free space"
+        )
     line = " ".join(line.split())  # one line, whatever the message held
     print(line, file=sys.stderr, flush=True)
     raise CliError(line)
