@@ -463,6 +463,21 @@ def test_a_sparse_metadata_member_declaring_a_petabyte_is_refused_at_once(tmp_pa
     assert "refused 1" in res["summary"]
 
 
+def test_a_sparse_member_under_the_absolute_cap_is_held_to_the_files_size(tmp_path):
+    # 20 GB declared in a file of a few hundred bytes: under MAX_METADATA_BYTES, but far past what
+    # MAX_EXPANSION allows a file that small; it streamed about 9 s of NUL bytes before the ratio cap
+    from s2pdata.sources import metadata
+
+    path = tmp_path / "posts.tar.gz"
+    good = json.dumps(fakes.post_new(2, artist=("bob",))).encode() + b"\n"
+    _sparse_posts_targz(path, good, declared=2 * 10**10)
+    assert 2 * 10**10 < metadata.MAX_METADATA_BYTES and path.stat().st_size < 1000
+    table, info = metadata.load_metadata([path], [1, 2], cache_dir=None)
+    assert table.id.tolist() == [2]
+    (bad,) = info["refused"]
+    assert bad["reason"] == "too-large" and "20000000000" in bad["detail"] and "x the file's size" in bad["detail"]
+
+
 def test_a_plain_metadata_file_over_the_cap_is_refused_unread(tmp_path):
     root = tmp_path / "db"
     fakes.write_gwern(root, {1: "png"}, small=False)

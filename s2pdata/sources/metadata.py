@@ -94,6 +94,15 @@ _BUFFER = 1 << 20
 #: Danbooru's full posts dump is about 10 GB as JSON Lines; a bomb (a sparse tar member declaring
 #: 10**15 bytes, a sparse file) is refused by its declared size, or stopped here once it got there.
 MAX_METADATA_BYTES = 64 << 30
+MAX_EXPANSION = 200  # JSON metadata gzips 5-10x; the NUL runs of a sparse member or a bomb, thousands of times
+
+
+def _expansion_cap(raw) -> int:
+    """What the metadata file open as ``raw`` may expand to: ``MAX_METADATA_BYTES``, and at most
+    ``MAX_EXPANSION`` times its real size (never under 4 GiB, a second or two of reading), so a few hundred
+    bytes cannot cost minutes."""
+    return min(MAX_METADATA_BYTES, max(4 << 30, MAX_EXPANSION * os.fstat(raw.fileno()).st_size))
+
 
 #: What a damaged metadata file raises part-way (gzip, zlib, tarfile, a truncated stream).
 _DAMAGE = (OSError, EOFError, zlib.error, tarfile.TarError, UnicodeDecodeError)
@@ -116,7 +125,10 @@ class _Capped(io.RawIOBase):
         room = self.cap - self.seen
         if room <= 0:  # the cap is reached: one byte more means the stream goes on past it
             if self.inner.read(1):
-                raise _TooMuch(f"{self.what} expands past {self.cap} bytes (MAX_METADATA_BYTES); the rest is unread")
+                raise _TooMuch(
+                    f"{self.what} expands past {self.cap} bytes (at most {MAX_EXPANSION}x the file's size, "
+                    f"never over MAX_METADATA_BYTES); the rest is unread"
+                )
             return 0
         data = self.inner.read(min(len(buf), room))
         self.seen += len(data)
@@ -124,8 +136,8 @@ class _Capped(io.RawIOBase):
         return len(data)
 
 
-def _capped(inner, what: str) -> io.BufferedReader:
-    return io.BufferedReader(_Capped(inner, MAX_METADATA_BYTES, what), _BUFFER)
+def _capped(inner, what: str, cap: int) -> io.BufferedReader:
+    return io.BufferedReader(_Capped(inner, cap, what), _BUFFER)
 
 
 class BadRecord(ValueError):
@@ -357,17 +369,18 @@ def _iter_json(path: Path, wanted, root):
     with _open(path, root, MAX_METADATA_BYTES) as raw:
         if path.name.lower().endswith(".gz"):
             with gzip.GzipFile(fileobj=raw, mode="rb") as f:
-                yield from _iter_lines(_capped(f, f"{path.name} (gzip)"), wanted)
+                yield from _iter_lines(_capped(f, f"{path.name} (gzip)", _expansion_cap(raw)), wanted)
         else:  # the default 8 KiB buffer: 17x slower over long lines
-            yield from _iter_lines(_capped(raw, path.name), wanted)
+            yield from _iter_lines(_capped(raw, path.name, MAX_METADATA_BYTES), wanted)
 
 
 def _iter_tar(path: Path, wanted, root, refused: list):
     with contextlib.ExitStack() as stack:
         raw = stack.enter_context(_open(path, root))
+        cap = _expansion_cap(raw)
         gz = raw.peek(2)[:2] == b"\x1f\x8b"
         if gz:  # tarfile's own stream decompression copies its whole buffer on each read: 10x slower
-            inner = _capped(stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb")), f"{path.name} (gzip)")
+            inner = _capped(stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb")), f"{path.name} (gzip)", cap)
             tf = stack.enter_context(tarfile.open(fileobj=inner, mode="r|"))
         else:
             tf = stack.enter_context(tarfile.open(fileobj=raw, mode="r|*"))  # streamed: never extracted, never seeks
@@ -375,20 +388,21 @@ def _iter_tar(path: Path, wanted, root, refused: list):
             name = m.name.lower()
             if not m.isfile() or not name.endswith(_JSON_SUFFIXES) or _NOT_POSTS.search(name):
                 continue
-            if m.size > MAX_METADATA_BYTES:  # declared: a sparse member of 10**15 bytes spins for days
+            if m.size > cap:  # declared: a sparse member of 10**15 bytes spins for days
                 sparse = " (sparse)" if m.issparse() else ""
                 refused.append(
                     {
                         "path": f"{path}:{m.name}",
                         "reason": TOO_LARGE,
-                        "detail": f"member declares {m.size} bytes{sparse} > {MAX_METADATA_BYTES}; skipped unread",
+                        "detail": f"member declares {m.size} bytes{sparse} > {cap} (at most {MAX_EXPANSION}x "
+                        "the file's size); skipped unread",
                     }
                 )
                 continue
             f = tf.extractfile(m)
             if name.endswith(".gz"):
                 f = gzip.GzipFile(fileobj=f)
-            yield from _iter_lines(_capped(f, f"{path.name}:{m.name}"), wanted)
+            yield from _iter_lines(_capped(f, f"{path.name}:{m.name}", cap), wanted)
 
 
 def _parquet_mask(column, wanted_arr):
