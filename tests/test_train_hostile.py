@@ -166,7 +166,8 @@ def _flip_bit_in_g(src: Path, dest: Path) -> str:
 
 def test_checkpoint_records_the_sha256_of_its_weights(run_dir):
     ck = load_checkpoint(run_dir / "ckpt.pt")
-    assert set(ck["sha256"]) == set(ck["models"]) and all(len(h) == 64 for h in ck["sha256"].values())
+    expected = set(ck["models"]) | {f"optims.{name}" for name in ck["optims"]}
+    assert set(ck["sha256"]) == expected and all(len(h) == 64 for h in ck["sha256"].values())
 
 
 def test_a_flipped_bit_in_the_weights_is_refused_at_load(run_dir, shards, tmp_path, capsys):
@@ -183,6 +184,26 @@ def test_a_flipped_bit_in_the_weights_is_refused_at_load(run_dir, shards, tmp_pa
     assert evaluate_main(["--checkpoint", str(bad), "--shards", str(shards), "--no-progress"]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(err) == 1 and err[0].startswith("s2pdata.evaluate: ") and "sha256" in err[0]
+
+
+def test_a_flipped_bit_in_the_optimizer_state_is_refused_at_resume(run_dir, tmp_path, capsys):
+    ck = load_checkpoint(run_dir / "ckpt.pt")
+    assert "optims.G" in ck["sha256"]
+    exp_avg = next(t for st in ck["optims"]["G"]["state"].values() for k, t in st.items() if k == "exp_avg")
+    data = (run_dir / "ckpt.pt").read_bytes()
+    raw = exp_avg.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+    at = data.find(raw)
+    assert at > 0 and data.find(raw, at + 1) == -1
+    flipped = bytearray(data)
+    flipped[at] ^= 1
+    bad = tmp_path / "run" / "ckpt.pt"
+    bad.parent.mkdir()
+    bad.write_bytes(bytes(flipped))
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        train_main(["draft", "--out", str(bad.parent), "--resume", "--steps", "4"])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert e.value.code == 2 and len(err) == 1 and "optimizer state of G" in err[0] and "sha256" in err[0], err
 
 
 @pytest.mark.parametrize("rehash", [True, False], ids=["hash-matches", "no-hash"])

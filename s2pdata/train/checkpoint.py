@@ -2,10 +2,12 @@
 
 Consumes the models, optimisers and loop position of ``s2pdata.train.loop``; produces
 ``RUN_DIR/ckpt.pt``, one dict of tensors and plain types that loads with ``weights_only=True``,
-holding ``sha256``: the ``state_hash`` of each model's state dict when it was saved.
+holding ``sha256``: the ``state_hash`` of each model's state dict and of each optimizer's tensors
+(``optims.G``) when it was saved.
 
 Reading one back (``--resume``, ``s2pdata.evaluate``) never unpickles: a pickle checkpoint, a
-damaged file, weights that differ from their recorded sha256 (a flipped bit) or are not finite,
+damaged file, weights or optimizer state that differ from their recorded sha256 (a flipped bit),
+weights that are not finite,
 or a config that does not match the tensors is a one-line ``CheckpointError``, and the config is
 checked against the tensor shapes before any model is allocated. A checkpoint without ``sha256``
 (written by hand, or by an older s2pdata) loads with its weights unverified.
@@ -70,7 +72,9 @@ def set_rng_state(state: dict) -> None:
 def save_checkpoint(path: Path, state: dict) -> None:
     """Write ``state`` atomically (``_safeio.atomic_write``: a fresh temporary name, then a rename), with
     the ``state_hash`` of each model as ``sha256``."""
-    state = {**state, "sha256": {name: state_hash(sd) for name, sd in state["models"].items()}}
+    hashes = {name: state_hash(sd) for name, sd in state["models"].items()}
+    hashes |= {f"optims.{name}": state_hash(_tensors(sd)) for name, sd in state.get("optims", {}).items()}
+    state = {**state, "sha256": hashes}
     atomic_write(path, lambda f: torch.save(state, f))
 
 
@@ -142,6 +146,13 @@ def check_weights(ck: dict, path) -> None:
     recorded = ck.get("sha256", {})
     if not isinstance(recorded, dict):
         raise CheckpointError(f"{path}: its sha256 entry is {type(recorded).__name__}, not a dict; the file is damaged")
+    for name, sd in ck.get("optims", {}).items() if isinstance(ck.get("optims"), dict) else ():
+        key = f"optims.{name}"
+        if key in recorded and state_hash(_tensors(sd)) != recorded[key]:
+            raise CheckpointError(
+                f"{path}: the optimizer state of {name} differs from the sha256 recorded when it was saved, so the "
+                "file is damaged (a changed bit on disk or in a copy); use an intact copy of the checkpoint"
+            )
     for name, sd in ck["models"].items():
         if not isinstance(sd, dict) or not all(torch.is_tensor(v) for v in sd.values()):
             continue  # a part no caller asked for (check_layout refuses the ones they need)
@@ -212,6 +223,14 @@ def unwrap(model):
     model = getattr(model, "_orig_mod", model)
     model = getattr(model, "module", model)
     return getattr(model, "_orig_mod", model)
+
+
+def _tensors(obj, prefix: str = "") -> dict:
+    """Every tensor in a nested optimizer state dict, by its dotted path (what ``state_hash`` hashes)."""
+    if torch.is_tensor(obj):
+        return {prefix: obj}
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else ()
+    return {k: t for key, v in items for k, t in _tensors(v, f"{prefix}.{key}" if prefix else str(key)).items()}
 
 
 def state_hash(*state_dicts: dict) -> str:
