@@ -71,10 +71,13 @@ def write_gwern(root: Path, files: dict[int, str], *, small: bool = True, data: 
     return out
 
 
-def _add(tf: tarfile.TarFile, name: str, data: bytes, **kw) -> None:
+def add_member(tf: tarfile.TarFile, name: str, data: bytes, pax: dict | None = None, **kw) -> None:
+    """Add ``data`` as member ``name`` (mtime 0), with PAX records ``pax`` and TarInfo fields ``kw``."""
     info = tarfile.TarInfo(name)
     info.size = len(data)
     info.mtime = 0
+    if pax:
+        info.pax_headers = pax
     for k, v in kw.items():
         setattr(info, k, v)
     tf.addfile(info, io.BytesIO(data) if info.isreg() else None)
@@ -99,7 +102,7 @@ def write_archive(
         p.parent.mkdir(parents=True, exist_ok=True)
         with tarfile.open(p, "w", format=tarfile.GNU_FORMAT) as tf:
             for pid in ids[t : t + per_tar]:
-                _add(tf, f"{pid}.{files[pid]}", (data or {}).get(pid, image_bytes(pid, files[pid])))
+                add_member(tf, f"{pid}.{files[pid]}", (data or {}).get(pid, image_bytes(pid, files[pid])))
         rels.append(rel)
     return rels
 
@@ -110,15 +113,15 @@ def write_hostile_tar(path: Path) -> dict[str, str]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(path, "w", format=tarfile.GNU_FORMAT) as tf:
-        _add(tf, "11.png", png(11))
-        _add(tf, "../evil.png", png(99))
-        _add(tf, "/abs.png", png(98))
-        _add(tf, "sub/../../13.png", png(13))
-        _add(tf, "14.png", b"", type=tarfile.SYMTYPE, linkname="/etc/passwd")
-        _add(tf, "15.png", b"", type=tarfile.LNKTYPE, linkname="11.png")
-        _add(tf, "16.png", b"", type=tarfile.CHRTYPE, devmajor=1, devminor=3)
-        _add(tf, "17.png", b"", type=tarfile.FIFOTYPE)
-        _add(tf, "12.png", png(12))
+        add_member(tf, "11.png", png(11))
+        add_member(tf, "../evil.png", png(99))
+        add_member(tf, "/abs.png", png(98))
+        add_member(tf, "sub/../../13.png", png(13))
+        add_member(tf, "14.png", b"", type=tarfile.SYMTYPE, linkname="/etc/passwd")
+        add_member(tf, "15.png", b"", type=tarfile.LNKTYPE, linkname="11.png")
+        add_member(tf, "16.png", b"", type=tarfile.CHRTYPE, devmajor=1, devminor=3)
+        add_member(tf, "17.png", b"", type=tarfile.FIFOTYPE)
+        add_member(tf, "12.png", png(12))
     return {
         "../evil.png": "unsafe-path",
         "/abs.png": "unsafe-path",
@@ -223,7 +226,7 @@ def write_posts_targz(path: Path, posts) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(path, "w:gz") as tf:
-        _add(tf, "posts.json", _lines(posts))
+        add_member(tf, "posts.json", _lines(posts))
     return path
 
 
@@ -272,8 +275,8 @@ def write_hf_webdataset(root: Path, blobs: dict[str, bytes], *, ext: str = "png"
     with tarfile.open(root / "train-000000.tar", "w") as tf:
         for i, n in enumerate(sorted(blobs)):
             key = f"s{i:05d}"
-            _add(tf, f"{key}.{ext}", blobs[n])
-            _add(tf, f"{key}.json", json.dumps({"name": n}).encode())
+            add_member(tf, f"{key}.{ext}", blobs[n])
+            add_member(tf, f"{key}.json", json.dumps({"name": n}).encode())
     return root
 
 

@@ -361,14 +361,6 @@ def test_hf_datasetdict_folder_reads_the_split_asked_for(tmp_path):
 # defect 7: a malformed PAX header in a source tar
 
 
-def _add(tf, name: str, data: bytes, pax=None) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    if pax:
-        info.pax_headers = pax
-    tf.addfile(info, io.BytesIO(data))
-
-
 BAD_PAX = {
     "realsize": {
         "GNU.sparse.major": "1",
@@ -384,7 +376,7 @@ BAD_PAX = {
 def _tar_with_bad_pax(path: Path, n: int, bad_at: int, pax: dict) -> None:
     with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tf:
         for i in range(1, n + 1):
-            _add(tf, f"{i}.jpg", bytes([i % 256]) * (300 + 7 * i), pax if i == bad_at else None)
+            fakes.add_member(tf, f"{i}.jpg", bytes([i % 256]) * (300 + 7 * i), pax if i == bad_at else None)
 
 
 @pytest.mark.parametrize("kind", sorted(BAD_PAX))
@@ -408,7 +400,7 @@ def test_the_issue_case_23_of_40_images_are_no_longer_dropped(tmp_path):
     root.mkdir()
     with tarfile.open(root / "data-0000.tar", "w", format=tarfile.PAX_FORMAT) as tf:
         for i in range(1, 41):
-            _add(tf, f"{i}.png", fakes.png(i), BAD_PAX["realsize"] if i == 18 else None)
+            fakes.add_member(tf, f"{i}.png", fakes.png(i), BAD_PAX["realsize"] if i == 18 else None)
     src = items_of(root, "--metadata", "none", out=tmp_path / "out")
     assert [it.meta["id"] for it in src.items()] == [i for i in range(1, 41) if i != 18]
     assert [s["reason"] for s in src.skipped] == ["bad-archive"] and "bad-archive 1" in src.summary()
@@ -436,7 +428,7 @@ def _sparse_posts_targz(path: Path, good: bytes, declared: int = 10**15) -> None
             "GNU.sparse.realsize": str(declared),
         }
         tf.addfile(info, io.BytesIO(data))
-        _add(tf, "posts-2.json", good)
+        fakes.add_member(tf, "posts-2.json", good)
     import gzip
 
     path.write_bytes(gzip.compress(buf.getvalue(), mtime=0))
