@@ -151,36 +151,33 @@ def _full(fs, path: str) -> str:
     return fs.unstrip_protocol(path)
 
 
+def _either(path, storage_options: dict | None, what: str, on_local, on_remote):
+    """``on_local(Path)`` for a plain path; else ``on_remote(fs, path)`` with its errors as one redacted line."""
+    if not is_remote(path):
+        return on_local(Path(local(path)))
+    fs, p = filesystem(path, storage_options)
+    with _remote(what, path):
+        return on_remote(fs, p)
+
+
 def exists(path, storage_options: dict | None = None) -> bool:
     """True when a file or folder is at ``path``."""
-    if not is_remote(path):
-        return Path(local(path)).exists()
-    fs, p = filesystem(path, storage_options)
-    with _remote("look up", path):
-        return fs.exists(p)
+    return _either(path, storage_options, "look up", Path.exists, lambda fs, p: fs.exists(p))
 
 
 def isfile(path, storage_options: dict | None = None) -> bool:
     """True when a file (an object) is at ``path``."""
-    if not is_remote(path):
-        return Path(local(path)).is_file()
-    fs, p = filesystem(path, storage_options)
-    with _remote("look up", path):
-        return fs.isfile(p)
+    return _either(path, storage_options, "look up", Path.is_file, lambda fs, p: fs.isfile(p))
 
 
 def isdir(path, storage_options: dict | None = None) -> bool:
     """True when ``path`` is a folder (for object stores: a prefix that holds objects)."""
-    if not is_remote(path):
-        return Path(local(path)).is_dir()
-    fs, p = filesystem(path, storage_options)
-    with _remote("look up", path):
-        return fs.isdir(p)
+    return _either(path, storage_options, "look up", Path.is_dir, lambda fs, p: fs.isdir(p))
 
 
 def glob(pattern, storage_options: dict | None = None) -> list:
     """Sorted matches of the glob ``pattern``: ``str`` paths for a local pattern, URLs for a URL."""
-    if not is_remote(pattern):
+    if not is_remote(pattern):  # the pattern as given, not through Path: matches keep its spelling
         import glob as _glob
 
         return sorted(_glob.glob(str(local(pattern))))
@@ -191,20 +188,12 @@ def glob(pattern, storage_options: dict | None = None) -> list:
 
 def size(path, storage_options: dict | None = None) -> int:
     """Bytes of the file at ``path``; FileNotFoundError when there is none."""
-    if not is_remote(path):
-        return Path(local(path)).stat().st_size
-    fs, p = filesystem(path, storage_options)
-    with _remote("look up", path):
-        return int(fs.size(p))
+    return _either(path, storage_options, "look up", lambda q: q.stat().st_size, lambda fs, p: int(fs.size(p)))
 
 
 def read_bytes(path, storage_options: dict | None = None) -> bytes:
     """The whole file at ``path``."""
-    if not is_remote(path):
-        return Path(local(path)).read_bytes()
-    fs, p = filesystem(path, storage_options)
-    with _remote("read", path):
-        return fs.cat_file(p)
+    return _either(path, storage_options, "read", Path.read_bytes, lambda fs, p: fs.cat_file(p))
 
 
 @contextlib.contextmanager
