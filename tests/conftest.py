@@ -53,3 +53,21 @@ def lock_differences() -> list[str]:
 def pytest_runtest_setup(item):
     if item.get_closest_marker("pinned_bytes") and (diffs := lock_differences()):
         pytest.skip(f"bytes pinned under constraints.txt; here {', '.join(diffs)}")
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """One SeaweedFS S3 server for the session (``tests/s3server.py``); skips without the dev extra."""
+    from .s3server import S3Server
+
+    server = S3Server()
+    try:
+        yield server.start()
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def s3(s3_server):
+    """``storage_options`` of the session's S3 server, which holds the bucket ``s3server.BUCKET``."""
+    return s3_server.options

