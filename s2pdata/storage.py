@@ -156,6 +156,7 @@ def _either(path, storage_options: dict | None, what: str, on_local, on_remote):
     if not is_remote(path):
         return on_local(Path(local(path)))
     fs, p = filesystem(path, storage_options)
+    count(what)
     with _remote(what, path):
         return on_remote(fs, p)
 
@@ -182,6 +183,7 @@ def glob(pattern, storage_options: dict | None = None) -> list:
 
         return sorted(_glob.glob(str(local(pattern))))
     fs, p = filesystem(pattern, storage_options)
+    count("list")
     with _remote("list", pattern):
         return sorted(_full(fs, q) for q in fs.glob(p))
 
@@ -209,12 +211,68 @@ def open_read(path, storage_options: dict | None = None) -> Iterator[tuple[Binar
             yield f, os.fstat(f.fileno()).st_size
         return
     fs, p = filesystem(path, storage_options)
+    count("open")
     with _remote("open", path):
         f = fs.open(p, "rb")
         n = getattr(f, "size", None)
         n = int(fs.size(p)) if n is None else int(n)
     with f:
         yield f, n
+
+
+REQUESTS: dict[str, int] = {}  # operation -> remote calls this process made (``requests``); local ones are not counted
+
+
+def count(op: str, n: int = 1) -> None:
+    """Add ``n`` remote calls of the operation ``op`` (``"list"``, ``"read"``, ``"write"``...) to ``REQUESTS``."""
+    REQUESTS[op] = REQUESTS.get(op, 0) + n
+
+
+def requests(op: str | None = None) -> int:
+    """Remote calls made by this process so far: of the operation ``op``, or of all. A listing that
+    returns more than a page (1,000 S3 keys) is one call here and ``ceil(n / 1000)`` requests on the wire."""
+    return REQUESTS.get(op, 0) if op is not None else sum(REQUESTS.values())
+
+
+def read_range(path, start: int, length: int, storage_options: dict | None = None) -> bytes:
+    """``length`` bytes of the file at ``path`` from byte ``start``: one ranged read (``Range`` request)
+    for a URL, a seek and read locally. Fewer bytes come back only at the end of the file."""
+    if not is_remote(path):
+        with open(local(path), "rb") as f:
+            f.seek(start)
+            return f.read(length)
+    fs, p = filesystem(path, storage_options)
+    count("read")
+    with _remote("read", path):
+        return fs.cat_file(p, start=start, end=start + length)
+
+
+def list_files(folder, storage_options: dict | None = None) -> dict[str, int]:
+    """Every file under ``folder``, recursively: its path relative to ``folder`` (``/``-separated) ->
+    its size in bytes, sorted by path. For a URL this is one recursive listing (``fs.find``), not a
+    walk of sub-folders; locally, ``os.walk`` without following links."""
+    out: dict[str, int] = {}
+    if not is_remote(folder):
+        root = Path(local(folder))
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames.sort()
+            for name in filenames:
+                p = Path(dirpath) / name
+                try:
+                    st = p.lstat()
+                except OSError:
+                    continue
+                out[p.relative_to(root).as_posix()] = st.st_size
+        return dict(sorted(out.items()))
+    fs, p = filesystem(folder, storage_options)
+    base = p.rstrip("/")
+    count("list")
+    with _remote("list", folder):
+        found = fs.find(base, detail=True, withdirs=False)
+    for q, info in found.items():
+        if info.get("type", "file") == "file" and q.startswith(base + "/"):
+            out[q[len(base) + 1 :]] = int(info.get("size") or 0)
+    return dict(sorted(out.items()))
 
 
 def join(folder, name: str):

@@ -23,6 +23,7 @@ from s2pdata.shards import ShardError, iter_tar, recorded_counts, shard_paths, s
 
 from .s3server import BUCKET, SECRET
 
+
 @pytest.fixture(scope="session")
 def local_build(tmp_path_factory):
     """A small demo build in a local folder (8 samples in 4 shards, 64 px)."""
