@@ -85,6 +85,8 @@ class S3Server:
         cmd = [self.weed, "server", f"-dir={self.data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-s3"]
         cmd += [f"-s3.port={self.port}", f"-master.port={self._master}", f"-volume.port={self._volume}"]
         cmd += [f"-filer.port={self._filer}", "-volume.max=8"]
+        # the side services on fixed ports (Iceberg 8181, Lance 9101) are off: two servers must not clash
+        cmd += ["-s3.port.iceberg=0", "-s3.port.lance=0"]
         self._log = open(self.data / "weed.log", "ab")
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, cwd=self.data)
         deadline = time.monotonic() + START_TIMEOUT
