@@ -12,7 +12,11 @@ filesystem for the rest, as pandas and ``datasets`` do. A URL with credentials i
 (``s3://KEY:SECRET@bucket``) is refused, and every message this module formats goes through
 ``redact``: no key, secret, token or password is ever printed.
 
-Writing to a URL is not supported yet: builds write to a local folder (``refuse_url``).
+Writes (a build into ``s3://bucket/run``) go through the same functions: ``write_bytes`` (a small
+file, in one request), ``upload`` (a finished local file: one PUT, or a multipart upload that the
+store completes only at its end, so a reader never sees half a shard), ``download``, ``remove`` and
+``create_exclusive`` (a conditional create, ``If-None-Match: *``, for a build's lock object).
+Locally each is the guarded write of ``_safeio`` (a new temporary name, then a rename).
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
+
+from ._safeio import atomic_write
 
 # scheme -> the extra that installs its fsspec implementation
 SCHEME_EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "hf": "hf", "http": "http", "https": "http"}
@@ -273,6 +279,105 @@ def list_files(folder, storage_options: dict | None = None) -> dict[str, int]:
         if info.get("type", "file") == "file" and q.startswith(base + "/"):
             out[q[len(base) + 1 :]] = int(info.get("size") or 0)
     return dict(sorted(out.items()))
+
+
+def write_bytes(path, data: bytes, storage_options: dict | None = None) -> None:
+    """Replace the file at ``path`` with ``data``: locally through a new temporary file and a rename
+    (``_safeio.atomic_write``), for a URL one PUT (an object appears whole or not at all)."""
+    if not is_remote(path):
+        p = Path(local(path))
+        p.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(p, data)
+        return
+    fs, p = filesystem(path, storage_options)
+    count("write")
+    with _remote("write", path):
+        fs.pipe_file(p, data)
+
+
+def upload(source: Path, path, storage_options: dict | None = None) -> None:
+    """Copy the finished local file ``source`` to ``path`` (a URL): one PUT, or for a large file a
+    multipart upload the store completes only at the end, so the object appears whole or not at all."""
+    fs, p = filesystem(path, storage_options)
+    count("write")
+    with _remote("write", path):
+        fs.put_file(str(source), p)
+
+
+def download(path, target: Path, storage_options: dict | None = None) -> None:
+    """Copy the object at ``path`` (a URL) to the local file ``target``, through a temporary name and
+    a rename: ``target`` is the whole object or what it was before."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fs, p = filesystem(path, storage_options)
+    tmp = target.with_name(f"{target.name}.{os.getpid()}.download.tmp")
+    count("read")
+    try:
+        with _remote("read", path):
+            fs.get_file(p, str(tmp))
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def remove(paths, storage_options: dict | None = None) -> None:
+    """Delete the files ``paths`` (all local, or all URLs of one store); an absent one is no error."""
+    paths = list(paths)
+    if not paths:
+        return
+    if not is_remote(paths[0]):
+        for q in paths:
+            Path(local(q)).unlink(missing_ok=True)
+        return
+    fs, _ = filesystem(paths[0], storage_options)
+    count("write")
+    with _remote("delete", paths[0]):
+        for q in paths:
+            try:
+                fs.rm_file(filesystem(q, storage_options)[1])
+            except FileNotFoundError:
+                pass
+
+
+def create_exclusive(path, data: bytes, storage_options: dict | None = None) -> bool | None:
+    """Create the object at ``path`` holding ``data`` only if none is there (a conditional create,
+    ``If-None-Match: *``, which S3 and GCS honour): True if this call created it, False if one was
+    there. None when the filesystem has no conditional create; the caller then falls back on a
+    weaker check (``create_exclusive`` never writes in that case)."""
+    fs, p = filesystem(path, storage_options)
+    count("write")
+    try:
+        with _remote("create", path):
+            fs.pipe_file(p, data, mode="create")
+        return True
+    except (TypeError, NotImplementedError):
+        return None  # no ``mode`` argument: this filesystem cannot create conditionally
+    except (StorageError, FileExistsError) as exc:
+        cause = exc.__cause__ or exc
+        text = f"{cause} {getattr(cause, 'response', '')}"
+        if isinstance(cause, FileExistsError) or "precondition" in text.lower().replace("-", "") or "412" in text:
+            return False
+        raise
+
+
+def modified(path, storage_options: dict | None = None) -> float | None:
+    """The time (seconds since the epoch) the file at ``path`` was last written, None if unknown."""
+    if not is_remote(path):
+        return Path(local(path)).stat().st_mtime
+    fs, p = filesystem(path, storage_options)
+    count("look up")
+    with _remote("look up", path):
+        info = fs.info(p)
+    stamp = info.get("LastModified") or info.get("mtime") or info.get("updated")
+    if stamp is None:
+        return None
+    if isinstance(stamp, (int, float)):
+        return float(stamp)
+    if isinstance(stamp, str):
+        import datetime
+
+        stamp = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    return stamp.timestamp()
 
 
 def join(folder, name: str):
