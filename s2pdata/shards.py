@@ -22,6 +22,7 @@ check a tar against them, and every read or decode error is a ``ShardError`` nam
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import io
 import json
@@ -443,10 +444,24 @@ class _HashingWriter:
         return self._f.tell()
 
 
-def write_tar(path: Path, samples: Iterable[dict[str, bytes]]) -> dict:
-    """Write encoded samples to ``path`` atomically (a fresh ``.tmp`` file from ``create_new``, then a
-    rename); returns nsamples, filesize, md5sum, sha256 (hashed as the bytes are written)."""
-    path = Path(path)
+def write_tar(path, samples: Iterable[dict[str, bytes]], *, storage_options: dict | None = None) -> dict:
+    """Write encoded samples to ``path`` atomically; returns nsamples, filesize, md5sum, sha256 (hashed
+    as the bytes are written).
+
+    Locally: a fresh ``.tmp`` file from ``create_new`` beside ``path``, fsynced, then renamed. For a
+    URL (``s3://bucket/run/shard-000000.tar``): the same bytes into a local temporary file, then one
+    upload (``storage.upload``: a PUT, or a multipart upload completed at the end), so the object
+    appears whole, with its digests known before it is sent, or not at all.
+    """
+    if storage.is_remote(path):
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="s2pdata-shard-") as tmp:
+            local = Path(tmp) / storage.name_of(path)
+            info = write_tar(local, samples)
+            storage.upload(local, path, storage_options)
+        return info
+    path = Path(storage.local(path))
     tmp, raw = new_temp_file(path)
     n = 0
     with raw:
@@ -466,9 +481,11 @@ def write_tar(path: Path, samples: Iterable[dict[str, bytes]]) -> dict:
     return {"nsamples": n, "filesize": size, "md5sum": f.md5.hexdigest(), "sha256": f.sha256.hexdigest()}
 
 
-def commit_stats(out: Path, index: int, stats: dict) -> None:
-    """Write the per-shard stats file: the commit marker, always after the tar is in place."""
-    atomic_write(Path(out) / stats_name(index), json.dumps(stats, indent=1, sort_keys=True).encode())
+def commit_stats(out, index: int, stats: dict, *, storage_options: dict | None = None) -> None:
+    """Write the per-shard stats file: the commit marker, always after the tar is in place (for a URL
+    ``out``, after the tar's upload completed)."""
+    data = json.dumps(stats, indent=1, sort_keys=True).encode()
+    storage.write_bytes(storage.join(out, stats_name(index)), data, storage_options)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -609,14 +626,15 @@ def _threads(threads: int | None, n: int) -> int:
 
 
 def scan_committed(
-    out: Path, n_shards: int, *, verify: str = "sha256", threads: int | None = None
+    out, n_shards: int, *, verify: str = "sha256", threads: int | None = None, storage_options: dict | None = None
 ) -> tuple[dict[int, dict], dict[int, str]]:
     """The committed shards of a build folder, checked against their stats.
 
     Parameters
     ----------
-    out : Path
-        The build folder.
+    out : Path or str
+        The build folder: a local path or a URL (read with ``storage_options``; its stats objects
+        are found with one listing).
     n_shards : int
         Shards in the plan: indices ``0 .. n_shards - 1`` are looked at.
     verify : {"sha256", "size"}
@@ -636,14 +654,15 @@ def scan_committed(
     """
     if verify not in VERIFY:
         raise ValueError(f"verify must be one of {VERIFY}, got {verify!r}")
-    out = Path(out)
+    so = storage_options
+    out = out if storage.is_remote(out) else Path(storage.local(out))
+    present = {storage.name_of(p) for p in stats_files(out, storage_options=so)}
     records, damaged = {}, {}
     for i in range(n_shards):
-        stats_path = out / stats_name(i)
-        if not stats_path.exists():
+        if stats_name(i) not in present:
             continue
         try:
-            record = _json_of(stats_path)
+            record = _json_of(storage.join(out, stats_name(i)), so)
         except (OSError, ValueError):
             damaged[i] = "stats file unreadable"
             continue
@@ -656,7 +675,7 @@ def scan_committed(
             damaged[i] = f"stats file {problem}"
     indices = list(records)
     with ThreadPoolExecutor(_threads(threads, len(indices))) as pool:
-        reasons = list(pool.map(lambda i: _mismatch(out / shard_name(i), records[i], verify), indices))
+        reasons = list(pool.map(lambda i: _mismatch(storage.join(out, shard_name(i)), records[i], verify, so), indices))
     for i, reason in zip(indices, reasons):
         if reason is not None:
             damaged[i] = reason
@@ -664,15 +683,14 @@ def scan_committed(
     return records, dict(sorted(damaged.items()))
 
 
-def committed_shards(out: Path, n_shards: int, *, verify: str = "sha256") -> dict[int, dict]:
+def committed_shards(out, n_shards: int, *, verify: str = "sha256", storage_options: dict | None = None) -> dict:
     """Stats of every shard whose stats file exists and whose tar matches it (``scan_committed``)."""
-    return scan_committed(out, n_shards, verify=verify)[0]
+    return scan_committed(out, n_shards, verify=verify, storage_options=storage_options)[0]
 
 
-def uncommit(out: Path, indices: Iterable[int]) -> None:
+def uncommit(out, indices: Iterable[int], *, storage_options: dict | None = None) -> None:
     """Delete the stats files of shards ``indices``: they count as not built (a damaged shard)."""
-    for i in indices:
-        (Path(out) / stats_name(i)).unlink(missing_ok=True)
+    storage.remove([storage.join(out, stats_name(i)) for i in indices], storage_options)
 
 
 def damaged_summary(damaged: dict[int, str]) -> list[str]:
@@ -775,8 +793,14 @@ def stats_files(out: Path, *, storage_options: dict | None = None) -> list:
     return sorted(Path(out).glob(_STATS_GLOB))
 
 
-def build_files(out: Path) -> list[Path]:
-    """Every file a build writes into ``out`` that exists now (what ``--overwrite`` deletes)."""
+def build_files(out, *, storage_options: dict | None = None) -> list:
+    """Every file a build writes into ``out`` that exists now (what ``--overwrite`` deletes): ``Path``s,
+    or URLs for a URL (found with one listing)."""
+    if storage.is_remote(out):
+        names = storage.list_files(out, storage_options)  # an absent prefix lists nothing
+        pool = (f"{POOL_DIR}/{_POOL_GLOB}", f"{POOL_DIR}/{POOL_PARTS}/*")
+        patterns = (DATASET_JSON, INDEX_JSON, REJECTS, *pool, _SHARD_GLOB, _STATS_GLOB)
+        return [storage.join(out, n) for n in names if any(fnmatch.fnmatchcase(n, g) for g in patterns)]
     out = Path(out)
     return (
         [out / n for n in (DATASET_JSON, INDEX_JSON, REJECTS) if (out / n).exists()]
