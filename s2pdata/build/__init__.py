@@ -15,6 +15,7 @@ command resumes once space is freed.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import shutil
@@ -24,6 +25,7 @@ from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 
+from .. import storage
 from .._jit import kernel_cache_is_cold
 from ..pool import KINDS, PatchPool
 from ..shards import (
@@ -43,7 +45,7 @@ from ..shards import (
     write_rejects,
 )
 from ..sources import Item, Source, describe_empty, source_from_args
-from ..storage import refuse_url
+from ..storage import StorageError, refuse_url
 from ..synth import SynthConfig
 from .plan import (
     BuildRefused,
@@ -57,6 +59,7 @@ from .plan import (
     pool_plan,
     prepare_out,
 )
+from .remote import CACHE_DIR, RemoteOut
 from .runners import BuildStopped, check_distributor, make_runner
 from .worker import build_pool_part, build_shard
 
@@ -89,6 +92,8 @@ def run_build(
     progress: bool = True,
     distributor: str = "local",
     ray_address: str | None = None,
+    storage_options: dict | None = None,
+    staging: str | Path | None = None,
 ) -> dict:
     """Plan, build and commit every shard; returns the final ``dataset.json`` content.
 
@@ -98,7 +103,8 @@ def run_build(
         A ``--src`` string (read with the CLI's default source flags) or a source object from
         ``s2pdata.sources.source_from_args``.
     out : str or Path
-        The build folder; a folder holding the same build is resumed.
+        The build folder; a folder holding the same build is resumed. A URL (``s3://bucket/run``,
+        ``gs://``, ``hf://``) builds into object storage (``s2pdata.build.remote``).
     cfg : SynthConfig
         What every sample contains.
     seed : int
@@ -117,35 +123,73 @@ def run_build(
         ``"local"`` or ``"ray"`` (``s2pdata.build.runners``).
     ray_address : str or None
         A Ray cluster to join; None starts a local Ray.
+    storage_options : dict or None
+        Options of the filesystem of a URL ``out`` (endpoint, credentials...; ``s2pdata.storage``).
+    staging : path or None
+        The local working folder of a build into a URL (manifest, pool and caches while it runs);
+        None: ``s2pdata.build.remote.staging_dir``.
     """
     _check_counts(seed=seed, shard_size=shard_size, workers=workers, limit=limit)
     check_distributor(distributor)
-    for flag, value in (("out", out), ("src", src)):
-        refusal = refuse_url(flag, value)
-        if refusal:
-            raise ValueError(refusal)
-    out = Path(out)
-    with lock_out(out):  # one build per folder: a second one, or an --overwrite, is refused
-        return _build(src, out, cfg, seed, shard_size, workers, limit, overwrite, progress, distributor, ray_address)
+    refusal = refuse_url("src", src)
+    if refusal:
+        raise ValueError(refusal)
+    with hold_out(out, storage_options=storage_options, staging=staging, overwrite=overwrite) as (local, remote):
+        try:
+            return _build(
+                src, local, cfg, seed, shard_size, workers, limit, overwrite, progress, distributor, ray_address, remote
+            )
+        except StorageError as exc:
+            if remote is None:
+                raise
+            raise BuildStopped(
+                f"{exc}; the shards committed to {remote} are kept: run the same command again once the store "
+                "answers, and it resumes where it stopped"
+            ) from exc
 
 
-def _build(src, out: Path, cfg, seed, shard_size, workers, limit, overwrite, progress, distributor, ray_address):
-    """``run_build``'s body, run while ``out`` is locked."""
+@contextmanager
+def hold_out(out, *, storage_options: dict | None = None, staging=None, overwrite: bool = False):
+    """Hold the build folder ``out`` for the ``with`` block (one build at a time) and yield
+    ``(local, remote)``: the local folder the build works in, and None, or for a URL ``out`` its
+    ``RemoteOut`` (the lock object held, the store's manifest, pool and caches fetched into the
+    staging folder, or with ``overwrite`` the store's build deleted). Nested calls share the hold."""
+    if not storage.is_remote(out):
+        with lock_out(Path(storage.local(out))):  # a second build, or an --overwrite, is refused
+            yield Path(storage.local(out)), None
+        return
+    remote = RemoteOut(str(out), storage_options, staging)
+    with lock_out(remote.local), remote.lock() as first:
+        if first:
+            remote.pull(overwrite=overwrite)
+        yield remote.local, remote
+
+
+def _build(
+    src, out: Path, cfg, seed, shard_size, workers, limit, overwrite, progress, distributor, ray_address, remote
+):  # noqa: E501
+    """``run_build``'s body, run while ``out`` is held; ``remote`` the ``RemoteOut`` of a URL build, or None."""
     bars = _bar_factory(progress)
+    target = remote.url if remote else out  # where shards are committed and scanned
+    so = remote.options if remote else None
     # workers start now (importing their libraries) while this process lists the source and plans
     with make_runner(distributor, workers, ray_address) as run:
         source = src if not isinstance(src, str) else source_from_args(src, _default_args(), seed=seed, out=out)
         items, plan, header = _plan(source, cfg, seed, shard_size, limit)
+        if remote:
+            remote.publish_tree(CACHE_DIR)  # listings and tar indexes, for a resume on any machine
         if progress:
             print(
                 f"{source.summary()}\nplan: {len(items)} items in {len(plan)} shards of "
-                f"{header['config']['shard_size']} -> {out}",
+                f"{header['config']['shard_size']} -> {remote or out}",
                 file=sys.stderr,
             )
         with _writing(out, "the manifest"):
             manifest = _start_manifest(out, header, cfg, overwrite)
-        done, damaged = scan_committed(out, len(plan))  # size and sha256 of every committed tar
-        uncommit(out, damaged)  # a damaged shard is rebuilt, and the summary names it
+            if remote:
+                remote.publish(DATASET_JSON)
+        done, damaged = scan_committed(target, len(plan), storage_options=so)  # size and sha256 of each tar
+        uncommit(target, damaged, storage_options=so)  # a damaged shard is rebuilt, and the summary names it
         manifest["rebuilt_damaged"] = damaged_summary(damaged)
         if progress and damaged:
             print(f"rebuilding damaged shards: {', '.join(manifest['rebuilt_damaged'])}", file=sys.stderr)
@@ -154,18 +198,24 @@ def _build(src, out: Path, cfg, seed, shard_size, workers, limit, overwrite, pro
         t0 = time.perf_counter()
         if cfg.drafts and len(done) < len(plan):
             with _writing(out, f"the patch pool ({out / POOL_DIR})"):
-                manifest["pool"] = ensure_pool(out, manifest, items, source, cfg, seed, run, bars)
+                manifest["pool"] = ensure_pool(out, manifest, items, source, cfg, seed, run, bars, remote=remote)
                 _write_manifest(out, manifest)
+                if remote:
+                    remote.publish(DATASET_JSON)
         t_pool = time.perf_counter() - t0
-        tasks = _shard_tasks(plan, done, source, cfg, seed, out, manifest)
-        with _writing(out, "shards"), bars(len(items), f"build {out.name}", sum(len(plan[i]) for i in done)) as bar:
+        tasks = _shard_tasks(plan, done, source, cfg, seed, target, manifest, so)
+        name = storage.name_of(target)
+        with _writing(out, "shards"), bars(len(items), f"build {name}", sum(len(plan[i]) for i in done)) as bar:
             for stats in run(build_shard, tasks, bar):
                 done[stats["index"]] = stats
         remove_partials(out)  # what a worker that died while writing left (every shard is committed)
     seconds = {"this_run": time.perf_counter() - t0, "pool": t_pool}
     stats = [done[i] for i in range(len(plan))]
     with _writing(out, "the index, rejects log and manifest"):
-        return _finish(out, manifest, source, stats, n_items=len(items), built=len(tasks), seconds=seconds)
+        manifest = _finish(out, manifest, source, stats, n_items=len(items), built=len(tasks), seconds=seconds)
+    if remote:
+        remote.publish_finish()
+    return manifest
 
 
 @contextmanager
@@ -252,9 +302,13 @@ def _write_manifest(out: Path, manifest: dict) -> None:
 
 
 def ensure_pool(
-    out: Path, manifest: dict, items: list[Item], source: Source, cfg: SynthConfig, seed: int, run, bars
+    out: Path, manifest: dict, items: list[Item], source: Source, cfg: SynthConfig, seed: int, run, bars, remote=None
 ) -> dict:
     """Build the patch pool once into ``out/pool`` (or reuse the one the manifest records).
+
+    For a build into a URL (``remote``), the pre-pass workers upload their parts to the store (a
+    Ray node need not share this machine's disk), they are fetched here and merged, and the pool
+    is uploaded beside the shards, where each shard worker fetches it once.
 
     Returns the manifest's ``pool`` record: folder, size, sha256, contributing items, kinds.
     """
@@ -269,14 +323,22 @@ def ensure_pool(
     chosen, per_image = pool_plan(items, seed, cfg.pool_size)
     shutil.rmtree(pool_dir, ignore_errors=True)  # a stale pool, or what a killed pre-pass left
     parts_dir = pool_dir / POOL_PARTS
+    parts_at = remote.path(f"{POOL_DIR}/{POOL_PARTS}") if remote else str(parts_dir)
+    so = remote.options if remote else None
     tasks = [
-        PoolTask(tuple(chosen[i : i + POOL_CHUNK]), source, cfg, seed, per_image, str(parts_dir / pool_chunk_name(i)))
+        PoolTask(tuple(chosen[i : i + POOL_CHUNK]), source, cfg, seed, per_image, f"{parts_at}/{pool_chunk_name(i)}")
         for i in range(0, len(chosen), POOL_CHUNK)
     ]
+    tasks = [dataclasses.replace(t, storage_options=so) for t in tasks] if so else tasks
     with bars(len(chosen), "patch pool") as bar:
         parts = run(build_pool_part, tasks, bar)
+    if remote:
+        parts = [remote.fetch_tree(part, parts_dir / storage.name_of(part)) for part in parts]
+        remote.remove_tree(parts_at)
     pool = PatchPool.merge(parts, pool_dir, limit=cfg.pool_size)
     shutil.rmtree(parts_dir)
+    if remote:
+        remote.publish_tree(POOL_DIR)
     return {
         "dir": POOL_DIR,
         "size": len(pool),
@@ -287,12 +349,12 @@ def ensure_pool(
     }
 
 
-def _shard_tasks(plan, done: dict, source: Source, cfg: SynthConfig, seed: int, out: Path, manifest: dict):
-    """A task for every shard of the plan not yet committed."""
-    pool_dir = str(out / POOL_DIR) if cfg.drafts else None
+def _shard_tasks(plan, done: dict, source: Source, cfg: SynthConfig, seed: int, out, manifest: dict, so=None):
+    """A task for every shard of the plan not yet committed, into ``out`` (a folder or a URL)."""
+    pool_dir = str(storage.join(out, POOL_DIR)) if cfg.drafts else None
     pool_sha = manifest["pool"]["sha256"] if cfg.drafts and "pool" in manifest else None
     return [
-        ShardTask(i, shard, source, cfg, seed, str(out), pool_dir, pool_sha)
+        ShardTask(i, shard, source, cfg, seed, str(out), pool_dir, pool_sha, storage_options=so)
         for i, shard in enumerate(plan)
         if i not in done
     ]

@@ -14,15 +14,15 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import storage
 from .._config import convert, load_toml
 from ..decode import CROPS
 from ..shards import COLOR_FORMATS, REJECTS
 from ..sources import add_source_arguments, source_from_args
 from ..stages.sketch import SKETCH_METHODS
-from ..storage import refuse_url
+from ..storage import STORAGE_OPTIONS_HELP, options_arg, refuse_url
 from ..synth import INT_BOUNDS, OPTIONAL_FIELDS, SKETCH_STYLES, SynthConfig
-from . import MAX_WORKERS, BuildRefused, BuildStopped, run_build
-from .plan import lock_out
+from . import MAX_WORKERS, BuildRefused, BuildStopped, hold_out, run_build
 from .runners import DISTRIBUTORS
 
 PROG = "python -m s2pdata.build"
@@ -117,7 +117,17 @@ def _declare() -> tuple[Option, ...]:
     """Every build flag (the source and filter flags as ``s2pdata.sources`` declares them)."""
     build = (
         _flag("--src", "'demo', 'demo:N', 'hf:PATH' or a folder of images (recursive); required"),
-        _flag("--out", "output folder for shards and manifests; required"),
+        _flag(
+            "--out",
+            "output folder for shards and manifests, or a URL of object storage (s3://bucket/run, gs://, hf://); "
+            "required",
+        ),
+        _flag("--storage-options", STORAGE_OPTIONS_HELP, type=options_arg, metavar="JSON"),
+        _flag(
+            "--staging",
+            "local working folder of a build into a URL (manifest, patch pool, caches; default: "
+            "$S2PDATA_STAGING or ~/.cache/s2pdata/staging, then a digest of the URL)",
+        ),
         _flag(
             "--workers",
             f"worker processes, 1..{MAX_WORKERS} (default: the CPUs this process may use)",
@@ -240,7 +250,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("src", "out"):
         if not values[name]:
             raise ValueError(f"--{name} is required (on the command line or in the recipe)")
-    for name in ("out", "src", "metadata", "opt_out"):  # 'hf:PATH' and 'demo:N' have no '//': not URLs
+    for name in ("src", "metadata", "opt_out"):  # 'hf:PATH' and 'demo:N' have no '//': not URLs
         refusal = refuse_url(f"--{name.replace('_', '-')}", values.get(name))
         if refusal:
             raise ValueError(refusal)
@@ -263,7 +273,18 @@ def synth_config(args: argparse.Namespace) -> SynthConfig:
     return SynthConfig(**values)
 
 
-_RUN_FLAGS = ("out", "seed", "shard_size", "workers", "limit", "overwrite", "distributor", "ray_address")
+_RUN_FLAGS = (
+    "out",
+    "seed",
+    "shard_size",
+    "workers",
+    "limit",
+    "overwrite",
+    "distributor",
+    "ray_address",
+    "storage_options",
+    "staging",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -277,8 +298,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parse_args(argv)
         cfg = synth_config(args)
-        with lock_out(args.out):  # held from the listing on: Danbooru sources cache metadata in --out
-            source = source_from_args(args.src, args, seed=args.seed, out=Path(args.out))
+        held = hold_out(args.out, storage_options=args.storage_options, staging=args.staging, overwrite=args.overwrite)
+        with held as (local, _):  # held from the listing on: sources cache listings and metadata there
+            source = source_from_args(args.src, args, seed=args.seed, out=local)
             manifest = run_build(
                 src=source,
                 cfg=cfg,
@@ -298,14 +320,14 @@ def main(argv: list[str] | None = None) -> int:
     if not t["samples"]:
         print(
             f"s2pdata.build: no sample was built: all {t['items']} items were rejected {t['reasons']} "
-            f"(see {Path(args.out) / REJECTS}); nothing to train on",
+            f"(see {storage.redact(storage.join(args.out, REJECTS))}); nothing to train on",
             file=sys.stderr,
         )
         return 3
     print(
-        f"{t['samples']} samples in {t['shards']} shards ({t['bytes'] / 1e6:.1f} MB) -> {args.out}; "
+        f"{t['samples']} samples in {t['shards']} shards ({t['bytes'] / 1e6:.1f} MB) -> {storage.redact(args.out)}; "
         f"{t['rejected']} rejected"
-        + (f" {t['reasons']} (see {Path(args.out) / REJECTS})" if t["rejected"] else "")
+        + (f" {t['reasons']} (see {storage.redact(storage.join(args.out, REJECTS))})" if t["rejected"] else "")
         + f"; {t['built_this_run']} shards built in {t['seconds_this_run']} s"
         + f"; decode: {'exact' if cfg.exact_decode else 'reduced-scale'}"
         + (f"; rebuilt {len(d)} damaged shard(s): {', '.join(d)}" if (d := manifest.get("rebuilt_damaged")) else "")

@@ -36,6 +36,7 @@ class ShardTask:
     pool_dir: str | None = None
     pool_sha256: str | None = None  # part of the cache key: an overwritten pool is reloaded
     crashed: tuple[str, ...] = ()  # keys whose processing killed a worker: rejected, never read
+    storage_options: dict | None = None  # of the filesystem of a URL ``out`` (s2pdata.storage)
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,9 @@ class PoolTask:
     cfg: SynthConfig
     seed: int
     per_image: int
-    part_dir: str  # the worker writes its patches here (pixels never travel through pickles)
+    part_dir: str  # the worker writes its patches here, a folder or a URL (pixels never travel through pickles)
     crashed: tuple[str, ...] = ()  # keys whose processing killed a worker: skipped
+    storage_options: dict | None = None  # of the filesystem of a URL ``part_dir``
 
 
 def make_plan(items: list[Item], shard_size: int) -> list[tuple[Item, ...]]:

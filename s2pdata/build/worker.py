@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import atexit
 import errno
+import json
 import os
+import shutil
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 
+from .. import storage
 from ..decode import DecodeError, exception_text
 from ..pool import PatchPool
-from ..shards import commit_stats, encode_sample, shard_name, write_tar
+from ..shards import POOL_JSON, commit_stats, encode_sample, shard_name, write_tar
 from ..synth import Timer, make_sample, pool_patches
 from .plan import PoolTask, ShardTask
 
@@ -102,9 +106,37 @@ def _tick(n: int) -> None:
 
 
 @lru_cache(maxsize=2)
-def _open_pool(pool_dir: str | None, sha256: str | None):
-    """The build's patch pool, opened once per worker (None without drafts)."""
-    return PatchPool.load(pool_dir) if pool_dir else None  # memory-mapped: pages shared by workers
+def _open_pool(pool_dir: str | None, sha256: str | None, options: str = "null"):
+    """The build's patch pool, opened once per worker (None without drafts). A pool on object storage
+    (a build into a URL; ``options`` its storage_options as JSON) is fetched once into a local cache
+    named by its sha256, which every worker of the machine then shares."""
+    if not pool_dir:
+        return None
+    if storage.is_remote(pool_dir):
+        pool_dir = str(_fetch_pool(pool_dir, sha256, json.loads(options)))
+    return PatchPool.load(pool_dir)  # memory-mapped: pages shared by workers
+
+
+def _fetch_pool(url: str, sha256: str | None, options: dict | None) -> Path:
+    """The local copy of the pool at ``url``: ``$TMPDIR/s2pdata-pool-SHA256``, downloaded into a new
+    folder and renamed into place whole (workers fetching at once each finish; one rename wins)."""
+    cache = Path(tempfile.gettempdir()) / f"s2pdata-pool-{sha256 or 'unversioned'}"
+    if (cache / POOL_JSON).exists():
+        try:
+            if sha256 is None or PatchPool.load(cache).sha256 == sha256:
+                return cache
+        except (OSError, ValueError):
+            pass
+        shutil.rmtree(cache, ignore_errors=True)
+    part = Path(tempfile.mkdtemp(prefix=f"{cache.name}.", dir=cache.parent))
+    for name in storage.list_files(url, options):
+        if "/" not in name:  # the pool's own files, not a pre-pass's leftovers
+            storage.download(storage.join(url, name), part / name, options)
+    try:
+        os.rename(part, cache)
+    except OSError:  # another worker's copy is in place first
+        shutil.rmtree(part, ignore_errors=True)
+    return cache
 
 
 def build_pool_part(task: PoolTask, tick=_tick) -> str:
@@ -132,7 +164,13 @@ def build_pool_part(task: PoolTask, tick=_tick) -> str:
                 raise
         _mark("")
         tick(1)
-    PatchPool(patches).save(task.part_dir)
+    if not storage.is_remote(task.part_dir):
+        PatchPool(patches).save(task.part_dir)
+        return task.part_dir
+    with tempfile.TemporaryDirectory(prefix="s2pdata-pool-part-") as tmp:  # a Ray node may share no disk
+        PatchPool(patches).save(tmp)
+        for f in sorted(Path(tmp).iterdir()):
+            storage.upload(f, storage.join(task.part_dir, f.name), task.storage_options)
     return task.part_dir
 
 
@@ -190,7 +228,7 @@ def build_shard(task: ShardTask, tick=_tick) -> dict:
     ``tick(n)`` reports finished items at most five times a second, and once at the end.
     """
     timer = _StageTimer()
-    pool = _open_pool(task.pool_dir, task.pool_sha256)
+    pool = _open_pool(task.pool_dir, task.pool_sha256, json.dumps(task.storage_options))
     schema = task.cfg.schema()
     samples, rejects = [], []
     nbytes: dict[str, int] = {}
@@ -234,7 +272,7 @@ def build_shard(task: ShardTask, tick=_tick) -> dict:
             tick(pending)
             pending, last = 0, time.monotonic()
     with timer("write"):
-        info = write_tar(Path(task.out) / shard_name(task.index), samples)
+        info = write_tar(storage.join(task.out, shard_name(task.index)), samples, storage_options=task.storage_options)
     tick(pending)
     stats = {
         "shard": shard_name(task.index),
@@ -247,5 +285,5 @@ def build_shard(task: ShardTask, tick=_tick) -> dict:
         "bytes": nbytes,
         "seconds": {k: round(v, 4) for k, v in timer.seconds.items()},
     }
-    commit_stats(Path(task.out), task.index, stats)
+    commit_stats(task.out, task.index, stats, storage_options=task.storage_options)
     return stats
