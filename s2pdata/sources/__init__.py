@@ -11,6 +11,15 @@ probed for a Danbooru layout (``danbooru.py``: gwern ``original|512px/NNNN/ID.ex
 ``ID.ext``, flat ``ID.ext``) and otherwise read as a plain image folder (``folder.py``).
 Metadata joins and filters: ``metadata.py``, ``filters.py``.
 
+A folder, a metadata file and the opt-out list may also be URLs read through fsspec
+(``remote.py``): ``s3://bucket/prefix``, ``gs://...``, and the Hugging Face Hub as
+``hf://datasets/OWNER/NAME[@REVISION][/folder]`` (huggingface_hub's filesystem; ``HF_TOKEN`` or
+``{"token": ...}`` in ``storage_options`` for private repositories). ``hf:PATH`` without ``//`` is
+still the local ``datasets`` source. A folder URL is listed once (cached in the build folder's
+``.s2pdata-cache/listings``), tars are indexed and read by ranged reads (never downloaded whole),
+and the same caps and reject reasons hold; credentials never appear in ``spec``, ``summary`` or
+the rejects log.
+
 Every source reads files through the one guarded read, ``s2pdata._safeio.read_beneath``: nothing
 outside the source's folder (links that leave it included), no FIFO, device or socket, nothing over
 ``MAX_BYTES``, decided on the open descriptor. A refusal is a ``ReadRefused`` (an ``OSError``) whose
@@ -26,6 +35,8 @@ import os
 from collections import Counter
 from pathlib import Path
 
+from .. import storage
+from . import remote
 from .base import Item, Source, sanitize_key
 from .demo import DemoSource
 from .filters import (
@@ -59,8 +70,8 @@ __all__ = [
 ]
 
 
-def open_source(spec: str, *, seed: int = 0) -> Source:
-    """``demo``, ``demo:N`` or a folder path -> a source (no filters, no metadata cache).
+def open_source(spec: str, *, seed: int = 0, storage_options: dict | None = None) -> Source:
+    """``demo``, ``demo:N``, a folder path or a folder URL -> a source (no filters, no caches).
 
     Raises ``ValueError`` naming ``--src`` when the string is neither.
     """
@@ -70,7 +81,7 @@ def open_source(spec: str, *, seed: int = 0) -> Source:
         if not count.isdigit() or int(count) < 1:
             raise ValueError(f"--src demo:N needs a positive integer N, got {spec!r}; e.g. demo:256")
         return DemoSource(int(count), seed=seed)
-    return FolderSource(spec)
+    return FolderSource(spec, storage_options=storage_options)
 
 
 def add_source_arguments(parser: argparse.ArgumentParser) -> None:
@@ -135,7 +146,8 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
 
 def filters_from_args(args: argparse.Namespace) -> FilterConfig:
     """The parsed flags -> a validated ``FilterConfig``."""
-    tags, ids = read_opt_out(args.opt_out) if getattr(args, "opt_out", None) else (frozenset(), frozenset())
+    so = getattr(args, "storage_options", None)
+    tags, ids = read_opt_out(args.opt_out, so) if getattr(args, "opt_out", None) else (frozenset(), frozenset())
     exts = split_list(args.ext) if getattr(args, "ext", None) else DEFAULT_EXTS
     return FilterConfig(
         ratings=split_list(getattr(args, "rating", None)),
@@ -159,8 +171,9 @@ def filters_from_args(args: argparse.Namespace) -> FilterConfig:
 def source_from_args(src: str, args: argparse.Namespace, *, seed: int, out: Path) -> Source:
     """``--src`` plus the source/filter flags -> a source with ``summary`` and ``check_pixels``.
 
-    ``out`` is the build folder; joined metadata and Hugging Face's Arrow cache go under
-    ``out/.s2pdata-cache``.
+    ``out`` is the build folder; joined metadata, tar indexes, the listing of a folder URL and
+    Hugging Face's Arrow cache go under ``out/.s2pdata-cache``. URLs (``--src``, ``--metadata``,
+    ``--opt-out``) are read with ``args.storage_options`` (a dict, or None).
     """
     from .danbooru import DanbooruSource, probe_layout
 
@@ -173,20 +186,61 @@ def source_from_args(src: str, args: argparse.Namespace, *, seed: int, out: Path
         from .hf import HFSource
 
         return FilteredSource(HFSource(src[3:], split=getattr(args, "hf_split", "train"), cache_dir=cache / "hf"), cfg)
+    so = getattr(args, "storage_options", None)
+    if remote.is_url(src):
+        return _remote_source_from_args(src.rstrip("/"), args, cfg, so, cache)
     if not Path(src).is_dir():
         raise ValueError(f"--src {src!r} is not a folder, 'hf:PATH', 'demo' or 'demo:N'")
     layout = probe_layout(src, getattr(args, "variant", "auto"))
     if layout is not None:
         return DanbooruSource(
-            src, layout=layout, metadata=getattr(args, "metadata", "auto"), filters=cfg, cache_dir=out
+            src,
+            layout=layout,
+            metadata=getattr(args, "metadata", "auto"),
+            filters=cfg,
+            cache_dir=out,
+            storage_options=so,
         )
+    _refuse_metadata(src, args)
+    return FilteredSource(FolderSource(src, exts=tuple("." + e for e in cfg.exts)), cfg)
+
+
+def _refuse_metadata(src: str, args: argparse.Namespace) -> None:
     meta = getattr(args, "metadata", "auto")
     if meta not in (None, "auto", "none"):
         raise ValueError(
-            f"--metadata was given but --src {src!r} is a plain image folder (no ID.ext "
+            f"--metadata was given but --src {storage.redact(src)!r} is a plain image folder (no ID.ext "
             "names), so nothing can be joined to it"
         )
-    return FilteredSource(FolderSource(src, exts=tuple("." + e for e in cfg.exts)), cfg)
+
+
+def _remote_source_from_args(src: str, args, cfg: FilterConfig, so, cache: Path) -> Source:
+    """``source_from_args`` of a folder URL: one listing (or the cached one) decides the layout."""
+    from .danbooru import DanbooruSource, probe_layout
+
+    listings = cache / "listings"
+    listing = remote.list_folder(src, so, listings)
+    if not listing.files:
+        raise ValueError(
+            f"--src {storage.redact(src)!r} holds no objects (an empty or missing folder, or one object); "
+            "give a folder URL such as s3://bucket/images, and check --storage-options (endpoint, credentials)"
+        )
+    probe = remote.Fetches()
+    layout = probe_layout(src, getattr(args, "variant", "auto"), storage_options=so, files=listing.files, fetches=probe)
+    if layout is not None:
+        return DanbooruSource(
+            src,
+            layout=layout,
+            metadata=getattr(args, "metadata", "auto"),
+            filters=cfg,
+            cache_dir=cache.parent,
+            storage_options=so,
+            listing=listing,
+        )
+    _refuse_metadata(src, args)
+    exts = tuple("." + e for e in cfg.exts)
+    folder = FolderSource(src, exts=exts, storage_options=so, cache_dir=str(listings), listing=listing)
+    return FilteredSource(folder, cfg)
 
 
 _WALK_CAP = 100_000  # files counted at most when describing a folder that lists nothing
@@ -216,32 +270,51 @@ def describe_empty(source: Source) -> str:
         return f"the source lists no items:\n{source.summary()}"
     skipped = Counter(s["reason"] for s in getattr(inner, "skipped", []))
     reads = ", ".join(getattr(inner, "exts", ())) or "Danbooru ID.ext files"
-    return f"--src {root} holds no file this source reads ({reads}); it holds {describe_folder(root)}" + (
+    held = describe_folder(root, storage_options=getattr(inner, "storage_options", None))
+    return f"--src {storage.redact(root)} holds no file this source reads ({reads}); it holds {held}" + (
         f"; never listed: {', '.join(f'{k} {v}' for k, v in sorted(skipped.items()))}" if skipped else ""
     )
 
 
-def describe_folder(root: str | Path) -> str:
+def describe_folder(root: str | Path, *, storage_options: dict | None = None) -> str:
     """What ``root`` holds: files counted by extension, and each tar that is not a Danbooru archive.
 
-    Hidden files are left out; at most ``_WALK_CAP`` files are counted.
+    Hidden files are left out; at most ``_WALK_CAP`` files are counted. A folder URL is listed
+    (one request) and its tars probed by ranged reads.
     """
     from .archive import is_image_tar
-    from .danbooru import _tars
+    from .danbooru import _tars, listed_tars
 
+    if remote.is_url(root):
+        files = remote.list_folder(str(root), storage_options).files
+        shown = [r for r in files if not any(q.startswith(".") for q in r.split("/"))][:_WALK_CAP]
+        exts = Counter(os.path.splitext(r.rsplit("/", 1)[-1])[1].lower().lstrip(".") or "(none)" for r in shown)
+        bad = [
+            t
+            for t in listed_tars(files)
+            if not is_image_tar(remote.join(str(root), t), storage_options=storage_options, size=files[t])
+        ]
+        return _describe_counts(exts, bad)
     exts: Counter = Counter()
     for _dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         exts.update(os.path.splitext(n)[1].lower().lstrip(".") or "(none)" for n in filenames if not n.startswith("."))
         if sum(exts.values()) >= _WALK_CAP:
             break
+    if not sum(exts.values()):
+        return "no files"
+    bad = [os.path.relpath(t, root) for t in _tars(Path(root)) if not is_image_tar(t)]
+    return _describe_counts(exts, bad)
+
+
+def _describe_counts(exts: Counter, bad: list[str]) -> str:
+    """``describe_folder``'s words: files by extension, then the tars (relative names) that are not archives."""
     n = sum(exts.values())
     if not n:
         return "no files"
     text = f"{n} file{'s' * (n != 1)} ({', '.join(f'{k} {v}' for k, v in sorted(exts.items()))})"
-    bad = [t for t in _tars(Path(root)) if not is_image_tar(t)]
     if bad:
-        names = ", ".join(os.path.relpath(t, root) for t in bad[:3]) + (", ..." if len(bad) > 3 else "")
+        names = ", ".join(bad[:3]) + (", ..." if len(bad) > 3 else "")
         text += (
             f"; {len(bad)} .tar file{'s' * (len(bad) != 1)} that {'is' if len(bad) == 1 else 'are'} not a Danbooru "
             f"archive ({names}): it needs at least half of its first 16 members named ID.ext"

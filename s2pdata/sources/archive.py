@@ -15,6 +15,12 @@ Indexing walks every member header (one seek each), which for millions of member
 minutes, and hours on a network filesystem, so ``index_tars`` keeps each tar's index as a small
 json in a cache folder (the build's ``.s2pdata-cache/tars``), keyed by the tar's path, size and
 modification time: a resumed build reads those instead.
+
+A tar on object storage (a URL: ``s3://``, ``hf://datasets/...``) is indexed the same way, through
+``tarfile`` and ``LenientTar``, over ``remote.RangedFile``: about one ranged read per member header,
+never the whole tar; several tars are indexed side by side (``remote.INDEX_THREADS``), and the
+cache is keyed by the URL and the size the listing gave (an object replaced by one of the same size
+is not noticed: see ``remote`` for how to list again).
 """
 
 from __future__ import annotations
@@ -23,11 +29,14 @@ import hashlib
 import json
 import os
 import tarfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from typing import NamedTuple
 
+from .. import storage
 from .._safeio import ReadRefused, atomic_write, open_file_beneath, read_beneath
 from .base import MAX_BYTES
+from .remote import INDEX_THREADS, Fetches, RangedFile, is_url
 
 #: Everything ``tarfile`` raises on a damaged archive: malformed PAX/GNU.sparse numbers surface as
 #: ValueError (int() of garbage), broken UTF-8 names as UnicodeDecodeError (a ValueError).
@@ -108,7 +117,7 @@ class LenientTar(tarfile.TarFile):
         """Where the member whose headers start at ``start`` ends, and its plain name."""
         f = self.fileobj
         try:
-            end = os.fstat(f.fileno()).st_size
+            end = f.size if isinstance(f, RangedFile) else os.fstat(f.fileno()).st_size
         except (AttributeError, OSError, ValueError):
             return None, ""  # a stream (compressed tar): nothing to step back to
         pos = start
@@ -140,43 +149,86 @@ def open_tar(path: str | Path, root: str | Path | None = None, **kwargs) -> Leni
         raise
 
 
+def _open_remote(f: RangedFile, **kwargs) -> LenientTar:
+    """A ``LenientTar`` over the remote object ``f``; ``f`` is closed when it cannot be opened."""
+    try:
+        return LenientTar.open(fileobj=f, mode="r:", **kwargs)
+    except BaseException:
+        f.close()
+        raise
+
+
+def _ranged(path: str, size, storage_options, label) -> RangedFile:
+    """``RangedFile`` of a tar URL; its size from the listing, else one metadata request."""
+    if size is None:
+        try:
+            size = storage.size(path, storage_options)
+        except (storage.StorageError, OSError) as exc:
+            raise ReadRefused("read-error", label, storage.redact(exc)) from None
+    try:
+        return RangedFile(path, size, storage_options, label=label)
+    except storage.StorageError as exc:
+        raise ReadRefused("read-error", label, str(exc)) from None
+
+
 def _close_tar(tf: tarfile.TarFile) -> None:
     f = tf.fileobj
     tf.close()  # a TarFile given a file object leaves it open
     f.close()
 
 
-def index_tar(path: str | Path, *, max_bytes: int = MAX_BYTES, label: str | None = None, root=None):
+def index_tar(
+    path: str | Path,
+    *,
+    max_bytes: int = MAX_BYTES,
+    label: str | None = None,
+    root=None,
+    storage_options: dict | None = None,
+    size: int | None = None,
+    fetches: Fetches | None = None,
+):
     """List the safe regular members of one tar without reading their data.
 
     Parameters
     ----------
-    path : path
-        An uncompressed tar (compressed tars cannot be read by seek).
+    path : path or URL
+        An uncompressed tar (compressed tars cannot be read by seek); a URL is read by ranged reads
+        of its headers (``remote.RangedFile``), through ``storage_options``.
     max_bytes : int
         Members larger than this are skipped as ``too-large``.
     label : str or None
         How the tar is named in ``skipped`` entries (default: ``path``).
     root : path or None
         The folder the tar must lie in (the source's root); default: the tar's own folder.
+    storage_options : dict or None
+        For a URL: its filesystem's options.
+    size : int or None
+        For a URL: its size as listed (None: looked up).
+    fetches : remote.Fetches or None
+        For a URL: adds the ranged reads made and the bytes they fetched.
 
     Returns
     -------
     (list of Member, list of dict)
         Members in archive order; skipped entries ``{"path": "tar:member", "reason", "detail"}``.
     """
-    label = label or str(path)
+    remote = is_url(path)
+    label = label or (storage.redact(path) if remote else str(path))
     members, skipped = [], []
 
     def skip(name, reason, detail):
         skipped.append({"path": f"{label}:{name}", "reason": reason, "detail": detail})
 
-    tf = None
+    tf = f = None
     try:
         # ignore_zeros: a damaged header no longer ends the listing silently; tarfile steps over it
         # block by block, and the gap it leaves is reported below. A header tarfile cannot parse
         # costs its member only (LenientTar).
-        tf = open_tar(path, root, ignore_zeros=True)
+        if remote:
+            f = _ranged(path, size, storage_options, label)
+            tf = _open_remote(f, ignore_zeros=True)
+        else:
+            tf = open_tar(path, root, ignore_zeros=True)
         expected = 0  # where the next header should start
         while True:
             m = tf.next()
@@ -212,6 +264,8 @@ def index_tar(path: str | Path, *, max_bytes: int = MAX_BYTES, label: str | None
     finally:
         if tf is not None:
             _close_tar(tf)
+        if f is not None and fetches is not None:
+            fetches.add(f)
     return members, skipped
 
 
@@ -240,14 +294,31 @@ def _cache_file(cache_dir: Path, path: Path, max_bytes: int) -> Path:
     return cache_dir / f"tar-{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
 
 
-def index_tars(paths, *, labels=None, cache_dir: str | Path | None = None, max_bytes: int = MAX_BYTES, root=None):
+def index_tars(
+    paths,
+    *,
+    labels=None,
+    cache_dir: str | Path | None = None,
+    max_bytes: int = MAX_BYTES,
+    root=None,
+    storage_options: dict | None = None,
+    sizes=None,
+    fetches: Fetches | None = None,
+):
     """``index_tar`` for many tars (all within ``root`` when given), through a cache of indexes in
     ``cache_dir`` (None: no cache).
 
     Returns ``(results, n_cached)``: one ``(members, skipped)`` per path, in order, and how many
     came from the cache. A tar that changed (size or modification time) is indexed again; a
     damaged one (``bad-archive``) is never cached.
+
+    URLs (``storage_options``, ``sizes`` from the listing, ``fetches`` counting the ranged reads)
+    are indexed side by side in threads and cached by URL and size; their reads are added to
+    ``storage.requests("read")`` once, here.
     """
+    paths = list(paths)
+    if any(is_url(p) for p in paths):
+        return _index_remote_tars(paths, labels, cache_dir, max_bytes, storage_options, sizes, fetches)
     paths = [Path(p) for p in paths]
     labels = list(labels) if labels is not None else [str(p) for p in paths]
     cache = Path(cache_dir) if cache_dir is not None else None
@@ -274,6 +345,57 @@ def index_tars(paths, *, labels=None, cache_dir: str | Path | None = None, max_b
     return results, n_cached
 
 
+def _remote_cache_file(cache_dir: Path, url: str, size, max_bytes: int, storage_options) -> Path:
+    options = json.dumps(storage.redact_options(storage_options), sort_keys=True)
+    key = f"{TAR_INDEX_VERSION}\t{url}\t{size}\t{max_bytes}\t{options}"
+    return cache_dir / f"tar-{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
+
+
+def _index_remote_tars(urls, labels, cache_dir, max_bytes, storage_options, sizes, fetches):
+    """``index_tars`` of URLs: cached ones read from ``cache_dir``, the others indexed in threads."""
+    labels = list(labels) if labels is not None else [storage.redact(u) for u in urls]
+    sizes = list(sizes) if sizes is not None else [None] * len(urls)
+    cache = Path(cache_dir) if cache_dir is not None else None
+    results: list = [None] * len(urls)
+    targets: list = [None] * len(urls)
+    todo = []
+    for i, url in enumerate(urls):
+        if cache is not None and sizes[i] is not None:
+            targets[i] = _remote_cache_file(cache, url, sizes[i], max_bytes, storage_options)
+            try:
+                data = json.loads(targets[i].read_text())
+                results[i] = ([Member(*m) for m in data["members"]], data["skipped"])
+                continue
+            except (OSError, ValueError, KeyError, TypeError):
+                pass
+        todo.append(i)
+    made = Fetches()
+
+    def one(i):
+        return index_tar(
+            urls[i], max_bytes=max_bytes, label=labels[i], storage_options=storage_options, size=sizes[i], fetches=made
+        )
+
+    with ThreadPoolExecutor(max(1, min(INDEX_THREADS, len(todo)))) as pool:
+        for i, (members, skipped) in zip(todo, pool.map(one, todo)):
+            results[i] = (members, skipped)
+            label = labels[i]
+            if targets[i] is not None and not any(
+                s["path"] == f"{label}:" or s["reason"] == "bad-archive" for s in skipped
+            ):
+                try:
+                    cache.mkdir(parents=True, exist_ok=True)
+                    body = {"members": [list(m) for m in members], "skipped": skipped}
+                    atomic_write(targets[i], json.dumps(body).encode())
+                except OSError:
+                    pass  # a read-only cache only costs time
+    storage.count("read", made.requests)
+    if fetches is not None:
+        fetches.requests += made.requests
+        fetches.fetched += made.fetched
+    return results, len(urls) - len(todo)
+
+
 def read_member(path: str | Path, offset: int, size: int, *, root=None, max_bytes: int = MAX_BYTES) -> bytes:
     """The ``size`` bytes at ``offset`` of ``path`` (a member's data), through the guarded read.
 
@@ -285,16 +407,25 @@ def read_member(path: str | Path, offset: int, size: int, *, root=None, max_byte
     return read_beneath(root, os.path.relpath(path, root), max_bytes=max_bytes, offset=offset, length=size)
 
 
-def is_image_tar(path: str | Path, *, probe: int = 16, root=None) -> bool:
+def is_image_tar(
+    path: str | Path, *, probe: int = 16, root=None, storage_options=None, size=None, fetches: Fetches | None = None
+) -> bool:
     """Probe: do the first ``probe`` regular members of ``path`` look like ``{id}.{ext}`` files?
 
     A member with a malformed header is stepped over (``LenientTar``), so one bad header among
-    the first ``probe`` does not hide the whole tar.
+    the first ``probe`` does not hide the whole tar. A URL is read by ranged reads (``index_tar``'s
+    ``storage_options``, ``size``, ``fetches``), counted in ``storage.requests("read")``.
     """
     names = []
+    f = None
     try:
-        tf = open_tar(path, root)
+        if is_url(path):
+            f = _ranged(path, size, storage_options, storage.redact(path))
+            tf = _open_remote(f)
+        else:
+            tf = open_tar(path, root)
     except TAR_ERRORS:  # ReadRefused is an OSError
+        _count_probe(f, fetches)
         return False
     try:
         while len(names) < probe:
@@ -308,5 +439,15 @@ def is_image_tar(path: str | Path, *, probe: int = 16, root=None) -> bool:
         pass  # a damaged tail: judge by the members read so far
     finally:
         _close_tar(tf)
+        _count_probe(f, fetches)
     good = sum(1 for n in names if n.partition(".")[0].isdigit() and "." in n)
     return bool(names) and good * 2 >= len(names)
+
+
+def _count_probe(f: RangedFile | None, fetches: Fetches | None) -> None:
+    """Add a remote probe's ranged reads to ``storage.requests`` (and ``fetches``)."""
+    if f is None:
+        return
+    storage.count("read", f.requests)
+    if fetches is not None:
+        fetches.add(f)

@@ -20,10 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
+from s2pdata import storage
 from s2pdata._check import check_array
 from s2pdata._safeio import ReadRefused, read_beneath
 
 from .folder import IMAGE_EXTS
+from .remote import is_url, read_object
 
 #: Canonical Danbooru ratings, in order (codes 0..3 in metadata tables).
 RATINGS = ("general", "sensitive", "questionable", "explicit")
@@ -174,18 +176,22 @@ def _set_digest(values) -> dict:
 OPT_OUT_BYTES = 64 << 20  # an opt-out list of millions of names is a few tens of MB
 
 
-def read_opt_out(path: str | Path) -> tuple[frozenset, frozenset]:
+def read_opt_out(path: str | Path, storage_options: dict | None = None) -> tuple[frozenset, frozenset]:
     """An opt-out file -> (artist tags, post ids).
 
     One entry a line; ``#`` starts a comment; a line of digits is a post id, anything else an
-    artist tag (spaces become underscores, case is ignored).
+    artist tag (spaces become underscores, case is ignored). ``path`` may be a URL (read with
+    ``storage_options`` in one ranged read of at most ``OPT_OUT_BYTES + 1`` bytes).
     """
-    real = os.path.realpath(path)  # the user named it: read it where it really lies, but never a FIFO
     try:
-        text = read_beneath(os.path.dirname(real), os.path.basename(real), max_bytes=OPT_OUT_BYTES)
+        if is_url(path):
+            text = read_object(str(path), storage_options=storage_options, max_bytes=OPT_OUT_BYTES)
+        else:
+            real = os.path.realpath(path)  # the user named it: read it where it really lies, but never a FIFO
+            text = read_beneath(os.path.dirname(real), os.path.basename(real), max_bytes=OPT_OUT_BYTES)
     except ReadRefused as exc:
         raise ValueError(
-            f"--opt-out {str(path)!r} cannot be read ({exc.reason}: {exc.detail}); "
+            f"--opt-out {storage.redact(path)!r} cannot be read ({exc.reason}: {exc.detail}); "
             f"give a text file of artist tags or ids (at most {OPT_OUT_BYTES >> 20} MiB)"
         ) from None
     tags, ids = set(), set()
@@ -447,14 +453,18 @@ class FilteredSource:
 
 
 def _listing_fingerprint(inner, items) -> dict:
-    """Count + sha256 of keys, locators and (for files under ``inner.root``) sizes."""
+    """Count + sha256 of keys, locators and (for files under ``inner.root``) sizes; under a folder
+    URL, the sizes its listing gave (``listed_sizes``), so the fingerprint is the one on disk."""
     import os
 
     h = hashlib.sha256()
     root = getattr(inner, "root", None)
+    listed = inner.listed_sizes() if root is not None and is_url(root) and hasattr(inner, "listed_sizes") else None
     for it in items:
         size = ""
-        if root is not None and isinstance(it.locator, str):
+        if listed is not None:
+            size = listed.get(it.locator, "missing") if isinstance(it.locator, str) else ""
+        elif root is not None and isinstance(it.locator, str):
             try:
                 size = os.stat(os.path.join(root, it.locator)).st_size
             except OSError:

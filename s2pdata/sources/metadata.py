@@ -28,6 +28,12 @@ decimal-integer strings (the older dumps) or integral floats (``1000.0``, as wri
 numbers as floats give them; exact up to 2**53), all within int64. ``"id": 1000.9``, ``"1e3"``,
 ``true`` or a list is a bad line, so it cannot overwrite post 1000's real record. The same holds
 for a parquet ``id`` column of any type (strings, floats, lists, structs).
+
+A metadata file may also be a URL (``s3://...``, ``hf://datasets/OWNER/NAME/posts.jsonl``), given
+with ``storage_options``: it is streamed through fsspec (``remote.open_object``) under the same caps,
+found in a folder URL from its listing (``find_metadata``, ``probe_metadata``), fingerprinted for the
+cache by its size and ETag (one metadata request each), and named in ``refused`` and the counts by its
+URL with credentials redacted.
 """
 
 from __future__ import annotations
@@ -46,8 +52,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import storage
 from .._safeio import TOO_LARGE, UNSAFE_PATH, ReadRefused, atomic_write, open_file_beneath
 from .filters import RATINGS, normalize_tag
+from .remote import RemoteObject, is_url, key_problem, list_folder, object_fingerprint, open_object
 
 #: Danbooru tag categories (numbers as in the API and the older dumps).
 CATEGORIES = {0: "general", 1: "artist", 3: "copyright", 4: "character", 5: "meta"}
@@ -101,7 +109,8 @@ def _expansion_cap(raw) -> int:
     """What the metadata file open as ``raw`` may expand to: ``MAX_METADATA_BYTES``, and at most
     ``MAX_EXPANSION`` times its real size (never under 4 GiB, a second or two of reading), so a few hundred
     bytes cannot cost minutes."""
-    return min(MAX_METADATA_BYTES, max(4 << 30, MAX_EXPANSION * os.fstat(raw.fileno()).st_size))
+    size = raw.size if isinstance(raw, RemoteObject) else os.fstat(raw.fileno()).st_size
+    return min(MAX_METADATA_BYTES, max(4 << 30, MAX_EXPANSION * size))
 
 
 #: What a damaged metadata file raises part-way (gzip, zlib, tarfile, a truncated stream).
@@ -269,8 +278,18 @@ _NOT_POSTS = re.compile(
 )
 
 
-def _kind(path: Path) -> str | None:
-    name = path.name.lower()
+def _name(path) -> str:
+    """The file name of a path or URL."""
+    return storage.name_of(path) if is_url(path) else Path(path).name
+
+
+def _shown(path) -> str:
+    """A path as messages and the rejects log show it: a URL without its credentials."""
+    return storage.redact(path) if is_url(path) else str(path)
+
+
+def _kind(path) -> str | None:
+    name = _name(path).lower()
     if name.endswith(".parquet"):
         return "parquet"
     if name.endswith(_JSON_SUFFIXES):
@@ -280,12 +299,39 @@ def _kind(path: Path) -> str | None:
     return None
 
 
-def find_metadata(path: str | Path) -> list[Path]:
+def _in_listing(files: dict, folder: str, depth: int) -> list[str]:
+    """Keys of ``files`` exactly ``depth`` levels under ``folder`` (``""``: the top), no part hidden
+    (what ``glob("*")`` / ``glob("*/*")`` match), sorted as ``Path`` sorts."""
+    prefix = folder.strip("/") + "/" if folder.strip("/") else ""
+    out = []
+    for rel in files:
+        if not rel.startswith(prefix) or key_problem(rel) is not None:
+            continue
+        parts = rel[len(prefix) :].split("/")
+        if len(parts) == depth and not any(q.startswith(".") for q in parts):
+            out.append(rel)
+    return sorted(out, key=lambda r: r.split("/"))
+
+
+def _find_in_listing(root: str, files: dict, folder: str) -> list[str]:
+    found = []
+    for depth in (1, 2):
+        for rel in _in_listing(files, folder, depth):
+            if _kind(rel) and not _NOT_POSTS.search(_name(rel)):
+                found.append(root.rstrip("/") + "/" + rel)
+    return found
+
+
+def find_metadata(path: str | Path, *, storage_options: dict | None = None, cache_dir=None) -> list:
     """A metadata file, or a folder searched (2 levels) for posts files -> sorted paths.
 
     Files whose names say tags/pools/artists/wiki are left out; ``.tar`` image archives are not
-    metadata (only ``.tar.gz`` / ``.tgz`` are opened as metadata archives).
+    metadata (only ``.tar.gz`` / ``.tgz`` are opened as metadata archives). A URL is listed once
+    (``remote.list_folder``, cached in ``cache_dir``), or looked up when it names one object; the
+    paths found are then URLs.
     """
+    if is_url(path):
+        return _find_remote(str(path), storage_options, cache_dir)
     p = Path(path)
     if p.is_file():
         if _kind(p) is None:
@@ -301,8 +347,38 @@ def find_metadata(path: str | Path) -> list[Path]:
     return found
 
 
-def probe_metadata(root: Path) -> list[Path]:
-    """Metadata next to a Danbooru tree: ``metadata/``, ``posts*`` or ``*.parquet`` at the root."""
+def _find_remote(url: str, storage_options, cache_dir) -> list[str]:
+    url = url.rstrip("/")
+    files = list_folder(url, storage_options, cache_dir).files
+    if files:
+        return _find_in_listing(url, files, "")
+    if storage.isfile(url, storage_options):
+        if _kind(url) is None:
+            raise ValueError(
+                f"--metadata {storage.redact(url)!r}: not JSON Lines (.json/.jsonl[.gz]), .tar.gz or .parquet"
+            )
+        return [url]
+    raise ValueError(
+        f"--metadata {storage.redact(url)!r} does not exist (no object, no folder); check the URL and --storage-options"
+    )
+
+
+def probe_metadata(root, *, files: dict | None = None) -> list:
+    """Metadata next to a Danbooru tree: ``metadata/``, ``posts*`` or ``*.parquet`` at the root.
+
+    A URL ``root`` is searched in its listing ``files`` (``{key: size}``), and URLs are returned.
+    """
+    if is_url(root):
+        root = str(root).rstrip("/")
+        found = _find_in_listing(root, files, "metadata")
+        if found:
+            return found
+        top = sorted((rel for rel in files if "/" not in rel), key=lambda r: r.split("/"))
+        return [
+            f"{root}/{rel}"
+            for rel in top
+            if _kind(rel) and (rel.lower().startswith("posts") or _kind(rel) == "parquet") and not key_problem(rel)
+        ]
     root = Path(root)
     if (root / "metadata").is_dir():
         found = find_metadata(root / "metadata")
@@ -356,43 +432,48 @@ def _iter_lines(fileobj, wanted):
         yield raw if isinstance(raw, dict) else "bad"
 
 
-def _open(path: Path, root, cap: int | None = None):
+def _open(path: Path, root, cap: int | None = None, storage_options: dict | None = None):
     """``path`` opened through the guarded read beneath ``root`` (default: the folder it really
-    lies in, so that a file named on the command line through a link is still read)."""
+    lies in, so that a file named on the command line through a link is still read); a URL
+    through fsspec (``remote.open_object``), refused over ``cap``."""
+    if is_url(path):
+        return open_object(path, storage_options, max_bytes=cap)
     if root is None:
         real = os.path.realpath(path)
         return open_file_beneath(os.path.dirname(real), os.path.basename(real), max_bytes=cap)
     return open_file_beneath(root, os.path.abspath(path), max_bytes=cap)
 
 
-def _iter_json(path: Path, wanted, root):
-    with _open(path, root, MAX_METADATA_BYTES) as raw:
-        if path.name.lower().endswith(".gz"):
+def _iter_json(path: Path, wanted, root, storage_options=None):
+    name = _name(path)
+    with _open(path, root, MAX_METADATA_BYTES, storage_options) as raw:
+        if name.lower().endswith(".gz"):
             with gzip.GzipFile(fileobj=raw, mode="rb") as f:
-                yield from _iter_lines(_capped(f, f"{path.name} (gzip)", _expansion_cap(raw)), wanted)
+                yield from _iter_lines(_capped(f, f"{name} (gzip)", _expansion_cap(raw)), wanted)
         else:  # the default 8 KiB buffer: 17x slower over long lines
-            yield from _iter_lines(_capped(raw, path.name, MAX_METADATA_BYTES), wanted)
+            yield from _iter_lines(_capped(raw, name, MAX_METADATA_BYTES), wanted)
 
 
-def _iter_tar(path: Path, wanted, root, refused: list):
+def _iter_tar(path: Path, wanted, root, refused: list, storage_options=None):
+    name = _name(path)
     with contextlib.ExitStack() as stack:
-        raw = stack.enter_context(_open(path, root))
+        raw = stack.enter_context(_open(path, root, None, storage_options))
         cap = _expansion_cap(raw)
         gz = raw.peek(2)[:2] == b"\x1f\x8b"
         if gz:  # tarfile's own stream decompression copies its whole buffer on each read: 10x slower
-            inner = _capped(stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb")), f"{path.name} (gzip)", cap)
+            inner = _capped(stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb")), f"{name} (gzip)", cap)
             tf = stack.enter_context(tarfile.open(fileobj=inner, mode="r|"))
         else:
             tf = stack.enter_context(tarfile.open(fileobj=raw, mode="r|*"))  # streamed: never extracted, never seeks
         for m in tf:
-            name = m.name.lower()
-            if not m.isfile() or not name.endswith(_JSON_SUFFIXES) or _NOT_POSTS.search(name):
+            lower = m.name.lower()
+            if not m.isfile() or not lower.endswith(_JSON_SUFFIXES) or _NOT_POSTS.search(lower):
                 continue
             if m.size > cap:  # declared: a sparse member of 10**15 bytes spins for days
                 sparse = " (sparse)" if m.issparse() else ""
                 refused.append(
                     {
-                        "path": f"{path}:{m.name}",
+                        "path": f"{_shown(path)}:{m.name}",
                         "reason": TOO_LARGE,
                         "detail": f"member declares {m.size} bytes{sparse} > {cap} (at most {MAX_EXPANSION}x "
                         "the file's size); skipped unread",
@@ -400,9 +481,9 @@ def _iter_tar(path: Path, wanted, root, refused: list):
                 )
                 continue
             f = tf.extractfile(m)
-            if name.endswith(".gz"):
+            if lower.endswith(".gz"):
                 f = gzip.GzipFile(fileobj=f)
-            yield from _iter_lines(_capped(f, f"{path.name}:{m.name}", cap), wanted)
+            yield from _iter_lines(_capped(f, f"{name}:{m.name}", cap), wanted)
 
 
 def _parquet_mask(column, wanted_arr):
@@ -424,14 +505,15 @@ def _parquet_mask(column, wanted_arr):
     return pa.array(keep, pa.bool_())
 
 
-def _iter_parquet(path: Path, wanted, root, batch_size: int = 65536):
+def _iter_parquet(path: Path, wanted, root, batch_size: int = 65536, storage_options=None):
     import pyarrow.parquet as pq
 
-    with _open(path, root) as raw:
+    with _open(path, root, None, storage_options) as raw:
         pf = pq.ParquetFile(raw)
         cols = [c for c in COLUMNS if c in pf.schema_arrow.names]
         if "id" not in cols:
-            raise ValueError(f"metadata parquet {path} has no 'id' column (columns: {pf.schema_arrow.names[:20]})")
+            names = pf.schema_arrow.names[:20]
+            raise ValueError(f"metadata parquet {_shown(path)} has no 'id' column (columns: {names})")
         wanted_arr = None
         if wanted is not None:
             import pyarrow as pa
@@ -451,35 +533,36 @@ def _refusal(path: Path, exc: BaseException, root) -> dict:
         detail = exc.detail
         if exc.reason == UNSAFE_PATH:
             detail += "; name the file with --metadata PATH to read it where it lies"
-        return {"path": str(path), "reason": exc.reason, "detail": detail}
+        return {"path": _shown(path), "reason": exc.reason, "detail": detail}
     if isinstance(exc, _TooMuch):
-        return {"path": str(path), "reason": TOO_LARGE, "detail": str(exc)}
+        return {"path": _shown(path), "reason": TOO_LARGE, "detail": str(exc)}
     return {
-        "path": str(path),
+        "path": _shown(path),
         "reason": "bad-archive",
-        "detail": f"{type(exc).__name__}: {exc} (records before the damage are kept)",
+        "detail": f"{type(exc).__name__}: {storage.redact(exc)} (records before the damage are kept)",
     }
 
 
-def iter_posts(paths, wanted=None, *, root=None, refused: list | None = None):
+def iter_posts(paths, wanted=None, *, root=None, refused: list | None = None, storage_options: dict | None = None):
     """Stream raw posts from metadata files: a dict per post, an int counting records skipped
     unparsed (unwanted ids), ``"bad"`` for an unparsable line, ``"long"`` for one over
     ``MAX_LINE_BYTES`` (skipped unread).
 
-    Each file is read beneath ``root`` (default: the file's own folder). A file refused or damaged
-    part-way adds an entry to ``refused`` (when given; else the error is raised) and the next
-    file is read.
+    Each file is read beneath ``root`` (default: the file's own folder); a URL through fsspec with
+    ``storage_options``. A file refused or damaged part-way adds an entry to ``refused`` (when
+    given; else the error is raised) and the next file is read.
     """
+    so = storage_options
     for p in paths:
-        p = Path(p)
+        p = str(p) if is_url(p) else Path(p)
         kind = _kind(p)
         try:
             if kind == "parquet":
-                yield from _iter_parquet(p, wanted, root)
+                yield from _iter_parquet(p, wanted, root, storage_options=so)
             elif kind == "tar":
-                yield from _iter_tar(p, wanted, root, refused if refused is not None else [])
+                yield from _iter_tar(p, wanted, root, refused if refused is not None else [], so)
             else:
-                yield from _iter_json(p, wanted, root)
+                yield from _iter_json(p, wanted, root, so)
         except (_TooMuch, *_DAMAGE) as exc:
             if refused is None:
                 raise
@@ -571,11 +654,15 @@ def _unpack(blob: np.ndarray, ends: np.ndarray) -> np.ndarray:
     return out
 
 
-def files_fingerprint(paths) -> list:
+def files_fingerprint(paths, storage_options: dict | None = None) -> list:
     """(path, size, mtime_ns) of each metadata file: changes invalidate the cache. A file that
-    cannot be looked at (a broken link) gives -1s: the read reports it."""
+    cannot be looked at (a broken link) gives -1s: the read reports it. A URL gives (redacted URL,
+    size, ETag or modification time): one metadata request."""
     out = []
     for p in paths:
+        if is_url(p):
+            out.append(object_fingerprint(str(p), storage_options))
+            continue
         try:
             st = os.stat(p)
             out.append([str(Path(p).resolve()), st.st_size, st.st_mtime_ns])
@@ -584,13 +671,12 @@ def files_fingerprint(paths) -> list:
     return out
 
 
-def _cache_path(paths, wanted: set, tracked, cache_dir) -> Path | None:
+def _cache_path(paths, wanted: set, tracked, cache_dir, storage_options=None) -> Path | None:
     """Cache file for this join: keyed by the files' size/mtime, the ids and ``tracked``."""
     if cache_dir is None:
         return None
-    key = hashlib.sha256(
-        json.dumps({"v": CACHE_VERSION, "files": files_fingerprint(paths), "tracked": sorted(tracked)}).encode()
-    )
+    files = files_fingerprint(paths, storage_options)
+    key = hashlib.sha256(json.dumps({"v": CACHE_VERSION, "files": files, "tracked": sorted(tracked)}).encode())
     key.update(np.asarray(sorted(wanted), np.int64).tobytes())
     return Path(cache_dir) / f"metadata-{key.hexdigest()[:24]}.npz"
 
@@ -641,7 +727,7 @@ def _row_values(rec: dict, tracked) -> dict:
     }
 
 
-def _join(paths, wanted: set, tracked, root=None) -> tuple[MetaTable, dict]:
+def _join(paths, wanted: set, tracked, root=None, storage_options=None) -> tuple[MetaTable, dict]:
     """Read every record of ``paths`` and keep those of ``wanted`` ids (a later record of the
     same post wins) -> the table and the counts ``records``, ``matched``, ``bad_lines`` (of which
     ``long_lines`` were over ``MAX_LINE_BYTES``), ``duplicates``, ``files``, ``refused``."""
@@ -649,7 +735,7 @@ def _join(paths, wanted: set, tracked, root=None) -> tuple[MetaTable, dict]:
     where: dict[int, int] = {}
     records = bad = long = dups = 0
     refused: list[dict] = []
-    for raw in iter_posts(paths, wanted, root=root, refused=refused):
+    for raw in iter_posts(paths, wanted, root=root, refused=refused, storage_options=storage_options):
         if isinstance(raw, int):
             records += raw
             continue
@@ -677,10 +763,12 @@ def _join(paths, wanted: set, tracked, root=None) -> tuple[MetaTable, dict]:
             rows[k].append(v)
     table = _table_from_rows(rows)
     info = {"records": records, "matched": len(table), "bad_lines": bad, "long_lines": long, "duplicates": dups}
-    return table, {**info, "files": [str(p) for p in paths], "refused": refused}
+    return table, {**info, "files": [_shown(p) for p in paths], "refused": refused}
 
 
-def load_metadata(paths, wanted, *, tracked=frozenset(), cache_dir: str | Path | None = None, root=None):
+def load_metadata(
+    paths, wanted, *, tracked=frozenset(), cache_dir: str | Path | None = None, root=None, storage_options=None
+):
     """Join metadata files to the listed ids.
 
     Parameters
@@ -696,6 +784,8 @@ def load_metadata(paths, wanted, *, tracked=frozenset(), cache_dir: str | Path |
     root : path or None
         The folder every file must lie in, links included (the source folder for metadata found
         there); None: each file's own folder.
+    storage_options : dict or None
+        For URLs among ``paths``: their filesystem's options.
 
     Returns
     -------
@@ -706,11 +796,11 @@ def load_metadata(paths, wanted, *, tracked=frozenset(), cache_dir: str | Path |
         "detail"}``), ``cache`` ("hit", "written" or "off").
     """
     wanted = set(int(i) for i in wanted)
-    cache = _cache_path(paths, wanted, tracked, cache_dir)
+    cache = _cache_path(paths, wanted, tracked, cache_dir, storage_options)
     if cache is not None and cache.is_file():
         table, info = _read_cache(cache)
         return table, {**info, "cache": "hit"}
-    table, info = _join(paths, wanted, tracked, root)
+    table, info = _join(paths, wanted, tracked, root, storage_options)
     if cache is None:
         return table, {**info, "cache": "off"}
     _write_cache(cache, table, info)
