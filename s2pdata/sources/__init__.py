@@ -182,7 +182,7 @@ def source_from_args(src: str, args: argparse.Namespace, *, seed: int, out: Path
     cache = Path(out) / ".s2pdata-cache"
     if src == "demo" or src.startswith("demo:"):
         return FilteredSource(open_source(src, seed=seed), cfg)
-    if src.startswith("hf:"):
+    if src.startswith("hf:") and not remote.is_url(src):  # hf://datasets/... is a URL, read below
         from .hf import HFSource
 
         return FilteredSource(HFSource(src[3:], split=getattr(args, "hf_split", "train"), cache_dir=cache / "hf"), cfg)
