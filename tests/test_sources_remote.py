@@ -19,6 +19,7 @@ from s2pdata.sources import (
     FilteredSource,
     FolderSource,
     add_source_arguments,
+    describe_empty,
     folder,
     remote,
     source_from_args,
@@ -188,6 +189,10 @@ def test_listing_is_made_once_per_build_folder(trees, s3, tmp_path):
     assert other.cached
     elsewhere = remote.list_folder(url, {**s3, "endpoint_url": s3["endpoint_url"] + "/"}, tmp_path / "listings")
     assert not elsewhere.cached  # another endpoint is another store
+    empty = FolderSource(url, exts=(".xyz",), storage_options=s3)
+    words = describe_empty(empty)
+    assert empty.items() == [] and f"--src {url} holds no file this source reads (.xyz)" in words
+    assert "6 files (jpg 1, png 4, txt 1)" in words  # hidden files left out, as locally
 
 
 # ---------------------------------------------------------------------------------------------
