@@ -2,8 +2,8 @@
 
 Consumes a sample dict of numpy arrays (from ``synth``) and produces WebDataset tar members;
 reading goes the other way. It decides which fields a sample stores (``Schema``), each field's
-codec and member name, and the file names in an output folder, listed below (only ``sources/``
-names its caches, in ``DIR/.s2pdata-cache/``). The field names are not private to it: ``synth``
+codec and member name, and the file names in an output folder, listed below (the sources name
+the files inside ``CACHE_DIR``). The field names are not private to it: ``synth``
 makes the fields, and ``data``, ``inspect`` and ``train`` take them by name.
 
     DIR/dataset.json            config, seed, versions, schema, plan fingerprint, totals
@@ -12,6 +12,7 @@ makes the fields, and ``data``, ``inspect`` and ``train`` take them by name.
     DIR/shardindex.json         wids index
     DIR/rejects.jsonl           one line per bad input (key, path, reason, detail)
     DIR/pool/patch_pool.*       the patch pool the drafts paste from (``s2pdata.pool``)
+    DIR/.s2pdata-cache/         the sources' caches: listings of folder URLs, tar indexes, metadata
 
 A shard is committed when its stats file exists: the tar is written to ``.tmp``, fsynced and
 renamed first, the stats file last. Tar headers carry a fixed mtime, owner and mode so the
@@ -51,6 +52,7 @@ REJECTS = "rejects.jsonl"
 POOL_DIR = "pool"  # the patch pool a build's drafts paste from, beside its shards
 POOL_JSON = "patch_pool.json"  # the pool's index (s2pdata.pool)
 POOL_NPY = "patch_pool.npy"  # the pixels of a pool written by PatchPool.save
+CACHE_DIR = ".s2pdata-cache"  # the sources' caches (listings, tar indexes, joined metadata, HF Arrow files)
 POOL_PARTS = "parts"  # inside POOL_DIR: the pre-pass's chunks, merged into the pool, then removed
 _SHARD_GLOB = "shard-*.tar"
 _STATS_GLOB = "shard-*.stats.json"
@@ -596,28 +598,39 @@ def read_manifest(out, *, storage_options: dict | None = None) -> dict:
 
 
 def file_sha256(path, storage_options: dict | None = None) -> str:
-    """Hex sha256 of the file at ``path`` (a local path or a URL), read in 1 MiB blocks (hashlib
-    releases the GIL)."""
-    h = hashlib.sha256()
+    """Hex sha256 of the file at ``path`` (a local path or a URL), read in order once
+    (``_stream.HashingReader``; hashlib releases the GIL)."""
+    from ._stream import HashingReader
+
     with storage.open_read(path, storage_options) as (f, _):
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
+        return HashingReader(f).hexdigest()
 
 
-def _mismatch(path, record: dict, verify: str = "sha256", storage_options: dict | None = None) -> str | None:
-    """Why the tar at ``path`` (a local path or a URL) does not match its stats ``record`` (None when it does)."""
-    try:
-        size = storage.size(path, storage_options)
-    except FileNotFoundError:
-        return "tar missing"
+def _mismatch(
+    path,
+    record: dict,
+    verify: str = "sha256",
+    storage_options: dict | None = None,
+    *,
+    size: int | None = None,
+    sha256: str | None = None,
+) -> str | None:
+    """Why the tar at ``path`` (a local path or a URL) does not match its stats ``record`` (None when it
+    does); ``size`` and ``sha256``, when the caller has them (a read that hashed as it streamed), are
+    not looked up again."""
+    if size is None:
+        try:
+            size = storage.size(path, storage_options)
+        except FileNotFoundError:
+            return "tar missing"
     if record.get("filesize") != size:
         return f"size {size} != recorded {record.get('filesize')}"
     if verify == "size":
         return None
     if not isinstance(record.get("sha256"), str):
         return "no sha256 recorded"
-    return None if file_sha256(path, storage_options) == record["sha256"] else "sha256 mismatch"
+    sha256 = file_sha256(path, storage_options) if sha256 is None else sha256
+    return None if sha256 == record["sha256"] else "sha256 mismatch"
 
 
 def _threads(threads: int | None, n: int) -> int:
@@ -737,6 +750,9 @@ def shard_record(path, *, storage_options: dict | None = None) -> dict | None:
 def verify_shard(path, record: dict | None = None, *, storage_options: dict | None = None) -> dict:
     """Check the tar at ``path`` against its recorded size and sha256; returns the record.
 
+    A check on its own (``inspect --verify``): reading the samples with ``iter_tar(verify=...)``
+    or ``open_shards(verify=True)`` checks the same while it streams them, in the one read.
+
     Parameters
     ----------
     path : str or Path
@@ -749,14 +765,20 @@ def verify_shard(path, record: dict | None = None, *, storage_options: dict | No
     Raises
     ------
     ShardError
-        Naming the shard: no record, tar missing, size or sha256 mismatch.
+        Naming the shard: no record, tar missing, size or sha256 mismatch, a read that broke off
+        and did not resume (naming the byte offset).
     """
+    from ._stream import StreamError
+
     record = shard_record(path, storage_options=storage_options) if record is None else record
     if record is None:
         name = storage.name_of(path).removesuffix(".tar")
         fix = f"verify needs the build folder's {name}.stats.json or {INDEX_JSON}, or pass verify=False"
         raise _shard_error(path, "no stats file or index entry records its sha256", fix=fix)
-    why = _mismatch(path if storage.is_remote(path) else Path(path), record, storage_options=storage_options)
+    try:
+        why = _mismatch(path if storage.is_remote(path) else Path(path), record, storage_options=storage_options)
+    except StreamError as exc:
+        raise _shard_error(path, exc.problem, fix="check the network and the server, then read it again") from exc
     if why is not None:
         raise _shard_error(path, f"does not match its stats: {why}")
     return record
@@ -927,14 +949,33 @@ def _member_problem(member: tarfile.TarInfo, file_size: int) -> str | None:
     return None
 
 
-def iter_tar(path: str, *, storage_options: dict | None = None) -> Iterator[dict[str, bytes]]:
+def iter_tar(
+    path: str, *, storage_options: dict | None = None, verify: bool | dict = False
+) -> Iterator[dict[str, bytes]]:
     """Group a tar's members by key (the basename up to its first dot), in file order.
 
     Each sample is ``{"__key__": key, "__url__": path, field: bytes, ...}``. A member's size is
     checked against the bytes left in the file before it is read: no header makes a read larger
     than the shard. ``path`` may be a URL (``s3://bucket/run/shard-000000.tar``): the tar is
-    streamed in order through fsspec with ``storage_options`` (``s2pdata.storage.open_read``), no
-    local copy, under the same checks.
+    streamed in order with ``storage_options`` (``s2pdata.storage.open_read``: ranged reads,
+    resumed from their byte offset when a connection breaks, read ahead), no local copy, under
+    the same checks. The last sample is yielded only once the end of the tar is checked.
+
+    Parameters
+    ----------
+    path : str
+        A shard tar: a local path or a URL.
+    storage_options : dict or None
+        Options of a URL's filesystem (``s2pdata.storage``).
+    verify : bool or dict
+        Check the tar against its recorded size and sha256 in the same read: True looks the record
+        up (``shard_record``; none is an error), a dict is the record. The size is checked on
+        opening, before any sample; the sha256 of the bytes as they stream (``_stream.HashingReader``)
+        at the end of the tar, before the last sample is yielded. So a consumer of a damaged shard
+        has had at most all its samples but the last (as read, the damaged bytes among them:
+        a decoder may have refused one first), never the whole shard as sound. A read stopped
+        early by a damaged header or member hashes the rest of the file: a file that is not what its
+        stats say is a sha256 mismatch (the problem that stopped the read chained as its cause).
 
     Raises
     ------
@@ -942,34 +983,63 @@ def iter_tar(path: str, *, storage_options: dict | None = None) -> Iterator[dict
         Naming the shard and the byte offset: a damaged or malformed header (which ``tarfile`` alone
         takes for the end of the archive, or reports as a bare ``ValueError``), a truncated member,
         a member that is not a plain regular file (a sparse one would expand to its declared size;
-        s2pdata never writes one), a member larger than the file or ``MAX_MEMBER_BYTES``, or a tar
-        that does not open.
+        s2pdata never writes one), a member larger than the file or ``MAX_MEMBER_BYTES``, a tar
+        that does not open, a read that broke off and did not resume (``_stream.RETRIES``); with
+        ``verify``, no record, or a size or sha256 that is not the recorded one.
     """
+    from ._stream import HashingReader, StreamError  # a leaf module
+
     current: dict[str, bytes] | None = None
     url = str(path)
-    with storage.open_read(path, storage_options) as (f, file_size):
+    record = verify if isinstance(verify, dict) else None
+    if verify is True:
+        record = shard_record(path, storage_options=storage_options)
+        if record is None:
+            verify_shard(path, storage_options=storage_options)  # raises its "no record" ShardError
+    with storage.open_read(path, storage_options) as (opened, file_size):
+        why = None if record is None else _mismatch(path, record, "size", size=file_size)
+        if why is not None:
+            raise _shard_error(path, f"does not match its stats: {why}")
+        f = opened if record is None else HashingReader(opened)
         offset = 0
         try:
-            with tarfile.open(fileobj=f, mode="r|") as tar:
-                for member in tar:
-                    offset = member.offset
-                    problem = _member_problem(member, file_size)
-                    if problem is not None:
-                        raise _shard_error(path, problem)
-                    base = member.name.rsplit("/", 1)[-1]
-                    key, dot, field = base.partition(".")
-                    if not dot:
-                        continue
-                    if current is None or current["__key__"] != key:
-                        if current is not None:
-                            yield current
-                        current = {"__key__": key, "__url__": url}
-                    current[field] = tar.extractfile(member).read()
-                offset = tar.offset
-        except ShardError:
-            raise
-        except (tarfile.TarError, ValueError, EOFError, OverflowError) as exc:  # ValueError: a PAX number, a sparse map
-            raise _shard_error(path, f"unreadable tar at or after byte offset {offset} ({exc})") from exc
-        _check_end(url, f, offset, file_size)
+            try:
+                with tarfile.open(fileobj=f, mode="r|") as tar:
+                    for member in tar:
+                        offset = member.offset
+                        problem = _member_problem(member, file_size)
+                        if problem is not None:
+                            raise _shard_error(path, problem)
+                        base = member.name.rsplit("/", 1)[-1]
+                        key, dot, field = base.partition(".")
+                        if not dot:
+                            continue
+                        if current is None or current["__key__"] != key:
+                            if current is not None:
+                                yield current
+                            current = {"__key__": key, "__url__": url}
+                        current[field] = tar.extractfile(member).read()
+                    offset = tar.offset
+            except ShardError:
+                raise
+            # ValueError: a PAX number, a sparse map
+            except (tarfile.TarError, ValueError, EOFError, OverflowError) as exc:
+                raise _shard_error(path, f"unreadable tar at or after byte offset {offset} ({exc})") from exc
+            _check_end(url, f, offset, file_size)
+            why = None if record is None else _mismatch(path, record, size=file_size, sha256=f.hexdigest())
+        except StreamError as exc:
+            raise _shard_error(path, exc.problem, fix="check the network and the server, then read it again") from exc
+        except ShardError as exc:
+            if record is None:
+                raise
+            try:
+                why = _mismatch(path, record, size=file_size, sha256=f.hexdigest())  # the rest of the file
+            except StreamError:
+                raise exc from None
+            if why is None:
+                raise
+            raise _shard_error(path, f"does not match its stats: {why}") from exc
+        if why is not None:
+            raise _shard_error(path, f"does not match its stats: {why}")
     if current is not None:
         yield current

@@ -225,12 +225,12 @@ def test_a_full_disk_in_the_shard_phase_prints_one_message_and_the_same_command_
     argv = [*BUILD.split(), "--out", str(out), "--workers", "1"]
     real_write_tar = build_worker.write_tar
 
-    def full_after_two(path, samples):
+    def full_after_two(path, samples, **kw):
         """The real writer for the first two shards, then a full disk (with a half-written file left)."""
         if len(list(out.glob("shard-*.stats.json"))) >= 2:
             Path(str(path) + ".tmp").write_bytes(b"half a tar")
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real_write_tar(path, samples)
+        return real_write_tar(path, samples, **kw)
 
     monkeypatch.setattr(build_worker, "write_tar", full_after_two)
     assert cli.main(argv) == 1

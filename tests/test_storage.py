@@ -205,34 +205,6 @@ def test_file_urls_are_local_paths(local_build):
     assert shard_paths(f"file://{local_build}") == shard_paths(local_build)
 
 
-@pytest.mark.parametrize("flag", ["--out", "--src"])
-def test_build_refuses_urls(tmp_path, flag):
-    args = {"--src": "demo:4", "--out": str(tmp_path / "run")}
-    args[flag] = f"s3://{BUCKET}/x"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    r = subprocess.run(
-        [sys.executable, "-m", "s2pdata.build", *[x for kv in args.items() for x in kv], "--no-progress"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
-    assert r.returncode == 2, r.stderr
-    assert r.stderr.count("\n") == 1 and "not supported yet" in r.stderr and "aws s3 sync" in r.stderr
-    assert not (tmp_path / "s3:").exists() and not (tmp_path / "run").exists()
-
-
-def test_run_build_refuses_urls(tmp_path, monkeypatch):
-    from s2pdata.build import run_build
-    from s2pdata.synth import SynthConfig
-
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(ValueError, match="not supported yet"):
-        run_build(src="demo:2", out="s3://b/x", cfg=SynthConfig(size=64), progress=False)
-    assert not (tmp_path / "s3:").exists()
-
-
 def test_evaluate_over_s3_scores_as_locally(s3_build, local_build, tmp_path, capsys):
     torch = pytest.importorskip("torch")
     from s2pdata.evaluate import main

@@ -29,6 +29,7 @@ from .. import storage
 from .._jit import kernel_cache_is_cold
 from ..pool import KINDS, PatchPool
 from ..shards import (
+    CACHE_DIR,
     DATASET_JSON,
     POOL_DIR,
     POOL_PARTS,
@@ -45,13 +46,14 @@ from ..shards import (
     write_rejects,
 )
 from ..sources import Item, Source, describe_empty, source_from_args
-from ..storage import StorageError, refuse_url
+from ..storage import StorageError
 from ..synth import SynthConfig
 from .plan import (
     BuildRefused,
     PoolTask,
     ShardTask,
     auto_shard_size,
+    is_held,
     lock_out,
     make_plan,
     manifest_header,
@@ -59,7 +61,7 @@ from .plan import (
     pool_plan,
     prepare_out,
 )
-from .remote import CACHE_DIR, RemoteOut
+from .remote import LISTINGS, RemoteOut
 from .runners import BuildStopped, check_distributor, make_runner
 from .worker import build_pool_part, build_shard
 
@@ -131,13 +133,22 @@ def run_build(
     """
     _check_counts(seed=seed, shard_size=shard_size, workers=workers, limit=limit)
     check_distributor(distributor)
-    refusal = refuse_url("src", src)
-    if refusal:
-        raise ValueError(refusal)
     with hold_out(out, storage_options=storage_options, staging=staging, overwrite=overwrite) as (local, remote):
         try:
             return _build(
-                src, local, cfg, seed, shard_size, workers, limit, overwrite, progress, distributor, ray_address, remote
+                src,
+                local,
+                cfg,
+                seed,
+                shard_size,
+                workers,
+                limit,
+                overwrite,
+                progress,
+                distributor,
+                ray_address,
+                remote=remote,
+                storage_options=storage_options,
             )
         except StorageError as exc:
             if remote is None:
@@ -153,10 +164,16 @@ def hold_out(out, *, storage_options: dict | None = None, staging=None, overwrit
     """Hold the build folder ``out`` for the ``with`` block (one build at a time) and yield
     ``(local, remote)``: the local folder the build works in, and None, or for a URL ``out`` its
     ``RemoteOut`` (the lock object held, the store's manifest, pool and caches fetched into the
-    staging folder, or with ``overwrite`` the store's build deleted). Nested calls share the hold."""
+    staging folder, or with ``overwrite`` the store's build deleted). With ``overwrite`` the cached
+    listings of folder URLs are dropped too (the source is listed anew); tar indexes are kept (each
+    is keyed by its tar's size). Nested calls share the hold."""
     if not storage.is_remote(out):
-        with lock_out(Path(storage.local(out))):  # a second build, or an --overwrite, is refused
-            yield Path(storage.local(out)), None
+        local = Path(storage.local(out))
+        outermost = not is_held(local)
+        with lock_out(local):  # a second build, or an --overwrite, is refused
+            if overwrite and outermost:
+                shutil.rmtree(local / LISTINGS, ignore_errors=True)  # list the source anew
+            yield local, None
         return
     remote = RemoteOut(str(out), storage_options, staging)
     with lock_out(remote.local), remote.lock() as first:
@@ -166,15 +183,31 @@ def hold_out(out, *, storage_options: dict | None = None, staging=None, overwrit
 
 
 def _build(
-    src, out: Path, cfg, seed, shard_size, workers, limit, overwrite, progress, distributor, ray_address, remote
-):  # noqa: E501
-    """``run_build``'s body, run while ``out`` is held; ``remote`` the ``RemoteOut`` of a URL build, or None."""
+    src,
+    out: Path,
+    cfg,
+    seed,
+    shard_size,
+    workers,
+    limit,
+    overwrite,
+    progress,
+    distributor,
+    ray_address,
+    *,
+    remote,
+    storage_options,
+):
+    """``run_build``'s body, run while ``out`` is held; ``remote`` the ``RemoteOut`` of a URL build, or
+    None; ``storage_options`` for a URL ``--src`` given as a string, and the store."""
     bars = _bar_factory(progress)
     target = remote.url if remote else out  # where shards are committed and scanned
     so = remote.options if remote else None
     # workers start now (importing their libraries) while this process lists the source and plans
     with make_runner(distributor, workers, ray_address) as run:
-        source = src if not isinstance(src, str) else source_from_args(src, _default_args(), seed=seed, out=out)
+        if isinstance(src, str):
+            src = source_from_args(src, _default_args(storage_options=storage_options), seed=seed, out=out)
+        source = src
         items, plan, header = _plan(source, cfg, seed, shard_size, limit)
         if remote:
             remote.publish_tree(CACHE_DIR)  # listings and tar indexes, for a resume on any machine
@@ -264,11 +297,13 @@ def _bar_factory(progress: bool):
     return bars
 
 
-def _default_args():
-    """The CLI's default values of every flag, for sources given as ``--src`` strings."""
+def _default_args(**values):
+    """The CLI's default values of every flag (and ``values``), for sources given as ``--src`` strings."""
     from .cli import default_args
 
-    return default_args()
+    args = default_args()
+    vars(args).update(values)
+    return args
 
 
 def _plan(source: Source, cfg: SynthConfig, seed: int, shard_size: int | None, limit: int | None):

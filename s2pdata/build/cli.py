@@ -20,7 +20,7 @@ from ..decode import CROPS
 from ..shards import COLOR_FORMATS, REJECTS
 from ..sources import add_source_arguments, source_from_args
 from ..stages.sketch import SKETCH_METHODS
-from ..storage import STORAGE_OPTIONS_HELP, options_arg, refuse_url
+from ..storage import STORAGE_OPTIONS_HELP, options_arg
 from ..synth import INT_BOUNDS, OPTIONAL_FIELDS, SKETCH_STYLES, SynthConfig
 from . import MAX_WORKERS, BuildRefused, BuildStopped, hold_out, run_build
 from .runners import DISTRIBUTORS
@@ -116,7 +116,11 @@ def _synth(flag: str, help: str, **spec) -> Option:
 def _declare() -> tuple[Option, ...]:
     """Every build flag (the source and filter flags as ``s2pdata.sources`` declares them)."""
     build = (
-        _flag("--src", "'demo', 'demo:N', 'hf:PATH' or a folder of images (recursive); required"),
+        _flag(
+            "--src",
+            "'demo', 'demo:N', 'hf:PATH' (a Hugging Face datasets name), or a folder of images or Danbooru "
+            "layout (recursive): a path or a URL (s3://, gs://, https://, hf://datasets/OWNER/NAME); required",
+        ),
         _flag(
             "--out",
             "output folder for shards and manifests, or a URL of object storage (s3://bucket/run, gs://, hf://); "
@@ -250,10 +254,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("src", "out"):
         if not values[name]:
             raise ValueError(f"--{name} is required (on the command line or in the recipe)")
-    for name in ("src", "metadata", "opt_out"):  # 'hf:PATH' and 'demo:N' have no '//': not URLs
-        refusal = refuse_url(f"--{name.replace('_', '-')}", values.get(name))
-        if refusal:
-            raise ValueError(refusal)
     return argparse.Namespace(**values)
 
 

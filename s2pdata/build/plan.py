@@ -196,6 +196,11 @@ def prepare_out(out: Path, header: dict, versions: dict, *, overwrite: bool) -> 
 _held: dict[str, int] = {}  # resolved --out -> how many nested lock_out calls hold it in this process
 
 
+def is_held(out: str | Path) -> bool:
+    """Whether this process holds ``out``'s lock now (``lock_out``)."""
+    return str(Path(out).resolve()) in _held
+
+
 @contextmanager
 def lock_out(out: str | Path):
     """Hold ``out``'s lock file (``fcntl.flock``) for the ``with`` block: one build per folder.

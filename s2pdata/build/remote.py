@@ -33,10 +33,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .. import storage
-from ..shards import DATASET_JSON, INDEX_JSON, LOCK_FILE, POOL_DIR, REJECTS, build_files
+from ..shards import CACHE_DIR, DATASET_JSON, INDEX_JSON, LOCK_FILE, POOL_DIR, REJECTS, build_files
 from .plan import BuildRefused
 
-CACHE_DIR = ".s2pdata-cache"  # the sources' caches (tar indexes, listings, metadata), beside the shards
+LISTINGS = f"{CACHE_DIR}/listings"  # the cached listings of folder URLs (dropped by --overwrite)
 HEARTBEAT = 30.0  # seconds between rewrites of the lock object by its holder
 STALE = 300.0  # seconds without a rewrite after which a lock object is taken over
 _held: dict[str, int] = {}  # URL -> how many nested locks this process holds on it
@@ -80,13 +80,14 @@ class RemoteOut:
 
     def pull(self, *, overwrite: bool) -> None:
         """Make the staging folder hold what the store holds: its manifest, pool and caches (never
-        its tars). With ``overwrite``, delete the build on the store first."""
+        its tars). With ``overwrite``, first delete the build on the store and its cached listings."""
         for p in build_files(self.local):  # what an earlier run left here: the store is the truth
             Path(p).unlink()
         shutil.rmtree(self.local / CACHE_DIR, ignore_errors=True)
         if overwrite:
-            storage.remove(build_files(self.url, storage_options=self.options), self.options)
-            return
+            stale = build_files(self.url, storage_options=self.options)
+            stale += [self.path(f"{LISTINGS}/{n}") for n in storage.list_files(self.path(LISTINGS), self.options)]
+            storage.remove(stale, self.options)
         for name in storage.list_files(self.url, self.options):
             if name == DATASET_JSON or name.startswith((f"{POOL_DIR}/", f"{CACHE_DIR}/")):
                 storage.download(self.path(name), self.local / name, self.options)

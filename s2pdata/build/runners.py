@@ -294,7 +294,8 @@ class RayRunner:
     """``run(fn, tasks, bar) -> results`` with one Ray task per item of ``tasks``.
 
     At most two tasks per CPU are in flight. Ray re-runs a task whose worker or node died
-    (``max_retries``) and one that raised ``OSError`` (a flaky shared filesystem); shards are
+    (``max_retries``) and one that raised ``OSError`` or ``StorageError`` (a flaky shared filesystem
+    or object store); shards are
     committed by the same atomic writes as in the local pool, so a re-run task rewrites identical
     bytes. Other exceptions fail the build. While a progress bar is shown, tasks report finished
     items to a small actor that the driver reads four times a second, so the bar moves by items
@@ -319,7 +320,10 @@ class RayRunner:
             local = {"num_cpus": self.workers, "include_dashboard": False}
             kwargs = {"address": self.address} if self.address else local
             ray.init(log_to_driver=False, configure_logging=False, **kwargs)
-        self._remote = ray.remote(num_cpus=1, max_retries=self.retries, retry_exceptions=[OSError])(_ray_call)
+        from ..storage import StorageError  # a request to the store that failed: as flaky as a shared disk
+
+        retried = [OSError, StorageError]
+        self._remote = ray.remote(num_cpus=1, max_retries=self.retries, retry_exceptions=retried)(_ray_call)
         self._max_pending = max(2, 2 * int(ray.cluster_resources().get("CPU", self.workers)))
         return self
 

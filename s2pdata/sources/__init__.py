@@ -36,6 +36,7 @@ from collections import Counter
 from pathlib import Path
 
 from .. import storage
+from ..shards import CACHE_DIR
 from . import remote
 from .base import Item, Source, sanitize_key
 from .demo import DemoSource
@@ -179,7 +180,7 @@ def source_from_args(src: str, args: argparse.Namespace, *, seed: int, out: Path
 
     cfg = filters_from_args(args)
     src = str(src)
-    cache = Path(out) / ".s2pdata-cache"
+    cache = Path(out) / CACHE_DIR
     if src == "demo" or src.startswith("demo:"):
         return FilteredSource(open_source(src, seed=seed), cfg)
     if src.startswith("hf:") and not remote.is_url(src):  # hf://datasets/... is a URL, read below

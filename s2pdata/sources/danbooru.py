@@ -35,6 +35,7 @@ import numpy as np
 
 from .. import storage
 from .._safeio import read_beneath, refusal
+from ..shards import CACHE_DIR
 from . import remote
 from .archive import MAX_BYTES, index_tars, is_image_tar
 from .base import Item
@@ -300,7 +301,7 @@ class DanbooruSource:
         return {**self.__dict__, "_state": None, "_remote": None}
 
     def _listing_cache(self) -> Path | None:
-        return Path(self.cache_dir) / ".s2pdata-cache" / "listings" if self.cache_dir else None
+        return Path(self.cache_dir) / CACHE_DIR / "listings" if self.cache_dir else None
 
     def _listing(self) -> remote.Listing:
         """The root URL's listing, made (or read from the cache) once per source object."""
@@ -321,7 +322,7 @@ class DanbooruSource:
         entries, skipped, cached = [], [], 0
         if self.layout["layout"] == "archive":
             tars = self.layout["tars"]
-            cache = Path(self.cache_dir) / ".s2pdata-cache" / "tars" if self.cache_dir else None
+            cache = Path(self.cache_dir) / CACHE_DIR / "tars" if self.cache_dir else None
             indexes, cached = index_tars([root / rel for rel in tars], labels=tars, cache_dir=cache, root=root)
             for rel, (members, bad) in zip(tars, indexes):
                 skipped += bad
@@ -373,7 +374,7 @@ class DanbooruSource:
         entries, skipped, cached = [], [], 0
         if self.layout["layout"] == "archive":
             tars = self.layout["tars"]
-            cache = Path(self.cache_dir) / ".s2pdata-cache" / "tars" if self.cache_dir else None
+            cache = Path(self.cache_dir) / CACHE_DIR / "tars" if self.cache_dir else None
             self._remote["index"] = fetches = remote.Fetches()
             indexes, cached = index_tars(
                 [remote.join(self.root, rel) for rel in tars],
@@ -437,7 +438,7 @@ class DanbooruSource:
                 self.metadata,
                 [e[0] for e in unique],
                 tracked=self.filters.tracked_tags(),
-                cache_dir=Path(self.cache_dir) / ".s2pdata-cache" if self.cache_dir else None,
+                cache_dir=Path(self.cache_dir) / CACHE_DIR if self.cache_dir else None,
                 root=self.metadata_root,
                 storage_options=self.storage_options,
             )
