@@ -225,3 +225,20 @@ def test_a_folder_source_on_s3_built_into_s3_gives_the_local_bytes(s3_server, tm
     assert there.returncode == 0, there.stderr
     assert _tars(s3_server.fs(), url.removeprefix("s3://")) == _local_tars(tmp_path / "local")
     assert len(_local_tars(tmp_path / "local")) == 3  # five pictures (the text and hidden files are not)
+
+
+def test_a_missing_extra_is_named_and_nothing_is_written(tmp_path):
+    """Without s3fs (blocked in the child), ``--out s3://`` is one line naming the extra; no folder appears."""
+    code = (
+        "import sys; sys.modules['s3fs'] = None\n"
+        "from s2pdata.build.cli import main\n"
+        f"sys.exit(main(['--src', 'demo:2', '--out', 's3://{BUCKET}/x', '--no-progress']))\n"
+    )
+    env = {**os.environ, "S2PDATA_STAGING": str(tmp_path / "staging")}
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env
+    )
+    lines = run.stderr.strip().splitlines()
+    assert run.returncode == 2 and len(lines) == 1, run.stderr
+    assert 'pip install "s2pdata[s3]"' in lines[0]
+    assert list(tmp_path.iterdir()) == []

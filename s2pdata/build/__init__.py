@@ -203,8 +203,10 @@ def _build(
     bars = _bar_factory(progress)
     target = remote.url if remote else out  # where shards are committed and scanned
     so = remote.options if remote else None
+    # Ray workers may run on machines that share no disk with this one: the pool reaches them through the store
+    via_store = remote is not None and distributor == "ray"
     # workers start now (importing their libraries) while this process lists the source and plans
-    with make_runner(distributor, workers, ray_address) as run:
+    with make_runner(distributor, workers, ray_address, warm=(remote.url, so) if remote else None) as run:
         if isinstance(src, str):
             src = source_from_args(src, _default_args(storage_options=storage_options), seed=seed, out=out)
         source = src
@@ -231,12 +233,15 @@ def _build(
         t0 = time.perf_counter()
         if cfg.drafts and len(done) < len(plan):
             with _writing(out, f"the patch pool ({out / POOL_DIR})"):
-                manifest["pool"] = ensure_pool(out, manifest, items, source, cfg, seed, run, bars, remote=remote)
+                manifest["pool"] = ensure_pool(
+                    out, manifest, items, source, cfg, seed, run, bars, remote=remote, via_store=via_store
+                )
                 _write_manifest(out, manifest)
                 if remote:
                     remote.publish(DATASET_JSON)
         t_pool = time.perf_counter() - t0
-        tasks = _shard_tasks(plan, done, source, cfg, seed, target, manifest, so)
+        pool_dir = (remote.path(POOL_DIR) if via_store else str(out / POOL_DIR)) if cfg.drafts else None
+        tasks = _shard_tasks(plan, done, source, cfg, seed, target, manifest, pool_dir, so)
         name = storage.name_of(target)
         with _writing(out, "shards"), bars(len(items), f"build {name}", sum(len(plan[i]) for i in done)) as bar:
             for stats in run(build_shard, tasks, bar):
@@ -337,13 +342,22 @@ def _write_manifest(out: Path, manifest: dict) -> None:
 
 
 def ensure_pool(
-    out: Path, manifest: dict, items: list[Item], source: Source, cfg: SynthConfig, seed: int, run, bars, remote=None
+    out: Path,
+    manifest: dict,
+    items: list[Item],
+    source: Source,
+    cfg: SynthConfig,
+    seed: int,
+    run,
+    bars,
+    remote=None,
+    via_store: bool = False,
 ) -> dict:
     """Build the patch pool once into ``out/pool`` (or reuse the one the manifest records).
 
-    For a build into a URL (``remote``), the pre-pass workers upload their parts to the store (a
-    Ray node need not share this machine's disk), they are fetched here and merged, and the pool
-    is uploaded beside the shards, where each shard worker fetches it once.
+    For a build into a URL (``remote``) the pool is uploaded beside the shards. With ``via_store``
+    (Ray: a node need not share this machine's disk), the pre-pass workers upload their parts to
+    the store, they are fetched here and merged, and each shard worker fetches the pool once.
 
     Returns the manifest's ``pool`` record: folder, size, sha256, contributing items, kinds.
     """
@@ -358,8 +372,8 @@ def ensure_pool(
     chosen, per_image = pool_plan(items, seed, cfg.pool_size)
     shutil.rmtree(pool_dir, ignore_errors=True)  # a stale pool, or what a killed pre-pass left
     parts_dir = pool_dir / POOL_PARTS
-    parts_at = remote.path(f"{POOL_DIR}/{POOL_PARTS}") if remote else str(parts_dir)
-    so = remote.options if remote else None
+    parts_at = remote.path(f"{POOL_DIR}/{POOL_PARTS}") if via_store else str(parts_dir)
+    so = remote.options if via_store else None
     tasks = [
         PoolTask(tuple(chosen[i : i + POOL_CHUNK]), source, cfg, seed, per_image, f"{parts_at}/{pool_chunk_name(i)}")
         for i in range(0, len(chosen), POOL_CHUNK)
@@ -367,7 +381,7 @@ def ensure_pool(
     tasks = [dataclasses.replace(t, storage_options=so) for t in tasks] if so else tasks
     with bars(len(chosen), "patch pool") as bar:
         parts = run(build_pool_part, tasks, bar)
-    if remote:
+    if via_store:
         parts = [remote.fetch_tree(part, parts_dir / storage.name_of(part)) for part in parts]
         remote.remove_tree(parts_at)
     pool = PatchPool.merge(parts, pool_dir, limit=cfg.pool_size)
@@ -384,9 +398,9 @@ def ensure_pool(
     }
 
 
-def _shard_tasks(plan, done: dict, source: Source, cfg: SynthConfig, seed: int, out, manifest: dict, so=None):
-    """A task for every shard of the plan not yet committed, into ``out`` (a folder or a URL)."""
-    pool_dir = str(storage.join(out, POOL_DIR)) if cfg.drafts else None
+def _shard_tasks(plan, done: dict, source: Source, cfg: SynthConfig, seed: int, out, manifest: dict, pool_dir, so):
+    """A task for every shard of the plan not yet committed, into ``out`` (a folder or a URL), its
+    drafts pasting from the pool at ``pool_dir`` (a folder or a URL; None without drafts)."""
     pool_sha = manifest["pool"]["sha256"] if cfg.drafts and "pool" in manifest else None
     return [
         ShardTask(i, shard, source, cfg, seed, str(out), pool_dir, pool_sha, storage_options=so)

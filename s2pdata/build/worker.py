@@ -34,9 +34,9 @@ CRASHED = "worker-crashed"  # the reject reason of an item whose processing kill
 STAGE_ERROR = "stage-error"  # the reject reason of an item a stage after decoding raised on
 
 
-def _init_worker(queue, inflight_dir: str, parent: int | None = None) -> None:
+def _init_worker(queue, inflight_dir: str, parent: int | None = None, warm: tuple | None = None) -> None:
     """A pool worker's first act: exit with ``parent``, the progress queue, its in-flight key slot, one
-    thread per library."""
+    thread per library, and a connection to the store it will write to (``warm``: url, options)."""
     from .._jit import worker_setup
 
     global _progress, _inflight
@@ -45,6 +45,8 @@ def _init_worker(queue, inflight_dir: str, parent: int | None = None) -> None:
     _progress = queue
     _inflight = os.open(os.path.join(inflight_dir, str(os.getpid())), os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     worker_setup()  # kernels load from Numba's disk cache on first use: only the ones this build needs
+    if warm is not None:
+        storage.warm(*warm)
     atexit.register(_exit_now)
 
 
