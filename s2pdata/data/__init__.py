@@ -6,10 +6,12 @@ uint8 RGBA (alpha = hint mask), ``regions`` (H, W) int32 when built, ``draft0``.
 uint8 when built, ``json`` (dict) and ``__key__``. Members are decoded by extension
 (``s2pdata.shards.decode_sample``): PNG members with s2pdata's own reader (``s2pdata.pngread``,
 which leaves PNG layouts it does not take to OpenCV), JPEG and WebP with OpenCV, the json with
-``json``; nothing is ever unpickled. ``verify=True`` checks each tar against the size and sha256
-its stats file (or ``shardindex.json``) records before yielding any of its samples. A damaged
-shard or a member that does not decode raises ``s2pdata.shards.ShardError`` naming the shard
-(and the key).
+``json``; nothing is ever unpickled. Tars are streamed in order, each read once (from a URL in
+ranged requests resumed where a connection broke, the next tar opened while this one is read:
+``s2pdata._stream``). ``verify=True`` checks each tar against the size and sha256 its stats file
+(or ``shardindex.json``) records as it streams: the size before its first sample, the sha256
+before its last. A damaged shard or a member that does not decode raises
+``s2pdata.shards.ShardError`` naming the shard (and the key).
 
 ``make_loader(urls, ...)`` is the training entry: a torch DataLoader of full batches of uint8
 tensors, and ``to_model_input(batch, device)`` turns a batch into the models' float input on the
@@ -20,7 +22,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..shards import SAMPLE_FIELDS, ShardError, decode_sample, iter_tar, shard_paths, verify_shard
+from .._stream import read_ahead
+from ..shards import SAMPLE_FIELDS, ShardError, decode_sample, iter_tar, shard_paths
 from ..storage import redact
 
 __all__ = ["ShardError", "make_loader", "open_shards", "to_model_input"]
@@ -40,8 +43,12 @@ def open_shards(
     decode : bool
         False yields the raw member bytes (``{"__key__", "__url__", "color.jpg": bytes, ...}``).
     verify : bool
-        Hash each tar before reading it and compare the size and sha256 its stats file (or the
-        folder's ``shardindex.json``) records; costs one extra read of every shard.
+        Compare each tar with the size and sha256 its stats file (or the folder's
+        ``shardindex.json``) records, hashing it as it streams (``iter_tar(verify=...)``): no
+        extra read. The size is checked before a tar's first sample, the sha256 before its last
+        one is yielded: of a damaged shard a consumer may have had every sample but the last,
+        never the whole shard. A member that does not decode in a verified shard is checked
+        against the hash first (the rest of the tar is read): a damaged file is a sha256 mismatch.
     storage_options : dict or None
         Passed to the filesystem of URLs (e.g. ``{"endpoint_url": ..., "anon": True}`` for s3);
         credentials otherwise come from the environment (``s2pdata.storage``).
@@ -55,11 +62,20 @@ def open_shards(
     paths = shard_paths(path, storage_options=storage_options)
     if not paths:
         raise FileNotFoundError(f"path {redact(repr(path))} holds no shard-*.tar; give a build folder, a tar or a glob")
-    for p in paths:
-        if verify:
-            verify_shard(p, storage_options=storage_options)
-        for raw in iter_tar(p, storage_options=storage_options):
-            yield decode_sample(raw, require=SAMPLE_FIELDS) if decode else raw
+    for _, raws in read_ahead(paths, lambda p: iter_tar(p, storage_options=storage_options, verify=verify)):
+        raws = iter(raws)
+        for raw in raws:
+            if not decode:
+                yield raw
+                continue
+            try:
+                sample = decode_sample(raw, require=SAMPLE_FIELDS)
+            except ShardError:
+                if verify:
+                    for _ in raws:  # to the end of the tar: a file that is not what its stats say raises that
+                        pass
+                raise
+            yield sample
 
 
 def make_loader(urls, **kwargs):

@@ -32,7 +32,9 @@ process into full ones and drops (or, with ``drop_last=False``, yields) the one 
 from __future__ import annotations
 
 import ctypes
+import itertools
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
@@ -42,6 +44,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from .. import storage
 from .._check import check_choice
 from .._rng import sample_rng
+from .._stream import read_ahead
 from ..pngread import png_size
 from ..shards import (
     POOL_DIR,
@@ -51,7 +54,8 @@ from ..shards import (
     iter_tar,
     recorded_counts,
     shard_paths,
-    verify_shards,
+    shard_record,
+    verify_shard,
 )
 from ..storage import redact
 
@@ -180,13 +184,15 @@ def _no_samples(urls, n: int) -> ValueError:
     )
 
 
-def _verify(paths: list[str], storage_options: dict | None = None) -> None:
-    """Every shard against its recorded size and sha256 (threads); ShardError naming the first damaged one."""
-    damaged = verify_shards(paths, storage_options=storage_options)
-    if damaged:
-        first = next(iter(damaged.values()))
-        more = f" ({len(damaged) - 1} more damaged: {', '.join(list(damaged)[1:4])})" if len(damaged) > 1 else ""
-        raise ShardError(first + more, shard=next(iter(damaged)))
+def _records(paths: list[str], storage_options: dict | None = None) -> list[dict]:
+    """The stats record (size, sha256) of every shard, looked up in threads, to check each tar against
+    as it streams; ShardError naming the first shard without one."""
+    with ThreadPoolExecutor(max(1, min(8, len(paths)))) as pool:
+        records = list(pool.map(lambda p: shard_record(p, storage_options=storage_options), paths))
+    for p, record in zip(paths, records):
+        if record is None:
+            verify_shard(p, storage_options=storage_options)  # raises its "no record" ShardError
+    return records
 
 
 def _join(parts: list[dict]) -> dict:
@@ -216,6 +222,14 @@ class ShardStream(IterableDataset):
     all its shards, so only the last batch of an exact epoch can be short: use ``ShardLoader``
     (``make_loader`` does), which joins the short ones into full batches.
 
+    Reading: each tar is streamed once, in order; from a URL in ranged requests of
+    ``_stream.BLOCK_SIZE`` (4 MiB), resumed from their byte offset when a connection drops. While a
+    worker decodes one shard, a background thread fetches the next block of it and opens the
+    next shard of its list (its first block and first sample): the samples and their order are
+    those of reading without it. Held per worker: at most ``2 * (2 + _stream.AHEAD) *
+    BLOCK_SIZE`` bytes of tar (24 MiB), for the shard being read and the next one, besides the
+    samples in the shuffle buffer and batch.
+
     Parameters
     ----------
     urls : build folder, tar, glob, or a list of them.
@@ -237,9 +251,12 @@ class ShardStream(IterableDataset):
     draft_pool, online_drafts : refine stage: a fresh draft per (seed, key, epoch)
         (``synth.online_sample``), not a stored ``draftK``; pastes from ``draft_pool`` (default: the
         build's ``pool/``), else the sample's own regions.
-    verify : hash every shard first (one extra read of each) and raise ``ShardError`` naming any
-        whose size or sha256 differs from its stats file or ``shardindex.json``. Without it a damaged
-        tar header or a member that does not decode still raises ``ShardError`` naming the shard (and key).
+    verify : check every tar, as the worker streams it (no extra read), against the size and sha256
+        its stats file or ``shardindex.json`` records (looked up here: a shard without one is an
+        error now); a tar that differs raises ``ShardError`` naming it when the read reaches its end,
+        before its last sample is yielded (``iter_tar(verify=...)``): batches made before then may
+        hold its other samples. Without it a damaged tar header or a member that does not decode
+        still raises ``ShardError`` naming the shard (and key).
     storage_options : options of the filesystem of URLs in ``urls`` (``s3://bucket/run``; ``s2pdata.storage``),
         a dict of JSON values so that it reaches the workers; credentials otherwise come from the environment.
     """
@@ -275,8 +292,7 @@ class ShardStream(IterableDataset):
         recorded = recorded_counts(self.paths, storage_options=storage_options)
         if None not in recorded and not any(recorded):
             raise _no_samples(urls, len(self.paths))
-        if verify:
-            _verify(self.paths, storage_options)
+        self.records = _records(self.paths, storage_options) if verify else None
         _check_ints(
             batch_size=(batch_size, 1),
             world_size=(world_size, 1),
@@ -345,21 +361,32 @@ class ShardStream(IterableDataset):
         slots = self.world_size * nw
         return [sum(self._counts[i] for i in self._my_shards(self.rank * nw + w, slots)) for w in range(nw)]
 
+    def _tar(self, i: int):
+        """The raw samples of shard ``i`` (checked against its record with ``verify``)."""
+        verify = False if self.records is None else self.records[i]
+        return iter_tar(self.paths[i], storage_options=self.storage_options, verify=verify)
+
     def _raw(self, slot: int, nslots: int):
-        """Raw samples of ``slot``: its shards once (exact) or shards drawn forever (resampled)."""
+        """Raw samples of ``slot``: its shards once (exact) or shards drawn forever (resampled).
+
+        The next shard is opened (and its first sample read) in a background thread while this one
+        is read (``_stream.read_ahead``): the same samples in the same order, the request latency hidden.
+        """
         if self.mode == "exact":
-            for i in self._my_shards(slot, nslots):
-                yield from iter_tar(self.paths[i], storage_options=self.storage_options)
-        else:
-            rng = sample_rng(self.seed, "resample", self.epoch, slot)
-            empty: set[int] = set()  # shards drawn that held no sample (without stats files to say so)
-            while len(empty) < len(self.paths):
-                i = int(rng.integers(len(self.paths)))
-                empty.add(i)
-                for raw in iter_tar(self.paths[i], storage_options=self.storage_options):
-                    empty.discard(i)
-                    yield raw
-            raise _no_samples(self.paths, len(self.paths))
+            for _, raws in read_ahead(self._my_shards(slot, nslots), self._tar):
+                yield from raws
+            return
+        rng = sample_rng(self.seed, "resample", self.epoch, slot)
+        draws = (int(rng.integers(len(self.paths))) for _ in itertools.count())
+        empty: set[int] = set()  # shards drawn that held no sample (without stats files to say so)
+        for i, raws in read_ahead(draws, self._tar):
+            empty.add(i)
+            for raw in raws:
+                empty.discard(i)
+                yield raw
+            if len(empty) == len(self.paths):
+                break
+        raise _no_samples(self.paths, len(self.paths))
 
     def _shuffled(self, raw, slot: int):
         """``raw`` through a shuffle buffer of ``shuffle_buffer`` samples."""
