@@ -208,22 +208,32 @@ def read_bytes(path, storage_options: dict | None = None) -> bytes:
 def open_read(path, storage_options: dict | None = None) -> Iterator[tuple[BinaryIO, int]]:
     """``(file, size)``: ``path`` open for reading in binary, and its size in bytes.
 
-    A local file is ``open(path, "rb")``; a URL is fsspec's file, which streams a sequential read
-    with read-ahead and can seek. Errors opening it are one redacted line (``StorageError``,
-    ``FileNotFoundError``); errors of the caller's reads pass through unchanged.
+    A local file is ``open(path, "rb")``. A URL is a ``s2pdata._stream.RangedReader``: the object
+    in ranged GETs (``fs.cat_file(path, start, end)``, each counted as a ``"read"``) of
+    ``_stream.BLOCK_SIZE`` bytes, the next ``_stream.AHEAD`` ones fetched in a background thread, a
+    request that breaks resumed from its byte offset at most ``_stream.RETRIES`` times (then
+    ``_stream.StreamError``, an OSError, from ``read``), no local copy. Errors opening it are one
+    redacted line (``StorageError``, ``FileNotFoundError``).
     """
     if not is_remote(path):
         with open(local(path), "rb") as f:
             yield f, os.fstat(f.fileno()).st_size
         return
+    from ._stream import RangedReader, retried  # a leaf, like this module: imported where it is used
+
     fs, p = filesystem(path, storage_options)
     count("open")
     with _remote("open", path):
-        f = fs.open(p, "rb")
-        n = getattr(f, "size", None)
-        n = int(fs.size(p)) if n is None else int(n)
-    with f:
-        yield f, n
+        n = retried(lambda: fs.size(p))
+        if n is None:
+            raise StorageError(f"{redact(path)} does not say its size (no Content-Length); it cannot be streamed")
+
+    def fetch(start: int, end: int) -> bytes:
+        count("read")
+        return fs.cat_file(p, start=start, end=end)
+
+    with RangedReader(fetch, int(n), name=redact(path), redact=redact) as f:
+        yield f, int(n)
 
 
 REQUESTS: dict[str, int] = {}  # operation -> remote calls this process made (``requests``); local ones are not counted
@@ -279,6 +289,17 @@ def list_files(folder, storage_options: dict | None = None) -> dict[str, int]:
         if info.get("type", "file") == "file" and q.startswith(base + "/"):
             out[q[len(base) + 1 :]] = int(info.get("size") or 0)
     return dict(sorted(out.items()))
+
+
+def warm(path, storage_options: dict | None = None) -> None:
+    """Connect to the store of ``path`` now (one cheap request), so that the first real request of
+    this process does not pay the client's set-up; a failure is left for that request to report."""
+    if is_remote(path):
+        try:
+            fs, p = filesystem(path, storage_options)
+            fs.exists(p)
+        except Exception:  # noqa: BLE001 - only a head start: the real request says what is wrong
+            pass
 
 
 def write_bytes(path, data: bytes, storage_options: dict | None = None) -> None:
@@ -438,17 +459,3 @@ def options_arg(text: str) -> dict:
         return parse_options(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
-
-
-def refuse_url(flag: str, value) -> str | None:
-    """The one-line refusal of a URL given where only local paths work yet (the build's ``--out``,
-    ``--src``, ``--metadata``, ``--opt-out``); None when ``value`` is not a URL (a ``file://`` URL,
-    ``hf:PATH`` and ``demo:N`` are not)."""
-    if not is_remote(value):
-        return None
-    return (
-        f"{flag} {redact(value)!r}: building to or from object storage is not supported yet; build locally "
-        "(--src and --out on a local disk), then upload the build folder (e.g. aws s3 sync OUT s3://bucket/run, "
-        "or huggingface-cli upload); reading shards from URLs is supported (open_shards, make_loader, "
-        "inspect, evaluate --shards)"
-    )
