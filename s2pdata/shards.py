@@ -711,6 +711,15 @@ def damaged_summary(damaged: dict[int, str]) -> list[str]:
     return [f"{shard_name(i)} ({why})" for i, why in sorted(damaged.items())]
 
 
+def _json_if_there(path, storage_options: dict | None) -> tuple[bool, object]:
+    """``(True, parsed)`` for the JSON file at ``path``, ``(False, None)`` when there is none: one
+    request for a URL, not a look-up and then a read."""
+    try:
+        return True, _json_of(path, storage_options)
+    except FileNotFoundError:
+        return False, None
+
+
 def shard_record(path, *, storage_options: dict | None = None) -> dict | None:
     """What the build recorded about the tar at ``path``: its stats file, else its entry in the
     folder's ``shardindex.json``, else None. ``path`` may be a URL, read with ``storage_options``.
@@ -727,18 +736,17 @@ def shard_record(path, *, storage_options: dict | None = None) -> dict | None:
     index = storage.with_name(path, INDEX_JSON)
     where = "its stats file"
     try:
-        if stats is not None and storage.exists(stats, so):
-            record = _json_of(stats, so)
-        elif storage.exists(index, so):
+        found, record = _json_if_there(stats, so) if stats is not None else (False, None)
+        if not found:
+            found, listing = _json_if_there(index, so)
+            if not found:
+                return None
             where = f"its {INDEX_JSON} entry"
-            listing = _json_of(index, so)
             entries = listing.get("shardlist") if isinstance(listing, dict) else None
             if not isinstance(entries, list):
                 raise ValueError("no shardlist list")
             name = storage.name_of(path)
             record = next((e for e in entries if isinstance(e, dict) and e.get("url") == name), None)
-        else:
-            return None
     except (OSError, ValueError) as exc:
         raise _shard_error(path, f"{where.removesuffix(' entry')} does not parse ({storage.redact(exc)})") from exc
     problem = None if record is None else stats_problem(record, complete=False)
@@ -896,6 +904,8 @@ def shard_paths(path: str | os.PathLike | Iterable, *, storage_options: dict | N
         if storage.is_remote(path):
             if any(ch in path for ch in "*?["):
                 return storage.glob(path, storage_options)
+            if path.endswith(".tar"):  # a tar: asking whether it is a folder would GET it whole over http(s)
+                return [path]
             if storage.isdir(path, storage_options):
                 return shard_files(path, storage_options=storage_options)
             return [path]
