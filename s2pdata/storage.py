@@ -85,6 +85,26 @@ def local(path):
     return path
 
 
+_MADE: set = set()  # the fsspec filesystem classes this process has made instances of (``release_connections``)
+
+
+def release_connections() -> None:
+    """Close this process's pooled connections to remote stores: fsspec's cached filesystems are
+    dropped, and their sessions closed as they are collected; the next request connects anew.
+
+    Call it before forking processes that will read remote objects (a DataLoader's workers): a
+    child that inherits an open keep-alive connection can leave the parent's copy dead, and the
+    parent's next request on it then waits for the read timeout (15 s seen, per request).
+    """
+    if not _MADE:
+        return
+    import gc
+
+    for cls in _MADE:
+        cls.clear_instance_cache()
+    gc.collect()
+
+
 def _extra_hint(scheme: str) -> str:
     extra = SCHEME_EXTRAS.get(scheme)
     if extra is None:
@@ -120,7 +140,9 @@ def filesystem(url: str, storage_options: dict | None = None):
             f"path {redact(url)!r}: reading {scheme}:// URLs needs fsspec; {_extra_hint(scheme)}"
         ) from exc
     try:
-        return fsspec.core.url_to_fs(url, **(storage_options or {}))
+        fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
+        _MADE.add(type(fs))
+        return fs, path
     except ImportError as exc:
         raise StorageError(
             f"path {redact(url)!r}: no {scheme}:// implementation is installed; {_extra_hint(scheme)}"

@@ -325,9 +325,8 @@ def test_read_ahead_keeps_the_samples_and_order_and_hides_latency(http, s3, s3_r
     from s2pdata.data import make_loader
 
     loaders = {}
-    # worker processes read from S3: over fsspec's HTTP filesystem a second loader with workers in
-    # one process hangs in shard_paths (isdir) with or without read-ahead (found here, as of 8a3b71a)
-    cases = ((http.url, "exact", 0, {}), (http.url, "resampled", 0, {}), (s3_run, "exact", 2, s3))
+    cases = [(http.url, "exact", 0, {}), (http.url, "resampled", 0, {}), (s3_run, "exact", 2, s3)]
+    cases.append((http.url, "exact", 2, {}))  # over http with workers too (a second one once hung here)
     for origin, mode, workers, so in cases:
         urls = _tar_urls(origin) if origin == http.url else origin
         kw = dict(batch_size=2, mode=mode, num_workers=workers, crop=32, shuffle_buffer=3, seed=5, verify=True)
@@ -348,3 +347,20 @@ def test_read_ahead_keeps_the_samples_and_order_and_hides_latency(http, s3, s3_r
         f"open_shards(verify=True) of 4 tars over HTTP, 20 ms per request, 8 KiB blocks: {runs[0][1]:.3f} s "
         f"without read-ahead, {runs[1][1]:.3f} s with (x{runs[0][1] / runs[1][1]:.2f})"
     )
+
+
+def test_loaders_with_workers_one_after_another(s3, s3_run):
+    """Loaders with forked workers, one after another in one process, read the same samples. Before
+    ``storage.release_connections`` the second loader's first request waited about 15 s on a pooled
+    connection the forked workers had left dead (printed here; no test asserts time)."""
+    pytest.importorskip("torch")
+    from s2pdata.data import make_loader
+
+    seen, made = [], []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        loader = make_loader(s3_run, storage_options=s3, batch_size=2, num_workers=2, crop=32, mode="exact")
+        made.append(round(time.perf_counter() - t0, 2))
+        seen.append(sorted(k for b in loader for k in b["__key__"]))
+    assert seen[0] == seen[1] == seen[2] and len(seen[0]) == 8
+    print(f"make_loader over S3 after a loader with workers: {made} s")

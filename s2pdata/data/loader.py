@@ -653,6 +653,8 @@ class ShardLoader(DataLoader):
         drop = ds.skip_plan(nw)[1]  # before the workers start: they get the cached shard counts
         if self.keep_heap and not self.num_workers:
             keep_heap()  # the batches are made here
+        if self.num_workers:
+            storage.release_connections()  # forked workers must not inherit this process's open connections
         return self._full(super().__iter__(), drop)
 
     def _full(self, it, drop: int):
