@@ -242,3 +242,26 @@ def test_a_missing_extra_is_named_and_nothing_is_written(tmp_path):
     assert run.returncode == 2 and len(lines) == 1, run.stderr
     assert 'pip install "s2pdata[s3]"' in lines[0]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_overwrite_lists_a_source_url_anew(s3_server, tmp_path):
+    """The listing of a folder URL is cached in the build folder (a resume lists nothing); an object
+    added later is seen by --overwrite, which drops the cached listings."""
+    from .remote_fakes import noisy_png
+
+    fs = s3_server.fs()
+    prefix = f"{BUCKET}/build-remote/growing"
+    for i in range(3):
+        fs.pipe_file(f"{prefix}/p{i}.png", noisy_png(i))
+    src = f"s3://{prefix}"
+    out = tmp_path / "out"
+
+    def build(*extra):
+        run = _build(out, s3_server.options, "--drafts", "0", *extra, src=src, staging=tmp_path / "s", cwd=tmp_path)
+        assert run.returncode == 0, run.stderr
+        return json.loads((out / "dataset.json").read_text())["totals"]["samples"]
+
+    assert build() == 3
+    fs.pipe_file(f"{prefix}/p3.png", noisy_png(3))
+    assert build() == 3  # resumed from the cached listing: the new object is not seen
+    assert build("--overwrite") == 4

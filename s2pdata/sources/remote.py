@@ -13,7 +13,8 @@ kept in the build folder's cache (``.s2pdata-cache/listings``), keyed by the URL
 filesystem's options without their secrets: a resumed build, or a new one in the same folder,
 lists nothing again. The cache is not invalidated by objects added, removed or replaced later
 (object stores have no cheap fingerprint of a prefix; listing it is the cost being saved): to see
-them, delete the listing file (``OUT/.s2pdata-cache/listings/``) or build into another folder.
+them, build with ``--overwrite`` (which drops the cached listings), delete the listing file
+(``OUT/.s2pdata-cache/listings/``), or build into another folder.
 
 The guarantees of the guarded local read (``s2pdata._safeio``) hold in their object-store form:
 a key with ``..``, an empty or absolute part (one that could name something outside the prefix on
