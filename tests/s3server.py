@@ -74,11 +74,19 @@ class S3Server:
         self.proc: subprocess.Popen | None = None
         self._log = None
 
-    def fs(self):
-        """A fresh s3fs filesystem on this server (no instance cache, no listing cache)."""
+    def fs(self, *, probe: bool = False):
+        """A fresh s3fs filesystem on this server (no instance cache, no listing cache); with ``probe``,
+        one whose requests give up after a few seconds (a server still starting may accept a
+        connection and not answer: the default timeouts would wait minutes)."""
         import s3fs
 
-        return s3fs.S3FileSystem(skip_instance_cache=True, use_listings_cache=False, **self.options)
+        options = dict(self.options)
+        if probe:
+            options["config_kwargs"] = {"connect_timeout": 2, "read_timeout": 5, "retries": {"max_attempts": 1}}
+        fs = s3fs.S3FileSystem(skip_instance_cache=True, use_listings_cache=False, **options)
+        if probe:
+            fs.retries = 1  # s3fs's own retry loop, under botocore's
+        return fs
 
     def start(self) -> S3Server:
         """Start the server (again) and wait until ``BUCKET`` answers."""
@@ -95,7 +103,7 @@ class S3Server:
             if self.proc.poll() is not None:
                 pytest.skip(f"SeaweedFS exited with {self.proc.returncode} at start (log: {self.data / 'weed.log'})")
             try:
-                fs = self.fs()
+                fs = self.fs(probe=True)
                 if not fs.exists(BUCKET):
                     fs.mkdir(BUCKET)
                 fs.ls(BUCKET)

@@ -163,6 +163,21 @@ def _probe_listing(root: str, files: dict, variant: str, storage_options, fetche
 _FLAT_EXTS = ("jpg", "jpeg", "png", "webp", "bmp", "gif", "mp4", "webm", "zip", "swf", "avif")
 
 
+def _archive_entries(tars: list[str], indexes, entries: list, skipped: list) -> None:
+    """Add the members of indexed tars (``(members, skips)`` for each of ``tars``) to ``entries`` as
+    ``(id, ext, (tar, offset, size), meta, size)``, and to ``skipped`` the tars' own skips and the
+    members not named ``ID.ext``."""
+    for rel, (members, bad) in zip(tars, indexes):
+        skipped += bad
+        for m in members:
+            match = _ID_NAME.match(m.name.rsplit("/", 1)[-1])
+            if match is None:
+                skipped.append({"path": f"{rel}:{m.name}", "reason": "not-an-id", "detail": "name is not ID.ext"})
+                continue
+            meta = {"archive": rel, "member": m.name}
+            entries.append((int(match.group(1)), match.group(2).lower(), (rel, m.offset, m.size), meta, m.size))
+
+
 def probe_layout(
     root: str | Path,
     variant: str = "auto",
@@ -324,24 +339,7 @@ class DanbooruSource:
             tars = self.layout["tars"]
             cache = Path(self.cache_dir) / CACHE_DIR / "tars" if self.cache_dir else None
             indexes, cached = index_tars([root / rel for rel in tars], labels=tars, cache_dir=cache, root=root)
-            for rel, (members, bad) in zip(tars, indexes):
-                skipped += bad
-                for m in members:
-                    match = _ID_NAME.match(m.name.rsplit("/", 1)[-1])
-                    if match is None:
-                        skipped.append(
-                            {"path": f"{rel}:{m.name}", "reason": "not-an-id", "detail": "name is not ID.ext"}
-                        )
-                        continue
-                    entries.append(
-                        (
-                            int(match.group(1)),
-                            match.group(2).lower(),
-                            (rel, m.offset, m.size),
-                            {"archive": rel, "member": m.name},
-                            m.size,
-                        )
-                    )
+            _archive_entries(tars, indexes, entries, skipped)
         else:
             base = root / self.layout["base"] if self.layout["layout"] == "gwern" else root
             for dirpath, dirnames, filenames in os.walk(base):
@@ -384,18 +382,7 @@ class DanbooruSource:
                 sizes=[files.get(rel) for rel in tars],
                 fetches=fetches,
             )
-            for rel, (members, bad) in zip(tars, indexes):
-                skipped += bad
-                for m in members:
-                    match = _ID_NAME.match(m.name.rsplit("/", 1)[-1])
-                    if match is None:
-                        skipped.append(
-                            {"path": f"{rel}:{m.name}", "reason": "not-an-id", "detail": "name is not ID.ext"}
-                        )
-                        continue
-                    loc = (rel, m.offset, m.size)
-                    meta = {"archive": rel, "member": m.name}
-                    entries.append((int(match.group(1)), match.group(2).lower(), loc, meta, m.size))
+            _archive_entries(tars, indexes, entries, skipped)
         else:
             base = self.layout["base"] if self.layout["layout"] == "gwern" else "."
             prefix = "" if base == "." else base.rstrip("/") + "/"
