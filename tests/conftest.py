@@ -71,3 +71,15 @@ def s3_server():
 def s3(s3_server):
     """``storage_options`` of the session's S3 server, which holds the bucket ``s3server.BUCKET``."""
     return s3_server.options
+
+
+@pytest.fixture(scope="session")
+def demo_build(tmp_path_factory):
+    """A small demo build in a local folder ``ROOT/run`` (8 samples in 4 shards, 64 px), shared by the
+    storage and streaming tests; they only read it."""
+    from s2pdata.build import run_build
+    from s2pdata.synth import SynthConfig
+
+    out = tmp_path_factory.mktemp("demo-build") / "run"
+    run_build(src="demo:8", out=out, cfg=SynthConfig(size=64), seed=1, shard_size=2, progress=False)
+    return out

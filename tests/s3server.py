@@ -130,7 +130,9 @@ class S3Server:
             self._log = None
 
     def close(self) -> None:
-        """Stop the server and delete its data."""
+        """Stop the server at once (SIGKILL: its data are deleted next) and delete its data."""
+        if self.proc is not None:
+            self.proc.kill()
         self.stop()
         shutil.rmtree(self.data, ignore_errors=True)
 

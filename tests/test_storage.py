@@ -25,14 +25,9 @@ from .s3server import BUCKET, SECRET
 
 
 @pytest.fixture(scope="session")
-def local_build(tmp_path_factory):
-    """A small demo build in a local folder (8 samples in 4 shards, 64 px)."""
-    from s2pdata.build import run_build
-    from s2pdata.synth import SynthConfig
-
-    out = tmp_path_factory.mktemp("storage") / "run"
-    run_build(src="demo:8", out=out, cfg=SynthConfig(size=64), seed=1, shard_size=2, progress=False)
-    return out
+def local_build(demo_build):
+    """The session's small demo build (``conftest.demo_build``)."""
+    return demo_build
 
 
 @pytest.fixture(scope="session")

@@ -28,14 +28,9 @@ pytest.importorskip("aiohttp", reason="the http extra (aiohttp) is not installed
 
 
 @pytest.fixture(scope="module")
-def build(tmp_path_factory):
-    """A small demo build (8 samples in 4 shards of about 40 KB, 64 px), under ``ROOT/run``."""
-    from s2pdata.build import run_build
-    from s2pdata.synth import SynthConfig
-
-    out = tmp_path_factory.mktemp("streaming") / "run"
-    run_build(src="demo:8", out=out, cfg=SynthConfig(size=64), seed=1, shard_size=2, progress=False)
-    return out
+def build(demo_build):
+    """The session's small demo build (8 samples in 4 shards of about 40 KB, 64 px), under ``ROOT/run``."""
+    return demo_build
 
 
 @pytest.fixture(scope="module")
