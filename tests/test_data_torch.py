@@ -215,7 +215,7 @@ def test_to_model_input_equals_the_old_float_batches(tmp_path, stage, drafts, ex
 
 
 def test_loader_decodes_only_what_the_stage_uses(monkeypatch, tmp_path):
-    import s2pdata.shards as shards_mod
+    import s2pdata.shards.format as shards_mod
 
     shards = write_shards(tmp_path, 4, 2, drafts=3)
     seen = []

@@ -404,7 +404,7 @@ def test_cases_are_reproducible_and_varied():
 
 
 def test_the_checks_catch_an_escape_and_garbage(tmp_path, monkeypatch):
-    import s2pdata.shards as shards_mod
+    import s2pdata.shards.tario as shards_mod
 
     raw = base_samples(1)[0]
     path = tmp_path / "s.tar"

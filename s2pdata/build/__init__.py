@@ -27,13 +27,13 @@ from pathlib import Path
 
 from .. import storage
 from .._jit import kernel_cache_is_cold
+from .._safeio import atomic_write
 from ..pool import KINDS, PatchPool
 from ..shards import (
     CACHE_DIR,
     DATASET_JSON,
     POOL_DIR,
     POOL_PARTS,
-    atomic_write,
     damaged_summary,
     pool_chunk_name,
     read_manifest,
