@@ -106,8 +106,10 @@ class S3Server:
                 fs = self.fs(probe=True)
                 if not fs.exists(BUCKET):
                     fs.mkdir(BUCKET)
-                fs.ls(BUCKET)
-                break
+                fs.pipe_file(f"{BUCKET}/.probe", b"up")  # objects are written and read back, not only listed
+                if fs.cat_file(f"{BUCKET}/.probe") == b"up":
+                    fs.rm_file(f"{BUCKET}/.probe")
+                    break
             except Exception as exc:  # not up yet: refused connections, 5xx while the filer starts
                 last = exc
             if time.monotonic() > deadline:

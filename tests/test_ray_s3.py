@@ -100,8 +100,9 @@ def test_two_nodes_sharing_only_the_bucket_build_the_local_bytes(s3_server, loca
     result = _drive(url, s3_server.options, tmp_path, kill=False)
     assert result["samples"] == 12
     assert _digests(s3_server.fs(), url.removeprefix("s3://")) == local_digests and len(local_digests) == 6
-    # each node fetched the pool from the bucket into its own folder: no file passed between them
-    assert result["pools"] == [str(n) for n in result["nodes"]]
+    # the nodes that built shards fetched the pool from the bucket into their own folders (Ray decides
+    # which nodes run tasks; both do on a quiet machine): no file passed between nodes or from the driver
+    assert result["pools"] and set(result["pools"]) <= {str(n) for n in result["nodes"]}
 
 
 @pytest.mark.slow

@@ -196,8 +196,10 @@ class RemoteOut:
         try:
             holder = json.loads(storage.read_bytes(path, self.options))
             who = f"pid {holder.get('pid')} on host {holder.get('host')} since {holder.get('since')}"
+        except storage.StorageError:
+            raise
         except (OSError, ValueError, AttributeError):
-            who = "a build that has not written its name yet"
+            who = "a build whose lock object does not name it"
         raise BuildRefused(
             f"{storage.redact(self.url)} is in use by another build ({who}); nothing was touched. Wait for "
             f"that build to finish (or stop it), then run this command again, or choose another --out. The "
@@ -206,7 +208,8 @@ class RemoteOut:
 
     def _stale(self, path: str) -> bool:
         """Whether the lock at ``path`` is abandoned: its holder was a process of this host that is
-        gone, or it was not rewritten for ``STALE`` seconds."""
+        gone, or it was not rewritten for ``STALE`` seconds. A store that does not answer is a
+        ``StorageError`` (never taken for a live holder)."""
         try:
             holder = json.loads(storage.read_bytes(path, self.options))
             if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int):
@@ -219,6 +222,11 @@ class RemoteOut:
             stamp = storage.modified(path, self.options)
         except FileNotFoundError:
             return True
-        except (OSError, ValueError, AttributeError):
-            return False
+        except storage.StorageError:
+            raise
+        except (ValueError, AttributeError):  # not JSON of ours: judged by its age alone
+            try:
+                stamp = storage.modified(path, self.options)
+            except FileNotFoundError:
+                return True
         return stamp is not None and time.time() - stamp > STALE
