@@ -10,8 +10,8 @@ run on this machine (the best of ``--repeat``):
 - build: ``demo:N`` into a local folder vs into ``s3://``, end to end, 1 and 2 workers (the shard size
   the build picks: ceil(N / 64), at least 8);
 - loader: the draft loader over the local build vs the same build on S3, 0 and 2 workers, and
-  behind a proxy that adds ``--delay`` (20 ms) before every request, a stand-in for a real
-  region's first-byte latency;
+  behind a proxy that adds ``--delay`` (20 ms) before every request (in a process of its own), a
+  stand-in for a real region's first-byte latency;
 - listing: a folder of ``--objects`` small objects and a danbooru2023-style folder of tars on S3,
   listed and indexed by a source (seconds and requests), first run and resumed run (the build
   folder's caches).
@@ -28,6 +28,7 @@ import io
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -120,14 +121,8 @@ def bench_loader(server, work: Path, n: int, shard: int, size: int, repeat: int,
     url = server.upload(local, f"s3://{BUCKET}/bench/loader")
     crop = min(size, 224)
     rows = [("local", str(local), None), ("s3", url, so)]
-    proxy = None
-    try:
-        from tests.proxy import Proxy
-
-        proxy = Proxy(server.port, delay=delay)
-        rows.append((f"s3 +{delay * 1000:.0f} ms", url, {**so, "endpoint_url": f"http://127.0.0.1:{proxy.port}"}))
-    except ImportError:
-        print("  (no tests/proxy.py: the latency row is skipped)")
+    proxy, port = _proxy_process(server.port, delay)  # its own process: its threads take no GIL from the loader
+    rows.append((f"s3 +{delay * 1000:.0f} ms", url, {**so, "endpoint_url": f"http://127.0.0.1:{port}"}))
     try:
         for workers in (0, 2):
             rates = {}
@@ -139,8 +134,28 @@ def bench_loader(server, work: Path, n: int, shard: int, size: int, repeat: int,
             ratios = "  ".join(f"{k} {v / rates['local']:.2f}x" for k, v in rates.items() if k != "local")
             print(f"  {workers} workers: {line}   {ratios}")
     finally:
-        if proxy is not None:
-            proxy.close()
+        proxy.terminate()
+        proxy.join()
+
+
+def _serve_proxy(target: int, delay: float, ports) -> None:
+    """In a child process: a ``tests.proxy.Proxy`` adding ``delay`` before each request, until terminated."""
+    from tests.proxy import Proxy
+
+    proxy = Proxy(target, delay=delay)
+    ports.put(proxy.port)
+    threading.Event().wait()
+
+
+def _proxy_process(target: int, delay: float):
+    """``(process, port)`` of a delaying proxy in front of ``target``, run in a process of its own."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    ports = ctx.Queue()
+    proc = ctx.Process(target=_serve_proxy, args=(target, delay, ports), daemon=True)
+    proc.start()
+    return proc, ports.get(timeout=60)
 
 
 def _png(rng, side=32) -> bytes:
