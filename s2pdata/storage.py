@@ -109,8 +109,8 @@ def _extra_hint(scheme: str) -> str:
     extra = SCHEME_EXTRAS.get(scheme)
     if extra is None:
         return (
-            'shards are read from s3:// (pip install "s2pdata[s3]"), gs:// ("s2pdata[gcs]"), hf:// ("s2pdata[hf]"), '
-            'https:// ("s2pdata[http]") or a local path'
+            'give a local path, or a URL of s3:// (pip install "s2pdata[s3]"), gs:// ("s2pdata[gcs]"), '
+            'hf:// ("s2pdata[hf]") or, for reading, https:// ("s2pdata[http]")'
         )
     return f'install its extra: pip install "s2pdata[{extra}]"'
 
