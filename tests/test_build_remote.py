@@ -265,3 +265,19 @@ def test_overwrite_lists_a_source_url_anew(s3_server, tmp_path):
     fs.pipe_file(f"{prefix}/p3.png", noisy_png(3))
     assert build() == 3  # resumed from the cached listing: the new object is not seen
     assert build("--overwrite") == 4
+
+
+def test_a_cache_file_rewritten_at_the_same_size_is_published(s3_server, tmp_path):
+    """The staging folder's caches go to the store when this run wrote them, not only when the size differs."""
+    from s2pdata.build.remote import RemoteOut
+
+    url = f"s3://{BUCKET}/build-remote/caches"
+    remote = RemoteOut(url, s3_server.options, staging=tmp_path / "staging")
+    remote.pull(overwrite=True)
+    cache = tmp_path / "staging" / ".s2pdata-cache" / "listings"
+    cache.mkdir(parents=True)
+    (cache / "a.json").write_bytes(b'{"n": 1}')
+    remote.publish_tree(".s2pdata-cache")
+    (cache / "a.json").write_bytes(b'{"n": 2}')  # same size, other content
+    remote.publish_tree(".s2pdata-cache")
+    assert s3_server.fs().cat_file(f"{BUCKET}/build-remote/caches/.s2pdata-cache/listings/a.json") == b'{"n": 2}'

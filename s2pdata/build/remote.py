@@ -67,6 +67,7 @@ class RemoteOut:
         self.url = url.rstrip("/")
         self.options = storage_options
         self.local = Path(staging) if staging is not None else staging_dir(self.url)
+        self._pulled_at = 0.0  # files modified since are this run's (publish_tree uploads them)
         storage.filesystem(self.url, storage_options)  # an unknown scheme or a missing extra: refused now
 
     def __str__(self) -> str:
@@ -91,6 +92,7 @@ class RemoteOut:
         for name in storage.list_files(self.url, self.options):
             if name == DATASET_JSON or name.startswith((f"{POOL_DIR}/", f"{CACHE_DIR}/")):
                 storage.download(self.path(name), self.local / name, self.options)
+        self._pulled_at = time.time()  # what the staging folder holds from here on was written by this run
 
     def publish(self, *names: str) -> None:
         """Upload the staging folder's files ``names`` (relative paths) to the store, in order."""
@@ -98,13 +100,15 @@ class RemoteOut:
             storage.upload(self.local / name, self.path(name), self.options)
 
     def publish_tree(self, folder: str) -> None:
-        """Upload every file under the staging folder's ``folder`` whose size differs on the store."""
+        """Upload every file under the staging folder's ``folder`` that this run wrote (modified
+        since ``pull``) or that the store lacks or holds at another size."""
         here = self.local / folder
         if not here.is_dir():
             return
         there = storage.list_files(self.path(folder), self.options)
         for name, size in storage.list_files(here).items():
-            if there.get(name) != size and not name.endswith(".tmp"):
+            written = (here / name).stat().st_mtime >= self._pulled_at
+            if (written or there.get(name) != size) and not name.endswith(".tmp"):
                 self.publish(f"{folder}/{name}")
 
     def fetch_tree(self, url: str, target: Path) -> Path:
