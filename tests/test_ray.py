@@ -80,7 +80,10 @@ def test_ray_progress_bar_counts_every_item_once(tmp_path, local_ray, monkeypatc
     assert build_bar.expected == 12
     for bar in (pool_bar, build_bar):
         assert bar.n == bar.expected, bar.updates  # every item counted once: none lost, none twice
-        assert min(bar.updates) >= 0 and sum(n > 0 for n in bar.updates) >= 2  # it moved during the run
+        assert min(bar.updates) >= 0
+    # the shard bar moved during the run (4 tasks); the pool's 8 items are one task, whose reports can
+    # all land in one of the driver's 0.25 s reads on a quiet machine (seen once in CI)
+    assert sum(n > 0 for n in build_bar.updates) >= 2, build_bar.updates
 
 
 @pytest.mark.slow
