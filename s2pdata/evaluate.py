@@ -1,7 +1,7 @@
 """Score a trained draft or refine checkpoint on held-out shards.
 
     python -m s2pdata.evaluate --checkpoint runs/draft/ckpt.pt --shards heldout/ [--limit N] [--out scores.json]
-        [--device auto|cpu|cuda] [--fid-weights googlenet.pth]
+        [--device auto|cpu|cuda] [--fid-weights googlenet.pth] [--grid sheet.png [--grid-n 8]]
 
 Consumes a trainer checkpoint (``s2pdata.train``) and shards; produces JSON with, for two hint
 settings (``no_hints``: empty hint map; ``hints``: the shards' sparse hints): mean L1 (colour in
@@ -22,6 +22,13 @@ Refine checkpoints get the shards' stored draft, or one synthesised from the gro
 the evaluation seed (the same drafts on every run). A start banner and a progress bar go to
 stderr; stdout carries only the JSON, whose ``units`` entry gives the unit of every score. A
 model output holding NaN or infinity is refused (``ValueError`` naming the sample), never scored.
+
+``--grid sheet.png`` also writes the first ``--grid-n`` samples of the evaluation order (the same
+ones every run) as one labelled PNG: a row per sample under a band with its key, in columns
+sketch | hints [| draft] | no-hint output | output | target, where "no-hint output" is the model
+run with the hint map cleared (refine checkpoints keep their draft) and "draft" is the draft a
+refine checkpoint was given. Each picture is fitted into a ``GRID_TILE`` px square: enlarged by a
+whole factor (every pixel a block of equal pixels) or shrunk (area average), centred on grey.
 """
 
 from __future__ import annotations
@@ -40,14 +47,25 @@ from .storage import STORAGE_OPTIONS_HELP, options_arg
 PSNR_CAP = 100.0  # dB: the PSNR of identical images (MSE 0), and the ceiling of every image's PSNR
 SETTINGS = ("no_hints", "hints")
 FID_NOTE = "not computed: pass --fid-weights googlenet.pth (a torchvision GoogLeNet state dict)"
-UNITS = {  # the JSON's "units" entry: what each number of a setting measures
-    "l1": "mean absolute error of the RGB values scaled to [0, 1] (0: identical)",
-    "psnr": "dB, data range 255, capped at 100 (identical images score the cap)",
-    "ssim": "no unit, -1 to 1 (1: identical)",
-    "hint_error": "mean absolute RGB error in 8-bit levels (0-255) inside the hint masks, against the hint colours",
-    "images_with_hints": "images",
-    "fid": "no unit: Frechet distance of 1024-d GoogLeNet pool features (not comparable with Inception-V3 FIDs)",
+UNITS = {  # the JSON's "units" entry: the unit of "images" and of every score of a setting
+    "images": "images: how many were scored, each once with its hints and once without",
+    "l1": "no unit, 0 to 1 (0: identical): mean absolute error over pixels and the three RGB channels of the "
+    "8-bit values divided by 255, averaged over images",
+    "psnr": "dB: 10 log10(255^2 / MSE) of the 8-bit RGB values, capped at 100 per image (identical images score "
+    "the cap), averaged over images",
+    "ssim": "no unit, -1 to 1 (1: identical): scikit-image SSIM of the RGB images, data range 255, a 7 px "
+    "uniform window (smaller on images under 7 px), averaged over images",
+    "hint_error": "8-bit levels, 0-255: mean absolute RGB error inside the hint masks against the hint colours, "
+    "averaged over the images with hints; null when none has any",
+    "images_with_hints": "images: how many have at least one hint pixel (hint_error averages over them)",
+    "fid": "squared distance in feature space (no unit), 0 or more (0: the same feature statistics): Frechet "
+    "distance of the 1024-d GoogLeNet pool features of images resized to 224 x 224; not comparable with "
+    "published Inception-V3 FIDs",
 }
+GRID_TILE = 256  # px: the square each picture of the --grid sheet is fitted into (labels fit at full font size)
+GRID_MAX = 64  # rows of the --grid sheet at most: 64 rows of 256 px tiles are already an 18,000 px tall PNG
+GRID_N = 8  # rows of the --grid sheet by default
+GRID_BACKGROUND = 200  # grey around a picture that does not fill its tile (white is the sketches' paper)
 
 
 def psnr(target: np.ndarray, pred: np.ndarray) -> float:
@@ -176,6 +194,7 @@ def score(
     limit: int | None = None,
     fid_features: Callable | None = None,
     progress=None,
+    on_batch: Callable | None = None,
 ) -> dict:
     """Scores of ``model_fn`` on the batches of ``loader`` (see module docstring).
 
@@ -194,6 +213,10 @@ def score(
         targets' and the predictions' features) per setting. None adds ``fid: None`` and a note.
     progress : callable, optional
         Called with the number of images scored by each batch (a progress bar's ``update``).
+    on_batch : callable, optional
+        Called after each batch as ``on_batch(batch, target, preds)``: the model-input batch, the
+        ``take`` scored targets and ``{setting: predictions}``, both (take, H, W, 3) uint8 (a
+        ``GridRows`` collects the ``--grid`` sheet this way).
 
     Returns
     -------
@@ -220,6 +243,7 @@ def score(
             hint_rgb = to_uint8(batch["hint"][:, :3] / batch["hint"][:, 3:].clamp_min(1e-6))[:take]
             if fid_features is not None:
                 feats["real"].append(fid_features(batch["color"][:take]))
+            preds = {}
             for setting in SETTINGS:
                 b = batch if setting == "hints" else {**batch, "hint": torch.zeros_like(batch["hint"])}
                 out = model_fn(b)[:take]
@@ -229,10 +253,12 @@ def score(
                         f"({setting}) holds NaN or infinity, so it cannot be scored; the weights are finite, so the "
                         "network overflows on this input: evaluate an earlier checkpoint or retrain with a lower lr"
                     )
-                pred = to_uint8(out)
+                pred = preds[setting] = to_uint8(out)
                 rows[setting] += [_image_scores(target[i], pred[i], mask[i], hint_rgb[i]) for i in range(take)]
                 if fid_features is not None:
                     feats[setting].append(fid_features(out))
+            if on_batch is not None:
+                on_batch(batch, target, preds)
             n += take
             if progress is not None:
                 progress(take)
@@ -256,6 +282,108 @@ def _summary(rows: list[dict], real: list, fake: list, fid: bool) -> dict:
     else:
         out["fid"] = frechet_distance(np.concatenate(real), np.concatenate(fake))
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the --grid sheet
+
+
+def grid_columns(stage: str) -> tuple[str, ...]:
+    """Column titles of the ``--grid`` sheet, left to right: the inputs, the two outputs, the target."""
+    return ("sketch", "hints", *(("draft",) if stage == "refine" else ()), "no-hint output", "output", "target")
+
+
+def fit_tile(img: np.ndarray, tile: int = GRID_TILE, *, spread: bool = False) -> np.ndarray:
+    """One picture of the ``--grid`` sheet: ``img`` fitted into a ``tile`` px square, centred on grey.
+
+    A picture that fits is enlarged by the largest whole factor (each pixel a block of equal pixels,
+    so the model's pixels are shown as they are); a larger one is shrunk by area averaging. With
+    ``spread`` (the hints column, colours on white) each colour first spreads over about two shrunk
+    pixels' width (a minimum filter), so that a 3 x 3 hint stays a visible dot of its own colour.
+
+    Shape
+    -----
+    (H, W, 3) uint8 -> (tile, tile, 3) uint8
+    """
+    import cv2
+
+    h, w = img.shape[:2]
+    if max(h, w) <= tile:
+        k = tile // max(h, w)
+        small = np.repeat(np.repeat(img, k, 0), k, 1)
+    else:
+        scale = tile / max(h, w)
+        if spread:
+            r = 2 * int(np.ceil(1 / scale)) + 1  # a run this long covers one whole shrunk pixel, however aligned
+            img = cv2.erode(img, np.ones((r, r), np.uint8))  # minimum: colours spread over the white paper
+        size = (max(1, min(tile, round(w * scale))), max(1, min(tile, round(h * scale))))  # cv2 takes (w, h)
+        small = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+    out = np.full((tile, tile, 3), GRID_BACKGROUND, np.uint8)
+    top, left = (tile - small.shape[0]) // 2, (tile - small.shape[1]) // 2
+    out[top : top + small.shape[0], left : left + small.shape[1]] = small
+    return out
+
+
+class GridRows:
+    """Collects the first ``n`` samples that ``score`` sees (its ``on_batch``) as rows of the ``--grid`` sheet."""
+
+    def __init__(self, n: int, stage: str, tile: int = GRID_TILE):
+        self.n, self.stage, self.tile = n, stage, tile
+        self.keys: list[str] = []
+        self.tiles: dict[str, list[np.ndarray]] = {c: [] for c in grid_columns(stage)}
+
+    def __call__(self, batch: dict, target: np.ndarray, preds: dict) -> None:
+        from .train.common import hints_image, to_uint8
+
+        take = min(len(target), self.n - len(self.keys))
+        if take <= 0:
+            return
+        pictures = {
+            "sketch": to_uint8(batch["sketch"][:take]),
+            "hints": hints_image(batch["hint"][:take]),
+            "draft": to_uint8(batch["draft"][:take]) if self.stage == "refine" else None,
+            "no-hint output": preds["no_hints"],
+            "output": preds["hints"],
+            "target": target,
+        }
+        for column, tiles in self.tiles.items():
+            tiles += [fit_tile(x, self.tile, spread=column == "hints") for x in pictures[column][:take]]
+        keys = batch.get("__key__") or [f"sample {len(self.keys) + i}" for i in range(take)]
+        self.keys += [str(k) for k in keys[:take]]
+
+    def save(self, path: Path) -> None:
+        """Write the sheet with ``s2pdata.train.common.save_grid``: titles, then per sample a key band and a row."""
+        from .train.common import save_grid
+
+        save_grid(Path(path), [(c, np.stack(t)) for c, t in self.tiles.items()], self.keys)
+
+
+def check_grid(grid, grid_n) -> tuple[Path | None, int]:
+    """Validate ``grid`` / ``grid_n`` (``--grid`` / ``--grid-n``) before any work; makes the sheet's folder.
+
+    Returns the sheet's path (None: no sheet) and its number of rows. Raises ``ValueError`` with a
+    one-line message naming the flag.
+    """
+    if grid is None:
+        if grid_n is not None:
+            raise ValueError(f"--grid-n {grid_n} needs --grid PATH.png, the sheet to write")
+        return None, 0
+    n = GRID_N if grid_n is None else grid_n
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= GRID_MAX:
+        raise ValueError(f"--grid-n must be a whole number of samples from 1 to {GRID_MAX}, got {n!r}")
+    text = str(grid)
+    if "://" in text:
+        raise ValueError(f"--grid writes a local file, got the URL {text}; give a local path such as grid.png")
+    path = Path(text)
+    if path.is_dir():
+        raise ValueError(f"--grid {text} is a folder; give the sheet's file name, such as {path / 'grid.png'}")
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"--grid {text} must end in .png: the sheet is written as a (lossless) PNG")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"--grid {text}: cannot make its folder {path.parent} ({exc.strerror or exc})") from None
+    return path, int(n)
 
 
 def count_samples(shards, storage_options: dict | None = None) -> int | None:
@@ -298,6 +426,8 @@ def evaluate(
     fid_weights: str | None = None,
     progress: bool = False,
     storage_options: dict | None = None,
+    grid=None,
+    grid_n: int | None = None,
 ) -> dict:
     """Scores of ``checkpoint`` on ``shards`` (see module docstring and ``score``).
 
@@ -321,18 +451,31 @@ def evaluate(
         Print a start banner and a progress bar (rate, ETA) to stderr.
     storage_options : dict, optional
         Options of the filesystem of URLs in ``shards`` (``s2pdata.storage``).
+    grid : str or PathLike, optional
+        Also write the first ``grid_n`` samples of the evaluation order as a labelled sheet, a local
+        ``.png`` (its folder is made); see the module docstring.
+    grid_n : int, optional
+        Rows of the sheet, 1 to ``GRID_MAX`` (default ``GRID_N``; fewer when fewer images are scored).
 
     Returns
     -------
     dict
-        ``checkpoint``, ``stage``, ``step``, ``images``, the per-setting scores of ``score`` and
-        ``units`` (the unit of each score, ``UNITS``).
+        ``checkpoint``, ``stage``, ``step``, ``images``, the per-setting scores of ``score``,
+        ``units`` (the unit of ``images`` and of each score, ``UNITS``) and, with ``grid``, ``grid``:
+        ``path``, ``columns`` (titles, left to right) and ``keys`` (the sample key of each row).
+
+    Raises
+    ------
+    ValueError
+        A bad ``grid`` or ``grid_n``, checked before the checkpoint is read; see also ``score``.
     """
     from .data import make_loader
     from .storage import redact
 
+    grid_path, grid_n = check_grid(grid, grid_n)  # before any work: a bad path must not cost a whole evaluation
     device = resolve_device(device)
     model_fn, info = load_model(checkpoint, device)
+    rows = GridRows(grid_n, info["stage"]) if grid_path is not None else None
     in_build = count_samples(shards, storage_options)
     total = limit if in_build is None else (in_build if limit is None else min(in_build, limit))
     features = googlenet_features(fid_weights, device) if fid and fid_weights else None
@@ -354,19 +497,28 @@ def evaluate(
             f"evaluate: {info['stage']} checkpoint {checkpoint} (step {info['step']}, generator "
             f"{info['params'] / 1e6:.3g} M parameters) on {device}; data {redact(shards)}: scoring "
             f"{'all' if total is None else total} of {'?' if in_build is None else in_build} images (whole images), "
-            "each with and without its hints",
+            "each with and without its hints"
+            + ("" if rows is None else f"; the first {grid_n} to the sheet {grid_path}"),
             file=sys.stderr,
         )
     from tqdm import tqdm
 
     with tqdm(total=total, desc="evaluate", unit="img", file=sys.stderr, disable=not progress) as bar:
-        scores = score(model_fn, loader, device=device, limit=limit, fid_features=features, progress=bar.update)
+        scores = score(
+            model_fn, loader, device=device, limit=limit, fid_features=features, progress=bar.update, on_batch=rows
+        )
     units = UNITS
     if not fid:
         for setting in SETTINGS:
             scores[setting] = {k: v for k, v in scores[setting].items() if not k.startswith("fid")}
         units = {k: v for k, v in UNITS.items() if k != "fid"}
-    return {"checkpoint": str(checkpoint), "stage": info["stage"], "step": info["step"], **scores, "units": units}
+    out = {"checkpoint": str(checkpoint), "stage": info["stage"], "step": info["step"], **scores, "units": units}
+    if rows is not None:
+        rows.save(grid_path)
+        out["grid"] = {"path": str(grid_path), "columns": list(rows.tiles), "keys": rows.keys}
+        if progress:
+            print(f"evaluate: wrote {grid_path} ({len(rows.keys)} samples: {', '.join(rows.keys)})", file=sys.stderr)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -388,9 +540,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fid-weights", default=None, help="local torchvision GoogLeNet state dict; enables FID")
     p.add_argument("--no-progress", action="store_true", help="no banner or progress bar on stderr")
     p.add_argument("--out", default=None, help="also write the JSON here")
+    p.add_argument(
+        "--grid",
+        default=None,
+        metavar="PATH.png",
+        help="also write a labelled sheet of the first --grid-n samples (sketch | hints [| draft] | no-hint output "
+        "| output | target, a row per sample key); its folder is made",
+    )
+    p.add_argument(
+        "--grid-n", default=None, metavar="N", help=f"rows of the --grid sheet, 1 to {GRID_MAX} (default {GRID_N})"
+    )
     p.add_argument("--storage-options", type=options_arg, default=None, metavar="JSON", help=STORAGE_OPTIONS_HELP)
     args = p.parse_args(argv)
     try:
+        grid_n = args.grid_n
+        if grid_n is not None:
+            try:
+                grid_n = int(grid_n)
+            except ValueError:
+                raise ValueError(
+                    f"--grid-n must be a whole number of samples from 1 to {GRID_MAX}, got {grid_n!r}"
+                ) from None
         scores = evaluate(
             args.checkpoint,
             args.shards,
@@ -400,6 +570,8 @@ def main(argv: list[str] | None = None) -> int:
             fid_weights=args.fid_weights,
             progress=not args.no_progress,
             storage_options=args.storage_options,
+            grid=args.grid,
+            grid_n=grid_n,
         )
     except (FileNotFoundError, ValueError) as exc:
         print(f"s2pdata.evaluate: {exc}", file=sys.stderr)

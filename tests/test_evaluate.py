@@ -8,7 +8,22 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from s2pdata.data import make_loader, to_model_input  # noqa: E402
-from s2pdata.evaluate import PSNR_CAP, evaluate, frechet_distance, load_model, main, resolve_device, score  # noqa: E402
+from s2pdata.evaluate import (  # noqa: E402
+    GRID_BACKGROUND,
+    GRID_MAX,
+    GRID_TILE,
+    PSNR_CAP,
+    UNITS,
+    evaluate,
+    fit_tile,
+    frechet_distance,
+    grid_columns,
+    load_model,
+    main,
+    resolve_device,
+    score,
+)
+from s2pdata.inspect import KEY_BAND, label_band  # noqa: E402
 from s2pdata.train.__main__ import main as train_main  # noqa: E402
 from tests.fakes import shard_sample, write_shards  # noqa: E402
 
@@ -175,10 +190,158 @@ def test_evaluate_cli_writes_json(run, shards, stage, tmp_path, capsys):
     assert "0-255" in scores["units"]["hint_error"] and "dB" in scores["units"]["psnr"]
 
 
-def test_evaluate_is_deterministic(run, shards):
-    a = evaluate(str(run / "refine" / "ckpt.pt"), shards, fid=False)
-    b = evaluate(str(run / "refine" / "ckpt.pt"), shards, fid=False)
+def test_evaluate_is_deterministic(run, shards, tmp_path):
+    a = evaluate(str(run / "refine" / "ckpt.pt"), shards, fid=False, grid=tmp_path / "a.png")
+    b = evaluate(str(run / "refine" / "ckpt.pt"), shards, fid=False, grid=tmp_path / "b.png")
+    assert a.pop("grid")["path"] == str(tmp_path / "a.png") and b.pop("grid")["path"] == str(tmp_path / "b.png")
     assert a == b and a["images"] == N and "fid" not in a["hints"] and "fid" not in a["units"]
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()  # the same samples, pixels
+
+
+def metric_keys(scores: dict) -> set:
+    """Every number the JSON reports: ``images`` and each setting's scores (notes are text, not scores)."""
+    return {"images"} | {k for s in ("no_hints", "hints") for k in scores[s] if not k.endswith("_note")}
+
+
+def test_every_score_has_its_unit(run, shards):
+    """Fails when a score is added without a unit (or a unit outlives its score)."""
+    ckpt = str(run / "draft" / "ckpt.pt")
+    for fid in (True, False):  # fid True without weights: the fid key is there (null, with a note)
+        scores = evaluate(ckpt, shards, limit=2, fid=fid, device="cpu")
+        assert metric_keys(scores) == set(scores["units"]) and ("fid" in scores["units"]) == fid
+        assert all(isinstance(u, str) and u for u in scores["units"].values())
+    from s2pdata.train.nets import InceptionEncoder
+
+    enc = InceptionEncoder(0.0625).eval()  # the branch that computes FID reports the same keys
+
+    def features(x):
+        with torch.no_grad():
+            return enc(x.float()).double().numpy()
+
+    computed = score(lambda b: b["color"], loader(shards), limit=2, fid_features=features)
+    assert computed["hints"]["fid"] is not None and metric_keys(computed) == set(UNITS)
+    assert "dB" in UNITS["psnr"] and "0-255" in UNITS["hint_error"] and "-1 to 1" in UNITS["ssim"]
+    assert "0 to 1" in UNITS["l1"] and "squared distance" in UNITS["fid"]
+
+
+def grid_tile(sheet, row, column):
+    """The (GRID_TILE, GRID_TILE, 3) picture of ``row``, ``column`` of a sheet (title band, then key band + row)."""
+    top = KEY_BAND + row * (KEY_BAND + GRID_TILE) + KEY_BAND
+    return sheet[top : top + GRID_TILE, column * GRID_TILE : (column + 1) * GRID_TILE]
+
+
+def placed(img):
+    """``img`` (40, 48, 3) as the sheet shows it: each pixel a 5 x 5 block, centred in the tile on grey."""
+    k = GRID_TILE // max(H, W)
+    assert k == 5
+    out = np.full((GRID_TILE, GRID_TILE, 3), GRID_BACKGROUND, np.uint8)
+    top, left = (GRID_TILE - k * H) // 2, (GRID_TILE - k * W) // 2
+    out[top : top + k * H, left : left + k * W] = np.repeat(np.repeat(img, k, 0), k, 1)
+    return out
+
+
+@pytest.mark.parametrize("stage, limit, rows", [("draft", 4, 3), ("refine", 2, 2)])  # --limit caps the rows
+def test_grid_sheet_shows_the_first_samples_with_their_keys(run, shards, stage, limit, rows, tmp_path, capsys):
+    import cv2
+
+    from s2pdata.train.common import hints_image, to_uint8
+
+    ckpt = str(run / stage / "ckpt.pt")
+    grid = tmp_path / "new" / "folder" / "sheet.png"  # folders that do not exist yet
+    argv = ["--checkpoint", ckpt, "--shards", str(shards), "--limit", str(limit), "--device", "cpu"]
+    assert main(argv + ["--grid", str(grid), "--grid-n", "3"]) == 0
+    captured = capsys.readouterr()
+    scores = json.loads(captured.out)
+    assert f"the first 3 to the sheet {grid}" in captured.err and f"wrote {grid} ({rows} samples" in captured.err
+    columns = list(grid_columns(stage))
+    assert columns == [
+        "sketch",
+        "hints",
+        *(["draft"] if stage == "refine" else []),
+        "no-hint output",
+        "output",
+        "target",
+    ]
+    assert scores["grid"]["path"] == str(grid) and scores["grid"]["columns"] == columns
+
+    sheet = cv2.cvtColor(cv2.imread(str(grid), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    assert sheet.shape == (KEY_BAND + rows * (KEY_BAND + GRID_TILE), len(columns) * GRID_TILE, 3)
+    # the title band: each title at full size in its own column (a title too wide would be shrunk)
+    want_titles = np.concatenate([label_band(c, GRID_TILE) for c in columns], 1)
+    assert np.array_equal(sheet[:KEY_BAND], want_titles)
+    for c in columns:
+        assert cv2.getTextSize(c, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)[0][0] <= GRID_TILE - 6
+
+    # the rows are the first samples of the evaluation order, recomputed here from the checkpoint
+    model_fn, _ = load_model(ckpt)
+    batches = make_loader(
+        shards, stage=stage, batch_size=1, num_workers=0, mode="exact", seed=0, crop=None, flip=False, shuffle_buffer=0
+    )
+    batches = [to_model_input(b) for b in list(batches)[:rows]]
+    keys = [b["__key__"][0] for b in batches]
+    assert scores["grid"]["keys"] == keys and len(set(keys)) == rows
+    for i, b in enumerate(batches):
+        band_top = KEY_BAND + i * (KEY_BAND + GRID_TILE)
+        assert np.array_equal(sheet[band_top : band_top + KEY_BAND], label_band(keys[i], sheet.shape[1]))
+        with torch.no_grad():
+            want = {
+                "sketch": to_uint8(b["sketch"]),
+                "hints": hints_image(b["hint"]),
+                "draft": to_uint8(b["draft"]) if stage == "refine" else None,
+                "no-hint output": to_uint8(model_fn({**b, "hint": torch.zeros_like(b["hint"])})),
+                "output": to_uint8(model_fn(b)),
+                "target": to_uint8(b["color"]),
+            }
+        for j, c in enumerate(columns):
+            assert np.array_equal(grid_tile(sheet, i, j), placed(want[c][0])), (keys[i], c)
+        if b["hint"][:, 3].any():  # where there are hints, the two outputs are different pictures
+            assert not np.array_equal(want["output"], want["no-hint output"])
+
+
+def test_fit_tile_enlarges_by_whole_factors_and_shrinks_by_area():
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 256, (7, 5, 3), dtype=np.uint8)
+    t = fit_tile(small, 32)  # 32 // 7 = 4: 28 x 20, centred
+    assert t.shape == (32, 32, 3) and np.array_equal(t[2:30, 6:26], np.repeat(np.repeat(small, 4, 0), 4, 1))
+    assert (t[:2] == GRID_BACKGROUND).all() and (t[:, :6] == GRID_BACKGROUND).all()
+    big = np.full((400, 200, 3), 255, np.uint8)
+    big[100:103, 50:53] = (255, 0, 0)  # a 3 x 3 hint on white
+    t = fit_tile(big, 100)  # to 100 x 50
+    assert (t[:, :25] == GRID_BACKGROUND).all() and (t[:, 75:] == GRID_BACKGROUND).all()
+    assert t[..., 1].min() > 150  # averaged away: faint
+    t = fit_tile(big, 100, spread=True)  # the hints column: spread first, so it stays a red dot
+    assert np.array_equal(t[..., 1].min(), np.uint8(0)) and (t[..., 0] == 255).any()
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--grid-n", "0"], f"--grid-n must be a whole number of samples from 1 to {GRID_MAX}, got 0"),
+        (["--grid-n", str(GRID_MAX + 1)], f"got {GRID_MAX + 1}"),
+        (["--grid-n", "two"], "--grid-n must be a whole number of samples from 1 to 64, got 'two'"),
+        (["--grid-n", "2.5"], "got '2.5'"),
+        ("nogrid", "--grid-n 3 needs --grid PATH.png"),
+        (["--grid", "{tmp}/sheet.jpg"], "--grid {tmp}/sheet.jpg must end in .png"),
+        (["--grid", "{tmp}"], "--grid {tmp} is a folder"),
+        (["--grid", "s3://bucket/sheet.png"], "--grid writes a local file, got the URL s3://bucket/sheet.png"),
+        (["--grid", "{tmp}/afile/sheet.png"], "--grid {tmp}/afile/sheet.png: cannot make its folder {tmp}/afile"),
+    ],
+)
+def test_grid_errors_are_one_line_before_any_work(tmp_path, capsys, flags, message):
+    (tmp_path / "afile").write_text("")
+    ckpt = str(tmp_path / "missing.pt")  # never read: the flags are checked first
+    if flags == "nogrid":
+        flags = ["--grid-n", "3"]
+    else:
+        flags = [f.format(tmp=tmp_path) for f in flags] + (
+            ["--grid", str(tmp_path / "g.png")] if "--grid" not in flags else []
+        )
+    assert main(["--checkpoint", ckpt, "--shards", str(tmp_path)] + flags) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("s2pdata.evaluate: ") and err.count("\n") == 1
+    assert message.format(tmp=tmp_path) in err
+    with pytest.raises(ValueError, match="--grid-n must be a whole number"):
+        evaluate(ckpt, tmp_path, grid=tmp_path / "g.png", grid_n=True)
 
 
 def test_default_device_is_auto():
