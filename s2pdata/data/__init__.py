@@ -16,17 +16,31 @@ before its last. A damaged shard or a member that does not decode raises
 ``make_loader(urls, ...)`` is the training entry: a torch DataLoader of full batches of uint8
 tensors, and ``to_model_input(batch, device)`` turns a batch into the models' float input on the
 device (``s2pdata.data.loader``; torch is imported on the first call, not by this package).
+``DraftDataset`` and ``RefineDataset``, the streams it wraps, are reached here too (``from
+s2pdata.data import DraftDataset`` imports torch). Their settings are the fields of
+``StreamSettings``, and ``make_loader``'s those of ``LoaderSettings`` (``s2pdata.data.settings``):
+each with its type, default and doc, shown by ``help`` and by their signatures.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from .._stream import read_ahead
 from ..shards import SAMPLE_FIELDS, ShardError, decode_sample, iter_tar, shard_paths
 from ..storage import redact
+from .settings import LoaderSettings, StreamSettings, takes
 
-__all__ = ["ShardError", "make_loader", "open_shards", "to_model_input"]
+if TYPE_CHECKING:  # the names __getattr__ gives, for type checkers
+    from .loader import DraftDataset as DraftDataset
+    from .loader import RefineDataset as RefineDataset
+    from .loader import ShardLoader as ShardLoader
+
+__all__ = ["LoaderSettings", "ShardError", "StreamSettings", "make_loader", "open_shards", "to_model_input"]
+# torch's: reached here on first use, but left out of __all__ and dir() so that ``import *`` and
+# ``help(s2pdata.data)`` do not import torch
+_FROM_LOADER = ("DraftDataset", "RefineDataset", "ShardLoader")
 
 
 def open_shards(
@@ -78,35 +92,52 @@ def open_shards(
             yield sample
 
 
-def make_loader(urls, **kwargs):
-    """A torch DataLoader of full batches over shards; imports torch on first use.
+@takes(LoaderSettings)
+def make_loader(urls, **settings) -> ShardLoader:
+    """A torch DataLoader of full batches over shards, with ``set_epoch``; imports torch on first use.
 
     Parameters
     ----------
-    urls : str, PathLike or list
-        A build folder, one tar, a glob pattern, or a list of those; local paths or URLs
-        (``s3://bucket/run``: pass ``storage_options=`` for the filesystem).
-    **kwargs
-        ``stage``, ``batch_size``, ``mode``, ``drop_last``, ``verify``, ``storage_options``, ...: the keyword
-        arguments of ``s2pdata.data.loader.make_loader``, which documents them and the full-batch rule.
+    {settings}
 
     Returns
     -------
-    s2pdata.data.loader.ShardLoader
-        Yields dicts of uint8 tensors and ``__key__``; ``to_model_input`` makes the float input.
+    ShardLoader
+        A DataLoader (``s2pdata.data.loader.ShardLoader``) of dicts of uint8 tensors, channels first,
+        and ``__key__`` (the B sample keys); ``to_model_input`` makes the models' float32 layout on the
+        device; ``loader.set_epoch(e)`` reseeds before the next ``iter``.
+
+    Raises
+    ------
+    TypeError
+        An unknown keyword argument, naming the closest known one.
+    ValueError
+        A setting out of its range, naming it and its value; exact mode with fewer shards than
+        (rank, worker) slots.
+    FileNotFoundError
+        ``urls`` hold no shard, or a listed shard is missing.
 
     Shape
     -----
-    shards -> ``color`` (B, 3, H, W), ``sketch`` (B, 1, H, W), ``hint`` (B, 4, H, W), ``draft`` (B, 3, H, W).
+    shards -> ``color`` (B, 3, H, W), ``sketch`` (B, 1, H, W), ``hint`` (B, 4, H, W), ``draft`` (B, 3, H, W)
+    (refine only); B = ``batch_size``, H = W = ``crop``.
     """
-    return _torch_loader().make_loader(urls, **kwargs)
+    LoaderSettings.from_kwargs("make_loader", settings)  # a bad name or value fails before torch is imported
+    return _torch_loader().make_loader(urls, **settings)
 
 
-def to_model_input(batch: dict, device=None, **kwargs) -> dict:
+def to_model_input(batch: dict, device=None, *, non_blocking: bool = True) -> dict:
     """A ``make_loader`` batch (uint8) moved to ``device`` and normalised there into the models' float32
     input: colour, sketch, draft ``x / 127.5 - 1``; hint ``[(RGB / 127.5 - 1) * a, a]``, ``a = alpha / 255``.
     Documented in full at ``s2pdata.data.loader.to_model_input``."""
-    return _torch_loader().to_model_input(batch, device, **kwargs)
+    return _torch_loader().to_model_input(batch, device, non_blocking=non_blocking)
+
+
+def __getattr__(name: str):
+    """``DraftDataset``, ``RefineDataset`` and ``ShardLoader`` from ``s2pdata.data.loader`` (imports torch)."""
+    if name in _FROM_LOADER:
+        return getattr(_torch_loader(), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _torch_loader():

@@ -42,7 +42,6 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from .. import storage
-from .._check import check_choice
 from .._rng import sample_rng
 from .._stream import read_ahead
 from ..pngread import png_size
@@ -58,9 +57,10 @@ from ..shards import (
     verify_shard,
 )
 from ..storage import redact
+from . import make_loader as _public_make_loader
+from .settings import MODES, STAGES, LoaderSettings, StreamSettings, documented, init_takes, takes
 
-MODES = ("resampled", "exact")
-STAGES = ("draft", "refine")
+__all__ = ["MODES", "STAGES", "DraftDataset", "RefineDataset", "ShardLoader", "ShardStream", "make_loader"]
 
 
 def shard_counts(paths: list[str], storage_options: dict | None = None) -> list[int]:
@@ -155,13 +155,6 @@ def _skip_rounds(k: int, counts: list[float], limit: float = math.inf) -> tuple[
     return r, k - done
 
 
-def _check_ints(**values: tuple[object, int]) -> None:
-    """Each ``name=(value, lowest)`` must be an int >= lowest."""
-    for name, (value, lo) in values.items():
-        if not isinstance(value, int) or value < lo:
-            raise ValueError(f"{name} must be an int >= {lo}, got {value!r}")
-
-
 def _existing_paths(urls, storage_options: dict | None = None) -> list[str]:
     """The shard paths of ``urls``; FileNotFoundError when there are none or some are missing."""
     paths = shard_paths(urls, storage_options=storage_options)
@@ -209,6 +202,7 @@ def _split(batch: dict, n: int) -> tuple[dict, dict]:
     return {k: v[:n] for k, v in batch.items()}, {k: v[n:] for k, v in batch.items()}
 
 
+@documented(StreamSettings)
 class ShardStream(IterableDataset):
     """Shards -> batches of uint8 tensors (``to_model_input`` makes the float input); the base of
     ``DraftDataset`` and ``RefineDataset``.
@@ -232,101 +226,37 @@ class ShardStream(IterableDataset):
 
     Parameters
     ----------
-    urls : build folder, tar, glob, or a list of them.
-    batch_size : samples per batch.
-    mode : {"resampled", "exact"}
-        ``resampled``: infinite, shards drawn with replacement (count steps). ``exact``: every
-        sample at most once per epoch over all ranks and workers (exactly once with
-        ``drop_last=False`` in the loader); needs at least ``world_size * max(1, num_workers)`` shards.
-    world_size, rank : this process's place in a distributed run.
-    epoch, seed : with the sample key they decide every draw (``set_epoch`` reseeds).
-    crop, flip : random square crop (reflect-padded when smaller; None keeps whole images) and
-        horizontal flip, identical for every field, drawn from ``sample_rng(seed, key, "crop", epoch)``.
-    online_hints : re-sample hints per epoch (``s2pdata.stages.hints``) on the crop instead of the stored
-        map, as ``(2 * hint_radius + 1)^2`` squares (default radius 1 for draft, 2 for refine), with
-        stop probability ``hint_p`` (None: the sampler's 1/8, mean 7 hints; smaller gives more hints).
-    shuffle_buffer : samples held for shuffling (0: file order).
-    skip_batches : skip this many of the loader's batches at the start (resuming mid-epoch).
-    num_workers : the loader's worker count, to check exact mode has a shard per slot (None: unchecked).
-    draft_pool, online_drafts : refine stage: a fresh draft per (seed, key, epoch)
-        (``synth.online_sample``), not a stored ``draftK``; pastes from ``draft_pool`` (default: the
-        build's ``pool/``), else the sample's own regions.
-    verify : check every tar, as the worker streams it (no extra read), against the size and sha256
-        its stats file or ``shardindex.json`` records (looked up here: a shard without one is an
-        error now); a tar that differs raises ``ShardError`` naming it when the read reaches its end,
-        before its last sample is yielded (``iter_tar(verify=...)``): batches made before then may
-        hold its other samples. Without it a damaged tar header or a member that does not decode
-        still raises ``ShardError`` naming the shard (and key).
-    storage_options : options of the filesystem of URLs in ``urls`` (``s3://bucket/run``; ``s2pdata.storage``),
-        a dict of JSON values so that it reaches the workers; credentials otherwise come from the environment.
+    {settings}
     """
 
     stage = "draft"
 
-    def __init__(
-        self,
-        urls,
-        *,
-        batch_size: int = 16,
-        mode: str = "resampled",
-        world_size: int = 1,
-        rank: int = 0,
-        epoch: int = 0,
-        seed: int = 0,
-        crop: int | None = 224,
-        flip: bool = True,
-        online_hints: bool = False,
-        hint_radius: int | None = None,
-        hint_p: float | None = None,
-        shuffle_buffer: int = 256,
-        skip_batches: int = 0,
-        num_workers: int | None = None,
-        draft_pool=None,
-        online_drafts: bool = False,
-        verify: bool = False,
-        storage_options: dict | None = None,
-    ):
-        check_choice("mode", mode, MODES)
-        self.storage_options = storage_options
-        self.paths = _existing_paths(urls, storage_options)
-        recorded = recorded_counts(self.paths, storage_options=storage_options)
+    @init_takes(StreamSettings)
+    def __init__(self, urls, **settings):
+        s = StreamSettings.from_kwargs(type(self).__name__, settings)  # checks every value
+        self.paths = _existing_paths(urls, s.storage_options)
+        recorded = recorded_counts(self.paths, storage_options=s.storage_options)
         if None not in recorded and not any(recorded):
             raise _no_samples(urls, len(self.paths))
-        self.records = _records(self.paths, storage_options) if verify else None
-        _check_ints(
-            batch_size=(batch_size, 1),
-            world_size=(world_size, 1),
-            rank=(rank, 0),
-            shuffle_buffer=(shuffle_buffer, 0),
-            skip_batches=(skip_batches, 0),
-            epoch=(epoch, 0),
-        )
-        if rank >= world_size:
-            raise ValueError(f"rank must be < world_size ({world_size}), got {rank}")
-        if crop is not None and (not isinstance(crop, int) or crop < 1):
-            raise ValueError(f"crop must be a positive int or None (whole images), got {crop!r}")
-        self.batch_size, self.mode, self.world_size, self.rank = batch_size, mode, world_size, rank
-        self.epoch, self.seed, self.crop, self.flip = epoch, seed, crop, flip
-        self.online_hints, self.shuffle_buffer, self.skip_batches = online_hints, shuffle_buffer, skip_batches
-        self.hint_radius = (1 if self.stage == "draft" else 2) if hint_radius is None else hint_radius
-        if hint_p is not None and not (isinstance(hint_p, float) and 0.0 < hint_p <= 1.0):
-            raise ValueError(f"hint_p must be a float in (0, 1] or None (the sampler's 1/8), got {hint_p!r}")
-        self.hint_p = hint_p
+        self.records = _records(self.paths, s.storage_options) if s.verify else None
+        for name, value in s.stream().items():  # every setting is an attribute of the same name
+            setattr(self, name, value)
+        if s.hint_radius is None:
+            self.hint_radius = 1 if self.stage == "draft" else 2
         own_pool = storage.join(storage.parent(self.paths[0]), POOL_DIR)
-        if draft_pool is None and storage.exists(storage.join(own_pool, POOL_JSON), storage_options):
+        if s.draft_pool is None and storage.exists(storage.join(own_pool, POOL_JSON), s.storage_options):
             if storage.is_remote(own_pool):  # PatchPool memory-maps a local folder
-                if online_drafts:
+                if s.online_drafts:
                     raise ValueError(
                         f"online_drafts: the build's pool {redact(own_pool)!r} is in object storage; copy it to a "
                         "local folder and pass draft_pool=THAT_FOLDER"
                     )
             else:
-                draft_pool = str(own_pool)  # the build's own pool
-        self.draft_pool, self.online_drafts = draft_pool, online_drafts
+                self.draft_pool = str(own_pool)  # the build's own pool
         self._pool = None
         self._counts: list[int] | None = None
-        if num_workers is not None:
-            self._check_slots(max(1, num_workers))
+        if s.num_workers is not None:
+            self._check_slots(max(1, s.num_workers))
 
     def set_epoch(self, epoch: int) -> None:
         """Reseed shard order, shuffle buffer, crops and online hints/drafts for ``epoch``."""
@@ -597,16 +527,38 @@ def normalise(v: torch.Tensor, *, hint: bool, lut: bool | None = None) -> torch.
     return x
 
 
+@documented(StreamSettings)
 class DraftDataset(ShardStream):
-    """Draft-stage stream: ``color``, ``sketch``, ``hint`` (hint radius 1 when online)."""
+    """Draft-stage stream of uint8 batches: ``color``, ``sketch``, ``hint`` and ``__key__`` (online hints:
+    radius 1, 3x3). How shards are split over ranks and workers and read: ``ShardStream``.
+
+    Parameters
+    ----------
+    {settings}
+
+    Shape
+    -----
+    shards -> ``color`` (B, 3, H, W), ``sketch`` (B, 1, H, W), ``hint`` (B, 4, H, W); B = ``batch_size``,
+    H = W = ``crop``.
+    """
 
     stage = "draft"
 
 
+@documented(StreamSettings)
 class RefineDataset(ShardStream):
-    """Refine-stage stream: adds ``draft``, a stored ``draftK`` when the shards hold one, else
-    synthesised from the ground truth (s2pdata.stages.drafts.make_draft) per (seed, key, epoch);
-    online hints use radius 2 (5x5, paper)."""
+    """Refine-stage stream: ``DraftDataset``'s fields and ``draft``, a stored ``draftK`` when the shards
+    hold one, else synthesised from the ground truth (``s2pdata.stages.drafts.make_draft``) per (seed,
+    key, epoch); online hints use radius 2 (5x5, the paper's). Splitting and reading: ``ShardStream``.
+
+    Parameters
+    ----------
+    {settings}
+
+    Shape
+    -----
+    shards -> ``color`` (B, 3, H, W), ``sketch`` (B, 1, H, W), ``hint`` (B, 4, H, W), ``draft`` (B, 3, H, W).
+    """
 
     stage = "refine"
 
@@ -687,61 +639,15 @@ class ShardLoader(DataLoader):
         self.dataset.skip_batches = 0
 
 
-def make_loader(
-    urls,
-    *,
-    stage: str = "draft",
-    num_workers: int = 4,
-    drop_last: bool = True,
-    pin_memory: bool | None = None,
-    prefetch_factor: int | None = None,
-    keep_heap: bool = True,
-    **stream,
-) -> ShardLoader:
-    """A DataLoader streaming full batches from shards, with ``set_epoch``.
-
-    Parameters
-    ----------
-    urls : build folder, tar, glob, or a list of them.
-    stage : {"draft", "refine"}; ``refine`` adds the ``draft`` field.
-    num_workers : DataLoader worker processes (0: in this process); each is a stream slot.
-    drop_last : full batches rule. Every batch holds ``batch_size`` samples whatever the shard sizes
-        and worker count: a resampled stream never runs short; in exact mode each worker carries its
-        remainder across its shards, the workers' short last batches are joined in arrival order
-        into full batches, and the rank's final remainder (< ``batch_size``) is dropped; False
-        yields it as one last short batch. True refuses an exact epoch shorter than one batch.
-    pin_memory, prefetch_factor : DataLoader settings (pinned by default on CUDA; prefetch 2).
-    keep_heap : raise glibc's mmap and trim thresholds (``keep_heap()``: 32 MiB, 128 MiB) in the
-        processes that make batches (the workers; this process when ``num_workers=0``), so batch-sized
-        arrays reuse heap memory instead of faulting in fresh pages; False leaves the allocator alone.
-    **stream : the stream's settings, each documented on ``ShardStream``: ``batch_size`` (16),
-        ``mode`` ("resampled"), ``world_size`` (1), ``rank`` (0), ``epoch`` (0), ``seed`` (0),
-        ``crop`` (224), ``flip`` (True), ``online_hints`` (False), ``hint_radius`` (None), ``hint_p`` (None),
-        ``shuffle_buffer`` (256), ``skip_batches`` (0), ``draft_pool`` (None),
-        ``online_drafts`` (False), ``verify`` (False), ``storage_options`` (None: for URLs such as
-        ``s3://bucket/run``, whose tars are streamed in order with no local copy).
-
-    Returns
-    -------
-    ShardLoader
-        A DataLoader of dicts of uint8 tensors, channels first (``to_model_input`` makes the
-        models' float32 layout on the device), and ``__key__`` (B keys); ``loader.set_epoch(e)``
-        reseeds before the next ``iter``.
-
-    Shape
-    -----
-    shards -> ``color`` (B, 3, H, W), ``sketch`` (B, 1, H, W), ``hint`` (B, 4, H, W), ``draft`` (B, 3, H, W)
-    (refine only); B = ``batch_size``, H = W = ``crop``.
-    """
-    check_choice("stage", stage, STAGES)
-    _check_ints(num_workers=(num_workers, 0))
-    cls = DraftDataset if stage == "draft" else RefineDataset
-    ds = cls(urls, num_workers=num_workers, **stream)
+@takes(LoaderSettings, doc=_public_make_loader.__doc__)
+def make_loader(urls, **settings) -> ShardLoader:
+    s = LoaderSettings.from_kwargs("make_loader", settings)  # checks every value
+    cls = DraftDataset if s.stage == "draft" else RefineDataset
     return ShardLoader(
-        ds,
-        drop_last=drop_last,
-        num_workers=num_workers,
-        pin_memory=pin_memory,
-        prefetch_factor=prefetch_factor,
-        keep_heap=keep_heap,
+        cls(urls, **s.stream()),
+        drop_last=s.drop_last,
+        num_workers=s.num_workers,
+        pin_memory=s.pin_memory,
+        prefetch_factor=s.prefetch_factor,
+        keep_heap=s.keep_heap,
     )
