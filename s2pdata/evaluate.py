@@ -28,7 +28,8 @@ ones every run) as one labelled PNG: a row per sample under a band with its key,
 sketch | hints [| draft] | no-hint output | output | target, where "no-hint output" is the model
 run with the hint map cleared (refine checkpoints keep their draft) and "draft" is the draft a
 refine checkpoint was given. Each picture is fitted into a ``GRID_TILE`` px square: enlarged by a
-whole factor (every pixel a block of equal pixels) or shrunk (area average), centred on grey.
+whole factor (every pixel a block of equal pixels) or shrunk (area average); the first sample's
+fitted size sets the tiles, and a picture of another shape is centred in its tile on grey.
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ UNITS = {  # the JSON's "units" entry: the unit of "images" and of every score o
     "distance of the 1024-d GoogLeNet pool features of images resized to 224 x 224; not comparable with "
     "published Inception-V3 FIDs",
 }
-GRID_TILE = 256  # px: the square each picture of the --grid sheet is fitted into (labels fit at full font size)
+GRID_TILE = 256  # px: the square each picture of the --grid sheet is fitted into
+GRID_MIN_WIDTH = 128  # px: the narrowest tile, so that every column title fits at full font size
 GRID_MAX = 64  # rows of the --grid sheet at most: 64 rows of 256 px tiles are already an 18,000 px tall PNG
 GRID_N = 8  # rows of the --grid sheet by default
 GRID_BACKGROUND = 200  # grey around a picture that does not fill its tile (white is the sketches' paper)
@@ -293,8 +295,19 @@ def grid_columns(stage: str) -> tuple[str, ...]:
     return ("sketch", "hints", *(("draft",) if stage == "refine" else ()), "no-hint output", "output", "target")
 
 
-def fit_tile(img: np.ndarray, tile: int = GRID_TILE, *, spread: bool = False) -> np.ndarray:
-    """One picture of the ``--grid`` sheet: ``img`` fitted into a ``tile`` px square, centred on grey.
+def tile_shape(h: int, w: int, tile: int = GRID_TILE) -> tuple[int, int]:
+    """The (height, width) of the ``--grid`` sheet's tiles for a first picture of ``h`` x ``w`` px: its
+    fitted size in a ``tile`` px square (see ``fit_tile``), at least ``GRID_MIN_WIDTH`` wide (the titles)."""
+    if max(h, w) <= tile:
+        k = tile // max(h, w)
+        th, tw = k * h, k * w
+    else:
+        th, tw = max(1, round(h * tile / max(h, w))), max(1, round(w * tile / max(h, w)))
+    return th, max(tw, GRID_MIN_WIDTH)
+
+
+def fit_tile(img: np.ndarray, box: tuple[int, int], *, spread: bool = False) -> np.ndarray:
+    """One picture of the ``--grid`` sheet: ``img`` fitted into a ``box`` = (height, width) tile, centred on grey.
 
     A picture that fits is enlarged by the largest whole factor (each pixel a block of equal pixels,
     so the model's pixels are shown as they are); a larger one is shrunk by area averaging. With
@@ -303,32 +316,37 @@ def fit_tile(img: np.ndarray, tile: int = GRID_TILE, *, spread: bool = False) ->
 
     Shape
     -----
-    (H, W, 3) uint8 -> (tile, tile, 3) uint8
+    (H, W, 3) uint8 -> (box[0], box[1], 3) uint8
     """
     import cv2
 
-    h, w = img.shape[:2]
-    if max(h, w) <= tile:
-        k = tile // max(h, w)
+    (h, w), (th, tw) = img.shape[:2], box
+    if h <= th and w <= tw:
+        k = min(th // h, tw // w)
         small = np.repeat(np.repeat(img, k, 0), k, 1)
     else:
-        scale = tile / max(h, w)
+        scale = min(th / h, tw / w)
         if spread:
             r = 2 * int(np.ceil(1 / scale)) + 1  # a run this long covers one whole shrunk pixel, however aligned
             img = cv2.erode(img, np.ones((r, r), np.uint8))  # minimum: colours spread over the white paper
-        size = (max(1, min(tile, round(w * scale))), max(1, min(tile, round(h * scale))))  # cv2 takes (w, h)
+        size = (max(1, min(tw, round(w * scale))), max(1, min(th, round(h * scale))))  # cv2 takes (w, h)
         small = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
-    out = np.full((tile, tile, 3), GRID_BACKGROUND, np.uint8)
-    top, left = (tile - small.shape[0]) // 2, (tile - small.shape[1]) // 2
+    out = np.full((th, tw, 3), GRID_BACKGROUND, np.uint8)
+    top, left = (th - small.shape[0]) // 2, (tw - small.shape[1]) // 2
     out[top : top + small.shape[0], left : left + small.shape[1]] = small
     return out
 
 
 class GridRows:
-    """Collects the first ``n`` samples that ``score`` sees (its ``on_batch``) as rows of the ``--grid`` sheet."""
+    """Collects the first ``n`` samples that ``score`` sees (its ``on_batch``) as rows of the ``--grid`` sheet.
+
+    The tiles take the shape of the first sample's fitted picture (``tile_shape``), so a build of
+    one picture size fills them; a picture of another shape is fitted inside, on grey.
+    """
 
     def __init__(self, n: int, stage: str, tile: int = GRID_TILE):
         self.n, self.stage, self.tile = n, stage, tile
+        self.box: tuple[int, int] | None = None
         self.keys: list[str] = []
         self.tiles: dict[str, list[np.ndarray]] = {c: [] for c in grid_columns(stage)}
 
@@ -338,6 +356,8 @@ class GridRows:
         take = min(len(target), self.n - len(self.keys))
         if take <= 0:
             return
+        if self.box is None:
+            self.box = tile_shape(*target.shape[1:3], self.tile)
         pictures = {
             "sketch": to_uint8(batch["sketch"][:take]),
             "hints": hints_image(batch["hint"][:take]),
@@ -347,7 +367,7 @@ class GridRows:
             "target": target,
         }
         for column, tiles in self.tiles.items():
-            tiles += [fit_tile(x, self.tile, spread=column == "hints") for x in pictures[column][:take]]
+            tiles += [fit_tile(x, self.box, spread=column == "hints") for x in pictures[column][:take]]
         keys = batch.get("__key__") or [f"sample {len(self.keys) + i}" for i in range(take)]
         self.keys += [str(k) for k in keys[:take]]
 
@@ -548,12 +568,15 @@ def main(argv: list[str] | None = None) -> int:
         "| output | target, a row per sample key); its folder is made",
     )
     p.add_argument(
-        "--grid-n", default=None, metavar="N", help=f"rows of the --grid sheet, 1 to {GRID_MAX} (default {GRID_N})"
+        "--grid-n",
+        default=argparse.SUPPRESS,  # absent, not a default value: --grid-n without --grid is an error
+        metavar="N",
+        help=f"rows of the --grid sheet, 1 to {GRID_MAX} (default: {GRID_N})",
     )
     p.add_argument("--storage-options", type=options_arg, default=None, metavar="JSON", help=STORAGE_OPTIONS_HELP)
     args = p.parse_args(argv)
     try:
-        grid_n = args.grid_n
+        grid_n = getattr(args, "grid_n", None)
         if grid_n is not None:
             try:
                 grid_n = int(grid_n)

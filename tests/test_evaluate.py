@@ -11,6 +11,7 @@ from s2pdata.data import make_loader, to_model_input  # noqa: E402
 from s2pdata.evaluate import (  # noqa: E402
     GRID_BACKGROUND,
     GRID_MAX,
+    GRID_MIN_WIDTH,
     GRID_TILE,
     PSNR_CAP,
     UNITS,
@@ -22,6 +23,7 @@ from s2pdata.evaluate import (  # noqa: E402
     main,
     resolve_device,
     score,
+    tile_shape,
 )
 from s2pdata.inspect import KEY_BAND, label_band  # noqa: E402
 from s2pdata.train.__main__ import main as train_main  # noqa: E402
@@ -224,20 +226,14 @@ def test_every_score_has_its_unit(run, shards):
     assert "0 to 1" in UNITS["l1"] and "squared distance" in UNITS["fid"]
 
 
+K = GRID_TILE // max(H, W)  # 5: the sheet shows each (40, 48) picture as 5 x 5 blocks, in (200, 240) tiles
+TH, TW = K * H, K * W
+
+
 def grid_tile(sheet, row, column):
-    """The (GRID_TILE, GRID_TILE, 3) picture of ``row``, ``column`` of a sheet (title band, then key band + row)."""
-    top = KEY_BAND + row * (KEY_BAND + GRID_TILE) + KEY_BAND
-    return sheet[top : top + GRID_TILE, column * GRID_TILE : (column + 1) * GRID_TILE]
-
-
-def placed(img):
-    """``img`` (40, 48, 3) as the sheet shows it: each pixel a 5 x 5 block, centred in the tile on grey."""
-    k = GRID_TILE // max(H, W)
-    assert k == 5
-    out = np.full((GRID_TILE, GRID_TILE, 3), GRID_BACKGROUND, np.uint8)
-    top, left = (GRID_TILE - k * H) // 2, (GRID_TILE - k * W) // 2
-    out[top : top + k * H, left : left + k * W] = np.repeat(np.repeat(img, k, 0), k, 1)
-    return out
+    """The (TH, TW, 3) picture of ``row``, ``column`` of a sheet (title band, then key band + row)."""
+    top = KEY_BAND + row * (KEY_BAND + TH) + KEY_BAND
+    return sheet[top : top + TH, column * TW : (column + 1) * TW]
 
 
 @pytest.mark.parametrize("stage, limit, rows", [("draft", 4, 3), ("refine", 2, 2)])  # --limit caps the rows
@@ -265,12 +261,13 @@ def test_grid_sheet_shows_the_first_samples_with_their_keys(run, shards, stage, 
     assert scores["grid"]["path"] == str(grid) and scores["grid"]["columns"] == columns
 
     sheet = cv2.cvtColor(cv2.imread(str(grid), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-    assert sheet.shape == (KEY_BAND + rows * (KEY_BAND + GRID_TILE), len(columns) * GRID_TILE, 3)
+    assert (K, TH, TW) == (5, 200, 240) and tile_shape(H, W) == (TH, TW)
+    assert sheet.shape == (KEY_BAND + rows * (KEY_BAND + TH), len(columns) * TW, 3)
     # the title band: each title at full size in its own column (a title too wide would be shrunk)
-    want_titles = np.concatenate([label_band(c, GRID_TILE) for c in columns], 1)
+    want_titles = np.concatenate([label_band(c, TW) for c in columns], 1)
     assert np.array_equal(sheet[:KEY_BAND], want_titles)
     for c in columns:
-        assert cv2.getTextSize(c, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)[0][0] <= GRID_TILE - 6
+        assert cv2.getTextSize(c, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)[0][0] <= GRID_MIN_WIDTH - 6
 
     # the rows are the first samples of the evaluation order, recomputed here from the checkpoint
     model_fn, _ = load_model(ckpt)
@@ -281,7 +278,7 @@ def test_grid_sheet_shows_the_first_samples_with_their_keys(run, shards, stage, 
     keys = [b["__key__"][0] for b in batches]
     assert scores["grid"]["keys"] == keys and len(set(keys)) == rows
     for i, b in enumerate(batches):
-        band_top = KEY_BAND + i * (KEY_BAND + GRID_TILE)
+        band_top = KEY_BAND + i * (KEY_BAND + TH)
         assert np.array_equal(sheet[band_top : band_top + KEY_BAND], label_band(keys[i], sheet.shape[1]))
         with torch.no_grad():
             want = {
@@ -293,7 +290,8 @@ def test_grid_sheet_shows_the_first_samples_with_their_keys(run, shards, stage, 
                 "target": to_uint8(b["color"]),
             }
         for j, c in enumerate(columns):
-            assert np.array_equal(grid_tile(sheet, i, j), placed(want[c][0])), (keys[i], c)
+            blocks = np.repeat(np.repeat(want[c][0], K, 0), K, 1)  # the model's pixels, each as a 5 x 5 block
+            assert np.array_equal(grid_tile(sheet, i, j), blocks), (keys[i], c)
         if b["hint"][:, 3].any():  # where there are hints, the two outputs are different pictures
             assert not np.array_equal(want["output"], want["no-hint output"])
 
@@ -301,16 +299,19 @@ def test_grid_sheet_shows_the_first_samples_with_their_keys(run, shards, stage, 
 def test_fit_tile_enlarges_by_whole_factors_and_shrinks_by_area():
     rng = np.random.default_rng(0)
     small = rng.integers(0, 256, (7, 5, 3), dtype=np.uint8)
-    t = fit_tile(small, 32)  # 32 // 7 = 4: 28 x 20, centred
+    assert tile_shape(7, 5, 32) == (28, GRID_MIN_WIDTH)  # 32 // 7 = 4; the titles need GRID_MIN_WIDTH
+    assert tile_shape(400, 300) == (GRID_TILE, 192) and tile_shape(300, 400) == (192, GRID_TILE)
+    t = fit_tile(small, (32, 32))  # 4 x: 28 x 20, centred on grey
     assert t.shape == (32, 32, 3) and np.array_equal(t[2:30, 6:26], np.repeat(np.repeat(small, 4, 0), 4, 1))
     assert (t[:2] == GRID_BACKGROUND).all() and (t[:, :6] == GRID_BACKGROUND).all()
+    assert (t[30:] == GRID_BACKGROUND).all() and (t[:, 26:] == GRID_BACKGROUND).all()
     big = np.full((400, 200, 3), 255, np.uint8)
     big[100:103, 50:53] = (255, 0, 0)  # a 3 x 3 hint on white
-    t = fit_tile(big, 100)  # to 100 x 50
+    t = fit_tile(big, (100, 100))  # to 100 x 50, centred
     assert (t[:, :25] == GRID_BACKGROUND).all() and (t[:, 75:] == GRID_BACKGROUND).all()
     assert t[..., 1].min() > 150  # averaged away: faint
-    t = fit_tile(big, 100, spread=True)  # the hints column: spread first, so it stays a red dot
-    assert np.array_equal(t[..., 1].min(), np.uint8(0)) and (t[..., 0] == 255).any()
+    t = fit_tile(big, (100, 100), spread=True)  # the hints column: spread first, so it stays a red dot
+    assert t[..., 1].min() == 0 and (t[:, 25:75, 0] == 255).all()
 
 
 @pytest.mark.parametrize(
@@ -393,3 +394,11 @@ def test_cli_fid_from_a_googlenet_state_dict(run, shards, tmp_path, capsys):
     assert main(argv + ["--fid-weights", str(tmp_path / "none.pth")]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"s2pdata.evaluate: no GoogLeNet weights at {tmp_path / 'none.pth'}") and err.count("\n") == 1
+
+
+def test_help_names_the_grid_flags(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--grid PATH.png" in text and "no-hint output" in text
+    assert f"rows of the --grid sheet, 1 to {GRID_MAX} (default: 8)" in text
