@@ -31,14 +31,14 @@ def one_line_error(capsys) -> str:
         ('rough-weight = "half"\n', "rough-weight", "must be a number"),
         ("no-progress = 1\n", "no-progress", "must be true or false"),
         ("ext = [1]\n", "ext", "must be a string"),
-        ('crop = "diagonal"\n', "crop", "must be one of"),
+        ('crop = "diagonal"\n', "crop", "must be one of none, center, random"),
     ],
 )
 def test_inexact_recipe_values_are_refused_in_one_line(tmp_path, capsys, text, key, says):
     recipe = write_recipe(tmp_path, text)
     assert main(["--recipe", str(recipe), "--src", "demo:2", "--out", str(tmp_path / "o")]) == 2
     err = one_line_error(capsys)
-    assert f"{key} in recipe {recipe}" in err and says in err
+    assert f"s2pdata.build: {key} {says}, got " in err and f" in recipe {recipe}" in err  # key, value, where
     assert not (tmp_path / "o").exists()  # refused before anything was built
 
 

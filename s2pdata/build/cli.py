@@ -1,8 +1,10 @@
 """The build CLI: ``python -m s2pdata.build --src ... --out ...`` (flags, recipes, exit codes).
 
-Every flag is declared once, in ``OPTIONS``; a value comes from the first of: the command line,
-the ``--recipe`` file (keys are the flags' long names), the flag's default. Recipe values are
-converted strictly (``s2pdata._config.convert``): ``size = 1.9`` is an error, not 1.
+Every flag is declared once, as a ``s2pdata._config.Key`` in ``OPTIONS`` (the source and filter
+flags as ``s2pdata.sources`` declares them); the trainer's config system reads its keys the same
+way. A value comes from the first of: the command line, the ``--recipe`` file (keys are the flags'
+long names, ``shard-size`` or ``shard_size``), the flag's default. Values are converted strictly
+(``Key.convert``): ``size = 1.9`` is an error, not 1, and an unknown key names the closest known one.
 """
 
 from __future__ import annotations
@@ -11,16 +13,15 @@ import argparse
 import dataclasses
 import os
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import storage
-from .._config import convert, load_toml
+from .._config import RECIPE_HELP, Key, normalise, parse_flags, read_recipe
 from ..decode import CROPS
 from ..shards import COLOR_FORMATS, REJECTS
 from ..sources import add_source_arguments, source_from_args
 from ..stages.sketch import SKETCH_METHODS
-from ..storage import STORAGE_OPTIONS_HELP, options_arg
+from ..storage import STORAGE_OPTIONS_HELP, parse_options
 from ..synth import INT_BOUNDS, OPTIONAL_FIELDS, SKETCH_STYLES, SynthConfig
 from . import MAX_WORKERS, BuildRefused, BuildStopped, hold_out, run_build
 from .runners import DISTRIBUTORS
@@ -30,57 +31,30 @@ DESCRIPTION = (
     "Build training data for two-stage line-art colorization: --src is planned, built by workers and "
     "committed as WebDataset shards in --out. Values may come from a --recipe file; the command line wins."
 )
+EXCLUSIVE = ("resume", "overwrite")  # one --help group: at most one of them
 
 
-@dataclass(frozen=True)
-class Option:
-    """One build flag: its long name, argparse's keywords for it, and its place in ``--help``."""
-
-    flag: str
-    spec: dict = field(default_factory=dict)  # add_argument keywords: type, default, choices, action, help
-    group: str | None = None  # a titled section of --help
-    exclusive: bool = False  # one of the mutually exclusive resume/overwrite pair
-
-    @property
-    def dest(self) -> str:
-        """The attribute name of the parsed value (``--shard-size`` -> ``shard_size``)."""
-        return self.flag[2:].replace("-", "_")
-
-    @property
-    def default(self):
-        """The value when neither the command line nor the recipe gives one."""
-        return self.spec.get("default", False if self.spec.get("action") == "store_true" else None)
-
-    def argparse_kwargs(self) -> dict:
-        """``spec`` with no default (an absent flag stays absent) and the default said once in the help."""
-        kwargs = {k: v for k, v in self.spec.items() if k != "default"}
-        help_text = kwargs.get("help", "")
-        shown = not (self.default is None or self.default is False or self.default == "")  # 0 is shown
-        if shown and "default" not in help_text:
-            kwargs["help"] = f"{help_text} (default: {self.default})"
-        return {**kwargs, "default": argparse.SUPPRESS}
-
-    def from_recipe(self, key: str, value, origin: str):
-        """A recipe's TOML value as this flag's type, refusing anything inexact."""
-        action = self.spec.get("action")
-        typ = bool if action == "store_true" else self.spec.get("type", str)
-        if isinstance(value, str) and typ is not str:  # TOML has numbers: a quoted one is a slip
-            kind = {int: "an integer", float: "a number", bool: "true or false"}[typ]
-            raise ValueError(f"{key} in {origin} must be {kind}, got the string {value!r}; drop the quotes")
-        if action == "append":  # a comma list, or a TOML array of them
-            return [convert(key, v, str, origin) for v in (value if isinstance(value, list) else [value])]
-        value = convert(key, value, typ, origin)
-        choices = self.spec.get("choices")
-        if choices is not None and value not in choices:
-            raise ValueError(f"{key} in {origin} must be one of {list(choices)}, got {value!r}")
-        return value
+def _key(flag: str, spec: dict, group: str | None = None) -> Key:
+    """A ``Key`` from a flag written with ``add_argument``'s keywords (type, default, choices, action, help)."""
+    action = spec.get("action")
+    typ = {"store_true": bool, "append": list}.get(action, spec.get("type", str))
+    return Key(
+        name=normalise(flag[2:]),
+        type=typ,
+        default=spec.get("default", False if typ is bool else None),
+        help=spec.get("help", ""),
+        choices=tuple(spec["choices"]) if spec.get("choices") is not None else None,
+        metavar=spec.get("metavar"),
+        parse=spec.get("parse"),
+        group=group,
+    )
 
 
 class _Recorder:
-    """Stands in for a parser so that ``add_source_arguments`` declares its flags as ``Option``s."""
+    """Stands in for a parser so that ``add_source_arguments`` declares its flags as ``Key``s."""
 
     def __init__(self):
-        self.options: list[Option] = []
+        self.keys: list[Key] = []
         self.group: str | None = None
 
     def add_argument_group(self, title: str | None = None, description: str | None = None) -> _Recorder:
@@ -89,8 +63,8 @@ class _Recorder:
         return self
 
     def add_argument(self, flag: str, **spec) -> None:
-        """Keep the flag and its keywords as an ``Option``."""
-        self.options.append(Option(flag, spec, self.group))
+        """Keep the flag and its keywords as a ``Key``."""
+        self.keys.append(_key(flag, spec, self.group))
 
 
 def _cpus() -> int:
@@ -98,14 +72,14 @@ def _cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _flag(flag: str, help: str, *, exclusive: bool = False, **spec) -> Option:
-    """An ``Option`` written like ``add_argument``: the flag, its help, then argparse's keywords."""
-    return Option(flag, {**spec, "help": help}, exclusive=exclusive)
+def _flag(flag: str, help: str, **spec) -> Key:
+    """A ``Key`` written like ``add_argument``: the flag, its help, then argparse's keywords."""
+    return _key(flag, {**spec, "help": help})
 
 
-def _synth(flag: str, help: str, **spec) -> Option:
+def _synth(flag: str, help: str, **spec) -> Key:
     """A flag for the ``SynthConfig`` field of the same name, with that field's default and type."""
-    name = flag[2:].replace("-", "_")
+    name = normalise(flag[2:])
     default = getattr(SynthConfig(), name)
     typed = {"type": type(default)} if isinstance(default, (int, float)) and not isinstance(default, bool) else {}
     if name in INT_BOUNDS:
@@ -113,24 +87,27 @@ def _synth(flag: str, help: str, **spec) -> Option:
     return _flag(flag, help, default=default, **typed, **spec)
 
 
-def _declare() -> tuple[Option, ...]:
+def _declare() -> tuple[Key, ...]:
     """Every build flag (the source and filter flags as ``s2pdata.sources`` declares them)."""
     build = (
         _flag(
             "--src",
             "'demo', 'demo:N', 'hf:PATH' (a Hugging Face datasets name), or a folder of images or Danbooru "
             "layout (recursive): a path or a URL (s3://, gs://, https://, hf://datasets/OWNER/NAME); required",
+            metavar="SRC",
         ),
         _flag(
             "--out",
             "output folder for shards and manifests, or a URL of object storage (s3://bucket/run, gs://, hf://); "
             "required",
+            metavar="DIR|URL",
         ),
-        _flag("--storage-options", STORAGE_OPTIONS_HELP, type=options_arg, metavar="JSON"),
+        _flag("--storage-options", STORAGE_OPTIONS_HELP, type=dict, parse=parse_options, metavar="JSON"),
         _flag(
             "--staging",
             "local working folder of a build into a URL (manifest, patch pool, caches; default: "
             "$S2PDATA_STAGING or ~/.cache/s2pdata/staging, then a digest of the URL)",
+            metavar="DIR",
         ),
         _flag(
             "--workers",
@@ -141,8 +118,8 @@ def _declare() -> tuple[Option, ...]:
         _flag("--seed", "run seed, 0..2**64-1; with the sample key it decides every draw", type=int, default=0),
         _flag("--shard-size", "planned items per shard (default: ceil(items / 64), between 8 and 1000)", type=int),
         _flag("--limit", "build only the first N items (sorted by key)", type=int),
-        _flag("--resume", "skip committed shards of the same build (default)", action="store_true", exclusive=True),
-        _flag("--overwrite", "delete an existing build in --out first", action="store_true", exclusive=True),
+        _flag("--resume", "skip committed shards of the same build (default)", action="store_true"),
+        _flag("--overwrite", "delete an existing build in --out first", action="store_true"),
         _synth("--size", "short side after resizing (0 keeps the size)"),
         _synth("--crop", "square crop after resizing", choices=CROPS),
         _synth("--sketch", "line-art extractor (learned: a network from --sketch-weights)", choices=SKETCH_METHODS),
@@ -173,15 +150,20 @@ def _declare() -> tuple[Option, ...]:
         _flag("--fields", f"optional fields (comma list): {', '.join(OPTIONAL_FIELDS)}", action="append"),
         _synth("--pool-size", "patches in the region pool the drafts paste from (cut across the dataset)"),
         _flag("--distributor", "local process pool, or one Ray task per shard", choices=DISTRIBUTORS, default="local"),
-        _flag("--ray-address", "Ray cluster address (e.g. auto or ray://head:10001); without it a local Ray starts"),
+        _flag(
+            "--ray-address",
+            "Ray cluster address (e.g. auto or ray://head:10001); without it a local Ray starts",
+            metavar="ADDRESS",
+        ),
         _flag("--no-progress", "no progress bar and no summary", action="store_true"),
     )
     sources = _Recorder()
     add_source_arguments(sources)
-    return build + tuple(sources.options)
+    return build + tuple(sources.keys)
 
 
 OPTIONS = _declare()
+KEYS = {key.name: key for key in OPTIONS}  # by stored name (shard_size)
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -190,25 +172,28 @@ def make_parser() -> argparse.ArgumentParser:
     Returns
     -------
     argparse.ArgumentParser
-        ``--recipe`` and every flag of ``OPTIONS``, each help line with its default once.
+        ``--recipe`` and every flag of ``OPTIONS``, each help line from its ``Key`` (the generator
+        the trainer's --help uses), its default said once.
     """
-    p = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION)
+    p = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION, epilog=RECIPE_HELP)
     p.add_argument(
         "--recipe",
-        help="TOML file of flag values (keys as the flags' long names); flags given on the command line win",
+        metavar="FILE",
+        help="TOML file of flag values (keys as the flags' long names, e.g. recipes/danbooru-512.toml); flags "
+        "given on the command line win",
     )
-    targets: dict = {None: p, "mode": p.add_mutually_exclusive_group()}
-    for opt in OPTIONS:
-        where = "mode" if opt.exclusive else opt.group
+    targets: dict = {None: p, EXCLUSIVE: p.add_mutually_exclusive_group()}
+    for key in OPTIONS:
+        where = EXCLUSIVE if key.name in EXCLUSIVE else key.group
         if where not in targets:
             targets[where] = p.add_argument_group(where)
-        targets[where].add_argument(opt.flag, **opt.argparse_kwargs())
+        key.add_to(targets[where])
     return p
 
 
 def default_args() -> argparse.Namespace:
     """Every flag at its default, as ``parse_args`` returns them (``run_build`` uses it for ``--src`` strings)."""
-    return argparse.Namespace(**{opt.dest: opt.default for opt in OPTIONS})
+    return argparse.Namespace(**{key.name: key.default for key in OPTIONS})
 
 
 def recipe_values(path: str) -> dict:
@@ -217,40 +202,31 @@ def recipe_values(path: str) -> dict:
     Parameters
     ----------
     path : str
-        A TOML file of ``flag-name = value`` lines.
+        A TOML file of ``flag-name = value`` lines (``flag_name`` is the same key).
 
     Raises
     ------
     ValueError
-        One line naming the file, and the key whose name, type or value is wrong.
+        One line naming the file, and the key whose name, type or value is wrong (an unknown key
+        with the closest known one).
     """
-    origin = f"recipe {path}"
-    by_dest = {opt.dest: opt for opt in OPTIONS}
-    values = {}
-    for key, value in load_toml(path).items():
-        opt = by_dest.get(key.replace("-", "_"))
-        if opt is None:
-            raise ValueError(
-                f"{origin}: unknown key {key!r}; keys are the build's flag names, "
-                f"e.g. {', '.join(opt.flag[2:] for opt in OPTIONS[:6])}, ..."
-            )
-        values[opt.dest] = opt.from_recipe(key, value, origin)
-    return values
+    return read_recipe(path, KEYS, cli=PROG)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Flags from the command line, then from ``--recipe``, then the defaults.
 
+    ``--shard-size`` and ``--shard_size`` are one flag.
+
     Raises
     ------
     ValueError
-        A bad recipe, or no ``--src`` / ``--out`` from either.
+        A bad recipe, an unknown flag, a bad value, or no ``--src`` / ``--out`` from either.
     SystemExit
         A malformed command line (argparse's usage message).
     """
-    given = vars(make_parser().parse_args(argv))
-    recipe = given.pop("recipe", None)
-    values = {**vars(default_args()), **(recipe_values(recipe) if recipe else {}), **given}
+    given, args = parse_flags(make_parser(), sys.argv[1:] if argv is None else argv, KEYS)
+    values = {**vars(default_args()), **(recipe_values(args.recipe) if args.recipe else {}), **given}
     for name in ("src", "out"):
         if not values[name]:
             raise ValueError(f"--{name} is required (on the command line or in the recipe)")

@@ -1,9 +1,10 @@
 """Trainer config: one frozen dataclass per stage whose fields are the recipe keys and the flags.
 
 Consumes a TOML recipe, ``--dry-run`` presets, command-line flags and, with ``--resume``, the
-config stored in ``RUN_DIR/ckpt.pt``; produces a validated config. Every field carries its help
-line in ``metadata["help"]`` and its bounds (``ge``, ``gt``, ``lt``, ``choices``), so ``--help``
-lists every key with its default and meaning, and a bad value is a one-line error naming the key.
+config stored in ``RUN_DIR/ckpt.pt``; produces a validated config. Every field is declared with
+``opt`` (its help line and bounds: ``ge``, ``gt``, ``lt``, ``choices``) and read as a
+``s2pdata._config.Key``, the build's config system too: one recipe reader (``crop-size`` or
+``crop_size``), one converter, one ``--help`` generator. A bad value is a one-line error naming the key.
 
 Precedence: dataclass defaults (or, with ``--resume``, the checkpoint's config) < recipe <
 ``--dry-run`` presets < explicit flags.
@@ -14,23 +15,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from .. import storage
-from .._config import convert, load_toml
+from .._config import RECIPE_HELP, dataclass_keys, opt, parse_flags, read_recipe  # opt: the stages' fields too
 
 MODES = ("resampled", "exact")
 BIG = 10**9  # ceiling of the step counts: far above any run, far below an overflow
 PIXELS_PER_STEP = 2**26  # ceiling of batch_size x crop^2 (paper: 16 x 224^2 = 0.8 M; this is 84x that)
 DEVICES = ("auto", "cpu", "cuda")
 SCHEDULES = ("constant", "cosine")
-
-
-def opt(default, help: str, **bounds):
-    """A config field: its default, a one-line meaning and optional bounds (ge, gt, lt, le, choices)."""
-    return field(default=default, metadata={"help": help, **bounds})
 
 
 @dataclass(frozen=True)
@@ -46,6 +41,7 @@ class TrainConfig:
         "stored in ckpt.pt, so --resume needs these options again",
         metavar="JSON",
         default_text="none",
+        parse=storage.parse_options,  # never echoes the text: it may hold a secret
     )
     out: str = opt("runs/default", "run folder: ckpt.pt, log.jsonl, samples/step-*.png", metavar="RUN_DIR")
     steps: int = opt(
@@ -95,8 +91,8 @@ class TrainConfig:
     ckpt_every: int = opt(1000, "steps between checkpoints (ckpt.pt, replaced atomically)", ge=1, le=BIG)
 
     def __post_init__(self):
-        for f in fields(self):
-            check_value(f, getattr(self, f.name))
+        for name, key in dataclass_keys(type(self)).items():
+            key.check(getattr(self, name))
         if self.batch_size * self.crop**2 > PIXELS_PER_STEP:  # each key within bounds, the product still huge
             raise ValueError(
                 f"batch_size x crop^2 must be <= {PIXELS_PER_STEP} pixels a step, got {self.batch_size} x "
@@ -119,69 +115,9 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
     return cfg.lr * (0.1 + 0.45 * (1.0 + math.cos(math.pi * t)))
 
 
-def check_value(f: dataclasses.Field, value, origin: str | None = None) -> None:
-    """Raise ``ValueError`` naming the key, the value and the allowed range when ``value`` breaks the field's bounds.
-
-    Every float must be finite, whatever its bounds; ``origin`` (a recipe, the command line, a
-    checkpoint) is named after the value.
-    """
-    m = f.metadata
-    got = f"got {value!r}" + (f" in {origin}" if origin else "")
-    if "choices" in m and value not in m["choices"]:
-        raise ValueError(f"{f.name} must be one of {', '.join(m['choices'])}, {got}")
-    if isinstance(value, float) and not math.isfinite(value):
-        bounds = allowed(f)
-        raise ValueError(f"{f.name} must be a finite number{' ' + bounds if bounds else ''}, {got}")
-    if value is not None and any(b in m and not _OPS[b](value, m[b]) for b in _BOUNDS):
-        raise ValueError(f"{f.name} must be {allowed(f)}, {got} ({m['help']})")
-
-
-def allowed(f: dataclasses.Field) -> str:
-    """The field's bounds in words: ``>= 1 and <= 4096``; "" without bounds."""
-    return " and ".join(f"{word} {f.metadata[b]}" for b, word in _BOUNDS.items() if b in f.metadata)
-
-
-_BOUNDS = {"ge": ">=", "gt": ">", "lt": "<", "le": "<="}
-_OPS = {
-    "ge": lambda v, b: v >= b,
-    "gt": lambda v, b: v > b,
-    "lt": lambda v, b: v < b,
-    "le": lambda v, b: v <= b,
-}
-
-
 def config_fields(cls) -> dict[str, type]:
     """Field name -> value type of a config dataclass (``bool | None`` -> ``bool``)."""
-    hints = typing.get_type_hints(cls)
-    out = {}
-    for f in fields(cls):
-        t = hints[f.name]
-        args = [a for a in typing.get_args(t) if a is not type(None)]
-        out[f.name] = args[0] if args else t
-    return out
-
-
-def _convert(cls, key: str, value, origin: str):
-    """One recipe, flag or checkpoint value -> the field's type, inside its bounds (one-line ``ValueError``)."""
-    types = config_fields(cls)
-    if key not in types:
-        raise ValueError(f"unknown config key {key!r} in {origin}; known keys: {', '.join(sorted(types))}")
-    if value in ("auto", None) and fields_by_name(cls)[key].default is None:
-        return None  # a tri-state key (bf16): "auto" restores the device-dependent default
-    f = fields_by_name(cls)[key]
-    if types[key] is dict:  # storage_options: a TOML table, or --storage-options JSON parsed by argparse
-        if not isinstance(value, dict):
-            raise ValueError(
-                f"{key} in {origin} must be a table of options, got a {type(value).__name__}; write it as "
-                f'[{key}] in a recipe or --{key.replace("_", "-")} \'{{"endpoint_url": "..."}}\' on the command line'
-            )
-        return value
-    try:
-        value = convert(key, value, types[key], origin)
-    except ValueError as exc:  # a value of the wrong type: say the range too
-        raise ValueError(f"{exc}; allowed: {allowed(f)}" if allowed(f) else str(exc)) from None
-    check_value(f, value, origin)
-    return value
+    return {name: key.type for name, key in dataclass_keys(cls).items()}
 
 
 def fields_by_name(cls) -> dict[str, dataclasses.Field]:
@@ -189,16 +125,16 @@ def fields_by_name(cls) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in fields(cls)}
 
 
+def _prog(cls) -> str:
+    return f"python -m s2pdata.train {cls.stage}"
+
+
 def load_recipe(path: str, cls) -> dict:
-    """A TOML recipe (flat ``key = value`` of config fields, optional ``stage``) -> overrides."""
-    try:
-        data = load_toml(path)
-    except UnicodeDecodeError:
-        raise ValueError(f"recipe {path} is not UTF-8 text (TOML); give a recipe like recipes/draft-cpu.toml") from None
-    stage = data.pop("stage", None)
-    if stage is not None and stage != cls.stage:
-        raise ValueError(f"recipe {path} is for stage {stage!r}, not {cls.stage!r}")
-    return {k: _convert(cls, k, v, f"recipe {path}") for k, v in data.items()}
+    """A TOML recipe (flat ``key = value`` of config fields, optional ``stage``) -> overrides.
+
+    Read by ``s2pdata._config.read_recipe``, as the build reads its recipes: ``batch-size`` and
+    ``batch_size`` are one key, and an unknown key names the closest known one."""
+    return read_recipe(path, dataclass_keys(cls), cli=_prog(cls), stage=cls.stage)
 
 
 # a tiny model and a few CPU steps: the --dry-run overrides (explicit flags still win)
@@ -229,33 +165,22 @@ def _default_text(value) -> str:
 
 
 def build_parser(cls) -> argparse.ArgumentParser:
-    """The stage's argparse parser: run options, then one ``--key`` per config field with its help."""
+    """The stage's argparse parser: run options, then one ``--key`` per config field, its help from
+    the field's ``Key`` (the generator the build's --help uses)."""
     p = argparse.ArgumentParser(
-        prog=f"python -m s2pdata.train {cls.stage}",
+        prog=_prog(cls),
         description=cls.__doc__,
         allow_abbrev=False,
-        epilog="Every config key is also a recipe key (TOML, key = value). Precedence: defaults (or the "
-        "checkpoint's config with --resume) < --recipe < --dry-run < flags. On a machine without CUDA start "
-        f"from recipes/{cls.stage}-cpu.toml.",
+        epilog=f"{RECIPE_HELP} Precedence: defaults (or the checkpoint's config with --resume) < --recipe < "
+        f"--dry-run < flags. On a machine without CUDA start from recipes/{cls.stage}-cpu.toml.",
     )
-    p.add_argument("--recipe", help="TOML file of config keys (recipes/*.toml)")
+    p.add_argument("--recipe", metavar="FILE", help="TOML file of config keys (recipes/*.toml)")
     p.add_argument("--resume", action="store_true", help="continue RUN_DIR/ckpt.pt with its own config; flags override")
     p.add_argument("--overwrite", action="store_true", help="start over in a run folder that holds a checkpoint")
     p.add_argument("--dry-run", action="store_true", help="tiny model, 3 steps on CPU: checks the set-up in seconds")
-    g = p.add_argument_group("config keys (flag --key-name, recipe key_name)")
-    types = config_fields(cls)
-    for f in fields(cls):
-        bounds = f"; {allowed(f)}" if allowed(f) else ""
-        default = f.metadata.get("default_text", _default_text(f.default))
-        help_text = f"{f.metadata.get('help', '')} (default: {default}{bounds})".replace("%", "%%")
-        kw: dict = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
-        if types[f.name] is bool:  # a bare --flag means true
-            kw.update(nargs="?", const="true", metavar=f.metadata.get("metavar", "true|false"))
-        elif types[f.name] is dict:  # JSON, its errors never echoing the value (it may hold a secret)
-            kw.update(type=storage.options_arg, metavar=f.metadata["metavar"])
-        else:
-            kw["metavar"] = f.metadata.get("metavar", types[f.name].__name__.upper())
-        g.add_argument("--" + f.name.replace("_", "-"), **kw)
+    g = p.add_argument_group("config keys (flag --key-name, recipe key-name; key_name works too)")
+    for key in dataclass_keys(cls).values():
+        key.add_to(g)
     return p
 
 
@@ -263,18 +188,14 @@ def parse_args(cls, argv: list[str]) -> tuple[object, argparse.Namespace]:
     """``--shards DIR --out RUN_DIR [--steps N] [--resume | --overwrite] [--dry-run] [--recipe FILE] [--key v ...]``.
 
     Returns the config and the namespace (``resume``, ``overwrite``, ``dry_run``, ``recipe``). Any
-    mistake is a ``SystemExit`` with one line that names the key.
+    mistake is a ``SystemExit`` with one line that names the key. ``--batch-size`` and
+    ``--batch_size`` are one flag.
     """
     p = build_parser(cls)
-    args, rest = p.parse_known_args(argv)
-    if args.resume and args.overwrite:
-        raise SystemExit(f"{p.prog}: --resume continues a run and --overwrite starts it over; give one")
-    if rest:
-        bad = rest[0].split("=", 1)[0].lstrip("-").replace("-", "_")
-        raise SystemExit(f"{p.prog}: unknown option {rest[0]!r} (config key {bad!r}); see --help for the known keys")
     try:
-        names = set(config_fields(cls))
-        flags = {k: _convert(cls, k, v, "the command line") for k, v in vars(args).items() if k in names}
+        flags, args = parse_flags(p, argv, dataclass_keys(cls))
+        if args.resume and args.overwrite:
+            raise ValueError("--resume continues a run and --overwrite starts it over; give one")
         values = base_config(cls, flags) if args.resume else {}
         if args.recipe:
             values.update(load_recipe(args.recipe, cls))
@@ -314,9 +235,9 @@ def checkpoint_config(cls, stored: dict, path) -> dict:
 
     ``storage_options`` is never read back: the checkpoint holds them redacted (``stored_config``),
     so a resume is given them again."""
-    known = config_fields(cls)
+    keys = dataclass_keys(cls)
     return {
-        k: _convert(cls, k, v, f"checkpoint {path}") for k, v in stored.items() if k in known and k not in NOT_RESUMED
+        k: keys[k].convert(v, f"checkpoint {path}") for k, v in stored.items() if k in keys and k not in NOT_RESUMED
     }
 
 
