@@ -58,9 +58,9 @@ from ..shards import (
 )
 from ..storage import redact
 from . import make_loader as _public_make_loader
-from .settings import MODES, STAGES, LoaderSettings, StreamSettings, documented, init_takes, takes
+from .settings import LoaderSettings, StreamSettings, documented, init_takes, takes
 
-__all__ = ["MODES", "STAGES", "DraftDataset", "RefineDataset", "ShardLoader", "ShardStream", "make_loader"]
+__all__ = ["DraftDataset", "RefineDataset", "ShardLoader", "ShardStream", "make_loader", "to_model_input"]
 
 
 def shard_counts(paths: list[str], storage_options: dict | None = None) -> list[int]:

@@ -1,12 +1,15 @@
 """The settings of the torch datasets and ``make_loader``: one frozen dataclass field per keyword argument.
 
-``StreamSettings`` (the datasets: ``DraftDataset``, ``RefineDataset``) and ``LoaderSettings`` (it
-and the DataLoader's own: ``make_loader``) hold each setting's type, default, check and one-line
-doc. The public callables take ``urls`` and ``**settings``; ``takes`` gives them the signature of
-the settings class (what ``help``, ``inspect.signature`` and the static type of the callable show)
-and writes its "Parameters" entries into their docstrings, so nothing repeats the list.
-``from_kwargs`` turns the keyword arguments into settings: an unknown name is a TypeError naming
-the closest known one. No torch here: ``s2pdata.data`` documents ``make_loader`` without it.
+Consumes nothing; produces the definition of every setting, used by ``s2pdata.data`` and
+``s2pdata.data.loader``. ``StreamSettings`` (``DraftDataset``, ``RefineDataset``) and
+``LoaderSettings`` (those and the DataLoader's: ``make_loader``) hold each setting's name, type,
+default (``crop: int | None = 224``), one-line doc (a ``Doc`` in its ``Annotated`` type) and check
+(``__post_init__``). The public callables take ``urls`` and ``**settings``; ``takes`` and
+``init_takes`` give them the signature of a settings class (what ``help`` and ``inspect.signature``
+show, and, through the decorator's ``ParamSpec`` type, what a type checker or editor reads) and
+``documented`` writes its "Parameters" entries into their docstrings, so nothing repeats the list.
+``from_kwargs`` turns keyword arguments into settings: an unknown name is a one-line TypeError
+naming the closest known one. No torch here: ``s2pdata.data`` documents ``make_loader`` without it.
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ import os
 import textwrap
 import typing
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, fields
-from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
+from dataclasses import dataclass, fields
+from typing import Annotated, Any, Concatenate, Literal, ParamSpec, TypeVar
 
 from .._check import check_choice
 
@@ -39,9 +42,20 @@ R = TypeVar("R")
 T = TypeVar("T")
 
 
-def _setting(default: object, doc: str) -> Any:
-    """A settings field: its default and its one-line doc (its "Parameters" entry)."""
-    return field(default=default, metadata={"doc": doc})
+@dataclass(frozen=True)
+class Doc:
+    """The doc of a setting, in its annotation: ``crop: Annotated[int | None, Doc("...")] = 224``.
+
+    Kept in the type (PEP 727's form) rather than in the field's metadata so that the class body,
+    and so every signature an editor shows, reads ``crop: int | None = 224``."""
+
+    text: str
+
+
+def doc_of(cls: Any, name: str) -> str:
+    """The ``Doc`` text of the field ``name`` of the settings class ``cls``."""
+    (doc,) = [m for m in typing.get_type_hints(cls, include_extras=True)[name].__metadata__ if isinstance(m, Doc)]
+    return doc.text
 
 
 def _check_ints(**values: tuple[object, int]) -> None:
@@ -66,7 +80,7 @@ def unknown_argument(caller: str, name: str, names: list[str]) -> str:
 # -- signatures and docstrings from a settings class
 
 
-def signature(cls: type, *, urls: bool = True) -> inspect.Signature:
+def signature(cls: Any, *, urls: bool = True) -> inspect.Signature:
     """``(urls, *, <one keyword-only parameter per field of cls, with its type and default>)``."""
     hints = typing.get_type_hints(cls)
     params = [
@@ -78,10 +92,10 @@ def signature(cls: type, *, urls: bool = True) -> inspect.Signature:
     return inspect.Signature(params)
 
 
-def parameters_doc(cls: type, indent: str = "", *, urls: bool = True) -> str:
+def parameters_doc(cls: Any, indent: str = "", *, urls: bool = True) -> str:
     """The numpydoc "Parameters" entries of ``signature(cls)``: ``name : type, default value`` and
     the field's doc, wrapped to 100 columns, indented by ``indent``."""
-    docs = {"urls": URLS_DOC} | {f.name: f.metadata["doc"] for f in fields(cls)}
+    docs = {"urls": URLS_DOC} | {f.name: doc_of(cls, f.name) for f in fields(cls)}
     lines = []
     for p in signature(cls, urls=urls).parameters.values():
         default = "" if p.default is p.empty else f", default {p.default!r}"
@@ -91,7 +105,7 @@ def parameters_doc(cls: type, indent: str = "", *, urls: bool = True) -> str:
     return "\n".join(lines)
 
 
-def document(cls: type, doc: str | None, *, urls: bool = True) -> str:
+def document(cls: Any, doc: str | None, *, urls: bool = True) -> str:
     """``doc`` with its ``{settings}`` line replaced by ``parameters_doc(cls)`` at that line's indent."""
     if doc is None or MARK not in doc:
         raise ValueError(f"the docstring must have a line {MARK!r} where the settings' entries go")
@@ -131,7 +145,7 @@ def init_takes(cls: Callable[P, object]) -> Callable[[Callable[..., None]], Call
     return decorate
 
 
-def documented(settings: type, *, urls: bool = True) -> Callable[[T], T]:
+def documented(settings: Any, *, urls: bool = True) -> Callable[[T], T]:
     """Class decorator: the ``{settings}`` line of the class's docstring becomes the entries of ``settings``."""
 
     def decorate(cls: T) -> T:
@@ -169,83 +183,109 @@ class StreamSettings:
         A value out of its range, naming the setting and the value.
     """
 
-    batch_size: int = _setting(16, "Samples per batch.")
-    mode: Mode = _setting(
-        "resampled",
-        "``resampled``: an infinite stream, each (rank, worker) slot drawing shards with replacement from its "
-        "own (seed, epoch, slot) generator; count steps. ``exact``: the shard order shuffled with (seed, epoch) "
-        "and slot s reading shards s, s + slots, ...: every sample at most once per epoch over all ranks and "
-        "workers (exactly once with ``drop_last=False``); needs at least ``world_size * max(1, num_workers)`` "
-        "shards.",
-    )
-    world_size: int = _setting(
-        1,
-        "Processes of a distributed run. Each reads its own shards: the (rank, worker) slot "
-        "``rank * num_workers + worker`` of ``world_size * num_workers``.",
-    )
-    rank: int = _setting(0, "This process's place in the run, ``0 <= rank < world_size``.")
-    epoch: int = _setting(0, "With ``seed`` and the sample key it decides every draw; ``set_epoch`` changes it.")
-    seed: int = _setting(
-        0,
-        "The run's seed: shard order, shuffle buffer, crops, flips and online hints and drafts all come from "
-        "``sample_rng(seed, key, what, epoch)``, so they do not depend on worker count or order.",
-    )
-    crop: int | None = _setting(
-        224,
-        "Side of the random square crop, the same window for every field (reflect-padded when a picture is "
-        "smaller). None keeps whole images: a batch's pictures must then have one size (or ``batch_size=1``).",
-    )
-    flip: bool = _setting(True, "Random horizontal flip, the same for every field.")
-    online_hints: bool = _setting(
-        False,
-        "Sample the hints afresh each epoch on the final crop (``s2pdata.stages.hints``) instead of reading "
-        "the stored hint map.",
-    )
-    hint_radius: int | None = _setting(
-        None,
-        "Online hints are ``(2 * hint_radius + 1)^2`` squares. None: 1 for the draft stage, 2 (5x5, the "
-        "paper's) for refine.",
-    )
-    hint_p: float | None = _setting(
-        None,
-        "Stop probability of the online hint sampler, in (0, 1]: smaller gives more hints. None: the "
-        "sampler's 1/8 (7 hints on average).",
-    )
-    shuffle_buffer: int = _setting(256, "Samples held for shuffling (0: file order).")
-    skip_batches: int = _setting(
-        0,
-        "Skip this many of the loader's batches at the start, to resume mid-epoch (the workers skip whole "
-        "rounds of batches without decoding them).",
-    )
-    num_workers: int | None = _setting(
-        None,
-        "The DataLoader's worker count, to check now that exact mode has a shard for every slot. None: "
-        "checked when iterated.",
-    )
-    draft_pool: str | os.PathLike | None = _setting(
-        None,
-        "Refine stage, online drafts: the patch pool folder to paste from. None: the build's own ``pool/`` "
-        "when it is a local folder, else each sample's own regions.",
-    )
-    online_drafts: bool = _setting(
-        False,
-        "Refine stage: a fresh synthetic draft per (seed, key, epoch) (``synth.online_sample``) even where "
-        "the shards store ``draftK`` maps (shards without them always get online drafts).",
-    )
-    verify: bool = _setting(
-        False,
-        "Check every tar, as the worker streams it (no extra read), against the size and sha256 its stats "
-        "file or ``shardindex.json`` records (looked up at once: a shard without a record is an error). A tar "
-        "that differs raises ``ShardError`` naming it when the read reaches its end, before its last sample "
-        "is yielded; batches made before then may hold its other samples. Without it a damaged tar header or "
-        "a member that does not decode still raises ``ShardError`` naming the shard (and key).",
-    )
-    storage_options: dict | None = _setting(
-        None,
-        "Options of the filesystem of URLs in ``urls`` (e.g. ``{'endpoint_url': ...}`` for ``s3://``; "
-        "``s2pdata.storage``), JSON values so that they reach the workers. Credentials otherwise come from "
-        "the environment.",
-    )
+    batch_size: Annotated[int, Doc("Samples per batch.")] = 16
+    mode: Annotated[
+        Mode,
+        Doc(
+            "``resampled``: an infinite stream, each (rank, worker) slot drawing shards with replacement from its "
+            "own (seed, epoch, slot) generator; count steps. ``exact``: the shard order shuffled with (seed, epoch) "
+            "and slot s reading shards s, s + slots, ...: every sample at most once per epoch over all ranks and "
+            "workers (exactly once with ``drop_last=False``); needs at least ``world_size * max(1, num_workers)`` "
+            "shards."
+        ),
+    ] = "resampled"
+    world_size: Annotated[
+        int,
+        Doc(
+            "Processes of a distributed run. Each reads its own shards: the (rank, worker) slot "
+            "``rank * num_workers + worker`` of ``world_size * num_workers``."
+        ),
+    ] = 1
+    rank: Annotated[int, Doc("This process's place in the run, ``0 <= rank < world_size``.")] = 0
+    epoch: Annotated[int, Doc("With ``seed`` and the sample key it decides every draw; ``set_epoch`` changes it.")] = 0
+    seed: Annotated[
+        int,
+        Doc(
+            "The run's seed: shard order, shuffle buffer, crops, flips and online hints and drafts all come from "
+            "``sample_rng(seed, key, what, epoch)``, so they do not depend on worker count or order."
+        ),
+    ] = 0
+    crop: Annotated[
+        int | None,
+        Doc(
+            "Side of the random square crop, the same window for every field (reflect-padded when a picture is "
+            "smaller). None keeps whole images: a batch's pictures must then have one size (or ``batch_size=1``)."
+        ),
+    ] = 224
+    flip: Annotated[bool, Doc("Random horizontal flip, the same for every field.")] = True
+    online_hints: Annotated[
+        bool,
+        Doc(
+            "Sample the hints afresh each epoch on the final crop (``s2pdata.stages.hints``) instead of reading "
+            "the stored hint map."
+        ),
+    ] = False
+    hint_radius: Annotated[
+        int | None,
+        Doc(
+            "Online hints are ``(2 * hint_radius + 1)^2`` squares. None: 1 for the draft stage, 2 (5x5, the "
+            "paper's) for refine."
+        ),
+    ] = None
+    hint_p: Annotated[
+        float | None,
+        Doc(
+            "Stop probability of the online hint sampler, in (0, 1]: smaller gives more hints. None: the "
+            "sampler's 1/8 (7 hints on average)."
+        ),
+    ] = None
+    shuffle_buffer: Annotated[int, Doc("Samples held for shuffling (0: file order).")] = 256
+    skip_batches: Annotated[
+        int,
+        Doc(
+            "Skip this many of the loader's batches at the start, to resume mid-epoch (the workers skip whole "
+            "rounds of batches without decoding them)."
+        ),
+    ] = 0
+    num_workers: Annotated[
+        int | None,
+        Doc(
+            "The DataLoader's worker count, to check now that exact mode has a shard for every slot. None: "
+            "checked when iterated."
+        ),
+    ] = None
+    draft_pool: Annotated[
+        str | os.PathLike | None,
+        Doc(
+            "Refine stage, online drafts: the patch pool folder to paste from. None: the build's own ``pool/`` "
+            "when it is a local folder, else each sample's own regions."
+        ),
+    ] = None
+    online_drafts: Annotated[
+        bool,
+        Doc(
+            "Refine stage: a fresh synthetic draft per (seed, key, epoch) (``synth.online_sample``) even where "
+            "the shards store ``draftK`` maps (shards without them always get online drafts)."
+        ),
+    ] = False
+    verify: Annotated[
+        bool,
+        Doc(
+            "Check every tar, as the worker streams it (no extra read), against the size and sha256 its stats "
+            "file or ``shardindex.json`` records (looked up at once: a shard without a record is an error). A tar "
+            "that differs raises ``ShardError`` naming it when the read reaches its end, before its last sample "
+            "is yielded; batches made before then may hold its other samples. Without it a damaged tar header or "
+            "a member that does not decode still raises ``ShardError`` naming the shard (and key)."
+        ),
+    ] = False
+    storage_options: Annotated[
+        dict | None,
+        Doc(
+            "Options of the filesystem of URLs in ``urls`` (e.g. ``{'endpoint_url': ...}`` for ``s3://``; "
+            "``s2pdata.storage``), JSON values so that they reach the workers. Credentials otherwise come from "
+            "the environment."
+        ),
+    ] = None
 
     def __post_init__(self) -> None:
         check_choice("mode", self.mode, MODES)
@@ -297,30 +337,38 @@ class LoaderSettings(StreamSettings):
         A value out of its range, naming the setting and the value.
     """
 
-    num_workers: int = _setting(
-        4, "DataLoader worker processes, each a stream slot (0: the batches are made in this process)."
-    )
-    stage: Stage = _setting(
-        "draft",
-        "``draft``: batches of ``color``, ``sketch``, ``hint`` (``DraftDataset``); ``refine`` adds ``draft`` "
-        "(``RefineDataset``).",
-    )
-    drop_last: bool = _setting(
-        True,
-        "The full-batch rule. Every batch holds ``batch_size`` samples whatever the shard sizes and worker "
-        "count: a resampled stream never runs short; in exact mode each worker carries its remainder across "
-        "its shards, the workers' short last batches are joined in arrival order into full batches, and the "
-        "rank's final remainder (< ``batch_size``) is dropped. False yields it as one last short batch. True "
-        "refuses an exact epoch shorter than one batch.",
-    )
-    pin_memory: bool | None = _setting(None, "Pin batches in page-locked memory. None: pinned when CUDA is available.")
-    prefetch_factor: int | None = _setting(None, "Batches each worker makes ahead. None: 2.")
-    keep_heap: bool = _setting(
-        True,
-        "Raise glibc's mmap and trim thresholds (``keep_heap()``: 32 MiB, 128 MiB) in the processes that make "
-        "batches (the workers; this process with ``num_workers=0``), so batch-sized arrays reuse heap memory "
-        "instead of faulting in fresh pages. False leaves the allocator alone.",
-    )
+    num_workers: Annotated[
+        int, Doc("DataLoader worker processes, each a stream slot (0: the batches are made in this process).")
+    ] = 4
+    stage: Annotated[
+        Stage,
+        Doc(
+            "``draft``: batches of ``color``, ``sketch``, ``hint`` (``DraftDataset``); ``refine`` adds ``draft`` "
+            "(``RefineDataset``)."
+        ),
+    ] = "draft"
+    drop_last: Annotated[
+        bool,
+        Doc(
+            "The full-batch rule. Every batch holds ``batch_size`` samples whatever the shard sizes and worker "
+            "count: a resampled stream never runs short; in exact mode each worker carries its remainder across "
+            "its shards, the workers' short last batches are joined in arrival order into full batches, and the "
+            "rank's final remainder (< ``batch_size``) is dropped. False yields it as one last short batch. True "
+            "refuses an exact epoch shorter than one batch."
+        ),
+    ] = True
+    pin_memory: Annotated[
+        bool | None, Doc("Pin batches in page-locked memory. None: pinned when CUDA is available.")
+    ] = None
+    prefetch_factor: Annotated[int | None, Doc("Batches each worker makes ahead. None: 2.")] = None
+    keep_heap: Annotated[
+        bool,
+        Doc(
+            "Raise glibc's mmap and trim thresholds (``keep_heap()``: 32 MiB, 128 MiB) in the processes that make "
+            "batches (the workers; this process with ``num_workers=0``), so batch-sized arrays reuse heap memory "
+            "instead of faulting in fresh pages. False leaves the allocator alone."
+        ),
+    ] = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
