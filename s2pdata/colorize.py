@@ -273,6 +273,15 @@ def padded_side(n: int, stride: int, min_side: int = 1) -> int:
     return -(-max(n, min_side) // stride) * stride
 
 
+def wants_bf16(setting: bool | None, device_type: str, supported: bool) -> bool:
+    """bfloat16 autocast or not: never on the CPU (slower than float32 there); on CUDA the
+    checkpoint's (or the caller's) ``bf16`` setting, and where it is unset (auto) whether the GPU
+    supports bfloat16, as the trainer decides."""
+    if device_type != "cuda":
+        return False
+    return supported if setting is None else bool(setting)
+
+
 @dataclass
 class _Net:
     """One loaded stage: ``model_fn(batch) -> (1, 3, H, W)`` in [-1, 1] and what its config says."""
@@ -329,8 +338,9 @@ class Colorizer:
     ...                                                          "rgb": [220, 40, 40]}])  # doctest: +SKIP
     """
 
-    def __init__(self, draft_ckpt, refine_ckpt=None, device: str = "auto", *, bf16: bool | None = None,
-                 hint_radius: int | None = None):  # fmt: skip
+    def __init__(
+        self, draft_ckpt, refine_ckpt=None, device: str = "auto", *, bf16: bool | None = None, hint_radius=None
+    ):
         from .evaluate import resolve_device
 
         if not isinstance(device, str):
@@ -372,9 +382,9 @@ class Colorizer:
                 f"checkpoint (--{other}) and give a {stage} checkpoint as --{stage}"
             )
         cfg = info["config"]
-        wanted = cfg.get("bf16") if bf16 is None else bf16
-        cuda = torch.device(self.device).type == "cuda"
-        use_bf16 = cuda and (torch.cuda.is_bf16_supported() if wanted is None else bool(wanted))
+        device_type = torch.device(self.device).type
+        supported = device_type == "cuda" and torch.cuda.is_bf16_supported()
+        use_bf16 = wants_bf16(cfg.get("bf16") if bf16 is None else bf16, device_type, supported)
         radius = hint_radius if hint_radius is not None else cfg.get("hint_radius")
         return _Net(
             path=str(path),

@@ -202,6 +202,15 @@ def test_hint_records_are_drawn_at_each_checkpoints_radius(ckpts):
     np.testing.assert_array_equal(forced.colorize(sketch, records).hint, render_hints(records, (H, W), radius=0))
 
 
+def test_bf16_follows_the_setting_on_cuda_only():
+    from s2pdata.colorize import wants_bf16
+
+    table = {
+        (s, d, ok): wants_bf16(s, d, ok) for s in (None, True, False) for d in ("cpu", "cuda") for ok in (True, False)
+    }
+    assert [k for k, v in table.items() if v] == [(None, "cuda", True), (True, "cuda", True), (True, "cuda", False)]
+
+
 def test_fp32_on_the_cpu_whatever_the_checkpoint_says(ckpts):
     c = Colorizer(ckpts["draft"], ckpts["refine"], device="cpu", bf16=True)
     assert not c.draft.bf16 and not c.refine.bf16
@@ -368,6 +377,14 @@ def test_cli_folder_with_a_hints_folder_and_a_grid(ckpts, tmp_path, capsys):
     enlarged = cv2.resize(expected_draft(a, hint_map()), (a_width, 40), interpolation=cv2.INTER_NEAREST)
     np.testing.assert_array_equal(sheet[top : top + 40, 2 * widest : 2 * widest + a_width], enlarged)
     assert (sheet[top : top + 40, 2 * widest + a_width : 3 * widest] == 255).all()
+
+
+def test_cli_grid_alone_writes_only_the_sheet(ckpts, files):
+    grid = files["root"] / "g" / "sheet.png"
+    assert main([files["sketch"], "--draft", ckpts["draft"], "--hints", files["hint"], "--grid", str(grid)]) == 0
+    sheet = read_rgb(grid)
+    assert sheet.shape == (2 * KEY_BAND + 256, 3 * round(W * 256 / H), 3)  # sketch | hints | draft
+    assert not files["out"].exists()
 
 
 def test_cli_one_bad_file_in_a_folder_is_skipped_and_named(ckpts, tmp_path, capsys):
