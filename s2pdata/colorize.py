@@ -83,7 +83,9 @@ class ColorizeError(ValueError):
 # reading sketches and hints
 
 
-def to_sketch(image: np.ndarray, *, extract: str = "none", clean: bool = False, extractor=None, name: str = "image"):
+def to_sketch(
+    image: np.ndarray, *, extract: str = "none", clean: bool = False, extractor=None, name: str = "image"
+) -> np.ndarray:
     """A picture -> line art the networks take.
 
     Parameters
@@ -110,6 +112,10 @@ def to_sketch(image: np.ndarray, *, extract: str = "none", clean: bool = False, 
     ------
     ColorizeError
         A colour picture with ``extract="none"``, or an argument out of its choices.
+
+    Shape
+    -----
+    (H, W) or (H, W, 3) uint8 -> (H, W) uint8
     """
     from .stages.sketch import binarize_otsu, extract_sketch
 
