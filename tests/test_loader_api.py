@@ -201,3 +201,11 @@ def test_settings_are_frozen_and_feed_make_loader(tmp_path):
     ds = s2pdata.data.RefineDataset(shards, **s.stream())
     assert (ds.crop, ds.hint_radius, ds.batch_size) == (16, 2, 2)  # refine's online hint radius
     assert s2pdata.data.DraftDataset(shards, **s.stream()).hint_radius == 1
+
+
+def test_imports_under_python_oo():
+    """``-OO`` drops the docstrings the settings' entries are written into: the signatures remain."""
+    pytest.importorskip("torch")
+    code = "import inspect, s2pdata.data.loader as m; print(inspect.signature(m.DraftDataset).parameters['crop'])"
+    out = subprocess.run([sys.executable, "-OO", "-c", code], check=True, capture_output=True, text=True).stdout
+    assert out.strip() == "crop: int | None = 224"

@@ -27,6 +27,10 @@ the online hints and the draft do not depend on worker count or order.
 Batches are made in the workers. A worker's stream is one run over all its shards, so only its
 last batch of an exact epoch can be short; ``ShardLoader`` joins those short batches in the main
 process into full ones and drops (or, with ``drop_last=False``, yields) the one short remainder.
+
+The keyword arguments of the datasets and of ``make_loader`` are the fields of
+``s2pdata.data.settings`` (``StreamSettings``, ``LoaderSettings``): their types, defaults, checks
+and docs, from which the signatures and the "Parameters" sections here are made.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import os
+import sys
 import textwrap
 import typing
 from collections.abc import Callable, Iterable
@@ -105,8 +106,11 @@ def parameters_doc(cls: Any, indent: str = "", *, urls: bool = True) -> str:
     return "\n".join(lines)
 
 
-def document(cls: Any, doc: str | None, *, urls: bool = True) -> str:
-    """``doc`` with its ``{settings}`` line replaced by ``parameters_doc(cls)`` at that line's indent."""
+def document(cls: Any, doc: str | None, *, urls: bool = True) -> str | None:
+    """``doc`` with its ``{settings}`` line replaced by ``parameters_doc(cls)`` at that line's indent
+    (as it is under ``python -OO``, which drops docstrings)."""
+    if sys.flags.optimize >= 2:
+        return doc
     if doc is None or MARK not in doc:
         raise ValueError(f"the docstring must have a line {MARK!r} where the settings' entries go")
     lines = doc.splitlines()
