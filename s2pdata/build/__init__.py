@@ -179,7 +179,12 @@ def hold_out(out, *, storage_options: dict | None = None, staging=None, overwrit
     with lock_out(remote.local), remote.lock() as first:
         if first:
             remote.pull(overwrite=overwrite)
-        yield remote.local, remote
+        try:
+            yield remote.local, remote
+        except BaseException:
+            remote.settle(raise_errors=False)  # no upload outlives the lock
+            raise
+        remote.settle()
 
 
 def _build(
@@ -387,7 +392,9 @@ def ensure_pool(
     pool = PatchPool.merge(parts, pool_dir, limit=cfg.pool_size)
     shutil.rmtree(parts_dir)
     if remote:
-        remote.publish_tree(POOL_DIR)
+        # this machine's workers read the staging folder's pool: its upload (for a resume elsewhere)
+        # overlaps the shards; Ray's workers fetch it from the store, so it is there first
+        remote.publish_tree(POOL_DIR, background=not via_store)
     return {
         "dir": POOL_DIR,
         "size": len(pool),
