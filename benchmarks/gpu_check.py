@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from s2pdata.train.common import gan_loss  # noqa: E402
+from s2pdata.train.common import Nets  # noqa: E402
 
 TINY = dict(width=4, depth=2, disc_width=4, disc_layers=2)  # the --dry-run model sizes
 TINY_REFINE = dict(encoder_width=0.0625)
@@ -230,25 +230,16 @@ def build(stage: str, pf: Profile, device: torch.device):
 
 
 def step_fn(st, opts, device: torch.device, *, compile_backend: str | None):
-    """One training step (D then G, bf16 autocast) of the trainer's losses, as a function of a batch."""
+    """One training step of the trainer (its stage's ``step``: D then G, bf16 autocast), as a function of a batch."""
     g, d = st.G, st.D
     if compile_backend:
         g, d = torch.compile(g, backend=compile_backend), torch.compile(d, backend=compile_backend)
-    opt_g, opt_d = opts
+    nets = Nets(g, d, lambda: torch.autocast(device.type, dtype=torch.bfloat16))
+    optims = dict(zip(("G", "D"), opts))
 
     def step(batch: dict) -> tuple:
-        cond, real = st.condition(batch), batch["color"]
-        with torch.autocast(device.type, dtype=torch.bfloat16):
-            pred = st.forward(g, batch)
-            logits = d(torch.cat([torch.cat([cond, real], 1), torch.cat([cond, pred.detach()], 1)], 0))
-        n = len(real)
-        loss_d = 0.5 * (gan_loss(logits[:n], True) + gan_loss(logits[n:], False))
-        opt_d.zero_grad(set_to_none=True), loss_d.backward(), opt_d.step()
-        with torch.autocast(device.type, dtype=torch.bfloat16):
-            fake = d(torch.cat([cond, pred], 1))
-        loss_g, _ = st.g_loss(pred, batch, fake)
-        opt_g.zero_grad(set_to_none=True), loss_g.backward(), opt_g.step()
-        return loss_g.detach(), loss_d.detach()  # read once per row (.item() syncs), see check_finite
+        losses = st.step(batch, nets, optims)  # read once per row (.item() syncs), see check_finite
+        return losses["loss_g"].detach(), losses["loss_d"].detach()
 
     return step
 

@@ -1,15 +1,17 @@
 """DDP under torchrun: 2 CPU ranks on gloo, the trainers' dry-run models.
 
-Each rank writes ``rank{R}.json`` (keys read, shards, weight hash, checkpoints written) when
-``S2PDATA_TRAIN_DEBUG`` names a folder; ``S2PDATA_TRAIN_CRASH_AFTER=K`` ends both ranks abruptly
-right after the checkpoint of step K (s2pdata/train/loop.py).
+The ranks run ``tests/train_probe.py``: the trainer's CLI with an ``on_step`` probe. Each rank
+writes ``rank{R}.json`` (keys read, shards, weight hash, checkpoints written) at the end; with
+``--stop-after K`` both ranks wait after the checkpoint of step K, and the test kills them.
 """
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,6 @@ torch = pytest.importorskip("torch")
 
 from s2pdata.shards import shard_name  # noqa: E402
 from s2pdata.train.checkpoint import load_checkpoint, state_hash  # noqa: E402
-from s2pdata.train.loop import CRASH_ENV, DEBUG_ENV  # noqa: E402
 from tests.fakes import write_shards  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -32,8 +33,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(stage: str, out: Path, debug: Path, *args: str, crash_after: int | None = None) -> subprocess.Popen:
-    """Start ``python -m torch.distributed.run --nproc-per-node 2 -m s2pdata.train STAGE ...`` on a free port."""
+def launch(stage: str, out: Path, debug: Path, *args: str, stop_after: int | None = None) -> subprocess.Popen:
+    """Start ``python -m torch.distributed.run --nproc-per-node 2 -m tests.train_probe ... STAGE ...`` on a free port.
+
+    With ``stop_after`` both ranks wait after the checkpoint of that step, their pids in ``stopped(debug)``.
+    """
     cmd = [
         sys.executable,
         "-m",
@@ -45,17 +49,34 @@ def launch(stage: str, out: Path, debug: Path, *args: str, crash_after: int | No
         "--master-port",
         str(_free_port()),
         "-m",
-        "s2pdata.train",
+        "tests.train_probe",
+        "--record",
+        str(debug),
+        *(["--stop-after", str(stop_after), "--stopped", str(stopped(debug))] if stop_after is not None else []),
         stage,
         "--out",
         str(out),
         *args,
     ]
-    env = {**os.environ, DEBUG_ENV: str(debug), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    env.pop(CRASH_ENV, None)
-    if crash_after is not None:
-        env[CRASH_ENV] = str(crash_after)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def stopped(debug: Path) -> Path:
+    return debug.with_name(debug.name + "-stopped")
+
+
+def kill_when_stopped(proc: subprocess.Popen, debug: Path, timeout: float = 300) -> tuple[int, str]:
+    """SIGKILL both ranks once each has said it waits (as a crash would end them); torchrun's status and output."""
+    pids, deadline = [stopped(debug) / f"rank{r}.pid" for r in (0, 1)], time.monotonic() + timeout
+    while not all(p.exists() for p in pids):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"the ranks never stopped: {proc.communicate()[0][-3000:]}")
+        time.sleep(0.1)
+    for p in pids:
+        os.kill(int(p.read_text()), signal.SIGKILL)
+    return finish(proc)
 
 
 def finish(proc: subprocess.Popen) -> tuple[int, str]:
@@ -90,10 +111,10 @@ def check_ranks(recs: list[dict], shards: Path, ckpt: Path) -> str:
 def test_ddp_draft_identical_ranks_and_kill_resume_equals_uninterrupted(tmp_path):
     shards = write_shards(tmp_path / "shards", 12, PER_SHARD, h=32, w=32)
     common = ["--dry-run", "--shards", str(shards), "--steps", "4", "--ckpt-every", "2", "--sample-every", "4"]
-    # the uninterrupted run and the one that crashes after step 2 run side by side (wall time)
+    # the uninterrupted run and the one killed after step 2 run side by side (wall time)
     whole = launch("draft", tmp_path / "a", tmp_path / "dbg-a", *common)
-    crashed = launch("draft", tmp_path / "b", tmp_path / "dbg-b", *common, crash_after=2)
-    (rc, log), (rc_crashed, _) = finish(whole), finish(crashed)
+    crashed = launch("draft", tmp_path / "b", tmp_path / "dbg-b", *common, stop_after=2)
+    (rc_crashed, _), (rc, log) = kill_when_stopped(crashed, tmp_path / "dbg-b"), finish(whole)
     assert rc == 0, log[-3000:]
     ck = load_checkpoint(tmp_path / "a" / "ckpt.pt")
     assert ck["step"] == 4 and len(ck["rng"]) == 2  # every rank's RNG state

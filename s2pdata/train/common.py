@@ -1,14 +1,17 @@
-"""Shared pieces of the two trainers: the losses, the sample-grid images and ``Stage``.
+"""What the two stage files share: the loss terms, the discriminator, the sample-grid images,
+``Nets`` (what a step runs) and ``Stage`` (what a stage file hands the loop).
 
 Consumes batches of ``s2pdata.data.make_loader`` and the networks of ``s2pdata.train.nets``;
 produces loss tensors and ``RUN_DIR/samples/step-XXXXXXX.png`` (a labelled column per image).
-The config lives in ``config.py``, checkpoints in ``checkpoint.py``, the loop in ``loop.py``;
-``load_checkpoint`` is re-exported here for callers that read runs (``s2pdata.evaluate``).
+Each stage's own losses and step are in ``draft.py`` and ``refine.py``, the config in
+``config.py``, checkpoints in ``checkpoint.py``, the loop in ``loop.py``; ``load_checkpoint`` is
+re-exported here for callers that read runs (``s2pdata.evaluate``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,8 +25,10 @@ from .checkpoint import load_checkpoint
 from .nets import PatchDiscriminator
 
 __all__ = [
+    "Nets",
     "Stage",
     "build_discriminator",
+    "discriminate",
     "gan_loss",
     "hints_image",
     "load_checkpoint",
@@ -62,12 +67,15 @@ def build_discriminator(cfg) -> PatchDiscriminator | None:
     return PatchDiscriminator(5 + 3, width=cfg.disc_width, n_layers=cfg.disc_layers)
 
 
-def with_gan(cfg, loss: torch.Tensor, parts: dict, d_fake: torch.Tensor | None) -> tuple[torch.Tensor, dict]:
-    """Add ``lambda_gan`` x G's GAN loss (and its ``gan`` log entry) when there is a discriminator."""
-    if d_fake is None:
-        return loss, parts
-    gan = gan_loss(d_fake, True)
-    return loss + cfg.lambda_gan * gan, {**parts, "gan": gan}
+def discriminate(nets: Nets, cond: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    """D's logits for ``image`` under its condition, in the step's autocast.
+
+    Shape
+    -----
+    cond (B, 5, H, W), image (B, 3, H, W) -> (B, 1, H', W') patch logits
+    """
+    with nets.autocast():
+        return nets.D(torch.cat([cond, image], 1))
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
@@ -120,14 +128,22 @@ def save_grid(path: Path, columns: list[tuple[str, np.ndarray]], keys: list[str]
 
 
 @dataclass
+class Nets:
+    """The networks one training step runs, as the loop wraps them (DDP, ``torch.compile``), and the
+    autocast their forward passes run in (bf16 or none)."""
+
+    G: torch.nn.Module
+    D: torch.nn.Module | None = None  # None at lambda_gan = 0: no GAN term, no D step
+    autocast: Callable[[], AbstractContextManager] = nullcontext
+
+
+@dataclass
 class Stage:
-    """What differs between the stages: the networks, how a batch feeds them, and the G loss."""
+    """What a stage file hands the loop: its plain networks and how a batch trains and shows them."""
 
     name: str
     G: torch.nn.Module
     D: torch.nn.Module | None  # None at lambda_gan = 0: no discriminator is built, stepped or saved
-    forward: Callable  # (G, batch) -> prediction (B, 3, H, W)
-    condition: Callable  # batch -> D's conditioning tensor (B, c, H, W)
-    g_loss: Callable  # (pred, batch, d_fake_logits or None) -> (loss, {name: tensor})
-    grid: Callable  # (batch, pred) -> [(label, (B, H, W, 3) uint8)], left to right
-    extra_state: Callable = lambda: {}
+    forward: Callable  # (G, batch) -> G's output (B, 3, H, W) in [-1, 1]
+    step: Callable  # (batch, nets: Nets, opts: {"G": opt[, "D": opt]}) -> {loss name: scalar tensor}
+    grid: Callable  # (batch, output) -> [(label, (B, H, W, 3) uint8)], left to right

@@ -1,32 +1,30 @@
-"""The training loop of both stages, its device / DDP set-up and the command-line entry.
+"""The loop both stages share: device and DDP set-up, the data position, the learning-rate
+schedule, logging, sample grids and checkpoints. What differs between the stages (networks,
+losses, the step) comes from the stage file as a ``Stage`` (``draft.py``, ``refine.py``).
 
-Consumes a validated config (``config.py``) and a ``Stage`` (networks + loss of one stage);
-produces ``RUN_DIR/ckpt.pt`` (models, optimisers, step, data position, config, RNG states of
-every rank), ``RUN_DIR/log.jsonl`` (per log step: ``samples`` seen over all ranks, ``data_epochs``
-= samples / the build's sample count, ``epoch`` in exact mode only, the losses, ``img_per_s``)
-and ``RUN_DIR/samples/step-XXXXXXX.png`` (crops of at least ``GRID_CROP`` pixels, each row
-labelled with its sample key). At ``lambda_gan = 0`` no discriminator exists: none is built,
-stepped, logged or saved.
+Consumes a validated config (``config.py``) and ``build_stage(cfg) -> Stage``; produces
+``RUN_DIR/ckpt.pt`` (models, optimisers, step, data position, config, RNG states of every rank),
+``RUN_DIR/log.jsonl`` (per log step: ``samples`` seen over all ranks, ``data_epochs`` = samples /
+the build's sample count, ``epoch`` in exact mode only, the losses, ``img_per_s``) and
+``RUN_DIR/samples/step-XXXXXXX.png`` (crops of at least ``GRID_CROP`` pixels, each row labelled
+with its sample key). At ``lambda_gan = 0`` no discriminator exists: none is built, stepped,
+logged or saved.
 
 Data position. ``exact`` mode replays the epoch and skips the batches already used. The
 ``resampled`` stream is infinite, so the loop re-seeds it at every periodic checkpoint (stream
 ``epoch`` = that step) and counts the batches drawn since: a resume re-opens that stream and
-skips those batches undecoded, which is what an uninterrupted run would have read. Under DDP
-(``torchrun``) each rank streams its own shards (shard ``i`` goes to rank ``i % world_size``).
+skips those batches undecoded, which is what an uninterrupted run would have read.
 
-Debugging hooks (environment, used by the DDP tests): ``S2PDATA_TRAIN_DEBUG=DIR`` makes every
-rank write ``DIR/rank{R}.json`` (the keys it read, its shards, a hash of its weights, how many
-checkpoints it wrote); ``S2PDATA_TRAIN_CRASH_AFTER=K`` ends every rank abruptly right after the
-checkpoint of step K, as a crash would.
+Ranks. Under DDP (``torchrun``) ``rank_shards`` alone splits the data: rank ``r`` streams the
+shards ``r, r + world_size, ...``, disjoint from every other rank's, and its stream (run as
+one rank) splits them over its workers only.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
-import sys
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -36,26 +34,22 @@ from pathlib import Path
 import torch
 
 from .. import storage
-from .._safeio import append_line, atomic_write
+from .._safeio import append_line
 from ..data.loader import to_model_input
-from ..shards import ShardError, recorded_counts, shard_paths
+from ..shards import recorded_counts, shard_paths
 from .checkpoint import (
-    CheckpointError,
     check_layout,
     check_shapes,
     load_checkpoint,
     rng_state,
     save_checkpoint,
     set_rng_state,
-    state_hash,
     unwrap,
 )
-from .common import Stage, gan_loss, save_grid
-from .config import describe_changes, lr_at, parse_args, stored_config
+from .common import Nets, Stage, save_grid
+from .config import describe_changes, lr_at, stored_config
 
 NOTE_AFTER = 3  # a CPU run times this many steps before saying what the run will cost
-DEBUG_ENV = "S2PDATA_TRAIN_DEBUG"
-CRASH_ENV = "S2PDATA_TRAIN_CRASH_AFTER"
 
 
 @dataclass
@@ -125,7 +119,11 @@ def check_shards(cfg) -> list[str]:
 
 
 def rank_shards(cfg, rt: Runtime) -> list[str]:
-    """This rank's shard files: all of them alone, every ``world_size``-th one under DDP (disjoint)."""
+    """This rank's shard files: all of them alone, every ``world_size``-th one under DDP (disjoint).
+
+    The one place ranks split the data. The stream's own ``rank`` / ``world_size`` stay at one
+    rank: in resampled mode its ranks would each draw from every shard.
+    """
     paths = check_shards(cfg)
     if len(paths) < rt.world_size:
         raise SystemExit(
@@ -164,23 +162,25 @@ STREAM_KEYS = (
 
 
 @dataclass
-class _Run:
-    """The state one process trains: models, optimisers, data position, what it read."""
+class Run:
+    """The state one process trains: networks, optimisers, data position, what it logged."""
 
     cfg: object
     stage: Stage
     rt: Runtime
-    opt_g: torch.optim.Optimizer
-    opt_d: torch.optim.Optimizer | None  # None without a discriminator (lambda_gan = 0)
-    shards: list[str]
+    opts: dict[str, torch.optim.Optimizer]  # "G" [and "D": none without a discriminator, lambda_gan 0]
+    shards: list[str]  # this rank's (rank_shards)
     n_samples: int | None = None  # the build's recorded sample count (all ranks); None when a stats file is missing
     n_shards: int = 0  # the build's shard count (all ranks)
     step: int = 0
     epoch: int = 0
     batch_in_epoch: int = 0
-    keys_read: list[str] | None = None
     ckpt_writes: int = 0
     history: list[dict] = field(default_factory=list)
+
+    def networks(self) -> dict[str, torch.nn.Module]:
+        """The plain networks by checkpoint name: "G" [and "D"]."""
+        return {k: m for k, m in (("G", self.stage.G), ("D", self.stage.D)) if m is not None}
 
     def loader(self, urls=None, **override):
         """This rank's stream at the current data position; ``override`` replaces any make_loader argument."""
@@ -196,12 +196,11 @@ class _Run:
         A run saved without a discriminator (lambda_gan 0) and resumed with a GAN term starts D afresh.
         """
         changed = describe_changes(ck["config"], stored_config(self.cfg))  # credentials masked
-        self.stage.G.load_state_dict(ck["models"]["G"])
-        self.opt_g.load_state_dict(ck["optims"]["G"])
         fresh_d = self.stage.D is not None and "D" not in ck["models"]
-        if self.stage.D is not None and not fresh_d:
-            self.stage.D.load_state_dict(ck["models"]["D"])
-            self.opt_d.load_state_dict(ck["optims"]["D"])
+        for name, net in self.networks().items():
+            if name in ck["models"]:
+                net.load_state_dict(ck["models"][name])
+                self.opts[name].load_state_dict(ck["optims"][name])
         self.step, self.epoch, self.batch_in_epoch = ck["step"], ck["epoch"], ck["batch_in_epoch"]
         set_rng_state(ck["rng"][self.rt.rank] if isinstance(ck["rng"], list) else ck["rng"])
         if self.rt.master:
@@ -217,52 +216,25 @@ class _Run:
             rngs = gathered
         if not self.rt.master:
             return
-        nets = {"G": (self.stage.G, self.opt_g), "D": (self.stage.D, self.opt_d)}
-        nets = {k: v for k, v in nets.items() if v[0] is not None}
+        nets = self.networks()
         state = {
             "stage": self.stage.name,
             "step": self.step,
             "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch,
             "config": stored_config(self.cfg),  # storage_options redacted: a resume is given them again
-            "models": {k: unwrap(m).state_dict() for k, (m, _) in nets.items()},
-            "optims": {k: o.state_dict() for k, (_, o) in nets.items()},
+            "models": {k: unwrap(m).state_dict() for k, m in nets.items()},
+            "optims": {k: self.opts[k].state_dict() for k in nets},
             "rng": rngs,
-            **self.stage.extra_state(),
         }
         save_checkpoint(path, state)
         self.ckpt_writes += 1
 
 
-def _one_step(run: _Run, g_run, d_run, batch: dict):
-    """D on (condition, real) vs (condition, G(x).detach()), then G on its stage loss (G alone without D)."""
-    stage, rt = run.stage, run.rt
-    real, n = batch["color"], batch["color"].shape[0]
-    with rt.autocast():
-        pred = stage.forward(g_run, batch)
-    losses, d_fake = {}, None
-    if d_run is not None:
-        cond = stage.condition(batch)
-        with rt.autocast():
-            d_logits = d_run(torch.cat([torch.cat([cond, real], 1), torch.cat([cond, pred.detach()], 1)], 0))
-        loss_d = 0.5 * (gan_loss(d_logits[:n], True) + gan_loss(d_logits[n:], False))
-        run.opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        run.opt_d.step()
-        with rt.autocast():
-            d_fake = d_run(torch.cat([cond, pred], 1))
-        losses["loss_d"] = loss_d
-    loss_g, parts = stage.g_loss(pred, batch, d_fake)
-    run.opt_g.zero_grad(set_to_none=True)
-    loss_g.backward()
-    run.opt_g.step()
-    return {"loss_g": loss_g, **losses, **parts}, n
-
-
 GRID_CROP = 256  # the sample grids show crops at least this large: a 64-pixel training crop is mostly background
 
 
-def _fixed_batch(run: _Run):
+def _fixed_batch(run: Run):
     """The build's first 4 samples, unflipped, hinted as in training (epoch 0), in crops of at least
     ``GRID_CROP`` pixels (the networks are fully convolutional): the sample grids' rows."""
     crop = max(run.cfg.crop, GRID_CROP)
@@ -271,10 +243,10 @@ def _fixed_batch(run: _Run):
     return None if batch is None else to_model_input(batch, run.rt.device)
 
 
-def _sample(run: _Run, fixed: dict | None, out: Path) -> None:
+def _sample(run: Run, fixed: dict | None, out: Path) -> None:
     if fixed is None:
         return
-    G = run.stage.G
+    G = run.stage.G  # plain: every rank's copy is the same, and rank 0 alone draws
     G.eval()
     with torch.no_grad(), run.rt.autocast():
         pred = run.stage.forward(G, fixed)
@@ -286,7 +258,7 @@ def _on(flag: bool) -> str:
     return "on" if flag else "off"
 
 
-def _banner(run: _Run, cfg, resume: bool, recipe: str | None) -> str:
+def _banner(run: Run, cfg, resume: bool, recipe: str | None) -> str:
     rt, stage = run.rt, run.stage
     disc = "no D (lambda_gan 0)" if stage.D is None else f"D {_millions(stage.D):.3g} M"
     n = "?" if run.n_samples is None else run.n_samples
@@ -307,7 +279,7 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
-def _cost_note(run: _Run, cfg, seconds: float, recipe: str | None) -> str:
+def _cost_note(run: Run, cfg, seconds: float, recipe: str | None) -> str:
     left = cfg.steps - run.step
     note = (
         f"CPU run: G has {_millions(run.stage.G):.3g} M parameters and a step (batch {cfg.batch_size}, crop "
@@ -339,7 +311,7 @@ def _resume_checkpoint(cfg, build_stage: Callable) -> tuple[dict, Path]:
     return ck, path
 
 
-def _prepare(cfg, build_stage: Callable, rt: Runtime, resume: bool, log: Callable) -> _Run:
+def _prepare(cfg, build_stage: Callable, rt: Runtime, resume: bool, log: Callable) -> Run:
     ck = _resume_checkpoint(cfg, build_stage) if resume else None
     torch.manual_seed(cfg.seed)  # same initial weights on every rank
     if resume and getattr(cfg, "encoder_weights", ""):  # the checkpoint holds the encoder's weights
@@ -347,13 +319,11 @@ def _prepare(cfg, build_stage: Callable, rt: Runtime, resume: bool, log: Callabl
     else:
         stage = build_stage(cfg)
     torch.manual_seed(cfg.seed + rt.rank)
-    G, D = stage.G.to(rt.device), None if stage.D is None else stage.D.to(rt.device)
-    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-    opt_d = None if D is None else torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    nets = {k: m.to(rt.device) for k, m in (("G", stage.G), ("D", stage.D)) if m is not None}
+    opts = {k: torch.optim.Adam(m.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2)) for k, m in nets.items()}
     every = shard_paths(cfg.shards, storage_options=cfg.storage_options)
     counts = recorded_counts(every, storage_options=cfg.storage_options)
-    run = _Run(cfg, stage, rt, opt_g, opt_d, rank_shards(cfg, rt), None if None in counts else sum(counts), len(every))
-    run.keys_read = [] if os.environ.get(DEBUG_ENV) else None
+    run = Run(cfg, stage, rt, opts, rank_shards(cfg, rt), None if None in counts else sum(counts), len(every))
     if ck is not None:
         run.restore(*ck, log)
     if rt.master:
@@ -361,8 +331,9 @@ def _prepare(cfg, build_stage: Callable, rt: Runtime, resume: bool, log: Callabl
     return run
 
 
-def _wrap(run: _Run, cfg) -> tuple:
-    """DDP and torch.compile wrappers around G and D; checkpoints always save the plain modules."""
+def _wrap(run: Run, cfg) -> Nets:
+    """The networks a step runs: G and D in their DDP and torch.compile wrappers, and the run's
+    autocast; checkpoints always save the plain modules."""
     ids = [run.rt.device.index] if run.rt.device.type == "cuda" else None
 
     def wrap(module):
@@ -372,10 +343,10 @@ def _wrap(run: _Run, cfg) -> tuple:
             module = torch.nn.parallel.DistributedDataParallel(module, device_ids=ids)
         return torch.compile(module) if cfg.compile else module
 
-    return wrap(run.stage.G), wrap(run.stage.D)
+    return Nets(wrap(run.stage.G), wrap(run.stage.D), run.rt.autocast)
 
 
-def _log_step(run: _Run, losses: dict, seconds: float, n_img: int, out: Path, say: Callable) -> dict:
+def _log_step(run: Run, losses: dict, seconds: float, n_img: int, out: Path, say: Callable) -> dict:
     # the data position in samples and passes over the build; resampled mode's stream ``epoch`` is a
     # re-seeding counter (the step of the last checkpoint), so only exact mode logs its epoch
     seen = run.step * run.cfg.batch_size * run.rt.world_size
@@ -394,30 +365,16 @@ def _log_step(run: _Run, losses: dict, seconds: float, n_img: int, out: Path, sa
     return rec
 
 
-def _debug_hooks(run: _Run, *, final: bool) -> None:
-    """The DDP tests' hooks (module docstring): a crash after step K, a record of what each rank did."""
-    crash = os.environ.get(CRASH_ENV)
-    if not final and crash and int(crash) == run.step:
-        if run.rt.world_size > 1:
-            torch.distributed.barrier()  # rank 0 has written the checkpoint of this step
-        sys.stdout.flush()
-        os._exit(17)
-    folder = os.environ.get(DEBUG_ENV)
-    if final and folder:
-        record = {
-            "rank": run.rt.rank,
-            "world_size": run.rt.world_size,
-            "step": run.step,
-            "shards": run.shards,
-            "keys": run.keys_read,
-            "hash": state_hash(*(unwrap(m).state_dict() for m in (run.stage.G, run.stage.D) if m is not None)),
-            "ckpt_writes": run.ckpt_writes,
-        }
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        atomic_write(Path(folder) / f"rank{run.rt.rank}.json", json.dumps(record).encode())
-
-
-def _loop(run: _Run, g_run, d_run, *, say: Callable, progress: bool, cost_note: bool, recipe: str | None) -> None:
+def _loop(
+    run: Run,
+    nets: Nets,
+    *,
+    say: Callable,
+    progress: bool,
+    cost_note: bool,
+    recipe: str | None,
+    on_step: Callable | None,
+) -> None:
     from tqdm import tqdm
 
     cfg, rt, out = run.cfg, run.rt, Path(run.cfg.out)
@@ -425,9 +382,8 @@ def _loop(run: _Run, g_run, d_run, *, say: Callable, progress: bool, cost_note: 
     show = rt.master and progress
     bar = tqdm(total=cfg.steps, initial=run.step, unit="step", desc=run.stage.name, disable=not show)
     it, t0, n_img, timed = None, time.perf_counter(), 0, []
-    for net in (run.stage.G, run.stage.D):
-        if net is not None:
-            net.train()
+    for net in run.networks().values():
+        net.train()
     while run.step < cfg.steps:
         if it is None:
             it = iter(run.loader())
@@ -439,14 +395,13 @@ def _loop(run: _Run, g_run, d_run, *, say: Callable, progress: bool, cost_note: 
                 )
             run.epoch, run.batch_in_epoch, it = run.epoch + 1, 0, None
             continue
-        if run.keys_read is not None:
-            run.keys_read.extend(batch["__key__"])
         t_step = time.perf_counter()
-        for opt in filter(None, (run.opt_g, run.opt_d)):
+        for opt in run.opts.values():
             for group in opt.param_groups:
                 group["lr"] = lr_at(cfg, run.step)
-        losses, n = _one_step(run, g_run, d_run, to_model_input(batch, rt.device))
-        run.step, run.batch_in_epoch, n_img = run.step + 1, run.batch_in_epoch + 1, n_img + n
+        batch = to_model_input(batch, rt.device)
+        losses = run.stage.step(batch, nets, run.opts)
+        run.step, run.batch_in_epoch, n_img = run.step + 1, run.batch_in_epoch + 1, n_img + len(batch["color"])
         if cost_note and rt.device.type == "cpu" and rt.master and len(timed) < NOTE_AFTER:
             timed.append(time.perf_counter() - t_step)
             if len(timed) == min(NOTE_AFTER, cfg.steps - run.step + len(timed)):
@@ -463,7 +418,8 @@ def _loop(run: _Run, g_run, d_run, *, say: Callable, progress: bool, cost_note: 
             run.epoch, run.batch_in_epoch, it = run.step, 0, None  # re-seed the stream: a resume here is exact
         if periodic or run.step == cfg.steps:
             run.save(out / "ckpt.pt")
-            _debug_hooks(run, final=False)
+        if on_step is not None:
+            on_step(run, batch)
     bar.close()
 
 
@@ -477,6 +433,7 @@ def train(
     progress: bool = True,
     cost_note: bool = False,
     recipe: str | None = None,
+    on_step: Callable | None = None,
 ) -> dict:
     """Run ``cfg.steps`` optimisation steps of ``build_stage(cfg)``.
 
@@ -499,6 +456,11 @@ def train(
         On CPU, say after the first steps what a step costs and, unless it is running, where the CPU recipe is.
     recipe : str, optional
         The recipe file the config came from, named in the banner.
+    on_step : callable, optional
+        ``on_step(run, batch)``, called on every rank after each step once its log line, sample
+        grid and checkpoint are written, with the ``Run`` (``step``, ``shards``, ``stage.G`` ...) and
+        the batch it trained on (``__key__`` holds its sample keys). For tools and tests that
+        watch a run; the step's result does not depend on it.
 
     Returns
     -------
@@ -516,11 +478,10 @@ def train(
     say = log if log is not None else tqdm.write
     try:
         run = _prepare(cfg, build_stage, rt, resume, say)
-        g_run, d_run = _wrap(run, cfg)
+        nets = _wrap(run, cfg)
         if rt.master:
             say(_banner(run, cfg, resume, recipe))
-        _loop(run, g_run, d_run, say=say, progress=progress, cost_note=cost_note, recipe=recipe)
-        _debug_hooks(run, final=True)
+        _loop(run, nets, say=say, progress=progress, cost_note=cost_note, recipe=recipe, on_step=on_step)
     except BaseException:
         if made and rt.master and out.is_dir() and not any(out.iterdir()):
             out.rmdir()  # a run that failed before writing anything leaves no empty folder behind
@@ -529,56 +490,3 @@ def train(
         if rt.world_size > 1:
             torch.distributed.destroy_process_group()
     return {"step": run.step, "history": run.history, "out": str(cfg.out)}
-
-
-class CliError(SystemExit):
-    """A train mistake already printed on stderr as one line: exit status 2, ``str()`` is that line."""
-
-    def __init__(self, line: str):
-        super().__init__(line)
-        self.code = 2
-
-
-def main_for(cls, build_stage: Callable, argv: list[str] | None = None) -> int:
-    """CLI entry of one stage: parse, train, print a summary line.
-
-    Every mistake the user can fix (recipe, key, value, run folder, checkpoint) ends as one line on
-    stderr and exit status 2, never a traceback; ``--help`` and argparse's own usage errors keep theirs.
-    """
-    prog = f"python -m s2pdata.train {cls.stage}"
-    try:
-        return _main(cls, build_stage, argv)
-    except SystemExit as exc:
-        if not isinstance(exc.code, str) or isinstance(exc, CliError):
-            raise
-        line = exc.code if exc.code.startswith(prog) else f"{prog}: {exc.code}"
-    except (FileExistsError, CheckpointError, ShardError) as exc:
-        line = f"{prog}: {exc}"
-    except storage.StorageError as exc:  # already redacted; a resume is not given the options by its checkpoint
-        line = (
-            f"{prog}: --shards: {exc}; give the filesystem its settings with --storage-options JSON or the "
-            "environment (ckpt.pt keeps no credentials, so --resume needs them again)"
-        )
-    except OSError as exc:  # writing the run folder: a full disk, no permission, a link planted at log.jsonl
-        line = (
-            f"{prog}: cannot write {exc.filename or 'the run folder'}: {exc.strerror or exc} (s2pdata never writes "
-            "through a link or into a FIFO); remove what is there, or free space"
-        )
-    line = " ".join(line.split())  # one line, whatever the message held
-    print(line, file=sys.stderr, flush=True)
-    raise CliError(line)
-
-
-def _main(cls, build_stage: Callable, argv: list[str] | None) -> int:
-    cfg, args = parse_args(cls, sys.argv[2:] if argv is None else argv)
-    t0 = time.perf_counter()
-    result = train(
-        cfg, build_stage, resume=args.resume, overwrite=args.overwrite, cost_note=not args.dry_run, recipe=args.recipe
-    )
-    if int(os.environ.get("RANK", "0")) == 0:
-        last = result["history"][-1] if result["history"] else {}
-        print(
-            f"{cls.stage}: {result['step']} steps in {time.perf_counter() - t0:.1f} s; "
-            f"last loss_g {last.get('loss_g', math.nan):.4g}; checkpoint {Path(cfg.out) / 'ckpt.pt'}"
-        )
-    return 0

@@ -6,7 +6,10 @@
 Consumes shard batches (``s2pdata.data.make_loader(stage="refine")``) whose drafts are
 synthesised from the ground truth (stored ``draftK`` or made online), never drafting-stage
 outputs (paper); produces ``RUN_DIR/ckpt.pt``, ``log.jsonl`` and sample grids
-(sketch | hints | draft | prediction | target).
+(sketch | hints | draft | output | target) through the shared loop (``loop.py``).
+
+Reads top to bottom: the config, the networks, G's loss and D's loss, one training step, and
+``build_stage``, which hands them to the loop.
 
 The draft enters through an Inception-V1 encoder: its 1024-d global feature (after the global
 average pool) is broadcast-added at the U-Net bottleneck through a 1x1 projection. With
@@ -18,15 +21,16 @@ Loss (paper): L1 + 0.01 * GAN.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .common import Stage, build_discriminator, hints_image, to_uint8, with_gan
+from .common import Nets, Stage, build_discriminator, discriminate, gan_loss, hints_image, to_uint8
 from .config import TrainConfig, opt
-from .nets import InceptionEncoder, UNet, load_googlenet_weights
+from .nets import InceptionEncoder, PatchDiscriminator, UNet, load_googlenet_weights
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,10 @@ class RefineConfig(TrainConfig):
             )
 
 
+# ---------------------------------------------------------------------------------------------
+# networks
+
+
 class Refiner(nn.Module):
     """Inception-V1 draft encoder + U-Net.
 
@@ -75,11 +83,6 @@ class Refiner(nn.Module):
         return self.unet(x, self.encoder(draft))
 
 
-def condition(batch: dict) -> torch.Tensor:
-    """D's condition: sketch (1) + hints (4)."""
-    return torch.cat([batch["sketch"], batch["hint"]], 1)
-
-
 def build_model(cfg: RefineConfig) -> Refiner:
     """The generator, with encoder weights loaded (and frozen) as configured."""
     G = Refiner(width=cfg.width, depth=cfg.depth, encoder_width=cfg.encoder_width, concat_draft=cfg.concat_draft)
@@ -97,25 +100,100 @@ def build_model(cfg: RefineConfig) -> Refiner:
     return G
 
 
-def build_stage(cfg: RefineConfig) -> Stage:
-    """Networks and loss of the refinement stage."""
+def build_networks(cfg: RefineConfig) -> tuple[Refiner, PatchDiscriminator | None]:
+    """G, the ``Refiner``, and D, the conditional PatchGAN (None at ``lambda_gan = 0``)."""
     G = build_model(cfg)
-    D = build_discriminator(cfg)
+    return G, build_discriminator(cfg)
 
-    def forward(g, batch):
-        return g(batch["sketch"], batch["hint"], batch["draft"])
 
-    def g_loss(pred, batch, d_fake):
-        l1 = F.l1_loss(pred.float(), batch["color"])
-        return with_gan(cfg, l1, {"l1": l1}, d_fake)
+def generate(G: torch.nn.Module, batch: dict) -> torch.Tensor:
+    """G's refinement of a batch, (B, 3, H, W) in [-1, 1]."""
+    return G(batch["sketch"], batch["hint"], batch["draft"])
 
-    def grid(batch, pred):
-        return [
-            ("sketch", to_uint8(batch["sketch"])),
-            ("hints", hints_image(batch["hint"])),
-            ("draft", to_uint8(batch["draft"])),
-            ("output", to_uint8(pred)),
-            ("target", to_uint8(batch["color"])),
-        ]
 
-    return Stage("refine", G, D, forward, condition, g_loss, grid)
+def condition(batch: dict) -> torch.Tensor:
+    """D's condition: sketch (1) + hints (4), not the draft (B, 5, H, W)."""
+    return torch.cat([batch["sketch"], batch["hint"]], 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# losses
+
+
+def loss_g(batch: dict, fake: torch.Tensor, nets: Nets, *, lambda_gan: float) -> dict:
+    """G's loss on its output ``fake`` for ``batch``, in fp32.
+
+    ``loss_g = l1 [+ lambda_gan * gan]``: ``l1`` is the mean absolute difference to the target
+    ``color``, ``gan`` the BCE of D's patch logits for ``fake`` against "real" (only with a
+    discriminator).
+
+    Returns
+    -------
+    dict
+        ``loss_g`` (what G descends), ``l1`` [, ``gan``]: scalar tensors.
+    """
+    d_fake = None if nets.D is None else discriminate(nets, condition(batch), fake)
+    l1 = F.l1_loss(fake.float(), batch["color"])
+    out = {"loss_g": l1, "l1": l1}
+    if d_fake is not None:
+        out["gan"] = gan_loss(d_fake, True)
+        out["loss_g"] = l1 + lambda_gan * out["gan"]
+    return out
+
+
+def loss_d(batch: dict, fake: torch.Tensor, nets: Nets) -> dict:
+    """D's loss: the mean of BCE(D(c, color), real) and BCE(D(c, fake), fake), c = sketch + hints.
+
+    ``fake`` is detached: D's step never reaches G. Real and fake pass D as one batch.
+
+    Returns
+    -------
+    dict
+        ``loss_d``: a scalar tensor.
+    """
+    n, cond = len(fake), condition(batch)
+    logits = discriminate(nets, torch.cat([cond, cond]), torch.cat([batch["color"], fake.detach()]))
+    return {"loss_d": 0.5 * (gan_loss(logits[:n], True) + gan_loss(logits[n:], False))}
+
+
+# ---------------------------------------------------------------------------------------------
+# the step
+
+
+def step(batch: dict, nets: Nets, opts: dict, *, lambda_gan: float) -> dict:
+    """One optimisation step: G refines the batch's drafts; D descends ``loss_d`` (when there is a
+    D); then G descends ``loss_g`` against the updated D. Returns every loss term (scalar tensors)."""
+    with nets.autocast():
+        fake = generate(nets.G, batch)
+    d = {}
+    if nets.D is not None:
+        d = loss_d(batch, fake, nets)
+        opts["D"].zero_grad(set_to_none=True)
+        d["loss_d"].backward()
+        opts["D"].step()
+    g = loss_g(batch, fake, nets, lambda_gan=lambda_gan)
+    opts["G"].zero_grad(set_to_none=True)
+    g["loss_g"].backward()
+    opts["G"].step()
+    return {"loss_g": g["loss_g"], **d, **g}
+
+
+# ---------------------------------------------------------------------------------------------
+# what the loop is given
+
+
+def grid(batch: dict, output: torch.Tensor) -> list:
+    """The sample grid's columns: sketch | hints | draft | output | target."""
+    return [
+        ("sketch", to_uint8(batch["sketch"])),
+        ("hints", hints_image(batch["hint"])),
+        ("draft", to_uint8(batch["draft"])),
+        ("output", to_uint8(output)),
+        ("target", to_uint8(batch["color"])),
+    ]
+
+
+def build_stage(cfg: RefineConfig) -> Stage:
+    """The refinement stage's networks (seeded by the caller), its step under ``cfg``'s GAN weight, its grid."""
+    G, D = build_networks(cfg)
+    return Stage("refine", G, D, generate, partial(step, lambda_gan=cfg.lambda_gan), grid)
