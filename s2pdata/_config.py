@@ -44,10 +44,10 @@ _OPS = {
     "le": lambda v, b: v <= b,
 }
 COMMAND_LINE = "the command line"
-RECIPE_HELP = (
-    "Every key below is also a recipe key (TOML, key = value): the flag without its leading --. A key may "
-    "be spelled with hyphens (hint-radius, as in recipes/*.toml) or underscores (hint_radius), in a recipe "
-    "and as a flag. An unknown key is an error naming the closest known one."
+RECIPE_HELP = (  # the epilog of both CLIs' --help
+    "Every key is also a recipe key (TOML, key = value): its flag without the leading --. Spell it with "
+    "hyphens (hint-radius, as recipes/*.toml do) or underscores (hint_radius), in a recipe or as a flag. An "
+    "unknown key is an error naming the closest known one."
 )
 
 

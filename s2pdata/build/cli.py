@@ -175,7 +175,9 @@ def make_parser() -> argparse.ArgumentParser:
         ``--recipe`` and every flag of ``OPTIONS``, each help line from its ``Key`` (the generator
         the trainer's --help uses), its default said once.
     """
-    p = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION, epilog=RECIPE_HELP)
+    p = argparse.ArgumentParser(
+        prog=PROG, description=DESCRIPTION, epilog=f"{RECIPE_HELP} Precedence: defaults < --recipe < flags."
+    )
     p.add_argument(
         "--recipe",
         metavar="FILE",
