@@ -281,3 +281,36 @@ def test_a_cache_file_rewritten_at_the_same_size_is_published(s3_server, tmp_pat
     (cache / "a.json").write_bytes(b'{"n": 2}')  # same size, other content
     remote.publish_tree(".s2pdata-cache")
     assert s3_server.fs().cat_file(f"{BUCKET}/build-remote/caches/.s2pdata-cache/listings/a.json") == b'{"n": 2}'
+
+
+def test_a_failed_background_pool_upload_stops_the_build(s3_server, local_ref, tmp_path, monkeypatch):
+    """The patch pool is uploaded while the shards build: an upload that fails stops the build (one
+    StorageError, as BuildStopped) once the shards are done, the lock object is released, and the
+    same build run again publishes the pool and gives the local bytes."""
+    from s2pdata import storage
+    from s2pdata.build import BuildStopped, run_build
+    from s2pdata.synth import SynthConfig
+
+    url = f"s3://{BUCKET}/build-remote/pool-upload"
+    upload = storage.upload
+
+    def failing(source, path, storage_options=None):
+        if "/pool/" in str(path):
+            raise storage.StorageError(f"path {path!r}: the store refused the upload (test)")
+        return upload(source, path, storage_options)
+
+    kw = dict(src="demo:8", out=url, cfg=SynthConfig(size=64, pool_size=64), seed=1, shard_size=2)
+    kw.update(workers=1, progress=False, storage_options=s3_server.options, staging=tmp_path / "staging")
+    monkeypatch.setattr(storage, "upload", failing)
+    with pytest.raises(BuildStopped, match="refused the upload"):
+        run_build(**kw)
+    fs = s3_server.fs()
+    fs.invalidate_cache()
+    assert not fs.exists(f"{BUCKET}/build-remote/pool-upload/.s2pdata.lock")
+    assert not fs.exists(f"{BUCKET}/build-remote/pool-upload/pool")
+    monkeypatch.setattr(storage, "upload", upload)
+    manifest = run_build(**kw)
+    assert manifest["status"] == "complete"
+    fs.invalidate_cache()
+    assert fs.find(f"{BUCKET}/build-remote/pool-upload/pool")
+    assert _tars(fs, f"{BUCKET}/build-remote/pool-upload") == _local_tars(local_ref)

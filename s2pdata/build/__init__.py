@@ -236,7 +236,8 @@ def _build(
         if progress and len(done) < len(plan) and kernel_cache_is_cold():
             print(KERNELS_NOTICE, file=sys.stderr)
         t0 = time.perf_counter()
-        if cfg.drafts and len(done) < len(plan):
+        # into a URL also when every shard is committed: a pool whose upload failed is made and published again
+        if cfg.drafts and (len(done) < len(plan) or remote):
             with _writing(out, f"the patch pool ({out / POOL_DIR})"):
                 manifest["pool"] = ensure_pool(
                     out, manifest, items, source, cfg, seed, run, bars, remote=remote, via_store=via_store
