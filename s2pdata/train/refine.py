@@ -131,6 +131,11 @@ def loss_g(batch: dict, fake: torch.Tensor, nets: Nets, *, lambda_gan: float) ->
     -------
     dict
         ``loss_g`` (what G descends), ``l1`` [, ``gan``]: scalar tensors.
+
+    Shape
+    -----
+    batch: ``color`` (B, 3, H, W), ``sketch`` (B, 1, H, W), ``hint`` (B, 4, H, W), in [-1, 1];
+    fake (B, 3, H, W) -> scalars
     """
     d_fake = None if nets.D is None else discriminate(nets, condition(batch), fake)
     l1 = F.l1_loss(fake.float(), batch["color"])
@@ -150,6 +155,10 @@ def loss_d(batch: dict, fake: torch.Tensor, nets: Nets) -> dict:
     -------
     dict
         ``loss_d``: a scalar tensor.
+
+    Shape
+    -----
+    batch as for ``loss_g``; fake (B, 3, H, W) -> scalar
     """
     n, cond = len(fake), condition(batch)
     logits = discriminate(nets, torch.cat([cond, cond]), torch.cat([batch["color"], fake.detach()]))
