@@ -287,3 +287,20 @@ def test_train_over_s3_never_shows_the_secret(s3_runs, s3_build, tmp_path):
     again = _train(["--out", str(run), "--resume", "--steps", "5"], tmp_path)
     assert again.returncode == 2 and again.stderr.count("\n") == 1 and SECRET not in again.stderr + again.stdout
     assert "--storage-options JSON" in again.stderr and url in again.stderr
+
+
+def test_read_many_reads_every_file_and_none_for_an_absent_one(s3_build, local_build):
+    """One call for many small files: the same bytes as one read each, None where there is none; on
+    a URL every request is counted (they run concurrently: fsspec's batched cat)."""
+    url, so = s3_build
+    local_paths = [str(p) for p in sorted(Path(local_build).glob("*.stats.json"))] + [f"{local_build}/nothing.json"]
+    remote_paths = [storage.join(url, Path(p).name) for p in local_paths]
+    want = [Path(p).read_bytes() for p in local_paths[:-1]] + [None]
+    assert storage.read_many(local_paths) == want
+    before = storage.requests("read")
+    assert storage.read_many(remote_paths, so) == want
+    assert storage.requests("read") - before == len(remote_paths)
+    assert storage.read_many([]) == []
+    # the loader's sample counts: the stats files read together, the same counts as locally
+    local_counts = recorded_counts(shard_paths(local_build))
+    assert recorded_counts(shard_paths(url, storage_options=so), storage_options=so) == local_counts

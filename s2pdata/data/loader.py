@@ -258,7 +258,7 @@ class ShardStream(IterableDataset):
             else:
                 self.draft_pool = str(own_pool)  # the build's own pool
         self._pool = None
-        self._counts: list[int] | None = None
+        self._counts: list[int] | None = None if None in recorded else recorded  # worker_samples' (not read twice)
         if s.num_workers is not None:
             self._check_slots(max(1, s.num_workers))
 

@@ -43,11 +43,12 @@ def recorded_counts(paths, *, storage_options: dict | None = None) -> list[int |
     without the count). Raises ``ShardError`` naming a stats file that is damaged (``shard_record``).
     ``storage_options`` go to the filesystem of URLs (``s2pdata.storage``)."""
     so = storage_options
+    stats = [stats_path_of(p) for p in paths]
+    present = [s for s in stats if s is not None and storage.isfile(s, so)]
+    blobs = dict(zip(present, storage.read_many(present, so)))  # for URLs: concurrent requests
     return [
-        shard_record(p, storage_options=so).get("nsamples")
-        if (stats := stats_path_of(p)) is not None and storage.isfile(stats, so)
-        else None
-        for p in paths
+        shard_record(p, storage_options=so, stats_bytes=blobs[s]).get("nsamples") if s in blobs else None
+        for p, s in zip(paths, stats)
     ]
 
 
@@ -101,11 +102,12 @@ class ManifestError(ValueError):
     the file, says what is wrong and how to fix it, on one line."""
 
 
-def _json_of(path, storage_options: dict | None = None) -> object:
-    """The parsed JSON file at ``path`` (a local path or a URL); ValueError (also for brackets nested
-    past the parser's depth, a RecursionError) when it does not parse."""
+def _json_of(path, storage_options: dict | None = None, data: bytes | None = None) -> object:
+    """The parsed JSON file at ``path`` (a local path or a URL), or of its bytes ``data`` read
+    already; ValueError (also for brackets nested past the parser's depth, a RecursionError) when it
+    does not parse."""
     try:
-        return json.loads(storage.read_bytes(path, storage_options))
+        return json.loads(storage.read_bytes(path, storage_options) if data is None else data)
     except RecursionError as exc:
         raise ValueError("JSON nested too deeply") from exc
 
@@ -278,18 +280,19 @@ def damaged_summary(damaged: dict[int, str]) -> list[str]:
     return [f"{shard_name(i)} ({why})" for i, why in sorted(damaged.items())]
 
 
-def _json_if_there(path, storage_options: dict | None) -> tuple[bool, object]:
-    """``(True, parsed)`` for the JSON file at ``path``, ``(False, None)`` when there is none: one
-    request for a URL, not a look-up and then a read."""
+def _json_if_there(path, storage_options: dict | None, data: bytes | None = None) -> tuple[bool, object]:
+    """``(True, parsed)`` for the JSON file at ``path`` (or its bytes ``data``), ``(False, None)``
+    when there is none: one request for a URL, not a look-up and then a read."""
     try:
-        return True, _json_of(path, storage_options)
+        return True, _json_of(path, storage_options, data)
     except FileNotFoundError:
         return False, None
 
 
-def shard_record(path, *, storage_options: dict | None = None) -> dict | None:
-    """What the build recorded about the tar at ``path``: its stats file, else its entry in the
-    folder's ``shardindex.json``, else None. ``path`` may be a URL, read with ``storage_options``.
+def shard_record(path, *, storage_options: dict | None = None, stats_bytes: bytes | None = None) -> dict | None:
+    """What the build recorded about the tar at ``path``: its stats file (whose bytes may be given,
+    read already: ``stats_bytes``), else its entry in the folder's ``shardindex.json``, else None.
+    ``path`` may be a URL, read with ``storage_options``.
 
     Raises
     ------
@@ -303,7 +306,7 @@ def shard_record(path, *, storage_options: dict | None = None) -> dict | None:
     index = storage.with_name(path, INDEX_JSON)
     where = "its stats file"
     try:
-        found, record = _json_if_there(stats, so) if stats is not None else (False, None)
+        found, record = _json_if_there(stats, so, stats_bytes) if stats is not None else (False, None)
         if not found:
             found, listing = _json_if_there(index, so)
             if not found:
