@@ -154,7 +154,7 @@ def bench_step(
     steps: int,
     encoder_width: float = 1.0,
 ) -> float:
-    from s2pdata.train.common import gan_loss
+    from s2pdata.train.common import Nets
 
     if stage_name == "draft":
         from s2pdata.train.draft import DraftConfig as C
@@ -168,24 +168,16 @@ def bench_step(
         cfg = C(width=width, depth=depth, disc_width=width, encoder_width=encoder_width)
     st = build_stage(cfg)
     G, D = st.G.to(device), st.D.to(device)
-    og, od = torch.optim.Adam(G.parameters(), 1e-5), torch.optim.Adam(D.parameters(), 1e-5)
+    opts = {"G": torch.optim.Adam(G.parameters(), 1e-5), "D": torch.optim.Adam(D.parameters(), 1e-5)}
     b = {
         k: torch.rand(batch, c, crop, crop, device=device) * 2 - 1
         for k, c in (("color", 3), ("sketch", 1), ("hint", 4), ("draft", 3))
     }
+    bf16 = device == "cuda"
+    nets = Nets(G, D, lambda: torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16))
 
     def one():
-        ctx = torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else torch.autocast("cpu", enabled=False)
-        cond = st.condition(b)
-        with ctx:
-            pred = st.forward(G, b)
-            dl = D(torch.cat([torch.cat([cond, b["color"]], 1), torch.cat([cond, pred.detach()], 1)]))
-        ld = gan_loss(dl[:batch], True) + gan_loss(dl[batch:], False)
-        od.zero_grad(), ld.backward(), od.step()
-        with ctx:
-            df = D(torch.cat([cond, pred], 1))
-        lg, _ = st.g_loss(pred, b, df)
-        og.zero_grad(), lg.backward(), og.step()
+        st.step(b, nets, opts)  # the trainer's own step: D, then G
 
     one()  # warm-up
     if device == "cuda":
