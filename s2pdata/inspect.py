@@ -6,6 +6,7 @@
     python -m s2pdata.inspect shards/ --grid sheet.png --keys demo-000003,demo-000010
     python -m s2pdata.inspect shards/ --verify
     python -m s2pdata.inspect s3://bucket/run --grid sheet.png --storage-options '{"anon": true}'
+    python -m s2pdata.inspect heldout/ --draft-realism --checkpoint runs/draft/ckpt.pt [-n N] [--seed S] [--json r.json]
 
 Consumes a build folder (``dataset.json``, ``shard-*.stats.json``, the tars); produces a text
 summary (sample and shard counts, bytes per field, reject reasons, seconds per stage) and a PNG
@@ -16,6 +17,11 @@ its folder is created, and a sheet that cannot be written is an error. ``--verif
 shard and compares the size and sha256 its stats file records; each damaged shard is named on
 stderr and the exit code is 1. The build folder may be a URL (``s3://``, ``gs://``, ``hf://``;
 ``s2pdata.storage``): its stats files and ``dataset.json`` are read from there and its tars streamed.
+``--draft-realism --checkpoint CKPT`` runs a draft-stage checkpoint over the build's sketches and
+stored hints and compares its drafts with the build's synthetic ``draft0``.. of the same pictures
+(``s2pdata.realism``): statistics against the target and a classifier's held-out AUC, as a text
+table (and ``--json PATH``) over the first ``-n`` pictures (default all), ``--seed`` seeding the
+classifier's split and bootstrap.
 """
 
 from __future__ import annotations
@@ -313,8 +319,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cell", type=int, default=192, help="panel size in pixels")
     p.add_argument("--verify", action="store_true", help="hash every shard against its stats; exit 1 if any differs")
     p.add_argument("--storage-options", type=options_arg, default=None, metavar="JSON", help=STORAGE_OPTIONS_HELP)
+    real = p.add_argument_group("draft realism (s2pdata.realism)")
+    real.add_argument(
+        "--draft-realism",
+        action="store_true",
+        help="compare a draft model's drafts of these pictures (--checkpoint) with the build's synthetic drafts: "
+        "statistics against the target and a classifier's held-out AUC; -n: the first N pictures (default all); "
+        "--seed: the classifier's split and bootstrap (default 0)",
+    )
+    real.add_argument(
+        "--checkpoint", default=None, metavar="CKPT", help="RUN_DIR/ckpt.pt of python -m s2pdata.train draft"
+    )
+    real.add_argument("--json", default=None, metavar="PATH", help="also write the realism report as JSON here")
+    real.add_argument(
+        "--device", default="auto", help="where the draft model runs: auto (cuda when available), cpu, cuda"
+    )
     args = p.parse_args(argv)
-    if args.seed is not None and args.random is None:
+    if args.draft_realism != (args.checkpoint is not None):
+        p.error("--draft-realism and --checkpoint CKPT go together: give both, the draft checkpoint to compare")
+    if args.json is not None and not args.draft_realism:
+        p.error(f"--json {args.json} writes the realism report; add --draft-realism --checkpoint CKPT")
+    if args.draft_realism and (args.random is not None or args.keys is not None):
+        p.error("--draft-realism takes the first -n N pictures; leave out --random and --keys")
+    if args.seed is not None and args.random is None and not args.draft_realism:
         p.error(f"--seed {args.seed} is given without --random; add --random N, or leave --seed out")
     so, shown = args.storage_options, redact(args.out)
     try:
@@ -330,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
         print(format_summary(summarize(args.out, storage_options=so)))
         if args.verify and not _report_verify(args.out, so):
             return 1
+        if args.draft_realism:
+            _report_realism(args, so)
         if args.grid:
             if args.random is None and args.keys is None:
                 args.n = 6 if args.n is None else args.n
@@ -350,7 +379,44 @@ def main(argv: list[str] | None = None) -> int:
     except _GridError as exc:
         print(f"s2pdata.inspect: --grid {args.grid}: {exc}", file=sys.stderr)
         return 2
+    except _RealismError as exc:
+        print(f"s2pdata.inspect: --draft-realism: {exc}", file=sys.stderr)
+        return 2
     return 0
+
+
+class _RealismError(ValueError):
+    """The draft realism report cannot be made as asked; the message says why and what to do."""
+
+
+def _report_realism(args, storage_options: dict | None) -> None:
+    """Print the draft realism report (``s2pdata.realism``) and write its JSON to ``--json``."""
+    import json
+
+    from .realism import draft_realism, format_realism
+
+    if args.json is not None and (Path(args.json).is_dir() or "://" in args.json):
+        raise _RealismError(f"--json {args.json} must be a local file path, such as realism.json")
+    try:
+        report = draft_realism(
+            args.checkpoint,
+            args.out,
+            n=args.n,
+            seed=args.seed or 0,
+            device=args.device,
+            storage_options=storage_options,
+            progress=True,
+        )
+    except (FileNotFoundError, ValueError) as exc:  # no checkpoint, a refine one, no drafts, a non-finite output
+        raise _RealismError(str(exc)) from None
+    print(format_realism(report))
+    if args.json is not None:
+        try:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(Path(args.json), (json.dumps(report, indent=1) + "\n").encode())
+        except OSError as exc:
+            raise _RealismError(f"--json {args.json}: cannot write it ({exc.strerror or exc})") from None
+        print(f"draft realism report -> {args.json}")
 
 
 def _keys_of(samples: list[dict]) -> list[str]:

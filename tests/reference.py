@@ -753,3 +753,61 @@ def ref_png_unfilter(rows: np.ndarray, bpp: int) -> np.ndarray:
                 pred = a if pa <= pb and pa <= pc else (b if pb <= pc else d)
             out[r, c] = (int(rows[r, 1 + c]) + pred) % 256
     return out.astype(np.uint8)
+
+
+# ===============================================================================================
+# Draft realism statistics (s2pdata.realism)
+#
+# Written from the definitions in s2pdata.realism's docstring: one region at a time with boolean
+# masks and Python's math, the Gaussian residual through scipy.ndimage, and the ROC AUC by
+# counting every (positive, negative) pair.
+# ===============================================================================================
+
+
+def ref_hf_energy(planes: np.ndarray, sigma: float) -> float:
+    """Mean square of ``planes`` (float) minus their scipy Gaussian blur (mirror border, radius 4 sigma)."""
+    planes = np.asarray(planes, np.float64)
+    return float(np.mean((planes - ref_blur(planes, sigma)) ** 2))
+
+
+def ref_region_statistics(
+    draft_lab: np.ndarray,
+    target_lab: np.ndarray,
+    labels: np.ndarray,
+    *,
+    min_area: int,
+    chroma_min: float,
+    hue_wrong: float,
+) -> dict:
+    """Region by region: mean Lab colour in draft and target, their Euclidean distance, and the hue test."""
+    errors, hue_regions, wrong, grey = [], 0, 0, 0
+    for k in range(1, int(labels.max()) + 1 if labels.size else 1):
+        mask = labels == k
+        if mask.sum() < min_area:
+            continue
+        d = [float(np.mean(draft_lab[..., c][mask].astype(np.float64))) for c in range(3)]
+        t = [float(np.mean(target_lab[..., c][mask].astype(np.float64))) for c in range(3)]
+        errors.append(math.sqrt(sum((a - b) ** 2 for a, b in zip(d, t))))
+        if math.hypot(t[1], t[2]) >= chroma_min:
+            hue_regions += 1
+            if math.hypot(d[1], d[2]) < chroma_min:
+                grey += 1
+            else:
+                gap = abs(math.degrees(math.atan2(d[2], d[1])) - math.degrees(math.atan2(t[2], t[1])))
+                gap = min(gap % 360, 360 - gap % 360)
+                wrong += gap > hue_wrong
+    return {
+        "regions": len(errors),
+        "region_error": sum(errors) / len(errors) if errors else None,
+        "hue_regions": hue_regions,
+        "wrong_hue": wrong / hue_regions if hue_regions else None,
+        "grey_regions": grey / hue_regions if hue_regions else None,
+    }
+
+
+def ref_roc_auc(scores, positive) -> float:
+    """Share of (positive, negative) pairs where the positive scores higher, ties counting one half."""
+    pos = [s for s, p in zip(scores, positive) if p]
+    neg = [s for s, p in zip(scores, positive) if not p]
+    wins = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a in pos for b in neg)
+    return wins / (len(pos) * len(neg))
