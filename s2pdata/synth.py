@@ -4,7 +4,8 @@ Consumes ``(key, bytes, meta)`` and a ``SynthConfig``; produces the sample dict 
 ``shards.encode_sample`` writes: ``color`` (H, W, 3) uint8, ``sketch`` (H, W) uint8, ``hint``
 (H, W, 4) uint8, ``regions`` (H, W) int32 trapped-ball labels 1..K, ``draft0``.. (H, W, 3)
 uint8 synthetic flawed drafts and ``json`` (provenance plus every parameter drawn, so a sample
-can be re-created: ``drafts.replay_draft(color, pool, json["drafts"][k])``). Every stage draws
+can be re-created: ``drafts.replay_draft(color, pool, json["drafts"][k], regions=regions,
+sketch=sketch)``). Every stage draws
 from its own generator, derived from (seed, key, stage), so adding a stage never changes what
 the others draw. This is the only module that knows the order.
 """
@@ -26,7 +27,7 @@ from .decode import CROPS, DecodeError, decode_fitted
 from .pool import Patch, PatchPool
 from .shards import COLOR_FORMATS, MAX_SAMPLE_PIXELS, Schema
 from .stages.domain import color_domain
-from .stages.drafts import cut_rect_patch, cut_region_patches, make_draft
+from .stages.drafts import DRAFT_STYLES, cut_rect_patch, cut_region_patches, make_draft, pack_draft
 from .stages.flat import flat_fill
 from .stages.hints import render_hints, sample_hints
 from .stages.learned import load_extractor, parse_weights_spec
@@ -72,6 +73,8 @@ class SynthConfig:
     fields: tuple[str, ...] = ()
     sketch_weights: str = ""  # "ARCH:PATH" for sketch="learned" (s2pdata.stages.learned)
     exact_decode: bool = False  # True: never decode at a reduced DCT scale (decode.decode_fitted)
+    draft_style: str = "paper"  # paper | model (a draft network's mistakes) | mix (model with draft_mix)
+    draft_mix: float = 0.5  # with draft_style="mix": the probability that a draft is of the model family
 
     def __post_init__(self):
         check_choice("crop", self.crop, CROPS)
@@ -98,6 +101,13 @@ class SynthConfig:
                 raise ValueError(f"{name} must be an int in {low}..{high}, got {value!r}")
         if not isinstance(self.exact_decode, bool):
             raise ValueError(f"exact_decode must be a bool, got {self.exact_decode!r}")
+        check_choice("draft_style", self.draft_style, DRAFT_STYLES)
+        if (
+            isinstance(self.draft_mix, bool)
+            or not isinstance(self.draft_mix, (int, float))
+            or not 0 <= self.draft_mix <= 1
+        ):
+            raise ValueError(f"draft_mix must be a probability in [0, 1], got {self.draft_mix!r}")
 
     def schema(self) -> Schema:
         return Schema(
@@ -109,7 +119,12 @@ class SynthConfig:
         )
 
     def to_json(self) -> dict:
-        return {**asdict(self), "fields": list(self.fields)}
+        """The config as dataset.json records it. A paper-style build leaves out the draft style and
+        mix, so its record is the one builds made before the model family (they still resume)."""
+        out = {**asdict(self), "fields": list(self.fields)}
+        if self.draft_style == "paper":
+            del out["draft_style"], out["draft_mix"]
+        return out
 
 
 class Timer:
@@ -209,9 +224,12 @@ def make_sample(
     with timer("regions"):
         labels = propose_regions(color)
     drafts = {}
+    style = {"style": cfg.draft_style, "mix": cfg.draft_mix, "regions": labels, "sketch": sketch}
     with timer("drafts"):
         for k in range(cfg.drafts):
-            drafts[f"draft{k}"] = make_draft(color, pool=pool, rng=sample_rng(seed, key, "draft", k))
+            draft, params = make_draft(color, pool=pool, rng=sample_rng(seed, key, "draft", k), **style)
+            # a build that may hold both families stores each record as its family and JSON text: one schema
+            drafts[f"draft{k}"] = draft, params if cfg.draft_style == "paper" else pack_draft(params)
     extras = {}
     for name in cfg.fields:
         with timer(name):
@@ -287,12 +305,16 @@ def online_sample(
     hint_radius: int = 1,
     hints: bool = True,
     draft: bool = True,
+    draft_style: str = "paper",
+    draft_mix: float = 0.5,
 ) -> dict:
     """Fresh hints (and a fresh draft) for a decoded sample, as the dataset draws them each epoch.
 
     The draft pastes from ``pool`` (the build's, memory-mapped) or, without one, from regions
-    of the sample's own ``regions`` map. Deterministic given (seed, key, epoch); returns a copy
-    with ``hint`` (H, W, 4) uint8, with ``draft`` also ``draft`` (H, W, 3) uint8, and
+    of the sample's own ``regions`` map. ``draft_style`` and ``draft_mix`` choose the family as
+    ``make_draft``'s ``style`` and ``mix`` do; the model family uses the sample's ``regions`` and
+    ``sketch`` when it has them. Deterministic given (seed, key, epoch); returns a copy with
+    ``hint`` (H, W, 4) uint8, with ``draft`` also ``draft`` (H, W, 3) uint8, and
     ``json["online"]`` holding every parameter drawn.
     """
     key, color = sample["__key__"], sample["color"]
@@ -305,6 +327,14 @@ def online_sample(
         rng = sample_rng(seed, key, "draft-online", epoch)
         if pool is None and "regions" in sample:
             pool = PatchPool(cut_region_patches(color, sample["regions"], 4, rng=rng, key=key))
-        out["draft"], online["draft"] = make_draft(color, pool=pool, rng=rng)
+        out["draft"], online["draft"] = make_draft(
+            color,
+            pool=pool,
+            rng=rng,
+            style=draft_style,
+            mix=draft_mix,
+            regions=sample.get("regions"),
+            sketch=sample.get("sketch"),
+        )
     out["json"] = {**sample.get("json", {}), "online": online}
     return out

@@ -20,6 +20,7 @@ from .._config import RECIPE_HELP, Key, normalise, parse_flags, read_recipe
 from ..decode import CROPS
 from ..shards import COLOR_FORMATS, REJECTS
 from ..sources import add_source_arguments, source_from_args
+from ..stages.drafts import DRAFT_STYLES
 from ..stages.sketch import SKETCH_METHODS
 from ..storage import STORAGE_OPTIONS_HELP, parse_options
 from ..synth import INT_BOUNDS, OPTIONAL_FIELDS, SKETCH_STYLES, SynthConfig
@@ -141,6 +142,13 @@ def _declare() -> tuple[Key, ...]:
             action="store_true",
         ),
         _synth("--drafts", "synthetic flawed drafts per sample (draft0..)"),
+        _synth(
+            "--draft-style",
+            "draft family: paper (pasted patches, warp, sprays), model (a draft network's mistakes: grey, "
+            "blurred, bleeding, wrong hues) or mix (model with --draft-mix)",
+            choices=DRAFT_STYLES,
+        ),
+        _synth("--draft-mix", "share of model-family drafts with --draft-style mix, 0..1"),
         _synth(
             "--sketch-style",
             "rough: hand-drawn look of the line art; mix: rough with --rough-weight",

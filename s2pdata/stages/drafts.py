@@ -12,23 +12,30 @@ A draft applies the paper's three corruptions together, in this fixed order:
    pasted patches are distorted together with the content around them;
 3. **spray** (Colour spray: colour bleeding): colours picked from the ground truth sprayed along straight
    soft strokes on top, so the strokes themselves stay straight and cross warped boundaries.
+
+That is the paper's family (``style="paper"``, the default). ``style="model"`` makes a draft with the
+mistakes of a draft network instead (``s2pdata.stages.mistakes``: grey, blurred, bleeding, wrong
+hues), and ``style="mix"`` draws the family per draft. ``replay_draft`` re-creates either.
 """
 
 from __future__ import annotations
 
+import json
 import math
 
 import cv2
 import numba
 import numpy as np
 
-from s2pdata._check import check_array, check_pair, check_rgb, check_rng
+from s2pdata._check import check_array, check_choice, check_pair, check_range, check_rgb, check_rng
 from s2pdata._jit import JIT, register_warmup
 from s2pdata.pool import Patch, PatchPool
+from s2pdata.stages.mistakes import make_mistakes, replay_mistakes
 from s2pdata.stages.spray import SprayParams, apply_spray, make_spray_params
 from s2pdata.stages.warp import AffineParams, make_affine_params, warp_image
 
 DRAFT_VERSION = 1
+DRAFT_STYLES = ("paper", "model", "mix")  # mix: the model family with probability ``mix``
 
 
 def cut_rect_patch(color: np.ndarray, *, rng: np.random.Generator, side=(64, 256), key: str = "") -> Patch:
@@ -275,6 +282,11 @@ def make_draft(
     spray_paths=(1, 3),
     spray_width=(64, 128),
     ref_size: int = 512,
+    style: str = "paper",
+    mix: float = 0.5,
+    regions: np.ndarray | None = None,
+    sketch: np.ndarray | None = None,
+    mistakes: dict | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Synthesise a flawed colour draft from the ground truth (paper; docs/method.md, Drafts).
 
@@ -284,19 +296,36 @@ def make_draft(
     with its own colour picked from ``color`` (see ``make_spray_params``). An empty or None pool
     skips pasting. Scale 1 assumes the pool was cut from images of the draft's resolution.
 
+    With ``style="model"`` the draft has a draft network's mistakes instead
+    (``s2pdata.stages.mistakes.make_mistakes`` with ``regions``, ``sketch`` and ``mistakes``, its
+    keyword options; docs/method.md, Draft-model mistakes); with ``style="mix"`` a first draw from
+    ``rng`` picks the model family with probability ``mix``, else the paper's. The paper's
+    options are unused by the model family and the model's by the paper's.
+
     Parameters
     ----------
     color : ndarray, (H, W, 3) uint8
     pool : PatchPool or None
     rng : numpy.random.Generator
+    style : {"paper", "model", "mix"}
+    mix : float in [0, 1]
+        With ``style="mix"``: the probability of a model-family draft.
+    regions : ndarray, (H, W) int32, optional
+        Model family: the sample's trapped-ball labels (None: computed from ``color``).
+    sketch : ndarray, (H, W) uint8, optional
+        Model family: the sample's line art (None: the edges between regions are the lines).
+    mistakes : dict, optional
+        Model family: keyword options of ``make_mistake_params`` (chances and ranges).
 
     Returns
     -------
     draft : ndarray, (H, W, 3) uint8
     params : dict
-        Plain JSON: version, pool sha256 and size, pastes (patch, source_key, angle, scale, row,
-        col), warp (theta, border), sprays (colour, paths, widths, softness, opacity).
-        ``replay_draft(color, pool, params)`` rebuilds ``draft`` byte for byte.
+        Plain JSON. Paper family: version, pool sha256 and size, pastes (patch, source_key, angle,
+        scale, row, col), warp (theta, border), sprays (colour, paths, widths, softness,
+        opacity). Model family: ``style: "model"`` and the ``make_mistakes`` record.
+        ``replay_draft(color, pool, params, regions=..., sketch=...)`` rebuilds ``draft`` byte for
+        byte (``draft_style(params)`` says which family it is).
 
     Shape
     -----
@@ -305,6 +334,11 @@ def make_draft(
     color = check_rgb("color", color)
     pool = _check_pool(pool)
     check_rng(rng)
+    check_choice("style", style, DRAFT_STYLES)
+    if style == "mix":
+        style = "model" if rng.random() < check_range("mix", mix, 0.0, 1.0) else "paper"
+    if style == "model":
+        return make_mistakes(color, rng=rng, regions=regions, sketch=sketch, ref_size=ref_size, **(mistakes or {}))
     lo_p, hi_p = check_pair("n_pastes", n_pastes, low=0, integer=True)
     lo_s, hi_s = check_pair("n_sprays", n_sprays, low=0, integer=True)
     pastes = []
@@ -356,8 +390,39 @@ def _render(color: np.ndarray, pool: PatchPool, params: dict) -> np.ndarray:
     return out
 
 
-def replay_draft(color: np.ndarray, pool: PatchPool | None, params: dict) -> np.ndarray:
-    """Re-create a draft from its ``make_draft`` record, byte for byte.
+def draft_style(params: dict) -> str:
+    """The family of a draft record, ``"paper"`` or ``"model"`` (a stored record from
+    ``pack_draft`` too)."""
+    return params.get("style", "paper") if isinstance(params, dict) else "paper"
+
+
+def pack_draft(params: dict) -> dict:
+    """A ``make_draft`` record as a build stores it when it may hold both families: its family and
+    the record as JSON text, ``{"style": ..., "params": "{...}"}``, so every sample's json has one
+    schema whichever family each draft is (Hugging Face infers the schema from the first samples).
+    ``replay_draft`` takes either form; ``unpack_draft`` returns the record."""
+    return {"style": draft_style(params), "params": json.dumps(params, separators=(",", ":"))}
+
+
+def unpack_draft(record: dict) -> dict:
+    """The ``make_draft`` record of a ``pack_draft`` record (any other record unchanged)."""
+    if isinstance(record, dict) and set(record) == {"style", "params"} and isinstance(record["params"], str):
+        return json.loads(record["params"])
+    return record
+
+
+def replay_draft(
+    color: np.ndarray,
+    pool: PatchPool | None,
+    params: dict,
+    *,
+    regions: np.ndarray | None = None,
+    sketch: np.ndarray | None = None,
+) -> np.ndarray:
+    """Re-create a draft from its ``make_draft`` record (or its ``pack_draft`` form), byte for byte.
+
+    A model-family record needs the ``regions`` and ``sketch`` it was made with (the sample's
+    fields; ``replay_mistakes`` says which when one is missing); the paper's needs the pool.
 
     Raises ``ValueError`` when ``pool`` is not the pool the record names (size or sha256) or the
     record's version is unknown.
@@ -368,6 +433,9 @@ def replay_draft(color: np.ndarray, pool: PatchPool | None, params: dict) -> np.
     """
     color = check_rgb("color", color)
     pool = _check_pool(pool)
+    params = unpack_draft(params)
+    if draft_style(params) == "model":
+        return replay_mistakes(color, params, regions=regions, sketch=sketch)
     if not isinstance(params, dict) or params.get("version") != DRAFT_VERSION:
         raise ValueError(f"params must be a make_draft record with version {DRAFT_VERSION}, got {str(params)[:120]}")
     rec = params["pool"]
