@@ -811,3 +811,124 @@ def ref_roc_auc(scores, positive) -> float:
     neg = [s for s, p in zip(scores, positive) if not p]
     wins = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a in pos for b in neg)
     return wins / (len(pos) * len(neg))
+
+
+# ===============================================================================================
+# Draft-model mistakes (s2pdata.stages.mistakes; docs/method.md, Draft-model mistakes)
+#
+# Written from the module's definitions, one pixel at a time in Python floats: BT.601 luma, the
+# chroma C - Y, a colour out of the RGB cube pulled toward its grey along its chroma, chessboard
+# distances by brute force over the region's and the ink's pixels, and the chroma blur as a
+# separable float64 convolution with OpenCV's Gaussian weights and the mirror border (REFLECT_101).
+# ===============================================================================================
+
+_W601 = (0.299, 0.587, 0.114)
+
+
+def ref_luma(rgb) -> float:
+    """BT.601 luma of one pixel (any three numbers)."""
+    return _W601[0] * float(rgb[0]) + _W601[1] * float(rgb[1]) + _W601[2] * float(rgb[2])
+
+
+def ref_put(lum: float, d) -> list[int]:
+    """lum + k d rounded, k <= 1 the largest that keeps all three channels in [0, 255]."""
+    k = 1.0
+    for v in d:
+        if v > 0:
+            k = min(k, (255.0 - lum) / v)
+        elif v < 0:
+            k = min(k, lum / -v)
+    k = max(k, 0.0)
+    return [int(min(max(round(lum + k * v), 0), 255)) for v in d]
+
+
+def ref_rotate_hue(color: np.ndarray, labels: np.ndarray, regions, angles) -> np.ndarray:
+    """Each pixel of a listed region: (Cb, Cr) = ((B - Y) / 1.772, (R - Y) / 1.402) turned by the
+    region's angle, then back with G from the kept luma; other pixels copied."""
+    turn = {int(r): math.radians(float(a)) for r, a in zip(regions, angles)}
+    kr, kb = 2 * (1 - _W601[0]), 2 * (1 - _W601[2])
+    out = color.copy()
+    for y in range(color.shape[0]):
+        for x in range(color.shape[1]):
+            lab = int(labels[y, x])
+            if lab not in turn:
+                continue
+            r, g, b = (float(v) for v in color[y, x])
+            lum = ref_luma((r, g, b))
+            cb, cr = (b - lum) / kb, (r - lum) / kr
+            c, s = math.cos(turn[lab]), math.sin(turn[lab])
+            dr, db = kr * (s * cb + c * cr), kb * (c * cb - s * cr)
+            dg = -(_W601[0] * dr + _W601[2] * db) / _W601[1]
+            out[y, x] = ref_put(lum, (dr, dg, db))
+    return out
+
+
+def ref_desaturate(color: np.ndarray, labels: np.ndarray, amount: float, regions, region_amount: float):
+    """Each pixel keeps (1 - amount) of its chroma, times (1 - region_amount) in a listed region."""
+    listed = {int(r) for r in regions}
+    out = np.empty_like(color)
+    for y in range(color.shape[0]):
+        for x in range(color.shape[1]):
+            k = (1.0 - amount) * ((1.0 - region_amount) if int(labels[y, x]) in listed else 1.0)
+            r, g, b = (float(v) for v in color[y, x])
+            lum = ref_luma((r, g, b))
+            out[y, x] = ref_put(lum, (k * (r - lum), k * (g - lum), k * (b - lum)))
+    return out
+
+
+def ref_chessboard(mask: np.ndarray) -> np.ndarray:
+    """Chessboard distance from every pixel to the nearest set pixel of ``mask`` (inf when none)."""
+    ys, xs = np.nonzero(mask)
+    out = np.full(mask.shape, np.inf)
+    for y in range(mask.shape[0]):
+        for x in range(mask.shape[1]):
+            if len(ys):
+                out[y, x] = float(np.max([np.abs(ys - y), np.abs(xs - x)], axis=0).min())
+    return out
+
+
+def ref_bleed_color(color: np.ndarray, labels: np.ndarray, ink: np.ndarray, regions, radius: int, strength: float):
+    """Each listed region in order: its rounded mean colour m (over the input) blended into every
+    pixel at chessboard distance 1..radius from it and within radius of ink, by
+    strength * (radius + 1 - d) / radius."""
+    out = color.copy()
+    by_line = ref_chessboard(ink) <= radius
+    means = {}
+    for lab in regions:
+        px = color[labels == lab].astype(np.float64)
+        means.setdefault(lab, np.rint(px.mean(axis=0)) if len(px) else None)
+    for lab in regions:
+        if means[lab] is None:
+            continue
+        dist = ref_chessboard(labels == lab)
+        for y in range(color.shape[0]):
+            for x in range(color.shape[1]):
+                d = dist[y, x]
+                if 1 <= d <= radius and by_line[y, x]:
+                    a = strength * (radius + 1.0 - d) / radius
+                    for ch in range(3):
+                        v = float(out[y, x, ch])
+                        out[y, x, ch] = round(v + a * (float(means[lab][ch]) - v))
+    return out
+
+
+def ref_lowpass_chroma(color: np.ndarray, sigma: float, ink: np.ndarray, side: int) -> np.ndarray:
+    """Chroma C - Y blurred by a separable float64 convolution with cv2.getGaussianKernel(side,
+    sigma) weights and the mirror border, added to each pixel's luma; ink pixels copied."""
+    f = color.astype(np.float64)
+    lum = _W601[0] * f[..., 0] + _W601[1] * f[..., 1] + _W601[2] * f[..., 2]
+    chroma = f - lum[..., None]
+    weights = cv2.getGaussianKernel(side, sigma, ktype=cv2.CV_64F).ravel()
+    half = side // 2
+    for axis in (0, 1):
+        pad = [(0, 0)] * 3
+        pad[axis] = (half, half)
+        padded = np.pad(chroma, pad, mode="reflect")  # d c b | a b c d | c b a, OpenCV's REFLECT_101
+        n = chroma.shape[axis]
+        chroma = sum(weights[i] * np.take(padded, range(i, i + n), axis=axis) for i in range(side))
+    out = color.copy()
+    for y in range(color.shape[0]):
+        for x in range(color.shape[1]):
+            if not ink[y, x]:
+                out[y, x] = ref_put(ref_luma(color[y, x]), chroma[y, x])
+    return out
