@@ -8,6 +8,7 @@ file last. Every function takes a local folder or a URL (``s2pdata.storage``).
 from __future__ import annotations
 
 import fnmatch
+import itertools
 import json
 import os
 from collections import Counter
@@ -240,11 +241,12 @@ def scan_committed(
     out = out if storage.is_remote(out) else Path(storage.local(out))
     present = {storage.name_of(p) for p in stats_files(out, storage_options=so)}
     records, damaged = {}, {}
-    for i in range(n_shards):
-        if stats_name(i) not in present:
-            continue
+    wanted = [i for i in range(n_shards) if stats_name(i) in present]
+    # a URL's stats objects read together (concurrent requests; a store that fails stops the scan)
+    blobs = storage.read_many([storage.join(out, stats_name(i)) for i in wanted], so) if storage.is_remote(out) else []
+    for i, blob in itertools.zip_longest(wanted, blobs):
         try:
-            record = _json_of(storage.join(out, stats_name(i)), so)
+            record = _json_of(storage.join(out, stats_name(i)), so, blob)
         except (OSError, ValueError):
             damaged[i] = "stats file unreadable"
             continue
