@@ -325,7 +325,7 @@ def online_sample(
         online.update(hints=drawn.to_json(), hint_radius=hint_radius)
     if draft:
         rng = sample_rng(seed, key, "draft-online", epoch)
-        if pool is None and "regions" in sample:
+        if pool is None and "regions" in sample and draft_style != "model":  # the model family pastes nothing
             pool = PatchPool(cut_region_patches(color, sample["regions"], 4, rng=rng, key=key))
         out["draft"], online["draft"] = make_draft(
             color,
