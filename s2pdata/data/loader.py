@@ -49,6 +49,7 @@ from .. import storage
 from .._rng import sample_rng
 from .._stream import read_ahead
 from ..pngread import png_size
+from ..pngread import warmup as warm_png_kernels
 from ..shards import (
     POOL_DIR,
     POOL_JSON,
@@ -613,6 +614,7 @@ class ShardLoader(DataLoader):
             storage.release_connections()  # forked workers must not inherit this process's open connections
         return self._full(super().__iter__(), drop)
 
+            warm_png_kernels()  # compiled once here, inherited by every epoch's forked workers
     def _full(self, it, drop: int):
         """Pass full batches, join short ones, drop the first ``drop`` loader batches."""
         size, short = self.dataset.batch_size, None
