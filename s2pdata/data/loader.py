@@ -612,9 +612,9 @@ class ShardLoader(DataLoader):
             keep_heap()  # the batches are made here
         if self.num_workers:
             storage.release_connections()  # forked workers must not inherit this process's open connections
+            warm_png_kernels()  # compiled once here, inherited by every epoch's forked workers
         return self._full(super().__iter__(), drop)
 
-            warm_png_kernels()  # compiled once here, inherited by every epoch's forked workers
     def _full(self, it, drop: int):
         """Pass full batches, join short ones, drop the first ``drop`` loader batches."""
         size, short = self.dataset.batch_size, None
