@@ -37,8 +37,9 @@ pictures:
    from ``seed``). The same inputs and seed give the same report. Also reported: each statistic's
    own AUC as a score over all pictures (no training): far from 0.5 either way, it alone separates.
 
-``draft_realism`` returns the report as a dict (with a ``units`` entry); ``format_realism`` makes
-the text table. numpy and OpenCV compute everything but the model's pass (torch, through
+``draft_realism`` returns the report of a checkpoint as a dict (with a ``units`` entry),
+``compare_drafts`` that of any model function (a trainer's generator in a benchmark), and
+``format_realism`` makes the text table. numpy and OpenCV compute everything but the model's pass (torch, through
 ``s2pdata.evaluate.load_model``).
 """
 
@@ -486,48 +487,96 @@ def draft_realism(
     Returns
     -------
     dict
-        ``checkpoint``, ``step``, ``pictures``, ``model_drafts``, ``synthetic_drafts``, ``regions``
-        (which regions were used), ``statistics`` (per statistic: ``target``, ``model``,
-        ``synthetic`` means and their counts ``n_model``, ``n_synthetic``), ``statistic_auc`` (each
-        statistic alone as a score, synthetic positive), ``classifier`` (``classify``'s result and
-        ``description``), ``settings`` and ``units``.
+        ``checkpoint``, ``step`` and ``compare_drafts``' report.
 
     Raises
     ------
     FileNotFoundError
         No checkpoint file, or ``shards`` name no shard.
     ValueError
-        A refine checkpoint, shards without stored drafts, no pictures, a model output that is not finite.
+        A refine checkpoint, shards without stored drafts, no pictures, a model output that is not
+        finite; each checked before the next step's work.
     """
-    from tqdm import tqdm
+    from .evaluate import load_model, resolve_device
 
-    from .data import open_shards
-    from .evaluate import count_samples, load_model, resolve_device
-
-    if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1):
-        raise ValueError(f"n must be a whole number of pictures, 1 or more, got {n!r}")
+    _check_n(n)
     device = resolve_device(device)
     if not Path(checkpoint).is_file():
         raise FileNotFoundError(
             f"no checkpoint at {checkpoint} (give RUN_DIR/ckpt.pt of python -m s2pdata.train draft)"
         )
-    samples = open_shards(shards, storage_options=storage_options)  # FileNotFoundError: no shard
-    first = next(samples, None)
-    if first is None:
-        raise ValueError(f"shards {shards} hold no samples to compare")
-    if not any(k.startswith("draft") for k in first):
-        raise _no_drafts(shards)
+    _check_drafts(shards, storage_options)  # before the model is loaded
     model_fn, info = load_model(str(checkpoint), device)
     if info["stage"] != "draft":
         raise ValueError(
             f"checkpoint {checkpoint} is a {info['stage']} checkpoint; the realism report runs a draft-stage model "
             "(RUN_DIR/ckpt.pt of python -m s2pdata.train draft)"
         )
+    report = compare_drafts(
+        model_fn, shards, n=n, seed=seed, device=device, storage_options=storage_options, progress=progress
+    )
+    return {"checkpoint": str(checkpoint), "step": info["step"], **report}
 
-    def chosen():
-        yield first
-        yield from samples
 
+def _check_n(n) -> None:
+    if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1):
+        raise ValueError(f"n must be a whole number of pictures, 1 or more, got {n!r}")
+
+
+def _check_drafts(shards, storage_options: dict | None) -> None:
+    """``ValueError`` unless the first sample of ``shards`` holds a stored draft."""
+    from .data import open_shards
+
+    samples = open_shards(shards, storage_options=storage_options)  # FileNotFoundError: no shard
+    first = next(samples, None)
+    samples.close()
+    if first is None:
+        raise ValueError(f"shards {shards} hold no samples to compare")
+    if not any(k.startswith("draft") for k in first):
+        raise _no_drafts(shards)
+
+
+def compare_drafts(
+    model_fn,
+    shards,
+    *,
+    n: int | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    storage_options: dict | None = None,
+    progress: bool = False,
+) -> dict:
+    """The draft realism report of any draft model function (``draft_realism`` without the checkpoint).
+
+    Parameters
+    ----------
+    model_fn : callable
+        ``batch -> (1, 3, H, W)`` tensor in [-1, 1], called under ``torch.no_grad`` on one whole
+        picture at a time: ``to_model_input`` of a uint8 batch of ``color``, ``sketch``, ``hint`` (the
+        stored hints) and ``__key__``, on ``device`` (``s2pdata.evaluate.load_model``'s function, or a
+        trainer's generator wrapped the same way).
+    shards, n, seed, storage_options, progress
+        As ``draft_realism``.
+    device : str
+        Where the batches go (``cpu``, ``cuda``).
+
+    Returns
+    -------
+    dict
+        ``checkpoint`` and ``step`` (None here), ``shards``, ``pictures``, ``model_drafts``,
+        ``synthetic_drafts``, ``regions`` (which regions were used), ``statistics`` (per statistic:
+        ``target``, ``model``, ``synthetic`` means and their counts ``n_model``, ``n_synthetic``),
+        ``statistic_auc`` (each statistic alone as a score, synthetic positive), ``classifier``
+        (``classify``'s result and ``description``), ``settings`` and ``units``.
+    """
+    from tqdm import tqdm
+
+    from .data import open_shards
+    from .evaluate import count_samples
+
+    _check_n(n)
+    _check_drafts(shards, storage_options)
+    samples = open_shards(shards, storage_options=storage_options)
     rows, kinds, keys = [], [], []
     stats: dict[str, dict[str, list]] = {name: {"model": [], "synthetic": []} for name in STATISTICS}
     fallback = False
@@ -536,7 +585,7 @@ def draft_realism(
     in_build = count_samples(shards, storage_options) if progress else None
     total = n if in_build is None else (in_build if n is None else min(n, in_build))
     with tqdm(total=total, desc="draft realism", unit="img", file=sys.stderr, disable=not progress) as bar:
-        for s, model_draft in _model_drafts(model_fn, (s for _, s in zip(range(n or sys.maxsize), chosen())), device):
+        for s, model_draft in _model_drafts(model_fn, (s for _, s in zip(range(n or sys.maxsize), samples)), device):
             stored = sorted((k for k in s if k.startswith("draft")), key=lambda k: int(k[5:] or 0))
             if not stored:
                 raise _no_drafts(shards)
@@ -584,8 +633,8 @@ def draft_realism(
         "resamples of the test pictures"
     )
     return {
-        "checkpoint": str(checkpoint),
-        "step": info["step"],
+        "checkpoint": None,
+        "step": None,
         "shards": str(shards),
         "pictures": pictures,
         "model_drafts": counts["model"],
@@ -626,8 +675,13 @@ def format_realism(report: dict) -> str:
     """``draft_realism``'s report as a text table: each statistic for the target, the model's and the
     synthetic drafts, each statistic's own AUC, then the classifier's AUC and how it was made."""
     width = max(len(v) for v in LABELS.values())
+    model = (
+        "a draft model"
+        if report.get("checkpoint") is None
+        else f"draft checkpoint {report['checkpoint']} (step {report['step']})"
+    )
     lines = [
-        f"draft realism: draft checkpoint {report['checkpoint']} (step {report['step']}) on {report['pictures']} "
+        f"draft realism: {model} on {report['pictures']} "
         f"pictures of {report['shards']}: {report['model_drafts']} model drafts (stored hints), "
         f"{report['synthetic_drafts']} synthetic drafts (the build's draft0..)",
         f"regions: {report['regions']}; colour in CIELab (OpenCV float conversion); means over drafts",

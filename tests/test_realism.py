@@ -322,6 +322,18 @@ def test_cli_prints_the_table_and_writes_the_json(builds, checkpoints, tmp_path,
     assert "on 4 pictures" in capsys.readouterr().out
 
 
+def test_a_model_that_returns_the_target_scores_the_target_values(builds, checkpoints):
+    from s2pdata.realism import TARGET_VALUES, compare_drafts
+
+    report = compare_drafts(lambda batch: batch["color"], builds / "drafts", n=4)
+    assert report["checkpoint"] is None and report["pictures"] == 4 and "a draft model" in format_realism(report)
+    for name, s in report["statistics"].items():
+        assert s["model"] == pytest.approx(TARGET_VALUES[name], abs=1e-9), name
+    grey = compare_drafts(lambda batch: batch["color"].mean(1, keepdim=True).expand(-1, 3, -1, -1), builds / "drafts")
+    assert grey["statistics"]["chroma_ratio"]["model"] < 0.01 and grey["statistics"]["wrong_hue"]["model"] == 0
+    assert grey["statistic_auc"]["chroma_ratio"] == 1.0  # every synthetic draft has more chroma than a grey one
+
+
 def test_report_falls_back_to_regions_between_lines(builds, checkpoints):
     from s2pdata.realism import draft_realism
 
