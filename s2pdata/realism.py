@@ -515,7 +515,8 @@ def draft_realism(
     report = compare_drafts(
         model_fn, shards, n=n, seed=seed, device=device, storage_options=storage_options, progress=progress
     )
-    return {"checkpoint": str(checkpoint), "step": info["step"], **report}
+    report.update(checkpoint=str(checkpoint), step=info["step"])  # keys already first in the report
+    return report
 
 
 def _check_n(n) -> None:

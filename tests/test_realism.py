@@ -304,6 +304,8 @@ def test_cli_prints_the_table_and_writes_the_json(builds, checkpoints, tmp_path,
     assert main(argv + ["--seed", "1", "--json", str(out), "--device", "cpu"]) == 0
     text = capsys.readouterr().out
     report = json.loads(out.read_text())
+    assert report["checkpoint"] == str(checkpoints["draft"]) and report["step"] == 1
+    assert f"draft checkpoint {checkpoints['draft']} (step 1)" in text
     assert report["pictures"] == 6 and report["model_drafts"] == 6 and report["synthetic_drafts"] == 12
     assert report["regions"] == "the build's trapped-ball regions"
     assert set(report["statistics"]) == set(STATISTICS) == set(report["statistic_auc"])
