@@ -39,8 +39,8 @@ pictures:
 
 ``draft_realism`` returns the report of a checkpoint as a dict (with a ``units`` entry),
 ``compare_drafts`` that of any model function (a trainer's generator in a benchmark), and
-``format_realism`` makes the text table. numpy and OpenCV compute everything but the model's pass (torch, through
-``s2pdata.evaluate.load_model``).
+``format_realism`` makes the text table. numpy and OpenCV compute everything but the model's
+pass (torch, through ``s2pdata.evaluate.load_model``).
 """
 
 from __future__ import annotations
