@@ -377,7 +377,8 @@ def make_mistake_params(
     Every parameter is drawn whether or not its mistake is on, so the stream of draws (and so each
     parameter) does not depend on the switches. Ranges are at ``ref_size`` px and scaled by
     ``min(H, W) / ref_size`` (radius, sigma, ``min_area`` by its square). Regions are drawn among
-    those of at least ``min_area`` pixels (all regions when none is that large).
+    those of at least ``min_area`` pixels (all regions when none is that large), uniformly but for
+    the wrong hues.
 
     Parameters
     ----------
@@ -388,8 +389,9 @@ def make_mistake_params(
         Chance that each of ``MISTAKES`` is on (default ``CHANCES``); when none is drawn on, one is
         chosen uniformly among those with a chance above 0.
     hue_regions : (int, int)
-        Regions turned ~ U{lo..hi}; a large share of a draft model's regions keep their hint's hue,
-        so a few wrong ones per picture.
+        Regions turned ~ U{lo..hi}, drawn with chances in proportion to their areas: a draft
+        network keeps most regions' hint hue, and the wrong ones that matter are large areas it
+        colours as a whole.
     hue_angle : (float, float)
         |angle| ~ U[lo, hi] degrees, either sign: far enough to be another colour, not a tint.
     desaturate_amount : (float, float)
@@ -446,13 +448,18 @@ def make_mistake_params(
         live = [name for name in MISTAKES if chances[name] > 0]
         on[live[int(rng.integers(len(live)))]] = True
 
-    def pick(n: int) -> list[int]:
-        """n distinct eligible labels in drawn order (all of them when fewer)."""
-        if not len(eligible):
+    def pick(n: int, by_area: bool = False) -> list[int]:
+        """n distinct eligible labels in drawn order (all of them when fewer); uniform, or with
+        chances in proportion to their areas."""
+        n = min(n, len(eligible))
+        if not n:
             return []
-        return [int(v) for v in rng.permutation(eligible)[: min(n, len(eligible))]]
+        if by_area:
+            weights = areas[eligible] / areas[eligible].sum()
+            return [int(v) for v in rng.choice(eligible, size=n, replace=False, p=weights)]
+        return [int(v) for v in rng.permutation(eligible)[:n]]
 
-    hue_labels = pick(int(rng.integers(hr[0], hr[1] + 1)))
+    hue_labels = pick(int(rng.integers(hr[0], hr[1] + 1)), by_area=True)
     hue_angles = [
         float(a) for a in rng.uniform(ha[0], ha[1], len(hue_labels)) * rng.choice([-1.0, 1.0], len(hue_labels))
     ]
