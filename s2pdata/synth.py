@@ -119,11 +119,14 @@ class SynthConfig:
         )
 
     def to_json(self) -> dict:
-        """The config as dataset.json records it. A paper-style build leaves out the draft style and
-        mix, so its record is the one builds made before the model family (they still resume)."""
+        """The config as dataset.json records it: the draft mix only with ``draft_style="mix"`` (the
+        only style it changes), and neither for a paper-style build, whose record is then the one
+        builds made before the model family (they still resume)."""
         out = {**asdict(self), "fields": list(self.fields)}
+        if self.draft_style != "mix":
+            del out["draft_mix"]
         if self.draft_style == "paper":
-            del out["draft_style"], out["draft_mix"]
+            del out["draft_style"]
         return out
 
 

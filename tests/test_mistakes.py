@@ -424,6 +424,7 @@ def test_build_flags_reach_the_config_and_bad_values_are_refused(tmp_path):
     assert "draft_style" not in cfg.to_json()  # a paper build's dataset.json is the one older builds wrote
     cfg = synth_config(parse_args([*base, "--draft-style", "model", "--draft-mix", "0.25"]))
     assert (cfg.draft_style, cfg.draft_mix) == ("model", 0.25) and cfg.to_json()["draft_style"] == "model"
+    assert "draft_mix" not in cfg.to_json()  # unused by the model style: a resume need not match it
     assert main([*base, "--draft-style", "gan"]) == 2
     assert main([*base, "--draft-style", "mix", "--draft-mix", "1.5"]) == 2
     for bad in ({"draft_style": "models"}, {"draft_mix": -0.1}, {"draft_mix": True}):
