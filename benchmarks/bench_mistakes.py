@@ -87,6 +87,7 @@ def draft_costs(args, pool: PatchPool) -> tuple[list[str], dict]:
         "model, regions computed": "make_mistakes without the regions map (propose_regions inside)",
         "hue": "  hue alone (1-3 regions turned)",
         "desaturate": "  desaturate alone (global + a share of the regions)",
+        "cast": "  cast alone (every pixel's chroma toward one colour)",
         "bleed": "  bleed alone (1-6 regions, radius 2-8 px)",
         "lowpass": "  lowpass alone (chroma blur, sigma 1.5-6 px)",
     }

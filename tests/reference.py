@@ -863,6 +863,23 @@ def ref_rotate_hue(color: np.ndarray, labels: np.ndarray, regions, angles) -> np
     return out
 
 
+def ref_cast_color(color: np.ndarray, angle: float, chroma: float, amount: float) -> np.ndarray:
+    """Each pixel's (Cb, Cr) = ((B - Y) / 1.772, (R - Y) / 1.402) blended toward chroma * (cos, sin)
+    of the angle by amount, then back with G from the kept luma."""
+    kr, kb = 2 * (1 - _W601[0]), 2 * (1 - _W601[2])
+    cb0, cr0 = chroma * math.cos(math.radians(angle)), chroma * math.sin(math.radians(angle))
+    out = np.empty_like(color)
+    for y in range(color.shape[0]):
+        for x in range(color.shape[1]):
+            r, g, b = (float(v) for v in color[y, x])
+            lum = ref_luma((r, g, b))
+            cb = (1.0 - amount) * ((b - lum) / kb) + amount * cb0
+            cr = (1.0 - amount) * ((r - lum) / kr) + amount * cr0
+            dr, db = kr * cr, kb * cb
+            out[y, x] = ref_put(lum, (dr, -(_W601[0] * dr + _W601[2] * db) / _W601[1], db))
+    return out
+
+
 def ref_desaturate(color: np.ndarray, labels: np.ndarray, amount: float, regions, region_amount: float):
     """Each pixel keeps (1 - amount) of its chroma, times (1 - region_amount) in a listed region."""
     listed = {int(r) for r in regions}

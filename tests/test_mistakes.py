@@ -18,6 +18,7 @@ from s2pdata.stages.mistakes import (
     INK_BELOW,
     MISTAKES,
     bleed_color,
+    cast_color,
     desaturate,
     gaussian_side,
     lowpass_chroma,
@@ -30,6 +31,7 @@ from s2pdata.stages.mistakes import (
 )
 from tests.reference import (
     ref_bleed_color,
+    ref_cast_color,
     ref_chessboard,
     ref_desaturate,
     ref_lowpass_chroma,
@@ -146,6 +148,30 @@ def test_desaturate_extremes():
     assert np.all(spread(part[inside]) == 0) and np.array_equal(part[~inside], color[~inside])
 
 
+@settings(max_examples=30)
+@given(sc=scenes(), angle=st.floats(-360, 360), chroma=st.floats(0, 60), amount=st.floats(0, 1))
+def test_cast_matches_reference_keeps_luma_and_moves_chroma_toward_the_cast(sc, angle, chroma, amount):
+    color, _, _ = sc
+    out = cast_color(color, angle, chroma, amount)
+    at_most_one_apart(out, ref_cast_color(color, angle, chroma, amount))
+    assert np.abs(luma(out) - luma(color)).max() <= 0.5 + 1e-9
+    if amount == 0:
+        assert np.array_equal(out, color)
+
+
+def test_cast_with_all_amount_paints_one_colour_at_each_luma():
+    grey = np.full((8, 10, 3), 128, np.uint8)
+    grey[:, 5:] = 100
+    out = cast_color(grey, 200.0, 12.0, 1.0)
+    assert (
+        len(np.unique(out[:, :5].reshape(-1, 3), axis=0)) == 1
+        and len(np.unique(out[:, 5:].reshape(-1, 3), axis=0)) == 1
+    )
+    f, y = out[0, 0].astype(float), luma(out[:1, :1])[0, 0]
+    cb, cr = (f[2] - y) / 1.772, (f[0] - y) / 1.402
+    assert abs(np.hypot(cb, cr) - 12.0) < 0.7 and abs((np.degrees(np.arctan2(cr, cb)) % 360) - 200.0) < 5
+
+
 @settings(max_examples=25)
 @given(data=st.data(), sc=scenes(max_side=20), radius=st.integers(1, 5), strength=st.floats(0, 1))
 def test_bleed_matches_reference_and_stays_near_its_regions_and_the_lines(data, sc, radius, strength):
@@ -257,13 +283,18 @@ def test_one_mistake_alone_changes_only_what_its_parameters_say(sc, seed, name):
         assert all(30 <= abs(a) <= 150 for a in p["hue"]["angles"])
     elif name == "desaturate":
         assert np.all(spread(draft) <= spread(color))
-        assert 0.2 <= p["desaturate"]["amount"] <= 0.8
+        assert 0.3 <= p["desaturate"]["amount"] <= 0.9
+    elif name == "cast":
+        c = p["cast"]
+        assert np.array_equal(draft, cast_color(color, c["angle"], c["chroma"], c["amount"]))
+        assert 4 <= c["chroma"] <= 16 and 0.2 <= c["amount"] <= 0.8
     elif name == "bleed":
         r = p["bleed"]["radius"]
         assert not np.any(moved & ~(ref_chessboard(ink) <= r))
         assert np.array_equal(draft, bleed_color(color, labels, ink, p["bleed"]["regions"], r, p["bleed"]["strength"]))
     else:
         assert np.array_equal(draft[ink], color[ink])
+        assert np.array_equal(draft, lowpass_chroma(color, p["lowpass"]["sigma"], ink))
     if name != "bleed":
         assert np.abs(luma(draft) - luma(color)).max() <= 0.5 + 1e-3
 
@@ -282,7 +313,7 @@ def test_parameters_scale_with_the_picture_and_cover_their_ranges():
     on = {m: np.mean([p[m]["on"] for p in big]) for m in MISTAKES}
     assert on["desaturate"] > 0.8 and 0.15 < on["hue"] < 0.5  # chances 0.9 and 0.3, with the at-least-one rule
     shares = [len(p["desaturate"]["regions"]) / 32 for p in big]
-    assert min(shares) < 0.05 and 0.4 < max(shares) <= 0.8
+    assert min(shares) < 0.05 and 0.6 < max(shares) <= 1.0
 
 
 def test_replay_needs_the_maps_it_was_made_with():
@@ -311,6 +342,7 @@ def test_bad_input_names_the_argument():
         (lambda: bleed_color(color, labels, ink, [1], 0, 0.5), ValueError, "radius"),
         (lambda: bleed_color(color, labels, ink.astype(np.uint8), [1], 2, 0.5), TypeError, "ink"),
         (lambda: lowpass_chroma(color, -1.0), ValueError, "sigma"),
+        (lambda: cast_color(color, 0.0, 8.0, 1.5), ValueError, "amount"),
         (lambda: make_mistakes(color, rng=0), TypeError, "rng"),
         (lambda: make_mistakes(color, rng=rng, sketch=np.zeros((8, 8), np.uint8)), ValueError, "sketch"),
         (lambda: make_mistake_params(labels, rng=rng, chances={"hue": 1.0}), ValueError, "chances"),

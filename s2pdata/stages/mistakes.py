@@ -6,22 +6,25 @@ draft ``(H, W, 3) uint8`` with the mistakes a trained draft network makes, and a
 of every parameter, from which ``replay_mistakes`` re-creates the identical draft.
 
 The paper's drafts (``s2pdata.stages.drafts``) have the right colours in the wrong places. A draft
-network's output is different (benchmarks/RESULTS.md, Learning): grey, blurred, with colour that
-runs over the lines and whole regions in a wrong colour. Four mistakes, in this fixed order, each
-switched on by a draw (at least one is):
+network's output is different (benchmarks/RESULTS.md, Learning and Draft realism): grey, with a
+colour cast, blurred, with colour that runs over the lines and whole regions in a wrong colour.
+Five mistakes, in this fixed order, each switched on by a draw (at least one is):
 
 1. **hue**: a few regions' hue turned by a drawn angle (a region coloured wrong as a whole);
 2. **desaturate**: every pixel's chroma scaled toward its luma, globally and further in a drawn
    share of the regions (grey output, faint colour; regions no hint reached nearly grey);
-3. **bleed**: a few regions' mean colour spilled into the pixels near them that are also near a
+3. **cast**: every pixel's chroma moved toward one drawn colour (the tint an undertrained network
+   lays over every picture);
+4. **bleed**: a few regions' mean colour spilled into the pixels near them that are also near a
    sketch line, fading with the distance (colour over and across the lines);
-4. **lowpass**: the chroma blurred with a drawn sigma, luma and the line pixels kept (the fine
+5. **lowpass**: the chroma blurred with a drawn sigma, luma and the line pixels kept (the fine
    colour lost, the lines kept).
 
-Colour arithmetic is BT.601 luma ``Y = 0.299 R + 0.587 G + 0.114 B`` and the chroma ``C - Y``.
-Hue, desaturation and low-pass change only the chroma: a colour that leaves the RGB cube is
-pulled toward its grey along the chroma (never clipped per channel), so each pixel keeps its luma
-within rounding (0.5). Distances are chessboard (L-infinity) distances in pixels.
+Colour arithmetic is BT.601 luma ``Y = 0.299 R + 0.587 G + 0.114 B``, the chroma ``C - Y`` and its
+YCbCr coordinates ``Cb = (B - Y) / 1.772``, ``Cr = (R - Y) / 1.402``. Every mistake but bleeding
+changes only the chroma: a colour that leaves the RGB cube is pulled toward its grey along the
+chroma (never clipped per channel), so each pixel keeps its luma within rounding (0.5). Distances
+are chessboard (L-infinity) distances in pixels.
 """
 
 from __future__ import annotations
@@ -36,16 +39,18 @@ from s2pdata._check import check_array, check_gray, check_pair, check_range, che
 from s2pdata._jit import JIT, register_warmup
 
 MISTAKES_VERSION = 1
-MISTAKES = ("hue", "desaturate", "bleed", "lowpass")  # the fixed order of application
+MISTAKES = ("hue", "desaturate", "cast", "bleed", "lowpass")  # the fixed order of application
 INK_BELOW = 128  # a sketch pixel darker than this is a line pixel (the sketch is 255 paper, 0 ink)
 WR, WG, WB = 0.299, 0.587, 0.114  # BT.601 luma weights, as OpenCV's RGB -> gray
 KR, KB = 2.0 * (1.0 - WR), 2.0 * (1.0 - WB)  # YCbCr: R - Y = KR * Cr, B - Y = KB * Cb
 
-# The chance each mistake is on in a draft (at least one always is). Desaturation is the flaw the
-# learning bench measured in its draft model (RESULTS, Learning: grey output, faint colour at the
-# hints), so it is nearly always on; blur is the next most common look of a small network's output;
-# bleeding and wrong hues are less frequent and more local.
-CHANCES = {"hue": 0.3, "desaturate": 0.9, "bleed": 0.5, "lowpass": 0.7}
+# The chance each mistake is on in a draft (at least one always is). Desaturation is the flaw every
+# draft model measured so far shows (RESULTS, Learning: grey output, faint colour at the hints; Draft
+# realism: 38-59 % of the target's chroma, 91 % of the hued regions grey after 1000 steps), so it is
+# nearly always on; blur is the next most common look of a small network's output (high-frequency
+# colour energy 0.72-0.82 of the target's); a cast (the 200-step model's), bleeding and wrong hues
+# are less frequent.
+CHANCES = {"hue": 0.3, "desaturate": 0.9, "cast": 0.3, "bleed": 0.5, "lowpass": 0.7}
 
 
 # ---- shared per-pixel colour arithmetic ------------------------------------------------------------
@@ -188,7 +193,45 @@ def _desaturate_kernel(img, labels, keep, out):
             _put(out, y, x, lum, k * (r - lum), k * (g - lum), k * (b - lum))
 
 
-# ---- 3. bleeding across lines ----------------------------------------------------------------------
+# ---- 3. colour cast ----------------------------------------------------------------------------------
+
+
+def cast_color(color: np.ndarray, angle: float, chroma: float, amount: float) -> np.ndarray:
+    """Move every pixel's chroma toward one colour: ``(Cb, Cr) <- (1 - amount) (Cb, Cr) + amount *
+    chroma * (cos angle, sin angle)`` (``angle`` in degrees, ``chroma`` in 8-bit Cb/Cr levels).
+
+    The luma stays (within rounding); a colour that leaves the RGB cube is pulled toward its grey.
+    ``amount`` 0 keeps the picture, 1 paints it in the cast's colour at every pixel's own luma.
+
+    Shape
+    -----
+    (H, W, 3) uint8 -> (H, W, 3) uint8
+    """
+    color = check_rgb("color", color)
+    angle = check_range("angle", angle, -1e6, 1e6)
+    chroma = check_range("chroma", chroma, 0.0, 255.0)
+    amount = check_range("amount", amount, 0.0, 1.0)
+    rad = math.radians(angle)
+    out = np.empty_like(color)
+    _cast_kernel(color, chroma * math.cos(rad), chroma * math.sin(rad), amount, out)
+    return out
+
+
+@numba.njit(**JIT)
+def _cast_kernel(img, cb0, cr0, t, out):
+    """(Cb, Cr) <- (1 - t) (Cb, Cr) + t (cb0, cr0) per pixel, the luma kept."""
+    h, w = img.shape[:2]
+    for y in range(h):
+        for x in range(w):
+            r, g, b = float(img[y, x, 0]), float(img[y, x, 1]), float(img[y, x, 2])
+            lum = _luma(r, g, b)
+            cb = (1.0 - t) * ((b - lum) / KB) + t * cb0
+            cr = (1.0 - t) * ((r - lum) / KR) + t * cr0
+            dr, db = KR * cr, KB * cb
+            _put(out, y, x, lum, dr, -(WR * dr + WB * db) / WG, db)
+
+
+# ---- 4. bleeding across lines ----------------------------------------------------------------------
 
 
 def near(mask: np.ndarray, radius: int) -> np.ndarray:
@@ -270,7 +313,7 @@ def _bleed_kernel(out, dist, by_line, r0, c0, radius, strength, mean):
                 out[r0 + y, c0 + x, ch] = np.uint8(np.rint(v + a * (mean[ch] - v)))
 
 
-# ---- 4. low-pass chroma ----------------------------------------------------------------------------
+# ---- 5. low-pass chroma ----------------------------------------------------------------------------
 
 
 def gaussian_side(sigma: float) -> int:
@@ -362,9 +405,11 @@ def make_mistake_params(
     chances: dict | None = None,
     hue_regions=(1, 3),
     hue_angle=(30.0, 150.0),
-    desaturate_amount=(0.2, 0.8),
-    desaturate_share=(0.0, 0.5),
-    desaturate_region_amount=(0.5, 1.0),
+    desaturate_amount=(0.3, 0.9),
+    desaturate_share=(0.0, 0.9),
+    desaturate_region_amount=(0.6, 1.0),
+    cast_chroma=(4.0, 16.0),
+    cast_amount=(0.2, 0.8),
     bleed_regions=(1, 6),
     bleed_radius=(2, 8),
     bleed_strength=(0.3, 0.8),
@@ -372,7 +417,7 @@ def make_mistake_params(
     min_area: int = 64,
     ref_size: int = 512,
 ) -> dict:
-    """Draw the four mistakes' parameters for an image with region ``labels`` (s2pdata's ranges).
+    """Draw the five mistakes' parameters for an image with region ``labels`` (s2pdata's ranges).
 
     Every parameter is drawn whether or not its mistake is on, so the stream of draws (and so each
     parameter) does not depend on the switches. Ranges are at ``ref_size`` px and scaled by
@@ -395,10 +440,16 @@ def make_mistake_params(
     hue_angle : (float, float)
         |angle| ~ U[lo, hi] degrees, either sign: far enough to be another colour, not a tint.
     desaturate_amount : (float, float)
-        Global move toward grey ~ U[lo, hi]: from a muted draft to a nearly grey one.
+        Global move toward grey ~ U[lo, hi]: 10-70 % of the chroma kept, around the 38-59 % that
+        RESULTS' Draft realism measured for two draft models.
     desaturate_share, desaturate_region_amount : (float, float)
-        Each region is made greyer with probability ~ U[share], by ~ U[amount] of what is left
-        (regions far from every hint come out nearly grey).
+        Each region is made greyer with probability ~ U[share], by ~ U[amount] of what is left:
+        regions far from every hint come out nearly grey (91 % of the hued regions, for the longer
+        trained model there).
+    cast_chroma, cast_amount : (float, float)
+        The cast's colour: hue ~ U[0, 360) degrees, strength ~ U[lo, hi] Cb/Cr levels (a faint
+        tint, as the 200-step model there lays over every picture), and the share of each pixel's
+        chroma it replaces ~ U[lo, hi].
     bleed_regions, bleed_radius, bleed_strength : (int, int), (int, int), (float, float)
         Regions that spill ~ U{lo..hi}, how far ~ U{lo..hi} px, and how strongly ~ U[lo, hi]: a
         few pixels over the line, as a network's halo, not the paper's 64-128 px sprays.
@@ -411,7 +462,8 @@ def make_mistake_params(
     dict
         Plain JSON: ``version``, ``style`` ("model"), ``order`` and one entry per mistake with
         ``on`` and its parameters (``hue``: regions, angles; ``desaturate``: amount, regions,
-        region_amount; ``bleed``: regions, radius, strength; ``lowpass``: sigma).
+        region_amount; ``cast``: angle, chroma, amount; ``bleed``: regions, radius, strength;
+        ``lowpass``: sigma).
 
     Shape
     -----
@@ -431,6 +483,8 @@ def make_mistake_params(
     da = check_pair("desaturate_amount", desaturate_amount, low=0.0, high=1.0)
     ds = check_pair("desaturate_share", desaturate_share, low=0.0, high=1.0)
     dr = check_pair("desaturate_region_amount", desaturate_region_amount, low=0.0, high=1.0)
+    cc = check_pair("cast_chroma", cast_chroma, low=0.0, high=255.0)
+    ca = check_pair("cast_amount", cast_amount, low=0.0, high=1.0)
     br = check_pair("bleed_regions", bleed_regions, low=0, integer=True)
     brad = check_pair("bleed_radius", bleed_radius, low=1, integer=True)
     bs = check_pair("bleed_strength", bleed_strength, low=0.0, high=1.0)
@@ -467,6 +521,11 @@ def make_mistake_params(
     share = float(rng.uniform(*ds))
     grey = [int(v) for v in eligible[rng.random(len(eligible)) < share]]
     region_amount = float(rng.uniform(*dr))
+    cast = {
+        "angle": float(rng.uniform(0.0, 360.0)),
+        "chroma": float(rng.uniform(*cc)),
+        "amount": float(rng.uniform(*ca)),
+    }
     bleed_labels = pick(int(rng.integers(br[0], br[1] + 1)))
     radius = max(1, int(round(int(rng.integers(brad[0], brad[1] + 1)) * scale)))
     strength = float(rng.uniform(*bs))
@@ -477,6 +536,7 @@ def make_mistake_params(
         "order": list(MISTAKES),
         "hue": {"on": on["hue"], "regions": hue_labels, "angles": hue_angles},
         "desaturate": {"on": on["desaturate"], "amount": amount, "regions": grey, "region_amount": region_amount},
+        "cast": {"on": on["cast"], **cast},
         "bleed": {"on": on["bleed"], "regions": bleed_labels, "radius": radius, "strength": strength},
         "lowpass": {"on": on["lowpass"], "sigma": sigma},
     }
@@ -496,6 +556,9 @@ def apply_mistakes(color: np.ndarray, labels: np.ndarray, ink: np.ndarray, param
     p = params["desaturate"]
     if p["on"]:
         out = desaturate(out, labels, p["amount"], p["regions"], p["region_amount"])
+    p = params["cast"]
+    if p["on"]:
+        out = cast_color(out, p["angle"], p["chroma"], p["amount"])
     p = params["bleed"]
     if p["on"] and p["regions"]:
         out = bleed_color(out, labels, ink, p["regions"], p["radius"], p["strength"])
@@ -599,5 +662,6 @@ def _warmup() -> None:
     ink[2] = True
     rotate_hue(img, labels, [1], [90.0])
     desaturate(img, labels, 0.5, [2], 0.5)
+    cast_color(img, 30.0, 8.0, 0.5)
     bleed_color(img, labels, ink, [1], 1, 0.5)
     lowpass_chroma(img, 1.0, ink)
