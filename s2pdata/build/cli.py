@@ -144,8 +144,8 @@ def _declare() -> tuple[Key, ...]:
         _synth("--drafts", "synthetic flawed drafts per sample (draft0..)"),
         _synth(
             "--draft-style",
-            "draft family: paper (pasted patches, warp, sprays), model (a draft network's mistakes: grey, "
-            "blurred, bleeding, wrong hues) or mix (model with --draft-mix)",
+            "draft family: paper (pasted patches, warp, sprays), model (a draft network's mistakes: grey, a "
+            "colour cast, blurred, bleeding, wrong hues) or mix (model with --draft-mix)",
             choices=DRAFT_STYLES,
         ),
         _synth("--draft-mix", "share of model-family drafts with --draft-style mix, 0..1"),

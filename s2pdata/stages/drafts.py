@@ -14,8 +14,8 @@ A draft applies the paper's three corruptions together, in this fixed order:
    soft strokes on top, so the strokes themselves stay straight and cross warped boundaries.
 
 That is the paper's family (``style="paper"``, the default). ``style="model"`` makes a draft with the
-mistakes of a draft network instead (``s2pdata.stages.mistakes``: grey, blurred, bleeding, wrong
-hues), and ``style="mix"`` draws the family per draft. ``replay_draft`` re-creates either.
+mistakes of a draft network instead (``s2pdata.stages.mistakes``: grey, a colour cast, blurred,
+bleeding, wrong hues), and ``style="mix"`` draws the family per draft. ``replay_draft`` re-creates either.
 """
 
 from __future__ import annotations
