@@ -438,9 +438,17 @@ def test_mix_build_with_jpeg_colour_replays_the_stored_bytes(mix_build):
     assert seen == {"paper", "model"}
 
 
+def json_paths(x, path: str = "") -> dict:
+    """{path: type name} of a json value, a list by its first element (as Hugging Face infers a schema)."""
+    if isinstance(x, dict):
+        return {k: v for key, val in x.items() for k, v in json_paths(val, f"{path}.{key}").items()}
+    if isinstance(x, list):
+        return {path: "list", **(json_paths(x[0], path + "[]") if x else {})}
+    return {path: type(x).__name__}
+
+
 def test_mix_build_json_has_one_schema(mix_build):
     from s2pdata.data import open_shards
-    from tests.test_build import json_paths
 
     schemas = [json_paths(s["json"]) for s in open_shards(mix_build / "png")]
     assert all(schema == schemas[0] for schema in schemas)
