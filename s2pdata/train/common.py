@@ -78,6 +78,36 @@ def discriminate(nets: Nets, cond: torch.Tensor, image: torch.Tensor) -> torch.T
         return nets.D(torch.cat([cond, image], 1))
 
 
+def conditional_d_loss(nets: Nets, cond: torch.Tensor, real: torch.Tensor, fake: torch.Tensor) -> dict:
+    """Both stages' D loss: the mean of BCE(D(cond, real), real) and BCE(D(cond, fake), fake).
+
+    ``fake`` is detached: D's step never reaches G. Real and fake pass D as one batch.
+
+    Shape
+    -----
+    cond (B, 5, H, W), real and fake (B, 3, H, W) -> ``{"loss_d": scalar}``
+    """
+    n = len(fake)
+    logits = discriminate(nets, torch.cat([cond, cond]), torch.cat([real, fake.detach()]))
+    return {"loss_d": 0.5 * (gan_loss(logits[:n], True) + gan_loss(logits[n:], False))}
+
+
+def descend(nets: Nets, opts: dict, loss_d: Callable[[], dict], loss_g: Callable[[], dict]) -> dict:
+    """Both stages' update: D descends ``loss_d()`` (when there is a D), then G descends ``loss_g()``
+    against the updated D. Returns every loss term (scalar tensors), ``loss_g`` first."""
+    d = {}
+    if nets.D is not None:
+        d = loss_d()
+        opts["D"].zero_grad(set_to_none=True)
+        d["loss_d"].backward()
+        opts["D"].step()
+    g = loss_g()
+    opts["G"].zero_grad(set_to_none=True)
+    g["loss_g"].backward()
+    opts["G"].step()
+    return {"loss_g": g["loss_g"], **d, **g}
+
+
 def to_uint8(x: torch.Tensor) -> np.ndarray:
     """(B, C, H, W) in [-1, 1] -> (B, H, W, 3) uint8 RGB (1 channel repeated)."""
     x = ((x.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)

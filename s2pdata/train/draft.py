@@ -21,7 +21,18 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 
-from .common import Nets, Stage, build_discriminator, discriminate, gan_loss, hints_image, to_uint8, variance_loss
+from .common import (
+    Nets,
+    Stage,
+    build_discriminator,
+    conditional_d_loss,
+    descend,
+    discriminate,
+    gan_loss,
+    hints_image,
+    to_uint8,
+    variance_loss,
+)
 from .config import TrainConfig, opt
 from .nets import PatchDiscriminator, UNet
 
@@ -107,9 +118,7 @@ def loss_d(batch: dict, fake: torch.Tensor, nets: Nets) -> dict:
     -----
     batch as for ``loss_g``; fake (B, 3, H, W) -> scalar
     """
-    n, cond = len(fake), condition(batch)
-    logits = discriminate(nets, torch.cat([cond, cond]), torch.cat([batch["color"], fake.detach()]))
-    return {"loss_d": 0.5 * (gan_loss(logits[:n], True) + gan_loss(logits[n:], False))}
+    return conditional_d_loss(nets, condition(batch), batch["color"], fake)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -121,17 +130,8 @@ def step(batch: dict, nets: Nets, opts: dict, *, alpha: float, lambda_gan: float
     descends ``loss_g`` against the updated D. Returns every loss term (scalar tensors)."""
     with nets.autocast():
         fake = generate(nets.G, batch)
-    d = {}
-    if nets.D is not None:
-        d = loss_d(batch, fake, nets)
-        opts["D"].zero_grad(set_to_none=True)
-        d["loss_d"].backward()
-        opts["D"].step()
-    g = loss_g(batch, fake, nets, alpha=alpha, lambda_gan=lambda_gan)
-    opts["G"].zero_grad(set_to_none=True)
-    g["loss_g"].backward()
-    opts["G"].step()
-    return {"loss_g": g["loss_g"], **d, **g}
+    g = partial(loss_g, batch, fake, nets, alpha=alpha, lambda_gan=lambda_gan)
+    return descend(nets, opts, partial(loss_d, batch, fake, nets), g)
 
 
 # ---------------------------------------------------------------------------------------------
