@@ -83,3 +83,15 @@ def demo_build(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo-build") / "run"
     run_build(src="demo:8", out=out, cfg=SynthConfig(size=64), seed=1, shard_size=2, progress=False)
     return out
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny convolutions in one torch thread for the test: on a busy 2-core machine two threads
+    spin-wait each other (``pytestmark = pytest.mark.usefixtures("one_torch_thread")``)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -28,13 +28,7 @@ GAIN = 20.0  # tanh(20 x) is exactly +-1 in float32 for |x| >= 1
 H, W = 37, 53  # odd: padded to 40 x 56 for the networks' stride 4 (depth 2), cropped back
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convolutions in one thread: on a busy 2-core machine two threads spin-wait each other."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def copy_through(unet: UNet, rows: list[dict[int, float]]) -> UNet:

@@ -33,13 +33,7 @@ N, PER_SHARD, H, W = 9, 3, 40, 48  # sample 8 has no hints
 CONST = 100  # the constant model's uint8 output: its tensor value 100 / 127.5 - 1 maps back to 100 exactly
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convolutions in one thread: on a busy 2-core machine two threads spin-wait each other."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
