@@ -46,6 +46,8 @@ BEFORE = {
     "verify": False,
     "storage_options": None,
 }
+# settings added since, with their defaults
+ADDED = {"draft_style": "paper", "draft_mix": 0.5}
 
 
 def documented_parameters(obj) -> list[tuple[str, str, str | None]]:
@@ -107,13 +109,13 @@ def test_signature_and_documented_parameters_agree(name, obj):
 def test_make_loader_takes_every_keyword_it_took_with_the_same_default():
     sig = inspect.signature(s2pdata.data.make_loader).parameters
     assert list(sig)[0] == "urls"
-    assert {n: p.default for n, p in sig.items() if n != "urls"} == BEFORE
+    assert {n: p.default for n, p in sig.items() if n != "urls"} == {**BEFORE, **ADDED}
 
 
 def test_datasets_take_the_stream_settings():
     pytest.importorskip("torch")
     loader_only = ("stage", "drop_last", "pin_memory", "prefetch_factor", "keep_heap")
-    stream = {n: d for n, d in BEFORE.items() if n not in loader_only}
+    stream = {n: d for n, d in {**BEFORE, **ADDED}.items() if n not in loader_only}
     stream["num_workers"] = None  # a dataset alone checks exact mode's slots when it is iterated
     for cls in (s2pdata.data.DraftDataset, s2pdata.data.RefineDataset):
         assert {n: p.default for n, p in list(inspect.signature(cls).parameters.items())[1:]} == stream

@@ -493,3 +493,38 @@ def test_online_drafts_of_either_family_are_per_epoch_and_replay(demo_build):
         for s in range(12)
     }
     assert mixed == {"paper", "model"}
+
+
+@pytest.mark.parametrize("style", ["model", "mix"])
+def test_refine_loader_draws_online_drafts_of_the_style(demo_build, style):
+    """``online_drafts=True, draft_style=...``: each batch's draft is ``online_sample``'s for (seed, key,
+    epoch) with the sample's own regions and sketch, and a new epoch draws a new one."""
+    torch = pytest.importorskip("torch")
+    from s2pdata.data import make_loader, open_shards
+    from s2pdata.synth import online_sample
+
+    samples = {s["__key__"]: s for s in open_shards(demo_build)}
+    pool = PatchPool.load(demo_build / "pool")  # the loader's default: the build's own pool
+    opts = dict(stage="refine", batch_size=1, num_workers=0, mode="exact", crop=None, flip=False, online_drafts=True)
+    seen = set()
+    for epoch in (0, 1):
+        for batch in make_loader(demo_build, epoch=epoch, seed=5, draft_style=style, draft_mix=0.5, **opts):
+            (key,) = batch["__key__"]
+            want = online_sample(
+                samples[key], seed=5, epoch=epoch, pool=pool, hints=False, draft_style=style, draft_mix=0.5
+            )
+            assert torch.equal(batch["draft"][0], torch.from_numpy(want["draft"]).permute(2, 0, 1))
+            seen.add(draft_style(want["json"]["online"]["draft"]))
+    assert seen == ({"model"} if style == "model" else {"paper", "model"})
+
+
+def test_loader_settings_check_the_draft_style():
+    from s2pdata.data.settings import DRAFT_STYLES, StreamSettings
+    from s2pdata.stages.drafts import DRAFT_STYLES as FAMILIES
+
+    assert DRAFT_STYLES == FAMILIES
+    assert StreamSettings().draft_style == "paper"
+    with pytest.raises(ValueError, match="draft_style"):
+        StreamSettings(draft_style="gan")
+    with pytest.raises(ValueError, match="draft_mix"):
+        StreamSettings(draft_mix=1.5)

@@ -16,7 +16,7 @@ the models take: colour, sketch and draft ``x / 127.5 - 1`` in [-1, 1]; hint
 hint reads as 0, 0, 0, 0). Workers thus ship a quarter of the bytes, and the GPU normalises.
 
 Only what the stage consumes is decoded: ``regions.png``, the json and unused drafts never are
-(``regions`` only for online drafts without a pool); stored hints not with ``online_hints``. The
+(``regions`` only for online drafts without a pool or of the model family); stored hints not with ``online_hints``. The
 crop is placed from the sketch PNG's header first: the PNG maps are decoded only inside it
 (``s2pdata.pngread``), the colour JPEG is cropped as a view, still in OpenCV's BGR order, and each
 field is copied once, into the batch's channel planes.
@@ -392,7 +392,8 @@ class ShardStream(IterableDataset):
         online = self.stage == "refine" and stored is None
         if stored:
             need.add(stored)
-        use = need | ({"regions"} if online and self.draft_pool is None else set())  # an online draft's, if stored
+        # an online draft's regions, if stored: to paste from without a pool, and for the model family's mistakes
+        use = need | ({"regions"} if online and (self.draft_pool is None or self.draft_style != "paper") else set())
         rng = sample_rng(self.seed, key, "crop", self.epoch)
         hw = None if online or self.crop is None else png_size(raw.get("sketch.png", b""))
         if hw is not None and min(hw) >= self.crop:  # crop first, then decode only the window
@@ -429,13 +430,14 @@ class ShardStream(IterableDataset):
         return stored[int(sample_rng(self.seed, key, "draft", self.epoch).integers(len(stored)))]
 
     def _online_draft(self, sample: dict, key: str) -> np.ndarray:
-        """A fresh synthetic draft of the whole RGB picture for (seed, key, epoch)."""
+        """A fresh synthetic draft of the whole RGB picture for (seed, key, epoch), of ``draft_style``."""
         from ..pool import PatchPool
         from ..synth import online_sample
 
         if self.draft_pool is not None and self._pool is None:
             self._pool = PatchPool.load(self.draft_pool)  # memory-mapped, once per worker
-        return online_sample(sample, seed=self.seed, epoch=self.epoch, pool=self._pool, hints=False)["draft"]
+        style = {"draft_style": self.draft_style, "draft_mix": self.draft_mix}
+        return online_sample(sample, seed=self.seed, epoch=self.epoch, pool=self._pool, hints=False, **style)["draft"]
 
     def make_batch(self, raws: list[dict]) -> dict:
         """Raw samples -> uint8 tensors (B, C, H, W) ``color``, ``sketch``, ``hint`` [, ``draft``] and ``__key__``.

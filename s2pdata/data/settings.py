@@ -28,8 +28,10 @@ from .._check import check_choice
 
 Mode = Literal["resampled", "exact"]
 Stage = Literal["draft", "refine"]
+DraftStyle = Literal["paper", "model", "mix"]  # s2pdata.stages.drafts.DRAFT_STYLES
 MODES: tuple[str, ...] = typing.get_args(Mode)
 STAGES: tuple[str, ...] = typing.get_args(Stage)
+DRAFT_STYLES: tuple[str, ...] = typing.get_args(DraftStyle)
 Urls = str | os.PathLike | Iterable[str | os.PathLike]
 
 URLS_DOC = (
@@ -272,6 +274,17 @@ class StreamSettings:
             "the shards store ``draftK`` maps (shards without them always get online drafts)."
         ),
     ] = False
+    draft_style: Annotated[
+        DraftStyle,
+        Doc(
+            "Refine stage, online drafts: ``paper`` (pasted patches, warp, sprays), ``model`` (a draft network's "
+            "mistakes: grey, a cast, blurred, bleeding, wrong hues; ``s2pdata.stages.mistakes``) or ``mix`` "
+            "(``model`` with probability ``draft_mix``), as the build's ``--draft-style``."
+        ),
+    ] = "paper"
+    draft_mix: Annotated[
+        float, Doc("Refine stage, online drafts with ``draft_style='mix'``: the share of model-family drafts, 0..1.")
+    ] = 0.5
     verify: Annotated[
         bool,
         Doc(
@@ -293,6 +306,13 @@ class StreamSettings:
 
     def __post_init__(self) -> None:
         check_choice("mode", self.mode, MODES)
+        check_choice("draft_style", self.draft_style, DRAFT_STYLES)
+        if (
+            isinstance(self.draft_mix, bool)
+            or not isinstance(self.draft_mix, (int, float))
+            or not 0 <= self.draft_mix <= 1
+        ):
+            raise ValueError(f"draft_mix must be a probability in [0, 1], got {self.draft_mix!r}")
         _check_ints(
             batch_size=(self.batch_size, 1),
             world_size=(self.world_size, 1),
