@@ -36,6 +36,7 @@ def _import_stages() -> None:
         "s2pdata.stages.warp",
         "s2pdata.stages.spray",
         "s2pdata.stages.drafts",
+        "s2pdata.stages.mistakes",
         "s2pdata.stages.rough",
         "s2pdata.stages.flat",
         "s2pdata.stages.domain",
