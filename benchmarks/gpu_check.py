@@ -1,7 +1,7 @@
 """The trainers' GPU check: one command, one table.
 
     python benchmarks/gpu_check.py [--cpu] [--shards DIR] [--steps N] [--compile-backend inductor|aot_eager]
-        [--rows dry,step,ddp,wait] [--json FILE]
+        [--rows dry,step,ddp,wait,learning] [--keep DIR] [--json FILE]
 
 On CUDA it measures, on a demo build it makes itself (``python -m s2pdata.build --src demo:N``) or
 on ``--shards``:
@@ -13,14 +13,17 @@ on ``--shards``:
   warm-up seconds (the compile time for compiled rows);
 - ``DDP``: ``torchrun --nproc-per-node <visible GPUs>`` of the draft trainer at paper scale;
 - ``data wait``: the draft step fed by ``make_loader`` at ``num_workers`` 2, 4, 8 (and 16, 32, 64
-  where the cores allow): the fraction of step time spent in ``next(loader)``.
+  where the cores allow): the fraction of step time spent in ``next(loader)``;
+- ``learning``: ``benchmarks/bench_learning.py --scale gpu`` (both claims at the recipes' widths, in
+  bf16; its tables go to ``learning.log`` in the work folder, kept with ``--keep``): its wall time, and
+  in how many claim-2 rows the claim holds.
 
 ``--cpu`` runs the same rows reduced (the ``--dry-run`` model sizes, batch 2, 32 crops, a few
-steps, ``num_workers`` 0 and 2, DDP over 2 gloo ranks) so the test suite runs it. Peak memory is
-``torch.cuda.max_memory_allocated`` for in-process rows on CUDA; otherwise the peak resident set
-size (``VmHWM``): of this process during the row (reset per row, its baseline included), or of the
-largest child process (dry run, DDP: per rank). A row that cannot run prints why instead of
-numbers, and the exit code is then 1.
+steps, ``num_workers`` 0 and 2, DDP over 2 gloo ranks, ``bench_learning.py --scale gpu --dry-run``)
+so the test suite runs it. Peak memory is ``torch.cuda.max_memory_allocated`` for in-process rows on
+CUDA; otherwise the peak resident set size (``VmHWM``): of this process during the row (reset per
+row, its baseline included), or of the largest child process (dry run, learning; DDP: per rank). A
+row that cannot run prints why instead of numbers, and the exit code is then 1.
 
 Cost. The compile rows pay inductor's cold compile once per machine (cached afterwards): on a busy
 2-core CPU about 1 min for the draft model and 7 min for the refine model (its Inception-V1
@@ -213,6 +216,23 @@ def ddp_row(shards: Path, work: Path, pf: Profile) -> Row:
     return row
 
 
+def learning_row(work: Path, pf: Profile, keep: Path | None = None) -> Row:
+    """``bench_learning.py --scale gpu`` (``--dry-run`` on the CPU profile) as a child process."""
+    dry = pf.device == "cpu"
+    row = Row("learning", f"bench_learning --scale gpu{' --dry-run' if dry else ''}", mem="RSS")
+    log = (keep or work) / "learning.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_learning.py"), "--scale", "gpu", "--tag", "gpu"]
+    cmd += ["--work", str((keep or work) / "learning")] + (["--dry-run"] if dry else [])
+    code, row.seconds, row.peak_mib = run_child(cmd, log, 600 if not dry else 300)
+    text = log.read_text(errors="replace")
+    rows = [x for x in text.splitlines() if x.startswith("| ") and ("**holds**" in x or "| no: " in x)]
+    row.note = f"claim 2 holds in {sum('**holds**' in x for x in rows)} of {len(rows)} rows; tables in {log}"
+    if code != 0 or not rows:
+        row.ok, row.note = False, f"exit {code}: {_tail(log)}"
+    return row
+
+
 def build(stage: str, pf: Profile, device: torch.device):
     """The stage's networks at the profile's scale and their Adam optimisers."""
     if stage == "draft":
@@ -360,10 +380,10 @@ def format_table(rows: list[Row], header: str) -> str:
     return "\n".join(lines)
 
 
-GROUPS = ("dry", "step", "ddp", "wait")
+GROUPS = ("dry", "step", "ddp", "wait", "learning")
 
 
-def run_rows(pf: Profile, shards: Path, work: Path, backend: str, groups=GROUPS) -> list[Row]:
+def run_rows(pf: Profile, shards: Path, work: Path, backend: str, groups=GROUPS, keep: Path | None = None) -> list[Row]:
     """The rows of ``groups`` (all by default), in table order; a line on stderr as each one ends."""
     jobs = []
     if "dry" in groups:
@@ -375,6 +395,8 @@ def run_rows(pf: Profile, shards: Path, work: Path, backend: str, groups=GROUPS)
         jobs.append((ddp_row, (shards, work, pf), "DDP", "draft"))
     if "wait" in groups:
         jobs += [(wait_row, (shards, pf, w), "data wait", f"num_workers {w}") for w in pf.workers]
+    if "learning" in groups:
+        jobs.append((learning_row, (work, pf, keep), "learning", "bench_learning --scale gpu"))
     rows = []
     for i, (fn, args, check, setting) in enumerate(jobs, 1):
         t0 = time.perf_counter()
@@ -392,6 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compile-backend", default="inductor", help="torch.compile backend of the compile rows")
     p.add_argument("--json", default=None, help="also write the rows as JSON here")
     p.add_argument("--rows", default=",".join(GROUPS), help="comma list of row groups to run: " + ", ".join(GROUPS))
+    p.add_argument("--keep", default=None, help="keep the learning row's tables, builds and models in this folder")
     args = p.parse_args(argv)
     groups = tuple(args.rows.split(","))
     if not groups or set(groups) - set(GROUPS):
@@ -407,7 +430,8 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         needs_data = bool({"dry", "ddp", "wait"} & set(groups))
         shards = Path(args.shards) if args.shards else (make_demo(work, pf) if needs_data else None)
-        rows = run_rows(pf, shards, work, args.compile_backend, groups)
+        keep = Path(args.keep) if args.keep else None
+        rows = run_rows(pf, shards, work, args.compile_backend, groups, keep)
     data = args.shards or (f"demo:{pf.demo_n} at {pf.demo_size} px" if needs_data else "none (random batches)")
     header += f"; data {data}; {time.perf_counter() - t0:.0f} s"
     print(format_table(rows, header))

@@ -25,9 +25,11 @@ ROWS = [
     ("DDP", "draft, torchrun 2 ranks, gloo"),
     ("data wait", "draft, bf16, eager, num_workers 0"),
     ("data wait", "draft, bf16, eager, num_workers 2"),
+    ("learning", "bench_learning --scale gpu --dry-run"),
 ]
 MEASURED = {"dry run": ("img_s", "peak_mib", "seconds"), "step": ("img_s", "peak_mib", "seconds")}
 MEASURED |= {"DDP": ("img_s", "peak_mib", "seconds"), "data wait": ("img_s", "peak_mib", "seconds", "wait")}
+MEASURED |= {"learning": ("peak_mib", "seconds")}
 
 
 def load_script():
