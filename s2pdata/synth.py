@@ -5,7 +5,8 @@ Consumes ``(key, bytes, meta)`` and a ``SynthConfig``; produces the sample dict 
 (H, W, 4) uint8, ``regions`` (H, W) int32 trapped-ball labels 1..K, ``draft0``.. (H, W, 3)
 uint8 synthetic flawed drafts and ``json`` (provenance plus every parameter drawn, so a sample
 can be re-created: ``drafts.replay_draft(color, pool, json["drafts"][k], regions=regions,
-sketch=sketch)``). Every stage draws
+sketch=sketch)``; with ``drafts_from`` a draft may instead be a trained draft model's output,
+``modeldrafts.replay_checkpoint_draft``). Every stage draws
 from its own generator, derived from (seed, key, stage), so adding a stage never changes what
 the others draw. This is the only module that knows the order.
 """
@@ -31,6 +32,7 @@ from .stages.drafts import DRAFT_STYLES, cut_rect_patch, cut_region_patches, mak
 from .stages.flat import flat_fill
 from .stages.hints import render_hints, sample_hints
 from .stages.learned import load_extractor, parse_weights_spec
+from .stages.modeldrafts import load_drafter
 from .stages.refimage import make_reference
 from .stages.regions import KEEP, RADII, propose_regions
 from .stages.rough import roughen_sketch
@@ -75,6 +77,8 @@ class SynthConfig:
     exact_decode: bool = False  # True: never decode at a reduced DCT scale (decode.decode_fitted)
     draft_style: str = "paper"  # paper | model (a draft network's mistakes) | mix (model with draft_mix)
     draft_mix: float = 0.5  # with draft_style="mix": the probability that a draft is of the model family
+    drafts_from: str = ""  # a draft checkpoint (python -m s2pdata.train draft): its output as drafts
+    drafts_from_p: float = 1.0  # with drafts_from: the probability that a draft is the checkpoint's output
 
     def __post_init__(self):
         check_choice("crop", self.crop, CROPS)
@@ -108,6 +112,26 @@ class SynthConfig:
             or not 0 <= self.draft_mix <= 1
         ):
             raise ValueError(f"draft_mix must be a probability in [0, 1], got {self.draft_mix!r}")
+        self._check_drafts_from()
+
+    def _check_drafts_from(self) -> None:
+        """``drafts_from`` a path string, used only with drafts; ``drafts_from_p`` a probability, only with it.
+        (The file itself is checked once, before a build starts: ``stages.modeldrafts.checkpoint_info``.)"""
+        if not isinstance(self.drafts_from, str):
+            raise ValueError(f"drafts_from must be the path of a draft checkpoint (str), got {self.drafts_from!r}")
+        p = self.drafts_from_p
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
+            raise ValueError(f"drafts_from_p must be a probability in [0, 1], got {p!r}")
+        if not self.drafts_from and p != 1:
+            raise ValueError(
+                f"drafts_from_p={p!r} is only used with drafts_from (--drafts-from CKPT); give a draft "
+                "checkpoint or drop drafts_from_p"
+            )
+        if self.drafts_from and not self.drafts:
+            raise ValueError(
+                f"drafts_from={self.drafts_from!r} makes drafts, but drafts=0; set drafts to 1 or more "
+                "(--drafts) or drop drafts_from"
+            )
 
     def schema(self) -> Schema:
         return Schema(
@@ -121,8 +145,11 @@ class SynthConfig:
     def to_json(self) -> dict:
         """The config as dataset.json records it: the draft mix only with ``draft_style="mix"`` (the
         only style it changes), and neither for a paper-style build, whose record is then the one
-        builds made before the model family (they still resume)."""
+        builds made before the model family (they still resume); ``drafts_from`` and its share only
+        when set."""
         out = {**asdict(self), "fields": list(self.fields)}
+        if not self.drafts_from:
+            del out["drafts_from"], out["drafts_from_p"]
         if self.draft_style != "mix":
             del out["draft_mix"]
         if self.draft_style == "paper":
@@ -227,12 +254,25 @@ def make_sample(
     with timer("regions"):
         labels = propose_regions(color)
     drafts = {}
+    # with drafts_from, a draw per draft (its own generator: the synthetic drafts draw what they drew
+    # without it) picks the checkpoint's output; the network runs once, whatever the count
+    from_net = [
+        bool(cfg.drafts_from) and sample_rng(seed, key, "drafts-from", k).random() < cfg.drafts_from_p
+        for k in range(cfg.drafts)
+    ]
+    if any(from_net):
+        with timer("drafts_from"):
+            net_draft = load_drafter(cfg.drafts_from)(sketch, hint)
     style = {"style": cfg.draft_style, "mix": cfg.draft_mix, "regions": labels, "sketch": sketch}
+    packed = cfg.draft_style != "paper" or bool(cfg.drafts_from)
     with timer("drafts"):
         for k in range(cfg.drafts):
-            draft, params = make_draft(color, pool=pool, rng=sample_rng(seed, key, "draft", k), **style)
-            # a build that may hold both families stores each record as its family and JSON text: one schema
-            drafts[f"draft{k}"] = draft, params if cfg.draft_style == "paper" else pack_draft(params)
+            if from_net[k]:
+                draft, params = net_draft
+            else:
+                draft, params = make_draft(color, pool=pool, rng=sample_rng(seed, key, "draft", k), **style)
+            # a build that may hold several families stores each record as its family and JSON text: one schema
+            drafts[f"draft{k}"] = draft, pack_draft(params) if packed else params
     extras = {}
     for name in cfg.fields:
         with timer(name):

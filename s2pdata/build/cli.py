@@ -150,6 +150,13 @@ def _declare() -> tuple[Key, ...]:
         ),
         _synth("--draft-mix", "share of model-family drafts with --draft-style mix, 0..1"),
         _synth(
+            "--drafts-from",
+            "a draft checkpoint (RUN_DIR/ckpt.pt of python -m s2pdata.train draft): a draft is its output on the "
+            "sample's sketch and hints (with --drafts-from-p; its sha256 goes into dataset.json)",
+            metavar="CKPT",
+        ),
+        _synth("--drafts-from-p", "share of drafts from --drafts-from (the others of --draft-style), 0..1"),
+        _synth(
             "--sketch-style",
             "rough: hand-drawn look of the line art; mix: rough with --rough-weight",
             choices=SKETCH_STYLES,
@@ -255,6 +262,8 @@ def synth_config(args: argparse.Namespace) -> SynthConfig:
     """The ``SynthConfig`` of parsed flags: each of its fields has a flag of the same name."""
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(SynthConfig)}
     values["sketch_weights"] = _absolute_weights(values["sketch_weights"])
+    if values["drafts_from"]:  # workers (and Ray nodes) need not share our cwd
+        values["drafts_from"] = str(Path(values["drafts_from"]).expanduser().resolve())
     values["fields"] = tuple(f.strip() for arg in values["fields"] or () for f in arg.split(",") if f.strip())
     return SynthConfig(**values)
 

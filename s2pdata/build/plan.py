@@ -20,6 +20,7 @@ from .._safeio import create_new
 from ..shards import DATASET_JSON, LOCK_FILE, ManifestError, build_files, read_manifest, shard_files
 from ..sources import Item, Source
 from ..stages.learned import weights_digest
+from ..stages.modeldrafts import checkpoint_info
 from ..synth import SynthConfig
 
 
@@ -89,7 +90,8 @@ LOCK_HINT = "pip install -c constraints.txt -e ."  # the environment the reposit
 
 
 def package_versions(cfg: SynthConfig) -> dict:
-    """The versions of everything that shapes a sample's bytes, for the manifest (torch with a learned extractor).
+    """The versions of everything that shapes a sample's bytes, for the manifest (torch with a learned extractor
+    or a draft checkpoint).
 
     Python is recorded for the record only; every other entry must match for a resume (``version_changes``).
     """
@@ -109,7 +111,7 @@ def package_versions(cfg: SynthConfig) -> dict:
         "pillow": PIL.__version__,
         "zlib-ng": version("zlib-ng"),  # inflates PNG sources (pngread); no __version__ attribute
     }
-    if cfg.sketch == "learned":  # a network's output depends on the torch build as well
+    if cfg.sketch == "learned" or cfg.drafts_from:  # a network's output depends on the torch build as well
         import torch
 
         versions["torch"] = torch.__version__
@@ -129,10 +131,17 @@ def version_changes(recorded: dict, current: dict) -> list[str]:
 
 
 def manifest_header(source: Source, cfg: SynthConfig, seed: int, shard_size: int, plan) -> dict:
-    """The part of dataset.json that must match for a resume to continue."""
+    """The part of dataset.json that must match for a resume to continue.
+
+    With ``cfg.drafts_from`` the checkpoint is loaded here, once, before anything is built (a missing,
+    damaged or refine checkpoint is a one-line ``ValueError``); its sha256, stage, step, size and the
+    device type it runs on are ``config.drafts_from_checkpoint``, so another checkpoint is another build.
+    """
     config = {**cfg.to_json(), "shard_size": shard_size}
     if cfg.sketch == "learned":
         config["sketch_weights_sha256"] = weights_digest(cfg.sketch_weights)
+    if cfg.drafts_from:
+        config["drafts_from_checkpoint"] = {k: v for k, v in checkpoint_info(cfg.drafts_from).items() if k != "torch"}
     return {
         "schema_version": SCHEMA_VERSION,
         "fields": cfg.schema().fields(),
