@@ -143,6 +143,7 @@ def test_dataset_json_names_the_checkpoint(builds, ckpts):
         "stage": "draft",
         "step": 11,
         "params": checkpoint_info(ckpts["draft"])["params"],
+        "hint_radius": None,
         "device": "cpu",
     }
     assert manifest["versions"]["torch"] == torch.__version__

@@ -65,7 +65,9 @@ def checkpoint_info(path) -> dict:
     -------
     dict
         ``sha256`` of the file, ``stage`` ("draft"), training ``step``, generator ``params``, the
-        ``torch`` version and the ``device`` the build runs it on.
+        ``hint_radius`` of its config (with online hints the radius it was trained with, None for 1;
+        without, it saw its training build's stored hints), the ``torch`` version and the ``device``
+        type the build runs it on.
 
     Raises
     ------
@@ -98,6 +100,7 @@ def checkpoint_info(path) -> dict:
         "stage": info["stage"],
         "step": info["step"],
         "params": int(info["params"]),
+        "hint_radius": info["config"].get("hint_radius"),
         "torch": torch.__version__,
         "device": device.split(":")[0],
     }
