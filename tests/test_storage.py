@@ -304,3 +304,19 @@ def test_read_many_reads_every_file_and_none_for_an_absent_one(s3_build, local_b
     # the loader's sample counts: the stats files read together, the same counts as locally
     local_counts = recorded_counts(shard_paths(local_build))
     assert recorded_counts(shard_paths(url, storage_options=so), storage_options=so) == local_counts
+
+
+def test_s3_filesystems_share_one_session_unless_given_their_own(s3_build):
+    """Every s3:// filesystem of the process makes its clients from one aiobotocore session (a
+    client made again after release_connections then reuses the loaded service model); a session
+    or a profile the caller gives is left alone."""
+    url, so = s3_build
+    fs_a, _ = storage.filesystem(url, so)
+    storage.release_connections()
+    fs_b, _ = storage.filesystem(storage.join(url, "x"), {**so, "config_kwargs": {"connect_timeout": 7}})
+    assert fs_a is not fs_b and fs_a.session is fs_b.session
+    assert storage.size(storage.join(url, "dataset.json"), so) > 0  # a client from the shared session works
+    from aiobotocore.session import AioSession
+
+    own = AioSession()
+    assert storage.filesystem(url, {**so, "session": own})[0].session is own
