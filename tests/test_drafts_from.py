@@ -11,9 +11,13 @@ import hashlib
 import json
 import re
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 
@@ -28,6 +32,7 @@ from s2pdata.stages.modeldrafts import (  # noqa: E402
     CHECKPOINT_STYLE,
     checkpoint_info,
     is_checkpoint_draft,
+    load_drafter,
     replay_checkpoint_draft,
 )
 from s2pdata.synth import SynthConfig, make_sample  # noqa: E402
@@ -227,3 +232,20 @@ def test_a_resume_with_another_checkpoint_is_refused(ckpts, tmp_path):
     shutil.copy(ckpts["other"], ckpt)  # the same path, other weights
     with pytest.raises(BuildRefused, match=r"drafts_from_checkpoint\.sha256: folder has"):
         run_build(src="demo:8", out=out, cfg=cfg, seed=SEED, limit=2, workers=1, progress=False)
+
+
+@settings(max_examples=12)
+@given(h=st.integers(1, 40), w=st.integers(1, 40), seed=st.integers(0, 2**32 - 1))
+def test_any_size_is_padded_to_the_stride_and_cropped_back(ckpts, h, w, seed):
+    rng = np.random.default_rng(seed)
+    sketch = np.where(rng.random((h, w)) < 0.2, 0, 255).astype(np.uint8)
+    hint = np.zeros((h, w, 4), np.uint8)
+    hint[rng.random((h, w)) < 0.1] = [*rng.integers(0, 256, 3), 255]
+    draft, rec = load_drafter(ckpts["draft"], "cpu")(sketch, hint)
+    assert draft.shape == (h, w, 3) and draft.dtype == np.uint8 and rec["style"] == CHECKPOINT_STYLE
+    assert np.array_equal(draft, by_hand(ckpts["draft"], sketch, hint))
+
+
+def test_the_build_and_synth_modules_do_not_import_torch():
+    code = "import sys, s2pdata.synth, s2pdata.build.cli; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
