@@ -249,3 +249,15 @@ def test_any_size_is_padded_to_the_stride_and_cropped_back(ckpts, h, w, seed):
 def test_the_build_and_synth_modules_do_not_import_torch():
     code = "import sys, s2pdata.synth, s2pdata.build.cli; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_checkpoint_gone_during_the_build_stops_it_instead_of_rejecting_every_item(ckpts, tmp_path, monkeypatch):
+    import s2pdata.build.plan as plan
+    from s2pdata.build import BuildStopped
+
+    info = checkpoint_info(ckpts["draft"])
+    monkeypatch.setattr(plan, "checkpoint_info", lambda path: info)  # checked at the start, gone by the shards
+    cfg = SynthConfig(**BASE, drafts_from=str(tmp_path / "gone.pt"))
+    with pytest.raises(BuildStopped, match=r"--drafts-from .*gone\.pt cannot be loaded any more .*resume"):
+        run_build(src="demo:8", out=tmp_path / "out", cfg=cfg, seed=SEED, limit=2, workers=1, progress=False)
+    assert not list((tmp_path / "out").glob("*.stats.json"))  # no shard committed

@@ -224,11 +224,31 @@ def _item_failure(item, stage: str, exc: Exception) -> dict:
     return _reject(item, reason, f"{stage}: {exception_text(exc)}")
 
 
+def _load_drafts_from(path: str) -> None:
+    """Load the ``--drafts-from`` network before a shard's first item: a checkpoint that went away or
+    changed into something unusable since the build checked it stops the build (``BuildStopped``), rather
+    than making every item of every shard a reject."""
+    from ..stages.modeldrafts import load_drafter
+
+    try:
+        load_drafter(path)
+    except Exception as exc:  # noqa: BLE001 - whatever loading raises, the cause is the file, not an item
+        from .runners import BuildStopped
+
+        raise BuildStopped(
+            f"--drafts-from {path} cannot be loaded any more ({exception_text(exc)}); it changed or went away "
+            "during the build. Committed shards are kept: put the checkpoint back and run the same command "
+            "to resume"
+        ) from None
+
+
 def build_shard(task: ShardTask, tick=_tick) -> dict:
     """Build, write and commit one shard; returns its stats (bad items are rejects in them).
 
     ``tick(n)`` reports finished items at most five times a second, and once at the end.
     """
+    if task.cfg.drafts_from:
+        _load_drafts_from(task.cfg.drafts_from)
     timer = _StageTimer()
     pool = _open_pool(task.pool_dir, task.pool_sha256, json.dumps(task.storage_options))
     schema = task.cfg.schema()
