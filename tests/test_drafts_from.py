@@ -261,3 +261,9 @@ def test_a_checkpoint_gone_during_the_build_stops_it_instead_of_rejecting_every_
     with pytest.raises(BuildStopped, match=r"--drafts-from .*gone\.pt cannot be loaded any more .*resume"):
         run_build(src="demo:8", out=tmp_path / "out", cfg=cfg, seed=SEED, limit=2, workers=1, progress=False)
     assert not list((tmp_path / "out").glob("*.stats.json"))  # no shard committed
+
+
+def test_without_torch_the_flag_says_which_extra_to_install(ckpts, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch now fails as where it is not installed
+    with pytest.raises(ValueError, match=r"--drafts-from\) runs a network and needs torch: pip install"):
+        checkpoint_info(ckpts["draft"])

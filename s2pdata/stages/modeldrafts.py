@@ -74,7 +74,12 @@ def checkpoint_info(path) -> dict:
     ValueError
         One line naming ``--drafts-from``, the file and the fix.
     """
-    import torch
+    try:
+        import torch
+    except ModuleNotFoundError as exc:
+        if exc.name != "torch":
+            raise
+        raise ValueError(f"{ARG} runs a network and needs torch: pip install 's2pdata[torch]'") from None
 
     from s2pdata.evaluate import load_model
 
