@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -140,11 +140,7 @@ class CheckpointDrafter:
         self.path = str(path)
         self.device = device or drafts_device()
         self.colorizer = Colorizer(self.path, device=self.device)
-
-    @cached_property
-    def sha256(self) -> str:
-        """sha256 of the checkpoint file (read once per process)."""
-        return file_sha256(self.path)
+        self.sha256 = file_sha256(self.path)  # of the file just loaded, recorded with every draft
 
     @property
     def record(self) -> dict:
