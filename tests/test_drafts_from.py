@@ -229,6 +229,8 @@ def test_a_resume_with_another_checkpoint_is_refused(ckpts, tmp_path):
     shutil.copy(ckpts["draft"], ckpt)
     cfg = SynthConfig(**BASE, drafts_from=str(ckpt))
     run_build(src="demo:8", out=out, cfg=cfg, seed=SEED, limit=2, workers=1, progress=False)
+    again = run_build(src="demo:8", out=out, cfg=cfg, seed=SEED, limit=2, workers=1, progress=False)
+    assert again["totals"]["built_this_run"] == 0  # the same checkpoint resumes
     shutil.copy(ckpts["other"], ckpt)  # the same path, other weights
     with pytest.raises(BuildRefused, match=r"drafts_from_checkpoint\.sha256: folder has"):
         run_build(src="demo:8", out=out, cfg=cfg, seed=SEED, limit=2, workers=1, progress=False)
