@@ -20,7 +20,9 @@
    fed, for every held-out picture, (i) the real draft of draft model s, (ii) a neutral grey draft,
    (iii) a shuffled draft (another held-out picture's real draft, resized), and scored by its L1
    minus the real draft's L1. The claim holds for a row only where the refiner beats the draft
-   and the real draft beats both grey and shuffled, each by a 95 % interval clear of zero.
+   and the real draft beats both grey and shuffled, each by a 95 % interval clear of zero. A fifth
+   row per seed feeds the same drafts to the (a'') refiner of the next seed (trained on another
+   draft model's drafts).
 4. The draft realism report (``s2pdata.realism.compare_drafts``) of each claim-2 draft model against
    the held-out synthetic drafts of the paper's family ("before") and of the mix ("after").
 5. Writes ``benchmarks/figures/learning-loss.png`` (loss curves), ``learning-samples.png``
@@ -511,13 +513,25 @@ def claim1_table(args, scores: list[dict]) -> str:
 
 
 def claim2(args, held: list[dict], drafts: list[torch.Tensor], seed: int) -> tuple[dict, dict]:
-    """Every refiner variant of ``seed`` fed the real, grey and shuffled drafts: {variant: {feed: scores}}."""
+    """Every refiner variant of ``seed`` fed the real, grey and shuffled drafts: {variant: {feed: scores}}.
+
+    With more than one claim-2 seed, also ``"model-other"``: the (a'') refiner trained on the next
+    seed's draft model's drafts, fed this seed's (does it repair a draft model it was not trained on?).
+    """
     feeds = fed_drafts(drafts)
     scores, infos = {}, {}
     for variant in VARIANTS:
         G, infos[variant] = load_model(args, "refine", seed, variant)
         scores[variant] = {feed: score_refine(G, held, feeds[feed], args) for feed in FEEDS}
+    if args.claim2_seeds > 1:
+        G, _ = load_model(args, "refine", other_seed(args, seed), "model")
+        scores["model-other"] = {feed: score_refine(G, held, feeds[feed], args) for feed in FEEDS}
     return scores, infos
+
+
+def other_seed(args, seed: int) -> int:
+    """The claim-2 draft seed whose (a'') refiner is also fed ``seed``'s drafts."""
+    return (seed + 1) % args.claim2_seeds
 
 
 def _ci(d: tuple) -> str:
@@ -550,7 +564,10 @@ def claim2_table(args, held: list[dict], runs: list[tuple]) -> str:
         d_img = [to_img(d) for d in drafts]
         base = np.array([l1_of(p, t) for p, t in zip(d_img, targets)])
         base_psnr = np.mean([psnr_of(p, t) for p, t in zip(d_img, targets)])
-        for variant, label in VARIANTS.items():
+        labels = dict(VARIANTS)
+        if "model-other" in scores:
+            labels["model-other"] = f"(a'') trained on draft seed {other_seed(args, seed)}'s drafts"
+        for variant, label in labels.items():
             s = {feed: scores[variant][feed]["l1"] for feed in FEEDS}
             vs = {feed: bootstrap(s[feed] - base, args.boot, seed) for feed in FEEDS}
             grey = bootstrap(s["real"] - s["grey"], args.boot, seed)

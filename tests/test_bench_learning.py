@@ -58,8 +58,8 @@ def test_dry_run_prints_every_table_at_both_scales(tmp_path):
         assert f"scale {scale} (dry run) on cpu, float32" in out
         assert len(table_rows(out, "Claim 1:")) == 3  # two seeds and their mean
         claim2 = table_rows(out, "Claim 2:")
-        assert len(claim2) == 2 * 4  # two draft seeds x (a), (a'), (a''), (b)
-        for row, label in zip(claim2, ["(a)", "(a')", "(a'')", "(b)"] * 2):
+        assert len(claim2) == 2 * 5  # two draft seeds x (a), (a'), (a''), (b), the other seed's (a'')
+        for row, label in zip(claim2, ["(a)", "(a')", "(a'')", "(b)", "(a'') trained on draft seed"] * 2):
             cells = row.split(" | ")
             assert cells[2].startswith(label) and "[" in cells[4] and cells[-1].strip(" |")
         realism = table_rows(out, "Draft realism:")
