@@ -537,6 +537,11 @@ def _check_drafts(shards, storage_options: dict | None) -> None:
         raise _no_drafts(shards)
 
 
+def _nth(items: list, k: int):
+    """``items[k]``, or None past its end."""
+    return items[k] if k < len(items) else None
+
+
 def compare_drafts(
     model_fn,
     shards,
@@ -574,6 +579,7 @@ def compare_drafts(
 
     from .data import open_shards
     from .evaluate import count_samples
+    from .modeldrafts import is_checkpoint_draft
 
     _check_n(n)
     _check_drafts(shards, storage_options)
@@ -588,6 +594,9 @@ def compare_drafts(
     with tqdm(total=total, desc="draft realism", unit="img", file=sys.stderr, disable=not progress) as bar:
         for s, model_draft in _model_drafts(model_fn, (s for _, s in zip(range(n or sys.maxsize), samples)), device):
             stored = sorted((k for k in s if k.startswith("draft")), key=lambda k: int(k[5:] or 0))
+            records = s["json"].get("drafts") or []
+            # a --drafts-from build's network drafts are model drafts already, not synthetic ones
+            stored = [k for k in stored if not is_checkpoint_draft(_nth(records, int(k[5:] or 0)))]
             if not stored:
                 raise _no_drafts(shards)
             labels = s.get("regions")

@@ -25,6 +25,7 @@ from . import SCHEMA_VERSION
 from ._check import check_choice
 from ._rng import sample_rng
 from .decode import CROPS, DecodeError, decode_fitted
+from .modeldrafts import load_drafter
 from .pool import Patch, PatchPool
 from .shards import COLOR_FORMATS, MAX_SAMPLE_PIXELS, Schema
 from .stages.domain import color_domain
@@ -32,7 +33,6 @@ from .stages.drafts import DRAFT_STYLES, cut_rect_patch, cut_region_patches, mak
 from .stages.flat import flat_fill
 from .stages.hints import render_hints, sample_hints
 from .stages.learned import load_extractor, parse_weights_spec
-from .stages.modeldrafts import load_drafter
 from .stages.refimage import make_reference
 from .stages.regions import KEEP, RADII, propose_regions
 from .stages.rough import roughen_sketch
@@ -116,7 +116,7 @@ class SynthConfig:
 
     def _check_drafts_from(self) -> None:
         """``drafts_from`` a path string, used only with drafts; ``drafts_from_p`` a probability, only with it.
-        (The file itself is checked once, before a build starts: ``stages.modeldrafts.checkpoint_info``.)"""
+        (The file itself is checked once, before a build starts: ``modeldrafts.checkpoint_info``.)"""
         if not isinstance(self.drafts_from, str):
             raise ValueError(f"drafts_from must be the path of a draft checkpoint (str), got {self.drafts_from!r}")
         p = self.drafts_from_p

@@ -1,4 +1,4 @@
-"""--drafts-from CKPT: a trained draft model's output stored as a sample's draft (s2pdata.stages.modeldrafts).
+"""--drafts-from CKPT: a trained draft model's output stored as a sample's draft (s2pdata.modeldrafts).
 
 A tiny draft network (the CPU recipe's U-Net at width 8, depth 3: stride 8, so the 64-px demo
 pictures are padded) with seeded random weights is saved in the trainer's checkpoint layout. The
@@ -26,15 +26,15 @@ from s2pdata.build import BuildRefused, run_build  # noqa: E402
 from s2pdata.build.cli import main  # noqa: E402
 from s2pdata.data import open_shards  # noqa: E402
 from s2pdata.demo import demo_bytes, demo_key  # noqa: E402
-from s2pdata.pool import PatchPool  # noqa: E402
-from s2pdata.stages.drafts import pack_draft, replay_draft, unpack_draft  # noqa: E402
-from s2pdata.stages.modeldrafts import (  # noqa: E402
+from s2pdata.modeldrafts import (  # noqa: E402
     CHECKPOINT_STYLE,
     checkpoint_info,
     is_checkpoint_draft,
     load_drafter,
     replay_checkpoint_draft,
 )
+from s2pdata.pool import PatchPool  # noqa: E402
+from s2pdata.stages.drafts import pack_draft, replay_draft, unpack_draft  # noqa: E402
 from s2pdata.synth import SynthConfig, make_sample  # noqa: E402
 from s2pdata.train.draft import DraftConfig, build_networks  # noqa: E402
 from s2pdata.train.refine import RefineConfig, Refiner  # noqa: E402
@@ -193,7 +193,7 @@ def test_every_draft_is_the_networks_by_default_and_the_share_is_honoured(ckpts)
 def test_replay_draft_does_not_take_a_network_draft_for_a_synthetic_one(ckpts):
     s = sample(SynthConfig(**BASE, drafts_from=ckpts["draft"]))
     rec = s["json"]["drafts"][0]
-    with pytest.raises(ValueError, match="checkpoint"):
+    with pytest.raises(ValueError, match="a draft model.s output.*replay_checkpoint_draft"):
         replay_draft(s["color"], None, rec, regions=s["regions"], sketch=s["sketch"])
     with pytest.raises(ValueError, match=r"has sha256 .*the draft was made by"):
         replay_checkpoint_draft(rec, s["sketch"], s["hint"], ckpts["other"])

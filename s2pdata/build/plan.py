@@ -17,10 +17,10 @@ from pathlib import Path
 from .. import SCHEMA_VERSION, __version__
 from .._rng import stable_seed
 from .._safeio import create_new
+from ..modeldrafts import checkpoint_info
 from ..shards import DATASET_JSON, LOCK_FILE, ManifestError, build_files, read_manifest, shard_files
 from ..sources import Item, Source
 from ..stages.learned import weights_digest
-from ..stages.modeldrafts import checkpoint_info
 from ..synth import SynthConfig
 
 

@@ -228,7 +228,7 @@ def _load_drafts_from(path: str) -> None:
     """Load the ``--drafts-from`` network before a shard's first item: a checkpoint that went away or
     changed into something unusable since the build checked it stops the build (``BuildStopped``), rather
     than making every item of every shard a reject."""
-    from ..stages.modeldrafts import load_drafter
+    from ..modeldrafts import load_drafter
 
     try:
         load_drafter(path)

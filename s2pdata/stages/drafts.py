@@ -436,6 +436,12 @@ def replay_draft(
     params = unpack_draft(params)
     if draft_style(params) == "model":
         return replay_mistakes(color, params, regions=regions, sketch=sketch)
+    if isinstance(params, dict) and params.get("style") == "checkpoint":
+        raise ValueError(
+            f"params: this draft is a draft model's output (checkpoint sha256 {str(params.get('sha256'))[:12]}...), "
+            "not a synthetic draft; re-create it with s2pdata.modeldrafts.replay_checkpoint_draft(record, sketch, "
+            "hint, checkpoint), the checkpoint named in dataset.json"
+        )
     if not isinstance(params, dict) or params.get("version") != DRAFT_VERSION:
         raise ValueError(f"params must be a make_draft record with version {DRAFT_VERSION}, got {str(params)[:120]}")
     rec = params["pool"]

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from s2pdata._check import check_array
+from ._check import check_array
 
 CHECKPOINT_STYLE = "checkpoint"  # the "style" of a draft record that is a network's output
 DEVICE_ENV = "S2PDATA_DRAFTS_DEVICE"
@@ -50,7 +50,7 @@ def file_sha256(path) -> str:
 
 def drafts_device() -> str:
     """Where the draft network runs: ``$S2PDATA_DRAFTS_DEVICE``, else CUDA when present, else the CPU."""
-    from s2pdata.evaluate import resolve_device
+    from .evaluate import resolve_device
 
     return resolve_device(os.environ.get(DEVICE_ENV) or "auto")
 
@@ -81,7 +81,7 @@ def checkpoint_info(path) -> dict:
             raise
         raise ValueError(f"{ARG} runs a network and needs torch: pip install 's2pdata[torch]'") from None
 
-    from s2pdata.evaluate import load_model
+    from .evaluate import load_model
 
     if not isinstance(path, (str, Path)) or not str(path):
         raise ValueError(f"{ARG} must be the path of a draft checkpoint (RUN_DIR/ckpt.pt), got {path!r}")
@@ -135,7 +135,7 @@ class CheckpointDrafter:
     """
 
     def __init__(self, path, device: str | None = None):
-        from s2pdata.colorize import Colorizer
+        from .colorize import Colorizer
 
         self.path = str(path)
         self.device = device or drafts_device()
@@ -200,7 +200,7 @@ def replay_checkpoint_draft(record: dict, sketch: np.ndarray, hint: np.ndarray, 
     -----
     (H, W) uint8, (H, W, 4) uint8 -> (H, W, 3) uint8
     """
-    from s2pdata.stages.drafts import unpack_draft
+    from .stages.drafts import unpack_draft
 
     record = unpack_draft(record)
     if not is_checkpoint_draft(record):
