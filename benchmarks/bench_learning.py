@@ -187,7 +187,7 @@ def mix_flags(args) -> tuple:
 
 def train_shards(args, variant: str) -> Path:
     """The build a refiner variant reads: the mix build for (a'), the paper's for the others."""
-    return Path(args.work) / ("train-mix" if variant == "mix" else "train")
+    return Path(args.work) / (f"train-mix{args.draft_mix}" if variant == "mix" else "train")
 
 
 def batches(shards: Path, stage: str, args, seed: int, drafter=None):
@@ -752,8 +752,8 @@ def run(args) -> int:
     ensure_build(work / "train", args.train_n, 1, args.size, workers=bw)
     held_paper = ensure_build(work / "heldout", args.held_n, 2, args.size, workers=bw)
     if not args.only_draft:
-        ensure_build(work / "train-mix", args.train_n, 1, args.size, mix_flags(args), bw)
-        held_mix = ensure_build(work / "heldout-mix", args.held_n, 2, args.size, mix_flags(args), bw)
+        ensure_build(train_shards(args, "mix"), args.train_n, 1, args.size, mix_flags(args), bw)
+        held_mix = ensure_build(work / f"heldout-mix{args.draft_mix}", args.held_n, 2, args.size, mix_flags(args), bw)
     held = load_heldout(held_paper, args.eval_n)
     print(settings_line(args), flush=True)
     if args.only_draft:
