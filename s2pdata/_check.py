@@ -170,6 +170,13 @@ def check_positive(name: str, value: object) -> float:
     return _check_number(name, value, "a finite number > 0", lambda v: v > 0)
 
 
+def check_probability(name: str, value: object) -> float:
+    """A number in [0, 1] (not a bool), returned as float; ``ValueError`` naming ``name`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
+    return float(value)
+
+
 def check_range(name: str, value: object, low: float, high: float) -> float:
     """A finite number in ``[low, high]``, returned as float.
 

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from . import SCHEMA_VERSION
-from ._check import check_choice
+from ._check import check_choice, check_probability
 from ._rng import sample_rng
 from .decode import CROPS, DecodeError, decode_fitted
 from .modeldrafts import load_drafter
@@ -91,8 +91,7 @@ class SynthConfig:
                 f"got sketch={self.sketch!r}; set sketch='learned' or drop the weights"
             )
         check_choice("sketch_style", self.sketch_style, SKETCH_STYLES)
-        if not isinstance(self.rough_weight, (int, float)) or not 0 <= self.rough_weight <= 1:
-            raise ValueError(f"rough_weight must be a probability in [0, 1], got {self.rough_weight!r}")
+        check_probability("rough_weight", self.rough_weight)
         fields = tuple(self.fields)
         for name in fields:
             check_choice("fields", name, OPTIONAL_FIELDS)
@@ -106,12 +105,7 @@ class SynthConfig:
         if not isinstance(self.exact_decode, bool):
             raise ValueError(f"exact_decode must be a bool, got {self.exact_decode!r}")
         check_choice("draft_style", self.draft_style, DRAFT_STYLES)
-        if (
-            isinstance(self.draft_mix, bool)
-            or not isinstance(self.draft_mix, (int, float))
-            or not 0 <= self.draft_mix <= 1
-        ):
-            raise ValueError(f"draft_mix must be a probability in [0, 1], got {self.draft_mix!r}")
+        check_probability("draft_mix", self.draft_mix)
         self._check_drafts_from()
 
     def _check_drafts_from(self) -> None:
@@ -120,8 +114,7 @@ class SynthConfig:
         if not isinstance(self.drafts_from, str):
             raise ValueError(f"drafts_from must be the path of a draft checkpoint (str), got {self.drafts_from!r}")
         p = self.drafts_from_p
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
-            raise ValueError(f"drafts_from_p must be a probability in [0, 1], got {p!r}")
+        check_probability("drafts_from_p", p)
         if not self.drafts_from and p != 1:
             raise ValueError(
                 f"drafts_from_p={p!r} is only used with drafts_from (--drafts-from CKPT); give a draft "

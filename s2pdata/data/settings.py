@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from typing import Annotated, Any, Concatenate, Literal, ParamSpec, TypeVar
 
-from .._check import check_choice
+from .._check import check_choice, check_probability
 
 Mode = Literal["resampled", "exact"]
 Stage = Literal["draft", "refine"]
@@ -307,12 +307,7 @@ class StreamSettings:
     def __post_init__(self) -> None:
         check_choice("mode", self.mode, MODES)
         check_choice("draft_style", self.draft_style, DRAFT_STYLES)
-        if (
-            isinstance(self.draft_mix, bool)
-            or not isinstance(self.draft_mix, (int, float))
-            or not 0 <= self.draft_mix <= 1
-        ):
-            raise ValueError(f"draft_mix must be a probability in [0, 1], got {self.draft_mix!r}")
+        check_probability("draft_mix", self.draft_mix)
         _check_ints(
             batch_size=(self.batch_size, 1),
             world_size=(self.world_size, 1),
