@@ -190,16 +190,18 @@ def train_shards(args, variant: str) -> Path:
     return Path(args.work) / (f"train-mix{args.draft_mix}" if variant == "mix" else "train")
 
 
-def batches(shards: Path, stage: str, args, seed: int, drafter=None):
+def batches(shards: Path, stage: str, args, seed: int, drafter=None, variant: str = "a"):
     """Endless training batches on ``args.device``; hints re-drawn at ``--hint-p`` density when it is set.
 
     ``drafter``: a draft model whose output on the crop (its sketch and stored hints, as the
-    held-out drafts are made) replaces the stored draft.
+    held-out drafts are made) replaces the stored draft. With ``--online-drafts`` the (a') stream
+    draws its fresh drafts from the mix too.
     """
+    online = args.online_drafts and stage == "refine" and drafter is None
+    style = {"draft_style": "mix", "draft_mix": args.draft_mix} if online and variant == "mix" else {}
     loader = make_loader(
         str(shards), stage=stage, batch_size=args.batch, num_workers=args.workers, mode="resampled", seed=seed,
-        crop=args.crop, flip=True, online_hints=False, online_drafts=args.online_drafts and stage == "refine",
-        shuffle_buffer=64,
+        crop=args.crop, flip=True, online_hints=False, online_drafts=online, shuffle_buffer=64, **style,
     )  # fmt: skip
     n = 0
     for batch in loader:
@@ -350,7 +352,7 @@ def run_job(job: tuple) -> dict:
         info = fit(G, draft_loss(args), stream, args.draft_steps, args, f"draft s{seed}")
     else:
         drafter = load_model(args, "draft", seed)[0] if variant == "model" else None
-        stream = batches(train_shards(args, variant), stage, args, seed, drafter)
+        stream = batches(train_shards(args, variant), stage, args, seed, drafter, variant)
         info = fit(G, refine_loss(variant == "b"), stream, args.refine_steps, args, f"refine {variant} s{seed}")
     path = model_path(args, stage, seed, variant)
     path.parent.mkdir(parents=True, exist_ok=True)
