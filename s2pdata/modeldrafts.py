@@ -31,21 +31,11 @@ from pathlib import Path
 import numpy as np
 
 from ._check import check_array
+from .stages.learned import file_sha256
 
 CHECKPOINT_STYLE = "checkpoint"  # the "style" of a draft record that is a network's output
 DEVICE_ENV = "S2PDATA_DRAFTS_DEVICE"
 ARG = "drafts_from (--drafts-from)"
-
-
-def file_sha256(path) -> str:
-    """sha256 of a file, read in 1 MiB blocks."""
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def drafts_device() -> str:
