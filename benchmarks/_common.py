@@ -36,3 +36,18 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def stored_drafts(n: int, seed: int, pool, cfg) -> list[tuple[dict, np.ndarray]]:
+    """``(decoded sample, its draft0.jpg bytes)`` of the first ``n`` demo pictures built with ``cfg``
+    (drafts pasted from ``pool``): what an online draft is measured against (decoding the stored one)."""
+    from s2pdata.demo import demo_bytes, demo_key
+    from s2pdata.shards import decode_sample, encode_sample
+    from s2pdata.synth import make_sample
+
+    out = []
+    for i in range(n):
+        sample = make_sample(demo_bytes(i, seed=seed)[0], key=demo_key(i), seed=seed, cfg=cfg, pool=pool)
+        raw = encode_sample(sample, cfg.schema())
+        out.append((decode_sample(raw), np.frombuffer(raw["draft0.jpg"], np.uint8)))
+    return out

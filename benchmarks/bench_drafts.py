@@ -32,18 +32,17 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from _common import best_of, jpeg_q95_round_trip  # noqa: E402  (benchmarks/ is on sys.path)
+from _common import best_of, jpeg_q95_round_trip, stored_drafts  # noqa: E402  (benchmarks/ is on sys.path)
 
 from s2pdata._jit import single_thread, warmup  # noqa: E402
 from s2pdata._rng import sample_rng  # noqa: E402
 from s2pdata.decode import decode_image, fit_size  # noqa: E402
 from s2pdata.demo import demo_bytes, demo_key  # noqa: E402
 from s2pdata.pool import PatchPool  # noqa: E402
-from s2pdata.shards import decode_sample, encode_sample  # noqa: E402
 from s2pdata.stages.drafts import make_draft, paste_patches  # noqa: E402
 from s2pdata.stages.spray import SprayParams, apply_spray  # noqa: E402
 from s2pdata.stages.warp import AffineParams, make_affine_params, warp_batch_torch, warp_image  # noqa: E402
-from s2pdata.synth import SynthConfig, make_sample, online_sample, pool_patches  # noqa: E402
+from s2pdata.synth import SynthConfig, online_sample, pool_patches  # noqa: E402
 
 
 def demo_512(index: int, seed: int) -> np.ndarray:
@@ -111,13 +110,7 @@ def draft_costs(args) -> tuple[list[str], dict]:
 def online_costs(args, pool: PatchPool) -> tuple[list[str], dict]:
     """Online draft ms/sample (memory-mapped pool; own regions) against decoding the stored draft0.jpg."""
     cfg = SynthConfig(size=512, drafts=1)
-    stored = []
-    for i in range(args.n):
-        raw = encode_sample(
-            make_sample(demo_bytes(i, seed=args.seed)[0], key=demo_key(i), seed=args.seed, cfg=cfg, pool=pool),
-            cfg.schema(),
-        )
-        stored.append((decode_sample(raw), np.frombuffer(raw["draft0.jpg"], np.uint8)))
+    stored = stored_drafts(args.n, args.seed, pool, cfg)
     sums = {"decode": 0.0, "pool": 0.0, "own": 0.0}
     with tempfile.TemporaryDirectory() as tmp:
         pool.save(tmp)

@@ -177,6 +177,14 @@ def error_of(call) -> str:
     return line
 
 
+def recipe_error(cli: str, recipe, text: str) -> str:
+    """The one-line message the ``cli`` ("build", "draft" or "refine") fails with on a recipe of ``text``."""
+    recipe.write_text(text + "\n")
+    if cli == "build":
+        return error_of(lambda: build_config("--recipe", str(recipe)))
+    return error_of(lambda: train_config(TRAIN[cli], "--recipe", str(recipe)))
+
+
 def test_shipped_recipes_cover_the_pins():
     assert sorted(p.stem for p in RECIPES.glob("*.toml")) == sorted(SHIPPED)
 
@@ -253,11 +261,7 @@ def test_a_recipe_may_mix_the_styles_but_not_give_a_key_twice(tmp_path):
 )
 def test_an_unknown_key_names_the_closest_key_the_recipe_and_the_fix(cli, text, near, tmp_path):
     recipe = tmp_path / "r.toml"
-    recipe.write_text(text + "\n")
-    if cli == "build":
-        line = error_of(lambda: build_config("--recipe", str(recipe)))
-    else:
-        line = error_of(lambda: train_config(TRAIN[cli], "--recipe", str(recipe)))
+    line = recipe_error(cli, recipe, text)
     written = text.split(" ")[0]
     assert f"recipe {recipe}: unknown key {written!r}; did you mean {near!r}? Rename it in the recipe" in line
     assert "--help lists every key" in line
@@ -293,11 +297,7 @@ def test_an_unknown_flag_names_the_closest_flag_in_both_clis():
 )
 def test_a_wrong_type_names_the_key_the_value_and_the_type(cli, text, says, tmp_path):
     recipe = tmp_path / "r.toml"
-    recipe.write_text(text + "\n")
-    if cli == "build":
-        line = error_of(lambda: build_config("--recipe", str(recipe)))
-    else:
-        line = error_of(lambda: train_config(TRAIN[cli], "--recipe", str(recipe)))
+    line = recipe_error(cli, recipe, text)
     assert says in line and str(recipe) in line
 
 
